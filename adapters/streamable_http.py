@@ -1,0 +1,22 @@
+"""Remote servers over Streamable HTTP (MCP 2025-03-26 and later, both eras)."""
+
+from __future__ import annotations
+
+from mcp.client._transport import Transport
+from mcp.client.streamable_http import streamable_http_client
+
+from adapters.http_pool import HttpPool
+
+__all__ = ["streamable_http_transport"]
+
+
+def streamable_http_transport(
+    url: str, pool: HttpPool, *, headers: dict[str, str] | None = None, timeout_seconds: float = 60.0
+) -> Transport:
+    """A Streamable HTTP transport to `url` over the shared pool, with the server's own headers.
+
+    The handshake-era session is terminated with `DELETE` when the transport exits.
+    """
+    return streamable_http_client(
+        url, http_client=pool.client(headers=headers, timeout_seconds=timeout_seconds), terminate_on_close=True
+    )

@@ -1,0 +1,85 @@
+"""Composition root: config -> catalog, fleet, router, endpoint -> a running service."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+
+import anyio
+from starlette.types import ASGIApp
+
+from hub.catalog import Catalog
+from hub.config import HubConfig, load_config, parse_config
+from hub.endpoint import Endpoint
+from hub.router import Router
+from hub.servers import Fleet
+
+__all__ = ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config"]
+
+DEFAULT_CONFIG_NAME = "hub.yaml"
+CONFIG_ENV = "MCPHUB_CONFIG"
+
+
+def demo_config() -> tuple[HubConfig, str]:
+    """The embedded demo fleet (mcp-server-time and read-only mcp-server-git) and its name."""
+    text = resources.files("hub").joinpath("fleets/demo.yaml").read_text(encoding="utf-8")
+    import yaml
+
+    return parse_config(yaml.safe_load(text), file="<embedded demo fleet>"), "<embedded demo fleet>"
+
+
+def resolve_config(path: str | None) -> tuple[HubConfig, str]:
+    """The config to run: `path`, else `$MCPHUB_CONFIG`, else `./hub.yaml`, else the demo fleet.
+
+    :raises ConfigError: the chosen file is unreadable or invalid.
+    """
+    chosen = path or os.environ.get(CONFIG_ENV)
+    if chosen:
+        return load_config(chosen), chosen
+    if Path(DEFAULT_CONFIG_NAME).is_file():
+        return load_config(DEFAULT_CONFIG_NAME), DEFAULT_CONFIG_NAME
+    return demo_config()
+
+
+class Hub:
+    """The hub's objects, wired: `catalog` <- `fleet` snapshots; `endpoint` -> `router` -> `fleet`.
+
+    :param config: the validated config.
+    :param on_started: awaited once every server has finished its first start attempt.
+    """
+
+    def __init__(self, config: HubConfig, *, on_started: Callable[[Hub], Awaitable[None]] | None = None) -> None:
+        self.config = config
+        self.catalog = Catalog(config)
+        self.fleet = Fleet(config, on_snapshot=self.catalog.set_snapshot)
+        self.router = Router(self.fleet)
+        self.endpoint = Endpoint(config, self.catalog, self.fleet, self.router)
+        self._on_started = on_started
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Hub]:
+        """Start every server (each in its own supervised task) and stop them all on exit."""
+        async with self.fleet, anyio.create_task_group() as tg:
+            if self._on_started is not None:
+                tg.start_soon(self._announce_started)
+            yield self
+            tg.cancel_scope.cancel()
+
+    async def _announce_started(self) -> None:
+        longest = max((s.timeout_seconds for s in self.config.servers.values()), default=0.0)
+        await self.fleet.wait_first_attempts(longest + 5.0)
+        assert self._on_started is not None
+        await self._on_started(self)
+
+    def http_app(self) -> ASGIApp:
+        """The HTTP app; its lifespan runs the fleet."""
+
+        @contextlib.asynccontextmanager
+        async def lifespan() -> AsyncIterator[None]:
+            async with self.running():
+                yield
+
+        return self.endpoint.http_app(lifespan)

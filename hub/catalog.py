@@ -1,0 +1,202 @@
+"""The catalog: every ready server's tools, resources, resource templates and prompts, merged
+under exposed names, with the route table that maps each exposed name back to its owner.
+
+Each server contributes a `ServerSnapshot` (its full listing, original names); the catalog
+rebuilds the merged view whenever one changes and tells its listeners which kinds changed, so
+the endpoint can send `notifications/*/list_changed` (handshake era) or publish a
+`subscriptions/listen` event (modern era). A server that is down contributes nothing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import mcp_types as types
+
+from hub.config import HubConfig, ServerConfig
+from hub.naming import assign_names, exposed_resource_uri, split_resource_uri
+from hub.servers import ServerSnapshot
+
+__all__ = ["Catalog", "ChangeListener", "Kind", "Route", "ServerView"]
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["tools", "resources", "resource_templates", "prompts"]
+KINDS: tuple[Kind, ...] = ("tools", "resources", "resource_templates", "prompts")
+
+ChangeListener = Callable[[str, frozenset[Kind]], Awaitable[None]]
+"""Called with the server_id whose snapshot changed and the kinds whose merged listing changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One exposed name (or URI) and the server that owns it."""
+
+    kind: Kind
+    exposed: str
+    server_id: str
+    original: str
+    note: str | None = None
+    """Why the exposed name is not the plain `<prefix>__<original>` (sanitized, shortened, collision)."""
+
+
+def _included(name: str, config: ServerConfig) -> bool:
+    rules = config.tools
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in rules.include) and not any(
+        fnmatch.fnmatchcase(name, pattern) for pattern in rules.exclude
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerView:
+    """One server's listing as served at `/servers/<server_id>/mcp`: original names, filters applied."""
+
+    tools: tuple[types.Tool, ...]
+    resources: tuple[types.Resource, ...]
+    resource_templates: tuple[types.ResourceTemplate, ...]
+    prompts: tuple[types.Prompt, ...]
+    tool_names: frozenset[str]
+    prompt_names: frozenset[str]
+
+
+_EMPTY_VIEW = ServerView((), (), (), (), frozenset(), frozenset())
+
+
+class Catalog:
+    """The merged, namespaced catalog and its route table (in memory; rebuilt on every change).
+
+    :param config: the fleet; gives each server's prefix and tool filters.
+    """
+
+    def __init__(self, config: HubConfig) -> None:
+        self._configs = dict(config.servers)
+        self._snapshots: dict[str, ServerSnapshot] = {}
+        self._views: dict[str, ServerView] = {}
+        self._listeners: list[ChangeListener] = []
+        self.tools: tuple[types.Tool, ...] = ()
+        self.resources: tuple[types.Resource, ...] = ()
+        self.resource_templates: tuple[types.ResourceTemplate, ...] = ()
+        self.prompts: tuple[types.Prompt, ...] = ()
+        self._tool_routes: dict[str, Route] = {}
+        self._prompt_routes: dict[str, Route] = {}
+        self._resource_routes: list[Route] = []
+        self._template_routes: list[Route] = []
+        self._input_schemas: dict[str, dict[str, object]] = {}
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Register a coroutine called after every change with the kinds that changed."""
+        self._listeners.append(listener)
+
+    async def set_snapshot(self, server_id: str, snapshot: ServerSnapshot | None) -> None:
+        """Replace one server's contribution (None: it contributes nothing) and tell listeners."""
+        if snapshot is None:
+            self._snapshots.pop(server_id, None)
+        else:
+            self._snapshots[server_id] = snapshot
+        changed = self._rebuild()
+        if changed:
+            logger.info("catalog changed (%s): %d tools, %d resources, %d resource templates, %d prompts",
+                        ", ".join(sorted(changed)), len(self.tools), len(self.resources),
+                        len(self.resource_templates), len(self.prompts))
+            for listener in list(self._listeners):
+                try:
+                    await listener(server_id, changed)
+                except Exception:
+                    logger.exception("a catalog change listener failed")
+
+    def _rebuild(self) -> frozenset[Kind]:
+        snapshots = {sid: snap for sid, snap in sorted(self._snapshots.items()) if sid in self._configs}
+        views = {sid: self._make_view(sid, snap) for sid, snap in snapshots.items()}
+        before = (self.tools, self.resources, self.resource_templates, self.prompts)
+
+        tool_defs = {(sid, tool.name): tool for sid, view in views.items() for tool in view.tools}
+        tool_names = assign_names(
+            (sid, self._configs[sid].exposed_prefix(sid), [t.name for t in view.tools]) for sid, view in views.items()
+        )
+        prompt_defs = {(sid, prompt.name): prompt for sid, view in views.items() for prompt in view.prompts}
+        prompt_names = assign_names(
+            (sid, self._configs[sid].exposed_prefix(sid), [p.name for p in view.prompts]) for sid, view in views.items()
+        )
+        self._tool_routes = {a.exposed: Route("tools", a.exposed, a.server_id, a.original, a.note) for a in tool_names}
+        self._prompt_routes = {
+            a.exposed: Route("prompts", a.exposed, a.server_id, a.original, a.note) for a in prompt_names
+        }
+        self.tools = tuple(tool_defs[(a.server_id, a.original)].model_copy(update={"name": a.exposed}) for a in tool_names)
+        self.prompts = tuple(
+            prompt_defs[(a.server_id, a.original)].model_copy(update={"name": a.exposed}) for a in prompt_names
+        )
+        self._input_schemas = {tool.name: tool.input_schema for tool in self.tools}
+
+        self._resource_routes = [
+            Route("resources", exposed_resource_uri(sid, r.uri), sid, r.uri) for sid, v in views.items() for r in v.resources
+        ]
+        self.resources = tuple(
+            r.model_copy(update={"uri": exposed_resource_uri(sid, r.uri)}) for sid, v in views.items() for r in v.resources
+        )
+        self._template_routes = [
+            Route("resource_templates", exposed_resource_uri(sid, t.uri_template), sid, t.uri_template)
+            for sid, v in views.items()
+            for t in v.resource_templates
+        ]
+        self.resource_templates = tuple(
+            t.model_copy(update={"uri_template": exposed_resource_uri(sid, t.uri_template)})
+            for sid, v in views.items()
+            for t in v.resource_templates
+        )
+        self._views = views
+        after = (self.tools, self.resources, self.resource_templates, self.prompts)
+        return frozenset(kind for kind, old, new in zip(KINDS, before, after, strict=True) if old != new)
+
+    def _make_view(self, server_id: str, snapshot: ServerSnapshot) -> ServerView:
+        config = self._configs[server_id]
+        tools = tuple(tool for tool in snapshot.tools if _included(tool.name, config))
+        return ServerView(
+            tools=tools,
+            resources=snapshot.resources,
+            resource_templates=snapshot.resource_templates,
+            prompts=snapshot.prompts,
+            tool_names=frozenset(tool.name for tool in tools),
+            prompt_names=frozenset(prompt.name for prompt in snapshot.prompts),
+        )
+
+    # ---- lookups (the request path: dictionary reads only) ----
+
+    def tool_route(self, exposed: str) -> Route | None:
+        """The route of an exposed tool name, or None."""
+        return self._tool_routes.get(exposed)
+
+    def prompt_route(self, exposed: str) -> Route | None:
+        """The route of an exposed prompt name, or None."""
+        return self._prompt_routes.get(exposed)
+
+    def tool_input_schema(self, exposed: str) -> dict[str, object] | None:
+        """The input schema of an exposed tool (for the modern era's `Mcp-Param-*` checks)."""
+        return self._input_schemas.get(exposed)
+
+    def resource_owner(self, exposed_uri: str) -> tuple[str, str] | None:
+        """`(server_id, original uri)` for an exposed resource URI or URI template, or None when
+        its `<server_id>+` part names no configured server."""
+        split = split_resource_uri(exposed_uri)
+        if split is None or split[0] not in self._configs:
+            return None
+        return split
+
+    def routes(self) -> list[Route]:
+        """Every route, tools first, each kind in exposed-name order."""
+        return [
+            *sorted(self._tool_routes.values(), key=lambda r: r.exposed),
+            *sorted(self._resource_routes, key=lambda r: r.exposed),
+            *sorted(self._template_routes, key=lambda r: r.exposed),
+            *sorted(self._prompt_routes.values(), key=lambda r: r.exposed),
+        ]
+
+    def server_view(self, server_id: str) -> ServerView:
+        """One server's own listing (original names), empty while it is down."""
+        return self._views.get(server_id, _EMPTY_VIEW)
+
+    def server_ids(self) -> Iterable[str]:
+        return self._configs.keys()

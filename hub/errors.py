@@ -1,0 +1,80 @@
+"""The hub's error hierarchy; JSON-RPC translation happens once, in the endpoint.
+
+```
+HubError
++-- ConfigError            bad file or values; the CLI exits 2
++-- ServerError            .server_id
+|   +-- ServerUnavailable  could not start/connect, or the connection broke
+|   +-- ServerTimeout      also a TimeoutError
+|   +-- ServerProtocolError  the server broke MCP
++-- RouteNotFound          -> JSON-RPC -32602 naming what was asked for
++-- AuthError              -> HTTP 401 / 403
+```
+
+An `MCPError` answered by a server passes through with its code; a `CallToolResult` with
+`isError: true` is data, not an exception.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "HubError",
+    "RouteNotFound",
+    "ServerError",
+    "ServerProtocolError",
+    "ServerTimeout",
+    "ServerUnavailable",
+]
+
+
+class HubError(Exception):
+    """Base of every error the hub raises on purpose."""
+
+
+class ConfigError(HubError):
+    """A config file or value is wrong.
+
+    `str(err)` is one line: `<file>: <key.path>: <reason>` (parts omitted when unknown).
+    """
+
+    def __init__(self, reason: str, *, file: str | None = None, key_path: str | None = None) -> None:
+        self.reason = reason
+        self.file = file
+        self.key_path = key_path
+        super().__init__(": ".join(part for part in (file, key_path, reason) if part))
+
+
+class ServerError(HubError):
+    """Something went wrong with one server; `server_id` names it."""
+
+    def __init__(self, server_id: str, message: str) -> None:
+        self.server_id = server_id
+        self.message = message
+        super().__init__(f"server '{server_id}': {message}")
+
+
+class ServerUnavailable(ServerError):
+    """The server could not be started or reached, or its connection broke."""
+
+
+class ServerTimeout(ServerError, TimeoutError):
+    """The server did not answer within its timeout; it was sent a cancellation."""
+
+
+class ServerProtocolError(ServerError):
+    """The server answered something that is not valid MCP."""
+
+
+class RouteNotFound(HubError):
+    """No route has the name or URI a client asked for (JSON-RPC -32602 at the endpoint)."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"unknown {kind}: {name!r}")
+
+
+class AuthError(HubError):
+    """The caller is not authenticated (401) or not allowed (403)."""

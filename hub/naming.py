@@ -1,0 +1,146 @@
+"""Exposed names <-> (server_id, original name): pure functions, no I/O.
+
+Rules (DESIGN.md "Names"):
+
+- A tool or prompt is exposed as `<prefix>__<original>` (prefix = server_id unless configured),
+  or as `<original>` when the server's prefix is `false`.
+- Every exposed name matches `^[A-Za-z0-9_-]{1,64}$`: valid under SEP-986 (MCP tool names,
+  `[A-Za-z0-9_.-]{1,128}`) and under the function-name rules of the major LLM APIs. Other
+  characters become `_`; a name over 64 characters keeps its head and gets `_` + 8 hex digits of
+  a SHA-256 over (server_id, original).
+- Collisions are resolved without looking at the order servers were added, so adding or
+  removing a server never renames another server's tools, except where two servers both expose
+  original names (`prefix: false`) and clash: then every clashing unprefixed name falls back to
+  `<server_id>__<original>`, which is unique by construction (a server_id has no `_`).
+  Inside one server, an original that survives sanitising unchanged keeps its name and the
+  others that sanitise to it get a hash suffix.
+- Resource URIs and URI templates are exposed as `<server_id>+<original>`; a server_id never
+  holds `+`, so `split_resource_uri` reverses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "NAME_PATTERN",
+    "SEPARATOR",
+    "NameAssignment",
+    "assign_names",
+    "exposed_resource_uri",
+    "sanitize",
+    "split_resource_uri",
+]
+
+MAX_NAME_LENGTH = 64
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SEPARATOR = "__"
+_INVALID = re.compile(r"[^A-Za-z0-9_-]")
+_HASH_HEX_DIGITS = 8
+
+
+def _digest(*parts: str, digits: int = _HASH_HEX_DIGITS) -> str:
+    return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:digits]
+
+
+def sanitize(name: str) -> str:
+    """Replace every character outside `[A-Za-z0-9_-]` with `_` (an empty name becomes `_`)."""
+    return _INVALID.sub("_", name) or "_"
+
+
+def _fit(name: str, server_id: str, original: str, *, force_hash: bool = False, digits: int = _HASH_HEX_DIGITS) -> str:
+    """Shorten to MAX_NAME_LENGTH with a hash suffix; `force_hash` adds the suffix regardless."""
+    if len(name) <= MAX_NAME_LENGTH and not force_hash:
+        return name
+    suffix = "_" + _digest(server_id, original, digits=digits)
+    return name[: MAX_NAME_LENGTH - len(suffix)] + suffix
+
+
+@dataclass(frozen=True, slots=True)
+class NameAssignment:
+    """The exposed name chosen for one (server_id, original) pair."""
+
+    server_id: str
+    original: str
+    exposed: str
+    note: str | None = None
+    """Why the exposed name differs from the plain `<prefix>__<original>`, for `mcphub check`."""
+
+
+def _server_names(server_id: str, prefix: str | None, originals: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    """Names for one server's originals, resolving clashes inside the server only."""
+    head = f"{prefix}{SEPARATOR}" if prefix is not None else ""
+    candidates: dict[str, list[str]] = {}
+    for original in dict.fromkeys(originals):
+        candidates.setdefault(_fit(head + sanitize(original), server_id, original), []).append(original)
+    result: dict[str, tuple[str, str | None]] = {}
+    for name, group in candidates.items():
+        for original in group:
+            exact = head + original == name
+            if len(group) == 1 or exact:
+                note = None if exact else ("sanitized" if len(head + sanitize(original)) <= MAX_NAME_LENGTH else "shortened")
+                result[original] = (name, note)
+            else:
+                result[original] = (_fit(head + sanitize(original), server_id, original, force_hash=True), "collision")
+    return result
+
+
+def assign_names(servers: Iterable[tuple[str, str | None, Sequence[str]]]) -> list[NameAssignment]:
+    """Choose exposed names for every server's originals (tools, or prompts: call once per kind).
+
+    :param servers: `(server_id, prefix or None for original names, originals)` per server.
+    :returns: one `NameAssignment` per distinct (server_id, original), exposed names all distinct
+        and all matching `NAME_PATTERN`. The result does not depend on the order of `servers`.
+    """
+    per_server = {server_id: (prefix, _server_names(server_id, prefix, originals)) for server_id, prefix, originals in servers}
+    owners: dict[str, list[str]] = {}
+    for server_id, (_, names) in per_server.items():
+        for name, _note in names.values():
+            owners.setdefault(name, []).append(server_id)
+    assignments: list[NameAssignment] = []
+    for server_id in sorted(per_server):
+        prefix, names = per_server[server_id]
+        for original, (name, note) in names.items():
+            if len(owners[name]) > 1 and prefix is None:
+                # Unprefixed names lose a clash; `<server_id>__` is unique to this server.
+                fallback = _server_names(server_id, server_id, [original])[original]
+                name, note = fallback[0], "collision"
+            assignments.append(NameAssignment(server_id, original, name, note))
+    return _settle_hash_clashes(assignments)
+
+
+def _settle_hash_clashes(assignments: list[NameAssignment]) -> list[NameAssignment]:
+    """Two shortened names sharing head and 8-digit hash: widen the hash of both to 16 digits."""
+    counts: dict[str, int] = {}
+    for item in assignments:
+        counts[item.exposed] = counts.get(item.exposed, 0) + 1
+    if all(count == 1 for count in counts.values()):
+        return assignments
+    return [
+        item
+        if counts[item.exposed] == 1
+        else NameAssignment(
+            item.server_id,
+            item.original,
+            _fit(item.exposed[: -_HASH_HEX_DIGITS - 1], item.server_id, item.original, force_hash=True, digits=16),
+            "collision",
+        )
+        for item in assignments
+    ]
+
+
+def exposed_resource_uri(server_id: str, uri: str) -> str:
+    """`<server_id>+<uri>` (also for URI templates)."""
+    return f"{server_id}+{uri}"
+
+
+def split_resource_uri(exposed: str) -> tuple[str, str] | None:
+    """Reverse `exposed_resource_uri`: `(server_id, original uri)`, or None when there is no `+`."""
+    server_id, plus, uri = exposed.partition("+")
+    if not plus or not server_id:
+        return None
+    return server_id, uri

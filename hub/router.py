@@ -1,0 +1,64 @@
+"""Dispatch of routed requests to the server connection that owns them.
+
+The endpoint resolves an exposed name to a `Route` (catalog); the router sends the request to
+that route's server under the original name, within the server's `timeout_seconds`, and returns
+the server's result unchanged (content, structuredContent, isError). Retry, fallback and circuit
+breaking belong here too (see the resilience issue); today a route has exactly one server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import mcp_types as types
+
+from hub.errors import ServerUnavailable
+from hub.servers import Fleet, ServerConnection
+
+__all__ = ["ProgressFn", "Router"]
+
+ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+"""`(progress, total, message)`, as `notifications/progress` carries them."""
+
+
+class Router:
+    """Sends requests to server connections by server_id.
+
+    :raises ServerUnavailable: (every method) the server is not configured or not connected.
+    :raises ServerTimeout: (every method) no answer within the server's `timeout_seconds`.
+    :raises MCPError: (every method) the server's own error response, code unchanged.
+    """
+
+    def __init__(self, fleet: Fleet) -> None:
+        self._fleet = fleet
+
+    def _connection(self, server_id: str) -> ServerConnection:
+        connection = self._fleet.get(server_id)
+        if connection is None:
+            raise ServerUnavailable(server_id, "not configured")
+        return connection
+
+    async def call_tool(
+        self, server_id: str, name: str, arguments: dict[str, Any] | None, progress: ProgressFn | None = None
+    ) -> types.CallToolResult:
+        """`tools/call` of original tool `name` on `server_id`; progress is relayed to `progress`."""
+        return await self._connection(server_id).call_tool(name, arguments, progress_callback=progress)
+
+    async def read_resource(self, server_id: str, uri: str) -> types.ReadResourceResult:
+        """`resources/read` of original `uri` on `server_id`."""
+        return await self._connection(server_id).read_resource(uri)
+
+    async def get_prompt(self, server_id: str, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
+        """`prompts/get` of original prompt `name` on `server_id`."""
+        return await self._connection(server_id).get_prompt(name, arguments)
+
+    async def complete(
+        self,
+        server_id: str,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: dict[str, str],
+        context_arguments: dict[str, str] | None,
+    ) -> types.CompleteResult:
+        """`completion/complete` on `server_id`; `ref` already carries the original name or URI template."""
+        return await self._connection(server_id).complete(ref, argument, context_arguments)

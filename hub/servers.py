@@ -1,0 +1,527 @@
+"""Server connections: one supervised MCP client session per configured server.
+
+Each `ServerConnection` runs in a task of its own (`Fleet` starts them), so one server failing to
+start, crashing or hanging never cancels or delays another (SDK-NOTES.md section 7, gotcha 1: a
+broken Streamable HTTP transport cancels the task that entered the `Client`, so that task must be
+the connection's own supervisor and nothing else).
+
+Life of a connection::
+
+    starting --connected and listed--> ready --connection lost--> restarting --> ready ...
+        \\--could not start--> failed (retrying with backoff) --> ready
+    any --Fleet stops--> stopped
+
+While a server is not ready it contributes nothing to the catalog, and calls routed to it fail
+at once with `ServerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import math
+import logging
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import httpx2
+import mcp_types as types
+from mcp import Client, MCPError
+from mcp.client._transport import Transport, TransportStreams
+from mcp_types import CONNECTION_CLOSED, METHOD_NOT_FOUND, REQUEST_TIMEOUT
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from adapters import HttpPool, sse_transport, stdio_transport, streamable_http_transport
+from hub.config import HubConfig, ServerConfig
+from hub.errors import ServerError, ServerProtocolError, ServerTimeout, ServerUnavailable
+
+__all__ = ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState"]
+
+logger = logging.getLogger(__name__)
+
+MAX_LIST_PAGES: Final = 1000
+"""A server whose pagination does not end after this many pages is treated as broken."""
+BACKOFF_INITIAL_SECONDS: Final = 0.5
+BACKOFF_MAX_SECONDS: Final = 30.0
+_MODERN: Final = MODERN_PROTOCOL_VERSIONS[-1]
+
+
+class ServerState(enum.StrEnum):
+    """Where a server connection is in its life (shown in /readyz and `mcphub servers`)."""
+
+    STARTING = "starting"
+    READY = "ready"
+    RESTARTING = "restarting"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSnapshot:
+    """Everything one server offered at its last listing (full cursor walk), original names."""
+
+    tools: tuple[types.Tool, ...] = ()
+    resources: tuple[types.Resource, ...] = ()
+    resource_templates: tuple[types.ResourceTemplate, ...] = ()
+    prompts: tuple[types.Prompt, ...] = ()
+
+
+class _WatchedReadStream:
+    """A transport's read stream that sets `closed` when the server side ends."""
+
+    def __init__(self, inner: Any, closed: anyio.Event) -> None:
+        self._inner = inner
+        self._closed = closed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __aiter__(self) -> _WatchedReadStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._inner.__anext__()
+        except (StopAsyncIteration, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._closed.set()
+            raise
+
+    async def receive(self) -> Any:
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._closed.set()
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> _WatchedReadStream:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        self._closed.set()
+        result: bool | None = await self._inner.__aexit__(exc_type, exc, tb)
+        return result
+
+
+@asynccontextmanager
+async def _watched(transport: Transport, closed: anyio.Event) -> AsyncIterator[TransportStreams]:
+    try:
+        async with transport as (read_stream, write_stream):
+            yield _WatchedReadStream(read_stream, closed), write_stream  # type: ignore[misc]
+    finally:
+        closed.set()
+
+
+def _resolve_command(command: str) -> str:
+    """Find a bare command on PATH, then beside the hub's own interpreter (its virtual
+    environment's bin/, where servers installed with the hub live even when it is not activated)."""
+    if os.sep in command:
+        return command
+    search = os.pathsep.join(p for p in (os.environ.get("PATH", ""), os.path.dirname(sys.executable)) if p)
+    return shutil.which(command, path=search) or command
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for /readyz and logs: what went wrong, never a header or token."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = exc.exceptions
+        return _describe(leaves[0]) if leaves else type(exc).__name__
+    if isinstance(exc, ServerError):
+        return exc.message
+    if isinstance(exc, MCPError):
+        return f"MCP error {exc.code}: {exc.message}"
+    if isinstance(exc, FileNotFoundError):
+        return f"command not found: {exc.filename or exc}"
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return f"HTTP {exc.response.status_code} from {exc.request.url.copy_with(query=None, userinfo=b'')}"
+    if isinstance(exc, httpx2.TransportError):
+        return f"cannot reach the server: {type(exc).__name__}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+@dataclass
+class ServerStatus:
+    """What /readyz and the admin API report for one server (no secrets)."""
+
+    server_id: str
+    state: ServerState
+    transport: str
+    protocol_version: str | None
+    tools: int
+    resources: int
+    resource_templates: int
+    prompts: int
+    last_error: str | None
+    restarts: int
+    since: float
+    """Unix time of the last state change."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "server_id": self.server_id,
+            "state": self.state.value,
+            "transport": self.transport,
+            "protocol_version": self.protocol_version,
+            "tools": self.tools,
+            "resources": self.resources,
+            "resource_templates": self.resource_templates,
+            "prompts": self.prompts,
+            "last_error": self.last_error,
+            "restarts": self.restarts,
+            "since": self.since,
+        }
+
+
+@dataclass(eq=False)
+class ServerConnection:
+    """The hub's live, supervised MCP client session to one server.
+
+    :param server_id: the key under `servers:`.
+    :param config: the server's entry.
+    :param pool: the shared HTTP pool (remote servers).
+    :param on_snapshot: called with the server's new `ServerSnapshot` after every (re-)listing,
+        and with None when the server stops contributing (down, restarting, stopped).
+    """
+
+    server_id: str
+    config: ServerConfig
+    pool: HttpPool
+    on_snapshot: Callable[[str, ServerSnapshot | None], Awaitable[None]] | None = None
+    state: ServerState = ServerState.STARTING
+    protocol_version: str | None = None
+    last_error: str | None = None
+    restarts: int = 0
+    since: float = field(default_factory=time.time)
+    snapshot: ServerSnapshot = field(default_factory=ServerSnapshot)
+    _client: Client | None = None
+    _first_attempt_done: anyio.Event = field(default_factory=anyio.Event)
+    _refresh: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def timeout_seconds(self) -> float:
+        return self.config.timeout_seconds
+
+    def status(self) -> ServerStatus:
+        return ServerStatus(
+            server_id=self.server_id,
+            state=self.state,
+            transport=self.config.kind,
+            protocol_version=self.protocol_version,
+            tools=len(self.snapshot.tools),
+            resources=len(self.snapshot.resources),
+            resource_templates=len(self.snapshot.resource_templates),
+            prompts=len(self.snapshot.prompts),
+            last_error=self.last_error,
+            restarts=self.restarts,
+            since=self.since,
+        )
+
+    async def wait_first_attempt(self) -> None:
+        """Return once the first connection attempt has succeeded or failed."""
+        await self._first_attempt_done.wait()
+
+    def _set_state(self, state: ServerState) -> None:
+        if state is not self.state:
+            self.state = state
+            self.since = time.time()
+
+    def _transport(self) -> Transport:
+        config = self.config
+        if config.command is not None:
+            return stdio_transport(
+                self.server_id, _resolve_command(config.command), config.args, env=config.env, cwd=config.cwd,
+                stderr_logger=logging.getLogger("hub.server_stderr"),
+            )
+        assert config.url is not None
+        factory = sse_transport if config.kind == "sse" else streamable_http_transport
+        return factory(config.url, self.pool, headers=config.headers, timeout_seconds=config.timeout_seconds)
+
+    async def _on_message(self, message: Any) -> None:
+        if isinstance(
+            message,
+            types.ToolListChangedNotification | types.ResourceListChangedNotification | types.PromptListChangedNotification,
+        ):
+            logger.info("server %s: %s, re-listing", self.server_id, message.method)
+            self._refresh.set()
+        elif isinstance(message, types.LoggingMessageNotification):
+            logger.info("server %s log [%s]: %s", self.server_id, message.params.level, str(message.params.data)[:2000])
+        elif isinstance(message, Exception):
+            logger.warning("server %s sent something that is not MCP: %s", self.server_id, _describe(message))
+
+    async def run(self) -> None:
+        """Supervise the connection until cancelled: connect, list, serve, and reconnect with
+        jittered exponential backoff (0.5 s doubling to 30 s) whenever it fails or breaks."""
+        if not self.config.enabled:
+            self._set_state(ServerState.DISABLED)
+            self._first_attempt_done.set()
+            return
+        failures = 0
+        try:
+            while True:
+                was_ready = False
+                try:
+                    await self._connect_and_serve()
+                except Exception as exc:
+                    # A connection that had been ready starts the backoff afresh.
+                    was_ready = self.state is ServerState.READY
+                    failures = 1 if was_ready else failures + 1
+                    self.last_error = _describe(exc)
+                    logger.warning("server %s: %s", self.server_id, self.last_error)
+                    logger.debug("server %s failure detail", self.server_id, exc_info=exc)
+                finally:
+                    self._client = None
+                    await self._publish(None)
+                self._first_attempt_done.set()
+                self._set_state(ServerState.RESTARTING if was_ready else ServerState.FAILED)
+                self.restarts += 1
+                delay = min(BACKOFF_MAX_SECONDS, BACKOFF_INITIAL_SECONDS * 2 ** max(0, failures - 1))
+                await anyio.sleep(delay * random.uniform(0.5, 1.0))
+                self._set_state(ServerState.RESTARTING)
+        finally:
+            self._client = None
+            self._set_state(ServerState.STOPPED)
+            self._first_attempt_done.set()
+
+    async def _connect_and_serve(self) -> None:
+        closed = anyio.Event()
+        config = self.config
+        mode = "legacy" if config.protocol == "legacy" else "auto"
+        client = Client(
+            _watched(self._transport(), closed),
+            mode=mode,
+            read_timeout_seconds=config.timeout_seconds,
+            message_handler=self._on_message,
+            cache=None,
+        )
+        # The transport's task group must be entered and left in this task, nested in order, so
+        # the connect deadline is a scope around the whole session, lifted once connected.
+        with anyio.CancelScope(deadline=anyio.current_time() + config.timeout_seconds) as connect_scope:
+            async with client:
+                connect_scope.deadline = math.inf
+                await self._serve(client, closed)
+        if connect_scope.cancelled_caught:
+            raise ServerUnavailable(self.server_id, f"did not connect within {config.timeout_seconds:g} s")
+
+    async def _serve(self, client: Client, closed: anyio.Event) -> None:
+        """List everything, go ready, then re-list on every change until the connection closes."""
+        config = self.config
+        try:
+            if config.protocol == "modern" and client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+                raise ServerProtocolError(self.server_id, f"speaks {client.protocol_version}, not {_MODERN}")
+            self.protocol_version = client.protocol_version
+            self._refresh = anyio.Event()
+            await self._publish(await self._list_everything(client))
+            self._client = client
+            self.last_error = None
+            self._set_state(ServerState.READY)
+            self._first_attempt_done.set()
+            logger.info(
+                "server %s ready (%s, %s): %d tools, %d resources, %d resource templates, %d prompts",
+                self.server_id, config.kind, self.protocol_version, len(self.snapshot.tools),
+                len(self.snapshot.resources), len(self.snapshot.resource_templates), len(self.snapshot.prompts),
+            )
+            async with anyio.create_task_group() as tg:
+                if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                    tg.start_soon(self._listen_for_changes, client)
+                while not closed.is_set():
+                    await _wait_any(closed, self._refresh)
+                    if self._refresh.is_set() and not closed.is_set():
+                        self._refresh = anyio.Event()
+                        await self._publish(await self._list_everything(client))
+                tg.cancel_scope.cancel()
+            raise ServerUnavailable(self.server_id, "the connection closed (the server exited or hung up)")
+        finally:
+            self._client = None
+
+    async def _listen_for_changes(self, client: Client) -> None:
+        """Modern-era servers send list_changed only on a `subscriptions/listen` stream; its
+        events also reach `_on_message` (SDK-NOTES 1.5), which triggers the refresh."""
+        caps = client.server_capabilities
+        wanted = {
+            "tools_list_changed": bool(caps.tools and caps.tools.list_changed),
+            "prompts_list_changed": bool(caps.prompts and caps.prompts.list_changed),
+            "resources_list_changed": bool(caps.resources and caps.resources.list_changed),
+        }
+        if not any(wanted.values()):
+            return
+        try:
+            async with client.listen(**wanted) as subscription:
+                async for _event in subscription:
+                    pass
+        except Exception as exc:  # the listen stream is best effort; the connection itself stays up
+            logger.info("server %s: subscriptions/listen ended: %s", self.server_id, _describe(exc))
+
+    async def _publish(self, snapshot: ServerSnapshot | None) -> None:
+        self.snapshot = snapshot or ServerSnapshot()
+        if self.on_snapshot is not None:
+            with anyio.CancelScope(shield=True):
+                await self.on_snapshot(self.server_id, snapshot)
+
+    async def _list_everything(self, client: Client) -> ServerSnapshot:
+        caps = client.server_capabilities
+        with anyio.fail_after(self.config.timeout_seconds):
+            tools = await self._walk(client.list_tools, "tools") if caps.tools else []
+            resources = await self._walk(client.list_resources, "resources") if caps.resources else []
+            templates = await self._walk(client.list_resource_templates, "resource_templates") if caps.resources else []
+            prompts = await self._walk(client.list_prompts, "prompts") if caps.prompts else []
+        return ServerSnapshot(tuple(tools), tuple(resources), tuple(templates), tuple(prompts))
+
+    async def _walk(self, list_page: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:
+        items: list[Any] = []
+        cursor: str | None = None
+        seen_cursors: set[str] = set()
+        for _ in range(MAX_LIST_PAGES):
+            try:
+                page = await list_page(cursor=cursor)
+            except MCPError as exc:
+                if exc.code == METHOD_NOT_FOUND:
+                    return items
+                raise
+            items.extend(getattr(page, attribute))
+            cursor = page.next_cursor
+            if cursor is None:
+                return items
+            if cursor in seen_cursors:
+                raise ServerProtocolError(self.server_id, f"{attribute} pagination repeats the cursor {cursor!r}")
+            seen_cursors.add(cursor)
+        raise ServerProtocolError(self.server_id, f"{attribute} pagination did not end after {MAX_LIST_PAGES} pages")
+
+    def _require_client(self) -> Client:
+        client = self._client
+        if client is None:
+            reason = f" ({self.last_error})" if self.last_error else ""
+            raise ServerUnavailable(self.server_id, f"not connected, state {self.state.value}{reason}")
+        return client
+
+    @contextlib.contextmanager
+    def _map_errors(self, method: str) -> Iterator[None]:
+        """Translate transport-level failures once; a server's own MCP error passes through."""
+        try:
+            yield
+        except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED:
+                raise ServerUnavailable(self.server_id, f"the connection closed during {method}") from exc
+            if exc.code == REQUEST_TIMEOUT:
+                raise ServerTimeout(
+                    self.server_id, f"no answer to {method} within {self.config.timeout_seconds:g} s (cancelled)"
+                ) from exc
+            raise
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, httpx2.TransportError) as exc:
+            raise ServerUnavailable(self.server_id, f"the connection broke during {method}") from exc
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None,
+        *,
+        progress_callback: Callable[[float, float | None, str | None], Awaitable[None]] | None = None,
+    ) -> types.CallToolResult:
+        """`tools/call` on this server under the original name, within its timeout.
+
+        :raises ServerUnavailable: not connected, or the connection broke mid-call.
+        :raises ServerTimeout: no answer within `timeout_seconds` (the server was sent a cancellation).
+        :raises MCPError: the server's own error response, code unchanged.
+        """
+        client = self._require_client()
+        with self._map_errors("tools/call"):
+            return await client.call_tool(
+                name, arguments, read_timeout_seconds=self.config.timeout_seconds, progress_callback=progress_callback
+            )
+
+    async def read_resource(self, uri: str) -> types.ReadResourceResult:
+        """`resources/read` of an original URI; errors as `call_tool`."""
+        client = self._require_client()
+        with self._map_errors("resources/read"):
+            return await client.read_resource(uri)
+
+    async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
+        """`prompts/get` under the original name; errors as `call_tool`."""
+        client = self._require_client()
+        with self._map_errors("prompts/get"):
+            return await client.get_prompt(name, arguments)
+
+    async def complete(
+        self,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: dict[str, str],
+        context_arguments: dict[str, str] | None,
+    ) -> types.CompleteResult:
+        """`completion/complete` with an original prompt name or URI template; errors as `call_tool`."""
+        client = self._require_client()
+        with self._map_errors("completion/complete"):
+            return await client.complete(ref, argument, context_arguments)
+
+
+async def _wait_any(*events: anyio.Event) -> None:
+    async with anyio.create_task_group() as tg:
+
+        async def wait_one(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        for event in events:
+            tg.start_soon(wait_one, event)
+
+
+class Fleet:
+    """Every configured server's connection, each supervised in its own task.
+
+    Use as `async with Fleet(config, on_snapshot=...) as fleet:`; leaving the block stops every
+    server (stdio children are shut down as whole process trees).
+    """
+
+    def __init__(
+        self, config: HubConfig, *, on_snapshot: Callable[[str, ServerSnapshot | None], Awaitable[None]] | None = None
+    ) -> None:
+        self.pool = HttpPool()
+        self.connections: dict[str, ServerConnection] = {
+            server_id: ServerConnection(server_id, server, self.pool, on_snapshot)
+            for server_id, server in config.servers.items()
+        }
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> Fleet:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        for connection in self.connections.values():
+            self._tg.start_soon(connection.run, name=f"server {connection.server_id}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        try:
+            await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.pool.aclose()
+
+    async def wait_first_attempts(self, timeout_seconds: float | None = None) -> None:
+        """Wait until every server has connected or failed once (bounded by `timeout_seconds`)."""
+        with anyio.move_on_after(timeout_seconds):
+            for connection in self.connections.values():
+                await connection.wait_first_attempt()
+
+    def get(self, server_id: str) -> ServerConnection | None:
+        return self.connections.get(server_id)

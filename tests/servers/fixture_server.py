@@ -1,0 +1,248 @@
+"""A small, scriptable MCP server (mcp 2.3, both eras) that the tests run as a real peer.
+
+Run it over stdio (default), Streamable HTTP or legacy SSE:
+
+    python tests/servers/fixture_server.py [--transport stdio|http|sse] [--name NAME]
+        [--extra-tools N] [--page-size K] [--weird-names] [--port 0]
+
+Over HTTP/SSE it binds 127.0.0.1, prints `PORT=<n>` on stdout once listening, and serves until
+killed. Tools:
+
+- `echo(text)`: returns `text` (also as structuredContent `{"text": ...}`).
+- `whoami()`: returns the server's `--name`.
+- `pid()`: returns its process id.
+- `slow(seconds, steps)`: reports `steps` progress notifications over `seconds`, then "done".
+- `crash()`: exits the process mid-call.
+- `fail()`: returns an `isError` result.
+- `add_tool(name)`: adds a tool `name` (answers "added") and announces `tools/list_changed`.
+- `tool_<i>` for i < `--extra-tools`: echo-like fillers (for pagination).
+- with `--weird-names`: tools named "has space", "a.b/c", "a_b_c" and one of 80 characters.
+
+Resources: `fixture://info` (text: the name); template `fixture://items/{id}`; prompt `greet(name)`
+with completion of `name`. Every list is paginated by `--page-size` (0: one page).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import mcp_types as types
+import uvicorn
+from mcp import MCPError
+from mcp.server import Server, ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.models import InitializationOptions
+from mcp.server.sse import SseServerTransport
+from mcp.server.stdio import stdio_server
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+_TEXT_SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+_EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+class _FixtureServer(Server[Any]):
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            NotificationOptions(tools_changed=True), experimental_capabilities, extensions
+        )
+
+
+def _page(items: list[Any], cursor: str | None, size: int) -> tuple[list[Any], str | None]:
+    if size <= 0:
+        return items, None
+    start = int(cursor or 0)
+    end = start + size
+    return items[start:end], (str(end) if end < len(items) else None)
+
+
+def build_server(name: str, extra_tools: int, page_size: int, weird_names: bool) -> Server[Any]:
+    bus = InMemorySubscriptionBus()
+    tools: list[types.Tool] = [
+        types.Tool(name="echo", description="Echo the text back.", input_schema=_TEXT_SCHEMA),
+        types.Tool(name="whoami", description="The server's name.", input_schema=_EMPTY_SCHEMA),
+        types.Tool(name="pid", description="The server's process id.", input_schema=_EMPTY_SCHEMA),
+        types.Tool(
+            name="slow",
+            description="Report progress, then answer.",
+            input_schema={"type": "object", "properties": {"seconds": {"type": "number"}, "steps": {"type": "integer"}}},
+        ),
+        types.Tool(name="crash", description="Exit the process mid-call.", input_schema=_EMPTY_SCHEMA),
+        types.Tool(name="fail", description="Return an isError result.", input_schema=_EMPTY_SCHEMA),
+        types.Tool(
+            name="add_tool",
+            description="Add a tool and announce tools/list_changed.",
+            input_schema={"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        ),
+    ]
+    tools += [types.Tool(name=f"tool_{i}", description="filler", input_schema=_TEXT_SCHEMA) for i in range(extra_tools)]
+    if weird_names:
+        tools += [
+            types.Tool(name=n, description="weird name", input_schema=_EMPTY_SCHEMA)
+            for n in ("has space", "a.b/c", "a_b_c", "x" * 80)
+        ]
+    echo_like = {"echo"} | {f"tool_{i}" for i in range(extra_tools)}
+
+    async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        page, cursor = _page(tools, params.cursor if params else None, page_size)
+        return types.ListToolsResult(tools=page, next_cursor=cursor)
+
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        args = params.arguments or {}
+        tool = params.name
+        if tool in echo_like:
+            text = str(args.get("text", ""))
+            return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content={"text": text})
+        if tool == "whoami":
+            return _text(name)
+        if tool == "pid":
+            return _text(str(os.getpid()))
+        if tool == "slow":
+            seconds, steps = float(args.get("seconds", 0.2)), int(args.get("steps", 2))
+            for step in range(1, steps + 1):
+                await ctx.session.report_progress(step, steps, f"step {step}")
+                await anyio.sleep(seconds / max(steps, 1))
+            return _text("done")
+        if tool == "crash":
+            sys.stdout.flush()
+            os._exit(3)
+        if tool == "fail":
+            return types.CallToolResult(content=[types.TextContent(type="text", text="it failed")], is_error=True)
+        if tool == "add_tool":
+            tools.append(types.Tool(name=str(args["name"]), description="added at run time", input_schema=_TEXT_SCHEMA))
+            echo_like.add(str(args["name"]))
+            if ctx.protocol_version in ("2026-07-28",):
+                await bus.publish(ToolsListChanged())
+            else:
+                await ctx.session.send_tool_list_changed()
+            return _text("added")
+        if any(t.name == tool for t in tools):
+            return _text(tool)
+        raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {tool}")
+
+    async def list_resources(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=[types.Resource(uri="fixture://info", name="info", mime_type="text/plain")])
+
+    async def list_templates(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(
+            resource_templates=[types.ResourceTemplate(uri_template="fixture://items/{id}", name="item")]
+        )
+
+    async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        uri = str(params.uri)
+        if uri == "fixture://info":
+            text = name
+        elif uri.startswith("fixture://items/"):
+            text = f"item {uri.removeprefix('fixture://items/')}"
+        else:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {uri}")
+        return types.ReadResourceResult(contents=[types.TextResourceContents(uri=uri, text=text, mime_type="text/plain")])
+
+    async def list_prompts(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+        prompt = types.Prompt(name="greet", arguments=[types.PromptArgument(name="name", required=True)])
+        return types.ListPromptsResult(prompts=[prompt])
+
+    async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        if params.name != "greet":
+            raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {params.name}")
+        who = (params.arguments or {}).get("name", "world")
+        message = types.PromptMessage(role="user", content=types.TextContent(type="text", text=f"Hello, {who}!"))
+        return types.GetPromptResult(messages=[message])
+
+    async def complete(ctx: ServerRequestContext[Any], params: types.CompleteRequestParams) -> types.CompleteResult:
+        values = [v for v in ("alice", "albert", "bob") if v.startswith(params.argument.value)]
+        return types.CompleteResult(completion=types.Completion(values=values, total=len(values), has_more=False))
+
+    return _FixtureServer(
+        name,
+        version="1.0",
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_templates,
+        on_read_resource=read_resource,
+        on_list_prompts=list_prompts,
+        on_get_prompt=get_prompt,
+        on_completion=complete,
+        on_subscriptions_listen=ListenHandler(bus),
+    )
+
+
+def _text(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
+
+
+def _http_app(server: Server[Any], transport: str) -> Starlette:
+    if transport == "sse":
+        sse = SseServerTransport("/messages/")
+
+        async def handle_sse(request: Request) -> Response:
+            async with sse.connect_sse(request.scope, request.receive, request._send) as streams:
+                await server.run(streams[0], streams[1], server.create_initialization_options())
+            return Response()
+
+        return Starlette(routes=[Route("/sse", endpoint=handle_sse), Mount("/messages/", app=sse.handle_post_message)])
+
+    manager = StreamableHTTPSessionManager(app=server)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with manager.run():
+            yield
+
+    return Starlette(routes=[Route("/mcp", endpoint=StreamableHTTPASGIApp(manager))], lifespan=lifespan)
+
+
+async def _serve_http(server: Server[Any], transport: str, port: int) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(512)
+    print(f"PORT={sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(_http_app(server, transport), log_level="warning", lifespan="on", access_log=False)
+    await uvicorn.Server(config).serve(sockets=[sock])
+
+
+async def _serve_stdio(server: Server[Any]) -> None:
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
+    parser.add_argument("--name", default="fixture")
+    parser.add_argument("--extra-tools", type=int, default=0)
+    parser.add_argument("--page-size", type=int, default=0)
+    parser.add_argument("--weird-names", action="store_true")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    server = build_server(args.name, args.extra_tools, args.page_size, args.weird_names)
+    server.middleware.clear()
+    print(f"fixture server {args.name} starting ({args.transport})", file=sys.stderr, flush=True)
+    if args.transport == "stdio":
+        anyio.run(_serve_stdio, server)
+    else:
+        anyio.run(_serve_http, server, args.transport, args.port)
+
+
+if __name__ == "__main__":
+    main()
