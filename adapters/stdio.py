@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -30,7 +31,9 @@ _STDERR_DRAIN_SECONDS = 1.0
 (a grandchild that escaped the kill could hold the pipe open)."""
 
 
-async def _forward_stderr(fd: int, server_id: str, child_logger: logging.Logger, done: anyio.Event) -> None:
+async def _forward_stderr(
+    fd: int, server_id: str, child_logger: logging.Logger, done: anyio.Event, tail: deque[str] | None
+) -> None:
     """Log each stderr line of the child until EOF; partial lines are joined, long ones cut."""
     os.set_blocking(fd, False)
     pending = b""
@@ -52,6 +55,8 @@ async def _forward_stderr(fd: int, server_id: str, child_logger: logging.Logger,
                 text = line.decode("utf-8", "replace").rstrip("\r")[:STDERR_LINE_MAX_CHARS]
                 if text:
                     child_logger.info("[%s] %s", server_id, text)
+                    if tail is not None:
+                        tail.append(text)
         if pending:
             child_logger.info("[%s] %s", server_id, pending.decode("utf-8", "replace")[:STDERR_LINE_MAX_CHARS])
     finally:
@@ -68,6 +73,7 @@ async def stdio_transport(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     stderr_logger: logging.Logger | None = None,
+    stderr_tail: deque[str] | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Start `command` as a stdio MCP server and yield its streams; stop the whole tree on exit.
 
@@ -75,6 +81,8 @@ async def stdio_transport(
     :param env: the child's own variables, on top of the safe minimum; the hub's environment is
         never inherited.
     :param stderr_logger: where stderr lines go (level INFO). Default: `adapters.stdio.stderr`.
+    :param stderr_tail: if given, each stderr line is also appended to it (give it a `maxlen`),
+        so a caller can say why a child exited.
     :raises OSError: the command cannot be started (not found, not executable, bad cwd).
     """
     read_fd, write_fd = os.pipe()
@@ -89,7 +97,9 @@ async def stdio_transport(
     )
     stderr_done = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_forward_stderr, read_fd, server_id, stderr_logger or logger.getChild("stderr"), stderr_done)
+        tg.start_soon(
+            _forward_stderr, read_fd, server_id, stderr_logger or logger.getChild("stderr"), stderr_done, stderr_tail
+        )
         try:
             async with stdio_client(params, errlog=errlog) as streams:
                 # The child holds its own copy of the write end; ours must not keep EOF away.

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from importlib import resources
 from pathlib import Path
 
 import anyio
 from starlette.types import ASGIApp
 
 from hub.catalog import Catalog
-from hub.config import HubConfig, load_config, parse_config
+from hub.config import HubConfig, load_config
 from hub.endpoint import Endpoint
 from hub.router import Router
 from hub.servers import Fleet
@@ -21,14 +20,12 @@ __all__ = ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config"]
 
 DEFAULT_CONFIG_NAME = "hub.yaml"
 CONFIG_ENV = "MCPHUB_CONFIG"
+DEMO_FLEET_PATH = Path(__file__).parent / "fleets" / "demo.yaml"
 
 
 def demo_config() -> tuple[HubConfig, str]:
     """The embedded demo fleet (mcp-server-time and read-only mcp-server-git) and its name."""
-    text = resources.files("hub").joinpath("fleets/demo.yaml").read_text(encoding="utf-8")
-    import yaml
-
-    return parse_config(yaml.safe_load(text), file="<embedded demo fleet>"), "<embedded demo fleet>"
+    return load_config(DEMO_FLEET_PATH), "<embedded demo fleet>"
 
 
 def resolve_config(path: str | None) -> tuple[HubConfig, str]:
@@ -69,7 +66,9 @@ class Hub:
             tg.cancel_scope.cancel()
 
     async def _announce_started(self) -> None:
-        longest = max((s.timeout_seconds for s in self.config.servers.values()), default=0.0)
+        longest = max(
+            (s.startup_timeout_seconds + s.timeout_seconds for s in self.config.servers.values()), default=0.0
+        )
         await self.fleet.wait_first_attempts(longest + 5.0)
         assert self._on_started is not None
         await self._on_started(self)

@@ -9,7 +9,6 @@ the endpoint can send `notifications/*/list_changed` (handshake era) or publish 
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Literal
 
 import mcp_types as types
 
-from hub.config import HubConfig, ServerConfig
+from hub.config import HubConfig
 from hub.naming import assign_names, exposed_resource_uri, split_resource_uri
 from hub.servers import ServerSnapshot
 
@@ -44,16 +43,9 @@ class Route:
     """Why the exposed name is not the plain `<prefix>__<original>` (sanitized, shortened, collision)."""
 
 
-def _included(name: str, config: ServerConfig) -> bool:
-    rules = config.tools
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in rules.include) and not any(
-        fnmatch.fnmatchcase(name, pattern) for pattern in rules.exclude
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class ServerView:
-    """One server's listing as served at `/servers/<server_id>/mcp`: original names, filters applied."""
+    """One server's listing as served at `/servers/<server_id>/mcp`: original names."""
 
     tools: tuple[types.Tool, ...]
     resources: tuple[types.Resource, ...]
@@ -99,9 +91,14 @@ class Catalog:
             self._snapshots[server_id] = snapshot
         changed = self._rebuild()
         if changed:
-            logger.info("catalog changed (%s): %d tools, %d resources, %d resource templates, %d prompts",
-                        ", ".join(sorted(changed)), len(self.tools), len(self.resources),
-                        len(self.resource_templates), len(self.prompts))
+            logger.info(
+                "catalog changed (%s): %d tools, %d resources, %d resource templates, %d prompts",
+                ", ".join(sorted(changed)),
+                len(self.tools),
+                len(self.resources),
+                len(self.resource_templates),
+                len(self.prompts),
+            )
             for listener in list(self._listeners):
                 try:
                     await listener(server_id, changed)
@@ -125,17 +122,23 @@ class Catalog:
         self._prompt_routes = {
             a.exposed: Route("prompts", a.exposed, a.server_id, a.original, a.note) for a in prompt_names
         }
-        self.tools = tuple(tool_defs[(a.server_id, a.original)].model_copy(update={"name": a.exposed}) for a in tool_names)
+        self.tools = tuple(
+            tool_defs[(a.server_id, a.original)].model_copy(update={"name": a.exposed}) for a in tool_names
+        )
         self.prompts = tuple(
             prompt_defs[(a.server_id, a.original)].model_copy(update={"name": a.exposed}) for a in prompt_names
         )
         self._input_schemas = {tool.name: tool.input_schema for tool in self.tools}
 
         self._resource_routes = [
-            Route("resources", exposed_resource_uri(sid, r.uri), sid, r.uri) for sid, v in views.items() for r in v.resources
+            Route("resources", exposed_resource_uri(sid, r.uri), sid, r.uri)
+            for sid, v in views.items()
+            for r in v.resources
         ]
         self.resources = tuple(
-            r.model_copy(update={"uri": exposed_resource_uri(sid, r.uri)}) for sid, v in views.items() for r in v.resources
+            r.model_copy(update={"uri": exposed_resource_uri(sid, r.uri)})
+            for sid, v in views.items()
+            for r in v.resources
         )
         self._template_routes = [
             Route("resource_templates", exposed_resource_uri(sid, t.uri_template), sid, t.uri_template)
@@ -152,8 +155,7 @@ class Catalog:
         return frozenset(kind for kind, old, new in zip(KINDS, before, after, strict=True) if old != new)
 
     def _make_view(self, server_id: str, snapshot: ServerSnapshot) -> ServerView:
-        config = self._configs[server_id]
-        tools = tuple(tool for tool in snapshot.tools if _included(tool.name, config))
+        tools = snapshot.tools
         return ServerView(
             tools=tools,
             resources=snapshot.resources,

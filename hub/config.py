@@ -13,6 +13,7 @@ String values may reference the environment as `${VAR}` or `${VAR:-default}`; `$
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -41,6 +42,7 @@ __all__ = [
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_TIMEOUT_SECONDS = 60.0
+DEFAULT_STARTUP_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # bytes (4 MiB), the SDK's own default
 
 SERVER_ID_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
@@ -52,7 +54,7 @@ _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ListenConfig(_Model):
@@ -73,6 +75,12 @@ class FilterConfig(_Model):
 
     exclude: list[str] = Field(default_factory=list)
     """Names to drop; wins over `include`. Default: nothing."""
+
+    def allows(self, name: str) -> bool:
+        """Whether `name` matches an `include` glob and no `exclude` glob."""
+        return any(fnmatch.fnmatchcase(name, p) for p in self.include) and not any(
+            fnmatch.fnmatchcase(name, p) for p in self.exclude
+        )
 
 
 class ServerConfig(_Model):
@@ -105,8 +113,12 @@ class ServerConfig(_Model):
     `initialize` handshake; `legacy` forces the handshake era; `modern` forces 2026-07-28."""
 
     timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=86_400)
-    """Seconds to wait for any answer from this server (connect, list, call) before the call fails
-    with a timeout and the server is sent a cancellation. Default: 60."""
+    """Seconds to wait for the answer to a request (call, read, get, complete, list) before it
+    fails with a timeout naming the server, and the server is sent a cancellation. Default: 60."""
+
+    startup_timeout_seconds: float = Field(default=DEFAULT_STARTUP_TIMEOUT_SECONDS, gt=0, le=3600)
+    """Seconds a server may take to start (or connect) and negotiate before the attempt counts
+    as failed and is retried with backoff. Default: 30."""
 
     prefix: str | Literal[False] | None = None
     """Namespace of this server's tool and prompt names (`<prefix>__<name>`). Default: the
@@ -123,7 +135,7 @@ class ServerConfig(_Model):
     def _check_prefix(cls, value: str | Literal[False] | None) -> str | Literal[False] | None:
         if value is True:  # type: ignore[comparison-overlap]
             raise ValueError("prefix must be a string or false")
-        if isinstance(value, str) and (not re.match(_PREFIX_PATTERN, value) or "--" in value or len(value) > 32):
+        if isinstance(value, str) and (not re.fullmatch(_PREFIX_PATTERN, value) or "--" in value or len(value) > 32):
             raise ValueError(
                 f"prefix {value!r} must be 1-32 letters, digits or inner '-' (it is joined to names with '__')"
             )
@@ -132,7 +144,7 @@ class ServerConfig(_Model):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+        if value is not None and not re.match(r"https?://[^\s/]+(/\S*)?\Z", value):
             raise ValueError("url must be an http:// or https:// URL")
         return value
 
@@ -140,14 +152,14 @@ class ServerConfig(_Model):
     def _one_kind(self) -> ServerConfig:
         if (self.command is None) == (self.url is None):
             raise ValueError("give exactly one of 'command' (stdio server) or 'url' (remote server)")
-        if self.command is not None:
-            wrong = [name for name in ("transport", "headers") if name in self.model_fields_set]
-            if wrong:
-                raise ValueError(f"{', '.join(wrong)} only apply to a remote server ('url')")
-        else:
-            wrong = [name for name in ("args", "env", "cwd") if name in self.model_fields_set]
-            if wrong:
-                raise ValueError(f"{', '.join(wrong)} only apply to a stdio server ('command')")
+        remote_only: tuple[str, ...] = ("transport", "headers")
+        stdio_only: tuple[str, ...] = ("args", "env", "cwd")
+        misplaced, kind = (
+            (remote_only, "a remote server ('url')") if self.command else (stdio_only, "a stdio server ('command')")
+        )
+        wrong = [name for name in misplaced if name in self.model_fields_set]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} only apply to {kind}")
         return self
 
     @property
@@ -190,23 +202,9 @@ class HubConfig(_Model):
     @field_validator("public_url")
     @classmethod
     def _check_public_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+/?$", value):
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+/?", value):
             raise ValueError(f"public_url must be a base URL like https://hub.example.com, got {value!r}")
         return value.rstrip("/") if value else value
-
-    @model_validator(mode="after")
-    def _unique_prefixes(self) -> HubConfig:
-        seen: dict[str, str] = {}
-        for server_id, server in self.servers.items():
-            prefix = server.exposed_prefix(server_id)
-            if prefix is None:
-                continue
-            if prefix in seen:
-                raise ValueError(f"servers {seen[prefix]!r} and {server_id!r} both use the prefix {prefix!r}")
-            if prefix != server_id and prefix in self.servers:
-                raise ValueError(f"server {server_id!r} uses the prefix {prefix!r}, which is another server's id")
-            seen[prefix] = server_id
-        return self
 
 
 def _interpolate(value: Any, path: str, env: Mapping[str, str], errors: list[tuple[str, str]]) -> Any:
@@ -216,16 +214,18 @@ def _interpolate(value: Any, path: str, env: Mapping[str, str], errors: list[tup
             if match.group(0) == "$${":
                 return "${"
             name, default = match.group(1), match.group(2)
+            if default is not None:
+                return env.get(name) or default  # `:-` also replaces an empty value, as in sh
             if name in env:
                 return env[name]
-            if default is not None:
-                return default
             errors.append((path, f"environment variable ${{{name}}} is not set"))
             return ""
 
         return _ENV_REF.sub(substitute, value)
     if isinstance(value, dict):
-        return {key: _interpolate(item, f"{path}.{key}" if path else str(key), env, errors) for key, item in value.items()}
+        return {
+            key: _interpolate(item, f"{path}.{key}" if path else str(key), env, errors) for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_interpolate(item, f"{path}[{index}]", env, errors) for index, item in enumerate(value)]
     return value
@@ -240,8 +240,9 @@ def _server_id_from_client_name(name: str) -> str:
     return slug[:32].rstrip("-")
 
 
-def _import_mcp_servers(raw: Any, errors: list[tuple[str, str]]) -> dict[str, Any]:
-    """Translate the Claude Desktop / Cursor / VS Code `mcpServers` map into `servers` entries."""
+def _import_mcp_servers(raw: Any, errors: list[tuple[str, str]], origins: dict[str, str]) -> dict[str, Any]:
+    """Translate the Claude Desktop / Cursor / VS Code `mcpServers` map into `servers` entries;
+    `origins` maps each derived server_id to its key path in the file (`mcpServers.<name>`)."""
     if not isinstance(raw, dict):
         errors.append(("mcpServers", "must be a mapping of server names to entries"))
         return {}
@@ -252,18 +253,26 @@ def _import_mcp_servers(raw: Any, errors: list[tuple[str, str]]) -> dict[str, An
             errors.append((path, "must be a mapping"))
             continue
         server_id = _server_id_from_client_name(str(name))
-        if not re.match(SERVER_ID_PATTERN, server_id):
+        if not re.fullmatch(SERVER_ID_PATTERN, server_id):
             errors.append((path, f"cannot derive a server_id from {name!r}"))
             continue
         if server_id in servers:
             errors.append((path, f"derives the server_id {server_id!r}, already used by another entry"))
             continue
+        origins[server_id] = path
         converted: dict[str, Any] = {}
         for key, value in entry.items():
-            if key == "type":
+            if key == "type" and not isinstance(value, str):
+                errors.append((f"{path}.type", "must be a string (stdio, http, streamable-http or sse)"))
+            elif key == "type":
                 # Claude Code/VS Code say "stdio", "http" or "streamable-http", "sse".
-                kinds = {"http": "streamable_http", "streamable-http": "streamable_http", "streamableHttp": "streamable_http",
-                         "sse": "sse", "stdio": None}
+                kinds = {
+                    "http": "streamable_http",
+                    "streamable-http": "streamable_http",
+                    "streamableHttp": "streamable_http",
+                    "sse": "sse",
+                    "stdio": None,
+                }
                 if value not in kinds:
                     errors.append((f"{path}.type", f"unknown transport type {value!r}"))
                 elif kinds[value] is not None:
@@ -293,35 +302,67 @@ def parse_config(data: Any, *, file: str = "<config>", env: Mapping[str, str] | 
         raise ConfigError("the document must be a mapping (servers:, listen:, ...)", file=file)
     errors: list[tuple[str, str]] = []
     data = _interpolate(data, "", os.environ if env is None else env, errors)
-    imported = _import_mcp_servers(data.pop("mcpServers"), errors) if "mcpServers" in data else {}
+    origins: dict[str, str] = {}
+    imported = _import_mcp_servers(data.pop("mcpServers"), errors, origins) if "mcpServers" in data else {}
     if imported:
         servers = data.get("servers") or {}
         if not isinstance(servers, dict):
             errors.append(("servers", "must be a mapping of server_id to entries"))
         else:
-            for server_id in imported.keys() & servers.keys():
-                errors.append((f"mcpServers.{server_id}", f"server_id {server_id!r} is also defined under servers"))
+            for server_id in sorted(imported.keys() & servers.keys()):
+                errors.append((origins[server_id], f"server_id {server_id!r} is also defined under servers"))
             data["servers"] = {**imported, **servers}
     if errors:
         raise _config_error(errors, file)
     try:
-        return HubConfig.model_validate(data)
+        config = HubConfig.model_validate(data)
     except ValidationError as exc:
-        raise _config_error(_validation_problems(exc), file) from None
+        raise _config_error(_validation_problems(exc, origins), file) from None
+    problems = _prefix_problems(config, origins)
+    if problems:
+        raise _config_error(problems, file)
+    return config
+
+
+def _prefix_problems(config: HubConfig, origins: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Two servers may not share a prefix, and a prefix may not be another server's id (both
+    would make `<prefix>__<name>` ambiguous). One problem per clashing prefix."""
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    reported: set[str] = set()
+    for server_id, server in config.servers.items():
+        prefix = server.exposed_prefix(server_id)
+        if prefix is None:
+            continue
+        where = f"{origins.get(server_id, f'servers.{server_id}')}.prefix"
+        if prefix in reported:
+            continue
+        if prefix in seen:
+            problems.append((where, f"servers {seen[prefix]!r} and {server_id!r} both use the prefix {prefix!r}"))
+            reported.add(prefix)
+        elif prefix != server_id and prefix in config.servers:
+            problems.append((where, f"server {server_id!r} uses the prefix {prefix!r}, which is another server's id"))
+            reported.add(prefix)
+        seen.setdefault(prefix, server_id)
+    return problems
 
 
 def _config_error(problems: list[tuple[str, str]], file: str) -> ConfigError:
     """One ConfigError for all problems: the first names the key path, the rest follow."""
     (first_path, first_reason), rest = problems[0], problems[1:]
     return ConfigError(
-        "; ".join([first_reason, *(f"{path}: {reason}" for path, reason in rest)]), file=file, key_path=first_path or None
+        "; ".join([first_reason, *(f"{path}: {reason}" for path, reason in rest)]),
+        file=file,
+        key_path=first_path or None,
     )
 
 
-def _validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+def _validation_problems(exc: ValidationError, origins: Mapping[str, str]) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for error in exc.errors(include_url=False):
         location = [str(part) for part in error["loc"]]
+        if len(location) >= 2 and location[0] == "servers" and location[1] in origins:
+            location = [*origins[location[1]].split(".", 1), *location[2:]]
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = f"unknown key {location[-1]!r}"
@@ -341,9 +382,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
         if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         mapping[key] = loader.construct_object(value_node, deep=deep)  # type: ignore[no-untyped-call]
     return mapping
 
@@ -360,9 +399,10 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Hu
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the file: {exc.strerror or exc}", file=file) from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read the file: {reason}", file=file) from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

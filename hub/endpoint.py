@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 import anyio
@@ -162,7 +162,7 @@ class _SessionRegistry:
         self._sessions: dict[int, ServerSession] = {}
 
     def track(self, session: ServerSession) -> None:
-        connection = session._connection  # noqa: SLF001 - the SDK's only handle on a connection's lifetime
+        connection = session._connection
         key = id(connection)
         if key not in self._sessions:
             self._sessions[key] = session
@@ -212,15 +212,19 @@ class _HubServer(Server[Any]):
         extensions: dict[str, dict[str, Any]] | None = None,
     ) -> InitializationOptions:
         return super().create_initialization_options(
-            notification_options or NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True),
+            notification_options
+            or NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True),
             experimental_capabilities,
             extensions,
         )
 
 
-def _build_mcp_server(face: _Face, router: Router, registry: _SessionRegistry, bus: InMemorySubscriptionBus,
-                      name: str, instructions: str) -> _HubServer:
-    async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+def _build_mcp_server(
+    face: _Face, router: Router, registry: _SessionRegistry, bus: InMemorySubscriptionBus, name: str, instructions: str
+) -> _HubServer:
+    async def list_tools(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=list(face.tools()))
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -250,7 +254,9 @@ def _build_mcp_server(face: _Face, router: Router, registry: _SessionRegistry, b
             raise RouteNotFound("resource", str(params.uri))
         return await router.read_resource(*owner)
 
-    async def list_prompts(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+    async def list_prompts(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
         return types.ListPromptsResult(prompts=list(face.prompts()))
 
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> types.GetPromptResult:
@@ -392,7 +398,11 @@ class Endpoint:
         self._bus = InMemorySubscriptionBus()
         self._registry = _SessionRegistry()
         self.server = _build_mcp_server(
-            _AggregateFace(catalog), router, self._registry, self._bus, HUB_NAME,
+            _AggregateFace(catalog),
+            router,
+            self._registry,
+            self._bus,
+            HUB_NAME,
             "One MCP endpoint for a fleet of MCP servers. Tool and prompt names are <server>__<name>; "
             "resource URIs are <server>+<uri>.",
         )
@@ -401,8 +411,11 @@ class Endpoint:
             registry, bus = _SessionRegistry(), InMemorySubscriptionBus()
             face = _ServerFace(catalog, server_id)
             self._per_server[server_id] = (
-                _build_mcp_server(face, router, registry, bus, f"{HUB_NAME}/{server_id}", f"Server '{server_id}' through the hub."),
-                registry, bus,
+                _build_mcp_server(
+                    face, router, registry, bus, f"{HUB_NAME}/{server_id}", f"Server '{server_id}' through the hub."
+                ),
+                registry,
+                bus,
             )
         catalog.add_listener(self._on_catalog_change)
 
@@ -458,6 +471,7 @@ class Endpoint:
 
         :param lifespan: entered around serving (the composition root passes the fleet's).
         """
+
         def manager(server: Server[Any]) -> StreamableHTTPSessionManager:
             return StreamableHTTPSessionManager(
                 app=server, stateless=False, json_response=False, max_request_body_size=self.config.max_body_bytes

@@ -82,7 +82,11 @@ def _server_names(server_id: str, prefix: str | None, originals: Sequence[str]) 
         for original in group:
             exact = head + original == name
             if len(group) == 1 or exact:
-                note = None if exact else ("sanitized" if len(head + sanitize(original)) <= MAX_NAME_LENGTH else "shortened")
+                note = (
+                    None
+                    if exact
+                    else ("sanitized" if len(head + sanitize(original)) <= MAX_NAME_LENGTH else "shortened")
+                )
                 result[original] = (name, note)
             else:
                 result[original] = (_fit(head + sanitize(original), server_id, original, force_hash=True), "collision")
@@ -96,40 +100,44 @@ def assign_names(servers: Iterable[tuple[str, str | None, Sequence[str]]]) -> li
     :returns: one `NameAssignment` per distinct (server_id, original), exposed names all distinct
         and all matching `NAME_PATTERN`. The result does not depend on the order of `servers`.
     """
-    per_server = {server_id: (prefix, _server_names(server_id, prefix, originals)) for server_id, prefix, originals in servers}
-    owners: dict[str, list[str]] = {}
-    for server_id, (_, names) in per_server.items():
-        for name, _note in names.values():
-            owners.setdefault(name, []).append(server_id)
-    assignments: list[NameAssignment] = []
-    for server_id in sorted(per_server):
-        prefix, names = per_server[server_id]
-        for original, (name, note) in names.items():
-            if len(owners[name]) > 1 and prefix is None:
-                # Unprefixed names lose a clash; `<server_id>__` is unique to this server.
-                fallback = _server_names(server_id, server_id, [original])[original]
-                name, note = fallback[0], "collision"
-            assignments.append(NameAssignment(server_id, original, name, note))
-    return _settle_hash_clashes(assignments)
-
-
-def _settle_hash_clashes(assignments: list[NameAssignment]) -> list[NameAssignment]:
-    """Two shortened names sharing head and 8-digit hash: widen the hash of both to 16 digits."""
-    counts: dict[str, int] = {}
-    for item in assignments:
-        counts[item.exposed] = counts.get(item.exposed, 0) + 1
-    if all(count == 1 for count in counts.values()):
-        return assignments
+    prefixes: dict[str, str | None] = {}
+    chosen: dict[tuple[str, str], tuple[str, str | None]] = {}
+    for server_id, prefix, originals in servers:
+        prefixes[server_id] = prefix
+        for original, named in _server_names(server_id, prefix, originals).items():
+            chosen[(server_id, original)] = named
+    # An unprefixed name loses every clash and falls back to `<server_id>__<original>`. A fallback
+    # can only clash with another unprefixed original (prefixes are never another server's id),
+    # which then falls back in turn; each round moves at least one name, so this ends.
+    fallen: set[tuple[str, str]] = set()
+    while True:
+        owners: dict[str, int] = {}
+        for name, _note in chosen.values():
+            owners[name] = owners.get(name, 0) + 1
+        losers = [
+            key
+            for key, (name, _) in chosen.items()
+            if owners[name] > 1 and prefixes[key[0]] is None and key not in fallen
+        ]
+        if not losers:
+            break
+        for server_id, original in losers:
+            fallen.add((server_id, original))
+            name = _server_names(server_id, server_id, [original])[original][0]
+            chosen[(server_id, original)] = (name, "collision")
+    # What still clashes shares a head and an 8-digit hash: give those 16 digits.
+    for key, (name, _note) in list(chosen.items()):
+        if owners[name] > 1:
+            server_id, original = key
+            prefix = server_id if key in fallen else prefixes[server_id]
+            head = f"{prefix}{SEPARATOR}" if prefix is not None else ""
+            chosen[key] = (
+                _fit(head + sanitize(original), server_id, original, force_hash=True, digits=16),
+                "collision",
+            )
     return [
-        item
-        if counts[item.exposed] == 1
-        else NameAssignment(
-            item.server_id,
-            item.original,
-            _fit(item.exposed[: -_HASH_HEX_DIGITS - 1], item.server_id, item.original, force_hash=True, digits=16),
-            "collision",
-        )
-        for item in assignments
+        NameAssignment(sid, original, name, note)
+        for (sid, original), (name, note) in sorted(chosen.items(), key=lambda item: item[0][0])
     ]
 
 

@@ -8,17 +8,17 @@ breaking belong here too (see the resilience issue); today a route has exactly o
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types as types
+from mcp.shared.dispatcher import ProgressFnT
 
 from hub.errors import ServerUnavailable
 from hub.servers import Fleet, ServerConnection
 
 __all__ = ["ProgressFn", "Router"]
 
-ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+ProgressFn = ProgressFnT
 """`(progress, total, message)`, as `notifications/progress` carries them."""
 
 

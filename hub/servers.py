@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import math
 import logging
+import math
 import os
 import random
 import shutil
 import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ import httpx2
 import mcp_types as types
 from mcp import Client, MCPError
 from mcp.client._transport import Transport, TransportStreams
+from mcp.shared.dispatcher import ProgressFnT
 from mcp_types import CONNECTION_CLOSED, METHOD_NOT_FOUND, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -69,7 +71,8 @@ class ServerState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ServerSnapshot:
-    """Everything one server offered at its last listing (full cursor walk), original names."""
+    """Everything one server offered at its last listing (full cursor walk), original names;
+    tools already filtered by the server's `tools: {include, exclude}`."""
 
     tools: tuple[types.Tool, ...] = ()
     resources: tuple[types.Resource, ...] = ()
@@ -213,8 +216,10 @@ class ServerConnection:
     since: float = field(default_factory=time.time)
     snapshot: ServerSnapshot = field(default_factory=ServerSnapshot)
     _client: Client | None = None
+    _stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=3))
     _first_attempt_done: anyio.Event = field(default_factory=anyio.Event)
     _refresh: anyio.Event = field(default_factory=anyio.Event)
+    _state_changed: anyio.Event = field(default_factory=anyio.Event)
 
     @property
     def timeout_seconds(self) -> float:
@@ -239,17 +244,30 @@ class ServerConnection:
         """Return once the first connection attempt has succeeded or failed."""
         await self._first_attempt_done.wait()
 
+    async def wait_for_state(self, *states: ServerState) -> ServerState:
+        """Wait until the connection is in one of `states` (bound it with a timeout) and return it."""
+        while self.state not in states:
+            await self._state_changed.wait()
+        return self.state
+
     def _set_state(self, state: ServerState) -> None:
         if state is not self.state:
             self.state = state
             self.since = time.time()
+            self._state_changed.set()
+            self._state_changed = anyio.Event()
 
     def _transport(self) -> Transport:
         config = self.config
         if config.command is not None:
             return stdio_transport(
-                self.server_id, _resolve_command(config.command), config.args, env=config.env, cwd=config.cwd,
+                self.server_id,
+                _resolve_command(config.command),
+                config.args,
+                env=config.env,
+                cwd=config.cwd,
                 stderr_logger=logging.getLogger("hub.server_stderr"),
+                stderr_tail=self._stderr_tail,
             )
         assert config.url is not None
         factory = sse_transport if config.kind == "sse" else streamable_http_transport
@@ -258,7 +276,9 @@ class ServerConnection:
     async def _on_message(self, message: Any) -> None:
         if isinstance(
             message,
-            types.ToolListChangedNotification | types.ResourceListChangedNotification | types.PromptListChangedNotification,
+            types.ToolListChangedNotification
+            | types.ResourceListChangedNotification
+            | types.PromptListChangedNotification,
         ):
             logger.info("server %s: %s, re-listing", self.server_id, message.method)
             self._refresh.set()
@@ -284,7 +304,7 @@ class ServerConnection:
                     # A connection that had been ready starts the backoff afresh.
                     was_ready = self.state is ServerState.READY
                     failures = 1 if was_ready else failures + 1
-                    self.last_error = _describe(exc)
+                    self.last_error = self._explain(exc)
                     logger.warning("server %s: %s", self.server_id, self.last_error)
                     logger.debug("server %s failure detail", self.server_id, exc_info=exc)
                 finally:
@@ -301,7 +321,18 @@ class ServerConnection:
             self._set_state(ServerState.STOPPED)
             self._first_attempt_done.set()
 
+    def _explain(self, exc: BaseException) -> str:
+        """`_describe(exc)`, plus the child's last stderr line when a stdio server went away."""
+        text = _describe(exc)
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]
+        lost = isinstance(exc, ServerUnavailable) or (isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED)
+        if self.config.command is not None and lost and self._stderr_tail:
+            text = f"the server exited; its last stderr line: {self._stderr_tail[-1][:300]}"
+        return text
+
     async def _connect_and_serve(self) -> None:
+        self._stderr_tail.clear()
         closed = anyio.Event()
         config = self.config
         mode = "legacy" if config.protocol == "legacy" else "auto"
@@ -314,12 +345,12 @@ class ServerConnection:
         )
         # The transport's task group must be entered and left in this task, nested in order, so
         # the connect deadline is a scope around the whole session, lifted once connected.
-        with anyio.CancelScope(deadline=anyio.current_time() + config.timeout_seconds) as connect_scope:
+        with anyio.CancelScope(deadline=anyio.current_time() + config.startup_timeout_seconds) as connect_scope:
             async with client:
                 connect_scope.deadline = math.inf
                 await self._serve(client, closed)
         if connect_scope.cancelled_caught:
-            raise ServerUnavailable(self.server_id, f"did not connect within {config.timeout_seconds:g} s")
+            raise ServerUnavailable(self.server_id, f"did not start within {config.startup_timeout_seconds:g} s")
 
     async def _serve(self, client: Client, closed: anyio.Event) -> None:
         """List everything, go ready, then re-list on every change until the connection closes."""
@@ -336,8 +367,13 @@ class ServerConnection:
             self._first_attempt_done.set()
             logger.info(
                 "server %s ready (%s, %s): %d tools, %d resources, %d resource templates, %d prompts",
-                self.server_id, config.kind, self.protocol_version, len(self.snapshot.tools),
-                len(self.snapshot.resources), len(self.snapshot.resource_templates), len(self.snapshot.prompts),
+                self.server_id,
+                config.kind,
+                self.protocol_version,
+                len(self.snapshot.tools),
+                len(self.snapshot.resources),
+                len(self.snapshot.resource_templates),
+                len(self.snapshot.prompts),
             )
             async with anyio.create_task_group() as tg:
                 if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
@@ -356,15 +392,16 @@ class ServerConnection:
         """Modern-era servers send list_changed only on a `subscriptions/listen` stream; its
         events also reach `_on_message` (SDK-NOTES 1.5), which triggers the refresh."""
         caps = client.server_capabilities
-        wanted = {
-            "tools_list_changed": bool(caps.tools and caps.tools.list_changed),
-            "prompts_list_changed": bool(caps.prompts and caps.prompts.list_changed),
-            "resources_list_changed": bool(caps.resources and caps.resources.list_changed),
-        }
-        if not any(wanted.values()):
+        tools = bool(caps.tools and caps.tools.list_changed)
+        prompts = bool(caps.prompts and caps.prompts.list_changed)
+        resources = bool(caps.resources and caps.resources.list_changed)
+        if not (tools or prompts or resources):
             return
         try:
-            async with client.listen(**wanted) as subscription:
+            listen = client.listen(
+                tools_list_changed=tools, prompts_list_changed=prompts, resources_list_changed=resources
+            )
+            async with listen as subscription:
                 async for _event in subscription:
                     pass
         except Exception as exc:  # the listen stream is best effort; the connection itself stays up
@@ -379,7 +416,11 @@ class ServerConnection:
     async def _list_everything(self, client: Client) -> ServerSnapshot:
         caps = client.server_capabilities
         with anyio.fail_after(self.config.timeout_seconds):
-            tools = await self._walk(client.list_tools, "tools") if caps.tools else []
+            tools = (
+                [t for t in await self._walk(client.list_tools, "tools") if self.config.tools.allows(t.name)]
+                if caps.tools
+                else []
+            )
             resources = await self._walk(client.list_resources, "resources") if caps.resources else []
             templates = await self._walk(client.list_resource_templates, "resource_templates") if caps.resources else []
             prompts = await self._walk(client.list_prompts, "prompts") if caps.prompts else []
@@ -433,7 +474,7 @@ class ServerConnection:
         name: str,
         arguments: dict[str, Any] | None,
         *,
-        progress_callback: Callable[[float, float | None, str | None], Awaitable[None]] | None = None,
+        progress_callback: ProgressFnT | None = None,
     ) -> types.CallToolResult:
         """`tools/call` on this server under the original name, within its timeout.
 

@@ -13,6 +13,7 @@ killed. Tools:
 - `pid()`: returns its process id.
 - `slow(seconds, steps)`: reports `steps` progress notifications over `seconds`, then "done".
 - `crash()`: exits the process mid-call.
+- `getenv(name)`: the value of an environment variable, or "<unset>".
 - `fail()`: returns an `isError` result.
 - `add_tool(name)`: adds a tool `name` (answers "added") and announces `tools/list_changed`.
 - `tool_<i>` for i < `--extra-tools`: echo-like fillers (for pagination).
@@ -81,9 +82,17 @@ def build_server(name: str, extra_tools: int, page_size: int, weird_names: bool)
         types.Tool(
             name="slow",
             description="Report progress, then answer.",
-            input_schema={"type": "object", "properties": {"seconds": {"type": "number"}, "steps": {"type": "integer"}}},
+            input_schema={
+                "type": "object",
+                "properties": {"seconds": {"type": "number"}, "steps": {"type": "integer"}},
+            },
         ),
         types.Tool(name="crash", description="Exit the process mid-call.", input_schema=_EMPTY_SCHEMA),
+        types.Tool(
+            name="getenv",
+            description="The value of an environment variable, or '<unset>'.",
+            input_schema={"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        ),
         types.Tool(name="fail", description="Return an isError result.", input_schema=_EMPTY_SCHEMA),
         types.Tool(
             name="add_tool",
@@ -99,7 +108,9 @@ def build_server(name: str, extra_tools: int, page_size: int, weird_names: bool)
         ]
     echo_like = {"echo"} | {f"tool_{i}" for i in range(extra_tools)}
 
-    async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    async def list_tools(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
         page, cursor = _page(tools, params.cursor if params else None, page_size)
         return types.ListToolsResult(tools=page, next_cursor=cursor)
 
@@ -108,7 +119,9 @@ def build_server(name: str, extra_tools: int, page_size: int, weird_names: bool)
         tool = params.name
         if tool in echo_like:
             text = str(args.get("text", ""))
-            return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content={"text": text})
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text=text)], structured_content={"text": text}
+            )
         if tool == "whoami":
             return _text(name)
         if tool == "pid":
@@ -119,6 +132,8 @@ def build_server(name: str, extra_tools: int, page_size: int, weird_names: bool)
                 await ctx.session.report_progress(step, steps, f"step {step}")
                 await anyio.sleep(seconds / max(steps, 1))
             return _text("done")
+        if tool == "getenv":
+            return _text(os.environ.get(str(args.get("name")), "<unset>"))
         if tool == "crash":
             sys.stdout.flush()
             os._exit(3)
@@ -136,8 +151,12 @@ def build_server(name: str, extra_tools: int, page_size: int, weird_names: bool)
             return _text(tool)
         raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {tool}")
 
-    async def list_resources(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=[types.Resource(uri="fixture://info", name="info", mime_type="text/plain")])
+    async def list_resources(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        return types.ListResourcesResult(
+            resources=[types.Resource(uri="fixture://info", name="info", mime_type="text/plain")]
+        )
 
     async def list_templates(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -146,7 +165,9 @@ def build_server(name: str, extra_tools: int, page_size: int, weird_names: bool)
             resource_templates=[types.ResourceTemplate(uri_template="fixture://items/{id}", name="item")]
         )
 
-    async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+    async def read_resource(
+        ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
         uri = str(params.uri)
         if uri == "fixture://info":
             text = name
@@ -154,9 +175,13 @@ def build_server(name: str, extra_tools: int, page_size: int, weird_names: bool)
             text = f"item {uri.removeprefix('fixture://items/')}"
         else:
             raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {uri}")
-        return types.ReadResourceResult(contents=[types.TextResourceContents(uri=uri, text=text, mime_type="text/plain")])
+        return types.ReadResourceResult(
+            contents=[types.TextResourceContents(uri=uri, text=text, mime_type="text/plain")]
+        )
 
-    async def list_prompts(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+    async def list_prompts(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
         prompt = types.Prompt(name="greet", arguments=[types.PromptArgument(name="name", required=True)])
         return types.ListPromptsResult(prompts=[prompt])
 

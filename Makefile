@@ -1,0 +1,41 @@
+# The README's two quick-start commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast lint bench schema clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run the hub on its embedded demo fleet (or ./hub.yaml) at http://127.0.0.1:8765/mcp
+run: $(STAMP)
+	$(BIN)/mcphub serve
+
+## lint, type-check and run every test (npm servers are installed into .cache/ by the tests)
+test: lint
+	$(BIN)/python -m pytest
+
+## the fast tests only (no third-party npm/PyPI servers, no slow end-to-end groups)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e"
+
+lint: $(STAMP)
+	$(BIN)/ruff check hub adapters tests benchmarks
+	$(BIN)/ruff format --check hub adapters
+	$(BIN)/mypy
+
+## hub overhead against a direct connection (prints a table)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
+
+## regenerate config/hub.schema.json from the config models
+schema: $(STAMP)
+	$(BIN)/python -m hub.config > config/hub.schema.json
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache *.egg-info

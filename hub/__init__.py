@@ -1,0 +1,1 @@
+"""MCP federation hub: one MCP endpoint over a fleet of MCP servers."""

@@ -1,0 +1,5 @@
+"""`python -m hub` is `mcphub`."""
+
+from hub.cli import main
+
+main()

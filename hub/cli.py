@@ -1,0 +1,359 @@
+"""`mcphub`: run the hub and inspect a running one.
+
+Commands: `serve`, `check`, `servers`, `routes [PATTERN]`, `call NAME`. Tables for people,
+`--json` for scripts; exit code 0 only on success (2 for a bad config); errors are one line on
+stderr, with a traceback only under `--debug`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import anyio
+import httpx2
+import typer
+from mcp import Client, MCPError
+from rich.console import Console
+from rich.table import Table
+
+from hub.app import Hub, resolve_config
+from hub.config import DEFAULT_PORT
+from hub.errors import ConfigError, HubError
+from hub.servers import ServerState
+
+__all__ = ["app", "main"]
+
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+
+app = typer.Typer(
+    name="mcphub",
+    help="MCP federation hub: one MCP endpoint for a fleet of MCP servers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+_state = {"debug": False}
+
+T = TypeVar("T")
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="MCPHUB_URL", help="Base URL of the running hub.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config", "-c", help="Config file (YAML or JSON). Default: $MCPHUB_CONFIG, ./hub.yaml, or the demo fleet."
+    ),
+]
+
+
+class _CliError(Exception):
+    """An error already phrased for the user; exit code attached."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    raise _CliError(message, code)
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; turn every expected failure into one line on stderr and an exit code."""
+    try:
+        return anyio.run(fn)
+    except _CliError as exc:
+        _exit_with(str(exc), exc.code, exc)
+    except ConfigError as exc:
+        _exit_with(f"config error: {exc}", 2, exc)
+    except HubError as exc:
+        _exit_with(str(exc), 1, exc)
+    except MCPError as exc:
+        _exit_with(f"MCP error {exc.code}: {exc.message}", 1, exc)
+    except httpx2.ConnectError as exc:
+        _exit_with(f"cannot reach the hub ({type(exc).__name__}); is `mcphub serve` running?", 1, exc)
+    except httpx2.HTTPError as exc:
+        _exit_with(f"HTTP error talking to the hub: {type(exc).__name__}", 1, exc)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _exit_with(message: str, code: int, exc: BaseException) -> NoReturn:
+    if _state["debug"]:
+        logging.getLogger(__name__).error("failure", exc_info=exc)
+    _err.print(f"mcphub: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Per-request lines from the HTTP client and the SDK's session manager are noise at INFO.
+    for noisy in (
+        "httpx2",
+        "mcp.server.streamable_http_manager",
+        "mcp.server.streamable_http",
+        "mcp.client.streamable_http",
+    ):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False) -> None:
+    _state["debug"] = debug
+
+
+# ---------------------------------------------------------------- serve
+
+
+def _client_snippet(url: str) -> str:
+    return json.dumps({"mcpServers": {"hub": {"type": "http", "url": url}}}, indent=2)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (overrides listen.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind, 0 for any (overrides listen.port).")] = None,
+    stdio: Annotated[bool, typer.Option("--stdio", help="Serve the catalog on stdin/stdout instead of HTTP.")] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the hub: start every server and serve the catalog at /mcp (or over stdio)."""
+    from hub.endpoint import HttpServer, bind_socket
+
+    _setup_logging("debug" if _state["debug"] else log_level)
+    try:
+        hub_config, source = resolve_config(config)
+    except ConfigError as exc:
+        _exit_with(f"config error: {exc}", 2, exc)
+    if host is not None or port is not None:
+        listen = hub_config.listen.model_copy(
+            update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        )
+        hub_config = hub_config.model_copy(update={"listen": listen})
+    console = _err if stdio else _out
+    console.print(f"mcphub: config {source}, {len(hub_config.servers)} servers", markup=False)
+
+    async def report(hub: Hub) -> None:
+        for status in (c.status() for c in hub.fleet.connections.values()):
+            if status.state is ServerState.READY:
+                console.print(
+                    f"  [green]ready[/]   {status.server_id} ({status.transport}, {status.protocol_version}): "
+                    f"{status.tools} tools, {status.resources} resources, {status.prompts} prompts"
+                )
+            elif status.state is ServerState.DISABLED:
+                console.print(f"  [dim]disabled[/] {status.server_id}")
+            else:
+                console.print(
+                    f"  [red]{status.state.value}[/]  {status.server_id}: {status.last_error or 'still starting'}"
+                )
+        console.print(f"mcphub: {len(hub.catalog.tools)} tools in the catalog")
+
+    hub = Hub(hub_config, on_started=report)
+
+    async def serve_stdio() -> None:
+        async with hub.running():
+            await hub.endpoint.serve_stdio()
+
+    async def serve_http() -> None:
+        try:
+            sock = bind_socket(hub_config.listen.host, hub_config.listen.port)
+        except OSError as exc:
+            _fail(f"cannot listen on {hub_config.listen.host}:{hub_config.listen.port}: {exc.strerror or exc}")
+        bound_host, bound_port = sock.getsockname()[:2]
+        shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        url = f"http://{shown_host}:{bound_port}/mcp"
+        _out.print(f"mcphub: MCP endpoint {url}", markup=False)
+        _out.print(f"mcphub: add it to a client, e.g. `claude mcp add --transport http hub {url}`, or:", markup=False)
+        _out.print(_client_snippet(url), markup=False)
+        await HttpServer(hub.http_app(), sock, log_level="warning").serve()
+
+    _run(serve_stdio if stdio else serve_http)
+
+
+# ---------------------------------------------------------------- check
+
+
+@app.command()
+def check(
+    config: ConfigOption = None,
+    connect: Annotated[
+        bool, typer.Option("--connect", help="Also start every server and print the route table.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Validate a config; with --connect, start every server once and show the routes."""
+    _setup_logging("debug" if _state["debug"] else "error")
+
+    async def run() -> None:
+        hub_config, source = resolve_config(config)
+        if not connect:
+            if json_output:
+                _out.print_json(data={"config": source, "servers": sorted(hub_config.servers)})
+            else:
+                _out.print(
+                    f"{source}: OK, {len(hub_config.servers)} servers: {', '.join(hub_config.servers)}", markup=False
+                )
+            return
+        hub = Hub(hub_config)
+        async with hub.running():
+            longest = max(
+                (s.startup_timeout_seconds + s.timeout_seconds for s in hub_config.servers.values()), default=0.0
+            )
+            await hub.fleet.wait_first_attempts(longest + 5.0)
+            statuses = [c.status().as_json() for c in hub.fleet.connections.values()]
+            routes = hub.endpoint.routes_json()
+        failed = [s for s in statuses if s["state"] not in ("ready", "disabled")]
+        if json_output:
+            _out.print_json(data={"config": source, "servers": statuses, "routes": routes})
+        else:
+            _print_servers(statuses)
+            _print_routes(routes)
+        if failed:
+            _fail(
+                f"{len(failed)} of {len(statuses)} servers failed: "
+                + ", ".join(f"{s['server_id']} ({s['last_error']})" for s in failed)
+            )
+
+    _run(run)
+
+
+# ---------------------------------------------------------------- admin API readers
+
+
+async def _admin_get(url: str, path: str) -> Any:
+    async with httpx2.AsyncClient(timeout=10.0) as client:
+        response = await client.get(url.rstrip("/") + path)
+    if response.status_code != 200:
+        _fail(f"the hub answered HTTP {response.status_code} for {path}")
+    return response.json()
+
+
+def _print_servers(servers: list[dict[str, Any]]) -> None:
+    table = Table("server", "state", "transport", "protocol", "tools", "resources", "prompts", "restarts", "last error")
+    colours = {"ready": "green", "failed": "red", "restarting": "yellow", "starting": "yellow"}
+    for s in servers:
+        colour = colours.get(s["state"], "dim")
+        table.add_row(
+            s["server_id"],
+            f"[{colour}]{s['state']}[/]",
+            s["transport"],
+            s["protocol_version"] or "-",
+            str(s["tools"]),
+            str(s["resources"] + s["resource_templates"]),
+            str(s["prompts"]),
+            str(s["restarts"]),
+            s["last_error"] or "",
+        )
+    _out.print(table)
+
+
+def _print_routes(routes: list[dict[str, Any]]) -> None:
+    table = Table("exposed name", "kind", "server", "original", "server state", "note")
+    for r in routes:
+        table.add_row(r["exposed"], r["kind"], r["server_id"], r["original"], r["server_state"], r["note"] or "")
+    _out.print(table)
+
+
+@app.command()
+def servers(url: UrlOption = DEFAULT_URL, json_output: JsonOption = False) -> None:
+    """Show every server of the running hub with its state."""
+
+    async def run() -> None:
+        data = await _admin_get(url, "/admin/servers")
+        if json_output:
+            _out.print_json(data=data)
+        else:
+            _print_servers(data["servers"])
+
+    _run(run)
+
+
+@app.command()
+def routes(
+    pattern: Annotated[str | None, typer.Argument(help="Glob on exposed names (e.g. 'git__*').")] = None,
+    url: UrlOption = DEFAULT_URL,
+    json_output: JsonOption = False,
+) -> None:
+    """Show the running hub's route table: exposed name -> server and original name."""
+
+    async def run() -> None:
+        data = await _admin_get(url, "/admin/routes")
+        selected = [r for r in data["routes"] if pattern is None or fnmatch.fnmatchcase(r["exposed"], pattern)]
+        if json_output:
+            _out.print_json(data={"routes": selected})
+        else:
+            _print_routes(selected)
+
+    _run(run)
+
+
+# ---------------------------------------------------------------- call
+
+
+def _parse_args(args: list[str], json_args: str | None) -> dict[str, Any]:
+    arguments: dict[str, Any] = {}
+    if json_args:
+        try:
+            parsed = json.loads(json_args)
+        except json.JSONDecodeError as exc:
+            _fail(f"--json-args is not valid JSON: {exc.msg} at position {exc.pos}", 2)
+        if not isinstance(parsed, dict):
+            _fail("--json-args must be a JSON object", 2)
+        arguments.update(parsed)
+    for item in args:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            _fail(f"--arg takes key=value, got {item!r}", 2)
+        try:
+            arguments[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            arguments[key] = raw
+    return arguments
+
+
+@app.command()
+def call(
+    name: Annotated[str, typer.Argument(help="Exposed tool name, e.g. time__get_current_time.")],
+    arg: Annotated[
+        list[str] | None, typer.Option("--arg", "-a", help="key=value (value parsed as JSON when it is JSON).")
+    ] = None,
+    json_args: Annotated[str | None, typer.Option("--json-args", help="All arguments as one JSON object.")] = None,
+    url: UrlOption = DEFAULT_URL,
+    json_output: JsonOption = False,
+) -> None:
+    """Call a tool through the running hub's /mcp and print its result."""
+    arguments = _parse_args(arg or [], json_args)
+
+    async def run() -> None:
+        with anyio.fail_after(120):
+            async with Client(url.rstrip("/") + "/mcp") as client:
+                result = await client.call_tool(name, arguments)
+        if json_output:
+            _out.print_json(data=result.model_dump(mode="json", by_alias=True, exclude_none=True))
+        else:
+            for block in result.content:
+                _out.print(block.text if block.type == "text" else f"<{block.type} content>", markup=False)
+        if result.is_error:
+            raise typer.Exit(1)
+
+    _run(run)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Shared test harness: a real hub on loopback (port 0) over real subprocess servers.
+
+Everything listens on 127.0.0.1 only; every wait is bounded; every process a test starts is
+stopped by the test that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import Process
+
+from hub.app import Hub
+from hub.config import parse_config
+from hub.endpoint import HttpServer, bind_socket
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_SERVER = str(ROOT / "tests" / "servers" / "fixture_server.py")
+NPM_CACHE = ROOT / ".cache" / "npm"
+NPM_PACKAGES = ("@modelcontextprotocol/server-everything@2026.8.31", "@modelcontextprotocol/server-memory@2026.8.31")
+NPM_INSTALL_TIMEOUT_SECONDS = 600
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def fixture_entry(name: str, *args: str, **extra: Any) -> dict[str, Any]:
+    """A `servers:` entry running the fixture server over stdio."""
+    return {"command": sys.executable, "args": [FIXTURE_SERVER, "--name", name, *args], **extra}
+
+
+@dataclass
+class RunningHub:
+    hub: Hub
+    base_url: str
+
+    @property
+    def url(self) -> str:
+        """The aggregated endpoint."""
+        return f"{self.base_url}/mcp"
+
+    def server_url(self, server_id: str) -> str:
+        return f"{self.base_url}/servers/{server_id}/mcp"
+
+
+@asynccontextmanager
+async def running_hub(
+    servers: dict[str, Any], *, start_timeout: float = 30.0, **settings: Any
+) -> AsyncIterator[RunningHub]:
+    """Serve a hub over `servers` on 127.0.0.1:<free port>; yields once every server has
+    finished its first start attempt."""
+    hub = Hub(parse_config({"servers": servers, **settings}, file="<test>"))
+    sock = bind_socket("127.0.0.1", 0)
+    http = HttpServer(hub.http_app(), sock)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(http.serve)
+        try:
+            with anyio.fail_after(start_timeout):
+                await hub.fleet.wait_first_attempts()
+            yield RunningHub(hub, f"http://127.0.0.1:{sock.getsockname()[1]}")
+        finally:
+            http.stop()
+
+
+@asynccontextmanager
+async def http_fixture(*args: str, transport: str = "http") -> AsyncIterator[tuple[str, Process]]:
+    """The fixture server as a remote server: yields (its MCP URL, its process)."""
+    process = await anyio.open_process(
+        [sys.executable, FIXTURE_SERVER, "--transport", transport, "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        with anyio.fail_after(20):
+            buffer = b""
+            while b"\n" not in buffer:
+                buffer += await process.stdout.receive()
+        line = buffer.split(b"\n", 1)[0].decode()
+        assert line.startswith("PORT="), line
+        path = "/sse" if transport == "sse" else "/mcp"
+        yield f"http://127.0.0.1:{line.removeprefix('PORT=')}{path}", process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with anyio.move_on_after(5, shield=True):
+            await process.wait()
+
+
+def free_port() -> int:
+    """A port free right now on 127.0.0.1 (for third-party servers that take a port number)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def npm_servers() -> Path:
+    """`node_modules/.bin` holding the npm reference servers, installed once into .cache/npm.
+
+    Skipped, with the reason shown, when node/npm are absent or the registry cannot be reached.
+    """
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        pytest.skip("npm/node not installed: the npm reference servers cannot run here")
+    bin_dir = NPM_CACHE / "node_modules" / ".bin"
+    stamp = NPM_CACHE / ".installed"
+    wanted = "\n".join(NPM_PACKAGES)
+    if not (stamp.is_file() and stamp.read_text() == wanted and (bin_dir / "mcp-server-everything").exists()):
+        NPM_CACHE.mkdir(parents=True, exist_ok=True)
+        try:
+            subprocess.run(
+                [
+                    "npm",
+                    "install",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                    "--prefix",
+                    str(NPM_CACHE),
+                    *NPM_PACKAGES,
+                ],
+                check=True,
+                capture_output=True,
+                timeout=NPM_INSTALL_TIMEOUT_SECONDS,
+                env={**os.environ, "npm_config_update_notifier": "false"},
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            detail = getattr(exc, "stderr", b"") or b""
+            pytest.skip(f"npm install of the reference servers failed: {detail.decode(errors='replace')[-300:]}")
+        stamp.write_text(wanted)
+    return bin_dir
