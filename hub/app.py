@@ -16,7 +16,7 @@ from hub.endpoint import Endpoint
 from hub.router import Router
 from hub.servers import Fleet
 
-__all__ = ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config"]
+__all__ = ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config", "startup_bound_seconds"]
 
 DEFAULT_CONFIG_NAME = "hub.yaml"
 CONFIG_ENV = "MCPHUB_CONFIG"
@@ -39,6 +39,11 @@ def resolve_config(path: str | None) -> tuple[HubConfig, str]:
     if Path(DEFAULT_CONFIG_NAME).is_file():
         return load_config(DEFAULT_CONFIG_NAME), DEFAULT_CONFIG_NAME
     return demo_config()
+
+
+def startup_bound_seconds(config: HubConfig) -> float:
+    """How long every server's first start attempt can take at most, in seconds."""
+    return max((s.startup_timeout_seconds + s.timeout_seconds for s in config.servers.values()), default=0.0) + 5.0
 
 
 class Hub:

@@ -21,7 +21,7 @@ from mcp import Client, MCPError
 from rich.console import Console
 from rich.table import Table
 
-from hub.app import Hub, resolve_config
+from hub.app import Hub, resolve_config, startup_bound_seconds
 from hub.config import DEFAULT_PORT
 from hub.errors import ConfigError, HubError
 from hub.servers import ServerState
@@ -65,24 +65,36 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise _CliError(message, code)
 
 
+def _leaf(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) exception groups, as task groups wrap it; else `exc`."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine; turn every expected failure into one line on stderr and an exit code."""
     try:
         return anyio.run(fn)
-    except _CliError as exc:
-        _exit_with(str(exc), exc.code, exc)
-    except ConfigError as exc:
-        _exit_with(f"config error: {exc}", 2, exc)
-    except HubError as exc:
-        _exit_with(str(exc), 1, exc)
-    except MCPError as exc:
-        _exit_with(f"MCP error {exc.code}: {exc.message}", 1, exc)
-    except httpx2.ConnectError as exc:
-        _exit_with(f"cannot reach the hub ({type(exc).__name__}); is `mcphub serve` running?", 1, exc)
-    except httpx2.HTTPError as exc:
-        _exit_with(f"HTTP error talking to the hub: {type(exc).__name__}", 1, exc)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+    except BaseException as raised:  # sorted below; anything else is re-raised
+        exc = _leaf(raised)
+        if isinstance(exc, typer.Exit | KeyboardInterrupt | SystemExit) and exc is not raised:
+            raise exc from None
+        if isinstance(exc, _CliError):
+            _exit_with(str(exc), exc.code, exc)
+        if isinstance(exc, ConfigError):
+            _exit_with(f"config error: {exc}", 2, exc)
+        if isinstance(exc, HubError):
+            _exit_with(str(exc), 1, exc)
+        if isinstance(exc, MCPError):
+            _exit_with(f"MCP error {exc.code}: {exc.message}", 1, exc)
+        if isinstance(exc, httpx2.ConnectError):
+            _exit_with(f"cannot reach the hub ({type(exc).__name__}); is `mcphub serve` running?", 1, exc)
+        if isinstance(exc, httpx2.HTTPError):
+            _exit_with(f"HTTP error talking to the hub: {type(exc).__name__}", 1, exc)
+        if isinstance(exc, KeyboardInterrupt):
+            raise typer.Exit(130) from None
+        raise
 
 
 def _exit_with(message: str, code: int, exc: BaseException) -> NoReturn:
@@ -163,6 +175,9 @@ def serve(
 
     async def serve_stdio() -> None:
         async with hub.running():
+            # A stdio host lists tools right after initialize and may ignore list_changed, so
+            # answer only once every server has had its first start attempt.
+            await hub.fleet.wait_first_attempts(startup_bound_seconds(hub_config))
             await hub.endpoint.serve_stdio()
 
     async def serve_http() -> None:
