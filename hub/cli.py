@@ -23,6 +23,7 @@ from rich.table import Table
 
 from hub.app import Hub, resolve_config, startup_bound_seconds
 from hub.config import DEFAULT_PORT
+from hub.endpoint import HttpServer, bind_socket, run_event_loop
 from hub.errors import ConfigError, HubError
 from hub.servers import ServerState
 
@@ -75,7 +76,7 @@ def _leaf(exc: BaseException) -> BaseException:
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine; turn every expected failure into one line on stderr and an exit code."""
     try:
-        return anyio.run(fn)
+        return run_event_loop(fn)
     except BaseException as raised:  # sorted below; anything else is re-raised
         exc = _leaf(raised)
         if isinstance(exc, typer.Exit | KeyboardInterrupt | SystemExit) and exc is not raised:
@@ -141,7 +142,6 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the hub: start every server and serve the catalog at /mcp (or over stdio)."""
-    from hub.endpoint import HttpServer, bind_socket
 
     _setup_logging("debug" if _state["debug"] else log_level)
     try:

@@ -237,7 +237,7 @@ def _http_app(server: Server[Any], transport: str) -> Starlette:
 
 
 async def _serve_http(server: Server[Any], transport: str, port: int) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # IPPROTO_TCP: TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(512)
@@ -263,10 +263,11 @@ def main() -> None:
     server = build_server(args.name, args.extra_tools, args.page_size, args.weird_names)
     server.middleware.clear()
     print(f"fixture server {args.name} starting ({args.transport})", file=sys.stderr, flush=True)
+    options = {"use_uvloop": True} if sys.platform != "win32" else {}
     if args.transport == "stdio":
-        anyio.run(_serve_stdio, server)
+        anyio.run(_serve_stdio, server, backend_options=options)
     else:
-        anyio.run(_serve_http, server, args.transport, args.port)
+        anyio.run(_serve_http, server, args.transport, args.port, backend_options=options)
 
 
 if __name__ == "__main__":
