@@ -19,13 +19,14 @@ import httpx2
 import typer
 from mcp import Client, MCPError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hub.app import Hub, resolve_config, startup_bound_seconds
 from hub.config import DEFAULT_PORT
 from hub.endpoint import HttpServer, bind_socket, run_event_loop
 from hub.errors import ConfigError, HubError
-from hub.servers import ServerState
+from hub.servers import ServerState, ServerStatus
 
 __all__ = ["app", "main"]
 
@@ -140,6 +141,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to bind, 0 for any (overrides listen.port).")] = None,
     stdio: Annotated[bool, typer.Option("--stdio", help="Serve the catalog on stdin/stdout instead of HTTP.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    json_output: JsonOption = False,
 ) -> None:
     """Run the hub: start every server and serve the catalog at /mcp (or over stdio)."""
 
@@ -154,24 +156,37 @@ def serve(
         )
         hub_config = hub_config.model_copy(update={"listen": listen})
     console = _err if stdio else _out
-    console.print(f"mcphub: config {source}, {len(hub_config.servers)} servers", markup=False)
 
-    async def report(hub: Hub) -> None:
-        for status in (c.status() for c in hub.fleet.connections.values()):
-            if status.state is ServerState.READY:
-                console.print(
-                    f"  [green]ready[/]   {status.server_id} ({status.transport}, {status.protocol_version}): "
-                    f"{status.tools} tools, {status.resources} resources, {status.prompts} prompts"
-                )
-            elif status.state is ServerState.DISABLED:
-                console.print(f"  [dim]disabled[/] {status.server_id}")
-            else:
-                console.print(
-                    f"  [red]{status.state.value}[/]  {status.server_id}: {status.last_error or 'still starting'}"
-                )
-        console.print(f"mcphub: {len(hub.catalog.tools)} tools in the catalog")
+    def say(text: str, data: dict[str, Any]) -> None:
+        if json_output:
+            console.print(json.dumps(data), markup=False, highlight=False, soft_wrap=True)
+        else:
+            console.print(text)
 
-    hub = Hub(hub_config, on_started=report)
+    say(
+        f"mcphub: config {escape(source)}, {len(hub_config.servers)} servers",
+        {"event": "config", "source": source, "servers": list(hub_config.servers)},
+    )
+
+    async def server_started(status: ServerStatus) -> None:
+        if status.state is ServerState.READY:
+            text = (
+                f"  [green]ready[/]    {status.server_id} ({status.transport}, {status.protocol_version}): "
+                f"{status.tools} tools, {status.resources} resources, {status.prompts} prompts"
+            )
+        elif status.state is ServerState.DISABLED:
+            text = f"  [dim]disabled[/] {status.server_id}"
+        else:
+            text = f"  [red]{status.state.value}[/]   {status.server_id}: {escape(status.last_error or '')}"
+        say(text, {"event": "server", **status.as_json()})
+
+    async def started(hub: Hub) -> None:
+        say(
+            f"mcphub: {len(hub.catalog.tools)} tools in the catalog",
+            {"event": "ready", "tools": len(hub.catalog.tools)},
+        )
+
+    hub = Hub(hub_config, on_server_started=server_started, on_started=started)
 
     async def serve_stdio() -> None:
         async with hub.running():
@@ -188,9 +203,14 @@ def serve(
         bound_host, bound_port = sock.getsockname()[:2]
         shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         url = f"http://{shown_host}:{bound_port}/mcp"
-        _out.print(f"mcphub: MCP endpoint {url}", markup=False)
-        _out.print(f"mcphub: add it to a client, e.g. `claude mcp add --transport http hub {url}`, or:", markup=False)
-        _out.print(_client_snippet(url), markup=False)
+        if json_output:
+            say("", {"event": "listening", "url": url})
+        else:
+            _out.print(f"mcphub: MCP endpoint {url}", markup=False)
+            _out.print(
+                f"mcphub: add it to a client, e.g. `claude mcp add --transport http hub {url}`, or:", markup=False
+            )
+            _out.print(_client_snippet(url), markup=False)
         await HttpServer(hub.http_app(), sock, log_level="warning").serve()
 
     _run(serve_stdio if stdio else serve_http)

@@ -47,7 +47,7 @@ from adapters import HttpPool, sse_transport, stdio_transport, streamable_http_t
 from hub.config import HubConfig, ServerConfig
 from hub.errors import ServerError, ServerProtocolError, ServerTimeout, ServerUnavailable
 
-__all__ = ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState"]
+__all__ = ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"]
 
 logger = logging.getLogger(__name__)
 

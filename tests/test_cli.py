@@ -341,6 +341,7 @@ def test_a_command_against_a_hub_that_is_not_running_exits_1_with_one_line(comma
     assert "cannot reach the hub" in _assert_one_error_line(result)
 
 
+@pytest.mark.e2e
 async def test_a_killed_server_is_restarted_while_others_serve_and_sigterm_stops_the_hub_and_its_children(
     tmp_path: Path,
 ) -> None:
@@ -427,6 +428,7 @@ async def test_serve_stdio_serves_the_catalog_to_an_sdk_client_which_learns_of_i
     assert result.content[0].type == "text" and result.content[0].text == f"over stdio, {mode}"
 
 
+@pytest.mark.e2e
 async def test_serve_stdio_answers_the_first_tools_list_with_the_fleets_tools(tmp_path: Path) -> None:
     # A server that takes 3 s to start (as npx- or uvx-launched servers often do), so the host's
     # first tools/list surely comes before the server is up.
