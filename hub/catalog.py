@@ -17,7 +17,7 @@ from typing import Literal
 import mcp_types as types
 
 from hub.config import HubConfig
-from hub.naming import assign_names, exposed_resource_uri, split_resource_uri
+from hub.naming import SEPARATOR, assign_names, exposed_resource_uri, split_resource_uri
 from hub.servers import ServerSnapshot
 
 __all__ = ["Catalog", "ChangeListener", "Kind", "Route", "ServerView"]
@@ -53,9 +53,10 @@ class ServerView:
     prompts: tuple[types.Prompt, ...]
     tool_names: frozenset[str]
     prompt_names: frozenset[str]
+    input_schemas: dict[str, dict[str, object]]
 
 
-_EMPTY_VIEW = ServerView((), (), (), (), frozenset(), frozenset())
+_EMPTY_VIEW = ServerView((), (), (), (), frozenset(), frozenset(), {})
 
 
 class Catalog:
@@ -66,6 +67,11 @@ class Catalog:
 
     def __init__(self, config: HubConfig) -> None:
         self._configs = dict(config.servers)
+        self._prefix_owners = {
+            prefix: server_id
+            for server_id, server in config.servers.items()
+            if (prefix := server.exposed_prefix(server_id)) is not None
+        }
         self._snapshots: dict[str, ServerSnapshot] = {}
         self._views: dict[str, ServerView] = {}
         self._listeners: list[ChangeListener] = []
@@ -163,6 +169,7 @@ class Catalog:
             prompts=snapshot.prompts,
             tool_names=frozenset(tool.name for tool in tools),
             prompt_names=frozenset(prompt.name for prompt in snapshot.prompts),
+            input_schemas={tool.name: tool.input_schema for tool in tools},
         )
 
     # ---- lookups (the request path: dictionary reads only) ----
@@ -178,6 +185,12 @@ class Catalog:
     def tool_input_schema(self, exposed: str) -> dict[str, object] | None:
         """The input schema of an exposed tool (for the modern era's `Mcp-Param-*` checks)."""
         return self._input_schemas.get(exposed)
+
+    def claimed_by(self, exposed: str) -> str | None:
+        """The server whose prefix an exposed tool or prompt name starts with, route or not (to
+        tell a caller that the server is down rather than that the name is unknown)."""
+        prefix, separator, _ = exposed.partition(SEPARATOR)
+        return self._prefix_owners.get(prefix) if separator else None
 
     def resource_owner(self, exposed_uri: str) -> tuple[str, str] | None:
         """`(server_id, original uri)` for an exposed resource URI or URI template, or None when

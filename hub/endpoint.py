@@ -81,6 +81,7 @@ class _Face(Protocol):
     def resolve_prompt(self, name: str) -> tuple[str, str] | None: ...
     def resolve_uri(self, uri: str) -> tuple[str, str] | None: ...
     def input_schema(self, name: str) -> dict[str, object] | None: ...
+    def claimed_by(self, name: str) -> str | None: ...
 
 
 class _AggregateFace:
@@ -115,6 +116,9 @@ class _AggregateFace:
     def input_schema(self, name: str) -> dict[str, object] | None:
         return self._catalog.tool_input_schema(name)
 
+    def claimed_by(self, name: str) -> str | None:
+        return self._catalog.claimed_by(name)
+
 
 class _ServerFace:
     """One server under its original names (`/servers/<server_id>/mcp`)."""
@@ -145,10 +149,10 @@ class _ServerFace:
         return self._server_id, uri
 
     def input_schema(self, name: str) -> dict[str, object] | None:
-        for tool in self._catalog.server_view(self._server_id).tools:
-            if tool.name == name:
-                return tool.input_schema
-        return None
+        return self._catalog.server_view(self._server_id).input_schemas.get(name)
+
+    def claimed_by(self, name: str) -> str | None:
+        return self._server_id
 
 
 class _SessionRegistry:
@@ -188,6 +192,18 @@ class _SessionRegistry:
         async with anyio.create_task_group() as tg:
             for session in list(self._sessions.values()):
                 tg.start_soon(send, session)
+
+
+def _not_found(face: _Face, router: Router, kind: str, name: str) -> HubError:
+    """RouteNotFound, unless the name belongs to a server that is down: then that server's
+    ServerUnavailable, so the caller learns which server to wait for."""
+    server_id = face.claimed_by(name)
+    if server_id is not None:
+        try:
+            router.require_ready(server_id)
+        except ServerUnavailable as exc:
+            return exc
+    return RouteNotFound(kind, name)
 
 
 def _to_mcp_error(exc: HubError) -> MCPError:
@@ -231,7 +247,7 @@ def _build_mcp_server(
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         owner = face.resolve_tool(params.name)
         if owner is None:
-            raise RouteNotFound("tool", params.name)
+            raise _not_found(face, router, "tool", params.name)
         progress = None
         if ctx.meta and ctx.meta.get("progress_token") is not None:
             progress = ctx.session.report_progress
@@ -263,7 +279,7 @@ def _build_mcp_server(
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> types.GetPromptResult:
         owner = face.resolve_prompt(params.name)
         if owner is None:
-            raise RouteNotFound("prompt", params.name)
+            raise _not_found(face, router, "prompt", params.name)
         return await router.get_prompt(owner[0], owner[1], params.arguments)
 
     async def complete(ctx: ServerRequestContext[Any], params: types.CompleteRequestParams) -> types.CompleteResult:
@@ -273,7 +289,7 @@ def _build_mcp_server(
         if isinstance(ref, types.PromptReference):
             owner = face.resolve_prompt(ref.name)
             if owner is None:
-                raise RouteNotFound("prompt", ref.name)
+                raise _not_found(face, router, "prompt", ref.name)
             original_ref = ref.model_copy(update={"name": owner[1]})
         else:
             owner = face.resolve_uri(ref.uri)

@@ -39,6 +39,10 @@ class Router:
             raise ServerUnavailable(server_id, "not configured")
         return connection
 
+    def require_ready(self, server_id: str) -> None:
+        """:raises ServerUnavailable: `server_id` is not configured or not connected."""
+        self._connection(server_id).require_ready()
+
     async def call_tool(
         self, server_id: str, name: str, arguments: dict[str, Any] | None, progress: ProgressFn | None = None
     ) -> types.CallToolResult:

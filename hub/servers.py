@@ -446,6 +446,10 @@ class ServerConnection:
             seen_cursors.add(cursor)
         raise ServerProtocolError(self.server_id, f"{attribute} pagination did not end after {MAX_LIST_PAGES} pages")
 
+    def require_ready(self) -> None:
+        """:raises ServerUnavailable: the server is not connected (down, restarting, failed, disabled)."""
+        self._require_client()
+
     def _require_client(self) -> Client:
         client = self._client
         if client is None:

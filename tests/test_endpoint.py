@@ -165,7 +165,8 @@ async def test_a_killed_server_shows_in_readyz_and_every_other_route_keeps_worki
                 assert _text(await client.call_tool("bystander__echo", {"text": "still here"})) == "still here"
                 with pytest.raises(MCPError) as raised:
                     await client.call_tool("victim__whoami", {})
-                assert raised.value.code in (CONNECTION_CLOSED, INVALID_PARAMS)
+                assert raised.value.code == CONNECTION_CLOSED
+                assert "server 'victim'" in raised.value.message
 
 
 @pytest.mark.parametrize("server_protocol", ["legacy", "modern"])
