@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 from mcp.client._transport import TransportStreams
@@ -22,6 +22,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 __all__ = ["STDERR_LINE_MAX_CHARS", "stdio_transport"]
 
 logger = logging.getLogger(__name__)
+_stderr_logger = logger.getChild("stderr")
 
 STDERR_LINE_MAX_CHARS = 4096
 """A stderr line is cut to this many characters in the log (a child can write anything there)."""
@@ -31,10 +32,9 @@ _STDERR_DRAIN_SECONDS = 1.0
 (a grandchild that escaped the kill could hold the pipe open)."""
 
 
-async def _forward_stderr(
-    fd: int, server_id: str, child_logger: logging.Logger, done: anyio.Event, tail: deque[str] | None
-) -> None:
-    """Log each stderr line of the child until EOF; partial lines are joined, long ones cut."""
+async def _forward_stderr(fd: int, on_line: Callable[[str], None], done: anyio.Event) -> None:
+    """Hand each stderr line of the child to `on_line` until EOF; partial lines are joined, long
+    ones cut at STDERR_LINE_MAX_CHARS, bytes that are not UTF-8 replaced."""
     os.set_blocking(fd, False)
     pending = b""
     try:
@@ -52,16 +52,21 @@ async def _forward_stderr(
                 lines.append(pending)
                 pending = b""
             for line in lines:
-                text = line.decode("utf-8", "replace").rstrip("\r")[:STDERR_LINE_MAX_CHARS]
-                if text:
-                    child_logger.info("[%s] %s", server_id, text)
-                    if tail is not None:
-                        tail.append(text)
-        if pending:
-            child_logger.info("[%s] %s", server_id, pending.decode("utf-8", "replace")[:STDERR_LINE_MAX_CHARS])
+                _deliver(line, on_line)
+        _deliver(pending, on_line)
     finally:
         os.close(fd)
         done.set()
+
+
+def _log_line(server_id: str, text: str) -> None:
+    _stderr_logger.info("[%s] %s", server_id, text)
+
+
+def _deliver(line: bytes, on_line: Callable[[str], None]) -> None:
+    text = line.decode("utf-8", "replace").rstrip("\r")[:STDERR_LINE_MAX_CHARS]
+    if text:
+        on_line(text)
 
 
 @asynccontextmanager
@@ -72,17 +77,15 @@ async def stdio_transport(
     *,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
-    stderr_logger: logging.Logger | None = None,
-    stderr_tail: deque[str] | None = None,
+    on_stderr_line: Callable[[str], None] | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Start `command` as a stdio MCP server and yield its streams; stop the whole tree on exit.
 
     :param server_id: names the child in log lines.
     :param env: the child's own variables, on top of the safe minimum; the hub's environment is
         never inherited.
-    :param stderr_logger: where stderr lines go (level INFO). Default: `adapters.stdio.stderr`.
-    :param stderr_tail: if given, each stderr line is also appended to it (give it a `maxlen`),
-        so a caller can say why a child exited.
+    :param on_stderr_line: called with each line the child writes to stderr (without the line
+        end). Default: log it at INFO on `adapters.stdio.stderr` with the server_id.
     :raises OSError: the command cannot be started (not found, not executable, bad cwd).
     """
     read_fd, write_fd = os.pipe()
@@ -97,9 +100,7 @@ async def stdio_transport(
     )
     stderr_done = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(
-            _forward_stderr, read_fd, server_id, stderr_logger or logger.getChild("stderr"), stderr_done, stderr_tail
-        )
+        tg.start_soon(_forward_stderr, read_fd, on_stderr_line or partial(_log_line, server_id), stderr_done)
         try:
             async with stdio_client(params, errlog=errlog) as streams:
                 # The child holds its own copy of the write end; ours must not keep EOF away.

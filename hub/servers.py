@@ -50,6 +50,7 @@ from hub.errors import ServerError, ServerProtocolError, ServerTimeout, ServerUn
 __all__ = ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"]
 
 logger = logging.getLogger(__name__)
+_stderr_logger = logging.getLogger("hub.server_stderr")
 
 MAX_LIST_PAGES: Final = 1000
 """A server whose pagination does not end after this many pages is treated as broken."""
@@ -217,6 +218,13 @@ class ServerConnection:
     snapshot: ServerSnapshot = field(default_factory=ServerSnapshot)
     _client: Client | None = None
     _stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=3))
+    _secrets: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        values = [*self.config.env.values(), *self.config.headers.values()]
+        words = {word for value in values for word in (value, *value.split()) if len(word) >= 8}
+        self._secrets = tuple(sorted(words, key=len, reverse=True))
+
     _first_attempt_done: anyio.Event = field(default_factory=anyio.Event)
     _refresh: anyio.Event = field(default_factory=anyio.Event)
     _state_changed: anyio.Event = field(default_factory=anyio.Event)
@@ -266,12 +274,23 @@ class ServerConnection:
                 config.args,
                 env=config.env,
                 cwd=config.cwd,
-                stderr_logger=logging.getLogger("hub.server_stderr"),
-                stderr_tail=self._stderr_tail,
+                on_stderr_line=self._on_stderr_line,
             )
         assert config.url is not None
         factory = sse_transport if config.kind == "sse" else streamable_http_transport
         return factory(config.url, self.pool, headers=config.headers, timeout_seconds=config.timeout_seconds)
+
+    def _on_stderr_line(self, line: str) -> None:
+        line = self._redact(line)
+        _stderr_logger.info("[%s] %s", self.server_id, line)
+        self._stderr_tail.append(line)
+
+    def _redact(self, text: str) -> str:
+        """Mask this server's configured secrets (env and header values, and each word of 8 or
+        more characters in them) in text that came from the server."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(
@@ -283,7 +302,8 @@ class ServerConnection:
             logger.info("server %s: %s, re-listing", self.server_id, message.method)
             self._refresh.set()
         elif isinstance(message, types.LoggingMessageNotification):
-            logger.info("server %s log [%s]: %s", self.server_id, message.params.level, str(message.params.data)[:2000])
+            data = self._redact(str(message.params.data)[:2000])
+            logger.info("server %s log [%s]: %s", self.server_id, message.params.level, data)
         elif isinstance(message, Exception):
             logger.warning("server %s sent something that is not MCP: %s", self.server_id, _describe(message))
 
@@ -329,7 +349,7 @@ class ServerConnection:
         lost = isinstance(exc, ServerUnavailable) or (isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED)
         if self.config.command is not None and lost and self._stderr_tail:
             text = f"the server exited; its last stderr line: {self._stderr_tail[-1][:300]}"
-        return text
+        return self._redact(text)
 
     async def _connect_and_serve(self) -> None:
         self._stderr_tail.clear()

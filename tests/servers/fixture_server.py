@@ -3,7 +3,7 @@
 Run it over stdio (default), Streamable HTTP or legacy SSE:
 
     python tests/servers/fixture_server.py [--transport stdio|http|sse] [--name NAME]
-        [--extra-tools N] [--page-size K] [--weird-names] [--port 0]
+        [--extra-tools N] [--page-size K] [--weird-names] [--port 0] [--stderr-env NAME]
 
 Over HTTP/SSE it binds 127.0.0.1, prints `PORT=<n>` on stdout once listening, and serves until
 killed. Tools:
@@ -259,10 +259,15 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=0)
     parser.add_argument("--weird-names", action="store_true")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--stderr-env", metavar="NAME", help="write NAME=<its value> to stderr at start (a leaky server)"
+    )
     args = parser.parse_args()
     server = build_server(args.name, args.extra_tools, args.page_size, args.weird_names)
     server.middleware.clear()
     print(f"fixture server {args.name} starting ({args.transport})", file=sys.stderr, flush=True)
+    if args.stderr_env:
+        print(f"{args.stderr_env}={os.environ.get(args.stderr_env)}", file=sys.stderr, flush=True)
     options = {"use_uvloop": True} if sys.platform != "win32" else {}
     if args.transport == "stdio":
         anyio.run(_serve_stdio, server, backend_options=options)
