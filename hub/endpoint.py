@@ -44,7 +44,14 @@ from mcp.server.transport_security import (
     TransportSecurityMiddleware,
     TransportSecuritySettings,
 )
-from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_PARAMS, REQUEST_TIMEOUT
+from mcp_types import (
+    CONNECTION_CLOSED,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    PROTOCOL_VERSION_META_KEY,
+    REQUEST_TIMEOUT,
+    SERVER_INFO_META_KEY,
+)
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -194,6 +201,22 @@ class _SessionRegistry:
                 tg.start_soon(send, session)
 
 
+_HOP_META_KEYS = (SERVER_INFO_META_KEY, PROTOCOL_VERSION_META_KEY)
+"""`_meta` stamps that describe one hop (who answered, in which era): a server's stamps are
+dropped so that the hub's own are the ones its clients see."""
+
+_ResultT = TypeVar("_ResultT", bound=types.Result)
+
+
+def _restamp(result: _ResultT) -> _ResultT:
+    """`result` without the server's hop-level `_meta` stamps (content is untouched)."""
+    meta = result.meta
+    if not meta or not any(key in meta for key in _HOP_META_KEYS):
+        return result
+    kept = {key: value for key, value in meta.items() if key not in _HOP_META_KEYS}
+    return result.model_copy(update={"meta": kept or None})
+
+
 def _not_found(face: _Face, router: Router, kind: str, name: str) -> HubError:
     """RouteNotFound, unless the name belongs to a server that is down: then that server's
     ServerUnavailable, so the caller learns which server to wait for."""
@@ -251,7 +274,7 @@ def _build_mcp_server(
         progress = None
         if ctx.meta and ctx.meta.get("progress_token") is not None:
             progress = ctx.session.report_progress
-        return await router.call_tool(owner[0], owner[1], params.arguments, progress)
+        return _restamp(await router.call_tool(owner[0], owner[1], params.arguments, progress))
 
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -269,7 +292,7 @@ def _build_mcp_server(
         owner = face.resolve_uri(str(params.uri))
         if owner is None:
             raise RouteNotFound("resource", str(params.uri))
-        return await router.read_resource(*owner)
+        return _restamp(await router.read_resource(*owner))
 
     async def list_prompts(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -280,7 +303,7 @@ def _build_mcp_server(
         owner = face.resolve_prompt(params.name)
         if owner is None:
             raise _not_found(face, router, "prompt", params.name)
-        return await router.get_prompt(owner[0], owner[1], params.arguments)
+        return _restamp(await router.get_prompt(owner[0], owner[1], params.arguments))
 
     async def complete(ctx: ServerRequestContext[Any], params: types.CompleteRequestParams) -> types.CompleteResult:
         ref = params.ref
@@ -298,7 +321,7 @@ def _build_mcp_server(
             original_ref = ref.model_copy(update={"uri": owner[1]})
         argument = {"name": params.argument.name, "value": params.argument.value}
         context = params.context.arguments if params.context else None
-        return await router.complete(owner[0], original_ref, argument, context)
+        return _restamp(await router.complete(owner[0], original_ref, argument, context))
 
     server = _HubServer(
         name,

@@ -12,7 +12,7 @@ import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client, MCPError
-from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS, REQUEST_TIMEOUT
+from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS, REQUEST_TIMEOUT, SERVER_INFO_META_KEY
 
 from hub.naming import NAME_PATTERN
 from hub.servers import ServerState
@@ -430,3 +430,14 @@ async def test_readyz_and_admin_report_servers_and_routes() -> None:
         "note": None,
         "server_state": "ready",
     }
+
+
+async def test_a_modern_era_result_carries_the_hubs_server_info_stamp_not_the_servers() -> None:
+    async with running_hub({"fx": fixture_entry("fx")}) as hub:
+        with anyio.fail_after(15):
+            async with Client(hub.url) as client:
+                result = await client.call_tool("fx__echo", {"text": "x"})
+                server_info = client.server_info
+    assert result.meta is not None
+    assert result.meta[SERVER_INFO_META_KEY]["name"] == "mcp-federation-hub"
+    assert server_info is not None and server_info.name == "mcp-federation-hub"
