@@ -6,10 +6,7 @@ era per request from `MCP-Protocol-Version`; stdio picks it from the client's fi
 `list_changed` reaches handshake-era clients as `notifications/*/list_changed` on their
 session's standing channel, and modern-era clients as `subscriptions/listen` events.
 
-JSON-RPC error translation happens here, once: `RouteNotFound` -> -32602 naming what was asked
-for, `ServerUnavailable` -> -32000, `ServerTimeout` -> -32001 (both naming the server), a
-server's own `MCPError` unchanged, anything unexpected -> -32603 "internal error" (details go to
-the log only).
+The faces themselves (handlers, error translation) are in `hub.faces`.
 """
 
 from __future__ import annotations
@@ -17,24 +14,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
-import mcp_types as types
 import uvicorn
-from mcp import MCPError
-from mcp.server import Server, ServerRequestContext
-from mcp.server.context import CallNext, HandlerResult
-from mcp.server.lowlevel.server import NotificationOptions
-from mcp.server.models import InitializationOptions
-from mcp.server.session import ServerSession
+from mcp.server import Server
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
-    ListenHandler,
     PromptsListChanged,
     ResourcesListChanged,
     ToolsListChanged,
@@ -44,16 +34,6 @@ from mcp.server.transport_security import (
     TransportSecurityMiddleware,
     TransportSecuritySettings,
 )
-from mcp_types import (
-    CONNECTION_CLOSED,
-    INTERNAL_ERROR,
-    INVALID_PARAMS,
-    PROTOCOL_VERSION_META_KEY,
-    REQUEST_TIMEOUT,
-    SERVER_INFO_META_KEY,
-)
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -62,7 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.catalog import Catalog, Kind
 from hub.config import HubConfig
-from hub.errors import HubError, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
+from hub.faces import HUB_NAME, AggregateFace, HubServer, ServerFace, SessionRegistry, build_mcp_server
 from hub.router import Router
 from hub.servers import Fleet, ServerState
 
@@ -71,299 +51,7 @@ __all__ = ["Endpoint", "HttpServer", "allowed_hosts", "bind_socket", "run_event_
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-HUB_NAME = "mcp-federation-hub"
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
-_NOTIFY_TIMEOUT_SECONDS = 5.0
-"""How long one client may take to accept a list_changed notification before it is skipped."""
-
-
-class _Face(Protocol):
-    """What one MCP server face offers and how its names resolve to (server_id, original)."""
-
-    def tools(self) -> Sequence[types.Tool]: ...
-    def resources(self) -> Sequence[types.Resource]: ...
-    def resource_templates(self) -> Sequence[types.ResourceTemplate]: ...
-    def prompts(self) -> Sequence[types.Prompt]: ...
-    def resolve_tool(self, name: str) -> tuple[str, str] | None: ...
-    def resolve_prompt(self, name: str) -> tuple[str, str] | None: ...
-    def resolve_uri(self, uri: str) -> tuple[str, str] | None: ...
-    def input_schema(self, name: str) -> dict[str, object] | None: ...
-    def claimed_by(self, name: str) -> str | None: ...
-
-
-class _AggregateFace:
-    """The whole catalog under exposed names (`/mcp`)."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
-
-    def tools(self) -> Sequence[types.Tool]:
-        return self._catalog.tools
-
-    def resources(self) -> Sequence[types.Resource]:
-        return self._catalog.resources
-
-    def resource_templates(self) -> Sequence[types.ResourceTemplate]:
-        return self._catalog.resource_templates
-
-    def prompts(self) -> Sequence[types.Prompt]:
-        return self._catalog.prompts
-
-    def resolve_tool(self, name: str) -> tuple[str, str] | None:
-        route = self._catalog.tool_route(name)
-        return (route.server_id, route.original) if route else None
-
-    def resolve_prompt(self, name: str) -> tuple[str, str] | None:
-        route = self._catalog.prompt_route(name)
-        return (route.server_id, route.original) if route else None
-
-    def resolve_uri(self, uri: str) -> tuple[str, str] | None:
-        return self._catalog.resource_owner(uri)
-
-    def input_schema(self, name: str) -> dict[str, object] | None:
-        return self._catalog.tool_input_schema(name)
-
-    def claimed_by(self, name: str) -> str | None:
-        return self._catalog.claimed_by(name)
-
-
-class _ServerFace:
-    """One server under its original names (`/servers/<server_id>/mcp`)."""
-
-    def __init__(self, catalog: Catalog, server_id: str) -> None:
-        self._catalog = catalog
-        self._server_id = server_id
-
-    def tools(self) -> Sequence[types.Tool]:
-        return self._catalog.server_view(self._server_id).tools
-
-    def resources(self) -> Sequence[types.Resource]:
-        return self._catalog.server_view(self._server_id).resources
-
-    def resource_templates(self) -> Sequence[types.ResourceTemplate]:
-        return self._catalog.server_view(self._server_id).resource_templates
-
-    def prompts(self) -> Sequence[types.Prompt]:
-        return self._catalog.server_view(self._server_id).prompts
-
-    def resolve_tool(self, name: str) -> tuple[str, str] | None:
-        return (self._server_id, name) if name in self._catalog.server_view(self._server_id).tool_names else None
-
-    def resolve_prompt(self, name: str) -> tuple[str, str] | None:
-        return (self._server_id, name) if name in self._catalog.server_view(self._server_id).prompt_names else None
-
-    def resolve_uri(self, uri: str) -> tuple[str, str] | None:
-        return self._server_id, uri
-
-    def input_schema(self, name: str) -> dict[str, object] | None:
-        return self._catalog.server_view(self._server_id).input_schemas.get(name)
-
-    def claimed_by(self, name: str) -> str | None:
-        return self._server_id
-
-
-class _SessionRegistry:
-    """Handshake-era sessions connected to one face, for `list_changed` fan-out.
-
-    The lowlevel tier has no public way to reach a connection outside a request, so each session
-    is recorded on its first request and dropped when its connection's exit stack unwinds
-    (SDK-NOTES 2.5).
-    """
-
-    def __init__(self) -> None:
-        self._sessions: dict[int, ServerSession] = {}
-
-    def track(self, session: ServerSession) -> None:
-        connection = session._connection
-        key = id(connection)
-        if key not in self._sessions:
-            self._sessions[key] = session
-            connection.exit_stack.callback(self._sessions.pop, key, None)
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    async def notify(self, kinds: frozenset[Kind]) -> None:
-        async def send(session: ServerSession) -> None:
-            with anyio.move_on_after(_NOTIFY_TIMEOUT_SECONDS):
-                try:
-                    if "tools" in kinds:
-                        await session.send_tool_list_changed()
-                    if "resources" in kinds or "resource_templates" in kinds:
-                        await session.send_resource_list_changed()
-                    if "prompts" in kinds:
-                        await session.send_prompt_list_changed()
-                except Exception as exc:  # a client that went away must not stop the fan-out
-                    logger.debug("list_changed not delivered to a session: %r", exc)
-
-        async with anyio.create_task_group() as tg:
-            for session in list(self._sessions.values()):
-                tg.start_soon(send, session)
-
-
-_HOP_META_KEYS = (SERVER_INFO_META_KEY, PROTOCOL_VERSION_META_KEY)
-"""`_meta` stamps that describe one hop (who answered, in which era): a server's stamps are
-dropped so that the hub's own are the ones its clients see."""
-
-_ResultT = TypeVar("_ResultT", bound=types.Result)
-
-
-def _restamp(result: _ResultT) -> _ResultT:
-    """`result` without the server's hop-level `_meta` stamps (content is untouched)."""
-    meta = result.meta
-    if not meta or not any(key in meta for key in _HOP_META_KEYS):
-        return result
-    kept = {key: value for key, value in meta.items() if key not in _HOP_META_KEYS}
-    return result.model_copy(update={"meta": kept or None})
-
-
-def _not_found(face: _Face, router: Router, kind: str, name: str) -> HubError:
-    """RouteNotFound, unless the name belongs to a server that is down: then that server's
-    ServerUnavailable, so the caller learns which server to wait for."""
-    server_id = face.claimed_by(name)
-    if server_id is not None:
-        try:
-            router.require_ready(server_id)
-        except ServerUnavailable as exc:
-            return exc
-    return RouteNotFound(kind, name)
-
-
-def _to_mcp_error(exc: HubError) -> MCPError:
-    if isinstance(exc, RouteNotFound):
-        return MCPError(INVALID_PARAMS, str(exc), {"kind": exc.kind, "name": exc.name})
-    if isinstance(exc, ServerTimeout):
-        return MCPError(REQUEST_TIMEOUT, str(exc), {"server_id": exc.server_id})
-    if isinstance(exc, ServerUnavailable):
-        return MCPError(CONNECTION_CLOSED, str(exc), {"server_id": exc.server_id})
-    if isinstance(exc, ServerError):
-        return MCPError(INTERNAL_ERROR, str(exc), {"server_id": exc.server_id})
-    return MCPError(INTERNAL_ERROR, str(exc))
-
-
-class _HubServer(Server[Any]):
-    """A lowlevel `Server` that advertises `listChanged` to handshake-era clients (the session
-    manager builds its initialization options without `NotificationOptions`; SDK-NOTES gotcha 2)."""
-
-    def create_initialization_options(
-        self,
-        notification_options: NotificationOptions | None = None,
-        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
-        extensions: dict[str, dict[str, Any]] | None = None,
-    ) -> InitializationOptions:
-        return super().create_initialization_options(
-            notification_options
-            or NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True),
-            experimental_capabilities,
-            extensions,
-        )
-
-
-def _build_mcp_server(
-    face: _Face, router: Router, registry: _SessionRegistry, bus: InMemorySubscriptionBus, name: str, instructions: str
-) -> _HubServer:
-    async def list_tools(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=list(face.tools()))
-
-    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
-        owner = face.resolve_tool(params.name)
-        if owner is None:
-            raise _not_found(face, router, "tool", params.name)
-        progress = None
-        if ctx.meta and ctx.meta.get("progress_token") is not None:
-            progress = ctx.session.report_progress
-        return _restamp(await router.call_tool(owner[0], owner[1], params.arguments, progress))
-
-    async def list_resources(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=list(face.resources()))
-
-    async def list_resource_templates(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourceTemplatesResult:
-        return types.ListResourceTemplatesResult(resource_templates=list(face.resource_templates()))
-
-    async def read_resource(
-        ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
-        owner = face.resolve_uri(str(params.uri))
-        if owner is None:
-            raise RouteNotFound("resource", str(params.uri))
-        return _restamp(await router.read_resource(*owner))
-
-    async def list_prompts(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListPromptsResult:
-        return types.ListPromptsResult(prompts=list(face.prompts()))
-
-    async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> types.GetPromptResult:
-        owner = face.resolve_prompt(params.name)
-        if owner is None:
-            raise _not_found(face, router, "prompt", params.name)
-        return _restamp(await router.get_prompt(owner[0], owner[1], params.arguments))
-
-    async def complete(ctx: ServerRequestContext[Any], params: types.CompleteRequestParams) -> types.CompleteResult:
-        ref = params.ref
-        owner: tuple[str, str] | None
-        original_ref: types.PromptReference | types.ResourceTemplateReference
-        if isinstance(ref, types.PromptReference):
-            owner = face.resolve_prompt(ref.name)
-            if owner is None:
-                raise _not_found(face, router, "prompt", ref.name)
-            original_ref = ref.model_copy(update={"name": owner[1]})
-        else:
-            owner = face.resolve_uri(ref.uri)
-            if owner is None:
-                raise RouteNotFound("resource template", ref.uri)
-            original_ref = ref.model_copy(update={"uri": owner[1]})
-        argument = {"name": params.argument.name, "value": params.argument.value}
-        context = params.context.arguments if params.context else None
-        return _restamp(await router.complete(owner[0], original_ref, argument, context))
-
-    server = _HubServer(
-        name,
-        version=_version(),
-        instructions=instructions,
-        get_tool_input_schema=face.input_schema,
-        on_list_tools=list_tools,
-        on_call_tool=call_tool,
-        on_list_resources=list_resources,
-        on_list_resource_templates=list_resource_templates,
-        on_read_resource=read_resource,
-        on_list_prompts=list_prompts,
-        on_get_prompt=get_prompt,
-        on_completion=complete,
-        on_subscriptions_listen=ListenHandler(bus),
-    )
-
-    async def boundary(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
-        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            registry.track(ctx.session)
-        try:
-            return await call_next(ctx)
-        except (MCPError, ValidationError):
-            raise
-        except HubError as exc:
-            raise _to_mcp_error(exc) from None
-        except Exception:
-            logger.exception("unexpected error while handling %s", ctx.method)
-            raise MCPError(INTERNAL_ERROR, "internal error in the hub (details are in its log)") from None
-
-    # The SDK's OpenTelemetry middleware costs ~7% CPU with no exporter (PERFORMANCE.md).
-    server.middleware[:] = [boundary]
-    return server
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("mcp-federation-hub")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0.0.0"
 
 
 def allowed_hosts(config: HubConfig) -> list[str]:
@@ -436,9 +124,9 @@ class Endpoint:
         self.catalog = catalog
         self.fleet = fleet
         self._bus = InMemorySubscriptionBus()
-        self._registry = _SessionRegistry()
-        self.server = _build_mcp_server(
-            _AggregateFace(catalog),
+        self._registry = SessionRegistry()
+        self.server = build_mcp_server(
+            AggregateFace(catalog),
             router,
             self._registry,
             self._bus,
@@ -446,12 +134,12 @@ class Endpoint:
             "One MCP endpoint for a fleet of MCP servers. Tool and prompt names are <server>__<name>; "
             "resource URIs are <server>+<uri>.",
         )
-        self._per_server: dict[str, tuple[_HubServer, _SessionRegistry, InMemorySubscriptionBus]] = {}
+        self._per_server: dict[str, tuple[HubServer, SessionRegistry, InMemorySubscriptionBus]] = {}
         for server_id in config.servers:
-            registry, bus = _SessionRegistry(), InMemorySubscriptionBus()
-            face = _ServerFace(catalog, server_id)
+            registry, bus = SessionRegistry(), InMemorySubscriptionBus()
+            face = ServerFace(catalog, server_id)
             self._per_server[server_id] = (
-                _build_mcp_server(
+                build_mcp_server(
                     face, router, registry, bus, f"{HUB_NAME}/{server_id}", f"Server '{server_id}' through the hub."
                 ),
                 registry,

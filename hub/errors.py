@@ -17,6 +17,9 @@ An `MCPError` answered by a server passes through with its code; a `CallToolResu
 
 from __future__ import annotations
 
+import httpx2
+from mcp import MCPError
+
 __all__ = [
     "AuthError",
     "ConfigError",
@@ -26,6 +29,7 @@ __all__ = [
     "ServerProtocolError",
     "ServerTimeout",
     "ServerUnavailable",
+    "describe_failure",
 ]
 
 
@@ -78,3 +82,25 @@ class RouteNotFound(HubError):
 
 class AuthError(HubError):
     """The caller is not authenticated (401) or not allowed (403)."""
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for /readyz and logs saying what went wrong: never a header, a token or a
+    URL's query or userinfo (exception groups are described by their first leaf)."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = exc.exceptions
+        return describe_failure(leaves[0]) if leaves else type(exc).__name__
+    if isinstance(exc, ServerError):
+        return exc.message
+    if isinstance(exc, MCPError):
+        return f"MCP error {exc.code}: {exc.message}"
+    if isinstance(exc, FileNotFoundError):
+        return f"command not found: {exc.filename or exc}"
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return f"HTTP {exc.response.status_code} from {exc.request.url.copy_with(query=None, userinfo=b'')}"
+    if isinstance(exc, httpx2.TransportError):
+        return f"cannot reach the server: {type(exc).__name__}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__

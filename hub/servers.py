@@ -27,8 +27,7 @@ import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final
@@ -38,14 +37,14 @@ import anyio.abc
 import httpx2
 import mcp_types as types
 from mcp import Client, MCPError
-from mcp.client._transport import Transport, TransportStreams
+from mcp.client._transport import Transport
 from mcp.shared.dispatcher import ProgressFnT
 from mcp_types import CONNECTION_CLOSED, METHOD_NOT_FOUND, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from adapters import HttpPool, sse_transport, stdio_transport, streamable_http_transport
+from adapters import HttpPool, sse_transport, stdio_transport, streamable_http_transport, watch_closed
 from hub.config import HubConfig, ServerConfig
-from hub.errors import ServerError, ServerProtocolError, ServerTimeout, ServerUnavailable
+from hub.errors import ServerProtocolError, ServerTimeout, ServerUnavailable, describe_failure
 
 __all__ = ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"]
 
@@ -81,57 +80,6 @@ class ServerSnapshot:
     prompts: tuple[types.Prompt, ...] = ()
 
 
-class _WatchedReadStream:
-    """A transport's read stream that sets `closed` when the server side ends."""
-
-    def __init__(self, inner: Any, closed: anyio.Event) -> None:
-        self._inner = inner
-        self._closed = closed
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def __aiter__(self) -> _WatchedReadStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            return await self._inner.__anext__()
-        except (StopAsyncIteration, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._closed.set()
-            raise
-
-    async def receive(self) -> Any:
-        try:
-            return await self._inner.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._closed.set()
-            raise
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def __aenter__(self) -> _WatchedReadStream:
-        await self._inner.__aenter__()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        self._closed.set()
-        result: bool | None = await self._inner.__aexit__(exc_type, exc, tb)
-        return result
-
-
-@asynccontextmanager
-async def _watched(transport: Transport, closed: anyio.Event) -> AsyncIterator[TransportStreams]:
-    try:
-        async with transport as (read_stream, write_stream):
-            yield _WatchedReadStream(read_stream, closed), write_stream  # type: ignore[misc]
-    finally:
-        closed.set()
-
-
 def _resolve_command(command: str) -> str:
     """Find a bare command on PATH, then beside the hub's own interpreter (its virtual
     environment's bin/, where servers installed with the hub live even when it is not activated)."""
@@ -139,27 +87,6 @@ def _resolve_command(command: str) -> str:
         return command
     search = os.pathsep.join(p for p in (os.environ.get("PATH", ""), os.path.dirname(sys.executable)) if p)
     return shutil.which(command, path=search) or command
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for /readyz and logs: what went wrong, never a header or token."""
-    if isinstance(exc, BaseExceptionGroup):
-        leaves = exc.exceptions
-        return _describe(leaves[0]) if leaves else type(exc).__name__
-    if isinstance(exc, ServerError):
-        return exc.message
-    if isinstance(exc, MCPError):
-        return f"MCP error {exc.code}: {exc.message}"
-    if isinstance(exc, FileNotFoundError):
-        return f"command not found: {exc.filename or exc}"
-    if isinstance(exc, httpx2.HTTPStatusError):
-        return f"HTTP {exc.response.status_code} from {exc.request.url.copy_with(query=None, userinfo=b'')}"
-    if isinstance(exc, httpx2.TransportError):
-        return f"cannot reach the server: {type(exc).__name__}"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
 @dataclass
@@ -305,7 +232,7 @@ class ServerConnection:
             data = self._redact(str(message.params.data)[:2000])
             logger.info("server %s log [%s]: %s", self.server_id, message.params.level, data)
         elif isinstance(message, Exception):
-            logger.warning("server %s sent something that is not MCP: %s", self.server_id, _describe(message))
+            logger.warning("server %s sent something that is not MCP: %s", self.server_id, describe_failure(message))
 
     async def run(self) -> None:
         """Supervise the connection until cancelled: connect, list, serve, and reconnect with
@@ -342,8 +269,8 @@ class ServerConnection:
             self._first_attempt_done.set()
 
     def _explain(self, exc: BaseException) -> str:
-        """`_describe(exc)`, plus the child's last stderr line when a stdio server went away."""
-        text = _describe(exc)
+        """`describe_failure(exc)`, plus the child's last stderr line when a stdio server went away."""
+        text = describe_failure(exc)
         while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
         lost = isinstance(exc, ServerUnavailable) or (isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED)
@@ -357,7 +284,7 @@ class ServerConnection:
         config = self.config
         mode = "legacy" if config.protocol == "legacy" else "auto"
         client = Client(
-            _watched(self._transport(), closed),
+            watch_closed(self._transport(), closed),
             mode=mode,
             read_timeout_seconds=config.timeout_seconds,
             message_handler=self._on_message,
@@ -425,7 +352,7 @@ class ServerConnection:
                 async for _event in subscription:
                     pass
         except Exception as exc:  # the listen stream is best effort; the connection itself stays up
-            logger.info("server %s: subscriptions/listen ended: %s", self.server_id, _describe(exc))
+            logger.info("server %s: subscriptions/listen ended: %s", self.server_id, describe_failure(exc))
 
     async def _publish(self, snapshot: ServerSnapshot | None) -> None:
         self.snapshot = snapshot or ServerSnapshot()

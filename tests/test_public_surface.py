@@ -1,0 +1,78 @@
+"""The public surface of each module is a decision: these are exactly the exported names, and
+each one exists. Changing a list here is changing the API."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+EXPORTS = {
+    "hub.errors": [
+        "AuthError",
+        "ConfigError",
+        "HubError",
+        "RouteNotFound",
+        "ServerError",
+        "ServerProtocolError",
+        "ServerTimeout",
+        "ServerUnavailable",
+        "describe_failure",
+    ],
+    "hub.config": [
+        "DEFAULT_HOST",
+        "DEFAULT_PORT",
+        "FilterConfig",
+        "HubConfig",
+        "ListenConfig",
+        "SERVER_ID_PATTERN",
+        "ServerConfig",
+        "json_schema",
+        "load_config",
+        "parse_config",
+    ],
+    "hub.naming": [
+        "MAX_NAME_LENGTH",
+        "NAME_PATTERN",
+        "NameAssignment",
+        "SEPARATOR",
+        "assign_names",
+        "exposed_resource_uri",
+        "sanitize",
+        "split_resource_uri",
+    ],
+    "hub.catalog": ["Catalog", "ChangeListener", "Kind", "Route", "ServerView"],
+    "hub.servers": ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"],
+    "hub.router": ["ProgressFn", "Router"],
+    "hub.faces": [
+        "AggregateFace",
+        "Face",
+        "HUB_NAME",
+        "HubServer",
+        "ServerFace",
+        "SessionRegistry",
+        "build_mcp_server",
+    ],
+    "hub.endpoint": ["Endpoint", "HttpServer", "allowed_hosts", "bind_socket", "run_event_loop"],
+    "hub.app": ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config", "startup_bound_seconds"],
+    "hub.cli": ["app", "main"],
+    "adapters": ["HttpPool", "sse_transport", "stdio_transport", "streamable_http_transport", "watch_closed"],
+}
+
+
+@pytest.mark.parametrize("module_name", sorted(EXPORTS))
+def test_a_module_exports_exactly_its_intended_names(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+
+    assert sorted(module.__all__) == sorted(EXPORTS[module_name])
+    assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_adapters_never_import_the_hub() -> None:
+    """adapters/ sits below hub/ (DESIGN.md layout): it depends on mcp and httpx2 only."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "adapters"
+    offenders = [p.name for p in root.glob("*.py") if "from hub" in p.read_text() or "import hub" in p.read_text()]
+
+    assert offenders == []
