@@ -17,7 +17,6 @@ at once with `ServerUnavailable`.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import math
@@ -27,10 +26,10 @@ import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.abc
@@ -39,7 +38,7 @@ import mcp_types as types
 from mcp import Client, MCPError
 from mcp.client._transport import Transport
 from mcp.shared.dispatcher import ProgressFnT
-from mcp_types import CONNECTION_CLOSED, METHOD_NOT_FOUND, REQUEST_TIMEOUT
+from mcp_types import CONNECTION_CLOSED, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters import HttpPool, sse_transport, stdio_transport, streamable_http_transport, watch_closed
@@ -50,6 +49,8 @@ __all__ = ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "Server
 
 logger = logging.getLogger(__name__)
 _stderr_logger = logging.getLogger("hub.server_stderr")
+
+_T = TypeVar("_T")
 
 MAX_LIST_PAGES: Final = 1000
 """A server whose pagination does not end after this many pages is treated as broken."""
@@ -286,7 +287,9 @@ class ServerConnection:
         client = Client(
             watch_closed(self._transport(), closed),
             mode=mode,
-            read_timeout_seconds=config.timeout_seconds,
+            # Requests are bounded one by one (`_request`, listing); the handshake is bounded by
+            # startup_timeout_seconds, so a slow-starting server is not cut off by a short timeout.
+            read_timeout_seconds=None,
             message_handler=self._on_message,
             cache=None,
         )
@@ -404,18 +407,23 @@ class ServerConnection:
             raise ServerUnavailable(self.server_id, f"not connected, state {self.state.value}{reason}")
         return client
 
-    @contextlib.contextmanager
-    def _map_errors(self, method: str) -> Iterator[None]:
-        """Translate transport-level failures once; a server's own MCP error passes through."""
+    async def _request(self, method: str, send: Callable[[Client], Awaitable[_T]]) -> _T:
+        """Send one request within `timeout_seconds`, translating transport-level failures once;
+        a server's own MCP error passes through with its code.
+
+        On expiry the request's scope is cancelled, which the SDK turns into
+        `notifications/cancelled` (handshake era) or an aborted request (modern era).
+        """
+        client = self._require_client()
         try:
-            yield
+            with anyio.fail_after(self.config.timeout_seconds):
+                return await send(client)
+        except TimeoutError as exc:
+            message = f"no answer to {method} within {self.config.timeout_seconds:g} s (cancelled)"
+            raise ServerTimeout(self.server_id, message) from exc
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED:
                 raise ServerUnavailable(self.server_id, f"the connection closed during {method}") from exc
-            if exc.code == REQUEST_TIMEOUT:
-                raise ServerTimeout(
-                    self.server_id, f"no answer to {method} within {self.config.timeout_seconds:g} s (cancelled)"
-                ) from exc
             raise
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, httpx2.TransportError) as exc:
             raise ServerUnavailable(self.server_id, f"the connection broke during {method}") from exc
@@ -433,23 +441,17 @@ class ServerConnection:
         :raises ServerTimeout: no answer within `timeout_seconds` (the server was sent a cancellation).
         :raises MCPError: the server's own error response, code unchanged.
         """
-        client = self._require_client()
-        with self._map_errors("tools/call"):
-            return await client.call_tool(
-                name, arguments, read_timeout_seconds=self.config.timeout_seconds, progress_callback=progress_callback
-            )
+        return await self._request(
+            "tools/call", lambda client: client.call_tool(name, arguments, progress_callback=progress_callback)
+        )
 
     async def read_resource(self, uri: str) -> types.ReadResourceResult:
         """`resources/read` of an original URI; errors as `call_tool`."""
-        client = self._require_client()
-        with self._map_errors("resources/read"):
-            return await client.read_resource(uri)
+        return await self._request("resources/read", lambda client: client.read_resource(uri))
 
     async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
         """`prompts/get` under the original name; errors as `call_tool`."""
-        client = self._require_client()
-        with self._map_errors("prompts/get"):
-            return await client.get_prompt(name, arguments)
+        return await self._request("prompts/get", lambda client: client.get_prompt(name, arguments))
 
     async def complete(
         self,
@@ -458,9 +460,9 @@ class ServerConnection:
         context_arguments: dict[str, str] | None,
     ) -> types.CompleteResult:
         """`completion/complete` with an original prompt name or URI template; errors as `call_tool`."""
-        client = self._require_client()
-        with self._map_errors("completion/complete"):
-            return await client.complete(ref, argument, context_arguments)
+        return await self._request(
+            "completion/complete", lambda client: client.complete(ref, argument, context_arguments)
+        )
 
 
 async def _wait_any(*events: anyio.Event) -> None:

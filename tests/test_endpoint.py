@@ -3,6 +3,7 @@ servers as stdio subprocesses and loopback HTTP/SSE servers."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from typing import Any
@@ -214,16 +215,34 @@ async def test_an_unknown_tool_gets_invalid_params_naming_it() -> None:
     assert bad_resource.value.code == INVALID_PARAMS and "nobody+fixture://info" in bad_resource.value.message
 
 
-async def test_a_call_slower_than_the_server_timeout_fails_with_a_timeout_naming_the_server() -> None:
-    async with running_hub({"sluggish": fixture_entry("sluggish", timeout_seconds=0.5)}) as hub:
-        with anyio.fail_after(20):
-            async with Client(hub.url) as client:
-                with pytest.raises(MCPError) as raised:
-                    await client.call_tool("sluggish__slow", {"seconds": 5, "steps": 1})
-                # The connection survives the timeout: the next call is answered.
-                after = await client.call_tool("sluggish__echo", {"text": "after"})
+@pytest.mark.parametrize("server_protocol", ["legacy", "modern"])
+async def test_a_call_slower_than_the_server_timeout_fails_with_a_timeout_and_cancels_the_server_side(
+    server_protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hub.server_stderr")
+    cancelled = anyio.Event()
+
+    class _Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage() == "[sluggish] slow: cancelled":
+                cancelled.set()
+
+    watch = _Watch()
+    logging.getLogger("hub.server_stderr").addHandler(watch)
+    try:
+        entry = fixture_entry("sluggish", timeout_seconds=0.5, protocol=server_protocol)
+        async with running_hub({"sluggish": entry}) as hub:
+            with anyio.fail_after(20):
+                async with Client(hub.url) as client:
+                    with pytest.raises(MCPError) as raised:
+                        await client.call_tool("sluggish__slow", {"seconds": 30, "steps": 1})
+                    await cancelled.wait()
+                    # The connection survives the timeout: the next call is answered.
+                    after = await client.call_tool("sluggish__echo", {"text": "after"})
+    finally:
+        logging.getLogger("hub.server_stderr").removeHandler(watch)
     assert raised.value.code == REQUEST_TIMEOUT
-    assert "sluggish" in raised.value.message
+    assert "sluggish" in raised.value.message and "0.5 s" in raised.value.message
     assert _text(after) == "after"
 
 

@@ -11,7 +11,8 @@ killed. Tools:
 - `echo(text)`: returns `text` (also as structuredContent `{"text": ...}`).
 - `whoami()`: returns the server's `--name`.
 - `pid()`: returns its process id.
-- `slow(seconds, steps)`: reports `steps` progress notifications over `seconds`, then "done".
+- `slow(seconds, steps)`: reports `steps` progress notifications over `seconds`, then "done";
+  writes "slow: cancelled" to stderr when the call is cancelled.
 - `crash()`: exits the process mid-call.
 - `getenv(name)`: the value of an environment variable, or "<unset>".
 - `fail()`: returns an `isError` result.
@@ -128,9 +129,13 @@ def build_server(name: str, extra_tools: int, page_size: int, weird_names: bool)
             return _text(str(os.getpid()))
         if tool == "slow":
             seconds, steps = float(args.get("seconds", 0.2)), int(args.get("steps", 2))
-            for step in range(1, steps + 1):
-                await ctx.session.report_progress(step, steps, f"step {step}")
-                await anyio.sleep(seconds / max(steps, 1))
+            try:
+                for step in range(1, steps + 1):
+                    await ctx.session.report_progress(step, steps, f"step {step}")
+                    await anyio.sleep(seconds / max(steps, 1))
+            except anyio.get_cancelled_exc_class():
+                print("slow: cancelled", file=sys.stderr, flush=True)
+                raise
             return _text("done")
         if tool == "getenv":
             return _text(os.environ.get(str(args.get("name")), "<unset>"))
