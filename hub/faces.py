@@ -205,6 +205,7 @@ def _not_found(face: Face, router: Router, kind: str, name: str) -> HubError:
 
 
 def _to_mcp_error(exc: HubError) -> MCPError:
+    """The JSON-RPC error a client gets for a HubError; `data` names the route or server."""
     if isinstance(exc, RouteNotFound):
         return MCPError(INVALID_PARAMS, str(exc), {"kind": exc.kind, "name": exc.name})
     if isinstance(exc, ServerTimeout):
@@ -237,6 +238,15 @@ class HubServer(Server[Any]):
 def build_mcp_server(
     face: Face, router: Router, registry: SessionRegistry, bus: InMemorySubscriptionBus, name: str, instructions: str
 ) -> HubServer:
+    """A lowlevel `mcp` Server serving `face` in both eras: list handlers read the catalog (no
+    server round trip), `tools/call`, `resources/read`, `prompts/get` and `completion/complete`
+    go through `router` under original names, progress is relayed when the caller asked for it
+    (`_meta.progressToken`), and `subscriptions/listen` streams `bus` events (modern era).
+
+    :param registry: records each handshake-era session for `list_changed` fan-out.
+    :param name: the `serverInfo.name` clients see.
+    """
+
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
