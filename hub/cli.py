@@ -201,6 +201,12 @@ def serve(
         except OSError as exc:
             _fail(f"cannot listen on {hub_config.listen.host}:{hub_config.listen.port}: {exc.strerror or exc}")
         bound_host, bound_port = sock.getsockname()[:2]
+        if bound_host not in ("127.0.0.1", "::1"):
+            logging.getLogger(__name__).warning(
+                "listening on %s, beyond loopback, with no client authentication: anyone who can reach "
+                "this port can call every tool",
+                bound_host,
+            )
         shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         url = f"http://{shown_host}:{bound_port}/mcp"
         if json_output:
