@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import mcp_types as types
 
@@ -57,6 +57,35 @@ class ServerView:
 
 
 _EMPTY_VIEW = ServerView((), (), (), (), frozenset(), frozenset(), {})
+_NamedT = TypeVar("_NamedT", types.Tool, types.Prompt)
+_UriT = TypeVar("_UriT", types.Resource, types.ResourceTemplate)
+
+
+def _make_view(snapshot: ServerSnapshot) -> ServerView:
+    return ServerView(
+        tools=snapshot.tools,
+        resources=snapshot.resources,
+        resource_templates=snapshot.resource_templates,
+        prompts=snapshot.prompts,
+        tool_names=frozenset(tool.name for tool in snapshot.tools),
+        prompt_names=frozenset(prompt.name for prompt in snapshot.prompts),
+        input_schemas={tool.name: tool.input_schema for tool in snapshot.tools},
+    )
+
+
+def _namespace_uris(
+    kind: Kind, views: dict[str, ServerView], items_of: Callable[[ServerView], tuple[_UriT, ...]], field: str
+) -> tuple[list[Route], tuple[_UriT, ...]]:
+    """Routes and re-addressed definitions for resources or templates (`<server_id>+<uri>`)."""
+    routes: list[Route] = []
+    renamed: list[_UriT] = []
+    for server_id, view in views.items():
+        for item in items_of(view):
+            original: str = getattr(item, field)
+            exposed = exposed_resource_uri(server_id, original)
+            routes.append(Route(kind, exposed, server_id, original))
+            renamed.append(item.model_copy(update={field: exposed}))
+    return routes, tuple(renamed)
 
 
 class Catalog:
@@ -112,65 +141,33 @@ class Catalog:
                     logger.exception("a catalog change listener failed")
 
     def _rebuild(self) -> frozenset[Kind]:
-        snapshots = {sid: snap for sid, snap in sorted(self._snapshots.items()) if sid in self._configs}
-        views = {sid: self._make_view(sid, snap) for sid, snap in snapshots.items()}
+        views = {sid: _make_view(snap) for sid, snap in sorted(self._snapshots.items()) if sid in self._configs}
         before = (self.tools, self.resources, self.resource_templates, self.prompts)
-
-        tool_defs = {(sid, tool.name): tool for sid, view in views.items() for tool in view.tools}
-        tool_names = assign_names(
-            (sid, self._configs[sid].exposed_prefix(sid), [t.name for t in view.tools]) for sid, view in views.items()
-        )
-        prompt_defs = {(sid, prompt.name): prompt for sid, view in views.items() for prompt in view.prompts}
-        prompt_names = assign_names(
-            (sid, self._configs[sid].exposed_prefix(sid), [p.name for p in view.prompts]) for sid, view in views.items()
-        )
-        self._tool_routes = {a.exposed: Route("tools", a.exposed, a.server_id, a.original, a.note) for a in tool_names}
-        self._prompt_routes = {
-            a.exposed: Route("prompts", a.exposed, a.server_id, a.original, a.note) for a in prompt_names
-        }
-        self.tools = tuple(
-            tool_defs[(a.server_id, a.original)].model_copy(update={"name": a.exposed}) for a in tool_names
-        )
-        self.prompts = tuple(
-            prompt_defs[(a.server_id, a.original)].model_copy(update={"name": a.exposed}) for a in prompt_names
-        )
+        self._tool_routes, self.tools = self._namespace_names("tools", views, lambda v: v.tools)
+        self._prompt_routes, self.prompts = self._namespace_names("prompts", views, lambda v: v.prompts)
         self._input_schemas = {tool.name: tool.input_schema for tool in self.tools}
-
-        self._resource_routes = [
-            Route("resources", exposed_resource_uri(sid, r.uri), sid, r.uri)
-            for sid, v in views.items()
-            for r in v.resources
-        ]
-        self.resources = tuple(
-            r.model_copy(update={"uri": exposed_resource_uri(sid, r.uri)})
-            for sid, v in views.items()
-            for r in v.resources
-        )
-        self._template_routes = [
-            Route("resource_templates", exposed_resource_uri(sid, t.uri_template), sid, t.uri_template)
-            for sid, v in views.items()
-            for t in v.resource_templates
-        ]
-        self.resource_templates = tuple(
-            t.model_copy(update={"uri_template": exposed_resource_uri(sid, t.uri_template)})
-            for sid, v in views.items()
-            for t in v.resource_templates
+        self._resource_routes, self.resources = _namespace_uris("resources", views, lambda v: v.resources, "uri")
+        self._template_routes, self.resource_templates = _namespace_uris(
+            "resource_templates", views, lambda v: v.resource_templates, "uri_template"
         )
         self._views = views
         after = (self.tools, self.resources, self.resource_templates, self.prompts)
         return frozenset(kind for kind, old, new in zip(KINDS, before, after, strict=True) if old != new)
 
-    def _make_view(self, server_id: str, snapshot: ServerSnapshot) -> ServerView:
-        tools = snapshot.tools
-        return ServerView(
-            tools=tools,
-            resources=snapshot.resources,
-            resource_templates=snapshot.resource_templates,
-            prompts=snapshot.prompts,
-            tool_names=frozenset(tool.name for tool in tools),
-            prompt_names=frozenset(prompt.name for prompt in snapshot.prompts),
-            input_schemas={tool.name: tool.input_schema for tool in tools},
+    def _namespace_names(
+        self, kind: Kind, views: dict[str, ServerView], items_of: Callable[[ServerView], tuple[_NamedT, ...]]
+    ) -> tuple[dict[str, Route], tuple[_NamedT, ...]]:
+        """Routes and renamed definitions for tools or prompts (`<prefix>__<name>`, naming.py)."""
+        definitions = {(sid, item.name): item for sid, view in views.items() for item in items_of(view)}
+        assignments = assign_names(
+            (sid, self._configs[sid].exposed_prefix(sid), [item.name for item in items_of(view)])
+            for sid, view in views.items()
         )
+        routes = {a.exposed: Route(kind, a.exposed, a.server_id, a.original, a.note) for a in assignments}
+        renamed = tuple(
+            definitions[(a.server_id, a.original)].model_copy(update={"name": a.exposed}) for a in assignments
+        )
+        return routes, renamed
 
     # ---- lookups (the request path: dictionary reads only) ----
 

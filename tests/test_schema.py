@@ -80,3 +80,11 @@ def test_every_example_config_loads(path: Path) -> None:
     config = load_config(path, env=env)
 
     assert config.servers, f"{path.name} defines no servers"
+
+
+def test_the_demo_fleet_in_config_is_the_one_the_hub_embeds() -> None:
+    """`config/demo.yaml` documents the fleet `mcphub serve` runs with no config; the package
+    ships its own copy (hub/fleets/demo.yaml) so an installed hub has it too."""
+    from hub.app import DEMO_FLEET_PATH
+
+    assert (CONFIG_DIR / "demo.yaml").read_text() == DEMO_FLEET_PATH.read_text()
