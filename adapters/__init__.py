@@ -8,9 +8,17 @@ build a new one to reconnect.
 from __future__ import annotations
 
 from adapters.http_pool import HttpPool
+from adapters.oauth import ClientCredentialsAuth
 from adapters.sse import sse_transport
 from adapters.stdio import stdio_transport
 from adapters.streamable_http import streamable_http_transport
 from adapters.watch import watch_closed
 
-__all__ = ["HttpPool", "sse_transport", "stdio_transport", "streamable_http_transport", "watch_closed"]
+__all__ = [
+    "ClientCredentialsAuth",
+    "HttpPool",
+    "sse_transport",
+    "stdio_transport",
+    "streamable_http_transport",
+    "watch_closed",
+]

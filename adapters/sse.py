@@ -14,9 +14,18 @@ __all__ = ["sse_transport"]
 
 
 def sse_transport(
-    url: str, pool: HttpPool, *, headers: dict[str, str] | None = None, timeout_seconds: float = 60.0
+    url: str,
+    pool: HttpPool,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout_seconds: float = 60.0,
+    auth: httpx2.Auth | None = None,
 ) -> Transport:
-    """A legacy SSE transport to `url` (the SSE stream URL) over the shared pool."""
+    """A legacy SSE transport to `url` (the SSE stream URL) over the shared pool.
+
+    :param headers: sent with the stream request and every message POST.
+    :param auth: authenticates both (e.g. `ClientCredentialsAuth`).
+    """
 
     def client_factory(
         headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
@@ -29,5 +38,6 @@ def sse_transport(
         timeout=min(timeout_seconds, 30.0),
         sse_read_timeout=max(300.0, timeout_seconds + 5.0),
         httpx_client_factory=client_factory,
+        auth=auth,
         **extra,
     )

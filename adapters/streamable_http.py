@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx2
 from mcp.client._transport import Transport
 from mcp.client.streamable_http import streamable_http_client
 
@@ -11,12 +12,20 @@ __all__ = ["streamable_http_transport"]
 
 
 def streamable_http_transport(
-    url: str, pool: HttpPool, *, headers: dict[str, str] | None = None, timeout_seconds: float = 60.0
+    url: str,
+    pool: HttpPool,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout_seconds: float = 60.0,
+    auth: httpx2.Auth | None = None,
 ) -> Transport:
     """A Streamable HTTP transport to `url` over the shared pool, with the server's own headers.
 
+    :param headers: sent with every request (e.g. a static `Authorization`).
+    :param auth: authenticates every request (e.g. `ClientCredentialsAuth`); it may outlive the
+        transport, so a token survives reconnects.
+
     The handshake-era session is terminated with `DELETE` when the transport exits.
     """
-    return streamable_http_client(
-        url, http_client=pool.client(headers=headers, timeout_seconds=timeout_seconds), terminate_on_close=True
-    )
+    client = pool.client(headers=headers, timeout_seconds=timeout_seconds, auth=auth)
+    return streamable_http_client(url, http_client=client, terminate_on_close=True)

@@ -113,6 +113,7 @@ class Catalog:
         self._resource_routes: list[Route] = []
         self._template_routes: list[Route] = []
         self._input_schemas: dict[str, dict[str, object]] = {}
+        self._exposed_names: dict[tuple[Kind, str, str], str] = {}
 
     def add_listener(self, listener: ChangeListener) -> None:
         """Register a coroutine called after every change with the kinds that changed."""
@@ -150,6 +151,10 @@ class Catalog:
         self._template_routes, self.resource_templates = _namespace_uris(
             "resource_templates", views, lambda v: v.resource_templates, "uri_template"
         )
+        self._exposed_names = {
+            (route.kind, route.server_id, route.original): route.exposed
+            for route in (*self._tool_routes.values(), *self._prompt_routes.values())
+        }
         self._views = views
         after = (self.tools, self.resources, self.resource_templates, self.prompts)
         return frozenset(kind for kind, old, new in zip(KINDS, before, after, strict=True) if old != new)
@@ -182,6 +187,10 @@ class Catalog:
     def tool_input_schema(self, exposed: str) -> dict[str, object] | None:
         """The input schema of an exposed tool (for the modern era's `Mcp-Param-*` checks)."""
         return self._input_schemas.get(exposed)
+
+    def exposed_name(self, kind: Literal["tools", "prompts"], server_id: str, original: str) -> str | None:
+        """The exposed name of a server's tool or prompt (its original name), or None."""
+        return self._exposed_names.get((kind, server_id, original))
 
     def claimed_by(self, exposed: str) -> str | None:
         """The server whose prefix an exposed tool or prompt name starts with, route or not (to

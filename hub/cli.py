@@ -1,6 +1,7 @@
 """`mcphub`: run the hub and inspect a running one.
 
-Commands: `serve`, `check`, `servers`, `routes [PATTERN]`, `call NAME`. Tables for people,
+Commands: `serve`, `check`, `servers`, `routes [PATTERN]`, `call NAME`, `whoami`, `keys new ID`.
+Commands that talk to a running hub take `--url` (`$MCPHUB_URL`) and `--token` (`$MCPHUB_TOKEN`). Tables for people,
 `--json` for scripts; exit code 0 only on success (2 for a bad config); errors are one line on
 stderr, with a traceback only under `--debug`.
 """
@@ -8,8 +9,10 @@ stderr, with a traceback only under `--debug`.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import logging
+import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -18,12 +21,13 @@ import anyio
 import httpx2
 import typer
 from mcp import Client, MCPError
+from mcp.client.streamable_http import streamable_http_client
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from hub.app import Hub, resolve_config, startup_bound_seconds
-from hub.config import DEFAULT_PORT
+from hub.config import DEFAULT_PORT, ApiKeyConfig, require_auth_beyond_loopback
 from hub.endpoint import HttpServer, bind_socket, run_event_loop
 from hub.errors import ConfigError, HubError
 from hub.servers import ServerState, ServerStatus
@@ -46,6 +50,12 @@ _state = {"debug": False}
 T = TypeVar("T")
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="MCPHUB_URL", help="Base URL of the running hub.")]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="MCPHUB_TOKEN", help="Bearer token (API key or JWT) for the running hub.", show_default=False
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ConfigOption = Annotated[
     str | None,
@@ -155,6 +165,11 @@ def serve(
             update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
         )
         hub_config = hub_config.model_copy(update={"listen": listen})
+    if not stdio:
+        try:
+            require_auth_beyond_loopback(hub_config)
+        except ValueError as exc:
+            _exit_with(f"config error: {exc}", 2, exc)
     console = _err if stdio else _out
 
     def say(text: str, data: dict[str, Any]) -> None:
@@ -201,12 +216,6 @@ def serve(
         except OSError as exc:
             _fail(f"cannot listen on {hub_config.listen.host}:{hub_config.listen.port}: {exc.strerror or exc}")
         bound_host, bound_port = sock.getsockname()[:2]
-        if bound_host not in ("127.0.0.1", "::1"):
-            logging.getLogger(__name__).warning(
-                "listening on %s, beyond loopback, with no client authentication: anyone who can reach "
-                "this port can call every tool",
-                bound_host,
-            )
         shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         url = f"http://{shown_host}:{bound_port}/mcp"
         if json_output:
@@ -272,11 +281,28 @@ def check(
 # ---------------------------------------------------------------- admin API readers
 
 
-async def _admin_get(url: str, path: str) -> Any:
-    async with httpx2.AsyncClient(timeout=10.0) as client:
+def _auth_headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _refusal(response: httpx2.Response, path: str) -> str:
+    """One line for a non-200 answer of the hub, with its OAuth error when it gave one."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    detail = body.get("error_description") or body.get("error") if isinstance(body, dict) else None
+    hint = ""
+    if response.status_code == 401:
+        hint = " (pass a token with --token or MCPHUB_TOKEN)"
+    return f"the hub answered HTTP {response.status_code} for {path}" + (f": {detail}" if detail else "") + hint
+
+
+async def _admin_get(url: str, path: str, token: str | None) -> Any:
+    async with httpx2.AsyncClient(timeout=10.0, headers=_auth_headers(token)) as client:
         response = await client.get(url.rstrip("/") + path)
     if response.status_code != 200:
-        _fail(f"the hub answered HTTP {response.status_code} for {path}")
+        _fail(_refusal(response, path))
     return response.json()
 
 
@@ -307,11 +333,11 @@ def _print_routes(routes: list[dict[str, Any]]) -> None:
 
 
 @app.command()
-def servers(url: UrlOption = DEFAULT_URL, json_output: JsonOption = False) -> None:
-    """Show every server of the running hub with its state."""
+def servers(url: UrlOption = DEFAULT_URL, token: TokenOption = None, json_output: JsonOption = False) -> None:
+    """Show every server of the running hub with its state (needs hub:admin)."""
 
     async def run() -> None:
-        data = await _admin_get(url, "/admin/servers")
+        data = await _admin_get(url, "/admin/servers", token)
         if json_output:
             _out.print_json(data=data)
         else:
@@ -324,12 +350,13 @@ def servers(url: UrlOption = DEFAULT_URL, json_output: JsonOption = False) -> No
 def routes(
     pattern: Annotated[str | None, typer.Argument(help="Glob on exposed names (e.g. 'git__*').")] = None,
     url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show the running hub's route table: exposed name -> server and original name."""
+    """Show the routes the caller may use: exposed name -> server and original name."""
 
     async def run() -> None:
-        data = await _admin_get(url, "/admin/routes")
+        data = await _admin_get(url, "/me/routes", token)
         selected = [r for r in data["routes"] if pattern is None or fnmatch.fnmatchcase(r["exposed"], pattern)]
         if json_output:
             _out.print_json(data={"routes": selected})
@@ -371,6 +398,7 @@ def call(
     ] = None,
     json_args: Annotated[str | None, typer.Option("--json-args", help="All arguments as one JSON object.")] = None,
     url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Call a tool through the running hub's /mcp and print its result."""
@@ -378,8 +406,13 @@ def call(
 
     async def run() -> None:
         with anyio.fail_after(120):
-            async with Client(url.rstrip("/") + "/mcp") as client:
-                result = await client.call_tool(name, arguments)
+            async with httpx2.AsyncClient(headers=_auth_headers(token), timeout=120.0) as http:
+                probe = await http.get(url.rstrip("/") + "/me")
+                if probe.status_code != 200:
+                    _fail(_refusal(probe, "/me"))
+                transport = streamable_http_client(url.rstrip("/") + "/mcp", http_client=http)
+                async with Client(transport) as client:
+                    result = await client.call_tool(name, arguments)
         if json_output:
             _out.print_json(data=result.model_dump(mode="json", by_alias=True, exclude_none=True))
         else:
@@ -389,6 +422,53 @@ def call(
             raise typer.Exit(1)
 
     _run(run)
+
+
+@app.command()
+def whoami(url: UrlOption = DEFAULT_URL, token: TokenOption = None, json_output: JsonOption = False) -> None:
+    """Show the principal and scopes the running hub sees for the given token."""
+
+    async def run() -> None:
+        data = await _admin_get(url, "/me", token)
+        if json_output:
+            _out.print_json(data=data)
+        else:
+            _out.print(f"principal: {data['principal']} ({data['source']})", markup=False)
+            _out.print(f"scopes:    {' '.join(data['scopes']) or '-'}", markup=False)
+
+    _run(run)
+
+
+keys_app = typer.Typer(help="API keys for the hub's auth.api_keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The principal id the key authenticates as.")],
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", "-s", help="A scope to grant (repeatable). Default: hub:call.")
+    ] = None,
+) -> None:
+    """Print a fresh random API key and the config line that accepts it (only its SHA-256)."""
+    try:
+        entry = ApiKeyConfig(id=key_id, key_sha256="0" * 64, scopes=scope or ["hub:call"])
+    except ValueError as exc:
+        _exit_with(f"invalid key id or scope: {_first_error(exc)}", 2, exc)
+    key = "mcphub_" + secrets.token_urlsafe(32)
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    line = json.dumps({"id": entry.id, "key_sha256": digest, "scopes": entry.scopes})
+    _err.print("The key is shown once; give it to its user and keep only the config line.", markup=False)
+    _out.print(f"key: {key}", markup=False)
+    _out.print(f"config (under auth.api_keys): - {line}", markup=False)
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    return str(exc)
 
 
 def main() -> None:

@@ -14,29 +14,50 @@ String values may reference the environment as `${VAR}` or `${VAR:-default}`; `$
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from hub.errors import ConfigError
 
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "HUB_SCOPES",
+    "LOOPBACK_HOSTS",
     "SERVER_ID_PATTERN",
+    "ApiKeyConfig",
+    "AuthConfig",
     "FilterConfig",
     "HubConfig",
+    "JwtConfig",
     "ListenConfig",
+    "OAuthConfig",
+    "PolicyRule",
+    "RateLimitsConfig",
     "ServerConfig",
+    "TokenBucketConfig",
+    "is_loopback_url",
     "json_schema",
     "load_config",
     "parse_config",
+    "require_auth_beyond_loopback",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -83,6 +104,69 @@ class FilterConfig(_Model):
         )
 
 
+class OAuthConfig(_Model):
+    """OAuth 2.0 client credentials grant (RFC 6749 section 4.4) for the hub's connection to one
+    remote server: the hub gets its own access token from the token endpoint, caches it, renews
+    it before it expires, and once more when the server answers HTTP 401."""
+
+    token_url: str
+    """The authorization server's token endpoint: https (plain http only on loopback)."""
+
+    client_id: str = Field(min_length=1)
+    """The client id the hub is registered with at that authorization server."""
+
+    client_secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Environment variable holding the client secret, read once at load (unset or empty fails
+    the load). The secret itself never belongs in the file; it is sent only to `token_url`."""
+
+    scope: str | None = None
+    """Space-separated scopes to request (RFC 6749 section 3.3). Default: none (the
+    authorization server's default)."""
+
+    audience: str | None = None
+    """Sent as `audience`, for authorization servers that name the API that way (Auth0, Okta).
+    Default: not sent."""
+
+    resource: str | Literal[False] | None = None
+    """The RFC 8707 `resource` parameter (the MCP authorization spec has clients send it).
+    Default: the server's `url`; `false` leaves it out (for authorization servers that reject
+    it, e.g. Microsoft Entra ID v2, which takes `scope: api://<app>/.default` instead)."""
+
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    """How the hub authenticates to the token endpoint (RFC 6749 section 2.3.1): HTTP Basic
+    (default) or `client_id`/`client_secret` form fields."""
+
+    _client_secret: str = PrivateAttr(default="")
+
+    @field_validator("token_url")
+    @classmethod
+    def _check_token_url(cls, value: str) -> str:
+        return _check_secure_url(value, "token_url")
+
+    @field_validator("client_secret_env")
+    @classmethod
+    def _check_secret_set(cls, value: str, info: ValidationInfo) -> str:
+        _secret_from_env(value, info)
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_secret(self, info: ValidationInfo) -> OAuthConfig:
+        self._client_secret = _secret_from_env(self.client_secret_env, info)
+        return self
+
+    @property
+    def client_secret(self) -> str:
+        """The client secret read from `client_secret_env`."""
+        return self._client_secret
+
+
+def _secret_from_env(name: str, info: ValidationInfo) -> str:
+    value = _env_of(info).get(name, "")
+    if not value:
+        raise ValueError(f"environment variable {name} is {'empty' if name in _env_of(info) else 'not set'}")
+    return value
+
+
 class ServerConfig(_Model):
     """One server in the fleet: a stdio subprocess (`command`) or a remote server (`url`)."""
 
@@ -106,7 +190,18 @@ class ServerConfig(_Model):
     """How to reach a remote server: `streamable_http` (default) or legacy `sse`."""
 
     headers: dict[str, str] = Field(default_factory=dict)
-    """Extra HTTP headers sent to a remote server (e.g. `Authorization`). Never logged."""
+    """Extra HTTP headers sent to a remote server (e.g. `Authorization: "Bearer ${TOKEN}"`).
+    Never logged."""
+
+    bearer_token_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Environment variable holding a static bearer token for a remote server, sent as
+    `Authorization: Bearer <token>` (RFC 6750); read once at load (unset or empty fails the load)."""
+
+    oauth: OAuthConfig | None = None
+    """OAuth 2.0 client credentials for a remote server: the hub fetches, caches and renews its
+    own access token. The token a client presents to the hub is never sent to any server."""
+
+    _bearer_token: str = PrivateAttr(default="")
 
     protocol: Literal["auto", "legacy", "modern"] = "auto"
     """Protocol era to speak: `auto` probes `server/discover` (2026-07-28) and falls back to the
@@ -152,7 +247,7 @@ class ServerConfig(_Model):
     def _one_kind(self) -> ServerConfig:
         if (self.command is None) == (self.url is None):
             raise ValueError("give exactly one of 'command' (stdio server) or 'url' (remote server)")
-        remote_only: tuple[str, ...] = ("transport", "headers")
+        remote_only: tuple[str, ...] = ("transport", "headers", "bearer_token_env", "oauth")
         stdio_only: tuple[str, ...] = ("args", "env", "cwd")
         misplaced, kind = (
             (remote_only, "a remote server ('url')") if self.command else (stdio_only, "a stdio server ('command')")
@@ -161,6 +256,39 @@ class ServerConfig(_Model):
         if wrong:
             raise ValueError(f"{', '.join(wrong)} only apply to {kind}")
         return self
+
+    @field_validator("bearer_token_env")
+    @classmethod
+    def _check_token_set(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            _secret_from_env(value, info)
+        return value
+
+    @model_validator(mode="after")
+    def _one_credential(self, info: ValidationInfo) -> ServerConfig:
+        given = [name for name in ("bearer_token_env", "oauth") if getattr(self, name) is not None]
+        if any(header.lower() == "authorization" for header in self.headers):
+            given.insert(0, "headers.Authorization")
+        if len(given) > 1:
+            raise ValueError(f"give one credential for a server, not {' and '.join(given)}")
+        if self.bearer_token_env is not None:
+            self._bearer_token = _secret_from_env(self.bearer_token_env, info)
+        return self
+
+    def http_headers(self) -> dict[str, str]:
+        """The headers sent with every request to a remote server: `headers`, plus
+        `Authorization: Bearer ...` when `bearer_token_env` is set."""
+        if not self._bearer_token:
+            return dict(self.headers)
+        return {**self.headers, "Authorization": f"Bearer {self._bearer_token}"}
+
+    def secret_values(self) -> list[str]:
+        """Configured values to mask in anything the hub shows: `env` and `headers` values, the
+        bearer token and the OAuth client secret."""
+        values = [*self.env.values(), *self.headers.values(), self._bearer_token]
+        if self.oauth is not None:
+            values.append(self.oauth.client_secret)
+        return [value for value in values if value]
 
     @property
     def kind(self) -> Literal["stdio", "streamable_http", "sse"]:
@@ -177,6 +305,254 @@ class ServerConfig(_Model):
 
 
 ServerId = Annotated[str, Field(pattern=SERVER_ID_PATTERN)]
+
+
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+"""Hosts that count as loopback for `auth: none` and for plain-http URLs (JWKS, token endpoints)."""
+
+HUB_SCOPES: Final = ("hub:call", "hub:admin", "hub:metrics")
+"""The hub's own scopes: `hub:call` uses routes (`/mcp`, `/servers/<id>/mcp`), `hub:admin` the
+admin API (and implies the other two), `hub:metrics` reads `/metrics`."""
+
+_PRINCIPAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:/-]{0,127}$"
+_SCOPE_PATTERN = r"^[\x21\x23-\x5B\x5D-\x7E]{1,128}$"  # RFC 6749 section 3.3 scope-token
+_ASYMMETRIC_ALGORITHMS: Final = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES256K", "ES384", "ES512", "EdDSA"}
+)
+_HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
+MIN_API_KEY_CHARS: Final = 16
+MIN_HMAC_SECRET_BYTES: Final = 32
+
+Scope = Annotated[str, Field(pattern=_SCOPE_PATTERN)]
+PrincipalId = Annotated[str, Field(pattern=_PRINCIPAL_PATTERN)]
+
+
+def _env_of(info: ValidationInfo) -> Mapping[str, str]:
+    context = info.context if isinstance(info.context, dict) else {}
+    env = context.get("env")
+    return env if env is not None else os.environ
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether `url`'s host is a loopback name or address."""
+    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return host in LOOPBACK_HOSTS
+
+
+def _check_secure_url(value: str, what: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s#]*)?", value):
+        raise ValueError(f"{what} must be an http(s) URL, got {value!r}")
+    if value.startswith("http://") and not is_loopback_url(value):
+        raise ValueError(f"{what} must use https (plain http is accepted only on loopback), got {value!r}")
+    return value
+
+
+class ApiKeyConfig(_Model):
+    """One API key. The key itself is never stored: give its SHA-256 (`mcphub keys new ID`
+    prints both) or the name of an environment variable that holds it."""
+
+    id: PrincipalId
+    """The principal id this key authenticates as (shown in logs, `mcphub whoami`, policies)."""
+
+    key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """Lowercase hex SHA-256 of the key."""
+
+    key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Environment variable holding the key (at least 16 characters); read once at load."""
+
+    scopes: list[Scope] = Field(default_factory=list)
+    """Scopes granted to this key, e.g. `[hub:call, team-a]`."""
+
+    _digest: bytes = PrivateAttr(default=b"")
+
+    @model_validator(mode="after")
+    def _resolve_key(self, info: ValidationInfo) -> ApiKeyConfig:
+        if (self.key_sha256 is None) == (self.key_env is None):
+            raise ValueError("give exactly one of key_sha256 or key_env")
+        if self.key_sha256 is not None:
+            self._digest = bytes.fromhex(self.key_sha256)
+        else:
+            assert self.key_env is not None
+            value = _env_of(info).get(self.key_env, "")
+            if len(value) < MIN_API_KEY_CHARS:
+                problem = "is not set" if not value else f"holds fewer than {MIN_API_KEY_CHARS} characters"
+                raise ValueError(f"environment variable {self.key_env} {problem}")
+            self._digest = hashlib.sha256(value.encode()).digest()
+        return self
+
+    @property
+    def digest(self) -> bytes:
+        """SHA-256 of the key (32 bytes)."""
+        return self._digest
+
+
+class JwtConfig(_Model):
+    """JWT access tokens from an OAuth 2.1 authorization server (MCP authorization spec,
+    "Token Validation"; RFC 9068). Signature, `exp`, `nbf`, `iss` and `aud` are all enforced."""
+
+    issuer: str
+    """Expected `iss` claim (the authorization server's issuer identifier); also listed as the
+    authorization server in the protected resource metadata (RFC 9728)."""
+
+    audience: str | list[str] | None = None
+    """Accepted `aud` value(s): this hub's resource URL (RFC 8707). Default: `<public_url>/mcp`."""
+
+    jwks_url: str | None = None
+    """JWKS document with the issuer's public keys (fetched asynchronously, cached, refreshed on
+    an unknown `kid`). https, or http on loopback."""
+
+    public_key_file: str | None = None
+    """PEM file with the one public key that signs tokens (instead of `jwks_url`)."""
+
+    hs256_secret_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Environment variable holding a shared HMAC secret (at least 32 bytes), for HS256/384/512
+    tokens (instead of `jwks_url`)."""
+
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    """Accepted `alg` values. Asymmetric algorithms (RS*, PS*, ES*, EdDSA) for `jwks_url` and
+    `public_key_file`, HS* for `hs256_secret_env`; mixing them, or `none`, is refused."""
+
+    scope_claim: str = "scope"
+    """Claim holding the scopes: a space-separated string (RFC 9068 `scope`) or a list (`scp`)."""
+
+    principal_claim: str = "sub"
+    """Claim that names the principal."""
+
+    leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+    """Clock skew tolerated on `exp` and `nbf`, in seconds. Default: 30."""
+
+    jwks_cache_seconds: float = Field(default=3600.0, gt=0)
+    """How long fetched JWKS keys are used before a refetch, in seconds. Default: 3600."""
+
+    jwks_refresh_min_seconds: float = Field(default=30.0, ge=0)
+    """Minimum time between two JWKS fetches caused by tokens with an unknown `kid`, in seconds
+    (so forged `kid`s cannot make the hub hammer the issuer). Default: 30."""
+
+    _hmac_secret: bytes = PrivateAttr(default=b"")
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _check_jwks_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_secure_url(value, "jwks_url")
+
+    @model_validator(mode="after")
+    def _check_keys(self, info: ValidationInfo) -> JwtConfig:
+        sources = [self.jwks_url, self.public_key_file, self.hs256_secret_env]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError("give exactly one of jwks_url, public_key_file or hs256_secret_env")
+        algorithms = set(self.algorithms)
+        if any(alg.lower() == "none" for alg in algorithms):
+            raise ValueError("algorithm 'none' is never accepted")
+        allowed = _HMAC_ALGORITHMS if self.hs256_secret_env else _ASYMMETRIC_ALGORITHMS
+        wrong = sorted(algorithms - allowed)
+        if wrong:
+            kind = "an HMAC secret" if self.hs256_secret_env else "public keys"
+            raise ValueError(f"algorithms {wrong} cannot be used with {kind} (allowed: {sorted(allowed)})")
+        if self.hs256_secret_env:
+            secret = _env_of(info).get(self.hs256_secret_env, "").encode()
+            if len(secret) < MIN_HMAC_SECRET_BYTES:
+                problem = "is not set" if not secret else f"holds fewer than {MIN_HMAC_SECRET_BYTES} bytes"
+                raise ValueError(f"environment variable {self.hs256_secret_env} {problem}")
+            self._hmac_secret = secret
+        return self
+
+    @property
+    def hmac_secret(self) -> bytes:
+        """The HS* secret read from `hs256_secret_env` (empty for public-key configs)."""
+        return self._hmac_secret
+
+
+class AuthConfig(_Model):
+    """Authentication of the endpoint's callers (`/mcp`, `/servers/<id>/mcp`, `/admin/...`).
+    Both API keys and JWTs travel as `Authorization: Bearer <value>`."""
+
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+    """Static API keys, each with its principal id and scopes."""
+
+    jwt: JwtConfig | None = None
+    """JWT access tokens from an OAuth authorization server."""
+
+    authorization_servers: list[str] = Field(default_factory=list)
+    """Authorization servers listed in the protected resource metadata (RFC 9728). Default:
+    `[jwt.issuer]` when `jwt` is set."""
+
+    scope_implies: dict[Scope, list[Scope]] = Field(default_factory=dict)
+    """Scope hierarchy beyond the built-in one (`hub:admin` implies `hub:call` and
+    `hub:metrics`): a scope implies the listed scopes, transitively."""
+
+    @model_validator(mode="after")
+    def _something_configured(self) -> AuthConfig:
+        if not self.api_keys and self.jwt is None:
+            raise ValueError("configure api_keys and/or jwt, or write `auth: none` for a loopback-only hub")
+        ids = [key.id for key in self.api_keys]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate api key ids: {duplicates}")
+        digests = [key.digest for key in self.api_keys]
+        if len(set(digests)) != len(digests):
+            raise ValueError("two api keys have the same key")
+        for url in self.authorization_servers:
+            _check_secure_url(url, "authorization_servers entry")
+        return self
+
+
+class PolicyRule(_Model):
+    """One policy rule: who it applies to (`principal` or `scope`) and which routes it allows.
+
+    Rules are tried in order; the first one that applies to the caller decides. Within it, a
+    route is allowed when it is on one of `servers` (if given) and matches an `allow` glob (or
+    `allow` is empty and `servers` is given), and no `deny` glob matches (deny wins). Globs
+    (`*`, `?`, `[...]`) match exposed names: `<prefix>__<name>` for tools and prompts,
+    `<server_id>+<uri>` for resources and resource templates, whichever face is used."""
+
+    principal: PrincipalId | None = None
+    """Applies to this principal id."""
+
+    scope: Scope | None = None
+    """Applies to callers holding this scope (after the scope hierarchy is applied)."""
+
+    servers: list[ServerId] | None = None
+    """Only routes of these servers can be allowed by this rule."""
+
+    allow: list[str] = Field(default_factory=list)
+    """Globs on exposed names this rule allows."""
+
+    deny: list[str] = Field(default_factory=list)
+    """Globs on exposed names this rule refuses, whatever `allow` says."""
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> PolicyRule:
+        if (self.principal is None) == (self.scope is None):
+            raise ValueError("give exactly one of principal or scope")
+        if not self.allow and self.servers is None:
+            raise ValueError("allows nothing: give allow globs and/or servers")
+        return self
+
+
+class TokenBucketConfig(_Model):
+    """A token bucket: `burst` requests at once, refilled at `requests_per_second`."""
+
+    requests_per_second: float = Field(gt=0)
+    """Sustained rate, in requests per second."""
+
+    burst: int = Field(ge=1)
+    """Bucket size: how many requests may arrive at once."""
+
+
+class RateLimitsConfig(_Model):
+    """Rate limits per principal (HTTP 429 with `Retry-After` when exceeded) and per principal
+    and route (a JSON-RPC error carrying `retry_after_seconds`). None by default."""
+
+    per_principal: TokenBucketConfig | None = None
+    """HTTP requests to `/mcp` and `/servers/<id>/mcp` per principal."""
+
+    principals: dict[PrincipalId, TokenBucketConfig] = Field(default_factory=dict)
+    """Overrides of `per_principal` for named principals."""
+
+    routes: dict[str, TokenBucketConfig] = Field(default_factory=dict)
+    """Calls, reads and gets per principal of the routes whose exposed name matches the glob
+    (first matching glob in file order)."""
 
 
 class HubConfig(_Model):
@@ -199,12 +575,61 @@ class HubConfig(_Model):
     servers: dict[ServerId, ServerConfig] = Field(default_factory=dict)
     """The fleet, keyed by server_id (`^[a-z][a-z0-9-]{0,31}$`)."""
 
+    auth: Literal["none"] | AuthConfig = "none"
+    """Who may call the endpoint. `none` (the default) is accepted only while the hub listens
+    on loopback; anything else needs api_keys and/or jwt."""
+
+    policies: list[PolicyRule] | None = None
+    """Which principal may see and use which routes (first rule that applies decides; deny wins
+    within a rule). Absent: every principal with `hub:call` may use every route."""
+
+    rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
+    """Token-bucket rate limits per principal and per route."""
+
     @field_validator("public_url")
     @classmethod
     def _check_public_url(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"https?://[^\s/]+/?", value):
             raise ValueError(f"public_url must be a base URL like https://hub.example.com, got {value!r}")
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> HubConfig:
+        jwt = self.auth.jwt if isinstance(self.auth, AuthConfig) else None
+        if jwt is not None and jwt.audience is None and not self.public_url:
+            raise ValueError("auth.jwt needs an audience: set auth.jwt.audience, or public_url (then <public_url>/mcp)")
+        require_auth_beyond_loopback(self)
+        return self
+
+    @property
+    def resource_url(self) -> str | None:
+        """This hub's MCP resource identifier (RFC 8707, RFC 9728): `<public_url>/mcp`."""
+        return f"{self.public_url}/mcp" if self.public_url else None
+
+    @property
+    def audiences(self) -> list[str]:
+        """The `aud` values a JWT must carry one of."""
+        if not isinstance(self.auth, AuthConfig) or self.auth.jwt is None:
+            return []
+        audience = self.auth.jwt.audience
+        if audience is None:
+            return [f"{self.public_url}/mcp"]
+        return [audience] if isinstance(audience, str) else list(audience)
+
+
+def require_auth_beyond_loopback(config: HubConfig, host: str | None = None) -> None:
+    """Refuse `auth: none` on a listen address other than loopback.
+
+    :param host: the address actually bound (e.g. from `mcphub serve --host`). Default:
+        `config.listen.host`.
+    :raises ValueError: the hub would serve without authentication beyond this machine.
+    """
+    host = config.listen.host if host is None else host
+    if config.auth == "none" and host not in LOOPBACK_HOSTS:
+        raise ValueError(
+            f"auth: none is only allowed on loopback, but the hub listens on {host!r}; "
+            "configure auth (api_keys and/or jwt) or listen on 127.0.0.1"
+        )
 
 
 def _interpolate(value: Any, path: str, env: Mapping[str, str], errors: list[tuple[str, str]]) -> Any:
@@ -315,7 +740,7 @@ def parse_config(data: Any, *, file: str = "<config>", env: Mapping[str, str] | 
     if errors:
         raise _config_error(errors, file)
     try:
-        config = HubConfig.model_validate(data)
+        config = HubConfig.model_validate(data, context={"env": os.environ if env is None else env})
     except ValidationError as exc:
         raise _config_error(_validation_problems(exc, origins), file) from None
     problems = _prefix_problems(config, origins)
@@ -357,10 +782,21 @@ def _config_error(problems: list[tuple[str, str]], file: str) -> ConfigError:
     )
 
 
+def _is_union_branch(part: str) -> bool:
+    """Whether a location part is pydantic's label of a union member, not a key of the file."""
+    return part.startswith(("function-after[", "function-before[", "function-wrap[", "literal[")) or part in {
+        model.__name__ for model in _Model.__subclasses__()
+    }
+
+
 def _validation_problems(exc: ValidationError, origins: Mapping[str, str]) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for error in errors:
         location = [str(part) for part in error["loc"]]
+        if any(part.startswith("literal[") for part in location) and len(errors) > 1:
+            continue  # `auth: none | {...}`: the mapping branch's errors say what is wrong
+        location = [part for part in location if not _is_union_branch(part)]
         if len(location) >= 2 and location[0] == "servers" and location[1] in origins:
             location = [*origins[location[1]].split(".", 1), *location[2:]]
         message = error["msg"].removeprefix("Value error, ")

@@ -1,5 +1,9 @@
 """The hub's own MCP server face: the aggregated catalog at `/mcp`, one server at
-`/servers/<server_id>/mcp`, health routes, the read-only admin API, and stdio serving.
+`/servers/<server_id>/mcp`, health routes, the admin API, the caller's own view (`/me`,
+`/me/routes`), RFC 9728 protected resource metadata, and stdio serving.
+
+Every HTTP request passes, in order: the body cap (413), Host/Origin validation (421/403), and
+authentication with the path's scope (`hub.auth`: 401/403/429) before any MCP handling.
 
 Both protocol eras are served on every face (the SDK's `StreamableHTTPSessionManager` picks the
 era per request from `MCP-Protocol-Version`; stdio picks it from the client's first request).
@@ -40,9 +44,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hub.auth import PRM_PATH, Authenticator, AuthMiddleware, Principal, principal_of, protected_resource_metadata
 from hub.catalog import Catalog, Kind
 from hub.config import HubConfig
 from hub.faces import HUB_NAME, AggregateFace, HubServer, ServerFace, SessionRegistry, build_mcp_server
+from hub.limits import RateLimiter
+from hub.policy import Access, Policy
 from hub.router import Router
 from hub.servers import Fleet, ServerState
 
@@ -125,6 +132,9 @@ class Endpoint:
         self.fleet = fleet
         self._bus = InMemorySubscriptionBus()
         self._registry = SessionRegistry()
+        self.authenticator = Authenticator(config)
+        self.policy = Policy(config.policies)
+        self.access = Access(self.policy, RateLimiter(config.rate_limits))
         self.server = build_mcp_server(
             AggregateFace(catalog),
             router,
@@ -133,6 +143,7 @@ class Endpoint:
             HUB_NAME,
             "One MCP endpoint for a fleet of MCP servers. Tool and prompt names are <server>__<name>; "
             "resource URIs are <server>+<uri>.",
+            self.access,
         )
         self._per_server: dict[str, tuple[HubServer, SessionRegistry, InMemorySubscriptionBus]] = {}
         for server_id in config.servers:
@@ -140,7 +151,13 @@ class Endpoint:
             face = ServerFace(catalog, server_id)
             self._per_server[server_id] = (
                 build_mcp_server(
-                    face, router, registry, bus, f"{HUB_NAME}/{server_id}", f"Server '{server_id}' through the hub."
+                    face,
+                    router,
+                    registry,
+                    bus,
+                    f"{HUB_NAME}/{server_id}",
+                    f"Server '{server_id}' through the hub.",
+                    self.access,
                 ),
                 registry,
                 bus,
@@ -178,8 +195,21 @@ class Endpoint:
             code = 503
         return code, {"status": status, "servers": [s.as_json() for s in statuses]}
 
-    def routes_json(self) -> list[dict[str, Any]]:
-        """Every route with its server's state (for `/admin/routes` and `mcphub routes`)."""
+    def readiness_for(self, principal: Principal) -> tuple[int, dict[str, Any]]:
+        """`readiness()` as `principal` may see it: with authentication on, callers without
+        `hub:admin` get the overall status and per-state counts only (no server ids, errors or
+        addresses)."""
+        code, body = self.readiness()
+        if not self.authenticator.enabled or "hub:admin" in principal.scopes:
+            return code, body
+        counts: dict[str, int] = {}
+        for server in body["servers"]:
+            counts[server["state"]] = counts.get(server["state"], 0) + 1
+        return code, {"status": body["status"], "servers_by_state": counts}
+
+    def routes_json(self, principal: Principal | None = None) -> list[dict[str, Any]]:
+        """Every route with its server's state (for `/admin/routes`), or only those `principal`
+        may use (`/me/routes`, `mcphub routes`)."""
         states = {sid: c.state.value for sid, c in self.fleet.connections.items()}
         return [
             {
@@ -191,6 +221,7 @@ class Endpoint:
                 "server_state": states.get(route.server_id, "unknown"),
             }
             for route in self.catalog.routes()
+            if principal is None or self.policy.allows(principal, route.server_id, route.exposed)
         ]
 
     def http_app(self, lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None) -> ASGIApp:
@@ -216,8 +247,30 @@ class Endpoint:
             return JSONResponse({"status": "ok"})
 
         async def readyz(request: Request) -> Response:
-            code, body = self.readiness()
+            code, body = self.readiness_for(principal_of(request))
             return JSONResponse(body, status_code=code)
+
+        async def me(request: Request) -> Response:
+            return JSONResponse(principal_of(request).as_json())
+
+        async def my_routes(request: Request) -> Response:
+            return JSONResponse({"routes": self.routes_json(principal_of(request))})
+
+        async def resource_metadata(request: Request) -> Response:
+            if not self.authenticator.enabled:
+                return JSONResponse({"error": "authentication is not configured on this hub"}, status_code=404)
+            resource_path = "/" + request.path_params.get("resource", "mcp").strip("/")
+            if resource_path != "/mcp" and not (
+                resource_path.startswith("/servers/")
+                and resource_path.endswith("/mcp")
+                and resource_path.split("/")[2] in self._per_server
+            ):
+                return JSONResponse({"error": f"no protected resource at {resource_path}"}, status_code=404)
+            base = self.config.public_url or f"{request.url.scheme}://{request.url.netloc}"
+            return JSONResponse(
+                protected_resource_metadata(self.config, base, resource_path),
+                headers={"Cache-Control": "public, max-age=3600"},
+            )
 
         async def admin_servers(request: Request) -> Response:
             return JSONResponse({"servers": [c.status().as_json() for c in self.fleet.connections.values()]})
@@ -230,6 +283,7 @@ class Endpoint:
             async with contextlib.AsyncExitStack() as stack:
                 if lifespan is not None:
                     await stack.enter_async_context(lifespan())
+                stack.push_async_callback(self.authenticator.aclose)
                 await stack.enter_async_context(aggregate.run())
                 for m in per_server.values():
                     await stack.enter_async_context(m.run())
@@ -243,10 +297,15 @@ class Endpoint:
                 Route("/readyz", endpoint=readyz, methods=["GET"]),
                 Route("/admin/servers", endpoint=admin_servers, methods=["GET"]),
                 Route("/admin/routes", endpoint=admin_routes, methods=["GET"]),
+                Route("/me", endpoint=me, methods=["GET"]),
+                Route("/me/routes", endpoint=my_routes, methods=["GET"]),
+                Route(PRM_PATH, endpoint=resource_metadata, methods=["GET"]),
+                Route(PRM_PATH + "/{resource:path}", endpoint=resource_metadata, methods=["GET"]),
             ],
             lifespan=app_lifespan,
         )
-        guarded = _HostOriginGuard(app, _security_settings(self.config))
+        authenticated = AuthMiddleware(app, self.config, self.authenticator, self.access.limiter)
+        guarded = _HostOriginGuard(authenticated, _security_settings(self.config))
         return RequestBodyLimitMiddleware(guarded, self.config.max_body_bytes)
 
     # ---- stdio ----

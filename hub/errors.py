@@ -8,7 +8,8 @@ HubError
 |   +-- ServerTimeout      also a TimeoutError
 |   +-- ServerProtocolError  the server broke MCP
 +-- RouteNotFound          -> JSON-RPC -32602 naming what was asked for
-+-- AuthError              -> HTTP 401 / 403
++-- AuthError              -> HTTP 401 / 403 (503 when the issuer's keys cannot be fetched)
++-- RateLimited            -> JSON-RPC RATE_LIMITED (-32029) with retry_after_seconds
 ```
 
 An `MCPError` answered by a server passes through with its code; a `CallToolResult` with
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 import httpx2
 from mcp import MCPError
+from mcp.client.auth.exceptions import OAuthTokenError
 
 __all__ = [
     "AuthError",
     "ConfigError",
     "HubError",
+    "RateLimited",
     "RouteNotFound",
     "ServerError",
     "ServerProtocolError",
@@ -81,7 +84,30 @@ class RouteNotFound(HubError):
 
 
 class AuthError(HubError):
-    """The caller is not authenticated (401) or not allowed (403)."""
+    """A request that cannot be authenticated or authorised (HTTP, before any MCP handling).
+
+    :ivar status: HTTP status: 401, 403, or 503 when the issuer's keys cannot be fetched.
+    :ivar error: the RFC 6750 error code (`invalid_token`, `insufficient_scope`), or None when
+        no credentials were presented.
+    :ivar scope: for `insufficient_scope`, the one scope that is needed.
+    """
+
+    def __init__(self, status: int, error: str | None, description: str, scope: str | None = None) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+        self.scope = scope
+
+
+class RateLimited(HubError):
+    """A principal used a route faster than `rate_limits.routes` allows (JSON-RPC
+    `RATE_LIMITED`, with `retry_after_seconds` in the error data)."""
+
+    def __init__(self, exposed: str, retry_after_seconds: float) -> None:
+        self.exposed = exposed
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(f"rate limit exceeded for {exposed!r}; retry after {retry_after_seconds:.1f} s")
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -92,6 +118,8 @@ def describe_failure(exc: BaseException) -> str:
         return describe_failure(leaves[0]) if leaves else type(exc).__name__
     if isinstance(exc, ServerError):
         return exc.message
+    if isinstance(exc, OAuthTokenError):
+        return str(exc)  # written to name the token endpoint and the OAuth error code, never a secret
     if isinstance(exc, MCPError):
         return f"MCP error {exc.code}: {exc.message}"
     if isinstance(exc, FileNotFoundError):

@@ -38,16 +38,32 @@ from mcp_types import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
+from starlette.requests import Request
 
+from hub.auth import Principal, principal_of
 from hub.catalog import Catalog, Kind
-from hub.errors import HubError, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
+from hub.errors import HubError, RateLimited, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
+from hub.naming import exposed_resource_uri
+from hub.policy import Access
 from hub.router import Router
 
-__all__ = ["HUB_NAME", "AggregateFace", "Face", "HubServer", "ServerFace", "SessionRegistry", "build_mcp_server"]
+__all__ = [
+    "HUB_NAME",
+    "RATE_LIMITED",
+    "AggregateFace",
+    "Face",
+    "HubServer",
+    "ServerFace",
+    "SessionRegistry",
+    "build_mcp_server",
+]
 
 logger = logging.getLogger(__name__)
 
 HUB_NAME = "mcp-federation-hub"
+RATE_LIMITED = -32029
+"""JSON-RPC error code of a call refused by a per-route rate limit (server-defined range;
+`data.retry_after_seconds` says when to retry)."""
 _NOTIFY_TIMEOUT_SECONDS = 5.0
 """How long one client may take to accept a list_changed notification before it is skipped."""
 
@@ -64,6 +80,10 @@ class Face(Protocol):
     def resolve_uri(self, uri: str) -> tuple[str, str] | None: ...
     def input_schema(self, name: str) -> dict[str, object] | None: ...
     def claimed_by(self, name: str) -> str | None: ...
+    def route_key(self, kind: Kind, name: str) -> tuple[str, str] | None:
+        """`(server_id, exposed name or URI)` of `name` as this face shows it: what the policy
+        decides on, whichever face is used."""
+        ...
 
 
 class AggregateFace:
@@ -101,6 +121,13 @@ class AggregateFace:
     def claimed_by(self, name: str) -> str | None:
         return self._catalog.claimed_by(name)
 
+    def route_key(self, kind: Kind, name: str) -> tuple[str, str] | None:
+        if kind == "tools" or kind == "prompts":
+            route = self._catalog.tool_route(name) if kind == "tools" else self._catalog.prompt_route(name)
+            return (route.server_id, name) if route else None
+        owner = self._catalog.resource_owner(name)
+        return (owner[0], name) if owner else None
+
 
 class ServerFace:
     """One server under its original names (`/servers/<server_id>/mcp`)."""
@@ -135,6 +162,12 @@ class ServerFace:
 
     def claimed_by(self, name: str) -> str | None:
         return self._server_id
+
+    def route_key(self, kind: Kind, name: str) -> tuple[str, str] | None:
+        if kind == "tools" or kind == "prompts":
+            exposed = self._catalog.exposed_name(kind, self._server_id, name)
+            return (self._server_id, exposed) if exposed else None
+        return self._server_id, exposed_resource_uri(self._server_id, name)
 
 
 class SessionRegistry:
@@ -192,10 +225,11 @@ def _restamp(result: _ResultT) -> _ResultT:
     return result.model_copy(update={"meta": kept or None})
 
 
-def _not_found(face: Face, router: Router, kind: str, name: str) -> HubError:
-    """RouteNotFound, unless the name belongs to a server that is down: then that server's
-    ServerUnavailable, so the caller learns which server to wait for."""
-    server_id = face.claimed_by(name)
+def _not_found(face: Face, router: Router, kind: str, name: str, *, disclose: bool = True) -> HubError:
+    """RouteNotFound, unless the name belongs to a server that is down (and `disclose`, i.e. no
+    policy restricts the caller): then that server's ServerUnavailable, so the caller learns
+    which server to wait for."""
+    server_id = face.claimed_by(name) if disclose else None
     if server_id is not None:
         try:
             router.require_ready(server_id)
@@ -208,6 +242,8 @@ def _to_mcp_error(exc: HubError) -> MCPError:
     """The JSON-RPC error a client gets for a HubError; `data` names the route or server."""
     if isinstance(exc, RouteNotFound):
         return MCPError(INVALID_PARAMS, str(exc), {"kind": exc.kind, "name": exc.name})
+    if isinstance(exc, RateLimited):
+        return MCPError(RATE_LIMITED, str(exc), {"retry_after_seconds": round(exc.retry_after_seconds, 3)})
     if isinstance(exc, ServerTimeout):
         return MCPError(REQUEST_TIMEOUT, str(exc), {"server_id": exc.server_id})
     if isinstance(exc, ServerUnavailable):
@@ -235,27 +271,68 @@ class HubServer(Server[Any]):
         )
 
 
+def _principal(ctx: ServerRequestContext[Any]) -> Principal:
+    request = ctx.request
+    return principal_of(request if isinstance(request, Request) else None)
+
+
+_ItemT = TypeVar("_ItemT", types.Tool, types.Prompt, types.Resource, types.ResourceTemplate)
+
+
 def build_mcp_server(
-    face: Face, router: Router, registry: SessionRegistry, bus: InMemorySubscriptionBus, name: str, instructions: str
+    face: Face,
+    router: Router,
+    registry: SessionRegistry,
+    bus: InMemorySubscriptionBus,
+    name: str,
+    instructions: str,
+    access: Access,
 ) -> HubServer:
     """A lowlevel `mcp` Server serving `face` in both eras: list handlers read the catalog (no
     server round trip), `tools/call`, `resources/read`, `prompts/get` and `completion/complete`
     go through `router` under original names, progress is relayed when the caller asked for it
     (`_meta.progressToken`), and `subscriptions/listen` streams `bus` events (modern era).
 
+    Every list is filtered, and every use guarded, by `access` for the request's principal: a
+    route the principal may not use is absent from its lists and answers exactly like an
+    unknown name (-32602), so its existence does not leak.
+
     :param registry: records each handshake-era session for `list_changed` fan-out.
     :param name: the `serverInfo.name` clients see.
+    :param access: the policy and per-route rate limits.
     """
+
+    def visible(ctx: ServerRequestContext[Any], kind: Kind, items: Sequence[_ItemT]) -> list[_ItemT]:
+        principal = _principal(ctx)
+        if not access.restricts(principal):
+            return list(items)
+        if kind == "resources" or kind == "resource_templates":
+            return [item for item in items if access.visible(principal, face.route_key(kind, _uri_of(item)))]
+        return [item for item in items if access.visible(principal, face.route_key(kind, item.name))]
+
+    def admitted(ctx: ServerRequestContext[Any], kind: Kind, name: str) -> tuple[bool, bool]:
+        """`(admitted, disclose)` for using `name`: whether the principal may use it, and whether
+        a refusal may say that its server is down.
+
+        :raises RateLimited: the principal's per-route bucket is empty.
+        """
+        principal = _principal(ctx)
+        restricted = access.restricts(principal)
+        key = face.route_key(kind, name)
+        if key is None:
+            return False, not restricted
+        return access.admit(principal, kind, key), not restricted
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=list(face.tools()))
+        return types.ListToolsResult(tools=visible(ctx, "tools", face.tools()))
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         owner = face.resolve_tool(params.name)
-        if owner is None:
-            raise _not_found(face, router, "tool", params.name)
+        allowed, disclose = admitted(ctx, "tools", params.name)
+        if owner is None or not allowed:
+            raise _not_found(face, router, "tool", params.name, disclose=disclose)
         progress = None
         if ctx.meta and ctx.meta.get("progress_token") is not None:
             progress = ctx.session.report_progress
@@ -264,30 +341,33 @@ def build_mcp_server(
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=list(face.resources()))
+        return types.ListResourcesResult(resources=visible(ctx, "resources", face.resources()))
 
     async def list_resource_templates(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
-        return types.ListResourceTemplatesResult(resource_templates=list(face.resource_templates()))
+        return types.ListResourceTemplatesResult(
+            resource_templates=visible(ctx, "resource_templates", face.resource_templates())
+        )
 
     async def read_resource(
         ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
         owner = face.resolve_uri(str(params.uri))
-        if owner is None:
+        if owner is None or not admitted(ctx, "resources", str(params.uri))[0]:
             raise RouteNotFound("resource", str(params.uri))
         return _restamp(await router.read_resource(*owner))
 
     async def list_prompts(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
-        return types.ListPromptsResult(prompts=list(face.prompts()))
+        return types.ListPromptsResult(prompts=visible(ctx, "prompts", face.prompts()))
 
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> types.GetPromptResult:
         owner = face.resolve_prompt(params.name)
-        if owner is None:
-            raise _not_found(face, router, "prompt", params.name)
+        allowed, disclose = admitted(ctx, "prompts", params.name)
+        if owner is None or not allowed:
+            raise _not_found(face, router, "prompt", params.name, disclose=disclose)
         return _restamp(await router.get_prompt(owner[0], owner[1], params.arguments))
 
     async def complete(ctx: ServerRequestContext[Any], params: types.CompleteRequestParams) -> types.CompleteResult:
@@ -296,12 +376,13 @@ def build_mcp_server(
         original_ref: types.PromptReference | types.ResourceTemplateReference
         if isinstance(ref, types.PromptReference):
             owner = face.resolve_prompt(ref.name)
-            if owner is None:
-                raise _not_found(face, router, "prompt", ref.name)
+            allowed, disclose = admitted(ctx, "prompts", ref.name)
+            if owner is None or not allowed:
+                raise _not_found(face, router, "prompt", ref.name, disclose=disclose)
             original_ref = ref.model_copy(update={"name": owner[1]})
         else:
             owner = face.resolve_uri(ref.uri)
-            if owner is None:
+            if owner is None or not admitted(ctx, "resource_templates", ref.uri)[0]:
                 raise RouteNotFound("resource template", ref.uri)
             original_ref = ref.model_copy(update={"uri": owner[1]})
         argument = {"name": params.argument.name, "value": params.argument.value}
@@ -340,6 +421,14 @@ def build_mcp_server(
     # The SDK's OpenTelemetry middleware costs ~7% CPU with no exporter (PERFORMANCE.md).
     server.middleware[:] = [boundary]
     return server
+
+
+def _uri_of(item: types.Resource | types.ResourceTemplate | types.Tool | types.Prompt) -> str:
+    if isinstance(item, types.Resource):
+        return str(item.uri)
+    if isinstance(item, types.ResourceTemplate):
+        return item.uri_template
+    return item.name
 
 
 def _version() -> str:

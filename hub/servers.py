@@ -37,11 +37,19 @@ import httpx2
 import mcp_types as types
 from mcp import Client, MCPError
 from mcp.client._transport import Transport
+from mcp.shared.auth_utils import resource_url_from_server_url
 from mcp.shared.dispatcher import ProgressFnT
 from mcp_types import CONNECTION_CLOSED, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from adapters import HttpPool, sse_transport, stdio_transport, streamable_http_transport, watch_closed
+from adapters import (
+    ClientCredentialsAuth,
+    HttpPool,
+    sse_transport,
+    stdio_transport,
+    streamable_http_transport,
+    watch_closed,
+)
 from hub.config import HubConfig, ServerConfig
 from hub.errors import ServerProtocolError, ServerTimeout, ServerUnavailable, describe_failure
 
@@ -147,11 +155,32 @@ class ServerConnection:
     _client: Client | None = None
     _stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=3))
     _secrets: tuple[str, ...] = ()
+    _auth: ClientCredentialsAuth | None = None
 
     def __post_init__(self) -> None:
-        values = [*self.config.env.values(), *self.config.headers.values()]
+        values = self.config.secret_values()
         words = {word for value in values for word in (value, *value.split()) if len(word) >= 8}
         self._secrets = tuple(sorted(words, key=len, reverse=True))
+        self._auth = self._oauth()
+
+    def _oauth(self) -> ClientCredentialsAuth | None:
+        """The server's OAuth client credentials, made once so its cached token outlives reconnects."""
+        oauth, url = self.config.oauth, self.config.url
+        if oauth is None or url is None:
+            return None
+        resource = resource_url_from_server_url(url) if oauth.resource is None else oauth.resource or None
+        return ClientCredentialsAuth(
+            oauth.token_url,
+            oauth.client_id,
+            oauth.client_secret,
+            http=self.pool.client(timeout_seconds=self.config.timeout_seconds),
+            scope=oauth.scope,
+            audience=oauth.audience,
+            resource=resource,
+            token_endpoint_auth_method=oauth.token_endpoint_auth_method,
+            timeout_seconds=min(self.config.timeout_seconds, 30.0),
+            name=self.server_id,
+        )
 
     _first_attempt_done: anyio.Event = field(default_factory=anyio.Event)
     _refresh: anyio.Event = field(default_factory=anyio.Event)
@@ -206,7 +235,15 @@ class ServerConnection:
             )
         assert config.url is not None
         factory = sse_transport if config.kind == "sse" else streamable_http_transport
-        return factory(config.url, self.pool, headers=config.headers, timeout_seconds=config.timeout_seconds)
+        # Only the server's own configured credential goes out: the hub makes its own connections,
+        # so a client's token never reaches a server (MCP authorization spec, "Token Passthrough").
+        return factory(
+            config.url,
+            self.pool,
+            headers=config.http_headers(),
+            timeout_seconds=config.timeout_seconds,
+            auth=self._auth,
+        )
 
     def _on_stderr_line(self, line: str) -> None:
         line = self._redact(line)
@@ -214,9 +251,11 @@ class ServerConnection:
         self._stderr_tail.append(line)
 
     def _redact(self, text: str) -> str:
-        """Mask this server's configured secrets (env and header values, and each word of 8 or
-        more characters in them) in text that came from the server."""
-        for secret in self._secrets:
+        """Mask this server's configured secrets (env and header values, bearer token, OAuth
+        client secret, and each word of 8 or more characters in them) and its current OAuth
+        access token in text that came from the server."""
+        token = self._auth.token if self._auth is not None else None
+        for secret in (*self._secrets, *([token] if token else [])):
             text = text.replace(secret, "***")
         return text
 

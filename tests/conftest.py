@@ -22,7 +22,7 @@ import pytest
 from anyio.abc import Process
 
 from hub.app import Hub
-from hub.config import parse_config
+from hub.config import HubConfig, parse_config
 from hub.endpoint import HttpServer, bind_socket
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,11 +58,11 @@ class RunningHub:
 
 @asynccontextmanager
 async def running_hub(
-    servers: dict[str, Any], *, start_timeout: float = 30.0, **settings: Any
+    servers: dict[str, Any], *, start_timeout: float = 30.0, config: HubConfig | None = None, **settings: Any
 ) -> AsyncIterator[RunningHub]:
-    """Serve a hub over `servers` on 127.0.0.1:<free port>; yields once every server has
-    finished its first start attempt."""
-    hub = Hub(parse_config({"servers": servers, **settings}, file="<test>"))
+    """Serve a hub over `servers` (or the whole `config`) on 127.0.0.1:<free port>; yields once
+    every server has finished its first start attempt."""
+    hub = Hub(config if config is not None else parse_config({"servers": servers, **settings}, file="<test>"))
     sock = bind_socket("127.0.0.1", 0)
     http = HttpServer(hub.http_app(), sock)
     async with anyio.create_task_group() as tg:

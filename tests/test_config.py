@@ -298,6 +298,7 @@ def test_a_yaml_file_loads_with_interpolation(tmp_path: Path) -> None:
     path = tmp_path / "hub.yaml"
     path.write_text(
         "listen: {host: 0.0.0.0, port: 9000}\n"
+        "auth: {api_keys: [{id: ops, key_env: OPS_KEY, scopes: [hub:admin]}]}\n"
         "servers:\n"
         "  everything:\n"
         "    url: http://127.0.0.1:3101/mcp\n"
@@ -305,7 +306,7 @@ def test_a_yaml_file_loads_with_interpolation(tmp_path: Path) -> None:
         encoding="utf-8",
     )
 
-    config = load_config(path, env={"EVERYTHING_TOKEN": "t0k"})
+    config = load_config(path, env={"EVERYTHING_TOKEN": "t0k", "OPS_KEY": "k" * 20})
 
     assert (config.listen.host, config.listen.port) == ("0.0.0.0", 9000)
     assert config.servers["everything"].headers == {"Authorization": "Bearer t0k"}

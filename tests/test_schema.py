@@ -34,7 +34,8 @@ def test_the_json_schema_describes_the_config_file() -> None:
     assert schema["properties"]["servers"]["patternProperties"] == {
         "^[a-z][a-z0-9-]{0,31}$": {"$ref": "#/$defs/ServerConfig"}
     }
-    assert set(schema["$defs"]) == {"FilterConfig", "ListenConfig", "ServerConfig"}
+    assert {"FilterConfig", "ListenConfig", "ServerConfig", "AuthConfig", "PolicyRule"} <= set(schema["$defs"])
+    assert schema["properties"]["auth"]["default"] == "none"
 
 
 def test_the_json_schema_documents_every_field_with_its_docstring() -> None:
@@ -60,11 +61,17 @@ def _dummy_value(name: str) -> str:
     return "dummy-value"
 
 
+_ENV_KEY = re.compile(r"\b\w*_env:\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
 def _env_for(text: str) -> dict[str, str]:
-    """Dummy values for every `${VAR}` the file needs; `${VAR:-default}` keeps its default."""
-    return {
+    """Dummy values for every `${VAR}` the file needs (`${VAR:-default}` keeps its default) and
+    for every variable a `*_env:` key names (secrets read at load; at least 32 characters)."""
+    env = {
         match.group(1): _dummy_value(match.group(1)) for match in _ENV_REFERENCE.finditer(text) if not match.group(2)
     }
+    env.update({m.group(1): f"dummy-secret-{m.group(1)}-0123456789abcdef" for m in _ENV_KEY.finditer(text)})
+    return env
 
 
 def test_env_references_are_found_except_literals_and_defaults() -> None:

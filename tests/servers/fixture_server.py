@@ -3,7 +3,7 @@
 Run it over stdio (default), Streamable HTTP or legacy SSE:
 
     python tests/servers/fixture_server.py [--transport stdio|http|sse] [--name NAME]
-        [--extra-tools N] [--page-size K] [--weird-names] [--port 0] [--stderr-env NAME]
+        [--extra-tools N] [--page-size K] [--weird-names] [--probe-tools] [--port 0] [--stderr-env NAME]
 
 Over HTTP/SSE it binds 127.0.0.1, prints `PORT=<n>` on stdout once listening, and serves until
 killed. Tools:
@@ -17,6 +17,13 @@ killed. Tools:
 - `getenv(name)`: the value of an environment variable, or "<unset>".
 - `fail()`: returns an `isError` result.
 - `add_tool(name)`: adds a tool `name` (answers "added") and announces `tools/list_changed`.
+- with `--probe-tools`, tools that report what the server received:
+  - `seen_authorization()`: the `Authorization` header of the HTTP request that carried this
+    call ("" when there was none, or over stdio);
+  - `reject_authorization(every)`: from now on, answer HTTP 401 (`WWW-Authenticate: Bearer
+    error="invalid_token"`) to requests carrying the `Authorization` value this call came with,
+    or with `every: true` to every request;
+  - `env_names()`: the names of every variable in the process environment, space-separated.
 - `tool_<i>` for i < `--extra-tools`: echo-like fillers (for pagination).
 - with `--weird-names`: tools named "has space", "a.b/c", "a_b_c" and one of 80 characters.
 
@@ -47,8 +54,9 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, Streamable
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 _TEXT_SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
@@ -66,6 +74,32 @@ class _FixtureServer(Server[Any]):
         )
 
 
+class _AuthorizationGate:
+    """Answers 401 to the `Authorization` values a `reject_authorization` call named (a server
+    that revoked a token), or to everything once told to."""
+
+    def __init__(self) -> None:
+        self.rejected: set[str] = set()
+        self.reject_every = False
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        async def gated(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                authorization = Request(scope).headers.get("authorization", "")
+                if self.reject_every or authorization in self.rejected:
+                    challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+                    await JSONResponse({"error": "invalid_token"}, 401, headers=challenge)(scope, receive, send)
+                    return
+            await app(scope, receive, send)
+
+        return gated
+
+
+def _authorization(ctx: ServerRequestContext[Any]) -> str:
+    request = ctx.request
+    return request.headers.get("authorization", "") if isinstance(request, Request) else ""
+
+
 def _page(items: list[Any], cursor: str | None, size: int) -> tuple[list[Any], str | None]:
     if size <= 0:
         return items, None
@@ -74,7 +108,10 @@ def _page(items: list[Any], cursor: str | None, size: int) -> tuple[list[Any], s
     return items[start:end], (str(end) if end < len(items) else None)
 
 
-def build_server(name: str, extra_tools: int, page_size: int, weird_names: bool) -> Server[Any]:
+def build_server(
+    name: str, extra_tools: int, page_size: int, weird_names: bool, gate: _AuthorizationGate | None = None
+) -> Server[Any]:
+    """The fixture server; `gate` (given with `--probe-tools`) adds the probe tools."""
     bus = InMemorySubscriptionBus()
     tools: list[types.Tool] = [
         types.Tool(name="echo", description="Echo the text back.", input_schema=_TEXT_SCHEMA),
@@ -101,6 +138,20 @@ def build_server(name: str, extra_tools: int, page_size: int, weird_names: bool)
             input_schema={"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
         ),
     ]
+    if gate is not None:
+        tools += [
+            types.Tool(
+                name="seen_authorization",
+                description="The Authorization header this call arrived with ('' if none).",
+                input_schema=_EMPTY_SCHEMA,
+            ),
+            types.Tool(
+                name="reject_authorization",
+                description="Answer 401 to this call's Authorization value from now on (or to everything).",
+                input_schema={"type": "object", "properties": {"every": {"type": "boolean"}}},
+            ),
+            types.Tool(name="env_names", description="Names in the environment.", input_schema=_EMPTY_SCHEMA),
+        ]
     tools += [types.Tool(name=f"tool_{i}", description="filler", input_schema=_TEXT_SCHEMA) for i in range(extra_tools)]
     if weird_names:
         tools += [
@@ -137,6 +188,16 @@ def build_server(name: str, extra_tools: int, page_size: int, weird_names: bool)
                 print("slow: cancelled", file=sys.stderr, flush=True)
                 raise
             return _text("done")
+        if tool == "seen_authorization" and gate is not None:
+            return _text(_authorization(ctx))
+        if tool == "reject_authorization" and gate is not None:
+            if args.get("every"):
+                gate.reject_every = True
+            else:
+                gate.rejected.add(_authorization(ctx))
+            return _text("rejected")
+        if tool == "env_names" and gate is not None:
+            return _text(" ".join(sorted(os.environ)))
         if tool == "getenv":
             return _text(os.environ.get(str(args.get("name")), "<unset>"))
         if tool == "crash":
@@ -221,6 +282,7 @@ def _text(text: str) -> types.CallToolResult:
 
 
 def _http_app(server: Server[Any], transport: str) -> Starlette:
+    """The server's Starlette app for `http` or `sse`."""
     if transport == "sse":
         sse = SseServerTransport("/messages/")
 
@@ -241,13 +303,15 @@ def _http_app(server: Server[Any], transport: str) -> Starlette:
     return Starlette(routes=[Route("/mcp", endpoint=StreamableHTTPASGIApp(manager))], lifespan=lifespan)
 
 
-async def _serve_http(server: Server[Any], transport: str, port: int) -> None:
+async def _serve_http(server: Server[Any], transport: str, port: int, gate: _AuthorizationGate | None) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # IPPROTO_TCP: TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(512)
     print(f"PORT={sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(_http_app(server, transport), log_level="warning", lifespan="on", access_log=False)
+    app = _http_app(server, transport)
+    app = gate.wrap(app) if gate is not None else app
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
     await uvicorn.Server(config).serve(sockets=[sock])
 
 
@@ -263,12 +327,14 @@ def main() -> None:
     parser.add_argument("--extra-tools", type=int, default=0)
     parser.add_argument("--page-size", type=int, default=0)
     parser.add_argument("--weird-names", action="store_true")
+    parser.add_argument("--probe-tools", action="store_true", help="add the probe tools (see above)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument(
         "--stderr-env", metavar="NAME", help="write NAME=<its value> to stderr at start (a leaky server)"
     )
     args = parser.parse_args()
-    server = build_server(args.name, args.extra_tools, args.page_size, args.weird_names)
+    gate = _AuthorizationGate() if args.probe_tools else None
+    server = build_server(args.name, args.extra_tools, args.page_size, args.weird_names, gate)
     server.middleware.clear()
     print(f"fixture server {args.name} starting ({args.transport})", file=sys.stderr, flush=True)
     if args.stderr_env:
@@ -277,7 +343,7 @@ def main() -> None:
     if args.transport == "stdio":
         anyio.run(_serve_stdio, server, backend_options=options)
     else:
-        anyio.run(_serve_http, server, args.transport, args.port, backend_options=options)
+        anyio.run(_serve_http, server, args.transport, args.port, gate, backend_options=options)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,151 @@
+"""Which principal may see and use which route.
+
+One decision function, `Policy.decide`, serves both purposes: the faces filter `tools/list`,
+`resources/list`, `resources/templates/list` and `prompts/list` with it, and guard every
+`tools/call`, `resources/read`, `prompts/get` and `completion/complete` with it, so a principal
+can use exactly what it can see (the Kong "tools/list exposed denied tools" bug class,
+SECURITY.md case 6). Decisions are made on the route's exposed name (`<prefix>__<name>`,
+`<server_id>+<uri>`) as the catalog assigned it, never on the string a client sent, so case
+variants, the bare original name or the per-server face cannot reach around a rule.
+
+Rules (config `policies:`) are tried in order and the first that applies to the caller (by
+principal id or by scope) decides; within it deny beats allow. With no `policies:` section every
+principal holding `hub:call` may use every route; with one, a caller no rule applies to may use
+nothing. The client of `mcphub serve --stdio` (principal `local`: the operator who started the hub
+with this config) is not subject to policies. Refusals of calls are logged to the `hub.audit`
+logger (principal, route, rule), never with a token.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from cachetools import LRUCache
+
+from hub.auth import Principal
+from hub.config import PolicyRule
+from hub.errors import RateLimited
+from hub.limits import RateLimiter
+
+__all__ = ["Access", "Decision", "Policy", "audit_logger", "audit_refusal"]
+
+audit_logger = logging.getLogger("hub.audit")
+"""Audit events: authentication failures, refused calls, rate-limited principals."""
+
+_CACHE_SIZE: Final = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome for one (principal, route): `allowed`, and the index of the rule in
+    `policies:` that decided (None: no policies section, or no rule applied)."""
+
+    allowed: bool
+    rule: int | None
+    reason: str
+
+
+_ALLOW_ALL = Decision(True, None, "no policies configured")
+_NO_CALL_SCOPE = Decision(False, None, "principal lacks hub:call")
+_NO_RULE = Decision(False, None, "no policy rule applies to the principal")
+
+
+class Policy:
+    """The `policies:` rules as a decision function (pure; decisions are cached per principal
+    and route).
+
+    :param rules: the rules in file order; None when the config has no `policies:` section.
+    """
+
+    def __init__(self, rules: Sequence[PolicyRule] | None) -> None:
+        self._rules = None if rules is None else tuple(rules)
+        self._cache: LRUCache[tuple[str, frozenset[str], str, str], Decision] = LRUCache(_CACHE_SIZE)
+
+    def decide(self, principal: Principal, server_id: str, exposed: str) -> Decision:
+        """May `principal` see and use the route `exposed` (exposed name or URI) of `server_id`?"""
+        key = (principal.id, principal.scopes, server_id, exposed)
+        decision = self._cache.get(key)
+        if decision is None:
+            decision = self._cache[key] = self._decide(principal, server_id, exposed)
+        return decision
+
+    def allows(self, principal: Principal, server_id: str, exposed: str) -> bool:
+        """`decide(...).allowed`."""
+        return self.decide(principal, server_id, exposed).allowed
+
+    def restricts(self, principal: Principal) -> bool:
+        """False when `principal` may use every route (no `policies:` and it holds `hub:call`),
+        so listings need no per-item decision."""
+        return (self._rules is not None and principal.source != "local") or "hub:call" not in principal.scopes
+
+    def _decide(self, principal: Principal, server_id: str, exposed: str) -> Decision:
+        if "hub:call" not in principal.scopes:
+            return _NO_CALL_SCOPE
+        if self._rules is None or principal.source == "local":
+            return _ALLOW_ALL
+        for index, rule in enumerate(self._rules):
+            if rule.principal is not None and rule.principal != principal.id:
+                continue
+            if rule.scope is not None and rule.scope not in principal.scopes:
+                continue
+            if any(fnmatch.fnmatchcase(exposed, pattern) for pattern in rule.deny):
+                return Decision(False, index, "denied by a deny glob")
+            if rule.servers is not None and server_id not in rule.servers:
+                return Decision(False, index, "server not in the rule's servers")
+            if rule.allow and not any(fnmatch.fnmatchcase(exposed, pattern) for pattern in rule.allow):
+                return Decision(False, index, "matches no allow glob")
+            return Decision(True, index, "allowed")
+        return _NO_RULE
+
+
+def audit_refusal(principal: Principal, kind: str, exposed: str, decision: Decision) -> None:
+    """Log one refused use of a route (principal, route, rule; never a token)."""
+    audit_logger.warning(
+        "refused: principal=%s kind=%s route=%s rule=%s reason=%s",
+        principal.id,
+        kind,
+        exposed,
+        "-" if decision.rule is None else f"policies[{decision.rule}]",
+        decision.reason,
+    )
+
+
+class Access:
+    """What the faces apply to each request: the policy (visibility and use) and the per-route
+    rate limits.
+
+    :param policy: the decision function.
+    :param limiter: the rate limits (only `routes` limits are applied here; the per-principal
+        request limit is applied by the HTTP middleware).
+    """
+
+    def __init__(self, policy: Policy, limiter: RateLimiter) -> None:
+        self.policy = policy
+        self.limiter = limiter
+
+    def restricts(self, principal: Principal) -> bool:
+        """See `Policy.restricts`."""
+        return self.policy.restricts(principal)
+
+    def visible(self, principal: Principal, route: tuple[str, str] | None) -> bool:
+        """May `principal` see `route` (`(server_id, exposed)`; None for no route) in a listing?"""
+        return route is not None and self.policy.allows(principal, *route)
+
+    def admit(self, principal: Principal, kind: str, route: tuple[str, str]) -> bool:
+        """May `principal` use `route` now? A refusal is audit-logged.
+
+        :raises RateLimited: the principal's bucket for this route is empty.
+        """
+        decision = self.policy.decide(principal, *route)
+        if not decision.allowed:
+            audit_refusal(principal, kind, route[1], decision)
+            return False
+        wait = self.limiter.check_route(principal.id, route[1])
+        if wait > 0:
+            audit_logger.warning("rate limited: principal=%s route=%s", principal.id, route[1])
+            raise RateLimited(route[1], wait)
+        return True
