@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench schema clean
+.PHONY: run test test-fast conformance lint bench schema clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: lint
 ## the fast tests only (no third-party npm/PyPI servers, no slow end-to-end groups)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e"
+
+## the official MCP conformance suite against the hub (Node 22 + suite installed into .cache/conformance)
+conformance: $(STAMP)
+	$(BIN)/python -m pytest -m conformance -rA
 
 lint: $(STAMP)
 	$(BIN)/ruff check hub adapters tests benchmarks

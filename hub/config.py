@@ -203,9 +203,13 @@ class ServerConfig(_Model):
 
     _bearer_token: str = PrivateAttr(default="")
 
-    protocol: Literal["auto", "legacy", "modern"] = "auto"
+    protocol: Literal["auto", "legacy", "modern", "both"] = "auto"
     """Protocol era to speak: `auto` probes `server/discover` (2026-07-28) and falls back to the
-    `initialize` handshake; `legacy` forces the handshake era; `modern` forces 2026-07-28."""
+    `initialize` handshake; `legacy` forces the handshake era; `modern` forces 2026-07-28;
+    `both` (a server that serves both eras) keeps a modern-era connection and, from the first
+    call of a handshake-era client on, a second handshake-era one (a second process for a stdio
+    server), so each client gets the server's behaviour of its own era (e.g. sampling pushed
+    mid-call rather than an `InputRequiredResult`)."""
 
     timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=86_400)
     """Seconds to wait for the answer to a request (call, read, get, complete, list) before it
@@ -224,6 +228,14 @@ class ServerConfig(_Model):
 
     enabled: bool = True
     """`false` keeps the entry in the file without starting it."""
+
+    isolation: Literal["shared", "per_client"] = "shared"
+    """`shared`: one server connection serves every client. `per_client`: each client session
+    (handshake era) or principal (modern era) gets a server connection of its own, started on
+    its first call and closed when the session ends. Use `per_client` for handshake-era stdio or
+    SSE servers that send sampling/elicitation/roots requests mid-call (their requests carry no
+    link to the call that caused them, so on a shared connection they can be relayed only while
+    exactly one call is in flight) and for servers that keep per-user state."""
 
     @field_validator("prefix")
     @classmethod
@@ -571,6 +583,11 @@ class HubConfig(_Model):
 
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     """Largest accepted request body, in bytes. Default: 4 MiB; larger bodies get HTTP 413."""
+
+    input_required_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """How long a modern-era client has to answer an `InputRequiredResult` the hub made for a
+    handshake-era server's mid-call request (sampling, elicitation, roots) before the suspended
+    server-side call is cancelled and its `requestState` handle expires. Default: 60."""
 
     servers: dict[ServerId, ServerConfig] = Field(default_factory=dict)
     """The fleet, keyed by server_id (`^[a-z][a-z0-9-]{0,31}$`)."""

@@ -45,11 +45,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.auth import PRM_PATH, Authenticator, AuthMiddleware, Principal, principal_of, protected_resource_metadata
+from hub.bridge import Bridge
 from hub.catalog import Catalog, Kind
 from hub.config import HubConfig
-from hub.faces import HUB_NAME, AggregateFace, HubServer, ServerFace, SessionRegistry, build_mcp_server
+from hub.faces import HUB_NAME, AggregateFace, FaceServices, HubServer, ServerFace, SessionRegistry, build_mcp_server
 from hub.limits import RateLimiter
 from hub.policy import Access, Policy
+from hub.relay import Subscriptions
 from hub.router import Router
 from hub.servers import Fleet, ServerState
 
@@ -101,6 +103,25 @@ class _HostOriginGuard:
         await self._app(scope, receive, send)
 
 
+class _TrimHeaderWhitespace:
+    """Strip optional whitespace around header values (RFC 9110 section 5.5: "a field value does
+    not include leading or trailing whitespace"). uvicorn's httptools parser keeps trailing
+    whitespace, and the SDK compares `Mcp-Name`/`Mcp-Method` with the body byte for byte."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            if any(value[:1] in _OWS or value[-1:] in _OWS for _, value in headers):
+                scope = {**scope, "headers": [(name, value.strip(b" \t")) for name, value in headers]}
+        await self._app(scope, receive, send)
+
+
+_OWS = (b" ", b"\t")
+
+
 class _PerServerApp:
     """ASGI app for `/servers/{server_id}/mcp`: the server's own session manager, or 404."""
 
@@ -131,10 +152,14 @@ class Endpoint:
         self.catalog = catalog
         self.fleet = fleet
         self._bus = InMemorySubscriptionBus()
-        self._registry = SessionRegistry()
         self.authenticator = Authenticator(config)
         self.policy = Policy(config.policies)
         self.access = Access(self.policy, RateLimiter(config.rate_limits))
+        self.bridge = Bridge(config.input_required_ttl_seconds)
+        self.subscriptions = Subscriptions(fleet.get, self.bridge.spawn)
+        for connection in fleet.connections.values():
+            connection.on_resource_updated = self.subscriptions.updated
+        self._registry = SessionRegistry(self._client_gone)
         self.server = build_mcp_server(
             AggregateFace(catalog),
             router,
@@ -144,10 +169,11 @@ class Endpoint:
             "One MCP endpoint for a fleet of MCP servers. Tool and prompt names are <server>__<name>; "
             "resource URIs are <server>+<uri>.",
             self.access,
+            FaceServices(fleet, self.bridge, self.subscriptions),
         )
         self._per_server: dict[str, tuple[HubServer, SessionRegistry, InMemorySubscriptionBus]] = {}
         for server_id in config.servers:
-            registry, bus = SessionRegistry(), InMemorySubscriptionBus()
+            registry, bus = SessionRegistry(self._client_gone), InMemorySubscriptionBus()
             face = ServerFace(catalog, server_id)
             self._per_server[server_id] = (
                 build_mcp_server(
@@ -158,11 +184,18 @@ class Endpoint:
                     f"{HUB_NAME}/{server_id}",
                     f"Server '{server_id}' through the hub.",
                     self.access,
+                    FaceServices(fleet, self.bridge, self.subscriptions, scope=server_id),
                 ),
                 registry,
                 bus,
             )
         catalog.add_listener(self._on_catalog_change)
+
+    def _client_gone(self, client_key: str) -> None:
+        """A handshake-era client session ended: drop its subscriptions and close the server
+        connections dedicated to it (`isolation: per_client`)."""
+        self.subscriptions.forget(client_key)
+        self.fleet.release_client(client_key)
 
     async def _on_catalog_change(self, server_id: str, kinds: frozenset[Kind]) -> None:
         targets = [(self._registry, self._bus)]
@@ -284,6 +317,7 @@ class Endpoint:
                 if lifespan is not None:
                     await stack.enter_async_context(lifespan())
                 stack.push_async_callback(self.authenticator.aclose)
+                await stack.enter_async_context(self.bridge.running())
                 await stack.enter_async_context(aggregate.run())
                 for m in per_server.values():
                     await stack.enter_async_context(m.run())
@@ -304,7 +338,7 @@ class Endpoint:
             ],
             lifespan=app_lifespan,
         )
-        authenticated = AuthMiddleware(app, self.config, self.authenticator, self.access.limiter)
+        authenticated = AuthMiddleware(_TrimHeaderWhitespace(app), self.config, self.authenticator, self.access.limiter)
         guarded = _HostOriginGuard(authenticated, _security_settings(self.config))
         return RequestBodyLimitMiddleware(guarded, self.config.max_body_bytes)
 
@@ -312,7 +346,7 @@ class Endpoint:
 
     async def serve_stdio(self) -> None:
         """Serve the aggregated catalog on this process's stdin/stdout until stdin closes."""
-        async with stdio_server() as (read_stream, write_stream):
+        async with self.bridge.running(), stdio_server() as (read_stream, write_stream):
             await self.server.run(read_stream, write_stream, self.server.create_initialization_options())
 
 

@@ -12,7 +12,10 @@ the log only).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import secrets
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -20,6 +23,7 @@ import anyio.abc
 import mcp_types as types
 from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
+from mcp.server.caching import CacheHint
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
@@ -27,11 +31,14 @@ from mcp.server.session import ServerSession
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
+    ResourceUpdated,
 )
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import (
     CONNECTION_CLOSED,
     INTERNAL_ERROR,
     INVALID_PARAMS,
+    LOG_LEVEL_META_KEY,
     PROTOCOL_VERSION_META_KEY,
     REQUEST_TIMEOUT,
     SERVER_INFO_META_KEY,
@@ -41,17 +48,23 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from hub.auth import Principal, principal_of
+from hub.bridge import HANDLE_PREFIX, SERVER_STATE_PREFIX, Bridge
 from hub.catalog import Catalog, Kind
 from hub.errors import HubError, RateLimited, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
 from hub.naming import exposed_resource_uri
 from hub.policy import Access
+from hub.relay import CURRENT_CHANNEL, SessionChannel, Subscriptions, principal_id
 from hub.router import Router
+from hub.servers import Fleet, ServerConnection, ServerState
 
 __all__ = [
+    "CACHE_HINTS",
     "HUB_NAME",
+    "LIST_TTL_MS",
     "RATE_LIMITED",
     "AggregateFace",
     "Face",
+    "FaceServices",
     "HubServer",
     "ServerFace",
     "SessionRegistry",
@@ -61,6 +74,22 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 HUB_NAME = "mcp-federation-hub"
+LIST_TTL_MS = 60_000
+"""`ttlMs` on the modern-era list results (SEP-2549 cache hints): how long a client may reuse
+them. Catalog changes reach listening clients at once as `subscriptions/listen` events, which
+evict their caches."""
+CACHE_HINTS: dict[Any, CacheHint] = {
+    "tools/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="private"),
+    "prompts/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="private"),
+    "resources/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="private"),
+    "resources/templates/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="private"),
+    "server/discover": CacheHint(ttl_ms=0, scope="private"),
+    "resources/read": CacheHint(ttl_ms=0, scope="private"),
+}
+"""Cache hints of the faces. Always `private`: what a list or read returns may depend on the
+principal (policy filtering), so a shared cache must never serve one principal's result to
+another (SECURITY.md case 24); the SDK's client cache partitions private entries per
+principal. `server/discover` is never fresh (capabilities follow which servers are ready)."""
 RATE_LIMITED = -32029
 """JSON-RPC error code of a call refused by a per-route rate limit (server-defined range;
 `data.retry_after_seconds` says when to retry)."""
@@ -178,15 +207,37 @@ class SessionRegistry:
     (SDK-NOTES 2.5).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_close: Callable[[str], None] | None = None) -> None:
         self._sessions: dict[int, ServerSession] = {}
+        self._levels: dict[int, str] = {}
+        self._on_close = on_close
+
+    @staticmethod
+    def client_key(session: ServerSession) -> str:
+        """The key of a handshake-era client session (per-client connections, subscriptions)."""
+        return f"session:{id(session._connection):x}"
 
     def track(self, session: ServerSession) -> None:
         connection = session._connection
         key = id(connection)
         if key not in self._sessions:
             self._sessions[key] = session
-            connection.exit_stack.callback(self._sessions.pop, key, None)
+            connection.exit_stack.callback(self._closed, key, self.client_key(session))
+
+    def _closed(self, key: int, client_key: str) -> None:
+        self._sessions.pop(key, None)
+        self._levels.pop(key, None)
+        if self._on_close is not None:
+            self._on_close(client_key)
+
+    def set_level(self, session: ServerSession, level: str) -> None:
+        """Record the `logging/setLevel` of a session."""
+        if id(session._connection) in self._sessions:
+            self._levels[id(session._connection)] = level
+
+    def level(self, session: ServerSession) -> str | None:
+        """The level a session set with `logging/setLevel`, if any."""
+        return self._levels.get(id(session._connection))
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -214,6 +265,7 @@ _HOP_META_KEYS = (SERVER_INFO_META_KEY, PROTOCOL_VERSION_META_KEY)
 dropped so that the hub's own are the ones its clients see."""
 
 _ResultT = TypeVar("_ResultT", bound=types.Result)
+_INVALID_STATE = {"reason": "invalid_request_state"}
 
 
 def _restamp(result: _ResultT) -> _ResultT:
@@ -255,7 +307,39 @@ def _to_mcp_error(exc: HubError) -> MCPError:
 
 class HubServer(Server[Any]):
     """A lowlevel `Server` that advertises `listChanged` to handshake-era clients (the session
-    manager builds its initialization options without `NotificationOptions`; SDK-NOTES gotcha 2)."""
+    manager builds its initialization options without `NotificationOptions`; SDK-NOTES gotcha 2),
+    and `logging`, `completions` and `resources.subscribe` only when a ready server of the face
+    offers them (while none is ready, what the handlers allow)."""
+
+    services: FaceServices | None = None
+
+    def get_capabilities(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+        *,
+        protocol_version: str | None = None,
+    ) -> types.ServerCapabilities:
+        caps = super().get_capabilities(
+            notification_options, experimental_capabilities, extensions, protocol_version=protocol_version
+        )
+        services = self.services
+        if services is None:
+            return caps
+        offered = [c.server_capabilities for c in services.connections() if c.state is ServerState.READY]
+        offered_caps = [c for c in offered if c is not None]
+        if not offered_caps:
+            return caps
+        update: dict[str, Any] = {}
+        if not any(c.completions is not None for c in offered_caps):
+            update["completions"] = None
+        if not any(c.logging is not None for c in offered_caps):
+            update["logging"] = None
+        if caps.resources is not None and caps.resources.subscribe:
+            if not any(c.resources is not None and c.resources.subscribe for c in offered_caps):
+                update["resources"] = caps.resources.model_copy(update={"subscribe": False})
+        return caps.model_copy(update=update) if update else caps
 
     def create_initialization_options(
         self,
@@ -271,12 +355,103 @@ class HubServer(Server[Any]):
         )
 
 
+@dataclass
+class FaceServices:
+    """What the faces share beyond the catalog and router: the server connections (era,
+    subscriptions, logging level), the era bridge and the subscription table.
+
+    :param scope: the one server a per-server face fronts, or None for the aggregated face.
+    """
+
+    fleet: Fleet
+    bridge: Bridge
+    subscriptions: Subscriptions
+    scope: str | None = None
+
+    def connections(self) -> list[ServerConnection]:
+        if self.scope is not None:
+            connection = self.fleet.get(self.scope)
+            return [connection] if connection is not None else []
+        return list(self.fleet.connections.values())
+
+    def is_modern(self, server_id: str) -> bool:
+        connection = self.fleet.get(server_id)
+        return connection is not None and connection.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+class _BusTarget:
+    """Delivers `resources/updated` to a face's modern-era listeners (`subscriptions/listen`
+    streams filter the bus events by the URIs each one asked for)."""
+
+    def __init__(self, bus: InMemorySubscriptionBus) -> None:
+        self._bus = bus
+
+    async def send_resource_updated(self, uri: str) -> None:
+        await self._bus.publish(ResourceUpdated(uri=uri))
+
+
+class _ListenHandler(ListenHandler):
+    """`subscriptions/listen` (2026-07-28) whose `resourceSubscriptions` are forwarded to the
+    owning servers for as long as the stream is open (through the shared `Subscriptions`)."""
+
+    def __init__(self, bus: InMemorySubscriptionBus, face: Face, services: FaceServices | None, access: Access) -> None:
+        super().__init__(bus)
+        self._face = face
+        self._services = services
+        self._access = access
+        self._target = _BusTarget(bus)
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any, Any], params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        uris = params.notifications.resource_subscriptions or []
+        if self._services is None or not uris:
+            return await super().__call__(ctx, params)
+        subscriptions = self._services.subscriptions
+        key = f"listen:{secrets.token_hex(8)}"
+        try:
+            principal = _principal(ctx)
+            for uri in uris:
+                owner = self._face.resolve_uri(uri)
+                if owner is None or not self._access.visible(principal, self._face.route_key("resources", uri)):
+                    continue
+                try:
+                    await subscriptions.subscribe(key, self._target, uri, *owner)
+                except (HubError, MCPError) as exc:
+                    logger.info("listen: %s not subscribed at %s: %s", uri, owner[0], exc)
+            return await super().__call__(ctx, params)
+        finally:
+            subscriptions.forget(key)
+
+
+def _client_key(ctx: ServerRequestContext[Any]) -> str:
+    if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        return f"principal:{principal_id(ctx)}"
+    return SessionRegistry.client_key(ctx.session)
+
+
+def _wrap_server_state(result: types.Result) -> types.Result:
+    """A modern-era server's `InputRequiredResult` with its `request_state` wrapped for the
+    hub's boundary (sealed on the way out, unwrapped unchanged on the way back)."""
+    if isinstance(result, types.InputRequiredResult):
+        return result.model_copy(update={"request_state": SERVER_STATE_PREFIX + (result.request_state or "")})
+    return _restamp(result)
+
+
 def _principal(ctx: ServerRequestContext[Any]) -> Principal:
     request = ctx.request
     return principal_of(request if isinstance(request, Request) else None)
 
 
 _ItemT = TypeVar("_ItemT", types.Tool, types.Prompt, types.Resource, types.ResourceTemplate)
+
+
+def _uri_of(item: types.Resource | types.ResourceTemplate | types.Tool | types.Prompt) -> str:
+    if isinstance(item, types.Resource):
+        return str(item.uri)
+    if isinstance(item, types.ResourceTemplate):
+        return item.uri_template
+    return item.name
 
 
 def build_mcp_server(
@@ -287,11 +462,18 @@ def build_mcp_server(
     name: str,
     instructions: str,
     access: Access,
+    services: FaceServices | None = None,
 ) -> HubServer:
     """A lowlevel `mcp` Server serving `face` in both eras: list handlers read the catalog (no
     server round trip), `tools/call`, `resources/read`, `prompts/get` and `completion/complete`
     go through `router` under original names, progress is relayed when the caller asked for it
     (`_meta.progressToken`), and `subscriptions/listen` streams `bus` events (modern era).
+
+    With `services`: server-to-client requests and log messages are relayed to the calling
+    client (`hub.relay`); multi-round-trip requests of modern-era clients are passed through
+    (modern-era servers) or bridged (`hub.bridge`); `requestState` is sealed and verified;
+    `resources/subscribe`/`unsubscribe` and `logging/setLevel` are forwarded to the owning
+    servers (handshake era).
 
     Every list is filtered, and every use guarded, by `access` for the request's principal: a
     route the principal may not use is absent from its lists and answers exactly like an
@@ -306,9 +488,7 @@ def build_mcp_server(
         principal = _principal(ctx)
         if not access.restricts(principal):
             return list(items)
-        if kind == "resources" or kind == "resource_templates":
-            return [item for item in items if access.visible(principal, face.route_key(kind, _uri_of(item)))]
-        return [item for item in items if access.visible(principal, face.route_key(kind, item.name))]
+        return [item for item in items if access.visible(principal, face.route_key(kind, _uri_of(item)))]
 
     def admitted(ctx: ServerRequestContext[Any], kind: Kind, name: str) -> tuple[bool, bool]:
         """`(admitted, disclose)` for using `name`: whether the principal may use it, and whether
@@ -323,12 +503,56 @@ def build_mcp_server(
             return False, not restricted
         return access.admit(principal, kind, key), not restricted
 
+    async def routed(
+        ctx: ServerRequestContext[Any],
+        server_id: str,
+        input_responses: types.InputResponses | None,
+        request_state: str | None,
+        send: Callable[..., Awaitable[types.Result]],
+    ) -> Any:
+        """Send one routed request with the caller's channel in context, in the caller's era."""
+        if services is None:
+            return _restamp(await send())
+        modern_client = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        level = None if modern_client else registry.level(ctx.session)
+        channel = SessionChannel(ctx, _client_key(ctx), level)
+        token = CURRENT_CHANNEL.set(channel)
+        try:
+            if not modern_client:
+                return _restamp(await send())
+            if request_state is not None and request_state.startswith(HANDLE_PREFIX):
+                return await services.bridge.resume(ctx, request_state, input_responses)
+            server_state: str | None = None
+            if request_state is not None:
+                if not request_state.startswith(SERVER_STATE_PREFIX):
+                    raise MCPError(
+                        INVALID_PARAMS, "Invalid or expired requestState", {"reason": "invalid_request_state"}
+                    )
+                server_state = request_state[len(SERVER_STATE_PREFIX) :] or None
+            if services.is_modern(server_id):
+                result = await send(
+                    allow_input_required=True, input_responses=input_responses, request_state=server_state
+                )
+                return _wrap_server_state(result)
+            return _restamp(await services.bridge.start(ctx, channel.client_key, channel, send))
+        finally:
+            CURRENT_CHANNEL.reset(token)
+
+    def log_level(ctx: ServerRequestContext[Any]) -> str | None:
+        """The logging opt-in to pass to a modern-era server: the modern-era client's own
+        (`_meta` logLevel), or for a handshake-era client its `logging/setLevel` (default debug:
+        handshake-era servers send every level until told otherwise)."""
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            requested = (ctx.meta or {}).get(LOG_LEVEL_META_KEY)
+            return requested if isinstance(requested, str) else None
+        return registry.level(ctx.session) or "debug"
+
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=visible(ctx, "tools", face.tools()))
 
-    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
         owner = face.resolve_tool(params.name)
         allowed, disclose = admitted(ctx, "tools", params.name)
         if owner is None or not allowed:
@@ -336,7 +560,13 @@ def build_mcp_server(
         progress = None
         if ctx.meta and ctx.meta.get("progress_token") is not None:
             progress = ctx.session.report_progress
-        return _restamp(await router.call_tool(owner[0], owner[1], params.arguments, progress))
+        level = log_level(ctx)
+
+        async def send(**mrtr: Any) -> types.Result:
+            extra = {"log_level": level, **mrtr} if services is not None else mrtr
+            return await router.call_tool(owner[0], owner[1], params.arguments, progress, **extra)
+
+        return await routed(ctx, owner[0], params.input_responses, params.request_state, send)
 
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -350,25 +580,35 @@ def build_mcp_server(
             resource_templates=visible(ctx, "resource_templates", face.resource_templates())
         )
 
-    async def read_resource(
-        ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
+    async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> Any:
         owner = face.resolve_uri(str(params.uri))
         if owner is None or not admitted(ctx, "resources", str(params.uri))[0]:
             raise RouteNotFound("resource", str(params.uri))
-        return _restamp(await router.read_resource(*owner))
+
+        async def send(**mrtr: Any) -> types.Result:
+            return await router.read_resource(owner[0], owner[1], **mrtr)
+
+        result = await routed(ctx, owner[0], params.input_responses, params.request_state, send)
+        if isinstance(result, types.ReadResourceResult) and "cache_scope" in result.model_fields_set:
+            # A server's "public" is about its own callers; behind the hub the caller is a principal.
+            result = result.model_copy(update={"cache_scope": "private"})
+        return result
 
     async def list_prompts(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
         return types.ListPromptsResult(prompts=visible(ctx, "prompts", face.prompts()))
 
-    async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> types.GetPromptResult:
+    async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> Any:
         owner = face.resolve_prompt(params.name)
         allowed, disclose = admitted(ctx, "prompts", params.name)
         if owner is None or not allowed:
             raise _not_found(face, router, "prompt", params.name, disclose=disclose)
-        return _restamp(await router.get_prompt(owner[0], owner[1], params.arguments))
+
+        async def send(**mrtr: Any) -> types.Result:
+            return await router.get_prompt(owner[0], owner[1], params.arguments, **mrtr)
+
+        return await routed(ctx, owner[0], params.input_responses, params.request_state, send)
 
     async def complete(ctx: ServerRequestContext[Any], params: types.CompleteRequestParams) -> types.CompleteResult:
         ref = params.ref
@@ -389,21 +629,70 @@ def build_mcp_server(
         context = params.context.arguments if params.context else None
         return _restamp(await router.complete(owner[0], original_ref, argument, context))
 
-    server = HubServer(
-        name,
-        version=_version(),
-        instructions=instructions,
-        get_tool_input_schema=face.input_schema,
-        on_list_tools=list_tools,
-        on_call_tool=call_tool,
-        on_list_resources=list_resources,
-        on_list_resource_templates=list_resource_templates,
-        on_read_resource=read_resource,
-        on_list_prompts=list_prompts,
-        on_get_prompt=get_prompt,
-        on_completion=complete,
-        on_subscriptions_listen=ListenHandler(bus),
-    )
+    async def subscribe(ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams) -> types.EmptyResult:
+        assert services is not None
+        exposed = str(params.uri)
+        owner = face.resolve_uri(exposed)
+        if owner is None or not admitted(ctx, "resources", exposed)[0]:
+            raise RouteNotFound("resource", exposed)
+        await services.subscriptions.subscribe(SessionRegistry.client_key(ctx.session), ctx.session, exposed, *owner)
+        return types.EmptyResult()
+
+    async def unsubscribe(ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        assert services is not None
+        exposed = str(params.uri)
+        owner = face.resolve_uri(exposed)
+        if owner is not None:
+            await services.subscriptions.unsubscribe(SessionRegistry.client_key(ctx.session), exposed, *owner)
+        return types.EmptyResult()
+
+    async def set_level(ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
+        """Record the session's level (the hub filters what it relays) and forward it to every
+        server of the face (handshake-era servers: `logging/setLevel`; modern-era servers: the
+        per-request opt-in); a server that fails is logged and skipped."""
+        assert services is not None
+        registry.set_level(ctx.session, params.level)
+
+        async def forward(connection: ServerConnection) -> None:
+            try:
+                await connection.set_logging_level(params.level)
+            except (HubError, MCPError) as exc:
+                logger.info("logging/setLevel not forwarded to %s: %s", connection.server_id, exc)
+
+        async with anyio.create_task_group() as tg:
+            for connection in services.connections():
+                if connection.state is ServerState.READY:
+                    tg.start_soon(forward, connection)
+        return types.EmptyResult()
+
+    handshake_only: dict[str, Any] = {}
+    if services is not None:
+        handshake_only = {
+            "on_subscribe_resource": subscribe,
+            "on_unsubscribe_resource": unsubscribe,
+            "on_set_logging_level": set_level,
+        }
+    with warnings.catch_warnings():
+        # logging/setLevel is served for handshake-era clients; the SDK flags it as deprecated at 2026-07-28.
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        server = HubServer(
+            name,
+            version=_version(),
+            instructions=instructions,
+            get_tool_input_schema=face.input_schema,
+            on_list_tools=list_tools,
+            on_call_tool=call_tool,
+            on_list_resources=list_resources,
+            on_list_resource_templates=list_resource_templates,
+            on_read_resource=read_resource,
+            on_list_prompts=list_prompts,
+            on_get_prompt=get_prompt,
+            on_completion=complete,
+            on_subscriptions_listen=_ListenHandler(bus, face, services, access),
+            cache_hints=CACHE_HINTS,
+            **handshake_only,
+        )
+    server.services = services
 
     async def boundary(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
@@ -420,15 +709,10 @@ def build_mcp_server(
 
     # The SDK's OpenTelemetry middleware costs ~7% CPU with no exporter (PERFORMANCE.md).
     server.middleware[:] = [boundary]
+    if services is not None:
+        # Seals every requestState the face returns and verifies every one it is sent.
+        server.middleware.append(services.bridge.boundary(name))
     return server
-
-
-def _uri_of(item: types.Resource | types.ResourceTemplate | types.Tool | types.Prompt) -> str:
-    if isinstance(item, types.Resource):
-        return str(item.uri)
-    if isinstance(item, types.ResourceTemplate):
-        return item.uri_template
-    return item.name
 
 
 def _version() -> str:

@@ -44,18 +44,31 @@ class Router:
         self._connection(server_id).require_ready()
 
     async def call_tool(
-        self, server_id: str, name: str, arguments: dict[str, Any] | None, progress: ProgressFn | None = None
-    ) -> types.CallToolResult:
-        """`tools/call` of original tool `name` on `server_id`; progress is relayed to `progress`."""
-        return await self._connection(server_id).call_tool(name, arguments, progress_callback=progress)
+        self,
+        server_id: str,
+        name: str,
+        arguments: dict[str, Any] | None,
+        progress: ProgressFn | None = None,
+        **mrtr: Any,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """`tools/call` of original tool `name` on `server_id`; progress is relayed to `progress`.
 
-    async def read_resource(self, server_id: str, uri: str) -> types.ReadResourceResult:
-        """`resources/read` of original `uri` on `server_id`."""
-        return await self._connection(server_id).read_resource(uri)
+        :param mrtr: `input_responses`, `request_state`, `allow_input_required`, `log_level`,
+            passed to `ServerConnection.call_tool` (2026-07-28 multi-round-trip requests).
+        """
+        return await self._connection(server_id).call_tool(name, arguments, progress_callback=progress, **mrtr)
 
-    async def get_prompt(self, server_id: str, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
-        """`prompts/get` of original prompt `name` on `server_id`."""
-        return await self._connection(server_id).get_prompt(name, arguments)
+    async def read_resource(
+        self, server_id: str, uri: str, **mrtr: Any
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
+        """`resources/read` of original `uri` on `server_id`; `mrtr` as `call_tool`."""
+        return await self._connection(server_id).read_resource(uri, **mrtr)
+
+    async def get_prompt(
+        self, server_id: str, name: str, arguments: dict[str, str] | None, **mrtr: Any
+    ) -> types.GetPromptResult | types.InputRequiredResult:
+        """`prompts/get` of original prompt `name` on `server_id`; `mrtr` as `call_tool`."""
+        return await self._connection(server_id).get_prompt(name, arguments, **mrtr)
 
     async def complete(
         self,

@@ -26,7 +26,7 @@ import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -37,9 +37,10 @@ import httpx2
 import mcp_types as types
 from mcp import Client, MCPError
 from mcp.client._transport import Transport
+from mcp.client.session import ClientRequestContext
 from mcp.shared.auth_utils import resource_url_from_server_url
 from mcp.shared.dispatcher import ProgressFnT
-from mcp_types import CONNECTION_CLOSED, METHOD_NOT_FOUND
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, CONNECTION_CLOSED, LOG_LEVEL_META_KEY, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters import (
@@ -52,6 +53,7 @@ from adapters import (
 )
 from hub.config import HubConfig, ServerConfig
 from hub.errors import ServerProtocolError, ServerTimeout, ServerUnavailable, describe_failure
+from hub.relay import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
 
 __all__ = ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"]
 
@@ -140,6 +142,9 @@ class ServerConnection:
     :param pool: the shared HTTP pool (remote servers).
     :param on_snapshot: called with the server's new `ServerSnapshot` after every (re-)listing,
         and with None when the server stops contributing (down, restarting, stopped).
+    :param on_resource_updated: called with `(server_id, original uri)` for every
+        `notifications/resources/updated` the server sends (2025-11-25 "Subscriptions"), and
+        for every `ResourceUpdated` event of a modern-era server's `subscriptions/listen` stream.
     """
 
     server_id: str
@@ -152,8 +157,19 @@ class ServerConnection:
     restarts: int = 0
     since: float = field(default_factory=time.time)
     snapshot: ServerSnapshot = field(default_factory=ServerSnapshot)
+    on_resource_updated: Callable[[str, str], Awaitable[None]] | None = None
+    spawn: Callable[[Callable[[], Coroutine[Any, Any, None]], str], None] | None = None
+    """Starts a supervised background task (the fleet's); needed for `isolation: per_client`."""
+    client_key: str | None = None
+    """The client this connection is dedicated to (`isolation: per_client` clones), else None."""
     _client: Client | None = None
     _stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=3))
+    _inflight: list[ClientChannel] = field(default_factory=list)
+    _subscriptions: set[str] = field(default_factory=set)
+    _subscriptions_changed: anyio.Event = field(default_factory=anyio.Event)
+    _log_level: str | None = None
+    _clones: dict[str, ServerConnection] = field(default_factory=dict)
+    _clone_scopes: dict[str, anyio.CancelScope] = field(default_factory=dict)
     _secrets: tuple[str, ...] = ()
     _auth: ClientCredentialsAuth | None = None
 
@@ -271,8 +287,52 @@ class ServerConnection:
         elif isinstance(message, types.LoggingMessageNotification):
             data = self._redact(str(message.params.data)[:2000])
             logger.info("server %s log [%s]: %s", self.server_id, message.params.level, data)
+            channel = self._channel()
+            if channel is not None:
+                await channel.log(message.params)
+        elif isinstance(message, types.ResourceUpdatedNotification):
+            if self.on_resource_updated is not None:
+                await self.on_resource_updated(self.server_id, str(message.params.uri))
         elif isinstance(message, Exception):
             logger.warning("server %s sent something that is not MCP: %s", self.server_id, describe_failure(message))
+
+    # ---- server-to-client requests (hub.relay) ----
+
+    def _channel(self) -> ClientChannel | None:
+        """The client channel a server request or notification belongs to: the one in context
+        (Streamable HTTP, modern era), else the only client with calls in flight on this
+        connection (handshake-era stdio/SSE, where nothing links the two; SDK-NOTES 2.6)."""
+        channel = CURRENT_CHANNEL.get()
+        if channel is not None:
+            return channel
+        distinct = {id(c): c for c in self._inflight}
+        if len(distinct) == 1:
+            return next(iter(distinct.values()))
+        return None
+
+    def _uncorrelated(self, what: str) -> types.ErrorData:
+        count = len(self._inflight)
+        logger.warning("server %s sent %s with %d calls in flight: cannot tell whose", self.server_id, what, count)
+        return refusal(
+            f"the hub cannot tell which of its {count} in-flight calls this {what} belongs to; "
+            "configure the server with isolation: per_client"
+        )
+
+    async def _on_sampling(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> SamplingResult:
+        channel = self._channel()
+        return self._uncorrelated("sampling/createMessage") if channel is None else await channel.sample(params)
+
+    async def _on_elicitation(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        channel = self._channel()
+        return self._uncorrelated("elicitation/create") if channel is None else await channel.elicit(params)
+
+    async def _on_list_roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
+        channel = self._channel()
+        return self._uncorrelated("roots/list") if channel is None else await channel.list_roots()
 
     async def run(self) -> None:
         """Supervise the connection until cancelled: connect, list, serve, and reconnect with
@@ -323,6 +383,8 @@ class ServerConnection:
         closed = anyio.Event()
         config = self.config
         mode = "legacy" if config.protocol == "legacy" else "auto"
+        if config.protocol == "both":
+            mode = "legacy" if self.client_key == _LEGACY_ERA_KEY else "auto"
         client = Client(
             watch_closed(self._transport(), closed),
             mode=mode,
@@ -330,6 +392,9 @@ class ServerConnection:
             # startup_timeout_seconds, so a slow-starting server is not cut off by a short timeout.
             read_timeout_seconds=None,
             message_handler=self._on_message,
+            sampling_callback=self._on_sampling,
+            elicitation_callback=self._on_elicitation,
+            list_roots_callback=self._on_list_roots,
             cache=None,
         )
         # The transport's task group must be entered and left in this task, nested in order, so
@@ -345,12 +410,17 @@ class ServerConnection:
         """List everything, go ready, then re-list on every change until the connection closes."""
         config = self.config
         try:
-            if config.protocol == "modern" and client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            modern_required = config.protocol == "modern" or (config.protocol == "both" and self.client_key is None)
+            if modern_required and client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
                 raise ServerProtocolError(self.server_id, f"speaks {client.protocol_version}, not {_MODERN}")
             self.protocol_version = client.protocol_version
+            if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                _forward_client_capabilities(client)
             self._refresh = anyio.Event()
             await self._publish(await self._list_everything(client))
             self._client = client
+            if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+                await self._restore_session_state(client)
             self.last_error = None
             self._set_state(ServerState.READY)
             self._first_attempt_done.set()
@@ -378,23 +448,53 @@ class ServerConnection:
             self._client = None
 
     async def _listen_for_changes(self, client: Client) -> None:
-        """Modern-era servers send list_changed only on a `subscriptions/listen` stream; its
-        events also reach `_on_message` (SDK-NOTES 1.5), which triggers the refresh."""
+        """Modern-era servers send list_changed and resources/updated only on a
+        `subscriptions/listen` stream; its events also reach `_on_message` (SDK-NOTES 1.5),
+        which refreshes or relays them. The stream is reopened whenever the set of subscribed
+        resources changes (a listen filter is fixed when it opens)."""
         caps = client.server_capabilities
         tools = bool(caps.tools and caps.tools.list_changed)
         prompts = bool(caps.prompts and caps.prompts.list_changed)
         resources = bool(caps.resources and caps.resources.list_changed)
-        if not (tools or prompts or resources):
-            return
-        try:
-            listen = client.listen(
-                tools_list_changed=tools, prompts_list_changed=prompts, resources_list_changed=resources
-            )
-            async with listen as subscription:
-                async for _event in subscription:
-                    pass
-        except Exception as exc:  # the listen stream is best effort; the connection itself stays up
-            logger.info("server %s: subscriptions/listen ended: %s", self.server_id, describe_failure(exc))
+        subscribable = bool(caps.resources and caps.resources.subscribe)
+        while True:
+            changed = self._subscriptions_changed = anyio.Event()
+            uris = sorted(self._subscriptions) if subscribable else []
+            if tools or prompts or resources or uris:
+                try:
+                    await self._listen_once(client, tools, prompts, resources, uris, changed)
+                except Exception as exc:  # the listen stream is best effort; the connection stays up
+                    logger.info("server %s: subscriptions/listen ended: %s", self.server_id, describe_failure(exc))
+            await changed.wait()
+
+    async def _listen_once(
+        self, client: Client, tools: bool, prompts: bool, resources: bool, uris: list[str], changed: anyio.Event
+    ) -> None:
+        listen = client.listen(
+            tools_list_changed=tools,
+            prompts_list_changed=prompts,
+            resources_list_changed=resources,
+            resource_subscriptions=uris,
+        )
+        async with listen as subscription, anyio.create_task_group() as tg:
+
+            async def stop_on_change() -> None:
+                await changed.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(stop_on_change)
+            async for _event in subscription:
+                pass
+            tg.cancel_scope.cancel()
+
+    async def _restore_session_state(self, client: Client) -> None:
+        """After a (re)connect to a handshake-era server: its logging level and resource
+        subscriptions are per session, so set them again."""
+        with anyio.fail_after(self.config.timeout_seconds):
+            if self._log_level is not None and client.server_capabilities.logging is not None:
+                await client.session.set_logging_level(self._log_level)  # type: ignore[arg-type]
+            for uri in sorted(self._subscriptions):
+                await client.session.subscribe_resource(uri)
 
     async def _publish(self, snapshot: ServerSnapshot | None) -> None:
         self.snapshot = snapshot or ServerSnapshot()
@@ -435,6 +535,12 @@ class ServerConnection:
             seen_cursors.add(cursor)
         raise ServerProtocolError(self.server_id, f"{attribute} pagination did not end after {MAX_LIST_PAGES} pages")
 
+    @property
+    def server_capabilities(self) -> types.ServerCapabilities | None:
+        """What the server declared (None while not connected)."""
+        client = self._client
+        return client.server_capabilities if client is not None else None
+
     def require_ready(self) -> None:
         """:raises ServerUnavailable: the server is not connected (down, restarting, failed, disabled)."""
         self._require_client()
@@ -451,9 +557,23 @@ class ServerConnection:
         a server's own MCP error passes through with its code.
 
         On expiry the request's scope is cancelled, which the SDK turns into
-        `notifications/cancelled` (handshake era) or an aborted request (modern era).
+        `notifications/cancelled` (handshake era) or an aborted request (modern era). The
+        client channel in context (`hub.relay.CURRENT_CHANNEL`) is recorded as in flight for
+        the request's duration, and picks the dedicated connection under `isolation: per_client`.
         """
+        channel = CURRENT_CHANNEL.get()
+        if channel is not None and self.client_key is None:
+            key: str | None = None
+            if self.config.isolation == "per_client":
+                key = channel.client_key
+            elif self.config.protocol == "both" and not channel.modern:
+                key = _LEGACY_ERA_KEY
+            if key is not None:
+                dedicated = await self._dedicated(key)
+                return await dedicated._request(method, send)
         client = self._require_client()
+        if channel is not None:
+            self._inflight.append(channel)
         try:
             with anyio.fail_after(self.config.timeout_seconds):
                 return await send(client)
@@ -466,6 +586,70 @@ class ServerConnection:
             raise
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, httpx2.TransportError) as exc:
             raise ServerUnavailable(self.server_id, f"the connection broke during {method}") from exc
+        finally:
+            if channel is not None:
+                self._inflight.remove(channel)
+
+    # ---- isolation: per_client ----
+
+    async def _dedicated(self, client_key: str) -> ServerConnection:
+        """This server's connection dedicated to `client_key`, started on first use and
+        supervised by the fleet until `release_client(client_key)`.
+
+        :raises ServerUnavailable: it could not be started (the reason names the failure).
+        """
+        dedicated = self._clones.get(client_key)
+        if dedicated is None:
+            if self.spawn is None:
+                raise ServerUnavailable(self.server_id, "per-client connections need a running fleet")
+            dedicated = ServerConnection(
+                self.server_id,
+                self.config,
+                self.pool,
+                on_resource_updated=self.on_resource_updated,
+                client_key=client_key,
+            )
+            scope = anyio.CancelScope()
+            self._clones[client_key] = dedicated
+            self._clone_scopes[client_key] = scope
+
+            async def supervise() -> None:
+                # This task is started from a client's request: its copy of the context must not
+                # name that client's channel, or every later server request would go to it.
+                CURRENT_CHANNEL.set(None)
+                try:
+                    with scope:
+                        await dedicated.run()
+                finally:
+                    if self._clones.get(client_key) is dedicated:
+                        del self._clones[client_key]
+                        self._clone_scopes.pop(client_key, None)
+
+            self.spawn(supervise, f"server {self.server_id} for {client_key}")
+            logger.info("server %s: starting a dedicated connection for %s", self.server_id, client_key)
+        await dedicated.wait_first_attempt()
+        return dedicated
+
+    def release_client(self, client_key: str) -> None:
+        """Stop the connection dedicated to `client_key` (its client session ended), if any."""
+        scope = self._clone_scopes.pop(client_key, None)
+        if scope is not None:
+            self._clones.pop(client_key, None)
+            scope.cancel()
+            logger.info("server %s: closed the dedicated connection of %s", self.server_id, client_key)
+
+    @property
+    def dedicated_connections(self) -> int:
+        """How many per-client connections of this server are open."""
+        return len(self._clones)
+
+    def _is_modern(self) -> bool:
+        return self.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+    def _meta(self, log_level: str | None) -> dict[str, Any] | None:
+        """Per-request `_meta` for a modern-era server: the logging opt-in (2026-07-28 logging)."""
+        level = log_level or self._log_level
+        return {LOG_LEVEL_META_KEY: level} if level is not None and self._is_modern() else None
 
     async def call_tool(
         self,
@@ -473,24 +657,85 @@ class ServerConnection:
         arguments: dict[str, Any] | None,
         *,
         progress_callback: ProgressFnT | None = None,
-    ) -> types.CallToolResult:
+        input_responses: types.InputResponses | None = None,
+        request_state: str | None = None,
+        allow_input_required: bool = False,
+        log_level: str | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult:
         """`tools/call` on this server under the original name, within its timeout.
 
+        With `allow_input_required` a modern-era server's `InputRequiredResult` is returned as
+        it is (and `input_responses`/`request_state` are sent unchanged) for the caller to relay;
+        otherwise it is answered through the client callbacks (`hub.relay`). Handshake-era
+        servers never return one.
+
+        :param log_level: the lowest `notifications/message` level wanted (modern-era servers).
         :raises ServerUnavailable: not connected, or the connection broke mid-call.
         :raises ServerTimeout: no answer within `timeout_seconds` (the server was sent a cancellation).
         :raises MCPError: the server's own error response, code unchanged.
         """
-        return await self._request(
-            "tools/call", lambda client: client.call_tool(name, arguments, progress_callback=progress_callback)
-        )
 
-    async def read_resource(self, uri: str) -> types.ReadResourceResult:
-        """`resources/read` of an original URI; errors as `call_tool`."""
-        return await self._request("resources/read", lambda client: client.read_resource(uri))
+        async def send(client: Client) -> types.CallToolResult | types.InputRequiredResult:
+            meta: Any = self._meta(log_level)
+            if allow_input_required and self._is_modern():
+                result = await client.session.call_tool(
+                    name,
+                    arguments,
+                    progress_callback=progress_callback,
+                    input_responses=input_responses,
+                    request_state=request_state,
+                    meta=meta,
+                    allow_input_required=True,
+                )
+                if not isinstance(result, types.CallToolResult | types.InputRequiredResult):
+                    raise ServerProtocolError(self.server_id, f"tools/call returned {type(result).__name__}")
+                return result
+            return await client.call_tool(name, arguments, progress_callback=progress_callback, meta=meta)
 
-    async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
-        """`prompts/get` under the original name; errors as `call_tool`."""
-        return await self._request("prompts/get", lambda client: client.get_prompt(name, arguments))
+        return await self._request("tools/call", send)
+
+    async def read_resource(
+        self,
+        uri: str,
+        *,
+        input_responses: types.InputResponses | None = None,
+        request_state: str | None = None,
+        allow_input_required: bool = False,
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
+        """`resources/read` of an original URI; `allow_input_required` and errors as `call_tool`."""
+
+        async def send(client: Client) -> types.ReadResourceResult | types.InputRequiredResult:
+            if allow_input_required and self._is_modern():
+                return await client.session.read_resource(
+                    uri, input_responses=input_responses, request_state=request_state, allow_input_required=True
+                )
+            return await client.read_resource(uri)
+
+        return await self._request("resources/read", send)
+
+    async def get_prompt(
+        self,
+        name: str,
+        arguments: dict[str, str] | None,
+        *,
+        input_responses: types.InputResponses | None = None,
+        request_state: str | None = None,
+        allow_input_required: bool = False,
+    ) -> types.GetPromptResult | types.InputRequiredResult:
+        """`prompts/get` under the original name; `allow_input_required` and errors as `call_tool`."""
+
+        async def send(client: Client) -> types.GetPromptResult | types.InputRequiredResult:
+            if allow_input_required and self._is_modern():
+                return await client.session.get_prompt(
+                    name,
+                    arguments,
+                    input_responses=input_responses,
+                    request_state=request_state,
+                    allow_input_required=True,
+                )
+            return await client.get_prompt(name, arguments)
+
+        return await self._request("prompts/get", send)
 
     async def complete(
         self,
@@ -502,6 +747,74 @@ class ServerConnection:
         return await self._request(
             "completion/complete", lambda client: client.complete(ref, argument, context_arguments)
         )
+
+    # ---- subscriptions and logging level (shared connection) ----
+
+    async def subscribe(self, uri: str) -> None:
+        """Subscribe to updates of original `uri`: `resources/subscribe` at a handshake-era
+        server, a `subscriptions/listen` filter at a modern-era one (2026-07-28 replaced the
+        former); updates reach `on_resource_updated`.
+
+        :raises ServerUnavailable, ServerTimeout, MCPError: as `call_tool`.
+        """
+        if not self._is_modern():
+            await self._request("resources/subscribe", lambda client: client.session.subscribe_resource(uri))
+        else:
+            self._require_client()
+        if uri not in self._subscriptions:
+            self._subscriptions.add(uri)
+            self._subscriptions_changed.set()
+
+    async def unsubscribe(self, uri: str) -> None:
+        """Undo `subscribe(uri)`; errors as `call_tool`."""
+        if uri in self._subscriptions:
+            self._subscriptions.discard(uri)
+            self._subscriptions_changed.set()
+        if not self._is_modern():
+            await self._request("resources/unsubscribe", lambda client: client.session.unsubscribe_resource(uri))
+
+    @property
+    def subscriptions(self) -> frozenset[str]:
+        """The original URIs this connection is subscribed to at its server."""
+        return frozenset(self._subscriptions)
+
+    async def set_logging_level(self, level: types.LoggingLevel) -> None:
+        """`logging/setLevel` at a handshake-era server; for a modern-era server the level
+        becomes the default per-request logging opt-in (`_meta` logLevel, 2026-07-28).
+
+        :raises ServerUnavailable, ServerTimeout, MCPError: as `call_tool`.
+        """
+        self._log_level = level
+        if not self._is_modern():
+            caps = self._require_client().server_capabilities
+            if caps.logging is not None:
+                await self._request("logging/setLevel", lambda client: client.session.set_logging_level(level))
+
+
+_LEGACY_ERA_KEY: Final = "era:handshake"
+"""The dedicated connection of a `protocol: both` server that serves handshake-era clients."""
+
+
+def _forward_client_capabilities(client: Client) -> None:
+    """Make a modern-era connection declare, on each request, the capabilities of the client the
+    request is relayed for (`_meta` clientCapabilities, 2026-07-28 "Client capabilities"), so the
+    server asks only for what that client can answer and refuses what it cannot (-32021).
+
+    The SDK stamps the connection's own capabilities on every request with no per-request
+    override, so its stamp is wrapped (a private attribute, `ClientSession._stamp`)."""
+    session: Any = client.session
+    original = session._stamp
+
+    def stamp(data: dict[str, Any], opts: Any) -> None:
+        original(data, opts)
+        channel = CURRENT_CHANNEL.get()
+        if channel is None:
+            return
+        declared = channel.capabilities or types.ClientCapabilities()
+        meta = data.setdefault("params", {}).setdefault("_meta", {})
+        meta[CLIENT_CAPABILITIES_META_KEY] = declared.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+    session._stamp = stamp
 
 
 async def _wait_any(*events: anyio.Event) -> None:
@@ -535,8 +848,14 @@ class Fleet:
     async def __aenter__(self) -> Fleet:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        tg = self._tg
+
+        def spawn(fn: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+            tg.start_soon(fn, name=name)
+
         for connection in self.connections.values():
-            self._tg.start_soon(connection.run, name=f"server {connection.server_id}")
+            connection.spawn = spawn
+            tg.start_soon(connection.run, name=f"server {connection.server_id}")
         return self
 
     async def __aexit__(
@@ -558,3 +877,8 @@ class Fleet:
 
     def get(self, server_id: str) -> ServerConnection | None:
         return self.connections.get(server_id)
+
+    def release_client(self, client_key: str) -> None:
+        """A client session ended: close the `isolation: per_client` connections dedicated to it."""
+        for connection in self.connections.values():
+            connection.release_client(client_key)

@@ -439,7 +439,7 @@ async def test_readyz_and_admin_report_servers_and_routes() -> None:
     assert health.json() == {"status": "ok"}
     (server,) = servers["servers"]
     assert server["server_id"] == "fx" and server["state"] == "ready" and server["transport"] == "stdio"
-    assert server["protocol_version"] == "2026-07-28" and server["tools"] == 8
+    assert server["protocol_version"] == "2026-07-28" and server["tools"] == 11
     echo = next(r for r in routes["routes"] if r["exposed"] == "fx__echo")
     assert echo == {
         "exposed": "fx__echo",

@@ -133,6 +133,14 @@ def build_server(
         ),
         types.Tool(name="fail", description="Return an isError result.", input_schema=_EMPTY_SCHEMA),
         types.Tool(
+            name="ask",
+            description="Ask the client to sample and to elicit (pushed in the handshake era, "
+            "InputRequiredResult in the modern era); returns both answers.",
+            input_schema=_EMPTY_SCHEMA,
+        ),
+        types.Tool(name="log", description="Send one log message at each level.", input_schema=_EMPTY_SCHEMA),
+        types.Tool(name="touch", description="Announce that fixture://info changed.", input_schema=_EMPTY_SCHEMA),
+        types.Tool(
             name="add_tool",
             description="Add a tool and announce tools/list_changed.",
             input_schema={"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
@@ -166,9 +174,23 @@ def build_server(
         page, cursor = _page(tools, params.cursor if params else None, page_size)
         return types.ListToolsResult(tools=page, next_cursor=cursor)
 
-    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
         args = params.arguments or {}
         tool = params.name
+        if tool == "ask":
+            return await _ask(ctx, params)
+        if tool == "touch":
+            if ctx.protocol_version == "2026-07-28":
+                from mcp.shared.subscriptions import ResourceUpdated
+
+                await bus.publish(ResourceUpdated(uri="fixture://info"))
+            else:
+                await ctx.session.send_resource_updated("fixture://info")
+            return _text("touched")
+        if tool == "log":
+            for level in ("debug", "info", "warning", "error"):
+                await ctx.session.send_log_message(level, f"{level} from {name}", "fixture", ctx.request_id)
+            return _text("logged")
         if tool in echo_like:
             text = str(args.get("text", ""))
             return types.CallToolResult(
@@ -245,6 +267,14 @@ def build_server(
             contents=[types.TextResourceContents(uri=uri, text=text, mime_type="text/plain")]
         )
 
+    async def subscribe(ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams) -> types.EmptyResult:
+        print(f"subscribed: {params.uri}", file=sys.stderr, flush=True)
+        return types.EmptyResult()
+
+    async def unsubscribe(ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        print(f"unsubscribed: {params.uri}", file=sys.stderr, flush=True)
+        return types.EmptyResult()
+
     async def list_prompts(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
@@ -273,8 +303,50 @@ def build_server(
         on_list_prompts=list_prompts,
         on_get_prompt=get_prompt,
         on_completion=complete,
+        on_subscribe_resource=subscribe,
+        on_unsubscribe_resource=unsubscribe,
         on_subscriptions_listen=ListenHandler(bus),
     )
+
+
+_SAMPLE = types.CreateMessageRequest(
+    params=types.CreateMessageRequestParams(
+        messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text="say hi"))],
+        max_tokens=10,
+    )
+)
+_ELICIT = types.ElicitRequest(
+    params=types.ElicitRequestFormParams(
+        message="your name?",
+        requested_schema={"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+    )
+)
+
+
+async def _ask(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
+    """Sampling then elicitation: server-to-client requests in the handshake era, one
+    InputRequiredResult round per question in the modern era."""
+    if ctx.protocol_version != "2026-07-28":
+        from mcp.shared.message import ServerMessageMetadata
+
+        related = ServerMessageMetadata(related_request_id=ctx.request_id)
+        sampled = await ctx.session.send_request(_SAMPLE, types.CreateMessageResult, metadata=related)
+        elicited = await ctx.session.send_request(_ELICIT, types.ElicitResult, metadata=related)
+    else:
+        responses = params.input_responses or {}
+        state = params.request_state or ""
+        if "sample" not in responses and not state.startswith("sampled:"):
+            return types.InputRequiredResult(input_requests={"sample": _SAMPLE}, request_state="asked")
+        if "sample" in responses:
+            state = "sampled:" + types.CreateMessageResult.model_validate(responses["sample"].model_dump()).content.text  # type: ignore[union-attr]
+        if "elicit" not in responses:
+            return types.InputRequiredResult(input_requests={"elicit": _ELICIT}, request_state=state)
+        sampled = types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=state.removeprefix("sampled:")), model="?"
+        )
+        elicited = types.ElicitResult.model_validate(responses["elicit"].model_dump())
+    text = sampled.content.text if isinstance(sampled.content, types.TextContent) else "?"
+    return _text(f"sampled={text} elicited={(elicited.content or {}).get('name')} action={elicited.action}")
 
 
 def _text(text: str) -> types.CallToolResult:

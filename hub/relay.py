@@ -1,0 +1,290 @@
+"""Server-to-client traffic relayed to the client whose request caused it.
+
+A server may, while it handles a request, ask the client something (`sampling/createMessage`,
+`elicitation/create` in form or URL mode, `roots/list`) or tell it something
+(`notifications/message`). The hub is the server's client, so these arrive on the hub's server
+connection and must be relayed to the one client, and the one request, they belong to.
+
+Correlation: each routed request runs with its `ClientChannel` in the context variable
+`CURRENT_CHANNEL`. The SDK delivers a server's request to the hub's callbacks in the context of
+the request that caused it on Streamable HTTP connections (both eras) and in the modern era on
+every transport (the `InputRequiredResult` loop runs in the caller's task), so the variable
+names the channel there. On handshake-era stdio and SSE connections a single reader task
+delivers everything (SDK-NOTES 2.6); there the server connection falls back to the only call in
+flight, and refuses the request when several calls are in flight (configure the server with
+`isolation: per_client` to get a server connection per client session).
+
+Channels:
+
+- `SessionChannel` relays to a handshake-era client as real server-to-client requests on the
+  originating request's stream (`related_request_id`), and logs to a client of either era
+  (modern-era clients receive only the levels they opted in to with `_meta` logLevel).
+- `hub.bridge.BridgedCall` turns requests into `InputRequiredResult` rounds for a modern-era
+  client.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+import anyio
+import mcp_types as types
+from mcp import MCPError
+from mcp.server import ServerRequestContext
+from mcp.shared.message import ServerMessageMetadata
+from mcp_types import INTERNAL_ERROR, INVALID_REQUEST
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+
+__all__ = [
+    "ANONYMOUS",
+    "CURRENT_CHANNEL",
+    "LOG_LEVELS",
+    "ClientChannel",
+    "SamplingResult",
+    "SessionChannel",
+    "Subscriptions",
+    "principal_id",
+    "refusal",
+]
+
+logger = logging.getLogger(__name__)
+
+ANONYMOUS = "anonymous"
+"""The principal id of a request that carries no authenticated principal."""
+
+_LOG_RELAY_TIMEOUT_SECONDS = 5.0
+"""How long a client may take to accept one relayed log message before it is skipped."""
+
+SamplingResult = types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData
+
+
+class ClientChannel(Protocol):
+    """Where one client request can be asked and told things by the server that serves it.
+
+    `client_key` identifies the client (its session, or its principal in the modern era) for
+    `isolation: per_client` server connections.
+    """
+
+    @property
+    def client_key(self) -> str: ...
+
+    @property
+    def modern(self) -> bool:
+        """Whether the client speaks the modern era (2026-07-28)."""
+        ...
+
+    @property
+    def capabilities(self) -> types.ClientCapabilities | None:
+        """What the client declared (forwarded to modern-era servers in `_meta`)."""
+        ...
+
+    async def sample(self, params: types.CreateMessageRequestParams) -> SamplingResult: ...
+    async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData: ...
+    async def list_roots(self) -> types.ListRootsResult | types.ErrorData: ...
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None: ...
+
+
+CURRENT_CHANNEL: ContextVar[ClientChannel | None] = ContextVar("hub_client_channel", default=None)
+"""The channel of the client request being routed (set by the faces around each routed call)."""
+
+
+def principal_id(ctx: ServerRequestContext[Any]) -> str:
+    """The authenticated principal's id from the ASGI scope (`scope["state"]["principal"].id`),
+    or `ANONYMOUS` (stdio, or no authentication configured)."""
+    request = ctx.request
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, dict):
+        state = scope.get("state")
+        principal = state.get("principal") if isinstance(state, dict) else None
+        pid = getattr(principal, "id", None)
+        if isinstance(pid, str) and pid:
+            return pid
+    return ANONYMOUS
+
+
+def refusal(message: str) -> types.ErrorData:
+    """The JSON-RPC error answered to a server whose request cannot be relayed."""
+    return types.ErrorData(code=INVALID_REQUEST, message=message)
+
+
+def _error_data(exc: Exception, what: str) -> types.ErrorData:
+    if isinstance(exc, MCPError):
+        return types.ErrorData(code=exc.code, message=exc.message, data=exc.error.data)
+    logger.warning("relaying %s to the client failed: %r", what, exc)
+    return types.ErrorData(code=INTERNAL_ERROR, message=f"the hub could not relay {what} to its client")
+
+
+class SessionChannel:
+    """Relay to the client of one request on the hub's face (`ctx`).
+
+    Handshake-era clients get real `sampling/createMessage`, `elicitation/create` and
+    `roots/list` requests on the stream of the request being served (2025-11-25 "Sending
+    Messages to the Server"; related_request_id), refused with -32600 when the client did not
+    declare the capability. Modern-era clients cannot be sent requests (2026-07-28); their
+    calls to handshake-era servers go through `hub.bridge` instead, so here they are refused.
+    """
+
+    def __init__(self, ctx: ServerRequestContext[Any], client_key: str, min_log_level: str | None = None) -> None:
+        self._session = ctx.session
+        self._request_id = ctx.request_id
+        self._modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        self._client_key = client_key
+        self._min_log_level = LOG_LEVELS.index(min_log_level) if min_log_level in LOG_LEVELS else 0
+
+    @property
+    def client_key(self) -> str:
+        return self._client_key
+
+    @property
+    def modern(self) -> bool:
+        return self._modern
+
+    @property
+    def capabilities(self) -> types.ClientCapabilities | None:
+        return self._session.client_capabilities
+
+    def _metadata(self) -> ServerMessageMetadata:
+        return ServerMessageMetadata(related_request_id=self._request_id)
+
+    def _unsupported(self, capability: types.ClientCapabilities, what: str) -> types.ErrorData | None:
+        if self._modern:
+            return refusal(f"{what} cannot be sent to a 2026-07-28 client outside an InputRequiredResult")
+        if not self._session.check_client_capability(capability):
+            return refusal(f"the client did not declare the capability {what} needs")
+        return None
+
+    async def sample(self, params: types.CreateMessageRequestParams) -> SamplingResult:
+        refused = self._unsupported(types.ClientCapabilities(sampling=types.SamplingCapability()), "sampling")
+        if refused is not None:
+            return refused
+        result_type: type[types.CreateMessageResult] | type[types.CreateMessageResultWithTools] = (
+            types.CreateMessageResultWithTools if params.tools else types.CreateMessageResult
+        )
+        try:
+            return await self._session.send_request(
+                types.CreateMessageRequest(params=params), result_type, metadata=self._metadata()
+            )
+        except (MCPError, ValidationError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            return _error_data(exc, "sampling/createMessage")
+
+    async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
+        refused = self._unsupported(types.ClientCapabilities(elicitation=types.ElicitationCapability()), "elicitation")
+        if refused is not None:
+            return refused
+        try:
+            return await self._session.send_request(
+                types.ElicitRequest(params=params), types.ElicitResult, metadata=self._metadata()
+            )
+        except (MCPError, ValidationError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            return _error_data(exc, "elicitation/create")
+
+    async def list_roots(self) -> types.ListRootsResult | types.ErrorData:
+        refused = self._unsupported(types.ClientCapabilities(roots=types.RootsCapability()), "roots/list")
+        if refused is not None:
+            return refused
+        try:
+            return await self._session.send_request(
+                types.ListRootsRequest(), types.ListRootsResult, metadata=self._metadata()
+            )
+        except (MCPError, ValidationError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            return _error_data(exc, "roots/list")
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        if params.level in LOG_LEVELS and LOG_LEVELS.index(params.level) < self._min_log_level:
+            return  # below the level this handshake-era session set with logging/setLevel
+        with anyio.move_on_after(_LOG_RELAY_TIMEOUT_SECONDS):
+            try:
+                await self._session.send_log_message(
+                    params.level, params.data, params.logger, related_request_id=self._request_id
+                )
+            except Exception as exc:  # a client that went away must not break the server connection
+                logger.debug("log message not relayed: %r", exc)
+
+
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+"""`LoggingLevel` values from least to most severe (RFC 5424 order)."""
+
+
+class Subscriptions:
+    """Resource subscriptions of handshake-era client sessions, shared by every face.
+
+    A client's `resources/subscribe` of an exposed URI is routed to the owning server under
+    the original URI; the server is subscribed once, when the first client subscribes, and
+    unsubscribed when the last one unsubscribes or its session ends. Each
+    `notifications/resources/updated` from a server goes only to the sessions subscribed to
+    that resource, under the URI each of them subscribed to (2025-11-25 "Subscriptions").
+
+    :param connection: `server_id -> object with async subscribe(uri)/unsubscribe(uri)`, or None.
+    :param spawn: starts a background task (for unsubscribing after a session ends).
+    """
+
+    def __init__(self, connection: Any, spawn: Any) -> None:
+        self._connection = connection
+        self._spawn = spawn
+        # (server_id, original uri) -> {(client_key, exposed uri): session}
+        self._table: dict[tuple[str, str], dict[tuple[str, str], Any]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(subscribers) for subscribers in self._table.values())
+
+    async def subscribe(self, client_key: str, session: Any, exposed: str, server_id: str, original: str) -> None:
+        """Record the subscription, subscribing at the server if it is the first.
+
+        :raises HubError, MCPError: the server refused or is unavailable (nothing is recorded).
+        """
+        subscribers = self._table.get((server_id, original))
+        if not subscribers:
+            connection = self._connection(server_id)
+            if connection is None:
+                from hub.errors import ServerUnavailable
+
+                raise ServerUnavailable(server_id, "not configured")
+            await connection.subscribe(original)
+            subscribers = self._table.setdefault((server_id, original), {})
+        subscribers[(client_key, exposed)] = session
+
+    async def unsubscribe(self, client_key: str, exposed: str, server_id: str, original: str) -> None:
+        """Drop the subscription, unsubscribing at the server if it was the last."""
+        subscribers = self._table.get((server_id, original))
+        if subscribers is None or subscribers.pop((client_key, exposed), None) is None:
+            return
+        if not subscribers:
+            del self._table[(server_id, original)]
+            await self._release(server_id, original)
+
+    def forget(self, client_key: str) -> None:
+        """A client session ended: drop its subscriptions (servers are unsubscribed in the
+        background when it was their last subscriber)."""
+        for key, subscribers in list(self._table.items()):
+            for entry in [entry for entry in subscribers if entry[0] == client_key]:
+                del subscribers[entry]
+            if not subscribers:
+                del self._table[key]
+                self._spawn(lambda key=key: self._release(*key), f"unsubscribe {key[0]}")
+
+    async def _release(self, server_id: str, original: str) -> None:
+        connection = self._connection(server_id)
+        if connection is None:
+            return
+        try:
+            with anyio.fail_after(_LOG_RELAY_TIMEOUT_SECONDS):
+                await connection.unsubscribe(original)
+        except Exception as exc:  # the server may be gone; the subscription is dropped anyway
+            logger.info("unsubscribing %s at server %s failed: %r", original, server_id, exc)
+
+    async def updated(self, server_id: str, original: str) -> None:
+        """Relay a server's `notifications/resources/updated` to the subscribed sessions (once
+        per target and URI: listen streams of one face share their face's event bus)."""
+        targets = {
+            (id(session), exposed): (exposed, session)
+            for (_, exposed), session in self._table.get((server_id, original), {}).items()
+        }
+        for exposed, session in targets.values():
+            with anyio.move_on_after(_LOG_RELAY_TIMEOUT_SECONDS):
+                try:
+                    await session.send_resource_updated(exposed)
+                except Exception as exc:  # a client that went away must not stop the others
+                    logger.debug("resources/updated not delivered: %r", exc)
