@@ -52,7 +52,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.config import HUB_SCOPES, AuthConfig, HubConfig, JwtConfig
 from hub.errors import AuthError
-from hub.limits import RateLimiter
+from hub.ratelimit import RateLimiter
 
 __all__ = [
     "ANONYMOUS",

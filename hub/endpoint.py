@@ -49,8 +49,8 @@ from hub.bridge import Bridge
 from hub.catalog import Catalog, Kind
 from hub.config import HubConfig
 from hub.faces import HUB_NAME, AggregateFace, FaceServices, HubServer, ServerFace, SessionRegistry, build_mcp_server
-from hub.limits import RateLimiter
 from hub.policy import Access, Policy
+from hub.ratelimit import RateLimiter
 from hub.relay import Subscriptions
 from hub.router import Router
 from hub.servers import Fleet, ServerState

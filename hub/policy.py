@@ -29,7 +29,7 @@ from cachetools import LRUCache
 from hub.auth import Principal
 from hub.config import PolicyRule
 from hub.errors import RateLimited
-from hub.limits import RateLimiter
+from hub.ratelimit import RateLimiter
 
 __all__ = ["Access", "Decision", "Policy", "audit_logger", "audit_refusal"]
 

@@ -99,7 +99,7 @@ EXPORTS = {
         "required_scope",
     ],
     "hub.policy": ["Access", "Decision", "Policy", "audit_logger", "audit_refusal"],
-    "hub.limits": ["RateLimiter", "TokenBucket"],
+    "hub.ratelimit": ["RateLimiter", "TokenBucket"],
     "adapters": [
         "ClientCredentialsAuth",
         "HttpPool",
