@@ -12,8 +12,9 @@ the log only).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -41,7 +42,10 @@ from pydantic import ValidationError
 
 from hub.catalog import Catalog, Kind
 from hub.errors import HubError, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
+from hub.logs import new_request_id, server_id_var
+from hub.metrics import NO_SERVER, RESOURCE_ROUTE, UNKNOWN_ROUTE, HubMetrics
 from hub.router import Router
+from hub.tracing import CallTracer, SpanRecord
 
 __all__ = ["HUB_NAME", "AggregateFace", "Face", "HubServer", "ServerFace", "SessionRegistry", "build_mcp_server"]
 
@@ -204,6 +208,45 @@ def _not_found(face: Face, router: Router, kind: str, name: str) -> HubError:
     return RouteNotFound(kind, name)
 
 
+_ROUTED_METHODS: Final = frozenset({"tools/call", "resources/read", "prompts/get", "completion/complete"})
+"""Requests that go through the router to a server (the ones metrics and spans count)."""
+
+
+def _route_of(face: Face, method: str, params: Mapping[str, Any] | None) -> tuple[str, str]:
+    """`(route label, server_id)` of a routed request: the exposed name only when the face
+    resolves it (bounded by the catalog), else `UNKNOWN_ROUTE`; resource URIs are never labels."""
+    params = params if isinstance(params, Mapping) else {}
+    if method == "completion/complete":
+        ref = params.get("ref")
+        ref = ref if isinstance(ref, Mapping) else {}
+        if ref.get("type") == "ref/prompt":
+            method, params = "prompts/get", ref
+        else:
+            method, params = "resources/read", {"uri": ref.get("uri")}
+    if method == "resources/read":
+        uri = params.get("uri")
+        owner = face.resolve_uri(uri) if isinstance(uri, str) else None
+        return (RESOURCE_ROUTE, owner[0]) if owner else (UNKNOWN_ROUTE, NO_SERVER)
+    name = params.get("name")
+    if not isinstance(name, str):
+        return UNKNOWN_ROUTE, NO_SERVER
+    owner = face.resolve_tool(name) if method == "tools/call" else face.resolve_prompt(name)
+    if owner is not None:
+        return name, owner[0]
+    return UNKNOWN_ROUTE, face.claimed_by(name) or NO_SERVER
+
+
+def _outcome_of(exc: HubError) -> str:
+    """The `outcome` label of a HubError (see `HubMetrics.observe_call`)."""
+    if isinstance(exc, RouteNotFound):
+        return "not_found"
+    if isinstance(exc, ServerTimeout):
+        return "timeout"
+    if isinstance(exc, ServerUnavailable):
+        return "unavailable"
+    return "internal_error"
+
+
 def _to_mcp_error(exc: HubError) -> MCPError:
     """The JSON-RPC error a client gets for a HubError; `data` names the route or server."""
     if isinstance(exc, RouteNotFound):
@@ -236,7 +279,15 @@ class HubServer(Server[Any]):
 
 
 def build_mcp_server(
-    face: Face, router: Router, registry: SessionRegistry, bus: InMemorySubscriptionBus, name: str, instructions: str
+    face: Face,
+    router: Router,
+    registry: SessionRegistry,
+    bus: InMemorySubscriptionBus,
+    name: str,
+    instructions: str,
+    *,
+    metrics: HubMetrics | None = None,
+    tracer: CallTracer | None = None,
 ) -> HubServer:
     """A lowlevel `mcp` Server serving `face` in both eras: list handlers read the catalog (no
     server round trip), `tools/call`, `resources/read`, `prompts/get` and `completion/complete`
@@ -245,6 +296,10 @@ def build_mcp_server(
 
     :param registry: records each handshake-era session for `list_changed` fan-out.
     :param name: the `serverInfo.name` clients see.
+    :param metrics: records every routed request (method, route, server, outcome, latency).
+    :param tracer: opens a span per routed request (None: tracing off, no cost).
+
+    Every incoming request gets a fresh request id (`hub.logs`) for the log lines it causes.
     """
 
     async def list_tools(
@@ -324,18 +379,52 @@ def build_mcp_server(
         on_subscriptions_listen=ListenHandler(bus),
     )
 
-    async def boundary(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
-        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            registry.track(ctx.session)
+    async def translate(ctx: ServerRequestContext[Any], call_next: CallNext, record: SpanRecord) -> HandlerResult:
         try:
-            return await call_next(ctx)
-        except (MCPError, ValidationError):
+            result = await call_next(ctx)
+        except MCPError as exc:
+            record.outcome = "invalid" if exc.code == INVALID_PARAMS else "server_error"
+            raise
+        except ValidationError:
+            record.outcome = "invalid"
             raise
         except HubError as exc:
+            record.outcome = _outcome_of(exc)
             raise _to_mcp_error(exc) from None
         except Exception:
             logger.exception("unexpected error while handling %s", ctx.method)
             raise MCPError(INTERNAL_ERROR, "internal error in the hub (details are in its log)") from None
+        record.outcome = "tool_error" if getattr(result, "is_error", False) else "ok"
+        return result
+
+    async def boundary(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
+        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            registry.track(ctx.session)
+        request_id = new_request_id()
+        record = SpanRecord()
+        if ctx.method not in _ROUTED_METHODS:
+            return await translate(ctx, call_next, record)
+        record.route, record.server_id = _route_of(face, ctx.method, ctx.params)
+        server_token = server_id_var.set(record.server_id or None)
+        logger.debug("%s %s -> server %s", ctx.method, record.route, record.server_id or "-")
+        started = time.perf_counter()
+        try:
+            if tracer is None:
+                return await translate(ctx, call_next, record)
+            with tracer.span(ctx.method, request_id, record):
+                return await translate(ctx, call_next, record)
+        except BaseException as exc:
+            if not isinstance(exc, Exception | ExceptionGroup):
+                record.outcome = "cancelled"
+            if record.outcome not in ("ok", "tool_error"):
+                logger.info("%s %s: %s", ctx.method, record.route, record.outcome)
+            raise
+        finally:
+            if metrics is not None:
+                metrics.observe_call(
+                    ctx.method, record.route, record.server_id, record.outcome, time.perf_counter() - started
+                )
+            server_id_var.reset(server_token)
 
     # The SDK's OpenTelemetry middleware costs ~7% CPU with no exporter (PERFORMANCE.md).
     server.middleware[:] = [boundary]

@@ -34,7 +34,15 @@ def test_the_json_schema_describes_the_config_file() -> None:
     assert schema["properties"]["servers"]["patternProperties"] == {
         "^[a-z][a-z0-9-]{0,31}$": {"$ref": "#/$defs/ServerConfig"}
     }
-    assert set(schema["$defs"]) == {"FilterConfig", "ListenConfig", "ServerConfig"}
+    assert set(schema["$defs"]) == {
+        "BreakerConfig",
+        "FilterConfig",
+        "ListenConfig",
+        "ReplicaConfig",
+        "RetryConfig",
+        "ServerConfig",
+        "TracingConfig",
+    }
 
 
 def test_the_json_schema_documents_every_field_with_its_docstring() -> None:
