@@ -18,6 +18,7 @@ def streamable_http_transport(
     headers: dict[str, str] | None = None,
     timeout_seconds: float = 60.0,
     auth: httpx2.Auth | None = None,
+    max_event_bytes: int | None = None,
 ) -> Transport:
     """A Streamable HTTP transport to `url` over the shared pool, with the server's own headers.
 
@@ -26,6 +27,15 @@ def streamable_http_transport(
         transport, so a token survives reconnects.
 
     The handshake-era session is terminated with `DELETE` when the transport exits.
+
+    :param max_event_bytes: largest server-sent event accepted, in bytes; a larger one aborts its
+        response stream (the server sees the disconnect) and the request fails with
+        CONNECTION_CLOSED "SSE stream failed: ... byte limit". Default: the SDK's 1 MiB.
     """
-    client = pool.client(headers=headers, timeout_seconds=timeout_seconds, auth=auth)
-    return streamable_http_client(url, http_client=client, terminate_on_close=True)
+    extra = {} if max_event_bytes is None else {"max_sse_event_size": max_event_bytes}
+    return streamable_http_client(
+        url,
+        http_client=pool.client(headers=headers, timeout_seconds=timeout_seconds, auth=auth),
+        terminate_on_close=True,
+        **extra,
+    )

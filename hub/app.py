@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 from starlette.types import ASGIApp
 
 from hub.catalog import Catalog
-from hub.config import HubConfig, load_config
+from hub.config import HubConfig, ServerConfig, load_config
 from hub.endpoint import Endpoint
+from hub.errors import ConfigError
+from hub.metrics import HubMetrics
+from hub.reload import ReloadReport, effective_config, plan_reload
 from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerStatus
+from hub.tracing import CallTracer, tracer_provider_from_config
 
 __all__ = ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config", "startup_bound_seconds"]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_NAME = "hub.yaml"
 CONFIG_ENV = "MCPHUB_CONFIG"
@@ -54,6 +63,10 @@ class Hub:
         attempt has succeeded or failed.
     :param on_started: awaited once every server has finished its first start attempt (bounded by
         `startup_bound_seconds`).
+    :param config_loader: reads the config anew for `reload()` (e.g. the file the hub was
+        started with, plus command-line overrides); None: this hub cannot reload.
+    :param tracer_provider: an OpenTelemetry `TracerProvider` for per-request spans. Default:
+        one built from `config.tracing` / `OTEL_EXPORTER_OTLP_ENDPOINT`, or none (tracing off).
     """
 
     def __init__(
@@ -62,23 +75,166 @@ class Hub:
         *,
         on_server_started: Callable[[ServerStatus], Awaitable[None]] | None = None,
         on_started: Callable[[Hub], Awaitable[None]] | None = None,
+        config_loader: Callable[[], HubConfig] | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         self.config = config
+        self.metrics = HubMetrics()
+        provider = tracer_provider if tracer_provider is not None else tracer_provider_from_config(config.tracing)
+        self.tracer = CallTracer(provider) if provider is not None else None
         self.catalog = Catalog(config)
         self.fleet = Fleet(config, on_snapshot=self.catalog.set_snapshot)
         self.router = Router(self.fleet)
-        self.endpoint = Endpoint(config, self.catalog, self.fleet, self.router)
+        self.endpoint = Endpoint(
+            config, self.catalog, self.fleet, self.router, metrics=self.metrics, tracer=self.tracer
+        )
+        self.fleet.events.target = self.metrics
+        self.metrics.watch(lambda: self.fleet.connections.values(), self.catalog, self.endpoint.open_sessions)
+        self._config_loader = config_loader
+        if config_loader is not None:
+            self.endpoint.reload_handler = self._reload_over_http
+        self._reload_lock = anyio.Lock()
         self._on_server_started = on_server_started
         self._on_started = on_started
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Hub]:
         """Start every server (each in its own supervised task) and stop them all on exit."""
-        async with self.fleet, anyio.create_task_group() as tg:
-            if self._on_server_started is not None or self._on_started is not None:
-                tg.start_soon(self._announce_started)
-            yield self
-            tg.cancel_scope.cancel()
+        try:
+            async with self.fleet, anyio.create_task_group() as tg:
+                if self._on_server_started is not None or self._on_started is not None:
+                    tg.start_soon(self._announce_started)
+                yield self
+                tg.cancel_scope.cancel()
+        finally:
+            if self.tracer is not None:
+                self.tracer.shutdown()
+
+    # ---- hot reload ----
+
+    async def _reload_over_http(self) -> tuple[int, dict[str, Any]]:
+        report = await self.reload()
+        return (400 if report.status == "rejected" else 200), report.as_json()
+
+    async def reload(self, new_config: HubConfig | None = None) -> ReloadReport:
+        """Apply a new config while serving: `new_config`, or the config loader's fresh read.
+
+        A config that does not load or validate is rejected whole (`status="rejected"`, `error`
+        says why, also logged) and the running one is untouched. Otherwise added servers start,
+        replaced ones (any difference in their entry) start anew beside the old connection, are
+        switched in once their first attempt is over, and the old connection is drained (its
+        in-flight requests finish, at most `drain_timeout_seconds`) and stopped; removed ones
+        leave the catalog at once and are drained and stopped; unchanged ones are untouched.
+        Settings that cannot change live are kept and listed in `restart_required`. Clients get
+        `list_changed` through the catalog. Reloads run one at a time.
+
+        :raises RuntimeError: the hub is not running.
+        """
+        async with self._reload_lock:
+            if new_config is None:
+                if self._config_loader is None:
+                    return ReloadReport("rejected", error="this hub was not started from a config file")
+                try:
+                    new_config = await anyio.to_thread.run_sync(self._config_loader)
+                except ConfigError as exc:
+                    logger.error("reload rejected, the running config stays: %s", exc)
+                    self.metrics.reloaded("rejected")
+                    return ReloadReport("rejected", error=str(exc))
+            old = self.config
+            plan = plan_reload(old, new_config)
+            for key in plan.restart_required:
+                logger.warning("reload: %s changed but needs a restart to take effect; keeping the running value", key)
+            config = effective_config(old, new_config, plan)
+            report = ReloadReport("applied" if plan.changes_servers else "unchanged", plan=plan)
+            self.config = self.endpoint.config = config
+            if plan.changes_servers:
+                logger.info(
+                    "reload: %d added, %d removed, %d replaced, %d unchanged",
+                    len(plan.added),
+                    len(plan.removed),
+                    len(plan.replaced),
+                    len(plan.unchanged),
+                )
+                await self._apply(old, config, report)
+            self.metrics.reloaded(report.status)
+            return report
+
+    async def _apply(self, old: HubConfig, new: HubConfig, report: ReloadReport) -> None:
+        plan = report.plan
+        # Removed servers leave the catalog at once; replaced ones keep their old entry until
+        # their new connection is switched in.
+        entries: dict[str, ServerConfig] = {
+            sid: (old.servers[sid] if sid in plan.replaced else server) for sid, server in new.servers.items()
+        }
+        await self.catalog.reconfigure(entries)
+        drain_timeout = new.drain_timeout_seconds
+
+        async def retire(server_id: str, connection: ServerConnection | None, switched_at: float) -> None:
+            if connection is None:
+                return
+            drained = await self.fleet.drain(connection, drain_timeout)
+            report.drain_seconds[server_id] = round(time.monotonic() - switched_at, 3)
+            if not drained:
+                report.drain_timed_out.append(server_id)
+                logger.warning(
+                    "reload: server %s still had %d requests in flight after %g s; stopping it anyway",
+                    server_id,
+                    connection.in_flight,
+                    drain_timeout,
+                )
+            await self.fleet.stop(connection)
+
+        async def start_members(server_id: str) -> dict[str, ServerConnection]:
+            """A new connection per member (the server itself, or each replica), started at once."""
+            started: dict[str, ServerConnection] = {}
+
+            async def start_one(member_id: str, member: ServerConfig) -> None:
+                started[member_id] = await self.fleet.start(member_id, member)
+
+            async with anyio.create_task_group() as tg:
+                for member_id, member in new.servers[server_id].members(server_id):
+                    tg.start_soon(start_one, member_id, member)
+            report.states.update({member_id: c.state.value for member_id, c in sorted(started.items())})
+            return started
+
+        async def switch_and_retire(server_id: str, started: dict[str, ServerConnection]) -> None:
+            """Switch every member to its new connection (or away), then drain and stop the old."""
+            old_members = (
+                [member_id for member_id, _ in old.servers[server_id].members(server_id)]
+                if (server_id in old.servers)
+                else []
+            )
+            switched_at = time.monotonic()
+            previous: list[ServerConnection] = []
+            for member_id in [*started, *(m for m in old_members if m not in started)]:
+                replaced = await self.fleet.switch(member_id, started.get(member_id))
+                if replaced is not None:
+                    previous.append(replaced)
+            async with anyio.create_task_group() as tg:
+                for connection in previous:
+                    tg.start_soon(retire, connection.server_id, connection, switched_at)
+
+        async def add(server_id: str) -> None:
+            await self.endpoint.add_server_face(server_id)
+            await switch_and_retire(server_id, await start_members(server_id))
+
+        async def replace(server_id: str) -> None:
+            started = await start_members(server_id)
+            entries[server_id] = new.servers[server_id]
+            await self.catalog.reconfigure(entries)
+            await switch_and_retire(server_id, started)
+
+        async def remove(server_id: str) -> None:
+            await switch_and_retire(server_id, {})
+            self.endpoint.remove_server_face(server_id)
+
+        async with anyio.create_task_group() as tg:
+            for server_id in plan.added:
+                tg.start_soon(add, server_id)
+            for server_id in plan.replaced:
+                tg.start_soon(replace, server_id)
+            for server_id in plan.removed:
+                tg.start_soon(remove, server_id)
 
     async def _announce_started(self) -> None:
         with anyio.move_on_after(startup_bound_seconds(self.config)):

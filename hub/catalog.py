@@ -4,23 +4,30 @@ under exposed names, with the route table that maps each exposed name back to it
 Each server contributes a `ServerSnapshot` (its full listing, original names); the catalog
 rebuilds the merged view whenever one changes and tells its listeners which kinds changed, so
 the endpoint can send `notifications/*/list_changed` (handshake era) or publish a
-`subscriptions/listen` event (modern era). A server that is down contributes nothing.
+`subscriptions/listen` event (modern era).
+
+A server that is down contributes nothing, except that the routes of a server with `fallback:`
+stay while a ready fallback offers the same original (the router sends them there). A server
+with `expose: false` contributes no names (it only serves as a fallback; its own
+`/servers/<server_id>/mcp` view remains). A server with `replicas:` publishes one snapshot per
+member (`<server_id>/<n>`); the catalog uses the first member's that is up.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Literal, TypeVar
 
 import mcp_types as types
 
-from hub.config import HubConfig
+from hub.config import HubConfig, ServerConfig
 from hub.naming import SEPARATOR, assign_names, exposed_resource_uri, split_resource_uri
 from hub.servers import ServerSnapshot
 
-__all__ = ["Catalog", "ChangeListener", "Kind", "Route", "ServerView"]
+__all__ = ["Catalog", "ChangeListener", "Kind", "Route", "ServerView", "snapshot_offers"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +48,8 @@ class Route:
     original: str
     note: str | None = None
     """Why the exposed name is not the plain `<prefix>__<original>` (sanitized, shortened, collision)."""
+    fallbacks: tuple[str, ...] = ()
+    """The server's configured fallbacks that offer the same original right now, in order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +66,44 @@ class ServerView:
 
 
 _EMPTY_VIEW = ServerView((), (), (), (), frozenset(), frozenset(), {})
+
+
+def _template_matches(template: str, uri: str) -> bool:
+    """Whether `uri` could come from URI template `template` (its literal head matches)."""
+    head = template.split("{", 1)[0]
+    return uri.startswith(head) and (uri == template or "{" in template)
+
+
+def snapshot_offers(snapshot: ServerSnapshot, kind: Kind, original: str) -> bool:
+    """Whether a server's snapshot has the original tool or prompt name, resource URI (listed,
+    or matching one of its URI templates) or URI template `original`."""
+    if kind == "tools":
+        return any(tool.name == original for tool in snapshot.tools)
+    if kind == "prompts":
+        return any(prompt.name == original for prompt in snapshot.prompts)
+    if kind == "resource_templates":
+        return any(t.uri_template == original for t in snapshot.resource_templates)
+    return any(str(r.uri) == original for r in snapshot.resources) or any(
+        _template_matches(t.uri_template, original) for t in snapshot.resource_templates
+    )
+
+
+def _offered_by_fallback(
+    fallbacks_offering: Callable[[str, Kind, str], tuple[str, ...]], server_id: str, kind: Kind, original: str
+) -> bool:
+    return bool(fallbacks_offering(server_id, kind, original))
+
+
+def _restrict(snapshot: ServerSnapshot, keep: Callable[[Kind, str], bool]) -> ServerSnapshot:
+    """The part of a (down server's last) snapshot that `keep` accepts."""
+    return ServerSnapshot(
+        tools=tuple(t for t in snapshot.tools if keep("tools", t.name)),
+        resources=tuple(r for r in snapshot.resources if keep("resources", str(r.uri))),
+        resource_templates=tuple(t for t in snapshot.resource_templates if keep("resource_templates", t.uri_template)),
+        prompts=tuple(p for p in snapshot.prompts if keep("prompts", p.name)),
+    )
+
+
 _NamedT = TypeVar("_NamedT", types.Tool, types.Prompt)
 _UriT = TypeVar("_UriT", types.Resource, types.ResourceTemplate)
 
@@ -99,9 +146,12 @@ class Catalog:
         self._prefix_owners = {
             prefix: server_id
             for server_id, server in config.servers.items()
-            if (prefix := server.exposed_prefix(server_id)) is not None
+            if server.expose and (prefix := server.exposed_prefix(server_id)) is not None
         }
         self._snapshots: dict[str, ServerSnapshot] = {}
+        """Live snapshots by connection id (a server_id, or a replica member `<server_id>/<n>`)."""
+        self._last_known: dict[str, ServerSnapshot] = {}
+        """The last snapshot of each server that has fallbacks, kept while it is down."""
         self._views: dict[str, ServerView] = {}
         self._listeners: list[ChangeListener] = []
         self.tools: tuple[types.Tool, ...] = ()
@@ -115,17 +165,38 @@ class Catalog:
         self._input_schemas: dict[str, dict[str, object]] = {}
         self._exposed_names: dict[tuple[Kind, str, str], str] = {}
 
+    async def reconfigure(self, servers: Mapping[str, ServerConfig]) -> None:
+        """Replace the fleet's server entries (hot reload): prefixes and membership change, a
+        server no longer listed stops contributing; listeners hear about what changed."""
+        self._configs = dict(servers)
+        self._prefix_owners = {
+            prefix: server_id
+            for server_id, server in servers.items()
+            if server.expose and (prefix := server.exposed_prefix(server_id)) is not None
+        }
+        for server_id in [sid for sid in self._snapshots if sid.partition("/")[0] not in self._configs]:
+            del self._snapshots[server_id]
+        for server_id in [sid for sid in self._last_known if sid not in servers or not servers[sid].fallback]:
+            del self._last_known[server_id]
+        await self._notify("", self._rebuild())
+
     def add_listener(self, listener: ChangeListener) -> None:
         """Register a coroutine called after every change with the kinds that changed."""
         self._listeners.append(listener)
 
     async def set_snapshot(self, server_id: str, snapshot: ServerSnapshot | None) -> None:
-        """Replace one server's contribution (None: it contributes nothing) and tell listeners."""
+        """Replace one server's (or replica member's, `<server_id>/<n>`) contribution (None: it
+        contributes nothing) and tell listeners."""
         if snapshot is None:
             self._snapshots.pop(server_id, None)
         else:
             self._snapshots[server_id] = snapshot
-        changed = self._rebuild()
+            logical = server_id.partition("/")[0]
+            if logical in self._configs and self._configs[logical].fallback:
+                self._last_known[logical] = snapshot
+        await self._notify(server_id, self._rebuild())
+
+    async def _notify(self, server_id: str, changed: frozenset[Kind]) -> None:
         if changed:
             logger.info(
                 "catalog changed (%s): %d tools, %d resources, %d resource templates, %d prompts",
@@ -141,8 +212,34 @@ class Catalog:
                 except Exception:
                     logger.exception("a catalog change listener failed")
 
+    def live_snapshot(self, server_id: str) -> ServerSnapshot | None:
+        """The snapshot of a logical server: its own, or its first replica member's that is up."""
+        if server_id in self._snapshots:
+            return self._snapshots[server_id]
+        members = sorted(
+            (int(index), snap)
+            for key, snap in self._snapshots.items()
+            for logical, slash, index in [key.partition("/")]
+            if slash and logical == server_id and index.isdigit()
+        )
+        return members[0][1] if members else None
+
     def _rebuild(self) -> frozenset[Kind]:
-        views = {sid: _make_view(snap) for sid, snap in sorted(self._snapshots.items()) if sid in self._configs}
+        live = {sid: snap for sid in sorted(self._configs) if (snap := self.live_snapshot(sid)) is not None}
+
+        def fallbacks_offering(server_id: str, kind: Kind, original: str) -> tuple[str, ...]:
+            return tuple(
+                other
+                for other in self._configs[server_id].fallback
+                if other in live and snapshot_offers(live[other], kind, original)
+            )
+
+        served = dict(live)
+        for sid, last in self._last_known.items():
+            if sid not in live and sid in self._configs:
+                served[sid] = _restrict(last, partial(_offered_by_fallback, fallbacks_offering, sid))
+        all_views = {sid: _make_view(snap) for sid, snap in sorted(served.items())}
+        views = {sid: view for sid, view in all_views.items() if self._configs[sid].expose}
         before = (self.tools, self.resources, self.resource_templates, self.prompts)
         self._tool_routes, self.tools = self._namespace_names("tools", views, lambda v: v.tools)
         self._prompt_routes, self.prompts = self._namespace_names("prompts", views, lambda v: v.prompts)
@@ -151,11 +248,21 @@ class Catalog:
         self._template_routes, self.resource_templates = _namespace_uris(
             "resource_templates", views, lambda v: v.resource_templates, "uri_template"
         )
+        self._views = {sid: _make_view(snap) for sid, snap in live.items()}
+
+        def with_fallbacks(route: Route) -> Route:
+            if not self._configs[route.server_id].fallback:
+                return route
+            return replace(route, fallbacks=fallbacks_offering(route.server_id, route.kind, route.original))
+
+        self._tool_routes = {name: with_fallbacks(r) for name, r in self._tool_routes.items()}
+        self._prompt_routes = {name: with_fallbacks(r) for name, r in self._prompt_routes.items()}
+        self._resource_routes = [with_fallbacks(r) for r in self._resource_routes]
+        self._template_routes = [with_fallbacks(r) for r in self._template_routes]
         self._exposed_names = {
             (route.kind, route.server_id, route.original): route.exposed
             for route in (*self._tool_routes.values(), *self._prompt_routes.values())
         }
-        self._views = views
         after = (self.tools, self.resources, self.resource_templates, self.prompts)
         return frozenset(kind for kind, old, new in zip(KINDS, before, after, strict=True) if old != new)
 
@@ -189,8 +296,14 @@ class Catalog:
         return self._input_schemas.get(exposed)
 
     def exposed_name(self, kind: Literal["tools", "prompts"], server_id: str, original: str) -> str | None:
-        """The exposed name of a server's tool or prompt (its original name), or None."""
-        return self._exposed_names.get((kind, server_id, original))
+        """The exposed name of a server's tool or prompt (its original name), or None. For a server
+        that is listed but contributes no names (`expose: false`) it is the name the tool or
+        prompt would have (`<prefix>__<original>`), so policies apply to its own face too."""
+        exposed = self._exposed_names.get((kind, server_id, original))
+        if exposed is None and server_id in self._views and server_id in self._configs:
+            prefix = self._configs[server_id].exposed_prefix(server_id)
+            exposed = f"{prefix}{SEPARATOR}{original}" if prefix else original
+        return exposed
 
     def claimed_by(self, exposed: str) -> str | None:
         """The server whose prefix an exposed tool or prompt name starts with, route or not (to

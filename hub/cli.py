@@ -13,8 +13,11 @@ import hashlib
 import json
 import logging
 import secrets
+import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import anyio
@@ -27,14 +30,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from hub.app import Hub, resolve_config, startup_bound_seconds
-from hub.config import DEFAULT_PORT, ApiKeyConfig, require_auth_beyond_loopback
+from hub.config import DEFAULT_PORT, ApiKeyConfig, HubConfig, load_config, require_auth_beyond_loopback
 from hub.endpoint import HttpServer, bind_socket, run_event_loop
 from hub.errors import ConfigError, HubError
+from hub.logs import LogFormat, setup_logging
 from hub.servers import ServerState, ServerStatus
 
 __all__ = ["app", "main"]
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+RELOAD_TIMEOUT_SECONDS = 900.0
+"""How long `mcphub reload` waits for the answer (the hub answers after draining)."""
 
 app = typer.Typer(
     name="mcphub",
@@ -116,20 +122,8 @@ def _exit_with(message: str, code: int, exc: BaseException) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # Per-request lines from the HTTP client and the SDK's session manager are noise at INFO.
-    for noisy in (
-        "httpx2",
-        "mcp.server.streamable_http_manager",
-        "mcp.server.streamable_http",
-        "mcp.client.streamable_http",
-    ):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+def _setup_logging(level: str, log_format: LogFormat = "text") -> None:
+    setup_logging(level, log_format)
 
 
 @app.callback()
@@ -151,25 +145,39 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to bind, 0 for any (overrides listen.port).")] = None,
     stdio: Annotated[bool, typer.Option("--stdio", help="Serve the catalog on stdin/stdout instead of HTTP.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: Annotated[
+        LogFormat | None, typer.Option("--log-format", help="text or json (one object per line). Default: config.")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Run the hub: start every server and serve the catalog at /mcp (or over stdio)."""
+    """Run the hub: start every server and serve the catalog at /mcp (or over stdio).
 
-    _setup_logging("debug" if _state["debug"] else log_level)
+    SIGHUP (or `mcphub reload`) re-reads the config file and applies it while serving."""
+
+    level = "debug" if _state["debug"] else log_level
+    _setup_logging(level, log_format or "text")
     try:
         hub_config, source = resolve_config(config)
     except ConfigError as exc:
         _exit_with(f"config error: {exc}", 2, exc)
-    if host is not None or port is not None:
-        listen = hub_config.listen.model_copy(
+
+    def with_overrides(loaded: HubConfig) -> HubConfig:
+        if host is None and port is None:
+            return loaded
+        listen = loaded.listen.model_copy(
             update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
         )
-        hub_config = hub_config.model_copy(update={"listen": listen})
+        return loaded.model_copy(update={"listen": listen})
+
+    hub_config = with_overrides(hub_config)
     if not stdio:
         try:
             require_auth_beyond_loopback(hub_config)
         except ValueError as exc:
             _exit_with(f"config error: {exc}", 2, exc)
+    if log_format is None and hub_config.log_format != "text":
+        _setup_logging(level, hub_config.log_format)
+    config_loader = (lambda: with_overrides(load_config(source))) if Path(source).is_file() else None
     console = _err if stdio else _out
 
     def say(text: str, data: dict[str, Any]) -> None:
@@ -201,14 +209,28 @@ def serve(
             {"event": "ready", "tools": len(hub.catalog.tools)},
         )
 
-    hub = Hub(hub_config, on_server_started=server_started, on_started=started)
+    hub = Hub(hub_config, on_server_started=server_started, on_started=started, config_loader=config_loader)
+
+    async def reload_on_sighup() -> None:
+        log = logging.getLogger(__name__)
+        with anyio.open_signal_receiver(signal.SIGHUP) as signals:
+            async for _ in signals:
+                log.info("SIGHUP: reloading the config")
+                try:
+                    report = await hub.reload()
+                except RuntimeError as exc:  # not serving yet
+                    log.warning("SIGHUP ignored: %s", exc)
+                    continue
+                log.info("reload %s: %s", report.status, json.dumps(report.as_json()))
 
     async def serve_stdio() -> None:
-        async with hub.running():
+        async with hub.running(), anyio.create_task_group() as tg:
+            tg.start_soon(reload_on_sighup)
             # A stdio host lists tools right after initialize and may ignore list_changed, so
             # answer only once every server has had its first start attempt.
             await hub.fleet.wait_first_attempts(startup_bound_seconds(hub_config))
             await hub.endpoint.serve_stdio()
+            tg.cancel_scope.cancel()
 
     async def serve_http() -> None:
         try:
@@ -226,7 +248,10 @@ def serve(
                 f"mcphub: add it to a client, e.g. `claude mcp add --transport http hub {url}`, or:", markup=False
             )
             _out.print(_client_snippet(url), markup=False)
-        await HttpServer(hub.http_app(), sock, log_level="warning").serve()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reload_on_sighup)
+            await HttpServer(hub.http_app(), sock, log_level="warning").serve()
+            tg.cancel_scope.cancel()
 
     _run(serve_stdio if stdio else serve_http)
 
@@ -263,7 +288,7 @@ def check(
             await hub.fleet.wait_first_attempts(longest + 5.0)
             statuses = [c.status().as_json() for c in hub.fleet.connections.values()]
             routes = hub.endpoint.routes_json()
-        failed = [s for s in statuses if s["state"] not in ("ready", "disabled")]
+        failed = [s for s in statuses if s["state"] not in ("ready", "degraded", "disabled")]
         if json_output:
             _out.print_json(data={"config": source, "servers": statuses, "routes": routes})
         else:
@@ -306,13 +331,34 @@ async def _admin_get(url: str, path: str, token: str | None) -> Any:
     return response.json()
 
 
+async def _admin_post(url: str, path: str, token: str | None) -> Any:
+    async with httpx2.AsyncClient(timeout=10.0, headers=_auth_headers(token)) as client:
+        response = await client.post(url.rstrip("/") + path)
+    if response.status_code == 404:
+        _fail(str(response.json().get("error", f"not found: {path}")))
+    if response.status_code not in (200, 202):
+        _fail(_refusal(response, f"POST {path}"))
+    return response.json()
+
+
 def _print_servers(servers: list[dict[str, Any]]) -> None:
-    table = Table("server", "state", "transport", "protocol", "tools", "resources", "prompts", "restarts", "last error")
-    colours = {"ready": "green", "failed": "red", "restarting": "yellow", "starting": "yellow"}
+    table = Table(
+        "server", "state", "transport", "protocol", "tools", "resources", "prompts", "restarts", "breaker", "last error"
+    )
+    colours = {
+        "ready": "green",
+        "degraded": "yellow",
+        "open": "red",
+        "failed": "red",
+        "restarting": "yellow",
+        "starting": "yellow",
+    }
     for s in servers:
         colour = colours.get(s["state"], "dim")
+        breaker = s.get("breaker", "closed")
+        failures = s.get("consecutive_failures", 0)
         table.add_row(
-            s["server_id"],
+            s["server_id"] + (f" [dim](replica of {s['replica_of']})[/]" if s.get("replica_of") else ""),
             f"[{colour}]{s['state']}[/]",
             s["transport"],
             s["protocol_version"] or "-",
@@ -320,15 +366,25 @@ def _print_servers(servers: list[dict[str, Any]]) -> None:
             str(s["resources"] + s["resource_templates"]),
             str(s["prompts"]),
             str(s["restarts"]),
+            breaker + (f" ({failures} failures)" if failures else ""),
             s["last_error"] or "",
         )
     _out.print(table)
 
 
 def _print_routes(routes: list[dict[str, Any]]) -> None:
-    table = Table("exposed name", "kind", "server", "original", "server state", "note")
+    table = Table("exposed name", "kind", "server", "original", "server state", "fallback chain", "serving now", "note")
     for r in routes:
-        table.add_row(r["exposed"], r["kind"], r["server_id"], r["original"], r["server_state"], r["note"] or "")
+        table.add_row(
+            r["exposed"],
+            r["kind"],
+            r["server_id"],
+            r["original"],
+            r["server_state"],
+            " -> ".join(r.get("chain") or [r["server_id"]]),
+            r.get("serving") or "-",
+            r["note"] or "",
+        )
     _out.print(table)
 
 
@@ -362,6 +418,76 @@ def routes(
             _out.print_json(data={"routes": selected})
         else:
             _print_routes(selected)
+
+    _run(run)
+
+
+@app.command()
+def reload(
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Make the running hub re-read its config file and apply it (as SIGHUP does): added servers
+    start, removed ones drain and stop, changed ones are replaced, unchanged ones are untouched.
+    A bad config is rejected whole (exit code 2) and the running one keeps serving."""
+
+    async def run() -> None:
+        async with httpx2.AsyncClient(timeout=RELOAD_TIMEOUT_SECONDS, headers=_auth_headers(token)) as client:
+            response = await client.post(url.rstrip("/") + "/admin/reload")
+        if response.status_code not in (200, 400):
+            _fail(_refusal(response, "POST /admin/reload"))
+        data = response.json()
+        if json_output:
+            _out.print_json(data=data)
+        if data["status"] == "rejected":
+            _fail(f"reload rejected, the running config stays: {data['error']}", 2)
+        if not json_output:
+            parts = [f"{key} {', '.join(data[key])}" for key in ("added", "removed", "replaced") if data[key]]
+            _out.print(f"reload {data['status']}: " + ("; ".join(parts) or "no server changed"), markup=False)
+            if data["drain_seconds"]:
+                drains = ", ".join(f"{sid} {sec:g} s" for sid, sec in data["drain_seconds"].items())
+                _out.print(f"drained: {drains}", markup=False)
+            if data["drain_timed_out"]:
+                _out.print(f"stopped with calls in flight: {', '.join(data['drain_timed_out'])}", markup=False)
+            if data["restart_required"]:
+                keys = ", ".join(data["restart_required"])
+                _out.print(f"needs a restart to take effect (running values kept): {keys}", markup=False)
+
+    _run(run)
+
+
+@app.command()
+def restart(
+    server_id: Annotated[str, typer.Argument(help="The server to restart (its key under `servers:`).")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for it to be ready (0: do not wait).")] = 30.0,
+    json_output: JsonOption = False,
+) -> None:
+    """Restart one server of the running hub (also one `failed` after a crash loop) and wait
+    until it is ready again. Exit code 1 when it is not ready within --wait seconds."""
+
+    async def run() -> None:
+        before = await _admin_post(url, f"/admin/servers/{server_id}/restart", token)
+        status = before
+        deadline = time.monotonic() + wait
+        while wait > 0:
+            servers = (await _admin_get(url, "/admin/servers", token))["servers"]
+            status = next((s for s in servers if s["server_id"] == server_id), status)
+            if status["state"] in ("ready", "degraded") and status["restarts"] > before["restarts"]:
+                break
+            if time.monotonic() >= deadline:
+                reason = f" ({status['last_error']})" if status["last_error"] else ""
+                _fail(f"server '{server_id}' is {status['state']} {wait:g} s after the restart{reason}")
+            await anyio.sleep(0.2)
+        if json_output:
+            _out.print_json(data=status)
+        elif wait > 0:
+            restarts = status["restarts"]
+            _out.print(f"server '{server_id}' restarted: {status['state']} (restarts {restarts})", markup=False)
+        else:
+            _out.print(f"server '{server_id}': restart requested", markup=False)
 
     _run(run)
 

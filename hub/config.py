@@ -44,6 +44,7 @@ __all__ = [
     "SERVER_ID_PATTERN",
     "ApiKeyConfig",
     "AuthConfig",
+    "BreakerConfig",
     "FilterConfig",
     "HubConfig",
     "JwtConfig",
@@ -51,8 +52,11 @@ __all__ = [
     "OAuthConfig",
     "PolicyRule",
     "RateLimitsConfig",
+    "ReplicaConfig",
+    "RetryConfig",
     "ServerConfig",
     "TokenBucketConfig",
+    "TracingConfig",
     "is_loopback_url",
     "json_schema",
     "load_config",
@@ -65,6 +69,15 @@ DEFAULT_PORT = 8765
 DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # bytes (4 MiB), the SDK's own default
+DEFAULT_MAX_RESULT_BYTES = 1024 * 1024  # bytes (1 MiB), FastMCP's response limit (SECURITY.md figures)
+DEFAULT_MAX_CONCURRENCY = 64
+DEFAULT_MAX_QUEUE = 256
+DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS = 30.0
+DEFAULT_DRAIN_TIMEOUT_SECONDS = 60.0  # Envoy suggests 60-90 s between services
+DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS = 1800.0  # the SDK's StreamableHTTPSessionManager default
+DEFAULT_MAX_RESTARTS = 5
+DEFAULT_RESTART_WINDOW_SECONDS = 60.0
+DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024  # bytes (4 MiB): a stdio stdout line
 
 SERVER_ID_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 """A server_id: lowercase, starts with a letter, at most 32 characters, no `_` and no `+`, so
@@ -167,6 +180,83 @@ def _secret_from_env(name: str, info: ValidationInfo) -> str:
     return value
 
 
+class RetryConfig(_Model):
+    """When and how often a failed request is sent again (hub/resilience.py has the rules).
+
+    A request is retried only when it provably never reached a server (not connected, circuit
+    open, queue full, refused before the write) or its tool is listed under `idempotent`; a
+    result with `isError: true` is an answer and never retried. Rounds after the first wait a
+    jittered exponential backoff and need the server's retry budget (Envoy's: retries in flight
+    <= `budget_ratio` x active calls, at least `budget_min`).
+    """
+
+    attempts: int = Field(default=3, ge=1, le=10)
+    """Rounds over the route's servers (replicas and fallbacks) per request, the first included.
+    Default: 3; 1 disables retry (moving to a not yet tried replica or fallback still happens)."""
+
+    backoff_initial_seconds: float = Field(default=0.1, gt=0, le=60)
+    """Upper bound of the first backoff, in seconds; each round doubles it (full jitter: the
+    wait is uniform in [0, bound]). Default: 0.1."""
+
+    backoff_max_seconds: float = Field(default=1.0, gt=0, le=300)
+    """Cap of the backoff bound, in seconds (Envoy: 10x the base). Default: 1."""
+
+    budget_ratio: float = Field(default=0.2, ge=0, le=1)
+    """Retries in flight to this server may be at most this share of its active calls.
+    Default: 0.2 (Envoy's retry budget)."""
+
+    budget_min: int = Field(default=3, ge=0, le=1000)
+    """Retries in flight always allowed, whatever the ratio. Default: 3 (Envoy's)."""
+
+
+class BreakerConfig(_Model):
+    """Circuit breaker per server connection (per replica member): it opens after `failures`
+    consecutive failures (timeouts, broken connections, JSON-RPC internal errors; never a tool's
+    `isError` result), fails calls fast while open, lets one probe through after the cool-down
+    (half-open) and closes on its success; the cool-down doubles each time it re-opens."""
+
+    failures: int = Field(default=5, ge=1, le=1000)
+    """Consecutive failures that open the circuit. Default: 5 (Envoy outlier detection)."""
+
+    cooldown_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds the circuit stays open before a half-open probe. Default: 30."""
+
+    cooldown_max_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    """Cap of the doubling cool-down, in seconds. Default: 300."""
+
+
+class ReplicaConfig(_Model):
+    """One member of a replicated server: how to reach it (stdio `command` or remote `url`).
+    Every other setting (timeouts, filters, retry, ...) comes from the logical server."""
+
+    command: str | None = None
+    """Executable of a stdio member, looked up on PATH."""
+
+    args: list[str] = Field(default_factory=list)
+    """Arguments of a stdio member."""
+
+    env: dict[str, str] = Field(default_factory=dict)
+    """Environment of a stdio member (plus the safe minimum, as for a server)."""
+
+    cwd: str | None = None
+    """Working directory of a stdio member."""
+
+    url: str | None = None
+    """Endpoint URL of a remote member (http or https)."""
+
+    transport: Literal["streamable_http", "sse"] | None = None
+    """How to reach a remote member: `streamable_http` (default) or legacy `sse`."""
+
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra HTTP headers sent to a remote member. Never logged."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ReplicaConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of 'command' (stdio member) or 'url' (remote member)")
+        return self
+
+
 class ServerConfig(_Model):
     """One server in the fleet: a stdio subprocess (`command`) or a remote server (`url`)."""
 
@@ -219,6 +309,18 @@ class ServerConfig(_Model):
     """Seconds a server may take to start (or connect) and negotiate before the attempt counts
     as failed and is retried with backoff. Default: 30."""
 
+    max_restarts: int = Field(default=DEFAULT_MAX_RESTARTS, ge=0, le=1000)
+    """Crash-loop cap of a stdio server: how many times it is restarted (jittered exponential
+    backoff, 0.5 s doubling to 30 s) within `restart_window_seconds`. One more exit in the window
+    leaves it `failed` until a reload or `mcphub restart <server_id>`. Default: 5."""
+
+    restart_window_seconds: float = Field(default=DEFAULT_RESTART_WINDOW_SECONDS, gt=0, le=86_400)
+    """The sliding window, in seconds, over which `max_restarts` counts exits. Default: 60."""
+
+    max_line_bytes: int = Field(default=DEFAULT_MAX_LINE_BYTES, ge=1024, le=1024**3)
+    """Longest stdout line, in bytes, a stdio server may write; a longer line kills and restarts
+    the child (its in-flight calls fail) instead of growing memory. Default: 4194304 (4 MiB)."""
+
     prefix: str | Literal[False] | None = None
     """Namespace of this server's tool and prompt names (`<prefix>__<name>`). Default: the
     server_id. `false` exposes original names (a collision then falls back to the server_id)."""
@@ -236,6 +338,54 @@ class ServerConfig(_Model):
     SSE servers that send sampling/elicitation/roots requests mid-call (their requests carry no
     link to the call that caused them, so on a shared connection they can be relayed only while
     exactly one call is in flight) and for servers that keep per-user state."""
+    timeouts: dict[str, Annotated[float, Field(gt=0, le=86_400)]] = Field(default_factory=dict)
+    """Per-route timeouts: `{glob on original tool names: seconds}`; the first matching glob (in
+    file order) replaces `timeout_seconds` for that tool's calls. Default: none."""
+
+    max_timeout_seconds: float | None = Field(default=None, gt=0, le=86_400)
+    """Hard maximum of one request, in seconds. A progress notification from the server restarts
+    the ordinary timeout, but never beyond this; on expiry the server is sent a cancellation and
+    the client gets a timeout naming the server. Default: 5x the request's timeout."""
+
+    idempotent: list[str] = Field(default_factory=list)
+    """Globs on original tool names the operator declares safe to send twice: only these are
+    retried (or moved to a replica or fallback) after the request may have reached the server.
+    Server-declared annotations (`idempotentHint`) are untrusted and ignored. Default: none."""
+
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    """Retry rounds, backoff and retry budget."""
+
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    """Circuit breaker thresholds."""
+
+    health_check_interval_seconds: float = Field(default=DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS, ge=0, le=86_400)
+    """A server idle this long gets a health check (`ping` in the handshake era, one `tools/list`
+    page in the modern era); a failed check counts as a failure (state `degraded`, breaker).
+    Default: 30; 0 disables health checks."""
+
+    max_result_bytes: int = Field(default=DEFAULT_MAX_RESULT_BYTES, ge=1024)
+    """Largest result accepted from this server, in bytes of serialized JSON; a larger one is
+    replaced by an `isError` result "result from <server> exceeded N bytes". Default: 1 MiB."""
+
+    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, le=100_000)
+    """Requests in flight to this server (to each replica member) at most. Default: 64."""
+
+    max_queue: int = Field(default=DEFAULT_MAX_QUEUE, ge=0, le=1_000_000)
+    """Requests that may wait for a slot beyond `max_concurrency`; one more fails fast with
+    "server busy" (never an unbounded queue). Default: 256."""
+
+    fallback: list[str] = Field(default_factory=list)
+    """Server_ids that serve this server's routes, in order, when it is down, its circuit is open
+    or a request failed before it was sent (or failed after, for an `idempotent` tool). A
+    fallback serves a route only if it has the same original tool, resource or prompt."""
+
+    expose: bool = True
+    """`false`: the server contributes no names of its own to `/mcp` and serves only as a
+    fallback of others (it still has `/servers/<server_id>/mcp`)."""
+
+    replicas: list[ReplicaConfig] = Field(default_factory=list)
+    """Members of one logical server (instead of `command`/`url`), served round-robin under one
+    set of names; member ids are `<server_id>/1`, `<server_id>/2`, ... in status and logs."""
 
     @field_validator("prefix")
     @classmethod
@@ -257,10 +407,17 @@ class ServerConfig(_Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> ServerConfig:
+        if self.replicas:
+            if self.command is not None or self.url is not None:
+                raise ValueError("give either 'replicas' or 'command'/'url', not both")
+            per_member = [n for n in ("args", "env", "cwd", "transport", "headers") if n in self.model_fields_set]
+            if per_member:
+                raise ValueError(f"{', '.join(per_member)} belong in each replica, not beside 'replicas'")
+            return self
         if (self.command is None) == (self.url is None):
             raise ValueError("give exactly one of 'command' (stdio server) or 'url' (remote server)")
         remote_only: tuple[str, ...] = ("transport", "headers", "bearer_token_env", "oauth")
-        stdio_only: tuple[str, ...] = ("args", "env", "cwd")
+        stdio_only: tuple[str, ...] = ("args", "env", "cwd", "max_restarts", "restart_window_seconds", "max_line_bytes")
         misplaced, kind = (
             (remote_only, "a remote server ('url')") if self.command else (stdio_only, "a stdio server ('command')")
         )
@@ -303,11 +460,41 @@ class ServerConfig(_Model):
         return [value for value in values if value]
 
     @property
-    def kind(self) -> Literal["stdio", "streamable_http", "sse"]:
-        """How the hub reaches this server."""
+    def kind(self) -> Literal["stdio", "streamable_http", "sse", "replicas"]:
+        """How the hub reaches this server (`replicas`: through its members)."""
+        if self.replicas:
+            return "replicas"
         if self.command is not None:
             return "stdio"
         return self.transport or "streamable_http"
+
+    def members(self, server_id: str) -> list[tuple[str, ServerConfig]]:
+        """`(member id, config)` of each connection this entry runs: itself under `server_id`,
+        or for `replicas` one per member, `<server_id>/1`, `<server_id>/2`, ... (a `/` never
+        occurs in a server_id), each with the logical server's settings and its own address."""
+        if not self.replicas:
+            return [(server_id, self)]
+        return [
+            (f"{server_id}/{index}", self.model_copy(update={**replica.model_dump(), "replicas": []}))
+            for index, replica in enumerate(self.replicas, start=1)
+        ]
+
+    def timeout_for(self, tool: str | None) -> float:
+        """Seconds a request may wait for its answer: the first `timeouts` glob matching the
+        original tool name, else `timeout_seconds`."""
+        if tool is not None:
+            for pattern, seconds in self.timeouts.items():
+                if fnmatch.fnmatchcase(tool, pattern):
+                    return seconds
+        return self.timeout_seconds
+
+    def hard_timeout_for(self, tool: str | None) -> float:
+        """The hard maximum of one request in seconds (`max_timeout_seconds`, default 5x its timeout)."""
+        return self.max_timeout_seconds if self.max_timeout_seconds is not None else 5 * self.timeout_for(tool)
+
+    def is_idempotent(self, tool: str) -> bool:
+        """Whether the operator listed the original tool name under `idempotent`."""
+        return any(fnmatch.fnmatchcase(tool, pattern) for pattern in self.idempotent)
 
     def exposed_prefix(self, server_id: str) -> str | None:
         """The namespace used for tool and prompt names, or None for original names."""
@@ -567,6 +754,18 @@ class RateLimitsConfig(_Model):
     (first matching glob in file order)."""
 
 
+class TracingConfig(_Model):
+    """OpenTelemetry tracing: a span per routed request, exported over OTLP/HTTP. Off unless an
+    endpoint is given here or in the standard `OTEL_EXPORTER_OTLP_ENDPOINT` variable."""
+
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP collector base URL (e.g. `http://127.0.0.1:4318`). Default: none, or
+    `OTEL_EXPORTER_OTLP_ENDPOINT` when set."""
+
+    service_name: str = "mcphub"
+    """The `service.name` resource attribute of the spans. Default: mcphub."""
+
+
 class HubConfig(_Model):
     """The whole hub configuration file."""
 
@@ -588,6 +787,21 @@ class HubConfig(_Model):
     """How long a modern-era client has to answer an `InputRequiredResult` the hub made for a
     handshake-era server's mid-call request (sampling, elicitation, roots) before the suspended
     server-side call is cancelled and its `requestState` handle expires. Default: 60."""
+    drain_timeout_seconds: float = Field(default=DEFAULT_DRAIN_TIMEOUT_SECONDS, ge=0, le=3600)
+    """On reload, how long a removed or replaced server's in-flight requests may take to finish
+    before its connection is stopped anyway (the Envoy drain model). Default: 60."""
+
+    session_idle_timeout_seconds: float = Field(default=DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS, gt=0, le=86_400)
+    """Seconds a handshake-era client session may go with no request in flight and no open GET
+    stream before the hub closes it and frees its resources; the client then gets HTTP 404 and
+    initializes again (MCP transport spec, session management). Default: 1800 (the SDK's)."""
+
+    log_format: Literal["text", "json"] = "text"
+    """Log line format on stderr: `text`, or `json` (one object per line with time, level,
+    logger, message, server_id and request_id). `mcphub serve --log-format` overrides it."""
+
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    """OpenTelemetry spans per routed request (needs the `otel` extra)."""
 
     servers: dict[ServerId, ServerConfig] = Field(default_factory=dict)
     """The fleet, keyed by server_id (`^[a-z][a-z0-9-]{0,31}$`)."""
@@ -602,6 +816,18 @@ class HubConfig(_Model):
 
     rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
     """Token-bucket rate limits per principal and per route."""
+
+    @model_validator(mode="after")
+    def _check_fallbacks(self) -> HubConfig:
+        for server_id, server in self.servers.items():
+            for index, other in enumerate(server.fallback):
+                if other == server_id:
+                    raise ValueError(f"servers.{server_id}.fallback[{index}]: a server cannot be its own fallback")
+                if other not in self.servers:
+                    raise ValueError(f"servers.{server_id}.fallback[{index}]: unknown server_id {other!r}")
+            if len(set(server.fallback)) != len(server.fallback):
+                raise ValueError(f"servers.{server_id}.fallback: lists a server twice")
+        return self
 
     @field_validator("public_url")
     @classmethod

@@ -49,11 +49,14 @@ from hub.bridge import Bridge
 from hub.catalog import Catalog, Kind
 from hub.config import HubConfig
 from hub.faces import HUB_NAME, AggregateFace, FaceServices, HubServer, ServerFace, SessionRegistry, build_mcp_server
+from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from hub.metrics import HubMetrics
 from hub.policy import Access, Policy
 from hub.ratelimit import RateLimiter
 from hub.relay import Subscriptions
 from hub.router import Router
-from hub.servers import Fleet, ServerState
+from hub.servers import Fleet, ServerConnection, ServerState
+from hub.tracing import CallTracer
 
 __all__ = ["Endpoint", "HttpServer", "allowed_hosts", "bind_socket", "run_event_loop"]
 
@@ -61,6 +64,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _best_state(members: list[ServerConnection]) -> str:
+    """A logical server's state for the route table: the best of its replica members'."""
+    states = [m.health_state for m in members]
+    for good in (ServerState.READY, ServerState.DEGRADED, ServerState.OPEN):
+        if good in states:
+            return good.value
+    return states[0].value if states else "unknown"
 
 
 def allowed_hosts(config: HubConfig) -> list[str]:
@@ -147,16 +159,29 @@ class Endpoint:
     :param router: where routed requests go.
     """
 
-    def __init__(self, config: HubConfig, catalog: Catalog, fleet: Fleet, router: Router) -> None:
+    def __init__(
+        self,
+        config: HubConfig,
+        catalog: Catalog,
+        fleet: Fleet,
+        router: Router,
+        *,
+        metrics: HubMetrics | None = None,
+        tracer: CallTracer | None = None,
+    ) -> None:
         self.config = config
         self.catalog = catalog
         self.fleet = fleet
+        self.metrics = metrics
+        self._router = router
+        self._tracer = tracer
         self._bus = InMemorySubscriptionBus()
         self.authenticator = Authenticator(config)
         self.policy = Policy(config.policies)
         self.access = Access(self.policy, RateLimiter(config.rate_limits))
         self.bridge = Bridge(config.input_required_ttl_seconds)
         self.subscriptions = Subscriptions(fleet.get, self.bridge.spawn)
+        fleet.on_resource_updated = self.subscriptions.updated
         for connection in fleet.connections.values():
             connection.on_resource_updated = self.subscriptions.updated
         self._registry = SessionRegistry(self._client_gone)
@@ -170,25 +195,18 @@ class Endpoint:
             "resource URIs are <server>+<uri>.",
             self.access,
             FaceServices(fleet, self.bridge, self.subscriptions),
+            metrics=metrics,
+            tracer=tracer,
         )
         self._per_server: dict[str, tuple[HubServer, SessionRegistry, InMemorySubscriptionBus]] = {}
         for server_id in config.servers:
-            registry, bus = SessionRegistry(self._client_gone), InMemorySubscriptionBus()
-            face = ServerFace(catalog, server_id)
-            self._per_server[server_id] = (
-                build_mcp_server(
-                    face,
-                    router,
-                    registry,
-                    bus,
-                    f"{HUB_NAME}/{server_id}",
-                    f"Server '{server_id}' through the hub.",
-                    self.access,
-                    FaceServices(fleet, self.bridge, self.subscriptions, scope=server_id),
-                ),
-                registry,
-                bus,
-            )
+            self._per_server[server_id] = self._build_server_face(server_id)
+        self._per_server_apps: dict[str, StreamableHTTPASGIApp] = {}
+        self._per_server_scopes: dict[str, anyio.CancelScope] = {}
+        self._faces_tg: anyio.abc.TaskGroup | None = None
+        self._managers: dict[str, StreamableHTTPSessionManager] = {}
+        self.reload_handler: Callable[[], Awaitable[tuple[int, dict[str, Any]]]] | None = None
+        """Called by `POST /admin/reload`; returns `(HTTP status, JSON body)` (set by the Hub)."""
         catalog.add_listener(self._on_catalog_change)
 
     def _client_gone(self, client_key: str) -> None:
@@ -196,6 +214,72 @@ class Endpoint:
         connections dedicated to it (`isolation: per_client`)."""
         self.subscriptions.forget(client_key)
         self.fleet.release_client(client_key)
+
+    def _build_server_face(self, server_id: str) -> tuple[HubServer, SessionRegistry, InMemorySubscriptionBus]:
+        registry, bus = SessionRegistry(self._client_gone), InMemorySubscriptionBus()
+        server = build_mcp_server(
+            ServerFace(self.catalog, server_id),
+            self._router,
+            registry,
+            bus,
+            f"{HUB_NAME}/{server_id}",
+            f"Server '{server_id}' through the hub.",
+            self.access,
+            FaceServices(self.fleet, self.bridge, self.subscriptions, scope=server_id),
+            metrics=self.metrics,
+            tracer=self._tracer,
+        )
+        return server, registry, bus
+
+    def _session_manager(self, server: Server[Any]) -> StreamableHTTPSessionManager:
+        return StreamableHTTPSessionManager(
+            app=server,
+            stateless=False,
+            json_response=False,
+            max_request_body_size=self.config.max_body_bytes,
+            session_idle_timeout=self.config.session_idle_timeout_seconds,
+        )
+
+    async def _serve_face(
+        self, server_id: str, scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        manager = self._session_manager(self._per_server[server_id][0])
+        with scope:
+            async with manager.run():
+                self._per_server_apps[server_id] = StreamableHTTPASGIApp(manager)
+                self._managers[server_id] = manager
+                task_status.started()
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    if self._per_server_scopes.get(server_id) is scope:
+                        self._per_server_apps.pop(server_id, None)
+                        self._managers.pop(server_id, None)
+
+    def open_sessions(self) -> int:
+        """Handshake-era client sessions open on every face (each ends on DELETE, when its
+        client's connection is gone and it has been idle `session_idle_timeout_seconds`, or when
+        the hub stops)."""
+        return sum(len(manager._server_instances) for manager in list(self._managers.values()))
+
+    async def add_server_face(self, server_id: str) -> None:
+        """Serve `/servers/<server_id>/mcp` for a server added by a reload (no-op if served)."""
+        if server_id in self._per_server_scopes or self._faces_tg is None:
+            return
+        if server_id not in self._per_server:
+            self._per_server[server_id] = self._build_server_face(server_id)
+        scope = anyio.CancelScope()
+        self._per_server_scopes[server_id] = scope
+        await self._faces_tg.start(self._serve_face, server_id, scope)
+
+    def remove_server_face(self, server_id: str) -> None:
+        """Stop serving `/servers/<server_id>/mcp` (a server removed by a reload): it answers 404
+        and its sessions are closed."""
+        self._per_server_apps.pop(server_id, None)
+        self._per_server.pop(server_id, None)
+        scope = self._per_server_scopes.pop(server_id, None)
+        if scope is not None:
+            scope.cancel()
 
     async def _on_catalog_change(self, server_id: str, kinds: frozenset[Kind]) -> None:
         targets = [(self._registry, self._bus)]
@@ -214,13 +298,17 @@ class Endpoint:
     # ---- HTTP ----
 
     def readiness(self) -> tuple[int, dict[str, Any]]:
-        """`(HTTP status, body)` of /readyz: 200 when at least one server is ready (or none is
-        configured) and every enabled server has finished its first start attempt."""
+        """`(HTTP status, body)` of /readyz: 200 when at least one server is connected (`ready`,
+        `degraded`, or `open`: discovery and fallbacks still work; or none is configured) and
+        every enabled server has finished its first start attempt. `status` is `ready` when every
+        server is `ready`, else `degraded`; each server (each replica member) is listed with its
+        state."""
         statuses = [c.status() for c in self.fleet.connections.values()]
         enabled = [s for s in statuses if s.state is not ServerState.DISABLED]
+        serving = [s for s in enabled if s.state in (ServerState.READY, ServerState.DEGRADED, ServerState.OPEN)]
         ready = [s for s in enabled if s.state is ServerState.READY]
         starting = [s for s in enabled if s.state is ServerState.STARTING]
-        if not enabled or (ready and not starting):
+        if not enabled or (serving and not starting):
             status = "ready" if len(ready) == len(enabled) else "degraded"
             code = 200
         else:
@@ -241,40 +329,45 @@ class Endpoint:
         return code, {"status": body["status"], "servers_by_state": counts}
 
     def routes_json(self, principal: Principal | None = None) -> list[dict[str, Any]]:
-        """Every route with its server's state (for `/admin/routes`), or only those `principal`
-        may use (`/me/routes`, `mcphub routes`)."""
-        states = {sid: c.state.value for sid, c in self.fleet.connections.items()}
-        return [
-            {
-                "exposed": route.exposed,
-                "kind": route.kind,
-                "server_id": route.server_id,
-                "original": route.original,
-                "note": route.note,
-                "server_state": states.get(route.server_id, "unknown"),
-            }
-            for route in self.catalog.routes()
-            if principal is None or self.policy.allows(principal, route.server_id, route.exposed)
-        ]
+        """Every route with its server's state, its fallback chain (`[server_id, fallbacks
+        offering the same original...]`), its candidate members in order and the member that
+        would serve it now (`serving`, None when none can), for `/admin/routes`; or only the
+        routes `principal` may use (`/me/routes`, `mcphub routes`)."""
+        rows = []
+        for route in self.catalog.routes():
+            if principal is not None and not self.policy.allows(principal, route.server_id, route.exposed):
+                continue
+            plan = self._router.plan(route.server_id, route.kind, route.original)
+            members = self.fleet.members(route.server_id)
+            rows.append(
+                {
+                    "exposed": route.exposed,
+                    "kind": route.kind,
+                    "server_id": route.server_id,
+                    "original": route.original,
+                    "note": route.note,
+                    "server_state": _best_state(members),
+                    "fallbacks": list(route.fallbacks),
+                    "chain": plan["chain"],
+                    "members": plan["members"],
+                    "serving": plan["serving"],
+                }
+            )
+        return rows
 
     def http_app(self, lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None) -> ASGIApp:
-        """The Starlette app: `/mcp`, `/servers/<id>/mcp`, `/healthz`, `/readyz`, `/admin/*`,
-        wrapped in Host/Origin validation and the request body cap (413 past `max_body_bytes`).
+        """The Starlette app: `/mcp`, `/servers/<id>/mcp`, `/healthz`, `/readyz`, `/metrics`
+        (Prometheus text), `/admin/*` (including `POST /admin/reload`), wrapped in Host/Origin
+        validation and the request body cap (413 past `max_body_bytes`, decided from
+        `Content-Length` or while streaming, before the body is buffered whole).
 
         :param lifespan: entered around serving (the composition root passes the fleet's).
         """
 
-        def manager(server: Server[Any]) -> StreamableHTTPSessionManager:
-            return StreamableHTTPSessionManager(
-                app=server, stateless=False, json_response=False, max_request_body_size=self.config.max_body_bytes
-            )
-
-        aggregate = manager(self.server)
-        per_server = {sid: manager(entry[0]) for sid, entry in self._per_server.items()}
+        aggregate = self._session_manager(self.server)
+        self._managers[""] = aggregate
         aggregate_app = StreamableHTTPASGIApp(aggregate)
-        per_server_apps = {sid: StreamableHTTPASGIApp(m) for sid, m in per_server.items()}
-
-        server_endpoint = _PerServerApp(per_server_apps)
+        server_endpoint = _PerServerApp(self._per_server_apps)
 
         async def healthz(request: Request) -> Response:
             return JSONResponse({"status": "ok"})
@@ -311,6 +404,28 @@ class Endpoint:
         async def admin_routes(request: Request) -> Response:
             return JSONResponse({"routes": self.routes_json()})
 
+        async def admin_reload(request: Request) -> Response:
+            if self.reload_handler is None:
+                return JSONResponse({"status": "rejected", "error": "this hub cannot reload"}, status_code=409)
+            code, body = await self.reload_handler()
+            return JSONResponse(body, status_code=code)
+
+        async def metrics(request: Request) -> Response:
+            if self.metrics is None:
+                return Response("metrics are off\n", status_code=404, media_type="text/plain")
+            return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+        async def admin_restart(request: Request) -> Response:
+            # Asks the server's supervisor to restart it (also out of a crash-loop `failed`);
+            # 202 with its status before the restart, 404 for an unknown server_id.
+            server_id = request.path_params["server_id"]
+            connection = self.fleet.get(server_id)
+            if connection is None:
+                return JSONResponse({"error": f"no server '{server_id}'"}, status_code=404)
+            status = connection.status().as_json()
+            connection.restart()
+            return JSONResponse(status, status_code=202)
+
         @contextlib.asynccontextmanager
         async def app_lifespan(app: Starlette) -> AsyncIterator[None]:
             async with contextlib.AsyncExitStack() as stack:
@@ -319,8 +434,10 @@ class Endpoint:
                 stack.push_async_callback(self.authenticator.aclose)
                 await stack.enter_async_context(self.bridge.running())
                 await stack.enter_async_context(aggregate.run())
-                for m in per_server.values():
-                    await stack.enter_async_context(m.run())
+                self._faces_tg = await stack.enter_async_context(anyio.create_task_group())
+                stack.callback(self._faces_tg.cancel_scope.cancel)
+                for server_id in list(self._per_server):
+                    await self.add_server_face(server_id)
                 yield
 
         app = Starlette(
@@ -335,6 +452,9 @@ class Endpoint:
                 Route("/me/routes", endpoint=my_routes, methods=["GET"]),
                 Route(PRM_PATH, endpoint=resource_metadata, methods=["GET"]),
                 Route(PRM_PATH + "/{resource:path}", endpoint=resource_metadata, methods=["GET"]),
+                Route("/admin/reload", endpoint=admin_reload, methods=["POST"]),
+                Route("/metrics", endpoint=metrics, methods=["GET"]),
+                Route("/admin/servers/{server_id:path}/restart", endpoint=admin_restart, methods=["POST"]),
             ],
             lifespan=app_lifespan,
         )

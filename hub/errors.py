@@ -63,7 +63,17 @@ class ServerError(HubError):
 
 
 class ServerUnavailable(ServerError):
-    """The server could not be started or reached, or its connection broke."""
+    """The server could not be started or reached, or its connection broke.
+
+    `delivered` is False only when the request provably never left the hub (the server was not
+    connected, its circuit was open, its queue was full, or the SDK refused the write): such a
+    request is safe to send again anywhere. True means it may have reached the server (the
+    rules are in `hub.resilience`).
+    """
+
+    def __init__(self, server_id: str, message: str, *, delivered: bool = True) -> None:
+        super().__init__(server_id, message)
+        self.delivered = delivered
 
 
 class ServerTimeout(ServerError, TimeoutError):

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -51,11 +52,14 @@ from hub.auth import Principal, principal_of
 from hub.bridge import HANDLE_PREFIX, SERVER_STATE_PREFIX, Bridge
 from hub.catalog import Catalog, Kind
 from hub.errors import HubError, RateLimited, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
+from hub.logs import new_request_id, server_id_var
+from hub.metrics import NO_SERVER, RESOURCE_ROUTE, UNKNOWN_ROUTE, HubMetrics
 from hub.naming import exposed_resource_uri
 from hub.policy import Access
 from hub.relay import CURRENT_CHANNEL, SessionChannel, Subscriptions, principal_id
 from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerState
+from hub.tracing import CallTracer, SpanRecord
 
 __all__ = [
     "CACHE_HINTS",
@@ -74,10 +78,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 HUB_NAME = "mcp-federation-hub"
-LIST_TTL_MS = 60_000
+LIST_TTL_MS = 10_000
 """`ttlMs` on the modern-era list results (SEP-2549 cache hints): how long a client may reuse
 them. Catalog changes reach listening clients at once as `subscriptions/listen` events, which
-evict their caches."""
+evict their caches; clients that do not listen see a change within 10 s (the catalog follows
+server health, so a long TTL would keep showing the tools of a server that went down)."""
 CACHE_HINTS: dict[Any, CacheHint] = {
     "tools/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="private"),
     "prompts/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="private"),
@@ -290,6 +295,47 @@ def _not_found(face: Face, router: Router, kind: str, name: str, *, disclose: bo
     return RouteNotFound(kind, name)
 
 
+_ROUTED_METHODS: Final = frozenset({"tools/call", "resources/read", "prompts/get", "completion/complete"})
+"""Requests that go through the router to a server (the ones metrics and spans count)."""
+
+
+def _route_of(face: Face, method: str, params: Mapping[str, Any] | None) -> tuple[str, str]:
+    """`(route label, server_id)` of a routed request: the exposed name only when the face
+    resolves it (bounded by the catalog), else `UNKNOWN_ROUTE`; resource URIs are never labels."""
+    params = params if isinstance(params, Mapping) else {}
+    if method == "completion/complete":
+        ref = params.get("ref")
+        ref = ref if isinstance(ref, Mapping) else {}
+        if ref.get("type") == "ref/prompt":
+            method, params = "prompts/get", ref
+        else:
+            method, params = "resources/read", {"uri": ref.get("uri")}
+    if method == "resources/read":
+        uri = params.get("uri")
+        owner = face.resolve_uri(uri) if isinstance(uri, str) else None
+        return (RESOURCE_ROUTE, owner[0]) if owner else (UNKNOWN_ROUTE, NO_SERVER)
+    name = params.get("name")
+    if not isinstance(name, str):
+        return UNKNOWN_ROUTE, NO_SERVER
+    owner = face.resolve_tool(name) if method == "tools/call" else face.resolve_prompt(name)
+    if owner is not None:
+        return name, owner[0]
+    return UNKNOWN_ROUTE, face.claimed_by(name) or NO_SERVER
+
+
+def _outcome_of(exc: HubError) -> str:
+    """The `outcome` label of a HubError (see `HubMetrics.observe_call`)."""
+    if isinstance(exc, RouteNotFound):
+        return "not_found"
+    if isinstance(exc, RateLimited):
+        return "rate_limited"
+    if isinstance(exc, ServerTimeout):
+        return "timeout"
+    if isinstance(exc, ServerUnavailable):
+        return "unavailable"
+    return "internal_error"
+
+
 def _to_mcp_error(exc: HubError) -> MCPError:
     """The JSON-RPC error a client gets for a HubError; `data` names the route or server."""
     if isinstance(exc, RouteNotFound):
@@ -463,6 +509,9 @@ def build_mcp_server(
     instructions: str,
     access: Access,
     services: FaceServices | None = None,
+    *,
+    metrics: HubMetrics | None = None,
+    tracer: CallTracer | None = None,
 ) -> HubServer:
     """A lowlevel `mcp` Server serving `face` in both eras: list handlers read the catalog (no
     server round trip), `tools/call`, `resources/read`, `prompts/get` and `completion/complete`
@@ -482,6 +531,10 @@ def build_mcp_server(
     :param registry: records each handshake-era session for `list_changed` fan-out.
     :param name: the `serverInfo.name` clients see.
     :param access: the policy and per-route rate limits.
+    :param metrics: records every routed request (method, route, server, outcome, latency).
+    :param tracer: opens a span per routed request (None: tracing off, no cost).
+
+    Every incoming request gets a fresh request id (`hub.logs`) for the log lines it causes.
     """
 
     def visible(ctx: ServerRequestContext[Any], kind: Kind, items: Sequence[_ItemT]) -> list[_ItemT]:
@@ -694,18 +747,52 @@ def build_mcp_server(
         )
     server.services = services
 
-    async def boundary(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
-        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            registry.track(ctx.session)
+    async def translate(ctx: ServerRequestContext[Any], call_next: CallNext, record: SpanRecord) -> HandlerResult:
         try:
-            return await call_next(ctx)
-        except (MCPError, ValidationError):
+            result = await call_next(ctx)
+        except MCPError as exc:
+            record.outcome = "invalid" if exc.code == INVALID_PARAMS else "server_error"
+            raise
+        except ValidationError:
+            record.outcome = "invalid"
             raise
         except HubError as exc:
+            record.outcome = _outcome_of(exc)
             raise _to_mcp_error(exc) from None
         except Exception:
             logger.exception("unexpected error while handling %s", ctx.method)
             raise MCPError(INTERNAL_ERROR, "internal error in the hub (details are in its log)") from None
+        record.outcome = "tool_error" if getattr(result, "is_error", False) else "ok"
+        return result
+
+    async def boundary(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
+        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            registry.track(ctx.session)
+        request_id = new_request_id()
+        record = SpanRecord()
+        if ctx.method not in _ROUTED_METHODS:
+            return await translate(ctx, call_next, record)
+        record.route, record.server_id = _route_of(face, ctx.method, ctx.params)
+        server_token = server_id_var.set(record.server_id or None)
+        logger.debug("%s %s -> server %s", ctx.method, record.route, record.server_id or "-")
+        started = time.perf_counter()
+        try:
+            if tracer is None:
+                return await translate(ctx, call_next, record)
+            with tracer.span(ctx.method, request_id, record):
+                return await translate(ctx, call_next, record)
+        except BaseException as exc:
+            if not isinstance(exc, Exception | ExceptionGroup):
+                record.outcome = "cancelled"
+            if record.outcome not in ("ok", "tool_error"):
+                logger.info("%s %s: %s", ctx.method, record.route, record.outcome)
+            raise
+        finally:
+            if metrics is not None:
+                metrics.observe_call(
+                    ctx.method, record.route, record.server_id, record.outcome, time.perf_counter() - started
+                )
+            server_id_var.reset(server_token)
 
     # The SDK's OpenTelemetry middleware costs ~7% CPU with no exporter (PERFORMANCE.md).
     server.middleware[:] = [boundary]

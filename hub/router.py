@@ -1,47 +1,112 @@
-"""Dispatch of routed requests to the server connection that owns them.
+"""Dispatch of routed requests: timeouts, retry only when safe, fallback, replicas, circuit
+breakers, concurrency caps and the result size cap.
 
-The endpoint resolves an exposed name to a `Route` (catalog); the router sends the request to
-that route's server under the original name, within the server's `timeout_seconds`, and returns
-the server's result unchanged (content, structuredContent, isError). Retry, fallback and circuit
-breaking belong here too (see the resilience issue); today a route has exactly one server.
+The endpoint resolves an exposed name to `(server_id, original)` (catalog); the router sends the
+request under the original name and returns the answer unchanged (content, structuredContent,
+isError). One request goes like this:
+
+1. Candidates, in order: the route's server (its replica members round-robin, starting one
+   further each request), then each `fallback:` server (its members likewise) that offers the
+   same original tool, resource or prompt right now.
+2. A *round* walks the candidates: a member that is not connected, whose circuit is open or whose
+   queue is full is skipped (the request never left the hub: failover, free); the first member
+   that takes the request answers it. If the request failed after it may have reached the
+   server (timeout, broken connection, -32603), the round moves on only for a tool the operator
+   listed under `idempotent:` (and for reads: `resources/read`, `prompts/get`,
+   `completion/complete` ask for data and change nothing); otherwise the failure is the answer.
+3. When a round fails as a whole and the failure is safe to repeat, tenacity waits a jittered
+   exponential backoff and runs another round, up to `retry.attempts` rounds, each needing a
+   token from the server's retry budget (hub/resilience.py has the rules and the table). A
+   round refused everywhere by open circuits or full queues (`ServerRejected`) is not repeated:
+   those refusals exist to fail fast.
+
+Errors a caller catches: `ServerUnavailable` (no candidate could take the request, or the
+connection broke; names the server), `ServerTimeout` (names the server; it was sent a
+cancellation), `MCPError` (the server's own error, code unchanged). A tool result over
+`max_result_bytes` becomes an `isError` result "result from <server> exceeded N bytes"; a resource
+or prompt over it fails with a `ServerError` saying the same.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
 
+import anyio
 import mcp_types as types
+from mcp import MCPError
 from mcp.shared.dispatcher import ProgressFnT
+from mcp_types import INTERNAL_ERROR
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_random_exponential
 
-from hub.errors import ServerUnavailable
+from hub.catalog import Kind, snapshot_offers
+from hub.config import ServerConfig
+from hub.errors import ServerError, ServerTimeout, ServerUnavailable
+from hub.limits import BreakerState, RetryBudget, ServerRejected
+from hub.resilience import EventSink, Failure, ResultTooLarge, classify_failure, oversized
 from hub.servers import Fleet, ServerConnection
 
 __all__ = ["ProgressFn", "Router"]
 
+logger = logging.getLogger(__name__)
+
 ProgressFn = ProgressFnT
 """`(progress, total, message)`, as `notifications/progress` carries them."""
 
+_T = TypeVar("_T", bound=types.Result)
+_Send = Callable[[ServerConnection], Awaitable[_T]]
+
+
+@dataclass
+class _Call:
+    """One client request on its way through the router."""
+
+    server_id: str
+    kind: Kind
+    original: str
+    config: ServerConfig
+    repeatable: bool
+    """May be sent again after it may have reached a server (idempotent tool, or a read)."""
+    token: bool = False
+    """Holds a retry-budget token (from a granted retry until the end of its round)."""
+    answered_by: str | None = None
+
 
 class Router:
-    """Sends requests to server connections by server_id.
+    """Sends requests to the servers of a route (see the module docstring for the rules).
 
-    :raises ServerUnavailable: (every method) the server is not configured or not connected.
-    :raises ServerTimeout: (every method) no answer within the server's `timeout_seconds`.
-    :raises MCPError: (every method) the server's own error response, code unchanged.
+    :param fleet: the server connections; its `events` sink receives the router's events too.
     """
 
     def __init__(self, fleet: Fleet) -> None:
         self._fleet = fleet
+        self._budgets: dict[str, RetryBudget] = {}
+        self._rotation: dict[str, int] = {}
 
-    def _connection(self, server_id: str) -> ServerConnection:
-        connection = self._fleet.get(server_id)
-        if connection is None:
-            raise ServerUnavailable(server_id, "not configured")
-        return connection
+    @property
+    def events(self) -> EventSink:
+        """Where call, retry, failover and budget events go (the fleet's sink)."""
+        return self._fleet.events
+
+    # ---- public API (original names) ----
 
     def require_ready(self, server_id: str) -> None:
-        """:raises ServerUnavailable: `server_id` is not configured or not connected."""
-        self._connection(server_id).require_ready()
+        """:raises ServerUnavailable: `server_id` is not configured, or none of its members is connected."""
+        members = self._fleet.members(server_id)
+        if not members:
+            raise ServerUnavailable(server_id, "not configured", delivered=False)
+        errors: list[ServerUnavailable] = []
+        for member in members:
+            try:
+                member.require_ready()
+                return
+            except ServerUnavailable as exc:
+                errors.append(exc)
+        raise errors[0]
 
     async def call_tool(
         self,
@@ -51,24 +116,36 @@ class Router:
         progress: ProgressFn | None = None,
         **mrtr: Any,
     ) -> types.CallToolResult | types.InputRequiredResult:
-        """`tools/call` of original tool `name` on `server_id`; progress is relayed to `progress`.
+        """`tools/call` of original tool `name` on `server_id` (or its replicas and fallbacks);
+        progress is relayed to `progress`. A result over `max_result_bytes` comes back as an
+        `isError` result naming the server and the limit.
 
         :param mrtr: `input_responses`, `request_state`, `allow_input_required`, `log_level`,
             passed to `ServerConnection.call_tool` (2026-07-28 multi-round-trip requests).
         """
-        return await self._connection(server_id).call_tool(name, arguments, progress_callback=progress, **mrtr)
+        try:
+            return await self._dispatch(
+                server_id,
+                "tools",
+                name,
+                lambda c: c.call_tool(name, arguments, progress_callback=progress, **mrtr),
+            )
+        except ResultTooLarge as exc:
+            return types.CallToolResult(content=[types.TextContent(type="text", text=exc.message)], is_error=True)
 
     async def read_resource(
         self, server_id: str, uri: str, **mrtr: Any
     ) -> types.ReadResourceResult | types.InputRequiredResult:
-        """`resources/read` of original `uri` on `server_id`; `mrtr` as `call_tool`."""
-        return await self._connection(server_id).read_resource(uri, **mrtr)
+        """`resources/read` of original `uri` on `server_id` (or its replicas and fallbacks);
+        `mrtr` as `call_tool`."""
+        return await self._dispatch(server_id, "resources", uri, lambda c: c.read_resource(uri, **mrtr))
 
     async def get_prompt(
         self, server_id: str, name: str, arguments: dict[str, str] | None, **mrtr: Any
     ) -> types.GetPromptResult | types.InputRequiredResult:
-        """`prompts/get` of original prompt `name` on `server_id`; `mrtr` as `call_tool`."""
-        return await self._connection(server_id).get_prompt(name, arguments, **mrtr)
+        """`prompts/get` of original prompt `name` on `server_id` (or its replicas and fallbacks);
+        `mrtr` as `call_tool`."""
+        return await self._dispatch(server_id, "prompts", name, lambda c: c.get_prompt(name, arguments, **mrtr))
 
     async def complete(
         self,
@@ -78,4 +155,214 @@ class Router:
         context_arguments: dict[str, str] | None,
     ) -> types.CompleteResult:
         """`completion/complete` on `server_id`; `ref` already carries the original name or URI template."""
-        return await self._connection(server_id).complete(ref, argument, context_arguments)
+        kind: Kind = "prompts" if isinstance(ref, types.PromptReference) else "resource_templates"
+        original = ref.name if isinstance(ref, types.PromptReference) else ref.uri
+        return await self._dispatch(server_id, kind, original, lambda c: c.complete(ref, argument, context_arguments))
+
+    def plan(self, server_id: str, kind: Kind, original: str) -> dict[str, Any]:
+        """For `/admin/routes`: the route's chain (`[server_id, fallbacks offering it...]`), its
+        candidate members in order, and the member that would serve it now (None: none can)."""
+        members = self._fleet.members(server_id)
+        config = members[0].config if members else None
+        candidates = self._candidates(server_id, kind, original, config, advance=False) if config else []
+        serving = next((c.server_id for c in candidates if _available(c)), None)
+        chain = list(dict.fromkeys(c.server_id.partition("/")[0] for c in candidates))
+        if server_id not in chain:
+            chain.insert(0, server_id)
+        return {"chain": chain, "members": [c.server_id for c in candidates], "serving": serving}
+
+    def budget(self, server_id: str) -> RetryBudget | None:
+        """The retry budget of logical `server_id`, once a request has used it."""
+        return self._budgets.get(server_id)
+
+    # ---- dispatch ----
+
+    def _candidates(
+        self, server_id: str, kind: Kind, original: str, config: ServerConfig, *, advance: bool
+    ) -> list[ServerConnection]:
+        order: list[ServerConnection] = []
+        for index, sid in enumerate([server_id, *config.fallback]):
+            members = self._fleet.members(sid)
+            if index > 0:
+                members = [m for m in members if snapshot_offers(m.snapshot, kind, original)]
+            if not members:
+                continue
+            start = self._rotation.get(sid, 0)
+            if advance:
+                self._rotation[sid] = start + 1
+            start %= len(members)
+            order.extend(members[start:] + members[:start])
+        return order
+
+    async def _dispatch(self, server_id: str, kind: Kind, original: str, send: _Send[_T]) -> _T:
+        members = self._fleet.members(server_id)
+        if not members:
+            raise ServerUnavailable(server_id, "not configured", delivered=False)
+        config = members[0].config
+        call = _Call(
+            server_id,
+            kind,
+            original,
+            config,
+            repeatable=kind != "tools" or config.is_idempotent(original),
+        )
+        budget = self._budgets.get(server_id)
+        if budget is None or (budget.ratio, budget.minimum) != (config.retry.budget_ratio, config.retry.budget_min):
+            budget = self._budgets[server_id] = RetryBudget(config.retry.budget_ratio, config.retry.budget_min)
+        started = time.monotonic()
+        outcome = "error"
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(config.retry.attempts),
+            wait=wait_random_exponential(
+                multiplier=config.retry.backoff_initial_seconds, max=config.retry.backoff_max_seconds
+            ),
+            retry=partial(self._may_retry, call, budget),
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+        with budget.call():
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        try:
+                            result = await self._round(call, send)
+                        finally:
+                            if call.token:
+                                call.token = False
+                                budget.release()
+                        outcome = "is_error" if getattr(result, "is_error", False) else "ok"
+                        return result
+                raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
+            except ResultTooLarge:
+                outcome = "too_large"
+                raise
+            except ServerTimeout:
+                outcome = "timeout"
+                raise
+            except ServerUnavailable:
+                outcome = "unavailable"
+                raise
+            finally:
+                if call.token:
+                    budget.release()
+                self.events.emit(
+                    "on_call", original, call.answered_by or server_id, outcome, time.monotonic() - started
+                )
+
+    def _may_retry(self, call: _Call, budget: RetryBudget, retry_state: RetryCallState) -> bool:
+        """tenacity's retry predicate: another round only when rounds are left, for a failure
+        that is safe to repeat, and only with a token from the server's retry budget."""
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None and outcome.failed else None
+        if exc is None or retry_state.attempt_number >= call.config.retry.attempts:
+            return False
+        if isinstance(exc, ServerRejected):
+            return False  # circuit open or queue full everywhere: fail fast, shed load
+        failure = classify_failure(exc)
+        if failure is None or (failure is not Failure.NOT_DELIVERED and not call.repeatable):
+            return False
+        if not budget.try_acquire():
+            self.events.emit("on_budget_exhausted", call.server_id)
+            logger.info("server %s: retry budget used up, not retrying %s", call.server_id, call.original)
+            return False
+        call.token = True
+        self.events.emit("on_retry", call.server_id)
+        return True
+
+    async def _round(self, call: _Call, send: _Send[_T]) -> _T:
+        """One walk over the candidates (module docstring, step 2)."""
+        candidates = self._candidates(call.server_id, call.kind, call.original, call.config, advance=True)
+        first: ServerError | MCPError | None = None
+        skipped: list[str] = []
+        rejected_everywhere = True
+        lost: ServerError | MCPError | None = None  # the last failure after a possible delivery: the one to report
+        previous: str | None = None
+        for position, connection in enumerate(candidates, start=1):
+            if previous is not None:
+                self.events.emit("on_failover", previous, connection.server_id)
+            previous = connection.server_id
+            try:
+                return await self._attempt(call, connection, send)
+            except (ServerUnavailable, ServerTimeout, MCPError) as exc:
+                failure = classify_failure(exc)
+                if failure is None:
+                    raise
+                first = first or exc
+                if failure is Failure.NOT_DELIVERED:
+                    assert isinstance(exc, ServerUnavailable)
+                    skipped.append(f"{connection.server_id}: {exc.message}")
+                    rejected_everywhere = rejected_everywhere and isinstance(exc, ServerRejected)
+                    continue
+                lost = exc
+                if not call.repeatable:
+                    raise
+                if position < len(candidates):
+                    logger.warning(
+                        "server %s failed %s (%s); trying the next replica or fallback",
+                        connection.server_id,
+                        call.original,
+                        exc,
+                    )
+        if lost is not None:
+            raise lost
+        if first is None:
+            raise ServerUnavailable(call.server_id, "no server offers this route right now", delivered=False)
+        if len(skipped) > 1:
+            if rejected_everywhere:
+                raise ServerRejected(call.server_id, "; ".join(skipped)) from first
+            raise ServerUnavailable(call.server_id, "; ".join(skipped), delivered=False) from first
+        raise first
+
+    async def _attempt(self, call: _Call, connection: ServerConnection, send: _Send[_T]) -> _T:
+        """Send to one member: readiness, breaker and concurrency checks first (failing them
+        means the request never left), then the request; the breaker gets the verdict."""
+        connection.require_ready()
+        breaker = connection.breaker
+        if not breaker.allow():
+            raise ServerRejected(
+                connection.server_id,
+                f"circuit open after {breaker.consecutive_failures} consecutive failures; next probe in "
+                f"{breaker.retry_in_seconds:.1f} s",
+            )
+        try:
+            async with connection.limiter.slot(connection.config.timeout_for(call.original)):
+                result = await send(connection)
+        except ServerUnavailable as exc:
+            if exc.delivered:
+                breaker.record_failure()
+            else:
+                breaker.release()
+            raise
+        except ServerTimeout:
+            breaker.record_failure()
+            raise
+        except MCPError as exc:
+            if exc.code == INTERNAL_ERROR:
+                breaker.record_failure()
+            else:
+                breaker.record_success()
+            raise
+        except ResultTooLarge:
+            breaker.record_success()
+            call.answered_by = connection.server_id
+            raise
+        except BaseException:
+            breaker.release()  # cancelled by the client, or a bug: no verdict on the server
+            raise
+        breaker.record_success()
+        call.answered_by = connection.server_id
+        if oversized(result, connection.config.max_result_bytes):
+            raise ResultTooLarge(connection.server_id, connection.config.max_result_bytes)
+        return result
+
+
+def _available(connection: ServerConnection) -> bool:
+    """Whether a member would take a request now (connected, circuit admitting, queue not full)."""
+    try:
+        connection.require_ready()
+    except ServerUnavailable:
+        return False
+    if connection.breaker.state is not BreakerState.CLOSED and not connection.breaker.would_allow():
+        return False
+    limiter = connection.limiter
+    return limiter.in_use < limiter.max_concurrency or limiter.waiting < limiter.max_queue

@@ -9,10 +9,17 @@ Life of a connection::
 
     starting --connected and listed--> ready --connection lost--> restarting --> ready ...
         \\--could not start--> failed (retrying with backoff) --> ready
+    stdio: more than max_restarts exits within restart_window_seconds --> failed (crash loop:
+        no more restarts) --restart() / reload--> restarting --> ready
     any --Fleet stops--> stopped
 
 While a server is not ready it contributes nothing to the catalog, and calls routed to it fail
-at once with `ServerUnavailable`.
+at once with `ServerUnavailable` (`delivered=False`: the router may send them elsewhere).
+
+A connected server's reported state (`health_state`, shown in /readyz, /admin and `mcphub
+servers`) is refined by its circuit breaker and health checks: `open` while the breaker is not
+closed, `degraded` after recent failed requests or health checks, else `ready`. A server with
+`replicas:` runs one connection per member, keyed `<server_id>/<n>` (`Fleet.members`).
 """
 
 from __future__ import annotations
@@ -40,7 +47,14 @@ from mcp.client._transport import Transport
 from mcp.client.session import ClientRequestContext
 from mcp.shared.auth_utils import resource_url_from_server_url
 from mcp.shared.dispatcher import ProgressFnT
-from mcp_types import CLIENT_CAPABILITIES_META_KEY, CONNECTION_CLOSED, LOG_LEVEL_META_KEY, METHOD_NOT_FOUND
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CONNECTION_CLOSED,
+    INTERNAL_ERROR,
+    LOG_LEVEL_META_KEY,
+    METHOD_NOT_FOUND,
+    REQUEST_TIMEOUT,
+)
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters import (
@@ -53,7 +67,10 @@ from adapters import (
 )
 from hub.config import HubConfig, ServerConfig
 from hub.errors import ServerProtocolError, ServerTimeout, ServerUnavailable, describe_failure
+from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter
+from hub.logs import server_id_var
 from hub.relay import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
+from hub.resilience import EventSink, ResultTooLarge, delivery_mark, is_transport_size_abort, track_delivery
 
 __all__ = ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"]
 
@@ -67,6 +84,8 @@ MAX_LIST_PAGES: Final = 1000
 BACKOFF_INITIAL_SECONDS: Final = 0.5
 BACKOFF_MAX_SECONDS: Final = 30.0
 _MODERN: Final = MODERN_PROTOCOL_VERSIONS[-1]
+_EVENT_ENVELOPE_BYTES: Final = 64 * 1024
+"""Allowance over `max_result_bytes` for one SSE event (JSON-RPC envelope, `_meta`, escaping)."""
 
 
 class ServerState(enum.StrEnum):
@@ -74,6 +93,10 @@ class ServerState(enum.StrEnum):
 
     STARTING = "starting"
     READY = "ready"
+    DEGRADED = "degraded"
+    """Connected and serving, but recent requests or health checks failed."""
+    OPEN = "open"
+    """Connected, but its circuit breaker is open: requests fail fast (or go to a fallback)."""
     RESTARTING = "restarting"
     FAILED = "failed"
     STOPPED = "stopped"
@@ -116,6 +139,13 @@ class ServerStatus:
     restarts: int
     since: float
     """Unix time of the last state change."""
+    replica_of: str | None = None
+    """The logical server_id when this is a replica member (`<server_id>/<n>`)."""
+    breaker: str = "closed"
+    """`closed`, `open` or `half_open`."""
+    consecutive_failures: int = 0
+    in_flight: int = 0
+    queued: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +160,11 @@ class ServerStatus:
             "last_error": self.last_error,
             "restarts": self.restarts,
             "since": self.since,
+            "replica_of": self.replica_of,
+            "breaker": self.breaker,
+            "consecutive_failures": self.consecutive_failures,
+            "in_flight": self.in_flight,
+            "queued": self.queued,
         }
 
 
@@ -162,6 +197,16 @@ class ServerConnection:
     """Starts a supervised background task (the fleet's); needed for `isolation: per_client`."""
     client_key: str | None = None
     """The client this connection is dedicated to (`isolation: per_client` clones), else None."""
+    in_flight: int = 0
+    """Requests sent through this connection and not answered yet (a drain waits for 0)."""
+    events: EventSink = field(default_factory=EventSink)
+    """Where breaker, queue and health events go (`Fleet.events`, wired to metrics)."""
+    health_failures: int = 0
+    """Consecutive failed health checks (state `degraded` while > 0)."""
+    breaker: CircuitBreaker = field(init=False)
+    limiter: ConcurrencyLimiter = field(init=False)
+    _last_answer: float = field(default_factory=time.monotonic)
+    """`time.monotonic()` of the last answer (or connect): health checks run when idle."""
     _client: Client | None = None
     _stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=3))
     _inflight: list[ClientChannel] = field(default_factory=list)
@@ -178,6 +223,17 @@ class ServerConnection:
         words = {word for value in values for word in (value, *value.split()) if len(word) >= 8}
         self._secrets = tuple(sorted(words, key=len, reverse=True))
         self._auth = self._oauth()
+        member = self.server_id
+        self.breaker = CircuitBreaker(
+            self.config.breaker, lambda state: self.events.emit("on_breaker_change", member, state.value)
+        )
+        self.limiter = ConcurrencyLimiter(
+            member,
+            self.config.max_concurrency,
+            self.config.max_queue,
+            lambda depth: self.events.emit("on_queue_depth", member, depth),
+            lambda: self.events.emit("on_rejected", member),
+        )
 
     def _oauth(self) -> ClientCredentialsAuth | None:
         """The server's OAuth client credentials, made once so its cached token outlives reconnects."""
@@ -201,15 +257,34 @@ class ServerConnection:
     _first_attempt_done: anyio.Event = field(default_factory=anyio.Event)
     _refresh: anyio.Event = field(default_factory=anyio.Event)
     _state_changed: anyio.Event = field(default_factory=anyio.Event)
+    _restart_requested: anyio.Event = field(default_factory=anyio.Event)
+    _close_reason: str | None = None
+    crash_looped: bool = False
+    """True while the server is `failed` by the crash-loop cap (waiting for `restart()`)."""
+    """Why the current stdio child ended its connection (exit code, overlong line), if it did."""
+    _no_calls: anyio.Event = field(default_factory=anyio.Event)
 
     @property
     def timeout_seconds(self) -> float:
         return self.config.timeout_seconds
 
+    @property
+    def health_state(self) -> ServerState:
+        """`state`, refined for a connected server: `open` while its circuit is not closed,
+        `degraded` after recent failed requests or health checks, else `ready`."""
+        if self.state is not ServerState.READY:
+            return self.state
+        if self.breaker.state is not BreakerState.CLOSED:
+            return ServerState.OPEN
+        if self.breaker.consecutive_failures or self.health_failures:
+            return ServerState.DEGRADED
+        return ServerState.READY
+
     def status(self) -> ServerStatus:
+        logical, slash, _ = self.server_id.partition("/")
         return ServerStatus(
             server_id=self.server_id,
-            state=self.state,
+            state=self.health_state,
             transport=self.config.kind,
             protocol_version=self.protocol_version,
             tools=len(self.snapshot.tools),
@@ -219,11 +294,21 @@ class ServerConnection:
             last_error=self.last_error,
             restarts=self.restarts,
             since=self.since,
+            replica_of=logical if slash else None,
+            breaker=self.breaker.state.value,
+            consecutive_failures=self.breaker.consecutive_failures,
+            in_flight=self.in_flight,
+            queued=self.limiter.waiting,
         )
 
     async def wait_first_attempt(self) -> None:
         """Return once the first connection attempt has succeeded or failed."""
         await self._first_attempt_done.wait()
+
+    async def wait_no_calls(self) -> None:
+        """Return once no request is in flight on this connection (bound it with a timeout)."""
+        while self.in_flight:
+            await self._no_calls.wait()
 
     async def wait_for_state(self, *states: ServerState) -> ServerState:
         """Wait until the connection is in one of `states` (bound it with a timeout) and return it."""
@@ -248,18 +333,34 @@ class ServerConnection:
                 env=config.env,
                 cwd=config.cwd,
                 on_stderr_line=self._on_stderr_line,
+                max_line_bytes=config.max_line_bytes,
+                on_close_reason=self._on_close_reason,
+                redact=self._redact,
             )
         assert config.url is not None
-        factory = sse_transport if config.kind == "sse" else streamable_http_transport
         # Only the server's own configured credential goes out: the hub makes its own connections,
         # so a client's token never reaches a server (MCP authorization spec, "Token Passthrough").
-        return factory(
+        if config.kind == "sse":
+            return sse_transport(
+                config.url,
+                self.pool,
+                headers=config.http_headers(),
+                timeout_seconds=config.timeout_seconds,
+                auth=self._auth,
+            )
+        # An answer travels in one SSE event: cap it at the result cap plus the JSON-RPC envelope,
+        # so an oversized result is cut off while it streams instead of being buffered whole.
+        return streamable_http_transport(
             config.url,
             self.pool,
             headers=config.http_headers(),
             timeout_seconds=config.timeout_seconds,
             auth=self._auth,
+            max_event_bytes=config.max_result_bytes + _EVENT_ENVELOPE_BYTES,
         )
+
+    def _on_close_reason(self, reason: str) -> None:
+        self._close_reason = reason
 
     def _on_stderr_line(self, line: str) -> None:
         line = self._redact(line)
@@ -336,17 +437,25 @@ class ServerConnection:
 
     async def run(self) -> None:
         """Supervise the connection until cancelled: connect, list, serve, and reconnect with
-        jittered exponential backoff (0.5 s doubling to 30 s) whenever it fails or breaks."""
+        jittered exponential backoff (0.5 s doubling to 30 s, times a random 0.5-1) whenever it
+        fails or breaks.
+
+        A stdio server that exits more than `max_restarts` times within `restart_window_seconds`
+        is in a crash loop: it stays `failed` (no more restarts) until `restart()` is called
+        (`mcphub restart <server_id>`, POST /admin/servers/<server_id>/restart, or a reload).
+        Remote servers are reconnected without a cap (the remote side may come back)."""
         if not self.config.enabled:
             self._set_state(ServerState.DISABLED)
             self._first_attempt_done.set()
             return
         failures = 0
+        exits: deque[float] = deque()
         try:
             while True:
-                was_ready = False
+                was_ready = requested = False
                 try:
                     await self._connect_and_serve()
+                    requested = True  # it only returns when `restart()` was called
                 except Exception as exc:
                     # A connection that had been ready starts the backoff afresh.
                     was_ready = self.state is ServerState.READY
@@ -358,15 +467,52 @@ class ServerConnection:
                     self._client = None
                     await self._publish(None)
                 self._first_attempt_done.set()
-                self._set_state(ServerState.RESTARTING if was_ready else ServerState.FAILED)
+                if requested or self._restart_requested.is_set():
+                    logger.info("server %s: restart requested", self.server_id)
+                    failures = 0
+                    exits.clear()
+                    self._restart_requested = anyio.Event()
+                    self.restarts += 1
+                    self._set_state(ServerState.RESTARTING)
+                    continue
+                now = time.monotonic()
+                exits.append(now)
+                while exits and exits[0] < now - self.config.restart_window_seconds:
+                    exits.popleft()
+                if self.config.command is not None and len(exits) > self.config.max_restarts:
+                    self.last_error = (
+                        f"crash loop: exited {len(exits)} times within {self.config.restart_window_seconds:g} s"
+                        f" (max_restarts {self.config.max_restarts}); not restarting until a reload or"
+                        f" `mcphub restart {self.server_id}`; last failure: {self.last_error}"
+                    )
+                    logger.error("server %s: %s", self.server_id, self.last_error)
+                    self.crash_looped = True
+                    self._set_state(ServerState.FAILED)
+                    await self._restart_requested.wait()
+                    self.crash_looped = False
+                else:
+                    self._set_state(ServerState.RESTARTING if was_ready else ServerState.FAILED)
+                    delay = min(BACKOFF_MAX_SECONDS, BACKOFF_INITIAL_SECONDS * 2 ** max(0, failures - 1))
+                    with anyio.move_on_after(delay * random.uniform(0.5, 1.0)):
+                        await self._restart_requested.wait()
+                if self._restart_requested.is_set():
+                    logger.info("server %s: restart requested", self.server_id)
+                    failures = 0
+                    exits.clear()
+                    self._restart_requested = anyio.Event()
                 self.restarts += 1
-                delay = min(BACKOFF_MAX_SECONDS, BACKOFF_INITIAL_SECONDS * 2 ** max(0, failures - 1))
-                await anyio.sleep(delay * random.uniform(0.5, 1.0))
                 self._set_state(ServerState.RESTARTING)
         finally:
             self._client = None
             self._set_state(ServerState.STOPPED)
             self._first_attempt_done.set()
+
+    def restart(self) -> None:
+        """Ask the supervisor to restart this server now: a running one is disconnected (a stdio
+        child is shut down) and started again, a backing-off one skips the wait, and a `failed`
+        one (crash-loop cap) is given a fresh `max_restarts` budget. Returns at once; watch
+        `state` (or `wait_for_state`) for the outcome."""
+        self._restart_requested.set()
 
     def _explain(self, exc: BaseException) -> str:
         """`describe_failure(exc)`, plus the child's last stderr line when a stdio server went away."""
@@ -374,19 +520,22 @@ class ServerConnection:
         while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
         lost = isinstance(exc, ServerUnavailable) or (isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED)
-        if self.config.command is not None and lost and self._stderr_tail:
-            text = f"the server exited; its last stderr line: {self._stderr_tail[-1][:300]}"
+        if self.config.command is not None and lost and (self._close_reason or self._stderr_tail):
+            text = self._close_reason or "the server exited"
+            if self._stderr_tail:
+                text += f"; its last stderr line: {self._stderr_tail[-1][:300]}"
         return self._redact(text)
 
     async def _connect_and_serve(self) -> None:
         self._stderr_tail.clear()
+        self._close_reason = None
         closed = anyio.Event()
         config = self.config
         mode = "legacy" if config.protocol == "legacy" else "auto"
         if config.protocol == "both":
             mode = "legacy" if self.client_key == _LEGACY_ERA_KEY else "auto"
         client = Client(
-            watch_closed(self._transport(), closed),
+            track_delivery(watch_closed(self._transport(), closed)),
             mode=mode,
             # Requests are bounded one by one (`_request`, listing); the handshake is bounded by
             # startup_timeout_seconds, so a slow-starting server is not cut off by a short timeout.
@@ -437,12 +586,17 @@ class ServerConnection:
             async with anyio.create_task_group() as tg:
                 if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
                     tg.start_soon(self._listen_for_changes, client)
+                tg.start_soon(self._health_loop, client)
                 while not closed.is_set():
-                    await _wait_any(closed, self._refresh)
+                    await _wait_any(closed, self._refresh, self._restart_requested)
+                    if self._restart_requested.is_set():
+                        break  # `run` restarts the connection
                     if self._refresh.is_set() and not closed.is_set():
                         self._refresh = anyio.Event()
                         await self._publish(await self._list_everything(client))
                 tg.cancel_scope.cancel()
+            if self._restart_requested.is_set() and not closed.is_set():
+                return
             raise ServerUnavailable(self.server_id, "the connection closed (the server exited or hung up)")
         finally:
             self._client = None
@@ -549,17 +703,36 @@ class ServerConnection:
         client = self._client
         if client is None:
             reason = f" ({self.last_error})" if self.last_error else ""
-            raise ServerUnavailable(self.server_id, f"not connected, state {self.state.value}{reason}")
+            raise ServerUnavailable(self.server_id, f"not connected, state {self.state.value}{reason}", delivered=False)
         return client
 
-    async def _request(self, method: str, send: Callable[[Client], Awaitable[_T]]) -> _T:
-        """Send one request within `timeout_seconds`, translating transport-level failures once;
-        a server's own MCP error passes through with its code.
+    async def _request(
+        self,
+        method: str,
+        send: Callable[[Client, ProgressFnT], Awaitable[_T]],
+        *,
+        timeout_seconds: float | None = None,
+        max_timeout_seconds: float | None = None,
+        relay: ProgressFnT | None = None,
+    ) -> _T:
+        """Send one request, translating transport-level failures once; a server's own MCP
+        error passes through with its code; progress is relayed to `relay`.
 
-        On expiry the request's scope is cancelled, which the SDK turns into
-        `notifications/cancelled` (handshake era) or an aborted request (modern era). The
-        client channel in context (`hub.relay.CURRENT_CHANNEL`) is recorded as in flight for
-        the request's duration, and picks the dedicated connection under `isolation: per_client`.
+        The request may wait `timeout_seconds` (default: the server's) for its answer; each
+        progress notification from the server restarts that wait, but never past
+        `max_timeout_seconds` from the start (default: 5x the timeout). On expiry the request's
+        scope is cancelled, which the SDK turns into `notifications/cancelled` (handshake era)
+        or an aborted request (modern era). The client channel in context
+        (`hub.relay.CURRENT_CHANNEL`) is recorded as in flight for the request's duration, and
+        picks the dedicated connection under `isolation: per_client` (or the handshake-era one
+        under `protocol: both`).
+
+        :raises ServerUnavailable: not connected (`delivered=False`), or the connection closed
+            or broke (`delivered` tells whether the request had reached the transport).
+        :raises ServerTimeout: no answer in time; the server was sent a cancellation.
+        :raises ResultTooLarge: the transport aborted an answer over its size cap (Streamable
+            HTTP SSE events are capped at `max_result_bytes` plus an envelope allowance).
+        :raises MCPError: the server's own error response, code unchanged.
         """
         channel = CURRENT_CHANNEL.get()
         if channel is not None and self.client_key is None:
@@ -570,25 +743,64 @@ class ServerConnection:
                 key = _LEGACY_ERA_KEY
             if key is not None:
                 dedicated = await self._dedicated(key)
-                return await dedicated._request(method, send)
+                return await dedicated._request(
+                    method, send, timeout_seconds=timeout_seconds, max_timeout_seconds=max_timeout_seconds, relay=relay
+                )
         client = self._require_client()
+        timeout = timeout_seconds if timeout_seconds is not None else self.config.timeout_seconds
+        hard = max_timeout_seconds if max_timeout_seconds is not None else 5 * timeout
+        start = anyio.current_time()
+        hard_deadline = start + hard
+        scope = anyio.CancelScope(deadline=min(start + timeout, hard_deadline))
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            scope.deadline = min(anyio.current_time() + timeout, hard_deadline)
+            if relay is not None:
+                await relay(progress, total, message)
+
+        self.in_flight += 1
         if channel is not None:
             self._inflight.append(channel)
+        logger.debug("server %s: sending %s", self.server_id, method)
         try:
-            with anyio.fail_after(self.config.timeout_seconds):
-                return await send(client)
-        except TimeoutError as exc:
-            message = f"no answer to {method} within {self.config.timeout_seconds:g} s (cancelled)"
-            raise ServerTimeout(self.server_id, message) from exc
-        except MCPError as exc:
-            if exc.code == CONNECTION_CLOSED:
-                raise ServerUnavailable(self.server_id, f"the connection closed during {method}") from exc
-            raise
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, httpx2.TransportError) as exc:
-            raise ServerUnavailable(self.server_id, f"the connection broke during {method}") from exc
+            with delivery_mark() as mark:
+                try:
+                    with scope:
+                        result = await send(client, on_progress)
+                        self._last_answer = time.monotonic()
+                        return result
+                except MCPError as exc:
+                    if exc.code != CONNECTION_CLOSED:
+                        self._last_answer = time.monotonic()
+                        raise
+                    if is_transport_size_abort(exc):
+                        logger.warning(
+                            "server %s: %s answer over %d bytes, stream aborted in transit",
+                            self.server_id,
+                            method,
+                            self.config.max_result_bytes,
+                        )
+                        raise ResultTooLarge(self.server_id, self.config.max_result_bytes) from exc
+                    reason = f": {self._close_reason}" if self._close_reason else ""
+                    raise ServerUnavailable(
+                        self.server_id, f"the connection closed during {method}{reason}", delivered=mark.sent
+                    ) from exc
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, httpx2.TransportError) as exc:
+                    raise ServerUnavailable(
+                        self.server_id, f"the connection broke during {method}", delivered=mark.sent
+                    ) from exc
+            if anyio.current_time() >= hard_deadline:
+                message = f"no answer to {method} within its hard maximum of {hard:g} s (cancelled)"
+            else:
+                message = f"no answer to {method} within {timeout:g} s (cancelled)"
+            raise ServerTimeout(self.server_id, message)
         finally:
             if channel is not None:
                 self._inflight.remove(channel)
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._no_calls.set()
+                self._no_calls = anyio.Event()
 
     # ---- isolation: per_client ----
 
@@ -608,6 +820,7 @@ class ServerConnection:
                 self.pool,
                 on_resource_updated=self.on_resource_updated,
                 client_key=client_key,
+                events=self.events,
             )
             scope = anyio.CancelScope()
             self._clones[client_key] = dedicated
@@ -661,8 +874,12 @@ class ServerConnection:
         request_state: str | None = None,
         allow_input_required: bool = False,
         log_level: str | None = None,
+        timeout_seconds: float | None = None,
+        max_timeout_seconds: float | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult:
-        """`tools/call` on this server under the original name, within its timeout.
+        """`tools/call` on this server under the original name. The server is always asked for
+        progress (so a long call that reports progress keeps its timeout alive, up to the hard
+        maximum); progress reaches `progress_callback` when given.
 
         With `allow_input_required` a modern-era server's `InputRequiredResult` is returned as
         it is (and `input_responses`/`request_state` are sent unchanged) for the caller to relay;
@@ -670,18 +887,20 @@ class ServerConnection:
         servers never return one.
 
         :param log_level: the lowest `notifications/message` level wanted (modern-era servers).
+        :param timeout_seconds: default `config.timeout_for(name)`.
+        :param max_timeout_seconds: default `config.hard_timeout_for(name)`.
         :raises ServerUnavailable: not connected, or the connection broke mid-call.
-        :raises ServerTimeout: no answer within `timeout_seconds` (the server was sent a cancellation).
+        :raises ServerTimeout: no answer in time (the server was sent a cancellation).
         :raises MCPError: the server's own error response, code unchanged.
         """
 
-        async def send(client: Client) -> types.CallToolResult | types.InputRequiredResult:
+        async def send(client: Client, on_progress: ProgressFnT) -> types.CallToolResult | types.InputRequiredResult:
             meta: Any = self._meta(log_level)
             if allow_input_required and self._is_modern():
                 result = await client.session.call_tool(
                     name,
                     arguments,
-                    progress_callback=progress_callback,
+                    progress_callback=on_progress,
                     input_responses=input_responses,
                     request_state=request_state,
                     meta=meta,
@@ -690,9 +909,17 @@ class ServerConnection:
                 if not isinstance(result, types.CallToolResult | types.InputRequiredResult):
                     raise ServerProtocolError(self.server_id, f"tools/call returned {type(result).__name__}")
                 return result
-            return await client.call_tool(name, arguments, progress_callback=progress_callback, meta=meta)
+            return await client.call_tool(name, arguments, progress_callback=on_progress, meta=meta)
 
-        return await self._request("tools/call", send)
+        return await self._request(
+            "tools/call",
+            send,
+            timeout_seconds=timeout_seconds if timeout_seconds is not None else self.config.timeout_for(name),
+            max_timeout_seconds=(
+                max_timeout_seconds if max_timeout_seconds is not None else self.config.hard_timeout_for(name)
+            ),
+            relay=progress_callback,
+        )
 
     async def read_resource(
         self,
@@ -704,7 +931,7 @@ class ServerConnection:
     ) -> types.ReadResourceResult | types.InputRequiredResult:
         """`resources/read` of an original URI; `allow_input_required` and errors as `call_tool`."""
 
-        async def send(client: Client) -> types.ReadResourceResult | types.InputRequiredResult:
+        async def send(client: Client, _: ProgressFnT) -> types.ReadResourceResult | types.InputRequiredResult:
             if allow_input_required and self._is_modern():
                 return await client.session.read_resource(
                     uri, input_responses=input_responses, request_state=request_state, allow_input_required=True
@@ -724,7 +951,7 @@ class ServerConnection:
     ) -> types.GetPromptResult | types.InputRequiredResult:
         """`prompts/get` under the original name; `allow_input_required` and errors as `call_tool`."""
 
-        async def send(client: Client) -> types.GetPromptResult | types.InputRequiredResult:
+        async def send(client: Client, _: ProgressFnT) -> types.GetPromptResult | types.InputRequiredResult:
             if allow_input_required and self._is_modern():
                 return await client.session.get_prompt(
                     name,
@@ -745,8 +972,68 @@ class ServerConnection:
     ) -> types.CompleteResult:
         """`completion/complete` with an original prompt name or URI template; errors as `call_tool`."""
         return await self._request(
-            "completion/complete", lambda client: client.complete(ref, argument, context_arguments)
+            "completion/complete", lambda client, _: client.complete(ref, argument, context_arguments)
         )
+
+    async def _health_loop(self, client: Client) -> None:
+        """While connected: check health when idle for `health_check_interval_seconds`, and
+        probe an open circuit as soon as its cool-down is over (so it can close without
+        waiting for client traffic)."""
+        interval = self.config.health_check_interval_seconds
+        if interval <= 0:
+            return
+        self._last_answer = time.monotonic()
+        while True:
+            wait = self._last_answer + interval - time.monotonic()
+            if self.breaker.state is BreakerState.OPEN:
+                wait = min(wait, self.breaker.retry_in_seconds)
+            if wait > 0:
+                await anyio.sleep(wait)
+                continue
+            if self.breaker.state is BreakerState.CLOSED:
+                if self.in_flight:  # not idle: its requests tell how it is doing
+                    self._last_answer = time.monotonic()
+                    continue
+                await self.check_health(client)
+            elif self.breaker.allow():
+                await self.check_health(client)
+            else:
+                await anyio.sleep(min(interval, 1.0))  # a call is probing the circuit right now
+
+    async def check_health(self, client: Client | None = None) -> bool:
+        """One health check: `ping` in the handshake era (a `tools/list` page when the server
+        does not know ping), one `tools/list` page in the modern era (ping is gone in
+        2026-07-28). Bounded by `timeout_seconds`; the verdict goes to the breaker and
+        `health_failures`. Returns whether the server answered."""
+        client = client or self._client
+        if client is None:
+            return False
+        ok = True
+        try:
+            with anyio.fail_after(self.config.timeout_seconds):
+                if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                    await client.list_tools()
+                else:
+                    try:
+                        await client.session.send_ping()
+                    except MCPError as exc:
+                        if exc.code != METHOD_NOT_FOUND:
+                            raise
+                        await client.list_tools()
+        except MCPError as exc:
+            ok = exc.code not in (CONNECTION_CLOSED, REQUEST_TIMEOUT, INTERNAL_ERROR)
+        except (TimeoutError, anyio.BrokenResourceError, anyio.ClosedResourceError, httpx2.TransportError):
+            ok = False
+        self._last_answer = time.monotonic()
+        if ok:
+            self.health_failures = 0
+            self.breaker.record_success()
+        else:
+            self.health_failures += 1
+            self.breaker.record_failure()
+            logger.warning("server %s: health check failed (%d in a row)", self.server_id, self.health_failures)
+        self.events.emit("on_health_check", self.server_id, ok)
+        return ok
 
     # ---- subscriptions and logging level (shared connection) ----
 
@@ -758,7 +1045,7 @@ class ServerConnection:
         :raises ServerUnavailable, ServerTimeout, MCPError: as `call_tool`.
         """
         if not self._is_modern():
-            await self._request("resources/subscribe", lambda client: client.session.subscribe_resource(uri))
+            await self._request("resources/subscribe", lambda client, _: client.session.subscribe_resource(uri))
         else:
             self._require_client()
         if uri not in self._subscriptions:
@@ -771,7 +1058,7 @@ class ServerConnection:
             self._subscriptions.discard(uri)
             self._subscriptions_changed.set()
         if not self._is_modern():
-            await self._request("resources/unsubscribe", lambda client: client.session.unsubscribe_resource(uri))
+            await self._request("resources/unsubscribe", lambda client, _: client.session.unsubscribe_resource(uri))
 
     @property
     def subscriptions(self) -> frozenset[str]:
@@ -788,7 +1075,7 @@ class ServerConnection:
         if not self._is_modern():
             caps = self._require_client().server_capabilities
             if caps.logging is not None:
-                await self._request("logging/setLevel", lambda client: client.session.set_logging_level(level))
+                await self._request("logging/setLevel", lambda client, _: client.session.set_logging_level(level))
 
 
 _LEGACY_ERA_KEY: Final = "era:handshake"
@@ -828,34 +1115,63 @@ async def _wait_any(*events: anyio.Event) -> None:
             tg.start_soon(wait_one, event)
 
 
+_DRAIN_POLL_SECONDS: Final = 0.01
+
+
 class Fleet:
     """Every configured server's connection, each supervised in its own task.
 
     Use as `async with Fleet(config, on_snapshot=...) as fleet:`; leaving the block stops every
     server (stdio children are shut down as whole process trees).
+
+    `connections` maps each server_id to its *current* connection, the one new requests go to.
+    Hot reload changes the fleet while it runs (`start`, `switch`, `drain`, `stop`): a changed
+    server gets a new connection that is started beside the old one, switched in once its first
+    attempt is over, and the old one is drained (its in-flight requests finish) and then stopped,
+    the Envoy drain model. Only the current connection of a server_id publishes to the catalog.
     """
 
     def __init__(
         self, config: HubConfig, *, on_snapshot: Callable[[str, ServerSnapshot | None], Awaitable[None]] | None = None
     ) -> None:
         self.pool = HttpPool()
+        self.events = EventSink()
+        """Breaker, queue and health events of every connection (set `events.target` to wire metrics)."""
+        self._on_snapshot = on_snapshot
+        self.on_resource_updated: Callable[[str, str], Awaitable[None]] | None = None
+        """Given to every connection, including those a reload starts (`resources/updated` relay)."""
+        # A server with `replicas` runs one connection per member, keyed `<server_id>/<n>`.
         self.connections: dict[str, ServerConnection] = {
-            server_id: ServerConnection(server_id, server, self.pool, on_snapshot)
+            member_id: self._new_connection(member_id, member)
             for server_id, server in config.servers.items()
+            for member_id, member in server.members(server_id)
         }
+        self._runs: dict[ServerConnection, tuple[anyio.CancelScope, anyio.Event]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+
+    def _new_connection(self, server_id: str, server: ServerConfig) -> ServerConnection:
+        connection = ServerConnection(
+            server_id,
+            server,
+            self.pool,
+            events=self.events,
+            spawn=self._spawn,
+            on_resource_updated=self.on_resource_updated,
+        )
+
+        async def publish(sid: str, snapshot: ServerSnapshot | None) -> None:
+            if self._on_snapshot is not None and self.connections.get(sid) is connection:
+                await self._on_snapshot(sid, snapshot)
+
+        connection.on_snapshot = publish
+        return connection
 
     async def __aenter__(self) -> Fleet:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
-        tg = self._tg
-
-        def spawn(fn: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
-            tg.start_soon(fn, name=name)
 
         for connection in self.connections.values():
-            connection.spawn = spawn
-            tg.start_soon(connection.run, name=f"server {connection.server_id}")
+            self._launch(connection)
         return self
 
     async def __aexit__(
@@ -868,6 +1184,27 @@ class Fleet:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.pool.aclose()
+
+    def _spawn(self, fn: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        """Start a background task in the fleet's task group (`isolation: per_client` connections)."""
+        assert self._tg is not None, "the fleet is not running"
+        self._tg.start_soon(fn, name=name)
+
+    def _launch(self, connection: ServerConnection) -> None:
+        assert self._tg is not None, "the fleet is not running"
+        scope, done = anyio.CancelScope(), anyio.Event()
+        self._runs[connection] = (scope, done)
+
+        async def supervise() -> None:
+            server_id_var.set(connection.server_id)
+            try:
+                with scope:
+                    await connection.run()
+            finally:
+                self._runs.pop(connection, None)
+                done.set()
+
+        self._tg.start_soon(supervise, name=f"server {connection.server_id}")
 
     async def wait_first_attempts(self, timeout_seconds: float | None = None) -> None:
         """Wait until every server has connected or failed once (bounded by `timeout_seconds`)."""
@@ -882,3 +1219,65 @@ class Fleet:
         """A client session ended: close the `isolation: per_client` connections dedicated to it."""
         for connection in self.connections.values():
             connection.release_client(client_key)
+
+    def members(self, server_id: str) -> list[ServerConnection]:
+        """The connections serving logical `server_id`: itself, or its replica members
+        (`<server_id>/1`, `<server_id>/2`, ...) in member order; empty when not configured."""
+        connection = self.connections.get(server_id)
+        if connection is not None:
+            return [connection]
+        prefix = f"{server_id}/"
+        found = [(key, c) for key, c in self.connections.items() if key.startswith(prefix)]
+        return [c for _, c in sorted(found, key=lambda item: int(item[0].rpartition("/")[2]))]
+
+    async def start(self, server_id: str, server: ServerConfig) -> ServerConnection:
+        """Start a connection for `server` beside the current one (if any), without routing to
+        it, and return it once its first attempt has succeeded or failed (bounded by the
+        server's `startup_timeout_seconds` plus `timeout_seconds` for the listing).
+
+        :raises RuntimeError: the fleet is not running.
+        """
+        if self._tg is None:
+            raise RuntimeError("the fleet is not running")
+        connection = self._new_connection(server_id, server)
+        self._launch(connection)
+        with anyio.move_on_after(server.startup_timeout_seconds + server.timeout_seconds + 1.0):
+            await connection.wait_first_attempt()
+        return connection
+
+    async def switch(self, server_id: str, connection: ServerConnection | None) -> ServerConnection | None:
+        """Make `connection` the current one for `server_id` (None: remove the server) and
+        publish its listing (or nothing) to the catalog; return the previous connection, which
+        keeps serving its in-flight requests until it is drained and stopped."""
+        previous = self.connections.pop(server_id, None)
+        if connection is not None:
+            self.connections[server_id] = connection
+        if self._on_snapshot is not None:
+            ready = connection is not None and connection.state is ServerState.READY
+            await self._on_snapshot(server_id, connection.snapshot if ready and connection else None)
+        return previous
+
+    async def drain(self, connection: ServerConnection, timeout_seconds: float) -> bool:
+        """Wait until `connection` has no request in flight and none waiting for one of its
+        concurrency slots, at most `timeout_seconds`; True when it drained, False when the
+        timeout ran out first."""
+        limiter = connection.limiter
+        with anyio.move_on_after(timeout_seconds):
+            while connection.in_flight or limiter.in_use or limiter.waiting:
+                if connection.in_flight:
+                    await connection.wait_no_calls()
+                else:  # a request holds or awaits a slot but has not been sent yet: a short poll
+                    await anyio.sleep(_DRAIN_POLL_SECONDS)
+            return True
+        return False
+
+    async def stop(self, connection: ServerConnection, timeout_seconds: float = 10.0) -> None:
+        """Cancel `connection`'s supervising task and wait (at most `timeout_seconds`) until it
+        has shut down (a stdio child and its process group are gone)."""
+        run = self._runs.get(connection)
+        if run is None:
+            return
+        scope, done = run
+        scope.cancel()
+        with anyio.move_on_after(timeout_seconds):
+            await done.wait()

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import pytest
 from anyio.abc import Process
+from starlette.types import ASGIApp
 
 from hub.app import Hub
 from hub.config import HubConfig, parse_config
@@ -57,22 +58,32 @@ class RunningHub:
 
 
 @asynccontextmanager
+async def serve_app(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve an ASGI app on 127.0.0.1:<free port> until the block exits; yields its base URL."""
+    sock = bind_socket("127.0.0.1", 0)
+    http = HttpServer(app, sock)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(http.serve)
+            try:
+                yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+            finally:
+                http.stop()
+    finally:
+        sock.close()  # uvicorn closes it once it served; not when the block ended before that
+
+
+@asynccontextmanager
 async def running_hub(
     servers: dict[str, Any], *, start_timeout: float = 30.0, config: HubConfig | None = None, **settings: Any
 ) -> AsyncIterator[RunningHub]:
     """Serve a hub over `servers` (or the whole `config`) on 127.0.0.1:<free port>; yields once
     every server has finished its first start attempt."""
     hub = Hub(config if config is not None else parse_config({"servers": servers, **settings}, file="<test>"))
-    sock = bind_socket("127.0.0.1", 0)
-    http = HttpServer(hub.http_app(), sock)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(http.serve)
-        try:
-            with anyio.fail_after(start_timeout):
-                await hub.fleet.wait_first_attempts()
-            yield RunningHub(hub, f"http://127.0.0.1:{sock.getsockname()[1]}")
-        finally:
-            http.stop()
+    async with serve_app(hub.http_app()) as base_url:
+        with anyio.fail_after(start_timeout):
+            await hub.fleet.wait_first_attempts()
+        yield RunningHub(hub, base_url)
 
 
 @asynccontextmanager

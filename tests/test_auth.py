@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx2
 import jwt
 import mcp_types as types
@@ -35,10 +34,9 @@ from starlette.routing import Route
 
 from hub.app import DEMO_FLEET_PATH
 from hub.config import load_config, parse_config
-from hub.endpoint import HttpServer, bind_socket
 from hub.errors import ConfigError
 from hub.faces import RATE_LIMITED
-from tests.conftest import ROOT, RunningHub, fixture_entry, running_hub
+from tests.conftest import ROOT, RunningHub, fixture_entry, running_hub, serve_app
 
 pytestmark = pytest.mark.anyio
 
@@ -123,15 +121,9 @@ async def jwks_server(issuer: Issuer) -> AsyncIterator[Issuer]:
         issuer.fetches += 1
         return JSONResponse({"keys": issuer.published})
 
-    sock = bind_socket("127.0.0.1", 0)
-    server = HttpServer(Starlette(routes=[Route("/jwks.json", jwks)]), sock)
-    issuer.url = f"http://127.0.0.1:{sock.getsockname()[1]}/jwks.json"
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        try:
-            yield issuer
-        finally:
-            server.stop()
+    async with serve_app(Starlette(routes=[Route("/jwks.json", jwks)])) as base_url:
+        issuer.url = f"{base_url}/jwks.json"
+        yield issuer
 
 
 def _auth_settings(issuer: Issuer, **jwt_extra: Any) -> dict[str, Any]:

@@ -448,6 +448,10 @@ async def test_readyz_and_admin_report_servers_and_routes() -> None:
         "original": "echo",
         "note": None,
         "server_state": "ready",
+        "fallbacks": [],
+        "chain": ["fx"],
+        "members": ["fx"],
+        "serving": "fx",
     }
 
 

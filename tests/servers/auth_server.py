@@ -17,13 +17,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hub.endpoint import HttpServer, bind_socket
+from tests.conftest import serve_app
 
 
 @dataclass(frozen=True)
@@ -88,12 +87,6 @@ class AuthServer:
 async def serve_auth_server(clients: Mapping[str, Registration]) -> AsyncIterator[AuthServer]:
     """Serve the token endpoint on loopback until the block exits; `token_url` is set on entry."""
     server = AuthServer(dict(clients))
-    sock = bind_socket("127.0.0.1", 0)
-    server.token_url = f"http://127.0.0.1:{sock.getsockname()[1]}/token"
-    http = HttpServer(Starlette(routes=[Route("/token", server.token, methods=["POST"])]), sock)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(http.serve)
-        try:
-            yield server
-        finally:
-            http.stop()
+    async with serve_app(Starlette(routes=[Route("/token", server.token, methods=["POST"])])) as base_url:
+        server.token_url = f"{base_url}/token"
+        yield server

@@ -1,0 +1,128 @@
+"""Structured logging: one JSON object per line (or the classic text line), carrying the request
+id and the server_id a line belongs to.
+
+The request id is assigned per incoming MCP request at the endpoint's boundary (`new_request_id`)
+and kept in a context variable, so every log line written while that request is handled (endpoint
+-> router -> server connection) carries it without being passed around. It is the hub's own
+correlation id, unrelated to the client's JSON-RPC id, and is never put into a response.
+
+The server_id is a context variable too: set while a request is routed to a server, and for
+the whole life of each server connection's supervising task (`Fleet`), so the connection's own
+lines (start, crash, stderr) carry it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime
+import json
+import logging
+import secrets
+import sys
+from typing import Any, Final, Literal
+
+__all__ = [
+    "JsonFormatter",
+    "LogFormat",
+    "TextFormatter",
+    "current_request_id",
+    "current_server_id",
+    "new_request_id",
+    "request_id_var",
+    "server_id_var",
+    "setup_logging",
+]
+
+LogFormat = Literal["text", "json"]
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("mcphub_request_id", default=None)
+"""The hub's correlation id of the MCP request being handled, or None outside a request."""
+
+server_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("mcphub_server_id", default=None)
+"""The server_id the current work concerns, or None."""
+
+_REQUEST_ID_BYTES: Final = 8
+"""Random bytes in a request id (16 hex characters)."""
+
+_NOISY_LOGGERS: Final = (
+    "httpx2",
+    "mcp.server.streamable_http_manager",
+    "mcp.server.streamable_http",
+    "mcp.client.streamable_http",
+)
+"""Loggers whose per-request lines are noise at INFO; held at WARNING or above."""
+
+
+def new_request_id() -> str:
+    """A fresh random request id (16 hex characters), set as the current one and returned."""
+    request_id = secrets.token_hex(_REQUEST_ID_BYTES)
+    request_id_var.set(request_id)
+    return request_id
+
+
+def current_request_id() -> str | None:
+    return request_id_var.get()
+
+
+def current_server_id() -> str | None:
+    return server_id_var.get()
+
+
+def _context_of(record: logging.LogRecord) -> tuple[str | None, str | None]:
+    """`(request_id, server_id)` of a record: explicit `extra=` values win over the context."""
+    request_id = getattr(record, "request_id", None) or request_id_var.get()
+    server_id = getattr(record, "server_id", None) or server_id_var.get()
+    return request_id, server_id
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: `time` (UTC, ISO 8601 with milliseconds), `level`, `logger`,
+    `message`, and when known `server_id`, `request_id`, `exception` (the formatted traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        request_id, server_id = _context_of(record)
+        entry: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if server_id is not None:
+            entry["server_id"] = server_id
+        if request_id is not None:
+            entry["request_id"] = request_id
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message`, followed by `[server=... req=...]` when known."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        request_id, server_id = _context_of(record)
+        tags = [f"server={server_id}"] if server_id else []
+        if request_id:
+            tags.append(f"req={request_id}")
+        if not tags:
+            return text
+        first, newline, rest = text.partition("\n")
+        return f"{first} [{' '.join(tags)}]{newline}{rest}"
+
+
+def setup_logging(level: str = "info", log_format: LogFormat = "text") -> None:
+    """Configure the root logger once for the process: `level` (debug, info, warning, error),
+    `log_format` text or json, to stderr (stdout may be the MCP stdio channel)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    for noisy in _NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,87 @@
+"""The misbehaving fixture server itself (tests/servers/faulty_server.py), spoken to directly over
+Streamable HTTP in both eras, so the resilience tests can trust its switches. Its stdio-only
+misbehaviour is proven through the hub in tests/test_supervision.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import Client, MCPError
+from mcp_types import INTERNAL_ERROR
+
+from tests.test_supervision import FAULTY_SERVER
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def _faulty_http(*args: str) -> AsyncIterator[str]:
+    """The faulty server over HTTP on 127.0.0.1: yields its MCP URL; killed afterwards."""
+    process = await anyio.open_process(
+        [sys.executable, FAULTY_SERVER, "--transport", "http", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        buffer = b""
+        with anyio.fail_after(30):
+            while b"\n" not in buffer:
+                buffer += await process.stdout.receive()
+        line = buffer.split(b"\n", 1)[0].decode()
+        assert line.startswith("PORT="), line
+        yield f"http://127.0.0.1:{line.removeprefix('PORT=')}/mcp"
+    finally:
+        process.kill()
+        with anyio.move_on_after(5, shield=True):
+            await process.wait()
+
+
+def _text(result: types.CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    return block.text
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_the_faulty_servers_tools_do_what_its_docstring_says(mode: str) -> None:
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with _faulty_http("--name", "faulty") as url:
+        with anyio.fail_after(30):
+            async with Client(url, mode=mode) as client:
+                assert _text(await client.call_tool("echo", {"text": "hi"})) == "hi"
+                assert _text(await client.call_tool("pid", {})).isdigit()
+                assert len(_text(await client.call_tool("huge", {"size": 100_000}))) == 100_000
+                errors = []
+                for _ in range(2):
+                    with pytest.raises(MCPError) as raised:
+                        await client.call_tool("fail_times", {"n": 2, "key": mode})
+                    errors.append((raised.value.code, raised.value.message))
+                assert _text(await client.call_tool("fail_times", {"n": 2, "key": mode})) == "ok after 2 failures"
+                slow = await client.call_tool(
+                    "slow", {"seconds": 0.4, "progress_every": 0.1}, progress_callback=on_progress
+                )
+                names = {tool.name for tool in (await client.list_tools()).tools}
+                assert _text(await client.call_tool("flip_tools", {})) == "on"
+                flipped = {tool.name for tool in (await client.list_tools()).tools}
+                assert _text(await client.call_tool("flipped", {})) == "flipped"
+                assert _text(await client.call_tool("flip_tools", {})) == "off"
+                flopped = {tool.name for tool in (await client.list_tools()).tools}
+                with anyio.move_on_after(0.3) as hang_scope:
+                    await client.call_tool("hang", {})
+    assert errors == [(INTERNAL_ERROR, "induced failure 1 of 2"), (INTERNAL_ERROR, "induced failure 2 of 2")]
+    assert _text(slow) == "done"
+    assert progress == pytest.approx([0.1, 0.2, 0.3])
+    assert "flipped" not in names and "flipped" in flipped and "flipped" not in flopped
+    assert not {"garbage_then_echo", "endless_line"} & names  # stdio only
+    assert hang_scope.cancelled_caught

@@ -1,0 +1,309 @@
+"""stdio supervision end to end (issue 5 item 5; SECURITY.md cases 27, 31, 33, 34): the
+misbehaving server tests/servers/faulty_server.py runs as a real subprocess behind a running hub,
+and every assertion goes through MCP calls on the hub, its admin API or the `mcphub` CLI.
+
+Measured values (crash detection, time to restart, shutdown durations) are printed; run with
+`-s` to see them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import Client, MCPError
+from mcp_types import CONNECTION_CLOSED
+
+from hub.servers import ServerConnection, ServerState
+from tests.conftest import ROOT, running_hub
+
+pytestmark = pytest.mark.anyio
+
+FAULTY_SERVER = str(ROOT / "tests" / "servers" / "faulty_server.py")
+
+
+def faulty_entry(name: str, *args: str, **extra: Any) -> dict[str, Any]:
+    """A `servers:` entry running the faulty server over stdio."""
+    return {"command": sys.executable, "args": [FAULTY_SERVER, "--name", name, *args], **extra}
+
+
+def _text(result: types.CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    return block.text
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` exists at all (a zombie counts: its /proc entry is still there)."""
+    return Path(f"/proc/{pid}").exists()
+
+
+async def _admin_servers(http: httpx2.AsyncClient, base_url: str) -> dict[str, dict[str, Any]]:
+    response = await http.get(f"{base_url}/admin/servers")
+    assert response.status_code == 200
+    return {s["server_id"]: s for s in response.json()["servers"]}
+
+
+async def _until(connection: ServerConnection, predicate: Any) -> None:
+    """Wait (bound it) until `predicate(connection)` holds; re-checked on every state change."""
+    while not predicate(connection):
+        with anyio.move_on_after(0.05):
+            await connection.wait_for_state(*(s for s in ServerState if s is not connection.state))
+
+
+def _skip_records(caplog: pytest.LogCaptureFixture, server_id: str) -> list[logging.LogRecord]:
+    prefix = f"[{server_id}] skip"
+    return [r for r in caplog.records if r.name == "adapters.stdio" and r.getMessage().startswith(prefix)]
+
+
+async def test_garbage_on_stdout_is_skipped_and_logged_and_the_session_survives(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="adapters.stdio")
+    secret = "s3cr3t-token-value"
+    leaky = {
+        "command": "/bin/sh",
+        "args": ["-c", f'echo "my token is $LEAKY_TOKEN"; exec "{sys.executable}" "{FAULTY_SERVER}" --name leaky'],
+        "env": {"LEAKY_TOKEN": secret},
+    }
+    async with running_hub({"noisy": faulty_entry("noisy", "--garbage-at-start"), "leaky": leaky}) as hub:
+        noisy = hub.hub.fleet.connections["noisy"]
+        with anyio.fail_after(20):
+            async with Client(hub.url) as client:
+                assert noisy.state is ServerState.READY
+                assert hub.hub.fleet.connections["leaky"].state is ServerState.READY
+                pid = _text(await client.call_tool("noisy__pid", {}))
+                assert _text(await client.call_tool("noisy__echo", {"text": "after start"})) == "after start"
+                for i in range(3):
+                    got = await client.call_tool("noisy__garbage_then_echo", {"text": f"mid {i}"})
+                    assert _text(got) == f"mid {i}"
+                assert _text(await client.call_tool("noisy__pid", {})) == pid
+    assert noisy.restarts == 0
+    records = _skip_records(caplog, "noisy")
+    # 3 lines at start + 9 mid-session; the log is rate-limited to 5 lines per 10 s.
+    assert len(records) == 5
+    messages = [r.getMessage() for r in records]
+    assert any("invalid UTF-8" in m and "\\xff\\xfe" in m for m in messages)
+    assert any("\\x1b[31m" in m for m in messages)  # ANSI escapes are logged escaped, never raw
+    assert all("\x1b" not in m and r.exc_info is None for m, r in zip(messages, records, strict=True))
+    # A configured secret printed on stdout is masked in the log, like stderr lines.
+    leaked = [r.getMessage() for r in _skip_records(caplog, "leaky")]
+    assert len(leaked) == 1 and "my token is ***" in leaked[0]
+    assert secret not in caplog.text
+
+
+async def test_a_stdout_line_over_max_line_bytes_kills_and_restarts_the_child_and_fails_the_call() -> None:
+    peak_before = _peak_rss_bytes()
+    servers = {
+        "flood": faulty_entry("flood"),  # default max_line_bytes: 4 MiB
+        "big": faulty_entry("big", max_line_bytes=65536),
+    }
+    async with running_hub(servers) as hub:
+        flood, big = hub.hub.fleet.connections["flood"], hub.hub.fleet.connections["big"]
+        with anyio.fail_after(40):
+            async with Client(hub.url) as client:
+                first_pid = int(_text(await client.call_tool("flood__pid", {})))
+                started = time.monotonic()
+                with pytest.raises(MCPError) as endless:
+                    await client.call_tool("flood__endless_line", {})
+                failed_after = time.monotonic() - started
+                # The cap's boundary: ~60.1 kB on the wire passes, ~70.1 kB kills the child.
+                under = await client.call_tool("big__huge", {"size": 60_000})
+                assert big.restarts == 0
+                with pytest.raises(MCPError) as over:
+                    await client.call_tool("big__huge", {"size": 70_000})
+                await _until(flood, lambda c: c.state is ServerState.READY and c.restarts == 1)
+                await _until(big, lambda c: c.state is ServerState.READY and c.restarts == 1)
+                second_pid = int(_text(await client.call_tool("flood__pid", {})))
+                assert _text(await client.call_tool("flood__echo", {"text": "back"})) == "back"
+    assert endless.value.code == CONNECTION_CLOSED
+    assert "server 'flood'" in endless.value.message
+    assert f"stdout line longer than {4 * 1024 * 1024} bytes; killed it" in endless.value.message
+    assert second_pid != first_pid and not _alive(first_pid)
+    # The reader never holds more than the cap plus one read chunk; the child wrote far more.
+    assert _peak_rss_bytes() - peak_before < 64 * 1024 * 1024
+    assert len(_text(under)) == 60_000
+    assert "server 'big'" in over.value.message and "longer than 65536 bytes" in over.value.message
+    print(f"\n[measure] endless line: caller failed after {failed_after * 1000:.0f} ms")
+
+
+def _peak_rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/self/status")
+
+
+async def test_a_child_crashing_mid_call_fails_every_in_flight_call_within_a_second_and_restarts() -> None:
+    servers = {
+        "crashy": faulty_entry("crashy", protocol="auto"),  # negotiates 2026-07-28 with the child
+        "crashy-legacy": faulty_entry("crashy-legacy", protocol="legacy"),
+        "bystander": faulty_entry("bystander"),
+    }
+    async with running_hub(servers) as hub:
+        with anyio.fail_after(40):
+            async with Client(hub.url, cache=None) as client, Client(hub.url) as other_client:
+                async with anyio.create_task_group() as tg:
+                    for server_id in ("crashy", "crashy-legacy"):
+                        tg.start_soon(_crash_and_restart, hub.hub.fleet.connections[server_id], client, other_client)
+
+
+async def _crash_and_restart(crashy: ServerConnection, client: Client, other_client: Client) -> None:
+    """Crash `crashy` with one call in flight; both fail fast naming it; it comes back re-listed."""
+    sid = crashy.server_id
+    first_pid = int(_text(await client.call_tool(f"{sid}__pid", {})))
+    hang_errors: list[tuple[float, MCPError]] = []
+
+    async def hang() -> None:
+        try:
+            await other_client.call_tool(f"{sid}__hang", {})
+        except MCPError as exc:
+            hang_errors.append((time.monotonic(), exc))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hang)
+        await _until(crashy, lambda c: c.in_flight >= 1)
+        started = time.monotonic()
+        with pytest.raises(MCPError) as raised:
+            await client.call_tool(f"{sid}__crash_mid_call", {})
+        detected = time.monotonic() - started
+    down_at = time.monotonic()
+    assert _text(await client.call_tool("bystander__echo", {"text": "unhurt"})) == "unhurt"
+    await _until(crashy, lambda c: c.state is ServerState.READY and c.restarts == 1)
+    restart_seconds = time.monotonic() - down_at
+    second_pid = int(_text(await client.call_tool(f"{sid}__pid", {})))
+    names = [tool.name for tool in (await client.list_tools()).tools]
+
+    assert raised.value.code == CONNECTION_CLOSED
+    assert f"server '{sid}'" in raised.value.message and "exited with code 3" in raised.value.message
+    assert detected < 1.5, f"the crash took {detected:.3f} s to reach the caller"
+    assert len(hang_errors) == 1 and f"server '{sid}'" in hang_errors[0][1].message
+    hang_detected = hang_errors[0][0] - started
+    assert hang_detected < 1.5
+    assert second_pid != first_pid and not _alive(first_pid)
+    assert f"{sid}__echo" in names  # re-initialized and re-listed after the restart
+    print(
+        f"\n[measure] {sid} ({crashy.protocol_version}): crash detected by the caller in {detected * 1000:.0f} ms"
+        f" (in-flight call failed in {hang_detected * 1000:.0f} ms); ready again {restart_seconds * 1000:.0f} ms later"
+    )
+
+
+@pytest.mark.e2e
+async def test_crash_times_counts_across_restarts_in_the_state_file(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    async with running_hub({"flaky": faulty_entry("flaky", "--state-file", str(state))}) as hub:
+        flaky = hub.hub.fleet.connections["flaky"]
+        with anyio.fail_after(30):
+            async with Client(hub.url) as client:
+                for crash in (1, 2):
+                    with pytest.raises(MCPError):
+                        await client.call_tool("flaky__crash_times", {"n": 2})
+                    await _until(flaky, lambda c, n=crash: c.state is ServerState.READY and c.restarts == n)
+                result = await client.call_tool("flaky__crash_times", {"n": 2})
+    assert _text(result) == "ok after 2 crashes"
+
+
+async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_it(tmp_path: Path) -> None:
+    flag = tmp_path / "may-start"
+    script = (
+        f'if [ -e "{flag}" ]; then exec "{sys.executable}" "{FAULTY_SERVER}" --name loop; '
+        'else echo "no flag, crashing" >&2; exit 7; fi'
+    )
+    servers = {
+        "loop": {"command": "/bin/sh", "args": ["-c", script], "max_restarts": 2, "restart_window_seconds": 60},
+        "bystander": faulty_entry("bystander"),
+    }
+    async with running_hub(servers) as hub, httpx2.AsyncClient(timeout=10) as http:
+        loop = hub.hub.fleet.connections["loop"]
+        with anyio.fail_after(40):
+            await _until(loop, lambda c: c.state is ServerState.FAILED and "crash loop" in (c.last_error or ""))
+            status = (await _admin_servers(http, hub.base_url))["loop"]
+            ready = (await http.get(f"{hub.base_url}/readyz")).json()
+            assert {s["server_id"]: s["state"] for s in ready["servers"]} == {"loop": "failed", "bystander": "ready"}
+            assert status["restarts"] == 2 and loop.crash_looped
+            assert "exited 3 times within 60 s" in status["last_error"]
+            assert "no flag, crashing" in status["last_error"]
+            assert "mcphub restart loop" in status["last_error"]
+
+            # The admin API brings it back once the cause is fixed.
+            flag.touch()
+            response = await http.post(f"{hub.base_url}/admin/servers/loop/restart")
+            assert response.status_code == 202 and response.json()["state"] == "failed"
+            await _until(loop, lambda c: c.state is ServerState.READY)
+            async with Client(hub.url) as client:
+                pid = int(_text(await client.call_tool("loop__pid", {})))
+
+                # Break it again: kill the child; the loop starts afresh and fails again.
+                flag.unlink()
+                os.kill(pid, signal.SIGKILL)
+                await _until(loop, lambda c: c.state is ServerState.FAILED and "crash loop" in (c.last_error or ""))
+                assert loop.restarts == 3 + 2
+
+                # ...and `mcphub restart` brings it back.
+                flag.touch()
+                cli = await anyio.run_process(
+                    [sys.executable, "-m", "hub", "restart", "loop", "--url", hub.base_url, "--wait", "20"],
+                    check=False,
+                    cwd=ROOT,
+                )
+                assert cli.returncode == 0, cli.stderr.decode()
+                assert "server 'loop' restarted: ready" in cli.stdout.decode()
+                assert loop.state is ServerState.READY and not loop.crash_looped
+                assert _text(await client.call_tool("loop__echo", {"text": "back"})) == "back"
+                assert not _alive(pid)
+
+            unknown = await http.post(f"{hub.base_url}/admin/servers/nope/restart")
+            assert unknown.status_code == 404 and "nope" in unknown.json()["error"]
+
+
+async def test_shutdown_closes_stdin_then_sigterm_then_sigkill_and_leaves_no_process(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="hub.server_stderr")
+    servers = {
+        # stdin closed -> ignored -> SIGTERM after the 2 s grace ends it.
+        "deaf": faulty_entry("deaf", "--ignore-stdin-eof"),
+        # stdin closed -> ignored -> SIGTERM ignored -> SIGKILL 2 s later.
+        "stubborn": faulty_entry("stubborn", "--ignore-stdin-eof", "--ignore-sigterm"),
+    }
+    gone_after: dict[str, float] = {}
+
+    async def watch(server_id: str, pid: int, started: float) -> None:
+        for _ in range(1500):  # /proc has no event to wait on: poll, at most 15 s
+            if not _alive(pid):
+                gone_after[server_id] = time.monotonic() - started
+                return
+            await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as watchers:
+        async with running_hub(servers) as hub:
+            with anyio.fail_after(20):
+                async with Client(hub.url) as client:
+                    pids = {sid: int(_text(await client.call_tool(f"{sid}__pid", {}))) for sid in servers}
+            started = time.monotonic()
+            for server_id, pid in pids.items():
+                watchers.start_soon(watch, server_id, pid, started)
+        shutdown = time.monotonic() - started
+    assert set(gone_after) == set(servers), f"still alive after 15 s: {set(servers) - set(gone_after)}"
+    for pid in pids.values():
+        assert not _alive(pid), f"process {pid} is still there (zombie or alive)"
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert 1.9 <= gone_after["deaf"] <= 3.5, gone_after
+    assert 3.9 <= gone_after["stubborn"] <= 6.5, gone_after
+    assert shutdown <= 7.0
+    ignored = [r for r in caplog.records if "stdin closed, ignoring EOF" in r.getMessage()]
+    assert len(ignored) == 2  # both saw their stdin close first
+    print(
+        f"\n[measure] shutdown: EOF-ignoring child gone after {gone_after['deaf']:.2f} s (SIGTERM), "
+        f"EOF+SIGTERM-ignoring child after {gone_after['stubborn']:.2f} s (SIGKILL); hub exit {shutdown:.2f} s"
+    )
