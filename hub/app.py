@@ -126,7 +126,8 @@ class Hub:
         in-flight requests finish, at most `drain_timeout_seconds`) and stopped; removed ones
         leave the catalog at once and are drained and stopped; unchanged ones are untouched.
         Settings that cannot change live are kept and listed in `restart_required`. Clients get
-        `list_changed` through the catalog. Reloads run one at a time.
+        `list_changed` through the catalog. An unchanged server left `failed` by its crash-loop
+        cap is restarted. Reloads run one at a time.
 
         :raises RuntimeError: the hub is not running.
         """
@@ -156,6 +157,11 @@ class Hub:
                     len(plan.unchanged),
                 )
                 await self._apply(old, config, report)
+            for server_id in plan.unchanged:
+                for member in self.fleet.members(server_id):
+                    if member.crash_looped:  # `failed` by the crash-loop cap: a reload gives it a new start
+                        logger.info("reload: restarting %s, failed after a crash loop", member.server_id)
+                        member.restart()
             self.metrics.reloaded(report.status)
             return report
 

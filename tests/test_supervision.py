@@ -265,6 +265,24 @@ async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_
             assert unknown.status_code == 404 and "nope" in unknown.json()["error"]
 
 
+async def test_a_reload_gives_a_crash_looped_server_a_new_start(tmp_path: Path) -> None:
+    flag = tmp_path / "may-start"
+    script = (
+        f'if [ -e "{flag}" ]; then exec "{sys.executable}" "{FAULTY_SERVER}" --name loop; '
+        'else echo "no flag, crashing" >&2; exit 7; fi'
+    )
+    servers = {"loop": {"command": "/bin/sh", "args": ["-c", script], "max_restarts": 1}}
+    async with running_hub(servers) as hub:
+        loop = hub.hub.fleet.connections["loop"]
+        with anyio.fail_after(40):
+            await _until(loop, lambda c: c.state is ServerState.FAILED and c.crash_looped)
+            flag.touch()
+            report = await hub.hub.reload(hub.hub.config)  # the same config: the server is unchanged
+            await _until(loop, lambda c: c.state is ServerState.READY)
+    assert report.status == "unchanged"
+    assert hub.hub.fleet.connections["loop"] is loop and not loop.crash_looped
+
+
 async def test_shutdown_closes_stdin_then_sigterm_then_sigkill_and_leaves_no_process(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
