@@ -11,13 +11,14 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
+import mcp_types as types
 import pytest
 from anyio.abc import Process
 from starlette.types import ASGIApp
@@ -28,6 +29,8 @@ from hub.endpoint import HttpServer, bind_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_SERVER = str(ROOT / "tests" / "servers" / "fixture_server.py")
+FAULTY_SERVER = str(ROOT / "tests" / "servers" / "faulty_server.py")
+"""The misbehaving fixture server (crashes, hangs, garbage on stdout, huge results, ...)."""
 NPM_CACHE = ROOT / ".cache" / "npm"
 NPM_PACKAGES = ("@modelcontextprotocol/server-everything@2026.8.31", "@modelcontextprotocol/server-memory@2026.8.31")
 NPM_INSTALL_TIMEOUT_SECONDS = 600
@@ -41,6 +44,27 @@ def anyio_backend() -> str:
 def fixture_entry(name: str, *args: str, **extra: Any) -> dict[str, Any]:
     """A `servers:` entry running the fixture server over stdio."""
     return {"command": sys.executable, "args": [FIXTURE_SERVER, "--name", name, *args], **extra}
+
+
+def faulty_entry(name: str, *args: str, **extra: Any) -> dict[str, Any]:
+    """A `servers:` entry running the faulty server over stdio."""
+    return {"command": sys.executable, "args": [FAULTY_SERVER, "--name", name, *args], **extra}
+
+
+def tool_text(result: types.CallToolResult) -> str:
+    """The text of a tool result's first content block."""
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    return block.text
+
+
+async def until(condition: Callable[[], bool | Awaitable[bool]]) -> None:
+    """Poll `condition` until it holds (the caller bounds the wait with `anyio.fail_after`)."""
+    while True:
+        value = condition()
+        if value if isinstance(value, bool) else await value:
+            return
+        await anyio.sleep(0.02)
 
 
 @dataclass
@@ -87,10 +111,13 @@ async def running_hub(
 
 
 @asynccontextmanager
-async def http_fixture(*args: str, transport: str = "http") -> AsyncIterator[tuple[str, Process]]:
-    """The fixture server as a remote server: yields (its MCP URL, its process)."""
+async def http_fixture(
+    *args: str, transport: str = "http", script: str = FIXTURE_SERVER
+) -> AsyncIterator[tuple[str, Process]]:
+    """A fixture server (`script`: the fixture server, or `FAULTY_SERVER`) as a remote server on
+    127.0.0.1: yields (its MCP URL, its process), which is killed afterwards."""
     process = await anyio.open_process(
-        [sys.executable, FIXTURE_SERVER, "--transport", transport, "--port", "0", *args],
+        [sys.executable, script, "--transport", transport, "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -109,6 +136,11 @@ async def http_fixture(*args: str, transport: str = "http") -> AsyncIterator[tup
             process.kill()
         with anyio.move_on_after(5, shield=True):
             await process.wait()
+
+
+def faulty_http(*args: str, transport: str = "http") -> AbstractAsyncContextManager[tuple[str, Process]]:
+    """The faulty server as a remote server (see `http_fixture`)."""
+    return http_fixture(*args, transport=transport, script=FAULTY_SERVER)
 
 
 def free_port() -> int:

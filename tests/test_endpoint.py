@@ -18,17 +18,12 @@ from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS, REQUEST_TIMEOUT, SERVER
 from hub.naming import NAME_PATTERN
 from hub.servers import ServerState
 from tests.conftest import fixture_entry, http_fixture, running_hub
+from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
 
 MODES = ["auto", "legacy"]
 """`auto` negotiates the modern era (2026-07-28) with the hub; `legacy` the handshake era."""
-
-
-def _text(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent)
-    return block.text
 
 
 async def _all_tool_names(client: Client) -> list[str]:

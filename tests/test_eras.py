@@ -21,6 +21,7 @@ from mcp_types import INVALID_PARAMS
 from hub.app import Hub
 from hub.faces import LIST_TTL_MS
 from tests.conftest import fixture_entry, running_hub
+from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
 
@@ -34,12 +35,6 @@ async def _sampling(ctx: Any, params: types.CreateMessageRequestParams) -> types
 async def _elicitation(ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
     assert isinstance(params, types.ElicitRequestFormParams) and params.message == "your name?"
     return types.ElicitResult(action="accept", content={"name": "ada"})
-
-
-def _text(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent)
-    return block.text
 
 
 @pytest.mark.parametrize("server_era", ["legacy", "modern"])

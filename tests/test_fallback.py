@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -19,25 +18,11 @@ from mcp_types import REQUEST_TIMEOUT
 from hub.config import parse_config
 from hub.errors import ConfigError
 from hub.servers import ServerState
-from tests.conftest import fixture_entry, http_fixture, running_hub
-from tests.test_resilience import faulty_entry, faulty_http
+from tests.conftest import faulty_entry, faulty_http, fixture_entry, http_fixture, running_hub
+from tests.conftest import tool_text as _text
+from tests.conftest import until as _until
 
 pytestmark = pytest.mark.anyio
-
-
-def _text(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent)
-    return block.text
-
-
-async def _until(condition: Callable[[], bool | Awaitable[bool]]) -> None:
-    """Poll `condition` until it holds (the caller bounds the wait with `anyio.fail_after`)."""
-    while True:
-        value = condition()
-        if value if isinstance(value, bool) else await value:
-            return
-        await anyio.sleep(0.02)
 
 
 async def _admin(base_url: str, what: str) -> Any:

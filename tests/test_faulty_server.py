@@ -4,49 +4,15 @@ misbehaviour is proven through the hub in tests/test_supervision.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import anyio
-import mcp_types as types
 import pytest
 from mcp import Client, MCPError
 from mcp_types import INTERNAL_ERROR
 
-from tests.test_supervision import FAULTY_SERVER
+from tests.conftest import faulty_http
+from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
-
-
-@asynccontextmanager
-async def _faulty_http(*args: str) -> AsyncIterator[str]:
-    """The faulty server over HTTP on 127.0.0.1: yields its MCP URL; killed afterwards."""
-    process = await anyio.open_process(
-        [sys.executable, FAULTY_SERVER, "--transport", "http", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert process.stdout is not None
-        buffer = b""
-        with anyio.fail_after(30):
-            while b"\n" not in buffer:
-                buffer += await process.stdout.receive()
-        line = buffer.split(b"\n", 1)[0].decode()
-        assert line.startswith("PORT="), line
-        yield f"http://127.0.0.1:{line.removeprefix('PORT=')}/mcp"
-    finally:
-        process.kill()
-        with anyio.move_on_after(5, shield=True):
-            await process.wait()
-
-
-def _text(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent)
-    return block.text
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -56,7 +22,7 @@ async def test_the_faulty_servers_tools_do_what_its_docstring_says(mode: str) ->
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         progress.append(value)
 
-    async with _faulty_http("--name", "faulty") as url:
+    async with faulty_http("--name", "faulty") as (url, _):
         with anyio.fail_after(30):
             async with Client(url, mode=mode) as client:
                 assert _text(await client.call_tool("echo", {"text": "hi"})) == "hi"

@@ -15,14 +15,9 @@ from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from tests.conftest import fixture_entry, running_hub
+from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
-
-
-def _text(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent)
-    return block.text
 
 
 async def _wait_for_log(caplog: pytest.LogCaptureFixture, text: str) -> None:

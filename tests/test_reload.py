@@ -24,11 +24,10 @@ from mcp import Client
 from hub.app import Hub
 from hub.config import load_config
 from hub.reload import plan_reload
-from tests.conftest import ROOT, RunningHub, serve_app
+from tests.conftest import FAULTY_SERVER, RunningHub, serve_app
+from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
-
-FAULTY_SERVER = str(ROOT / "tests" / "servers" / "faulty_server.py")
 
 
 def faulty(name: str, *args: str, **extra: Any) -> dict[str, Any]:
@@ -70,12 +69,6 @@ async def post_reload(hub: RunningHub) -> tuple[int, dict[str, Any]]:
     async with httpx2.AsyncClient(timeout=60) as http:
         response = await http.post(f"{hub.base_url}/admin/reload")
     return response.status_code, response.json()
-
-
-def _text(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent)
-    return block.text
 
 
 async def _tool_names(client: Client) -> set[str]:

@@ -8,10 +8,8 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import ExitStack, asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,39 +24,11 @@ from hub.config import BreakerConfig
 from hub.errors import ServerUnavailable
 from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter, RetryBudget
 from hub.resilience import oversized
-from tests.conftest import ROOT, fixture_entry, running_hub
+from tests.conftest import faulty_entry, faulty_http, fixture_entry, running_hub
+from tests.conftest import tool_text as _text
+from tests.conftest import until as _until
 
 pytestmark = pytest.mark.anyio
-
-FAULTY_SERVER = str(ROOT / "tests" / "servers" / "faulty_server.py")
-
-
-def faulty_entry(name: str, *args: str, **extra: Any) -> dict[str, Any]:
-    """A `servers:` entry running the faulty server over stdio."""
-    return {"command": sys.executable, "args": [FAULTY_SERVER, "--name", name, *args], **extra}
-
-
-@asynccontextmanager
-async def faulty_http(*args: str) -> AsyncIterator[tuple[str, anyio.abc.Process]]:
-    """The faulty server over Streamable HTTP on 127.0.0.1: yields (its MCP URL, its process)."""
-    process = await anyio.open_process(
-        [sys.executable, FAULTY_SERVER, "--transport", "http", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert process.stdout is not None
-        with anyio.fail_after(20):
-            buffer = b""
-            while b"\n" not in buffer:
-                buffer += await process.stdout.receive()
-        port = buffer.split(b"\n", 1)[0].decode().removeprefix("PORT=")
-        yield f"http://127.0.0.1:{port}/mcp", process
-    finally:
-        if process.returncode is None:
-            process.kill()
-        with anyio.move_on_after(5, shield=True):
-            await process.wait()
 
 
 class Recorder:
@@ -72,21 +42,6 @@ class Recorder:
 
     def named(self, name: str) -> list[tuple[Any, ...]]:
         return [event for event in self.events if event[0] == name]
-
-
-def _text(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent)
-    return block.text
-
-
-async def _until(condition: Callable[[], bool | Awaitable[bool]]) -> None:
-    """Poll `condition` until it holds (the caller bounds the wait with `anyio.fail_after`)."""
-    while True:
-        value = condition()
-        if value if isinstance(value, bool) else await value:
-            return
-        await anyio.sleep(0.02)
 
 
 def _counters(path: Path) -> dict[str, int]:

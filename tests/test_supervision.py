@@ -18,28 +18,15 @@ from typing import Any
 
 import anyio
 import httpx2
-import mcp_types as types
 import pytest
 from mcp import Client, MCPError
 from mcp_types import CONNECTION_CLOSED
 
 from hub.servers import ServerConnection, ServerState
-from tests.conftest import ROOT, running_hub
+from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, running_hub
+from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
-
-FAULTY_SERVER = str(ROOT / "tests" / "servers" / "faulty_server.py")
-
-
-def faulty_entry(name: str, *args: str, **extra: Any) -> dict[str, Any]:
-    """A `servers:` entry running the faulty server over stdio."""
-    return {"command": sys.executable, "args": [FAULTY_SERVER, "--name", name, *args], **extra}
-
-
-def _text(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent)
-    return block.text
 
 
 def _alive(pid: int) -> bool:
