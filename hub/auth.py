@@ -420,7 +420,7 @@ class AuthMiddleware:
                 )
                 return
         scope.setdefault("state", {})["principal"] = principal
-        if principal is not NOBODY:
+        if self._authenticator.enabled and principal is not NOBODY:  # `auth: none`: one principal, nothing to bind
             scope["auth"] = AuthCredentials(sorted(principal.scopes))
             scope["user"] = AuthenticatedUser(
                 AccessToken(

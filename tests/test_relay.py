@@ -149,9 +149,16 @@ async def test_per_client_isolation_gives_each_client_session_its_own_server_and
         connection = hub.hub.fleet.get("fx")
         assert connection is not None
 
+        arrived: list[str] = []
+        both_asked = anyio.Event()
+
         def sampler(answer: str):  # type: ignore[no-untyped-def]
             async def sampling(ctx: object, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
-                await anyio.sleep(0.2)  # both calls are in flight at once
+                # Answer only once both clients are being asked: both calls are in flight at once.
+                arrived.append(answer)
+                if len(arrived) == 2:
+                    both_asked.set()
+                await both_asked.wait()
                 return types.CreateMessageResult(
                     role="assistant", content=types.TextContent(type="text", text=answer), model="m"
                 )
