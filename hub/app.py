@@ -21,6 +21,7 @@ from hub.metrics import HubMetrics
 from hub.reload import ReloadReport, effective_config, plan_reload
 from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerStatus
+from hub.state import StateFile, state_path
 from hub.tracing import CallTracer, tracer_provider_from_config
 
 __all__ = ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config", "startup_bound_seconds"]
@@ -79,6 +80,10 @@ class Hub:
         tracer_provider: Any = None,
     ) -> None:
         self.config = config
+        self.state = StateFile(state_path(config.state_dir, config.source))
+        """The hub's state file (hub_id, pins), kept across restarts (`hub.state`)."""
+        self.hub_id = self.state.hub_id(config.hub_id)
+        """This hub's identity among federated hubs: `hub_id` from the config, else the stored one."""
         self.metrics = HubMetrics()
         provider = tracer_provider if tracer_provider is not None else tracer_provider_from_config(config.tracing)
         self.tracer = CallTracer(provider) if provider is not None else None

@@ -39,6 +39,7 @@ from hub.errors import ConfigError
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "HUB_ID_PATTERN",
     "HUB_SCOPES",
     "LOOPBACK_HOSTS",
     "SERVER_ID_PATTERN",
@@ -78,6 +79,9 @@ DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS = 1800.0  # the SDK's StreamableHTTPSession
 DEFAULT_MAX_RESTARTS = 5
 DEFAULT_RESTART_WINDOW_SECONDS = 60.0
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024  # bytes (4 MiB): a stdio stdout line
+
+HUB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""A hub_id: 1-64 letters, digits, `.`, `_` or `-` (it travels in an HTTP header and `_meta`)."""
 
 SERVER_ID_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 """A server_id: lowercase, starts with a letter, at most 32 characters, no `_` and no `+`, so
@@ -817,6 +821,22 @@ class HubConfig(_Model):
     rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
     """Token-bucket rate limits per principal and per route."""
 
+    state_dir: str | None = None
+    """Directory of the hub's state file (`state.json`: its `hub_id` and tool-definition pins),
+    kept across restarts. Default: the user's state directory (`~/.local/state/mcphub` on
+    Linux), one file per config file (see `hub.state`)."""
+
+    hub_id: str | None = Field(default=None, pattern=HUB_ID_PATTERN)
+    """This hub's stable identity among federated hubs (loop detection). Replicas of one hub
+    share it. Default: generated once (`hub-` + 12 hex) and kept in the state file."""
+
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """The file this config was loaded from (None: built in memory)."""
+        return self._source
+
     @model_validator(mode="after")
     def _check_fallbacks(self) -> HubConfig:
         for server_id, server in self.servers.items():
@@ -1087,7 +1107,9 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Hu
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}{problem}", file=file) from None
-    return parse_config(data, file=file, env=env)
+    config = parse_config(data, file=file, env=env)
+    config._source = str(Path(path).resolve())
+    return config
 
 
 def json_schema() -> dict[str, Any]:

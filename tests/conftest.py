@@ -11,7 +11,8 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,21 @@ NPM_INSTALL_TIMEOUT_SECONDS = 600
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Hubs built without a `state_dir` (and `mcphub` subprocesses) keep their state file under
+    a temporary XDG_STATE_HOME, never in the user's own state directory."""
+    previous = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("xdg-state"))
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["XDG_STATE_HOME"]
+        else:
+            os.environ["XDG_STATE_HOME"] = previous
 
 
 def fixture_entry(name: str, *args: str, **extra: Any) -> dict[str, Any]:
@@ -103,11 +119,16 @@ async def running_hub(
 ) -> AsyncIterator[RunningHub]:
     """Serve a hub over `servers` (or the whole `config`) on 127.0.0.1:<free port>; yields once
     every server has finished its first start attempt."""
-    hub = Hub(config if config is not None else parse_config({"servers": servers, **settings}, file="<test>"))
-    async with serve_app(hub.http_app()) as base_url:
-        with anyio.fail_after(start_timeout):
-            await hub.fleet.wait_first_attempts()
-        yield RunningHub(hub, base_url)
+    with tempfile.TemporaryDirectory(prefix="mcphub-state-") as state_dir:
+        if config is None:
+            # Each hub gets a state directory of its own: its own hub_id and pins.
+            settings.setdefault("state_dir", state_dir)
+            config = parse_config({"servers": servers, **settings}, file="<test>")
+        hub = Hub(config)
+        async with serve_app(hub.http_app()) as base_url:
+            with anyio.fail_after(start_timeout):
+                await hub.fleet.wait_first_attempts()
+            yield RunningHub(hub, base_url)
 
 
 @asynccontextmanager

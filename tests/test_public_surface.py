@@ -23,6 +23,7 @@ EXPORTS = {
     "hub.config": [
         "DEFAULT_HOST",
         "DEFAULT_PORT",
+        "HUB_ID_PATTERN",
         "HUB_SCOPES",
         "LOOPBACK_HOSTS",
         "ApiKeyConfig",
@@ -57,6 +58,7 @@ EXPORTS = {
         "sanitize",
         "split_resource_uri",
     ],
+    "hub.state": ["STATE_FILE_NAME", "StateFile", "default_state_path", "new_hub_id", "state_path"],
     "hub.catalog": ["Catalog", "ChangeListener", "Kind", "Route", "ServerView", "snapshot_offers"],
     "hub.servers": ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"],
     "hub.router": ["ProgressFn", "Router"],
