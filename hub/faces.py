@@ -57,6 +57,7 @@ from hub.metrics import NO_SERVER, RESOURCE_ROUTE, UNKNOWN_ROUTE, HubMetrics
 from hub.naming import exposed_resource_uri
 from hub.policy import Access
 from hub.relay import CURRENT_CHANNEL, SessionChannel, Subscriptions, principal_id
+from hub.resource_links import expose_uris
 from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerState
 from hub.tracing import CallTracer, SpanRecord
@@ -102,6 +103,9 @@ _NOTIFY_TIMEOUT_SECONDS = 5.0
 """How long one client may take to accept a list_changed notification before it is skipped."""
 
 
+_ResultT = TypeVar("_ResultT", bound=types.Result)
+
+
 class Face(Protocol):
     """What one MCP server face offers and how its names resolve to (server_id, original)."""
 
@@ -117,6 +121,11 @@ class Face(Protocol):
     def route_key(self, kind: Kind, name: str) -> tuple[str, str] | None:
         """`(server_id, exposed name or URI)` of `name` as this face shows it: what the policy
         decides on, whichever face is used."""
+        ...
+
+    def expose_result(self, server_id: str, result: _ResultT) -> _ResultT:
+        """`result` from `server_id` with the resource URIs inside it (resource links, embedded
+        resources, `contents[].uri`) in the form this face addresses resources by."""
         ...
 
 
@@ -162,6 +171,9 @@ class AggregateFace:
         owner = self._catalog.resource_owner(name)
         return (owner[0], name) if owner else None
 
+    def expose_result(self, server_id: str, result: _ResultT) -> _ResultT:
+        return expose_uris(server_id, result)
+
 
 class ServerFace:
     """One server under its original names (`/servers/<server_id>/mcp`)."""
@@ -202,6 +214,9 @@ class ServerFace:
             exposed = self._catalog.exposed_name(kind, self._server_id, name)
             return (self._server_id, exposed) if exposed else None
         return self._server_id, exposed_resource_uri(self._server_id, name)
+
+    def expose_result(self, server_id: str, result: _ResultT) -> _ResultT:
+        return result  # this face addresses resources by their original URIs
 
 
 class SessionRegistry:
@@ -269,7 +284,6 @@ _HOP_META_KEYS = (SERVER_INFO_META_KEY, PROTOCOL_VERSION_META_KEY)
 """`_meta` stamps that describe one hop (who answered, in which era): a server's stamps are
 dropped so that the hub's own are the ones its clients see."""
 
-_ResultT = TypeVar("_ResultT", bound=types.Result)
 _INVALID_STATE = {"reason": "invalid_request_state"}
 
 
@@ -619,7 +633,8 @@ def build_mcp_server(
             extra = {"log_level": level, **mrtr} if services is not None else mrtr
             return await router.call_tool(owner[0], owner[1], params.arguments, progress, **extra)
 
-        return await routed(ctx, owner[0], params.input_responses, params.request_state, send)
+        result = await routed(ctx, owner[0], params.input_responses, params.request_state, send)
+        return face.expose_result(owner[0], result)
 
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -641,7 +656,9 @@ def build_mcp_server(
         async def send(**mrtr: Any) -> types.Result:
             return await router.read_resource(owner[0], owner[1], **mrtr)
 
-        result = await routed(ctx, owner[0], params.input_responses, params.request_state, send)
+        result = face.expose_result(
+            owner[0], await routed(ctx, owner[0], params.input_responses, params.request_state, send)
+        )
         if isinstance(result, types.ReadResourceResult) and "cache_scope" in result.model_fields_set:
             # A server's "public" is about its own callers; behind the hub the caller is a principal.
             result = result.model_copy(update={"cache_scope": "private"})
@@ -661,7 +678,8 @@ def build_mcp_server(
         async def send(**mrtr: Any) -> types.Result:
             return await router.get_prompt(owner[0], owner[1], params.arguments, **mrtr)
 
-        return await routed(ctx, owner[0], params.input_responses, params.request_state, send)
+        result = await routed(ctx, owner[0], params.input_responses, params.request_state, send)
+        return face.expose_result(owner[0], result)
 
     async def complete(ctx: ServerRequestContext[Any], params: types.CompleteRequestParams) -> types.CompleteResult:
         ref = params.ref

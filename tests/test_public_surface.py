@@ -58,6 +58,7 @@ EXPORTS = {
         "sanitize",
         "split_resource_uri",
     ],
+    "hub.resource_links": ["expose_uris"],
     "hub.state": ["STATE_FILE_NAME", "StateFile", "default_state_path", "new_hub_id", "state_path"],
     "hub.catalog": ["Catalog", "ChangeListener", "Kind", "Route", "ServerView", "snapshot_offers"],
     "hub.servers": ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"],

@@ -22,7 +22,14 @@ import httpx2
 import pytest
 from conftest import fixture_entry, free_port, running_hub
 from mcp import Client, MCPError, StdioServerParameters
-from mcp_types import INVALID_PARAMS, TextContent, TextResourceContents
+from mcp_types import (
+    INVALID_PARAMS,
+    BlobResourceContents,
+    EmbeddedResource,
+    ResourceLink,
+    TextContent,
+    TextResourceContents,
+)
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_MODERN_VERSION
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -296,3 +303,41 @@ async def test_server_everything_resources_and_prompts_are_exposed_namespaced_wi
     assert "everything__simple-prompt" in {p.name for p in prompts}
     assert _only_text(hub_read.contents) == _only_text(direct_read.contents)
     assert hub_prompt.messages == direct_prompt.messages
+
+
+@pytest.mark.parametrize("mode", CLIENT_MODES)
+async def test_resource_links_and_embedded_resources_from_server_everything_can_be_read_back_through_the_hub(
+    npm_servers: Path, mode: str
+) -> None:
+    async with running_hub({"everything": _everything_entry(npm_servers)}) as hub:
+        with anyio.fail_after(40):
+            async with Client(hub.url, mode=mode) as client:
+                links = await client.call_tool("everything__get-resource-links", {"count": 2})
+                link_blocks = [block for block in links.content if isinstance(block, ResourceLink)]
+                reads = [await client.read_resource(str(block.uri)) for block in link_blocks]
+                reference = await client.call_tool(
+                    "everything__get-resource-reference", {"resourceType": "Text", "resourceId": 4}
+                )
+                prompt = await client.get_prompt(
+                    "everything__resource-prompt", {"resourceType": "Text", "resourceId": "6"}
+                )
+            async with Client(hub.server_url("everything"), mode=mode) as per_server:
+                original = await per_server.call_tool("get-resource-links", {"count": 2})
+
+    assert [str(block.uri) for block in link_blocks] == [
+        "everything+demo://resource/dynamic/blob/1",
+        "everything+demo://resource/dynamic/text/2",
+    ]
+    blob, text = reads[0].contents[0], reads[1].contents[0]
+    assert isinstance(blob, BlobResourceContents) and blob.uri == "everything+demo://resource/dynamic/blob/1"
+    assert isinstance(text, TextResourceContents) and text.text.startswith("Resource 2: This is a plaintext resource")
+    assert text.uri == "everything+demo://resource/dynamic/text/2"
+    embedded = [block for block in reference.content if isinstance(block, EmbeddedResource)]
+    assert [str(block.resource.uri) for block in embedded] == ["everything+demo://resource/dynamic/text/4"]
+    in_prompt = [m.content for m in prompt.messages if isinstance(m.content, EmbeddedResource)]
+    assert [str(block.resource.uri) for block in in_prompt] == ["everything+demo://resource/dynamic/text/6"]
+    # The per-server face addresses resources by their original URIs, and keeps them.
+    assert [str(b.uri) for b in original.content if isinstance(b, ResourceLink)] == [
+        "demo://resource/dynamic/blob/1",
+        "demo://resource/dynamic/text/2",
+    ]
