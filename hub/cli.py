@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
+from urllib.parse import urlencode
 
 import anyio
 import httpx2
@@ -30,6 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hub.app import Hub, resolve_config, startup_bound_seconds
+from hub.cli_explain import print_explanation
 from hub.config import DEFAULT_PORT, ApiKeyConfig, HubConfig, load_config, require_auth_beyond_loopback
 from hub.endpoint import HttpServer, bind_socket, run_event_loop
 from hub.errors import ConfigError, HubError
@@ -545,6 +547,40 @@ def call(
             for block in result.content:
                 _out.print(block.text if block.type == "text" else f"<{block.type} content>", markup=False)
         if result.is_error:
+            raise typer.Exit(1)
+
+    _run(run)
+
+
+@app.command()
+def explain(
+    name: Annotated[str, typer.Argument(help="Exposed name (tool, prompt) or exposed resource URI.")],
+    principal: Annotated[
+        str | None,
+        typer.Option("--principal", help="Explain for this principal id (needs hub:admin). Default: the token's own."),
+    ] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", "-s", help="With --principal of a JWT subject: its scopes.")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Everything that decides a call of NAME: route, naming, servers serving it now, the policy
+    rule for the principal, rate limits, timeouts and retry, pin status, and the verdict.
+    Exit code 1 when the principal cannot call it now."""
+
+    async def run() -> None:
+        if principal is None:
+            data = await _admin_get(url, f"/me/explain?{urlencode({'name': name})}", token)
+        else:
+            query = urlencode([("name", name), ("principal", principal), *(("scope", s) for s in scope or [])])
+            data = await _admin_get(url, f"/admin/explain?{query}", token)
+        if json_output:
+            _out.print_json(data=data)
+        else:
+            print_explanation(data, _out)
+        if not data["verdict"]["callable"]:
             raise typer.Exit(1)
 
     _run(run)

@@ -47,7 +47,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hub.auth import PRM_PATH, Authenticator, AuthMiddleware, Principal, principal_of, protected_resource_metadata
 from hub.bridge import Bridge
 from hub.catalog import Catalog, Kind
+from hub.catalog import Route as CatalogRoute
 from hub.config import HubConfig
+from hub.explain import PinFn, explain, principal_for
 from hub.faces import HUB_NAME, AggregateFace, FaceServices, HubServer, ServerFace, SessionRegistry, build_mcp_server
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import HubMetrics
@@ -205,6 +207,8 @@ class Endpoint:
         self._per_server_scopes: dict[str, anyio.CancelScope] = {}
         self._faces_tg: anyio.abc.TaskGroup | None = None
         self._managers: dict[str, StreamableHTTPSessionManager] = {}
+        self.pin_status: PinFn | None = None
+        """The pin status of a route's definition, for `explain` (set by the Hub's pin store)."""
         self.reload_handler: Callable[[], Awaitable[tuple[int, dict[str, Any]]]] | None = None
         """Called by `POST /admin/reload`; returns `(HTTP status, JSON body)` (set by the Hub)."""
         catalog.add_listener(self._on_catalog_change)
@@ -355,6 +359,38 @@ class Endpoint:
             )
         return rows
 
+    def explain(self, name: str, principal: Principal | None, *, full: bool = True) -> dict[str, Any]:
+        """`hub.explain.explain` for this hub: everything that decides a call of `name` by
+        `principal`. With `full=False` (a principal asking about itself without `hub:admin`) a
+        route the principal may not see is answered exactly like an unknown name."""
+        catalog, policy = self.catalog, self.policy
+
+        def visible_names() -> list[str]:
+            return [
+                r.exposed
+                for r in catalog.routes()
+                if principal is None or policy.allows(principal, r.server_id, r.exposed)
+            ]
+
+        def states(server_id: str) -> dict[str, str]:
+            return {m.server_id: m.health_state.value for m in self.fleet.members(server_id)}
+
+        def hidden(route: CatalogRoute) -> bool:
+            return not full and principal is not None and not policy.allows(principal, route.server_id, route.exposed)
+
+        return explain(
+            name,
+            principal,
+            catalog=catalog,
+            policy=policy,
+            config=self.config,
+            plan=self._router.plan,
+            states=states,
+            pin_status=self.pin_status,
+            visible_names=visible_names,
+            hidden=hidden,
+        )
+
     def http_app(self, lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None) -> ASGIApp:
         """The Starlette app: `/mcp`, `/servers/<id>/mcp`, `/healthz`, `/readyz`, `/metrics`
         (Prometheus text), `/admin/*` (including `POST /admin/reload`), wrapped in Host/Origin
@@ -404,6 +440,32 @@ class Endpoint:
         async def admin_routes(request: Request) -> Response:
             return JSONResponse({"routes": self.routes_json()})
 
+        async def my_explain(request: Request) -> Response:
+            # Any principal may ask about itself; without hub:admin it learns nothing about
+            # routes it may not see (they answer like unknown names).
+            name = request.query_params.get("name", "")
+            if not name:
+                return JSONResponse({"error": "give the route to explain as ?name=<exposed name>"}, status_code=400)
+            principal = principal_of(request)
+            return JSONResponse(self.explain(name, principal, full="hub:admin" in principal.scopes))
+
+        async def admin_explain(request: Request) -> Response:
+            name = request.query_params.get("name", "")
+            if not name:
+                return JSONResponse({"error": "give the route to explain as ?name=<exposed name>"}, status_code=400)
+            principal_id = request.query_params.get("principal")
+            principal = (
+                principal_for(
+                    principal_id,
+                    request.query_params.getlist("scope"),
+                    self.config,
+                    self.authenticator.hierarchy.expand,
+                )
+                if principal_id
+                else None
+            )
+            return JSONResponse(self.explain(name, principal))
+
         async def admin_reload(request: Request) -> Response:
             if self.reload_handler is None:
                 return JSONResponse({"status": "rejected", "error": "this hub cannot reload"}, status_code=409)
@@ -450,6 +512,8 @@ class Endpoint:
                 Route("/admin/routes", endpoint=admin_routes, methods=["GET"]),
                 Route("/me", endpoint=me, methods=["GET"]),
                 Route("/me/routes", endpoint=my_routes, methods=["GET"]),
+                Route("/me/explain", endpoint=my_explain, methods=["GET"]),
+                Route("/admin/explain", endpoint=admin_explain, methods=["GET"]),
                 Route(PRM_PATH, endpoint=resource_metadata, methods=["GET"]),
                 Route(PRM_PATH + "/{resource:path}", endpoint=resource_metadata, methods=["GET"]),
                 Route("/admin/reload", endpoint=admin_reload, methods=["POST"]),
