@@ -274,9 +274,13 @@ def check(
 
     async def run() -> None:
         hub_config, source = resolve_config(config)
+        warnings = list(hub_config.warnings)
+        if not json_output:
+            for warning in warnings:
+                _err.print(f"mcphub: warning: {warning}", markup=False)
         if not connect:
             if json_output:
-                _out.print_json(data={"config": source, "servers": sorted(hub_config.servers)})
+                _out.print_json(data={"config": source, "servers": sorted(hub_config.servers), "warnings": warnings})
             else:
                 _out.print(
                     f"{source}: OK, {len(hub_config.servers)} servers: {', '.join(hub_config.servers)}", markup=False
@@ -292,7 +296,7 @@ def check(
             routes = hub.endpoint.routes_json()
         failed = [s for s in statuses if s["state"] not in ("ready", "degraded", "disabled")]
         if json_output:
-            _out.print_json(data={"config": source, "servers": statuses, "routes": routes})
+            _out.print_json(data={"config": source, "servers": statuses, "routes": routes, "warnings": warnings})
         else:
             _print_servers(statuses)
             _print_routes(routes)

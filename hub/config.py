@@ -1,14 +1,14 @@
 """The hub's configuration: YAML (or JSON) -> validated pydantic models.
 
 The file shape is documented in DESIGN.md ("Config file") and in README.md; `config/hub.schema.json`
-is generated from these models (`python -m hub.config --schema`), and a test fails when it is stale.
+is generated from these models (`python -m hub.config > config/hub.schema.json`), and a test fails
+when it is stale.
 
-Besides the hub's own `servers:` map, a file may hold the de-facto `mcpServers` map used by Claude
-Desktop, Cursor and VS Code (`command/args/env` or `url/type`); its entries are accepted as-is and
-merged into `servers`.
-
-String values may reference the environment as `${VAR}` or `${VAR:-default}`; `$${` is a literal
-`${`. Every error is a `ConfigError` naming the file, the key path and the reason.
+Loading (`load_config`, `parse_config`) goes through `hub.config_loader`: a file may be the hub's
+own shape, a client's MCP config pasted as-is (`mcpServers` of Claude Desktop, Cursor and Claude
+Code; VS Code's `servers`/`inputs`), or both; string values may hold `${VAR}`, `${VAR:-default}`,
+`${env:VAR}` and a few editor variables (`$${` is a literal `${`). Every error is a
+`ConfigError` naming the file, the key path and the reason.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -34,7 +34,8 @@ from pydantic import (
     model_validator,
 )
 
-from hub.errors import ConfigError
+from hub.config_loader import config_error, prepare_document, read_document, workspace_folder
+from hub.config_schema import complete_schema
 
 __all__ = [
     "DEFAULT_HOST",
@@ -65,6 +66,8 @@ __all__ = [
     "require_auth_beyond_loopback",
 ]
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_TIMEOUT_SECONDS = 60.0
@@ -88,7 +91,6 @@ SERVER_ID_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 `<server_id>__<tool>` and `<server_id>+<uri>` are unambiguous."""
 
 _PREFIX_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$"
-_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class _Model(BaseModel):
@@ -831,11 +833,18 @@ class HubConfig(_Model):
     share it. Default: generated once (`hub-` + 12 hex) and kept in the state file."""
 
     _source: str | None = PrivateAttr(default=None)
+    _warnings: tuple[str, ...] = PrivateAttr(default=())
 
     @property
     def source(self) -> str | None:
         """The file this config was loaded from (None: built in memory)."""
         return self._source
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What loading ignored, one line each (`<file>: ...`), e.g. the top-level keys of a
+        pasted client config the hub does not use; `mcphub check` shows them."""
+        return self._warnings
 
     @model_validator(mode="after")
     def _check_fallbacks(self) -> HubConfig:
@@ -895,120 +904,47 @@ def require_auth_beyond_loopback(config: HubConfig, host: str | None = None) -> 
         )
 
 
-def _interpolate(value: Any, path: str, env: Mapping[str, str], errors: list[tuple[str, str]]) -> Any:
-    if isinstance(value, str):
-
-        def substitute(match: re.Match[str]) -> str:
-            if match.group(0) == "$${":
-                return "${"
-            name, default = match.group(1), match.group(2)
-            if default is not None:
-                return env.get(name) or default  # `:-` also replaces an empty value, as in sh
-            if name in env:
-                return env[name]
-            errors.append((path, f"environment variable ${{{name}}} is not set"))
-            return ""
-
-        return _ENV_REF.sub(substitute, value)
-    if isinstance(value, dict):
-        return {
-            key: _interpolate(item, f"{path}.{key}" if path else str(key), env, errors) for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [_interpolate(item, f"{path}[{index}]", env, errors) for index, item in enumerate(value)]
-    return value
-
-
-def _server_id_from_client_name(name: str) -> str:
-    """mcpServers keys are free-form ("GitHub", "my_server"); derive a valid server_id."""
-    slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-    slug = re.sub(r"-{2,}", "-", slug)
-    if slug and not slug[0].isalpha():
-        slug = f"s-{slug}"
-    return slug[:32].rstrip("-")
-
-
-def _import_mcp_servers(raw: Any, errors: list[tuple[str, str]], origins: dict[str, str]) -> dict[str, Any]:
-    """Translate the Claude Desktop / Cursor / VS Code `mcpServers` map into `servers` entries;
-    `origins` maps each derived server_id to its key path in the file (`mcpServers.<name>`)."""
-    if not isinstance(raw, dict):
-        errors.append(("mcpServers", "must be a mapping of server names to entries"))
-        return {}
-    servers: dict[str, Any] = {}
-    for name, entry in raw.items():
-        path = f"mcpServers.{name}"
-        if not isinstance(entry, dict):
-            errors.append((path, "must be a mapping"))
-            continue
-        server_id = _server_id_from_client_name(str(name))
-        if not re.fullmatch(SERVER_ID_PATTERN, server_id):
-            errors.append((path, f"cannot derive a server_id from {name!r}"))
-            continue
-        if server_id in servers:
-            errors.append((path, f"derives the server_id {server_id!r}, already used by another entry"))
-            continue
-        origins[server_id] = path
-        converted: dict[str, Any] = {}
-        for key, value in entry.items():
-            if key == "type" and not isinstance(value, str):
-                errors.append((f"{path}.type", "must be a string (stdio, http, streamable-http or sse)"))
-            elif key == "type":
-                # Claude Code/VS Code say "stdio", "http" or "streamable-http", "sse".
-                kinds = {
-                    "http": "streamable_http",
-                    "streamable-http": "streamable_http",
-                    "streamableHttp": "streamable_http",
-                    "sse": "sse",
-                    "stdio": None,
-                }
-                if value not in kinds:
-                    errors.append((f"{path}.type", f"unknown transport type {value!r}"))
-                elif kinds[value] is not None:
-                    converted["transport"] = kinds[value]
-            elif key in ("disabled",):
-                converted["enabled"] = not bool(value)
-            elif key in ("autoApprove", "alwaysAllow", "envFile", "description"):
-                continue  # host-side UI settings with no meaning for the hub
-            else:
-                converted[key] = value
-        servers[server_id] = converted
-    return servers
-
-
-def parse_config(data: Any, *, file: str = "<config>", env: Mapping[str, str] | None = None) -> HubConfig:
+def parse_config(
+    data: Any,
+    *,
+    file: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    directory: str | Path | None = None,
+) -> HubConfig:
     """Validate already-parsed YAML/JSON data into a `HubConfig`.
 
+    The document may be the hub's own shape, a client config pasted as-is (`mcpServers`, VS
+    Code's `servers`/`inputs`) or both; `${...}` references are resolved. The rules are in
+    `hub.config_loader`. What the loader ignored is logged once (a warning) and kept in
+    `HubConfig.warnings`.
+
     :param data: the document (a mapping), as `yaml.safe_load` returns it.
-    :param file: the name used in error messages.
-    :param env: the environment for `${VAR}` interpolation. Default: `os.environ`.
+    :param file: the name used in error messages and warnings.
+    :param env: the environment for `${VAR}` references and `*_env` keys. Default: `os.environ`.
+    :param directory: the config file's directory: `${workspaceFolder}` (its parent when it is
+        `.vscode` or `.cursor`) and relative `envFile` paths start there. Default: the current
+        directory.
     :raises ConfigError: on any problem, naming `file`, the key path and the reason; when there
         are several, all are listed, separated by `; `.
     """
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError("the document must be a mapping (servers:, listen:, ...)", file=file)
-    errors: list[tuple[str, str]] = []
-    data = _interpolate(data, "", os.environ if env is None else env, errors)
-    origins: dict[str, str] = {}
-    imported = _import_mcp_servers(data.pop("mcpServers"), errors, origins) if "mcpServers" in data else {}
-    if imported:
-        servers = data.get("servers") or {}
-        if not isinstance(servers, dict):
-            errors.append(("servers", "must be a mapping of server_id to entries"))
-        else:
-            for server_id in sorted(imported.keys() & servers.keys()):
-                errors.append((origins[server_id], f"server_id {server_id!r} is also defined under servers"))
-            data["servers"] = {**imported, **servers}
-    if errors:
-        raise _config_error(errors, file)
+    environment = os.environ if env is None else env
+    document = prepare_document(
+        data,
+        file=file,
+        env=environment,
+        hub_keys=HubConfig.model_fields.keys(),
+        workspace=workspace_folder(Path(directory) if directory is not None else Path.cwd()),
+    )
     try:
-        config = HubConfig.model_validate(data, context={"env": os.environ if env is None else env})
+        config = HubConfig.model_validate(document.data, context={"env": environment})
     except ValidationError as exc:
-        raise _config_error(_validation_problems(exc, origins), file) from None
-    problems = _prefix_problems(config, origins)
+        raise config_error(_validation_problems(exc, document.origins), file) from None
+    problems = _prefix_problems(config, document.origins)
     if problems:
-        raise _config_error(problems, file)
+        raise config_error(problems, file)
+    for warning in document.warnings:
+        logger.warning("%s", warning)
+    config._warnings = document.warnings
     return config
 
 
@@ -1033,16 +969,6 @@ def _prefix_problems(config: HubConfig, origins: Mapping[str, str]) -> list[tupl
             reported.add(prefix)
         seen.setdefault(prefix, server_id)
     return problems
-
-
-def _config_error(problems: list[tuple[str, str]], file: str) -> ConfigError:
-    """One ConfigError for all problems: the first names the key path, the rest follow."""
-    (first_path, first_reason), rest = problems[0], problems[1:]
-    return ConfigError(
-        "; ".join([first_reason, *(f"{path}: {reason}" for path, reason in rest)]),
-        file=file,
-        key_path=first_path or None,
-    )
 
 
 def _is_union_branch(part: str) -> bool:
@@ -1072,52 +998,23 @@ def _validation_problems(exc: ValidationError, origins: Mapping[str, str]) -> li
     return problems
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that refuses duplicate keys (a duplicate server_id must not silently win)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        mapping[key] = loader.construct_object(value_node, deep=deep)  # type: ignore[no-untyped-call]
-    return mapping
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> HubConfig:
-    """Read and validate a config file (YAML, or JSON, which is YAML too).
+    """Read and validate a config file (YAML, or JSON, which is YAML too): the hub's own shape,
+    or a client's MCP config as it is (`claude_desktop_config.json`, `.cursor/mcp.json`,
+    `.vscode/mcp.json`, `.mcp.json`).
 
+    :param env: as for `parse_config`. Default: `os.environ`.
     :raises ConfigError: the file cannot be read or parsed, or a value is wrong.
     """
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"cannot read the file: {reason}", file=file) from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}{problem}", file=file) from None
-    config = parse_config(data, file=file, env=env)
+    config = parse_config(read_document(path), file=str(path), env=env, directory=Path(path).absolute().parent)
     config._source = str(Path(path).resolve())
     return config
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON schema of the config file (what `config/hub.schema.json` holds)."""
-    schema = HubConfig.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "MCP federation hub configuration"
-    return schema
+    """The JSON schema of the config file (what `config/hub.schema.json` holds): the models'
+    schema, completed with what the loader accepts beyond them (`hub.config_schema`)."""
+    return complete_schema(HubConfig.model_json_schema(), hub_keys=HubConfig.model_fields.keys())
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m hub.config --schema > config/hub.schema.json`

@@ -10,6 +10,7 @@ import pytest
 
 from hub.config import DEFAULT_HOST, DEFAULT_PORT, HubConfig, load_config, parse_config
 from hub.errors import ConfigError
+from tests.schema_validation import load_checked, parse_checked
 
 FILE = "hub.yaml"
 
@@ -29,7 +30,7 @@ def _assert_one_line(err: ConfigError) -> None:
 
 
 def test_a_stdio_server_parses_with_its_command_args_and_env() -> None:
-    config = parse_config(
+    config = parse_checked(
         {
             "servers": {
                 "time": {"command": "mcp-server-time", "args": ["--local-timezone", "UTC"], "env": {"TZ": "UTC"}}
@@ -47,7 +48,7 @@ def test_a_stdio_server_parses_with_its_command_args_and_env() -> None:
 
 
 def test_a_remote_server_parses_with_its_url_headers_and_timeout() -> None:
-    config = parse_config(
+    config = parse_checked(
         {
             "servers": {
                 "everything": {
@@ -68,7 +69,7 @@ def test_a_remote_server_parses_with_its_url_headers_and_timeout() -> None:
 
 
 def test_a_server_without_optional_fields_gets_the_documented_defaults() -> None:
-    server = parse_config({"servers": {"time": {"command": "mcp-server-time"}}}, env={}).servers["time"]
+    server = parse_checked({"servers": {"time": {"command": "mcp-server-time"}}}, env={}).servers["time"]
 
     assert server.timeout_seconds == 60.0
     assert server.protocol == "auto"
@@ -83,7 +84,7 @@ def test_a_server_without_optional_fields_gets_the_documented_defaults() -> None
 
 
 def test_an_empty_document_is_a_hub_with_no_servers_on_the_default_address() -> None:
-    config = parse_config(None, file=FILE, env={})
+    config = parse_checked(None, file=FILE, env={})
 
     assert config == HubConfig()
     assert config.servers == {}
@@ -92,7 +93,7 @@ def test_an_empty_document_is_a_hub_with_no_servers_on_the_default_address() -> 
 
 
 def test_a_configured_prefix_replaces_the_server_id_and_false_means_original_names() -> None:
-    config = parse_config(
+    config = parse_checked(
         {"servers": {"time": {"command": "t", "prefix": "clock"}, "git": {"command": "g", "prefix": False}}}, env={}
     )
 
@@ -110,13 +111,13 @@ def test_a_configured_prefix_replaces_the_server_id_and_false_means_original_nam
     ],
 )
 def test_the_kind_of_a_server_follows_command_url_and_transport(entry: dict[str, Any], kind: str) -> None:
-    assert parse_config({"servers": {"s": entry}}, env={}).servers["s"].kind == kind
+    assert parse_checked({"servers": {"s": entry}}, env={}).servers["s"].kind == kind
 
 
 def test_parsing_does_not_modify_the_callers_document() -> None:
     data = {"mcpServers": {"remote": {"url": "${URL}", "type": "sse"}}}
 
-    parse_config(data, env={"URL": "http://127.0.0.1:1/sse"})
+    parse_checked(data, env={"URL": "http://127.0.0.1:1/sse"})
 
     assert data == {"mcpServers": {"remote": {"url": "${URL}", "type": "sse"}}}
 
@@ -125,7 +126,7 @@ def test_parsing_does_not_modify_the_callers_document() -> None:
 
 
 def test_an_env_reference_is_replaced_by_its_value_inside_a_longer_string() -> None:
-    config = parse_config(
+    config = parse_checked(
         {"servers": {"e": {"url": "http://127.0.0.1:3101/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}}}},
         env={"TOKEN": "abc123"},
     )
@@ -136,30 +137,30 @@ def test_an_env_reference_is_replaced_by_its_value_inside_a_longer_string() -> N
 def test_an_env_reference_with_a_default_uses_the_default_only_when_the_variable_is_unset() -> None:
     data = {"servers": {"git": {"command": "mcp-server-git", "args": ["--repository", "${REPO:-.}"]}}}
 
-    assert parse_config(data, env={}).servers["git"].args == ["--repository", "."]
-    assert parse_config(data, env={"REPO": "/srv/repo"}).servers["git"].args == ["--repository", "/srv/repo"]
+    assert parse_checked(data, env={}).servers["git"].args == ["--repository", "."]
+    assert parse_checked(data, env={"REPO": "/srv/repo"}).servers["git"].args == ["--repository", "/srv/repo"]
 
 
 def test_a_default_may_hold_colons_and_slashes() -> None:
-    config = parse_config({"servers": {"r": {"url": "${URL:-http://127.0.0.1:3101/mcp}"}}}, env={})
+    config = parse_checked({"servers": {"r": {"url": "${URL:-http://127.0.0.1:3101/mcp}"}}}, env={})
 
     assert config.servers["r"].url == "http://127.0.0.1:3101/mcp"
 
 
 def test_a_double_dollar_brace_is_a_literal_and_needs_no_variable() -> None:
-    config = parse_config({"servers": {"s": {"command": "echo", "args": ["$${HOME}", "a$${B:-c}"]}}}, env={})
+    config = parse_checked({"servers": {"s": {"command": "echo", "args": ["$${HOME}", "a$${B:-c}"]}}}, env={})
 
     assert config.servers["s"].args == ["${HOME}", "a${B:-c}"]
 
 
 def test_an_interpolated_value_is_not_interpolated_again() -> None:
-    config = parse_config({"servers": {"s": {"command": "echo", "args": ["${A}"]}}}, env={"A": "${B}"})
+    config = parse_checked({"servers": {"s": {"command": "echo", "args": ["${A}"]}}}, env={"A": "${B}"})
 
     assert config.servers["s"].args == ["${B}"]
 
 
 def test_an_interpolated_number_is_converted_by_the_field_type() -> None:
-    config = parse_config({"servers": {"s": {"command": "x", "timeout_seconds": "${T}"}}}, env={"T": "2.5"})
+    config = parse_checked({"servers": {"s": {"command": "x", "timeout_seconds": "${T}"}}}, env={"T": "2.5"})
 
     assert config.servers["s"].timeout_seconds == 2.5
 
@@ -205,7 +206,7 @@ def test_an_unresolved_env_reference_message_never_contains_other_env_values() -
 
 
 def test_a_claude_desktop_mcp_servers_map_is_imported_as_servers() -> None:
-    config = parse_config(
+    config = parse_checked(
         {
             "mcpServers": {
                 "My_Server": {"command": "npx", "args": ["-y", "some-server"], "env": {"API_KEY": "k"}},
@@ -227,13 +228,13 @@ def test_a_claude_desktop_mcp_servers_map_is_imported_as_servers() -> None:
     [("http", "streamable_http"), ("streamable-http", "streamable_http"), ("sse", "sse")],
 )
 def test_an_mcp_servers_type_maps_to_the_transport(type_: str, kind: str) -> None:
-    config = parse_config({"mcpServers": {"r": {"url": "https://example.com/mcp", "type": type_}}}, env={})
+    config = parse_checked({"mcpServers": {"r": {"url": "https://example.com/mcp", "type": type_}}}, env={})
 
     assert config.servers["r"].kind == kind
 
 
 def test_an_mcp_servers_stdio_type_and_host_ui_settings_are_accepted_and_ignored() -> None:
-    config = parse_config(
+    config = parse_checked(
         {"mcpServers": {"t": {"type": "stdio", "command": "t", "autoApprove": ["x"], "disabled": True}}}, env={}
     )
 
@@ -242,7 +243,7 @@ def test_an_mcp_servers_stdio_type_and_host_ui_settings_are_accepted_and_ignored
 
 
 def test_mcp_servers_and_servers_merge_when_their_ids_differ() -> None:
-    config = parse_config(
+    config = parse_checked(
         {"servers": {"time": {"command": "t"}}, "mcpServers": {"git": {"command": "g"}}},
         env={},
     )
@@ -270,7 +271,10 @@ def test_an_unknown_mcp_servers_type_is_an_error_at_its_key_path() -> None:
     err = _error({"mcpServers": {"r": {"url": "https://example.com/mcp", "type": "websocket"}}})
 
     assert err.key_path == "mcpServers.r.type"
-    assert err.reason == "unknown transport type 'websocket'"
+    assert (
+        err.reason
+        == "unknown transport type 'websocket' (use one of stdio, http, streamable-http, streamableHttp, sse)"
+    )
 
 
 def test_a_json_claude_desktop_file_loads(tmp_path: Path) -> None:
@@ -287,7 +291,7 @@ def test_a_json_claude_desktop_file_loads(tmp_path: Path) -> None:
         encoding="utf-8",
     )
 
-    config = load_config(path, env={})
+    config = load_checked(path)
 
     assert sorted(config.servers) == ["my-server", "remote"]
     assert config.servers["my-server"].args == ["mcp-server-time"]
@@ -306,7 +310,7 @@ def test_a_yaml_file_loads_with_interpolation(tmp_path: Path) -> None:
         encoding="utf-8",
     )
 
-    config = load_config(path, env={"EVERYTHING_TOKEN": "t0k", "OPS_KEY": "k" * 20})
+    config = load_checked(path, env={"EVERYTHING_TOKEN": "t0k", "OPS_KEY": "k" * 20})
 
     assert (config.listen.host, config.listen.port) == ("0.0.0.0", 9000)
     assert config.servers["everything"].headers == {"Authorization": "Bearer t0k"}

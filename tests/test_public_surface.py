@@ -48,6 +48,17 @@ EXPORTS = {
         "load_config",
         "parse_config",
     ],
+    "hub.config_loader": [
+        "CLIENT_SERVER_TYPES",
+        "IGNORED_CLIENT_ENTRY_KEYS",
+        "ConfigDocument",
+        "config_error",
+        "prepare_document",
+        "read_document",
+        "server_id_from_client_name",
+        "workspace_folder",
+    ],
+    "hub.config_schema": ["REMOTE_ONLY_KEYS", "REPLICA_MEMBER_KEYS", "STDIO_ONLY_KEYS", "complete_schema"],
     "hub.naming": [
         "MAX_NAME_LENGTH",
         "NAME_PATTERN",
