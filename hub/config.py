@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from hub.config_loader import config_error, prepare_document, read_document, workspace_folder
-from hub.config_schema import complete_schema
+from hub.config_schema import REMOTE_ONLY_KEYS, REPLICA_MEMBER_KEYS, STDIO_ONLY_KEYS, complete_schema
 
 __all__ = [
     "DEFAULT_HOST",
@@ -416,14 +416,13 @@ class ServerConfig(_Model):
         if self.replicas:
             if self.command is not None or self.url is not None:
                 raise ValueError("give either 'replicas' or 'command'/'url', not both")
-            per_member = [n for n in ("args", "env", "cwd", "transport", "headers") if n in self.model_fields_set]
+            per_member = [n for n in REPLICA_MEMBER_KEYS if n in self.model_fields_set]
             if per_member:
                 raise ValueError(f"{', '.join(per_member)} belong in each replica, not beside 'replicas'")
             return self
         if (self.command is None) == (self.url is None):
             raise ValueError("give exactly one of 'command' (stdio server) or 'url' (remote server)")
-        remote_only: tuple[str, ...] = ("transport", "headers", "bearer_token_env", "oauth")
-        stdio_only: tuple[str, ...] = ("args", "env", "cwd", "max_restarts", "restart_window_seconds", "max_line_bytes")
+        remote_only, stdio_only = REMOTE_ONLY_KEYS, STDIO_ONLY_KEYS
         misplaced, kind = (
             (remote_only, "a remote server ('url')") if self.command else (stdio_only, "a stdio server ('command')")
         )

@@ -31,13 +31,13 @@ from hub.config_loader import CLIENT_SERVER_TYPES, IGNORED_CLIENT_ENTRY_KEYS
 __all__ = ["REMOTE_ONLY_KEYS", "REPLICA_MEMBER_KEYS", "STDIO_ONLY_KEYS", "complete_schema"]
 
 STDIO_ONLY_KEYS = ("args", "env", "cwd", "max_restarts", "restart_window_seconds", "max_line_bytes")
-"""Server keys that only apply beside `command` (`ServerConfig._one_kind`)."""
+"""Server keys that only apply beside `command` (the models' validator and the schema share it)."""
 
 REMOTE_ONLY_KEYS = ("transport", "headers", "bearer_token_env", "oauth")
-"""Server keys that only apply beside `url` (`ServerConfig._one_kind`)."""
+"""Server keys that only apply beside `url` (the models' validator and the schema share it)."""
 
 REPLICA_MEMBER_KEYS = ("args", "env", "cwd", "transport", "headers")
-"""Keys that belong in each replica, never beside `replicas` (`ServerConfig._one_kind`)."""
+"""Keys that belong in each replica, never beside `replicas` (shared likewise)."""
 
 _DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _TITLE = "MCP federation hub configuration"
