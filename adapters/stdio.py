@@ -12,8 +12,13 @@ buffers a partial line without limit, SECURITY.md cases 27 and 33):
 - a line that is not a JSON-RPC message (a log line, ANSI codes, invalid UTF-8) is skipped and
   logged, truncated and rate-limited, and the session carries on (MCP spec, basic/transports
   "stdio": the server MUST NOT write anything else to stdout; we tolerate it);
-- a line longer than `max_line_bytes` (default 4 MiB) is never buffered whole: the child's process
-  group is killed at once and the connection ends, failing its in-flight requests.
+- a line longer than `max_line_bytes` (default 4 MiB) is never buffered whole: it is discarded as
+  it streams, keeping only its first and last 16 KiB to learn what it is (`adapters.oversize`).
+  An answer to one of our requests fails that request alone, with a JSON-RPC error naming the
+  cap (`answer_too_large`), as soon as its id is known; a request or notification from the server
+  is skipped; the child keeps running. A line that is not JSON-RPC, whose id cannot be read, or
+  that runs past 256 x `max_line_bytes` (an endless line) gets the child's process group killed
+  at once and the connection ends, failing its in-flight requests.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from mcp.client.stdio import (
 from mcp.os.win32.utilities import ServerProcess
 from mcp.shared.message import SessionMessage
 
+from adapters.oversize import LineKind, LineVerdict, OversizedLine, answer_too_large
+
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "SKIPPED_LINE_LOG_CHARS", "STDERR_LINE_MAX_CHARS", "stdio_transport"]
 
 logger = logging.getLogger(__name__)
@@ -49,7 +56,11 @@ STDERR_LINE_MAX_CHARS = 4096
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
 """Longest stdout line (bytes, without the newline) accepted from a child: 4 MiB, the SDK's own
-request body cap. A longer line kills the child."""
+request body cap. A longer line is discarded (module docstring)."""
+
+_DISCARD_FACTOR = 256
+"""An oversized line is discarded up to this many times `max_line_bytes` (1 GiB at the default);
+one still going past that is treated as endless and the child is killed."""
 
 SKIPPED_LINE_LOG_CHARS = 200
 """A skipped (non-MCP) stdout line is logged as the `repr` of at most this many of its bytes."""
@@ -177,20 +188,22 @@ async def stdio_transport(
     """Start `command` as a stdio MCP server and yield its streams; stop the whole tree on exit.
 
     The read stream carries `SessionMessage`s only: stdout lines that are not JSON-RPC messages
-    are skipped and logged (MCP spec, basic/transports "stdio"). The read stream ends when the
-    child closes stdout (it exited) or writes a line over `max_line_bytes`; the SDK then fails the
-    requests in flight with `MCPError(CONNECTION_CLOSED)`.
+    are skipped and logged (MCP spec, basic/transports "stdio"). An answer over `max_line_bytes`
+    is replaced by a JSON-RPC error for its request (`adapters.oversize.answer_too_large`). The
+    read stream ends when the child closes stdout (it exited) or writes an oversized line that
+    answers nothing it can attribute (module docstring); the SDK then fails the requests in
+    flight with `MCPError(CONNECTION_CLOSED)`.
 
     :param server_id: names the child in log lines.
     :param env: the child's own variables, on top of the safe minimum; the hub's environment is
         never inherited.
     :param on_stderr_line: called with each line the child writes to stderr (without the line
         end). Default: log it at INFO on `adapters.stdio.stderr` with the server_id.
-    :param max_line_bytes: longest stdout line in bytes (default 4 MiB); a longer one gets the
-        child's process group SIGKILLed. At most this plus 64 KiB is ever buffered.
+    :param max_line_bytes: longest stdout line in bytes (default 4 MiB); a longer one is
+        discarded as it streams (module docstring). At most this plus 96 KiB is ever buffered.
     :param on_close_reason: called once, before the read stream ends, with a one-line reason when
         the child ends the connection ("the server process exited with code 3", "... wrote a
-        stdout line longer than 4194304 bytes; killed it").
+        stdout line longer than 4194304 bytes that is not JSON-RPC; killed it").
     :param redact: applied to every skipped stdout line before it is logged (mask the child's
         secrets). Default: unchanged.
     :raises OSError: the command cannot be started (not found, not executable, bad cwd).
@@ -252,31 +265,86 @@ async def _session_streams(
         else:
             await read_writer.send(SessionMessage(message))
 
+    async def refuse(verdict: LineVerdict) -> str | None:
+        """Act on an oversized line's verdict: answer the request it answers with an error, or
+        skip a server request/notification; the kill reason when neither applies."""
+        if verdict.kind is LineKind.ANSWER:
+            assert verdict.request_id is not None
+            # INFO: the caller gets the error, and the hub logs the refusal as a warning.
+            logger.info(
+                "[%s] discarding a stdout line over max_line_bytes (%d bytes): the answer to request %r",
+                server_id,
+                max_line_bytes,
+                verdict.request_id,
+            )
+            message = f"the server's answer was larger than max_line_bytes ({max_line_bytes} bytes) and was discarded"
+            await read_writer.send(SessionMessage(answer_too_large(verdict.request_id, max_line_bytes, message)))
+            return None
+        if verdict.kind is LineKind.SERVER_MESSAGE:
+            # Nobody waits for it here; a server request among them times out at the server.
+            logger.warning(
+                "[%s] discarded a request or notification from the server over max_line_bytes (%d bytes)",
+                server_id,
+                max_line_bytes,
+            )
+            return None
+        if verdict.kind is LineKind.NOT_JSON:
+            return f"the server wrote a stdout line longer than {max_line_bytes} bytes that is not JSON-RPC; killed it"
+        return (
+            f"the server wrote a stdout line longer than {max_line_bytes} bytes whose JSON-RPC id could not be"
+            " read; killed it"
+        )
+
     async def stdout_reader() -> None:
         assert process.stdout is not None
         pending = bytearray()
+        oversized: OversizedLine | None = None
+        settled = False  # the oversized line's fate was decided from its head
+        discard_limit = _DISCARD_FACTOR * max_line_bytes
+        reason: str | None = None
         try:
             async with read_writer:
-                while True:
+                while reason is None:
                     try:
                         chunk = await process.stdout.receive(_READ_CHUNK_BYTES)
                     except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
                         break
+                    view = memoryview(chunk)
                     start = 0
-                    while (end := chunk.find(b"\n", start)) >= 0:
-                        if len(pending) + end - start > max_line_bytes:
+                    while reason is None:
+                        end = chunk.find(b"\n", start)
+                        stop = len(chunk) if end < 0 else end
+                        if oversized is None and len(pending) + stop - start <= max_line_bytes:
+                            pending += view[start:stop]
+                        elif oversized is None:
+                            # Over the cap: from here on only the line's two ends are kept.
+                            oversized, settled = OversizedLine(), False
+                            oversized.feed(pending)
+                            oversized.feed(view[start:stop])
+                            pending = bytearray()
+                            verdict = oversized.head_verdict()
+                            if verdict is not None:
+                                settled = True
+                                reason = await refuse(verdict)
+                        else:
+                            oversized.feed(view[start:stop])
+                        if oversized is not None and oversized.size > discard_limit and reason is None:
+                            reason = (
+                                f"the server wrote a stdout line longer than {discard_limit} bytes"
+                                f" ({_DISCARD_FACTOR} x max_line_bytes) and still going; killed it"
+                            )
+                        if end < 0 or reason is not None:
                             break
-                        pending += chunk[start:end]
-                        await deliver(bytes(pending))
-                        pending.clear()
                         start = end + 1
-                    else:
-                        pending += chunk[start:]
-                        if len(pending) <= max_line_bytes:
-                            continue
-                    # A line over the cap: stop it here, without ever holding it whole.
-                    pending.clear()
-                    reason = f"the server wrote a stdout line longer than {max_line_bytes} bytes; killed it"
+                        if oversized is None:
+                            await deliver(bytes(pending))
+                            pending.clear()
+                        else:
+                            if not settled:
+                                reason = await refuse(oversized.verdict())
+                            oversized = None
+                if reason is not None:
+                    # A line that is no answer we can attribute: stop it here, never holding it whole.
                     logger.error("[%s] %s (pid %d)", server_id, reason, process.pid)
                     with suppress(ProcessLookupError, PermissionError):
                         os.killpg(process.pid, signal.SIGKILL)

@@ -324,8 +324,11 @@ class ServerConfig(_Model):
     """The sliding window, in seconds, over which `max_restarts` counts exits. Default: 60."""
 
     max_line_bytes: int = Field(default=DEFAULT_MAX_LINE_BYTES, ge=1024, le=1024**3)
-    """Longest stdout line, in bytes, a stdio server may write; a longer line kills and restarts
-    the child (its in-flight calls fail) instead of growing memory. Default: 4194304 (4 MiB)."""
+    """Longest stdout line, in bytes, a stdio server may write; a longer line is discarded as it
+    streams, never held whole. An answer over it fails only the call it answers (an `isError`
+    result "result from <server> exceeded N bytes" for a tool call) and the child keeps serving;
+    a longer line that is not JSON-RPC, or whose id cannot be read, or that goes on past 256
+    times this, kills and restarts the child (its in-flight calls fail). Default: 4194304 (4 MiB)."""
 
     prefix: str | Literal[False] | None = None
     """Namespace of this server's tool and prompt names (`<prefix>__<name>`). Default: the

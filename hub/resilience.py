@@ -53,8 +53,9 @@ import mcp_types as types
 import pydantic_core
 from mcp import MCPError
 from mcp.client._transport import Transport, TransportStreams
-from mcp_types import INTERNAL_ERROR, JSONRPCRequest
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, JSONRPCRequest
 
+from adapters.oversize import answer_too_large_limit
 from hub.errors import ServerError, ServerTimeout, ServerUnavailable
 
 __all__ = [
@@ -255,6 +256,10 @@ def oversized(result: types.Result, limit: int) -> bool:
 
 
 def is_transport_size_abort(exc: MCPError) -> bool:
-    """Whether a closed-connection error is the SDK aborting an SSE event over its size cap
+    """Whether `exc` stands for an answer refused in transit for its size: an adapter's
+    stand-in error for an oversized stdout line or Streamable HTTP JSON body
+    (`adapters.oversize.answer_too_large`), or the SDK aborting an SSE event over its size cap
     (`httpx2.SSEError` "... exceeded the N byte limit", resolved as CONNECTION_CLOSED)."""
-    return exc.message.startswith("SSE stream failed") and "byte limit" in exc.message
+    if answer_too_large_limit(exc) is not None:
+        return True
+    return exc.code == CONNECTION_CLOSED and exc.message.startswith("SSE stream failed") and "byte limit" in exc.message

@@ -65,6 +65,7 @@ from adapters import (
     streamable_http_transport,
     watch_closed,
 )
+from adapters.oversize import answer_too_large_limit
 from hub.config import HubConfig, ServerConfig
 from hub.errors import ServerProtocolError, ServerTimeout, ServerUnavailable, describe_failure
 from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter
@@ -85,7 +86,8 @@ BACKOFF_INITIAL_SECONDS: Final = 0.5
 BACKOFF_MAX_SECONDS: Final = 30.0
 _MODERN: Final = MODERN_PROTOCOL_VERSIONS[-1]
 _EVENT_ENVELOPE_BYTES: Final = 64 * 1024
-"""Allowance over `max_result_bytes` for one SSE event (JSON-RPC envelope, `_meta`, escaping)."""
+"""Allowance over `max_result_bytes` for one SSE event or JSON body (JSON-RPC envelope, `_meta`,
+escaping)."""
 
 
 class ServerState(enum.StrEnum):
@@ -348,15 +350,15 @@ class ServerConnection:
                 timeout_seconds=config.timeout_seconds,
                 auth=self._auth,
             )
-        # An answer travels in one SSE event: cap it at the result cap plus the JSON-RPC envelope,
-        # so an oversized result is cut off while it streams instead of being buffered whole.
+        # An answer travels in one SSE event or one JSON body: cap it at the result cap plus the
+        # JSON-RPC envelope, so an oversized result is cut off while it streams, never held whole.
         return streamable_http_transport(
             config.url,
             self.pool,
             headers=config.http_headers(),
             timeout_seconds=config.timeout_seconds,
             auth=self._auth,
-            max_event_bytes=config.max_result_bytes + _EVENT_ENVELOPE_BYTES,
+            max_message_bytes=config.max_result_bytes + _EVENT_ENVELOPE_BYTES,
         )
 
     def _on_close_reason(self, reason: str) -> None:
@@ -730,8 +732,9 @@ class ServerConnection:
         :raises ServerUnavailable: not connected (`delivered=False`), or the connection closed
             or broke (`delivered` tells whether the request had reached the transport).
         :raises ServerTimeout: no answer in time; the server was sent a cancellation.
-        :raises ResultTooLarge: the transport aborted an answer over its size cap (Streamable
-            HTTP SSE events are capped at `max_result_bytes` plus an envelope allowance).
+        :raises ResultTooLarge: the transport refused an answer over its size cap while it streamed
+            (Streamable HTTP SSE events and JSON bodies are capped at `max_result_bytes` plus an
+            envelope allowance, stdio lines at `max_line_bytes`); only this request failed.
         :raises MCPError: the server's own error response, code unchanged.
         """
         channel = CURRENT_CHANNEL.get()
@@ -770,17 +773,21 @@ class ServerConnection:
                         self._last_answer = time.monotonic()
                         return result
                 except MCPError as exc:
+                    if is_transport_size_abort(exc):
+                        self._last_answer = time.monotonic()
+                        # The cap the answer ran into: the result cap, or a smaller line cap (stdio).
+                        limit = min(self.config.max_result_bytes, answer_too_large_limit(exc) or math.inf)
+                        logger.warning(
+                            "server %s: %s answer over %d bytes refused in transit: %s",
+                            self.server_id,
+                            method,
+                            limit,
+                            exc.message,
+                        )
+                        raise ResultTooLarge(self.server_id, int(limit)) from exc
                     if exc.code != CONNECTION_CLOSED:
                         self._last_answer = time.monotonic()
                         raise
-                    if is_transport_size_abort(exc):
-                        logger.warning(
-                            "server %s: %s answer over %d bytes, stream aborted in transit",
-                            self.server_id,
-                            method,
-                            self.config.max_result_bytes,
-                        )
-                        raise ResultTooLarge(self.server_id, self.config.max_result_bytes) from exc
                     reason = f": {self._close_reason}" if self._close_reason else ""
                     raise ServerUnavailable(
                         self.server_id, f"the connection closed during {method}{reason}", delivered=mark.sent

@@ -141,6 +141,15 @@ EXPORTS = {
         "streamable_http_transport",
         "watch_closed",
     ],
+    "adapters.oversize": [
+        "ANSWER_TOO_LARGE",
+        "LineKind",
+        "LineVerdict",
+        "OversizedLine",
+        "answer_too_large",
+        "answer_too_large_limit",
+        "find_request_id",
+    ],
     "adapters.oauth": ["ClientCredentialsAuth", "OAuthTokenError", "REFRESH_LEEWAY_SECONDS"],
     "hub.logs": [
         "JsonFormatter",

@@ -4,7 +4,7 @@ Run it over stdio (default) or Streamable HTTP:
 
     python tests/servers/faulty_server.py [--name NAME] [--transport stdio|http] [--port N]
         [--state-file PATH] [--garbage-at-start] [--ignore-stdin-eof] [--ignore-sigterm]
-        [--exit-at-start CODE]
+        [--exit-at-start CODE] [--id-last] [--json-response] [--gzip]
 
 Switches:
 
@@ -20,6 +20,11 @@ Switches:
 - `--ignore-stdin-eof`: when stdin reaches EOF keep the process running (stdio shutdown tests).
 - `--ignore-sigterm`: ignore SIGTERM (only SIGKILL stops it).
 - `--exit-at-start CODE`: exit immediately with CODE, before serving (a crash loop).
+- `--id-last` (stdio only): write responses with `id` as their last member, as the TypeScript
+  SDK does (`{"result":...,"jsonrpc":"2.0","id":5}`).
+- `--json-response` (http only): answer handshake-era requests with one JSON body, not SSE
+  (modern-era requests are always answered with JSON).
+- `--gzip` (http only): gzip answers when the client accepts it (Starlette's GZipMiddleware).
 
 Tools:
 
@@ -238,7 +243,7 @@ def _text(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
 
 
-async def _serve_stdio(server: Server[Any], stdout: _StdoutWriter, ignore_eof: bool) -> None:
+async def _serve_stdio(server: Server[Any], stdout: _StdoutWriter, ignore_eof: bool, id_last: bool) -> None:
     """Our own stdio transport: whole-message writes under `stdout.lock`, so tools can inject lines."""
     read_writer, read_stream = create_context_streams[SessionMessage | Exception](0)
     write_stream, write_reader = create_context_streams[SessionMessage](0)
@@ -257,7 +262,11 @@ async def _serve_stdio(server: Server[Any], stdout: _StdoutWriter, ignore_eof: b
     async def stdout_writer() -> None:
         async with write_reader:
             async for session_message in write_reader:
-                data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
+                message = session_message.message
+                data = message.model_dump_json(by_alias=True, exclude_unset=True)
+                if id_last and isinstance(message, types.JSONRPCResponse):
+                    fields = json.loads(data)
+                    data = json.dumps({"result": fields["result"], "jsonrpc": "2.0", "id": fields["id"]})
                 await stdout.write(data.encode() + b"\n")
 
     async with anyio.create_task_group() as tg:
@@ -270,21 +279,26 @@ async def _serve_stdio(server: Server[Any], stdout: _StdoutWriter, ignore_eof: b
         await anyio.sleep_forever()
 
 
-async def _serve_http(server: Server[Any], port: int) -> None:
+async def _serve_http(server: Server[Any], port: int, json_response: bool, gzip: bool) -> None:
     # Imported here: a stdio child that restarts often should not pay for the HTTP stack.
     import uvicorn
     from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.gzip import GZipMiddleware
     from starlette.routing import Route
 
-    manager = StreamableHTTPSessionManager(app=server)
+    manager = StreamableHTTPSessionManager(app=server, json_response=json_response)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         async with manager.run():
             yield
 
-    app = Starlette(routes=[Route("/mcp", endpoint=StreamableHTTPASGIApp(manager))], lifespan=lifespan)
+    middleware = [Middleware(GZipMiddleware)] if gzip else []
+    app = Starlette(
+        routes=[Route("/mcp", endpoint=StreamableHTTPASGIApp(manager))], lifespan=lifespan, middleware=middleware
+    )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # IPPROTO_TCP: TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
@@ -304,6 +318,9 @@ def main() -> None:
     parser.add_argument("--ignore-stdin-eof", action="store_true")
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--exit-at-start", type=int, metavar="CODE")
+    parser.add_argument("--id-last", action="store_true")
+    parser.add_argument("--json-response", action="store_true")
+    parser.add_argument("--gzip", action="store_true")
     args = parser.parse_args()
     if args.exit_at_start is not None:
         print(f"faulty: exiting at start with {args.exit_at_start}", file=sys.stderr, flush=True)
@@ -319,9 +336,9 @@ def main() -> None:
     server.middleware.clear()
     options = {"use_uvloop": True} if sys.platform != "win32" else {}
     if stdout is not None:
-        anyio.run(_serve_stdio, server, stdout, args.ignore_stdin_eof, backend_options=options)
+        anyio.run(_serve_stdio, server, stdout, args.ignore_stdin_eof, args.id_last, backend_options=options)
     else:
-        anyio.run(_serve_http, server, args.port, backend_options=options)
+        anyio.run(_serve_http, server, args.port, args.json_response, args.gzip, backend_options=options)
 
 
 if __name__ == "__main__":
