@@ -4,9 +4,13 @@ lowlevel `mcp` Servers whose handlers resolve names through the catalog and send
 through the router.
 
 JSON-RPC error translation happens here, once: `RouteNotFound` -> -32602 naming what was asked
-for, `ServerUnavailable` -> -32000, `ServerTimeout` -> -32001 (both naming the server), a
-server's own `MCPError` unchanged, anything unexpected -> -32603 "internal error" (details go to
-the log only).
+for, `ServerUnavailable` -> -32000, `ServerTimeout` -> -32001 (both naming the server),
+`FederationLoop` -> -32010 naming the hub chain (-32600 for a malformed chain), a server's own
+`MCPError` with its code, anything unexpected -> -32603 "internal error" (details go to the log
+only). Every error's message and data leave with configured secrets masked (`hub.redaction`).
+
+Resource URIs resolve in RFC 3986 normal form (`hub.uris`), so the policy and the router see
+one spelling of each.
 """
 
 from __future__ import annotations
@@ -542,6 +546,9 @@ def build_mcp_server(
     :param tracer: opens a span per routed request (None: tracing off, no cost).
 
     Every incoming request gets a fresh request id (`hub.logs`) for the log lines it causes.
+    With `services`, each request's hub chain is checked first and kept in context for the
+    requests it causes, and list results and capabilities carry the hub's federation
+    advertisement (`hub.federation`).
     """
 
     federation: Federation | None = services.fleet.federation if services is not None else None

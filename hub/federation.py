@@ -333,7 +333,9 @@ def looping_server(server_id: str, exc: BaseException) -> LoopingServer | None:
     if isinstance(exc, LoopingServer):
         return exc
     if isinstance(exc, MCPError) and exc.code == FEDERATION_LOOP:
-        return LoopingServer(server_id, f"the server refused this hub's request: {exc.message}")
+        data = exc.error.data
+        if isinstance(data, dict) and str(data.get("reason", "")).startswith("federation_"):
+            return LoopingServer(server_id, f"the server refused this hub's request: {exc.message}")
     cause = exc.__cause__
     return looping_server(server_id, cause) if cause is not None else None
 

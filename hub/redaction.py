@@ -109,7 +109,7 @@ class SecretRegistry:
         if providers:
             current = (value for owner, provider in providers for value in provider(owner) if value)
             words = words | frozenset(secret_words(current))
-        if words != self._key:
+        if words is not self._key and words != self._key:
             ordered = sorted(words, key=lambda word: (-len(word), word))  # longest first: no partial masks
             self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
             self._key = words

@@ -229,7 +229,7 @@ class ServerConnection:
         self._secrets = secret_words(self.config.secret_values())
         self._auth = self._oauth()
         # Masked process-wide too: in relayed log messages, errors and every log line (hub.redaction).
-        SECRETS.register(self, self._secrets, ServerConnection._current_token)
+        SECRETS.register(self, self._secrets, ServerConnection._current_token if self._auth is not None else None)
         member = self.server_id
         self.breaker = CircuitBreaker(
             self.config.breaker, lambda state: self.events.emit("on_breaker_change", member, state.value)

@@ -39,7 +39,7 @@ from hub.federation import (
     FederationLoop,
 )
 from hub.servers import ServerState
-from tests.conftest import ROOT, RunningHub, fixture_entry, http_fixture, running_hub, tool_text, until
+from tests.conftest import ROOT, RunningHub, fixture_entry, free_port, http_fixture, running_hub, tool_text, until
 
 pytestmark = pytest.mark.anyio
 
@@ -173,48 +173,100 @@ def _held_as_loop(hub: Hub, server_id: str) -> bool:
     )
 
 
+def _ring(names: str, protocol: str = "auto") -> dict[str, Callable[[dict[str, str]], dict[str, Any]]]:
+    """Hubs `names[0] -> names[1] -> ... -> names[0]`: each lists the next one (server_id: the
+    next hub's name) and has a fixture server of its own (server_id `own`)."""
+
+    def spec(name: str, following: str) -> Callable[[dict[str, str]], dict[str, Any]]:
+        return lambda urls: {
+            "servers": {"own": fixture_entry(name), following: {"url": f"{urls[following]}/mcp", "protocol": protocol}}
+        }
+
+    return {name: spec(name, names[(i + 1) % len(names)]) for i, name in enumerate(names)}
+
+
+def _ring_settled(hubs: dict[str, Hub], fixture: set[str]) -> bool:
+    """At least one hub holds the next one as a federation loop, and every hub's catalog is
+    exactly its own fixture plus, through each server it did not refuse, that hub's catalog
+    under its prefix: never a name that went round the circle, so bounded."""
+    names = list(hubs)
+    following = {name: names[(i + 1) % len(names)] for i, name in enumerate(names)}
+    held = {name for name in names if _held_as_loop(hubs[name], following[name])}
+    if not held:
+        return False
+
+    def expected(name: str) -> set[str]:
+        own = {f"own__{tool}" for tool in fixture}
+        if name in held:
+            return own
+        return own | {f"{following[name]}__{tool}" for tool in expected(following[name])}
+
+    return all(_tool_names(hubs[name]) == expected(name) for name in names)
+
+
+async def _fixture_tools(hub: Hub) -> set[str]:
+    await until(lambda: hub.fleet.connections["own"].state is ServerState.READY)
+    return {tool.name for tool in hub.fleet.connections["own"].snapshot.tools}
+
+
 @pytest.mark.parametrize("protocol", ["auto", "legacy"])
 async def test_two_hubs_that_list_each_other_detect_the_loop_in_one_start_up_round_and_stay_bounded(
     protocol: str,
 ) -> None:
-    specs = {
-        "a": lambda urls: {
-            "servers": {"fx": fixture_entry("fx"), "b": {"url": f"{urls['b']}/mcp", "protocol": protocol}}
-        },
-        "b": lambda urls: {
-            "servers": {"fy": fixture_entry("fy"), "a": {"url": f"{urls['a']}/mcp", "protocol": protocol}}
-        },
-    }
-    async with federated_hubs(specs) as hubs:
-        a, b = hubs["a"].hub, hubs["b"].hub
+    async with federated_hubs(_ring("ab", protocol)) as running:
+        hubs = {name: r.hub for name, r in running.items()}
         with anyio.fail_after(30):
-            await a.fleet.wait_first_attempts()
-            await b.fleet.wait_first_attempts()
-            fixture = {tool.name for tool in a.fleet.connections["fx"].snapshot.tools}
-            assert fixture
-
-            def settled() -> bool:
-                """Each hub shows its own fixture, plus the other's when it did not refuse it
-                (and never a name that went round the circle)."""
-                for hub, own, peer, peer_own in ((a, "fx", "b", "fy"), (b, "fy", "a", "fx")):
-                    expected = {f"{own}__{t}" for t in fixture}
-                    if not _held_as_loop(hub, peer):
-                        expected |= {f"{peer}__{peer_own}__{t}" for t in fixture}
-                    if _tool_names(hub) != expected:
-                        return False
-                return _held_as_loop(a, "b") or _held_as_loop(b, "a")
-
+            for hub in hubs.values():
+                await hub.fleet.wait_first_attempts()
+            fixture = await _fixture_tools(hubs["a"])
             # One start-up round: each side's first attempt and the re-list its peer's change causes.
-            await until(settled)
-        for hub in (a, b):
+            await until(lambda: _ring_settled(hubs, fixture))
+        for name, peer in (("a", "b"), ("b", "a")):
+            hub = hubs[name]
             assert len(hub.catalog.tools) <= 2 * len(fixture)
-            assert not any(name.startswith(("a__b__", "b__a__")) for name in _tool_names(hub))
-        held = [(hub, peer) for hub, peer in ((a, "b"), (b, "a")) if _held_as_loop(hub, peer)]
-        for hub, peer in held:
-            connection = hub.fleet.connections[peer]
-            assert connection.snapshot.tools == ()
-            status = hub.endpoint.readiness()[1]["servers"]
-            assert any(s["server_id"] == peer and s["state"] == "failed" for s in status)
+            if _held_as_loop(hub, peer):
+                assert hub.fleet.connections[peer].snapshot.tools == ()
+                (status,) = [s for s in hub.endpoint.readiness()[1]["servers"] if s["server_id"] == peer]
+                assert status["state"] == "failed" and status["last_error"].startswith("federation loop: ")
+
+
+async def test_a_hub_that_comes_up_after_its_peer_is_refused_by_the_peer_when_it_retries(tmp_path: Path) -> None:
+    port_a = free_port()  # nothing listens there yet: hub B's first attempt at A fails
+    servers_b = {"own": fixture_entry("b"), "a": {"url": f"http://127.0.0.1:{port_a}/mcp"}}
+    async with running_hub(servers_b, hub_id="hub-b") as b:
+        assert b.hub.fleet.connections["a"].state is ServerState.FAILED
+        config_a = {
+            "hub_id": "hub-a",
+            "state_dir": str(tmp_path),
+            "servers": {"own": fixture_entry("a"), "b": {"url": b.url}},
+        }
+        a = Hub(parse_config(config_a, file="<hub a>"))
+        sock = bind_socket("127.0.0.1", port_a)
+        server = HttpServer(a.http_app(), sock)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(server.serve)
+                try:
+                    with anyio.fail_after(60):  # B retries A with its backoff (0.5 s doubling)
+                        fixture = await _fixture_tools(a)
+                        await until(lambda: _ring_settled({"a": a, "b": b.hub}, fixture))
+                finally:
+                    server.stop()
+        finally:
+            sock.close()
+
+
+@pytest.mark.e2e
+async def test_three_hubs_in_a_ring_detect_the_loop_and_stay_bounded() -> None:
+    async with federated_hubs(_ring("abc")) as running:
+        hubs = {name: r.hub for name, r in running.items()}
+        with anyio.fail_after(60):
+            for hub in hubs.values():
+                await hub.fleet.wait_first_attempts()
+            fixture = await _fixture_tools(hubs["a"])
+            await until(lambda: _ring_settled(hubs, fixture))
+        for hub in hubs.values():
+            assert len(hub.catalog.tools) <= 3 * len(fixture)
 
 
 async def test_a_hub_that_lists_itself_holds_that_server_failed_as_a_federation_loop() -> None:
@@ -379,6 +431,40 @@ async def test_a_hub_of_hubs_relays_pushed_sampling_from_a_handshake_era_server_
             async with Client(b.url, mode="legacy", sampling_callback=sample, elicitation_callback=elicit) as client:
                 asked = tool_text(await client.call_tool("a__fx__ask", {}))
     assert asked == "sampled=pushed elicited=ada action=accept"
+
+
+@pytest.mark.parametrize("client_mode", ["legacy", "auto"])
+async def test_a_hub_of_hubs_relays_log_messages_and_cancellation_across_both_hops(
+    client_mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hub.server_stderr")
+    async with hub_of_hubs("auto", fx_protocol="legacy") as (_a, b):
+        levels: list[str] = []
+        started = anyio.Event()
+
+        async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+            levels.append(params.level)
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            started.set()
+
+        extra: dict[str, Any] = {"log_level": "debug"} if client_mode == "auto" else {}
+        with anyio.fail_after(30):
+            async with Client(b.url, mode=client_mode, logging_callback=on_log, **extra) as client:
+                assert tool_text(await client.call_tool("a__fx__log", {})) == "logged"
+                async with anyio.create_task_group() as tg:
+
+                    async def slow() -> None:
+                        await client.call_tool(
+                            "a__fx__slow", {"seconds": 60, "steps": 60}, progress_callback=on_progress
+                        )
+
+                    tg.start_soon(slow)
+                    await started.wait()
+                    tg.cancel_scope.cancel()
+            # The cancellation went B -> A -> the server, which says so on its stderr.
+            await until(lambda: any("slow: cancelled" in r.getMessage() for r in caplog.records))
+    assert levels == ["debug", "info", "warning", "error"]
 
 
 async def test_the_hub_chain_travels_in_the_http_header_and_meta_across_two_hops() -> None:

@@ -29,6 +29,7 @@ from hub.redaction import (
     mask_error,
     mask_json,
     mask_log_params,
+    mask_model,
     secret_words,
 )
 from tests.conftest import ROOT, fixture_entry, http_fixture, running_hub, tool_text, until
@@ -62,6 +63,21 @@ def test_every_string_in_any_json_shape_is_masked_keys_included() -> None:
     )
     masked = mask_log_params(params, registry)
     assert masked.data == {"k": MASK} and masked.logger == f"l-{MASK}"
+
+
+def test_a_relayed_sampling_request_is_masked_and_an_untouched_one_is_the_same_object() -> None:
+    registry = SecretRegistry()
+    owner = type("Owner", (), {})()
+    registry.register(owner, ["tok-123456789"])
+    params = types.CreateMessageRequestParams(
+        messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text="use tok-123456789"))],
+        max_tokens=5,
+        system_prompt="key tok-123456789",
+    )
+    masked = mask_model(params, registry)
+    assert "tok-123456789" not in masked.model_dump_json() and masked.system_prompt == f"key {MASK}"
+    clean = types.CreateMessageRequestParams(messages=[], max_tokens=5)
+    assert mask_model(clean, registry) is clean
 
 
 def test_dynamic_secrets_are_masked_while_current_and_an_owners_secrets_leave_with_it() -> None:
