@@ -17,6 +17,7 @@ from hub.catalog import Catalog
 from hub.config import HubConfig, ServerConfig, load_config
 from hub.endpoint import Endpoint
 from hub.errors import ConfigError
+from hub.federation import Federation
 from hub.metrics import HubMetrics
 from hub.reload import ReloadReport, effective_config, plan_reload
 from hub.router import Router
@@ -88,7 +89,11 @@ class Hub:
         provider = tracer_provider if tracer_provider is not None else tracer_provider_from_config(config.tracing)
         self.tracer = CallTracer(provider) if provider is not None else None
         self.catalog = Catalog(config)
-        self.fleet = Fleet(config, on_snapshot=self.catalog.set_snapshot)
+        self.fleet = Fleet(
+            config,
+            on_snapshot=self.catalog.set_snapshot,
+            federation=Federation(self.hub_id, config.max_federation_depth),
+        )
         self.router = Router(self.fleet)
         self.endpoint = Endpoint(
             config, self.catalog, self.fleet, self.router, metrics=self.metrics, tracer=self.tracer

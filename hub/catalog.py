@@ -26,6 +26,7 @@ import mcp_types as types
 from hub.config import HubConfig, ServerConfig
 from hub.naming import SEPARATOR, assign_names, exposed_resource_uri, split_resource_uri
 from hub.servers import ServerSnapshot
+from hub.uris import normalize_uri
 
 __all__ = ["Catalog", "ChangeListener", "Kind", "Route", "ServerView", "snapshot_offers"]
 
@@ -312,9 +313,10 @@ class Catalog:
         return self._prefix_owners.get(prefix) if separator else None
 
     def resource_owner(self, exposed_uri: str) -> tuple[str, str] | None:
-        """`(server_id, original uri)` for an exposed resource URI or URI template, or None when
-        its `<server_id>+` part names no configured server."""
-        split = split_resource_uri(exposed_uri)
+        """`(server_id, original uri)` for an exposed resource URI or URI template, both in RFC
+        3986 normal form (`hub.uris.normalize_uri`: every spelling of one URI routes alike), or
+        None when its `<server_id>+` part names no configured server."""
+        split = split_resource_uri(normalize_uri(exposed_uri))
         if split is None or split[0] not in self._configs:
             return None
         return split

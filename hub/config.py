@@ -82,6 +82,8 @@ DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS = 1800.0  # the SDK's StreamableHTTPSession
 DEFAULT_MAX_RESTARTS = 5
 DEFAULT_RESTART_WINDOW_SECONDS = 60.0
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024  # bytes (4 MiB): a stdio stdout line
+DEFAULT_MAX_TOOLS = 1000
+DEFAULT_MAX_FEDERATION_DEPTH = 4
 
 HUB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """A hub_id: 1-64 letters, digits, `.`, `_` or `-` (it travels in an HTTP header and `_meta`)."""
@@ -371,6 +373,11 @@ class ServerConfig(_Model):
     """A server idle this long gets a health check (`ping` in the handshake era, one `tools/list`
     page in the modern era); a failed check counts as a failure (state `degraded`, breaker).
     Default: 30; 0 disables health checks."""
+
+    max_tools: int = Field(default=DEFAULT_MAX_TOOLS, ge=1, le=1_000_000)
+    """Most tools taken from this server's listing (after the `tools` filters): the rest of the
+    listing is dropped, with a warning naming the server and the counts, so one server (or a
+    federation loop) can never grow the catalog without bound. Default: 1000."""
 
     max_result_bytes: int = Field(default=DEFAULT_MAX_RESULT_BYTES, ge=1024)
     """Largest result accepted from this server, in bytes of serialized JSON; a larger one is
@@ -833,6 +840,11 @@ class HubConfig(_Model):
     hub_id: str | None = Field(default=None, pattern=HUB_ID_PATTERN)
     """This hub's stable identity among federated hubs (loop detection). Replicas of one hub
     share it. Default: generated once (`hub-` + 12 hex) and kept in the state file."""
+
+    max_federation_depth: int = Field(default=DEFAULT_MAX_FEDERATION_DEPTH, ge=1, le=64)
+    """Most hubs a request may have passed through before this one (its `Mcp-Hub-Chain` /
+    `_meta` `io.mcphub/chain`); a longer chain, or one holding this hub's id, is refused as a
+    federation loop (JSON-RPC -32010). Default: 4."""
 
     _source: str | None = PrivateAttr(default=None)
     _warnings: tuple[str, ...] = PrivateAttr(default=())

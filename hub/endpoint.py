@@ -212,6 +212,8 @@ class Endpoint:
         self.reload_handler: Callable[[], Awaitable[tuple[int, dict[str, Any]]]] | None = None
         """Called by `POST /admin/reload`; returns `(HTTP status, JSON body)` (set by the Hub)."""
         catalog.add_listener(self._on_catalog_change)
+        # A changed set of federated hubs is re-advertised on list results: clients re-list.
+        fleet.federation.add_listener(lambda: self._on_catalog_change("", frozenset({"tools"})))
 
     def _client_gone(self, client_key: str) -> None:
         """A handshake-era client session ended: drop its subscriptions and close the server

@@ -4,9 +4,13 @@ lowlevel `mcp` Servers whose handlers resolve names through the catalog and send
 through the router.
 
 JSON-RPC error translation happens here, once: `RouteNotFound` -> -32602 naming what was asked
-for, `ServerUnavailable` -> -32000, `ServerTimeout` -> -32001 (both naming the server), a
-server's own `MCPError` unchanged, anything unexpected -> -32603 "internal error" (details go to
-the log only).
+for, `ServerUnavailable` -> -32000, `ServerTimeout` -> -32001 (both naming the server),
+`FederationLoop` -> -32010 naming the hub chain (-32600 for a malformed chain), a server's own
+`MCPError` with its code, anything unexpected -> -32603 "internal error" (details go to the log
+only). Every error's message and data leave with configured secrets masked (`hub.redaction`).
+
+Resource URIs resolve in RFC 3986 normal form (`hub.uris`), so the policy and the router see
+one spelling of each.
 """
 
 from __future__ import annotations
@@ -52,15 +56,18 @@ from hub.auth import Principal, principal_of
 from hub.bridge import HANDLE_PREFIX, SERVER_STATE_PREFIX, Bridge
 from hub.catalog import Catalog, Kind
 from hub.errors import HubError, RateLimited, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
+from hub.federation import FEDERATION_KEY, Federation, FederationLoop, inbound_chain
 from hub.logs import new_request_id, server_id_var
 from hub.metrics import NO_SERVER, RESOURCE_ROUTE, UNKNOWN_ROUTE, HubMetrics
 from hub.naming import exposed_resource_uri
-from hub.policy import Access
+from hub.policy import Access, audit_logger
+from hub.redaction import mask_error
 from hub.relay import CURRENT_CHANNEL, SessionChannel, Subscriptions, principal_id
 from hub.resource_links import expose_uris
 from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerState
 from hub.tracing import CallTracer, SpanRecord
+from hub.uris import normalize_uri
 
 __all__ = [
     "CACHE_HINTS",
@@ -168,8 +175,8 @@ class AggregateFace:
         if kind == "tools" or kind == "prompts":
             route = self._catalog.tool_route(name) if kind == "tools" else self._catalog.prompt_route(name)
             return (route.server_id, name) if route else None
-        owner = self._catalog.resource_owner(name)
-        return (owner[0], name) if owner else None
+        owner = self._catalog.resource_owner(name)  # normalised: the policy decides on the normal form
+        return (owner[0], exposed_resource_uri(*owner)) if owner else None
 
     def expose_result(self, server_id: str, result: _ResultT) -> _ResultT:
         return expose_uris(server_id, result)
@@ -201,7 +208,7 @@ class ServerFace:
         return (self._server_id, name) if name in self._catalog.server_view(self._server_id).prompt_names else None
 
     def resolve_uri(self, uri: str) -> tuple[str, str] | None:
-        return self._server_id, uri
+        return self._server_id, normalize_uri(uri)
 
     def input_schema(self, name: str) -> dict[str, object] | None:
         return self._catalog.server_view(self._server_id).input_schemas.get(name)
@@ -213,7 +220,7 @@ class ServerFace:
         if kind == "tools" or kind == "prompts":
             exposed = self._catalog.exposed_name(kind, self._server_id, name)
             return (self._server_id, exposed) if exposed else None
-        return self._server_id, exposed_resource_uri(self._server_id, name)
+        return self._server_id, exposed_resource_uri(self._server_id, normalize_uri(name))
 
     def expose_result(self, server_id: str, result: _ResultT) -> _ResultT:
         return result  # this face addresses resources by their original URIs
@@ -352,6 +359,8 @@ def _outcome_of(exc: HubError) -> str:
 
 def _to_mcp_error(exc: HubError) -> MCPError:
     """The JSON-RPC error a client gets for a HubError; `data` names the route or server."""
+    if isinstance(exc, FederationLoop):
+        return MCPError(exc.code, str(exc), exc.data)
     if isinstance(exc, RouteNotFound):
         return MCPError(INVALID_PARAMS, str(exc), {"kind": exc.kind, "name": exc.name})
     if isinstance(exc, RateLimited):
@@ -368,8 +377,9 @@ def _to_mcp_error(exc: HubError) -> MCPError:
 class HubServer(Server[Any]):
     """A lowlevel `Server` that advertises `listChanged` to handshake-era clients (the session
     manager builds its initialization options without `NotificationOptions`; SDK-NOTES gotcha 2),
-    and `logging`, `completions` and `resources.subscribe` only when a ready server of the face
-    offers them (while none is ready, what the handlers allow)."""
+    `logging`, `completions` and `resources.subscribe` only when a ready server of the face
+    offers them (while none is ready, what the handlers allow), and the hub's federation
+    identity in `experimental["io.mcphub/federation"]` (`hub.federation`)."""
 
     services: FaceServices | None = None
 
@@ -387,19 +397,20 @@ class HubServer(Server[Any]):
         services = self.services
         if services is None:
             return caps
+        # Who this hub is and whom it federates (hub.federation): both eras carry `experimental`.
+        advertised = {FEDERATION_KEY: services.fleet.federation.advertisement(services.scope)}
+        update: dict[str, Any] = {"experimental": {**(caps.experimental or {}), **advertised}}
         offered = [c.server_capabilities for c in services.connections() if c.state is ServerState.READY]
         offered_caps = [c for c in offered if c is not None]
-        if not offered_caps:
-            return caps
-        update: dict[str, Any] = {}
-        if not any(c.completions is not None for c in offered_caps):
-            update["completions"] = None
-        if not any(c.logging is not None for c in offered_caps):
-            update["logging"] = None
-        if caps.resources is not None and caps.resources.subscribe:
-            if not any(c.resources is not None and c.resources.subscribe for c in offered_caps):
-                update["resources"] = caps.resources.model_copy(update={"subscribe": False})
-        return caps.model_copy(update=update) if update else caps
+        if offered_caps:
+            if not any(c.completions is not None for c in offered_caps):
+                update["completions"] = None
+            if not any(c.logging is not None for c in offered_caps):
+                update["logging"] = None
+            if caps.resources is not None and caps.resources.subscribe:
+                if not any(c.resources is not None and c.resources.subscribe for c in offered_caps):
+                    update["resources"] = caps.resources.model_copy(update={"subscribe": False})
+        return caps.model_copy(update=update)
 
     def create_initialization_options(
         self,
@@ -549,7 +560,17 @@ def build_mcp_server(
     :param tracer: opens a span per routed request (None: tracing off, no cost).
 
     Every incoming request gets a fresh request id (`hub.logs`) for the log lines it causes.
+    With `services`, each request's hub chain is checked first and kept in context for the
+    requests it causes, and list results and capabilities carry the hub's federation
+    advertisement (`hub.federation`).
     """
+
+    federation: Federation | None = services.fleet.federation if services is not None else None
+    scope = services.scope if services is not None else None
+
+    def advertised() -> dict[str, Any] | None:
+        """List results' `_meta`: this hub's federation advertisement (hub.federation)."""
+        return {FEDERATION_KEY: federation.advertisement(scope)} if federation is not None else None
 
     def visible(ctx: ServerRequestContext[Any], kind: Kind, items: Sequence[_ItemT]) -> list[_ItemT]:
         principal = _principal(ctx)
@@ -617,7 +638,7 @@ def build_mcp_server(
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=visible(ctx, "tools", face.tools()))
+        return types.ListToolsResult(tools=visible(ctx, "tools", face.tools()), _meta=advertised())
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
         owner = face.resolve_tool(params.name)
@@ -639,13 +660,13 @@ def build_mcp_server(
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=visible(ctx, "resources", face.resources()))
+        return types.ListResourcesResult(resources=visible(ctx, "resources", face.resources()), _meta=advertised())
 
     async def list_resource_templates(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
         return types.ListResourceTemplatesResult(
-            resource_templates=visible(ctx, "resource_templates", face.resource_templates())
+            resource_templates=visible(ctx, "resource_templates", face.resource_templates()), _meta=advertised()
         )
 
     async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> Any:
@@ -667,7 +688,7 @@ def build_mcp_server(
     async def list_prompts(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
-        return types.ListPromptsResult(prompts=visible(ctx, "prompts", face.prompts()))
+        return types.ListPromptsResult(prompts=visible(ctx, "prompts", face.prompts()), _meta=advertised())
 
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> Any:
         owner = face.resolve_prompt(params.name)
@@ -770,13 +791,16 @@ def build_mcp_server(
             result = await call_next(ctx)
         except MCPError as exc:
             record.outcome = "invalid" if exc.code == INVALID_PARAMS else "server_error"
-            raise
+            masked = mask_error(exc)  # a server's error may carry its own secrets (hub.redaction)
+            if masked is exc:
+                raise
+            raise masked from None
         except ValidationError:
             record.outcome = "invalid"
             raise
         except HubError as exc:
             record.outcome = _outcome_of(exc)
-            raise _to_mcp_error(exc) from None
+            raise mask_error(_to_mcp_error(exc)) from None
         except Exception:
             logger.exception("unexpected error while handling %s", ctx.method)
             raise MCPError(INTERNAL_ERROR, "internal error in the hub (details are in its log)") from None
@@ -784,6 +808,23 @@ def build_mcp_server(
         return result
 
     async def boundary(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
+        """Refuse a request whose hub chain loops or is too long, and serve the rest with
+        their chain in context (outgoing requests extend it; hub.federation)."""
+        if federation is None or ctx.request_id is None:
+            return await request_boundary(ctx, call_next)
+        headers = ctx.request.headers if isinstance(ctx.request, Request) else None
+        try:
+            chain = federation.check_inbound(ctx.meta, headers)
+        except FederationLoop as exc:
+            audit_logger.warning("refused %s: %s", ctx.method, exc)
+            raise _to_mcp_error(exc) from None
+        token = inbound_chain.set(chain)
+        try:
+            return await request_boundary(ctx, call_next)
+        finally:
+            inbound_chain.reset(token)
+
+    async def request_boundary(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             registry.track(ctx.session)
         request_id = new_request_id()

@@ -21,6 +21,8 @@ import secrets
 import sys
 from typing import Any, Final, Literal
 
+from hub.redaction import install_log_redaction
+
 __all__ = [
     "JsonFormatter",
     "LogFormat",
@@ -51,6 +53,20 @@ _NOISY_LOGGERS: Final = (
     "mcp.client.streamable_http",
 )
 """Loggers whose per-request lines are noise at INFO; held at WARNING or above."""
+
+_BODY_LOGGERS: Final = (
+    "mcp.client.sse",
+    "mcp.client.stdio",
+    "mcp.server.sse",
+    "mcp.server.runner",
+    "mcp.shared.jsonrpc_dispatcher",
+    "httpcore2",
+)
+"""Loggers that write whole JSON-RPC messages, frames or HTTP headers at DEBUG ("Sending client
+message: ...", "Received JSON: ...", response headers); held at INFO or above even under
+`--debug`, so request and result bodies never reach the log (`hub.redaction` masks configured
+secrets in whatever else is logged). `mcp.client.streamable_http` dumps too, and is held at
+WARNING with the noisy ones."""
 
 
 def new_request_id() -> str:
@@ -92,7 +108,7 @@ class JsonFormatter(logging.Formatter):
         if request_id is not None:
             entry["request_id"] = request_id
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
@@ -116,7 +132,9 @@ class TextFormatter(logging.Formatter):
 
 def setup_logging(level: str = "info", log_format: LogFormat = "text") -> None:
     """Configure the root logger once for the process: `level` (debug, info, warning, error),
-    `log_format` text or json, to stderr (stdout may be the MCP stdio channel)."""
+    `log_format` text or json, to stderr (stdout may be the MCP stdio channel). Configured
+    secrets are masked in every record (`hub.redaction`), and the SDK's and httpcore2's
+    body-dumping loggers stay at INFO or above even at `debug`."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
@@ -126,3 +144,6 @@ def setup_logging(level: str = "info", log_format: LogFormat = "text") -> None:
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     for noisy in _NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    for dumper in _BODY_LOGGERS:
+        logging.getLogger(dumper).setLevel(max(logging.INFO, root.level))
+    install_log_redaction()

@@ -6,7 +6,9 @@ One decision function, `Policy.decide`, serves both purposes: the faces filter `
 can use exactly what it can see (the Kong "tools/list exposed denied tools" bug class,
 SECURITY.md case 6). Decisions are made on the route's exposed name (`<prefix>__<name>`,
 `<server_id>+<uri>`) as the catalog assigned it, never on the string a client sent, so case
-variants, the bare original name or the per-server face cannot reach around a rule.
+variants, the bare original name or the per-server face cannot reach around a rule. Resource
+URIs are decided in their RFC 3986 normal form (`hub.uris`: `fx+fixture://INFO` and
+`fx+fixture://%69nfo` are `fx+fixture://info`), and globs with a scheme are normalised alike.
 
 Rules (config `policies:`) are tried in order and the first that applies to the caller (by
 principal id or by scope) decides; within it deny beats allow. With no `policies:` section every
@@ -30,6 +32,7 @@ from hub.auth import Principal
 from hub.config import PolicyRule
 from hub.errors import RateLimited
 from hub.ratelimit import RateLimiter
+from hub.uris import normalize_uri_pattern
 
 __all__ = ["Access", "Decision", "Policy", "audit_logger", "audit_refusal"]
 
@@ -63,6 +66,11 @@ class Policy:
 
     def __init__(self, rules: Sequence[PolicyRule] | None) -> None:
         self._rules = None if rules is None else tuple(rules)
+        # Resource globs are matched against normalised URIs (hub.uris), so they are normalised too.
+        self._globs = [
+            (tuple(map(normalize_uri_pattern, rule.deny)), tuple(map(normalize_uri_pattern, rule.allow)))
+            for rule in self._rules or ()
+        ]
         self._cache: LRUCache[tuple[str, frozenset[str], str, str], Decision] = LRUCache(_CACHE_SIZE)
 
     def decide(self, principal: Principal, server_id: str, exposed: str) -> Decision:
@@ -92,11 +100,12 @@ class Policy:
                 continue
             if rule.scope is not None and rule.scope not in principal.scopes:
                 continue
-            if any(fnmatch.fnmatchcase(exposed, pattern) for pattern in rule.deny):
+            deny, allow = self._globs[index]
+            if any(fnmatch.fnmatchcase(exposed, pattern) for pattern in deny):
                 return Decision(False, index, "denied by a deny glob")
             if rule.servers is not None and server_id not in rule.servers:
                 return Decision(False, index, "server not in the rule's servers")
-            if rule.allow and not any(fnmatch.fnmatchcase(exposed, pattern) for pattern in rule.allow):
+            if allow and not any(fnmatch.fnmatchcase(exposed, pattern) for pattern in allow):
                 return Decision(False, index, "matches no allow glob")
             return Decision(True, index, "allowed")
         return _NO_RULE

@@ -68,10 +68,13 @@ from adapters import (
 from adapters.oversize import answer_too_large_limit
 from hub.config import HubConfig, ServerConfig
 from hub.errors import ServerProtocolError, ServerTimeout, ServerUnavailable, describe_failure
+from hub.federation import Advertisement, Federation, inbound_chain, looping_server
 from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter
 from hub.logs import server_id_var
+from hub.redaction import SECRETS, mask_log_params, mask_model, secret_words
 from hub.relay import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
 from hub.resilience import EventSink, ResultTooLarge, delivery_mark, is_transport_size_abort, track_delivery
+from hub.state import new_hub_id
 
 __all__ = ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"]
 
@@ -219,12 +222,16 @@ class ServerConnection:
     _clone_scopes: dict[str, anyio.CancelScope] = field(default_factory=dict)
     _secrets: tuple[str, ...] = ()
     _auth: ClientCredentialsAuth | None = None
+    federation: Federation | None = None
+    """This hub's federation state: outgoing requests carry its hub chain, and a server that is
+    this hub or federates it is refused (`hub.federation`)."""
+    _list_meta: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        values = self.config.secret_values()
-        words = {word for value in values for word in (value, *value.split()) if len(word) >= 8}
-        self._secrets = tuple(sorted(words, key=len, reverse=True))
+        self._secrets = secret_words(self.config.secret_values())
         self._auth = self._oauth()
+        # Masked process-wide too: in relayed log messages, errors and every log line (hub.redaction).
+        SECRETS.register(self, self._secrets, ServerConnection._current_token if self._auth is not None else None)
         member = self.server_id
         self.breaker = CircuitBreaker(
             self.config.breaker, lambda state: self.events.emit("on_breaker_change", member, state.value)
@@ -262,7 +269,8 @@ class ServerConnection:
     _restart_requested: anyio.Event = field(default_factory=anyio.Event)
     _close_reason: str | None = None
     crash_looped: bool = False
-    """True while the server is `failed` by the crash-loop cap (waiting for `restart()`)."""
+    """True while the server is held `failed` (by the crash-loop cap, or as a federation loop)
+    until `restart()` (a reload or `mcphub restart` calls it)."""
     """Why the current stdio child ended its connection (exit code, overlong line), if it did."""
     _no_calls: anyio.Event = field(default_factory=anyio.Event)
 
@@ -361,6 +369,10 @@ class ServerConnection:
             max_message_bytes=config.max_result_bytes + _EVENT_ENVELOPE_BYTES,
         )
 
+    def _current_token(self) -> tuple[str, ...]:
+        token = self._auth.token if self._auth is not None else None
+        return (token,) if token else ()
+
     def _on_close_reason(self, reason: str) -> None:
         self._close_reason = reason
 
@@ -388,11 +400,12 @@ class ServerConnection:
             logger.info("server %s: %s, re-listing", self.server_id, message.method)
             self._refresh.set()
         elif isinstance(message, types.LoggingMessageNotification):
-            data = self._redact(str(message.params.data)[:2000])
-            logger.info("server %s log [%s]: %s", self.server_id, message.params.level, data)
+            params = mask_log_params(message.params)
+            data = self._redact(str(params.data)[:2000])
+            logger.info("server %s log [%s]: %s", self.server_id, params.level, data)
             channel = self._channel()
             if channel is not None:
-                await channel.log(message.params)
+                await channel.log(params)
         elif isinstance(message, types.ResourceUpdatedNotification):
             if self.on_resource_updated is not None:
                 await self.on_resource_updated(self.server_id, str(message.params.uri))
@@ -425,13 +438,17 @@ class ServerConnection:
         self, context: ClientRequestContext, params: types.CreateMessageRequestParams
     ) -> SamplingResult:
         channel = self._channel()
-        return self._uncorrelated("sampling/createMessage") if channel is None else await channel.sample(params)
+        if channel is None:
+            return self._uncorrelated("sampling/createMessage")
+        return await channel.sample(mask_model(params))
 
     async def _on_elicitation(
         self, context: ClientRequestContext, params: types.ElicitRequestParams
     ) -> types.ElicitResult | types.ErrorData:
         channel = self._channel()
-        return self._uncorrelated("elicitation/create") if channel is None else await channel.elicit(params)
+        if channel is None:
+            return self._uncorrelated("elicitation/create")
+        return await channel.elicit(mask_model(params))
 
     async def _on_list_roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
         channel = self._channel()
@@ -452,9 +469,11 @@ class ServerConnection:
             return
         failures = 0
         exits: deque[float] = deque()
+        inbound_chain.set(())  # a per-client connection is started from a client's request
         try:
             while True:
                 was_ready = requested = False
+                loop = None
                 try:
                     await self._connect_and_serve()
                     requested = True  # it only returns when `restart()` was called
@@ -462,11 +481,14 @@ class ServerConnection:
                     # A connection that had been ready starts the backoff afresh.
                     was_ready = self.state is ServerState.READY
                     failures = 1 if was_ready else failures + 1
-                    self.last_error = self._explain(exc)
+                    loop = looping_server(self.server_id, exc)
+                    self.last_error = self._redact(loop.message) if loop else self._explain(exc)
                     logger.warning("server %s: %s", self.server_id, self.last_error)
                     logger.debug("server %s failure detail", self.server_id, exc_info=exc)
                 finally:
                     self._client = None
+                    if self.federation is not None:
+                        self.federation.forget(self)
                     await self._publish(None)
                 self._first_attempt_done.set()
                 if requested or self._restart_requested.is_set():
@@ -478,15 +500,18 @@ class ServerConnection:
                     self._set_state(ServerState.RESTARTING)
                     continue
                 now = time.monotonic()
-                exits.append(now)
+                if loop is None:
+                    exits.append(now)
                 while exits and exits[0] < now - self.config.restart_window_seconds:
                     exits.popleft()
-                if self.config.command is not None and len(exits) > self.config.max_restarts:
-                    self.last_error = (
-                        f"crash loop: exited {len(exits)} times within {self.config.restart_window_seconds:g} s"
-                        f" (max_restarts {self.config.max_restarts}); not restarting until a reload or"
-                        f" `mcphub restart {self.server_id}`; last failure: {self.last_error}"
-                    )
+                # A federation loop is held like a crash loop: retrying would only loop again.
+                if loop is not None or (self.config.command is not None and len(exits) > self.config.max_restarts):
+                    if loop is None:
+                        self.last_error = (
+                            f"crash loop: exited {len(exits)} times within {self.config.restart_window_seconds:g} s"
+                            f" (max_restarts {self.config.max_restarts}); not restarting until a reload or"
+                            f" `mcphub restart {self.server_id}`; last failure: {self.last_error}"
+                        )
                     logger.error("server %s: %s", self.server_id, self.last_error)
                     self.crash_looped = True
                     self._set_state(ServerState.FAILED)
@@ -536,8 +561,9 @@ class ServerConnection:
         mode = "legacy" if config.protocol == "legacy" else "auto"
         if config.protocol == "both":
             mode = "legacy" if self.client_key == _LEGACY_ERA_KEY else "auto"
+        transport = watch_closed(self._transport(), closed)
         client = Client(
-            track_delivery(watch_closed(self._transport(), closed)),
+            track_delivery(self.federation.stamp(transport) if self.federation is not None else transport),
             mode=mode,
             # Requests are bounded one by one (`_request`, listing); the handshake is bounded by
             # startup_timeout_seconds, so a slow-starting server is not cut off by a short timeout.
@@ -567,6 +593,9 @@ class ServerConnection:
             self.protocol_version = client.protocol_version
             if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
                 _forward_client_capabilities(client)
+            if self.federation is not None:  # before the first listing: see hub.federation on the race
+                advertised = Advertisement.found_in(client.server_capabilities.experimental)
+                await self.federation.admit(self, self.server_id, advertised)
             self._refresh = anyio.Event()
             await self._publish(await self._list_everything(client))
             self._client = client
@@ -660,6 +689,7 @@ class ServerConnection:
 
     async def _list_everything(self, client: Client) -> ServerSnapshot:
         caps = client.server_capabilities
+        self._list_meta = None
         with anyio.fail_after(self.config.timeout_seconds):
             tools = (
                 [t for t in await self._walk(client.list_tools, "tools") if self.config.tools.allows(t.name)]
@@ -669,6 +699,18 @@ class ServerConnection:
             resources = await self._walk(client.list_resources, "resources") if caps.resources else []
             templates = await self._walk(client.list_resource_templates, "resource_templates") if caps.resources else []
             prompts = await self._walk(client.list_prompts, "prompts") if caps.prompts else []
+        if self.federation is not None:  # a hub's list results carry its current advertisement
+            advertised = Advertisement.found_in(self._list_meta, caps.experimental)
+            await self.federation.admit(self, self.server_id, advertised)
+        if len(tools) > self.config.max_tools:
+            logger.warning(
+                "server %s offers %d tools, over its max_tools %d: dropped the last %d",
+                self.server_id,
+                len(tools),
+                self.config.max_tools,
+                len(tools) - self.config.max_tools,
+            )
+            tools = tools[: self.config.max_tools]
         return ServerSnapshot(tuple(tools), tuple(resources), tuple(templates), tuple(prompts))
 
     async def _walk(self, list_page: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:
@@ -683,6 +725,7 @@ class ServerConnection:
                     return items
                 raise
             items.extend(getattr(page, attribute))
+            self._list_meta = page.meta or self._list_meta
             cursor = page.next_cursor
             if cursor is None:
                 return items
@@ -759,7 +802,7 @@ class ServerConnection:
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             scope.deadline = min(anyio.current_time() + timeout, hard_deadline)
             if relay is not None:
-                await relay(progress, total, message)
+                await relay(progress, total, SECRETS.mask(message) if message else message)
 
         self.in_flight += 1
         if channel is not None:
@@ -828,6 +871,7 @@ class ServerConnection:
                 on_resource_updated=self.on_resource_updated,
                 client_key=client_key,
                 events=self.events,
+                federation=self.federation,
             )
             scope = anyio.CancelScope()
             self._clones[client_key] = dedicated
@@ -1139,9 +1183,15 @@ class Fleet:
     """
 
     def __init__(
-        self, config: HubConfig, *, on_snapshot: Callable[[str, ServerSnapshot | None], Awaitable[None]] | None = None
+        self,
+        config: HubConfig,
+        *,
+        on_snapshot: Callable[[str, ServerSnapshot | None], Awaitable[None]] | None = None,
+        federation: Federation | None = None,
     ) -> None:
         self.pool = HttpPool()
+        self.federation = federation or Federation(config.hub_id or new_hub_id(), config.max_federation_depth)
+        """This hub's federation state, shared by every connection (the hub passes its `hub_id`)."""
         self.events = EventSink()
         """Breaker, queue and health events of every connection (set `events.target` to wire metrics)."""
         self._on_snapshot = on_snapshot
@@ -1164,6 +1214,7 @@ class Fleet:
             events=self.events,
             spawn=self._spawn,
             on_resource_updated=self.on_resource_updated,
+            federation=self.federation,
         )
 
         async def publish(sid: str, snapshot: ServerSnapshot | None) -> None:

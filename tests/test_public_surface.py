@@ -165,6 +165,33 @@ EXPORTS = {
     "hub.metrics": ["CONTENT_TYPE", "NO_SERVER", "RESOURCE_ROUTE", "UNKNOWN_ROUTE", "CatalogSizes", "HubMetrics"],
     "hub.tracing": ["OTLP_ENDPOINT_ENV", "CallTracer", "SpanRecord", "tracer_provider_from_config"],
     "hub.reload": ["LIVE_SETTINGS", "ReloadPlan", "ReloadReport", "effective_config", "plan_reload"],
+    "hub.federation": [
+        "CHAIN_HEADER",
+        "CHAIN_META_KEY",
+        "FEDERATION_KEY",
+        "FEDERATION_LOOP",
+        "MAX_ADVERTISED_HUBS",
+        "SDK_PRIVATE_NAMES",
+        "Advertisement",
+        "Federation",
+        "FederationLoop",
+        "LoopingServer",
+        "inbound_chain",
+        "looping_server",
+    ],
+    "hub.redaction": [
+        "MASK",
+        "MIN_SECRET_CHARS",
+        "SECRETS",
+        "SecretRegistry",
+        "install_log_redaction",
+        "mask_error",
+        "mask_json",
+        "mask_log_params",
+        "mask_model",
+        "secret_words",
+    ],
+    "hub.uris": ["UNRESERVED", "normalize_uri", "normalize_uri_pattern", "remove_dot_segments"],
 }
 
 
