@@ -76,6 +76,19 @@ async def _run_async(*args: str, columns: int | None = None) -> subprocess.Compl
     return await anyio.to_thread.run_sync(functools.partial(_run, *args, columns=columns))
 
 
+async def _run_many(*commands: list[str], columns: int | None = None) -> list[subprocess.CompletedProcess[str]]:
+    """Independent commands at once (each is mostly interpreter start-up), results in order."""
+    results: dict[int, subprocess.CompletedProcess[str]] = {}
+
+    async def run(index: int, command: list[str]) -> None:
+        results[index] = await _run_async(*command, columns=columns)
+
+    async with anyio.create_task_group() as tg:
+        for index, command in enumerate(commands):
+            tg.start_soon(run, index, command)
+    return [results[index] for index in range(len(commands))]
+
+
 @pytest.fixture(scope="module")
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[_Served]:
     directory = tmp_path_factory.mktemp("served-errors")
@@ -138,9 +151,11 @@ def test_keys_new_json_prints_the_key_once_with_its_digest_and_a_config_line_tha
 
 async def test_call_of_a_misspelled_tool_suggests_only_names_the_caller_may_use(served: _Served) -> None:
     url = served.base_url
-    typo = await _run_async("call", "fx__ecoh", "--arg", "text=x", "--url", url, "--token", TEAM_KEY)
-    team_unprefixed = await _run_async("call", "echo", "--arg", "text=x", "--url", url, "--token", TEAM_KEY)
-    admin_unprefixed = await _run_async("call", "echo", "--arg", "text=x", "--url", url, "--token", ADMIN_KEY)
+    typo, team_unprefixed, admin_unprefixed = await _run_many(
+        ["call", "fx__ecoh", "--arg", "text=x", "--url", url, "--token", TEAM_KEY],
+        ["call", "echo", "--arg", "text=x", "--url", url, "--token", TEAM_KEY],
+        ["call", "echo", "--arg", "text=x", "--url", url, "--token", ADMIN_KEY],
+    )
 
     assert typo.returncode == 1
     line = _assert_one_error_line(typo)
@@ -173,10 +188,11 @@ async def test_call_over_a_routes_rate_limit_says_rate_limited_and_when_to_retry
 
 @pytest.mark.parametrize("columns", [120, 60])
 async def test_routes_shows_every_exposed_name_whole_in_a_narrow_terminal(served: _Served, columns: int) -> None:
-    as_json, table = [
-        await _run_async("routes", "--url", served.base_url, "--token", ADMIN_KEY, "--json"),
-        await _run_async("routes", "--url", served.base_url, "--token", ADMIN_KEY, columns=columns),
-    ]
+    as_json, table = await _run_many(
+        ["routes", "--url", served.base_url, "--token", ADMIN_KEY, "--json"],
+        ["routes", "--url", served.base_url, "--token", ADMIN_KEY],
+        columns=columns,
+    )
 
     assert as_json.returncode == 0 and table.returncode == 0, table.stderr
     names = [route["exposed"] for route in json.loads(as_json.stdout)["routes"]]
@@ -185,11 +201,12 @@ async def test_routes_shows_every_exposed_name_whole_in_a_narrow_terminal(served
         assert re.search(rf"[│ ]{re.escape(name)} ", table.stdout), name
 
 
-def test_check_connect_shows_every_exposed_name_whole_at_120_columns(tmp_path: Path) -> None:
+async def test_check_connect_shows_every_exposed_name_whole_at_120_columns(tmp_path: Path) -> None:
     config = _write_config(tmp_path / "hub.yaml", {"servers": _config()["servers"]})
 
-    as_json = _run("check", "--connect", "--json", "-c", str(config))
-    table = _run("check", "--connect", "-c", str(config), columns=120)
+    as_json, table = await _run_many(
+        ["check", "--connect", "--json", "-c", str(config)], ["check", "--connect", "-c", str(config)], columns=120
+    )
 
     assert as_json.returncode == 0 and table.returncode == 0, table.stderr
     names = [route["exposed"] for route in json.loads(as_json.stdout)["routes"]]
