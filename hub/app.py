@@ -18,6 +18,7 @@ from hub.config import HubConfig, ServerConfig, load_config
 from hub.endpoint import Endpoint
 from hub.errors import ConfigError
 from hub.federation import Federation
+from hub.logs import counted
 from hub.metrics import HubMetrics
 from hub.reload import ReloadReport, effective_config, plan_reload
 from hub.router import Router
@@ -193,9 +194,9 @@ class Hub:
             if not drained:
                 report.drain_timed_out.append(server_id)
                 logger.warning(
-                    "reload: server %s still had %d requests in flight after %g s; stopping it anyway",
+                    "reload: server %s still had %s in flight after %g s; stopping it anyway",
                     server_id,
-                    connection.in_flight,
+                    counted(connection.in_flight, "request"),
                     drain_timeout,
                 )
             await self.fleet.stop(connection)

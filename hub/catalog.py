@@ -24,6 +24,7 @@ from typing import Literal, TypeVar
 import mcp_types as types
 
 from hub.config import HubConfig, ServerConfig
+from hub.logs import counted
 from hub.naming import SEPARATOR, assign_names, exposed_resource_uri, split_resource_uri
 from hub.servers import ServerSnapshot
 from hub.uris import normalize_uri
@@ -200,12 +201,12 @@ class Catalog:
     async def _notify(self, server_id: str, changed: frozenset[Kind]) -> None:
         if changed:
             logger.info(
-                "catalog changed (%s): %d tools, %d resources, %d resource templates, %d prompts",
+                "catalog changed (%s): %s, %s, %s, %s",
                 ", ".join(sorted(changed)),
-                len(self.tools),
-                len(self.resources),
-                len(self.resource_templates),
-                len(self.prompts),
+                counted(len(self.tools), "tool"),
+                counted(len(self.resources), "resource"),
+                counted(len(self.resource_templates), "resource template"),
+                counted(len(self.prompts), "prompt"),
             )
             for listener in list(self._listeners):
                 try:

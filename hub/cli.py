@@ -8,17 +8,20 @@ stderr, with a traceback only under `--debug`.
 
 from __future__ import annotations
 
+import email.utils
 import fnmatch
 import hashlib
 import json
 import logging
+import math
+import os
 import secrets
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, Final, NoReturn, TypeVar
 from urllib.parse import urlencode
 
 import anyio
@@ -26,16 +29,20 @@ import httpx2
 import typer
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
+from mcp_types import INVALID_PARAMS
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from hub.app import Hub, resolve_config, startup_bound_seconds
 from hub.cli_explain import print_explanation
 from hub.config import DEFAULT_PORT, ApiKeyConfig, HubConfig, load_config, require_auth_beyond_loopback
 from hub.endpoint import HttpServer, bind_socket, run_event_loop
 from hub.errors import ConfigError, HubError
-from hub.logs import LogFormat, setup_logging
+from hub.faces import RATE_LIMITED
+from hub.logs import LogFormat, counted, setup_logging
 from hub.servers import ServerState, ServerStatus
 
 __all__ = ["app", "main"]
@@ -51,7 +58,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+# A terminal's width is its own; a pipe gets $COLUMNS when set, else 160 columns.
+_out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
 
@@ -107,7 +115,7 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
         if isinstance(exc, HubError):
             _exit_with(str(exc), 1, exc)
         if isinstance(exc, MCPError):
-            _exit_with(f"MCP error {exc.code}: {exc.message}", 1, exc)
+            _exit_with(_mcp_error_line(exc), 1, exc)
         if isinstance(exc, httpx2.ConnectError):
             _exit_with(f"cannot reach the hub ({type(exc).__name__}); is `mcphub serve` running?", 1, exc)
         if isinstance(exc, httpx2.HTTPError):
@@ -117,11 +125,37 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
         raise
 
 
-def _exit_with(message: str, code: int, exc: BaseException) -> NoReturn:
+def _report(message: str, exc: BaseException) -> None:
+    """One line on stderr (and, under `--debug`, the traceback in the log)."""
     if _state["debug"]:
         logging.getLogger(__name__).error("failure", exc_info=exc)
     _err.print(f"mcphub: {message}", markup=False)
+
+
+def _exit_with(message: str, code: int, exc: BaseException) -> NoReturn:
+    _report(message, exc)
     raise typer.Exit(code)
+
+
+def _rate_limited(retry_after_seconds: float | None) -> str:
+    """The line for a refusal by a rate limit (HTTP 429 per principal, JSON-RPC -32029 per route)."""
+    if retry_after_seconds is None:
+        return "rate limited, retry later"
+    return f"rate limited, retry after {max(1, math.ceil(retry_after_seconds))} s"
+
+
+def _mcp_error_line(exc: MCPError) -> str:
+    """One line for a JSON-RPC error answered by the hub: -32029 as "rate limited, retry after
+    N s", an unknown name (-32602) with the names the hub suggests, else code and message."""
+    data = exc.data if isinstance(exc.data, dict) else {}
+    if exc.code == RATE_LIMITED:
+        seconds = data.get("retry_after_seconds")
+        return f"{_rate_limited(seconds if isinstance(seconds, int | float) else None)} (MCP error {exc.code})"
+    line = f"MCP error {exc.code}: {exc.message}"
+    suggestions = data.get("suggestions")
+    if exc.code == INVALID_PARAMS and isinstance(suggestions, list) and suggestions and "did you mean" not in line:
+        line += f"; did you mean {' or '.join(repr(str(name)) for name in suggestions)}?"
+    return line
 
 
 def _setup_logging(level: str, log_format: LogFormat = "text") -> None:
@@ -189,7 +223,7 @@ def serve(
             console.print(text)
 
     say(
-        f"mcphub: config {escape(source)}, {len(hub_config.servers)} servers",
+        f"mcphub: config {escape(source)}, {counted(len(hub_config.servers), 'server')}",
         {"event": "config", "source": source, "servers": list(hub_config.servers)},
     )
 
@@ -197,7 +231,8 @@ def serve(
         if status.state is ServerState.READY:
             text = (
                 f"  [green]ready[/]    {status.server_id} ({status.transport}, {status.protocol_version}): "
-                f"{status.tools} tools, {status.resources} resources, {status.prompts} prompts"
+                f"{counted(status.tools, 'tool')}, {counted(status.resources, 'resource')}, "
+                f"{counted(status.prompts, 'prompt')}"
             )
         elif status.state is ServerState.DISABLED:
             text = f"  [dim]disabled[/] {status.server_id}"
@@ -207,7 +242,7 @@ def serve(
 
     async def started(hub: Hub) -> None:
         say(
-            f"mcphub: {len(hub.catalog.tools)} tools in the catalog",
+            f"mcphub: {counted(len(hub.catalog.tools), 'tool')} in the catalog",
             {"event": "ready", "tools": len(hub.catalog.tools)},
         )
 
@@ -283,7 +318,8 @@ def check(
                 _out.print_json(data={"config": source, "servers": sorted(hub_config.servers), "warnings": warnings})
             else:
                 _out.print(
-                    f"{source}: OK, {len(hub_config.servers)} servers: {', '.join(hub_config.servers)}", markup=False
+                    f"{source}: OK, {counted(len(hub_config.servers), 'server')}: {', '.join(hub_config.servers)}",
+                    markup=False,
                 )
             return
         hub = Hub(hub_config)
@@ -316,8 +352,38 @@ def _auth_headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def _retry_after_seconds(response: httpx2.Response) -> float | None:
+    """The `Retry-After` of an answer in seconds (delay-seconds or HTTP-date, RFC 9110 10.2.3)."""
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class _RateLimitWatch:
+    """An httpx2 response hook that remembers the hub's HTTP 429 (per-principal rate limit).
+
+    The SDK's Streamable HTTP client turns a 429 whose body is not a JSON-RPC error into a
+    generic -32603 "Server returned an error response", so `call` asks this watch what happened.
+    """
+
+    def __init__(self) -> None:
+        self.limited = False
+        self.retry_after_seconds: float | None = None
+
+    async def __call__(self, response: httpx2.Response) -> None:
+        if response.status_code == 429:
+            self.limited = True
+            self.retry_after_seconds = _retry_after_seconds(response)
+
+
 def _refusal(response: httpx2.Response, path: str) -> str:
     """One line for a non-200 answer of the hub, with its OAuth error when it gave one."""
+    if response.status_code == 429:
+        return _rate_limited(_retry_after_seconds(response))
     try:
         body = response.json()
     except ValueError:
@@ -347,41 +413,77 @@ async def _admin_post(url: str, path: str, token: str | None) -> Any:
     return response.json()
 
 
+_SQUEEZED_COLUMN_CELLS: Final = 6
+"""The least width (content and padding) a table leaves each wrapping column."""
+
+_Cell = str | Text
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[_Cell]], whole: Collection[int]) -> None:
+    """Print a table for people. The columns at the indexes in `whole` (the names people copy:
+    exposed names, server ids) are never wrapped or cut; the others wrap, folding long words,
+    the widest first, to make room. When even that does not fit the console, the table is
+    printed wider than the console (the terminal wraps its lines) rather than cut a name.
+    A `str` cell is plain text (never markup); a `Text` cell keeps its style."""
+    table = Table()
+    for index, header in enumerate(headers):
+        if index in whole:
+            table.add_column(header, no_wrap=True, overflow="ignore")
+        else:
+            table.add_column(header, overflow="fold")
+    cells = [[Text(cell) if isinstance(cell, str) else cell for cell in row] for row in rows]
+    for row in cells:
+        table.add_row(*row)
+    needed = len(headers) + 1  # borders
+    for index, header in enumerate(headers):
+        if index in whole:
+            needed += max([cell_len(header)] + [row[index].cell_len for row in cells]) + 2
+        else:
+            needed += _SQUEEZED_COLUMN_CELLS
+    if needed > _out.width:
+        table.width = needed
+    _out.print(table, crop=False)
+
+
+_STATE_COLOURS: Final = {
+    "ready": "green",
+    "degraded": "yellow",
+    "open": "red",
+    "failed": "red",
+    "restarting": "yellow",
+    "starting": "yellow",
+}
+
+
 def _print_servers(servers: list[dict[str, Any]]) -> None:
-    table = Table(
-        "server", "state", "transport", "protocol", "tools", "resources", "prompts", "restarts", "breaker", "last error"
-    )
-    colours = {
-        "ready": "green",
-        "degraded": "yellow",
-        "open": "red",
-        "failed": "red",
-        "restarting": "yellow",
-        "starting": "yellow",
-    }
+    headers = ("server", "state", "transport", "protocol", "tools", "resources", "prompts", "restarts")
+    rows: list[list[_Cell]] = []
     for s in servers:
-        colour = colours.get(s["state"], "dim")
-        breaker = s.get("breaker", "closed")
+        name = Text(s["server_id"])
+        if s.get("replica_of"):
+            name.append(f" (replica of {s['replica_of']})", style="dim")
         failures = s.get("consecutive_failures", 0)
-        table.add_row(
-            s["server_id"] + (f" [dim](replica of {s['replica_of']})[/]" if s.get("replica_of") else ""),
-            f"[{colour}]{s['state']}[/]",
-            s["transport"],
-            s["protocol_version"] or "-",
-            str(s["tools"]),
-            str(s["resources"] + s["resource_templates"]),
-            str(s["prompts"]),
-            str(s["restarts"]),
-            breaker + (f" ({failures} failures)" if failures else ""),
-            s["last_error"] or "",
+        rows.append(
+            [
+                name,
+                Text(s["state"], style=_STATE_COLOURS.get(s["state"], "dim")),
+                s["transport"],
+                s["protocol_version"] or "-",
+                str(s["tools"]),
+                str(s["resources"] + s["resource_templates"]),
+                str(s["prompts"]),
+                str(s["restarts"]),
+                s.get("breaker", "closed") + (f" ({counted(failures, 'failure')})" if failures else ""),
+                s["last_error"] or "",
+            ]
         )
-    _out.print(table)
+    _print_table((*headers, "breaker", "last error"), rows, whole=(0,))
 
 
 def _print_routes(routes: list[dict[str, Any]]) -> None:
-    table = Table("exposed name", "kind", "server", "original", "server state", "fallback chain", "serving now", "note")
-    for r in routes:
-        table.add_row(
+    headers = ("exposed name", "kind", "server", "original", "server state", "fallback chain", "serving now", "note")
+    rows: list[list[_Cell]] = [
+        [
             r["exposed"],
             r["kind"],
             r["server_id"],
@@ -390,8 +492,10 @@ def _print_routes(routes: list[dict[str, Any]]) -> None:
             " -> ".join(r.get("chain") or [r["server_id"]]),
             r.get("serving") or "-",
             r["note"] or "",
-        )
-    _out.print(table)
+        ]
+        for r in routes
+    ]
+    _print_table(headers, rows, whole=(0,))
 
 
 @app.command()
@@ -465,7 +569,7 @@ def reload(
 
 @app.command()
 def restart(
-    server_id: Annotated[str, typer.Argument(help="The server to restart (its key under `servers:`).")],
+    server_id: Annotated[str, typer.Argument(metavar="ID", help="The server to restart (its key under `servers:`).")],
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for it to be ready (0: do not wait).")] = 30.0,
@@ -502,6 +606,8 @@ def restart(
 
 
 def _parse_args(args: list[str], json_args: str | None) -> dict[str, Any]:
+    """The tool arguments from `--json-args` and `--arg key=value` (a value that parses as JSON
+    is JSON). :raises _CliError: (exit code 2) for a malformed option."""
     arguments: dict[str, Any] = {}
     if json_args:
         try:
@@ -514,7 +620,7 @@ def _parse_args(args: list[str], json_args: str | None) -> dict[str, Any]:
     for item in args:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            _fail(f"--arg takes key=value, got {item!r}", 2)
+            _fail(f"--arg takes key=value, got {item!r} (e.g. --arg {item or 'key'}=value)", 2)
         try:
             arguments[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -524,7 +630,7 @@ def _parse_args(args: list[str], json_args: str | None) -> dict[str, Any]:
 
 @app.command()
 def call(
-    name: Annotated[str, typer.Argument(help="Exposed tool name, e.g. time__get_current_time.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Exposed tool name, e.g. time__get_current_time.")],
     arg: Annotated[
         list[str] | None, typer.Option("--arg", "-a", help="key=value (value parsed as JSON when it is JSON).")
     ] = None,
@@ -533,18 +639,30 @@ def call(
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Call a tool through the running hub's /mcp and print its result."""
-    arguments = _parse_args(arg or [], json_args)
+    """Call a tool through the running hub's /mcp and print its result.
+
+    Exit code 0 on success, 1 when the tool's result is an error or the hub refuses (an unknown
+    name is shown with the names the hub suggests; a rate limit as "rate limited, retry after
+    N s"), 2 for malformed --arg or --json-args."""
 
     async def run() -> None:
+        arguments = _parse_args(arg or [], json_args)
+        watch = _RateLimitWatch()
         with anyio.fail_after(120):
-            async with httpx2.AsyncClient(headers=_auth_headers(token), timeout=120.0) as http:
+            async with httpx2.AsyncClient(
+                headers=_auth_headers(token), timeout=120.0, event_hooks={"response": [watch]}
+            ) as http:
                 probe = await http.get(url.rstrip("/") + "/me")
                 if probe.status_code != 200:
                     _fail(_refusal(probe, "/me"))
                 transport = streamable_http_client(url.rstrip("/") + "/mcp", http_client=http)
-                async with Client(transport) as client:
-                    result = await client.call_tool(name, arguments)
+                try:
+                    async with Client(transport) as client:
+                        result = await client.call_tool(name, arguments)
+                except (MCPError, httpx2.HTTPError, ExceptionGroup) as exc:
+                    if watch.limited:  # whatever the SDK made of it, the hub said 429
+                        raise _CliError(_rate_limited(watch.retry_after_seconds)) from exc
+                    raise
         if json_output:
             _out.print_json(data=result.model_dump(mode="json", by_alias=True, exclude_none=True))
         else:
@@ -615,8 +733,15 @@ def keys_new(
     scope: Annotated[
         list[str] | None, typer.Option("--scope", "-s", help="A scope to grant (repeatable). Default: hub:call.")
     ] = None,
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help='Print {"id", "key", "key_sha256", "scopes", "config_line"} as JSON.'),
+    ] = False,
 ) -> None:
-    """Print a fresh random API key and the config line that accepts it (only its SHA-256)."""
+    """Print a fresh random API key and the config line that accepts it (only its SHA-256).
+
+    The key is shown once and stored nowhere; `--json` prints one object for scripts, whose
+    `config_line` is the `auth.api_keys` list item to paste."""
     try:
         entry = ApiKeyConfig(id=key_id, key_sha256="0" * 64, scopes=scope or ["hub:call"])
     except ValueError as exc:
@@ -624,6 +749,10 @@ def keys_new(
     key = "mcphub_" + secrets.token_urlsafe(32)
     digest = hashlib.sha256(key.encode()).hexdigest()
     line = json.dumps({"id": entry.id, "key_sha256": digest, "scopes": entry.scopes})
+    if json_output:
+        data = {"id": entry.id, "key": key, "key_sha256": digest, "scopes": entry.scopes, "config_line": f"- {line}"}
+        _out.print(json.dumps(data), markup=False)
+        return
     _err.print("The key is shown once; give it to its user and keep only the config line.", markup=False)
     _out.print(f"key: {key}", markup=False)
     _out.print(f"config (under auth.api_keys): - {line}", markup=False)
@@ -637,9 +766,42 @@ def _first_error(exc: ValueError) -> str:
     return str(exc)
 
 
+def _usage_error(exc: Exception) -> tuple[str, int] | None:
+    """`(one line, exit code)` for an error of the command line itself (unknown command or
+    option, missing argument, bad value: exit code 2), else None. Recognised by click's
+    exception protocol (`format_message`, `exit_code`), since typer vendors click privately."""
+    format_message = getattr(exc, "format_message", None)
+    exit_code = getattr(exc, "exit_code", None)
+    if not callable(format_message) or not isinstance(exit_code, int):
+        return None
+    line = " ".join(str(format_message()).split())
+    ctx = getattr(exc, "ctx", None)
+    command_path = getattr(ctx, "command_path", None)
+    if exit_code == 2 and isinstance(command_path, str):
+        line += f" (see `{command_path} --help`)"
+    return line, exit_code
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Errors of the command line (unknown option, missing
+    argument, bad value) are one line on stderr with exit code 2, like every error of the CLI."""
+    try:
+        outcome = app(standalone_mode=False)
+    except _CliError as exc:  # raised outside `_run`: still the user's one line
+        _report(str(exc), exc)
+        sys.exit(exc.code)
+    except typer.Abort as exc:
+        _report("aborted", exc)
+        sys.exit(130)
+    except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # typer printed the help already
+            sys.exit(2)
+        usage = _usage_error(exc)
+        if usage is None:
+            raise
+        _report(usage[0], exc)
+        sys.exit(usage[1])
+    sys.exit(outcome if isinstance(outcome, int) else 0)
 
 
 if __name__ == "__main__":

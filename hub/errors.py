@@ -18,6 +18,8 @@ An `MCPError` answered by a server passes through with its code; a `CallToolResu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import httpx2
 from mcp import MCPError
 from mcp.client.auth.exceptions import OAuthTokenError
@@ -85,12 +87,23 @@ class ServerProtocolError(ServerError):
 
 
 class RouteNotFound(HubError):
-    """No route has the name or URI a client asked for (JSON-RPC -32602 at the endpoint)."""
+    """No route has the name or URI a client asked for (JSON-RPC -32602 at the endpoint).
 
-    def __init__(self, kind: str, name: str) -> None:
+    `suggestions` are names the caller may use that are spelled like the one asked for (at most
+    3, from `hub.suggestions`); `str(err)` is `unknown tool: 'x'`, followed by `; did you mean
+    'a' or 'b'?` when there are any.
+    """
+
+    def __init__(self, kind: str, name: str, suggestions: Sequence[str] = ()) -> None:
         self.kind = kind
         self.name = name
-        super().__init__(f"unknown {kind}: {name!r}")
+        self.suggestions = list(suggestions)
+        message = f"unknown {kind}: {name!r}"
+        if self.suggestions:
+            quoted = [repr(s) for s in self.suggestions]
+            listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+            message += f"; did you mean {listed}?"
+        super().__init__(message)
 
 
 class AuthError(HubError):

@@ -16,6 +16,7 @@ one spelling of each.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 import warnings
@@ -66,6 +67,7 @@ from hub.relay import CURRENT_CHANNEL, SessionChannel, Subscriptions, principal_
 from hub.resource_links import expose_uris
 from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerState
+from hub.suggestions import suggest
 from hub.tracing import CallTracer, SpanRecord
 from hub.uris import normalize_uri
 
@@ -303,17 +305,27 @@ def _restamp(result: _ResultT) -> _ResultT:
     return result.model_copy(update={"meta": kept or None})
 
 
-def _not_found(face: Face, router: Router, kind: str, name: str, *, disclose: bool = True) -> HubError:
-    """RouteNotFound, unless the name belongs to a server that is down (and `disclose`, i.e. no
-    policy restricts the caller): then that server's ServerUnavailable, so the caller learns
-    which server to wait for."""
+async def _not_found(
+    face: Face,
+    router: Router,
+    kind: str,
+    name: str,
+    visible_names: Callable[[], Sequence[str]],
+    *,
+    disclose: bool = True,
+) -> HubError:
+    """RouteNotFound, with the names among `visible_names()` (the ones the caller may see)
+    spelled most like `name` as suggestions; unless the name belongs to a server that is down
+    (and `disclose`, i.e. no policy restricts the caller): then that server's
+    ServerUnavailable, so the caller learns which server to wait for. Suggestions come only
+    from what the caller may see, so a hidden name is answered like an unknown one."""
     server_id = face.claimed_by(name) if disclose else None
     if server_id is not None:
         try:
             router.require_ready(server_id)
         except ServerUnavailable as exc:
             return exc
-    return RouteNotFound(kind, name)
+    return RouteNotFound(kind, name, await suggest(name, visible_names()))
 
 
 _ROUTED_METHODS: Final = frozenset({"tools/call", "resources/read", "prompts/get", "completion/complete"})
@@ -344,6 +356,30 @@ def _route_of(face: Face, method: str, params: Mapping[str, Any] | None) -> tupl
     return UNKNOWN_ROUTE, face.claimed_by(name) or NO_SERVER
 
 
+_ASKED_MAX_CHARS: Final = 80
+"""How much of a requested name or URI a log line shows."""
+
+
+def _asked(method: str, params: Mapping[str, Any] | None) -> str:
+    """What a routed request asked for, for a log line: the tool or prompt name, or the
+    resource URI without its query, fragment or userinfo, cut to 80 characters and escaped
+    (`repr`: control characters and line breaks cannot forge log lines). Never the arguments."""
+    params = params if isinstance(params, Mapping) else {}
+    if method == "completion/complete":
+        ref = params.get("ref")
+        params = ref if isinstance(ref, Mapping) else {}
+    key = "uri" if "uri" in params else "name"
+    value = params.get(key)
+    if not isinstance(value, str):
+        return "(none)"
+    if key == "uri":
+        value = re.sub(r"//[^/@?#]*@", "//", value.split("#", 1)[0])
+        value = value.split("?", 1)[0] + ("?..." if "?" in value else "")
+    if len(value) > _ASKED_MAX_CHARS:
+        value = value[:_ASKED_MAX_CHARS] + "..."
+    return repr(value)
+
+
 def _outcome_of(exc: HubError) -> str:
     """The `outcome` label of a HubError (see `HubMetrics.observe_call`)."""
     if isinstance(exc, RouteNotFound):
@@ -362,7 +398,7 @@ def _to_mcp_error(exc: HubError) -> MCPError:
     if isinstance(exc, FederationLoop):
         return MCPError(exc.code, str(exc), exc.data)
     if isinstance(exc, RouteNotFound):
-        return MCPError(INVALID_PARAMS, str(exc), {"kind": exc.kind, "name": exc.name})
+        return MCPError(INVALID_PARAMS, str(exc), {"kind": exc.kind, "name": exc.name, "suggestions": exc.suggestions})
     if isinstance(exc, RateLimited):
         return MCPError(RATE_LIMITED, str(exc), {"retry_after_seconds": round(exc.retry_after_seconds, 3)})
     if isinstance(exc, ServerTimeout):
@@ -578,6 +614,13 @@ def build_mcp_server(
             return list(items)
         return [item for item in items if access.visible(principal, face.route_key(kind, _uri_of(item)))]
 
+    def visible_names(ctx: ServerRequestContext[Any], kind: Kind) -> Callable[[], list[str]]:
+        """The tool or prompt names the request's principal may see (evaluated when called, on
+        the error path only: they are the "did you mean" candidates)."""
+        if kind == "tools":
+            return lambda: [tool.name for tool in visible(ctx, "tools", face.tools())]
+        return lambda: [prompt.name for prompt in visible(ctx, "prompts", face.prompts())]
+
     def admitted(ctx: ServerRequestContext[Any], kind: Kind, name: str) -> tuple[bool, bool]:
         """`(admitted, disclose)` for using `name`: whether the principal may use it, and whether
         a refusal may say that its server is down.
@@ -644,7 +687,7 @@ def build_mcp_server(
         owner = face.resolve_tool(params.name)
         allowed, disclose = admitted(ctx, "tools", params.name)
         if owner is None or not allowed:
-            raise _not_found(face, router, "tool", params.name, disclose=disclose)
+            raise await _not_found(face, router, "tool", params.name, visible_names(ctx, "tools"), disclose=disclose)
         progress = None
         if ctx.meta and ctx.meta.get("progress_token") is not None:
             progress = ctx.session.report_progress
@@ -694,7 +737,9 @@ def build_mcp_server(
         owner = face.resolve_prompt(params.name)
         allowed, disclose = admitted(ctx, "prompts", params.name)
         if owner is None or not allowed:
-            raise _not_found(face, router, "prompt", params.name, disclose=disclose)
+            raise await _not_found(
+                face, router, "prompt", params.name, visible_names(ctx, "prompts"), disclose=disclose
+            )
 
         async def send(**mrtr: Any) -> types.Result:
             return await router.get_prompt(owner[0], owner[1], params.arguments, **mrtr)
@@ -710,7 +755,9 @@ def build_mcp_server(
             owner = face.resolve_prompt(ref.name)
             allowed, disclose = admitted(ctx, "prompts", ref.name)
             if owner is None or not allowed:
-                raise _not_found(face, router, "prompt", ref.name, disclose=disclose)
+                raise await _not_found(
+                    face, router, "prompt", ref.name, visible_names(ctx, "prompts"), disclose=disclose
+                )
             original_ref = ref.model_copy(update={"name": owner[1]})
         else:
             owner = face.resolve_uri(ref.uri)
@@ -807,6 +854,13 @@ def build_mcp_server(
         record.outcome = "tool_error" if getattr(result, "is_error", False) else "ok"
         return result
 
+    def described(ctx: ServerRequestContext[Any], record: SpanRecord) -> str:
+        """The route of a log line: its exposed name, or for an unknown name or a resource the
+        label followed by what was asked (`tools/call <unknown> 'evrything__echo'`)."""
+        if record.route in (UNKNOWN_ROUTE, RESOURCE_ROUTE):
+            return f"{record.route} {_asked(ctx.method, ctx.params)}"
+        return record.route
+
     async def boundary(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
         """Refuse a request whose hub chain loops or is too long, and serve the rest with
         their chain in context (outgoing requests extend it; hub.federation)."""
@@ -833,7 +887,8 @@ def build_mcp_server(
             return await translate(ctx, call_next, record)
         record.route, record.server_id = _route_of(face, ctx.method, ctx.params)
         server_token = server_id_var.set(record.server_id or None)
-        logger.debug("%s %s -> server %s", ctx.method, record.route, record.server_id or "-")
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s -> server %s", ctx.method, described(ctx, record), record.server_id or "-")
         started = time.perf_counter()
         try:
             if tracer is None:
@@ -844,7 +899,7 @@ def build_mcp_server(
             if not isinstance(exc, Exception | ExceptionGroup):
                 record.outcome = "cancelled"
             if record.outcome not in ("ok", "tool_error"):
-                logger.info("%s %s: %s", ctx.method, record.route, record.outcome)
+                logger.info("%s %s: %s", ctx.method, described(ctx, record), record.outcome)
             raise
         finally:
             if metrics is not None:

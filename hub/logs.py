@@ -9,6 +9,11 @@ correlation id, unrelated to the client's JSON-RPC id, and is never put into a r
 The server_id is a context variable too: set while a request is routed to a server, and for
 the whole life of each server connection's supervising task (`Fleet`), so the connection's own
 lines (start, crash, stderr) carry it.
+
+Python warnings become log lines too (`setup_logging`): stderr carries only formatted lines.
+The SDK's `MCPDeprecationWarning`s, which flag the handshake-era features the hub serves on
+purpose (logging, subscriptions, sampling, roots), are logged at DEBUG; any other warning at
+WARNING, once per place in the code that raises it (Python's default warning filter).
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import json
 import logging
 import secrets
 import sys
-from typing import Any, Final, Literal
+import warnings
+from typing import Any, Final, Literal, TextIO
+
+from mcp.shared.exceptions import MCPDeprecationWarning
 
 from hub.redaction import install_log_redaction
 
@@ -27,6 +35,7 @@ __all__ = [
     "JsonFormatter",
     "LogFormat",
     "TextFormatter",
+    "counted",
     "current_request_id",
     "current_server_id",
     "new_request_id",
@@ -53,6 +62,8 @@ _NOISY_LOGGERS: Final = (
     "mcp.client.streamable_http",
 )
 """Loggers whose per-request lines are noise at INFO; held at WARNING or above."""
+_WARNINGS_LOGGER: Final = "py.warnings"
+"""The logger Python warnings are written to (the name `logging.captureWarnings` uses)."""
 
 _BODY_LOGGERS: Final = (
     "mcp.client.sse",
@@ -74,6 +85,13 @@ def new_request_id() -> str:
     request_id = secrets.token_hex(_REQUEST_ID_BYTES)
     request_id_var.set(request_id)
     return request_id
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """`count` and its noun in the right number, for log lines and CLI output: `counted(1,
+    "resource")` is "1 resource", `counted(0, "resource template")` is "0 resource templates"
+    (`plural` defaults to `singular` + "s")."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
 
 
 def current_request_id() -> str | None:
@@ -130,11 +148,30 @@ class TextFormatter(logging.Formatter):
         return f"{first} [{' '.join(tags)}]{newline}{rest}"
 
 
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """`warnings.showwarning` replacement: one log line on `py.warnings` (DEBUG for the SDK's
+    deprecation notices, else WARNING) instead of two raw lines on stderr."""
+    if file is not None:  # an explicit destination is the caller's choice
+        file.write(warnings.formatwarning(message, category, filename, lineno, line))
+        return
+    level = logging.DEBUG if issubclass(category, MCPDeprecationWarning) else logging.WARNING
+    text = str(message).splitlines()[0] if str(message) else ""
+    logging.getLogger(_WARNINGS_LOGGER).log(level, "%s: %s (%s:%d)", category.__name__, text, filename, lineno)
+
+
 def setup_logging(level: str = "info", log_format: LogFormat = "text") -> None:
     """Configure the root logger once for the process: `level` (debug, info, warning, error),
     `log_format` text or json, to stderr (stdout may be the MCP stdio channel). Configured
-    secrets are masked in every record (`hub.redaction`), and the SDK's and httpcore2's
-    body-dumping loggers stay at INFO or above even at `debug`."""
+    secrets are masked in every record (`hub.redaction`), the SDK's and httpcore2's
+    body-dumping loggers stay at INFO or above even at `debug`, and Python warnings are logged
+    through it too (see the module docstring)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
@@ -147,3 +184,4 @@ def setup_logging(level: str = "info", log_format: LogFormat = "text") -> None:
     for dumper in _BODY_LOGGERS:
         logging.getLogger(dumper).setLevel(max(logging.INFO, root.level))
     install_log_redaction()
+    warnings.showwarning = _log_warning

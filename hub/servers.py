@@ -70,7 +70,7 @@ from hub.config import HubConfig, ServerConfig
 from hub.errors import ServerProtocolError, ServerTimeout, ServerUnavailable, describe_failure
 from hub.federation import Advertisement, Federation, inbound_chain, looping_server
 from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter
-from hub.logs import server_id_var
+from hub.logs import counted, server_id_var
 from hub.redaction import SECRETS, mask_log_params, mask_model, secret_words
 from hub.relay import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
 from hub.resilience import EventSink, ResultTooLarge, delivery_mark, is_transport_size_abort, track_delivery
@@ -91,6 +91,8 @@ _MODERN: Final = MODERN_PROTOCOL_VERSIONS[-1]
 _EVENT_ENVELOPE_BYTES: Final = 64 * 1024
 """Allowance over `max_result_bytes` for one SSE event or JSON body (JSON-RPC envelope, `_meta`,
 escaping)."""
+_RELIST_DEBOUNCE_SECONDS: Final = 0.1
+"""list_changed notifications arriving within this long of the first one cause one re-list."""
 
 
 class ServerState(enum.StrEnum):
@@ -265,6 +267,8 @@ class ServerConnection:
 
     _first_attempt_done: anyio.Event = field(default_factory=anyio.Event)
     _refresh: anyio.Event = field(default_factory=anyio.Event)
+    _relist_methods: set[str] | None = None
+    """The list_changed methods of the burst whose debounce window is open, or None."""
     _state_changed: anyio.Event = field(default_factory=anyio.Event)
     _restart_requested: anyio.Event = field(default_factory=anyio.Event)
     _close_reason: str | None = None
@@ -390,6 +394,24 @@ class ServerConnection:
             text = text.replace(secret, "***")
         return text
 
+    async def _relist_soon(self, method: str) -> None:
+        """Ask `_serve` for one re-list per burst of list_changed notifications: the first opens
+        a window of `_RELIST_DEBOUNCE_SECONDS` that later ones join (each notification runs in a
+        task of its own), then one line is logged and the refresh is set, unless a re-list is
+        already pending (SECURITY.md case 38: a list_changed storm is debounced)."""
+        pending = self._relist_methods
+        if pending is not None:
+            pending.add(method)
+            return
+        self._relist_methods = pending = {method}
+        try:
+            await anyio.sleep(_RELIST_DEBOUNCE_SECONDS)
+        finally:
+            self._relist_methods = None
+        if not self._refresh.is_set():
+            logger.info("server %s: %s, re-listing", self.server_id, ", ".join(sorted(pending)))
+            self._refresh.set()
+
     async def _on_message(self, message: Any) -> None:
         if isinstance(
             message,
@@ -397,8 +419,7 @@ class ServerConnection:
             | types.ResourceListChangedNotification
             | types.PromptListChangedNotification,
         ):
-            logger.info("server %s: %s, re-listing", self.server_id, message.method)
-            self._refresh.set()
+            await self._relist_soon(message.method)
         elif isinstance(message, types.LoggingMessageNotification):
             params = mask_log_params(message.params)
             data = self._redact(str(params.data)[:2000])
@@ -605,14 +626,14 @@ class ServerConnection:
             self._set_state(ServerState.READY)
             self._first_attempt_done.set()
             logger.info(
-                "server %s ready (%s, %s): %d tools, %d resources, %d resource templates, %d prompts",
+                "server %s ready (%s, %s): %s, %s, %s, %s",
                 self.server_id,
                 config.kind,
                 self.protocol_version,
-                len(self.snapshot.tools),
-                len(self.snapshot.resources),
-                len(self.snapshot.resource_templates),
-                len(self.snapshot.prompts),
+                counted(len(self.snapshot.tools), "tool"),
+                counted(len(self.snapshot.resources), "resource"),
+                counted(len(self.snapshot.resource_templates), "resource template"),
+                counted(len(self.snapshot.prompts), "prompt"),
             )
             async with anyio.create_task_group() as tg:
                 if client.protocol_version in MODERN_PROTOCOL_VERSIONS:

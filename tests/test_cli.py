@@ -32,7 +32,7 @@ ONE_SHOT_TIMEOUT_SECONDS = 60.0
 SERVE_START_TIMEOUT_SECONDS = 30.0
 SERVE_STOP_TIMEOUT_SECONDS = 15.0
 _ENDPOINT_LINE = re.compile(r"^mcphub: MCP endpoint (http://127\.0\.0\.1:(\d+)/mcp)$")
-_CATALOG_LINE = re.compile(r"^mcphub: \d+ tools in the catalog$")
+_CATALOG_LINE = re.compile(r"^mcphub: \d+ tools? in the catalog$")
 
 
 @pytest.fixture(scope="module")

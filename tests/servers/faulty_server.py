@@ -44,6 +44,9 @@ Tools:
 - `endless_line()` (stdio only): writes "x" to stdout with no newline, in chunks, until killed.
 - `flip_tools()`: toggles an extra tool `flipped` (answers `flipped`) in the tool list, announces
   `tools/list_changed`, and answers "on" or "off".
+- `announce_changes(n)`: sends `n` `tools/list_changed` notifications in a row (a burst), then
+  answers "announced n".
+- `tools_lists()`: how many `tools/list` requests this process has answered, as text.
 """
 
 from __future__ import annotations
@@ -157,6 +160,12 @@ def build_server(name: str, counters: _Counters, stdout: _StdoutWriter | None) -
         ),
         types.Tool(name="huge", description="A text of exactly `size` bytes.", input_schema=_schema(size="integer")),
         types.Tool(name="flip_tools", description="Toggle the tool `flipped`.", input_schema=_EMPTY),
+        types.Tool(
+            name="announce_changes",
+            description="Send n tools/list_changed in a row.",
+            input_schema=_schema(n="integer"),
+        ),
+        types.Tool(name="tools_lists", description="tools/list requests answered so far.", input_schema=_EMPTY),
     ]
     if stdout is not None:
         tools += [
@@ -168,10 +177,12 @@ def build_server(name: str, counters: _Counters, stdout: _StdoutWriter | None) -
             types.Tool(name="endless_line", description="Write one never-ending line.", input_schema=_EMPTY),
         ]
     flipped_tool = types.Tool(name="flipped", description="Present when flipped on.", input_schema=_EMPTY)
+    tools_lists = [0]
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
+        tools_lists[0] += 1
         return types.ListToolsResult(tools=tools + ([flipped_tool] if flipped[0] else []))
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -226,6 +237,16 @@ def build_server(name: str, counters: _Counters, stdout: _StdoutWriter | None) -
             else:
                 await ctx.session.send_tool_list_changed()
             return _text("on" if flipped[0] else "off")
+        if tool == "announce_changes":
+            n = int(args.get("n", 1))
+            for _ in range(n):
+                if ctx.protocol_version in ("2026-07-28",):
+                    await bus.publish(ToolsListChanged())
+                else:
+                    await ctx.session.send_tool_list_changed()
+            return _text(f"announced {n}")
+        if tool == "tools_lists":
+            return _text(str(tools_lists[0]))
         if tool == "flipped" and flipped[0]:
             return _text("flipped")
         raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {tool}")
