@@ -13,20 +13,17 @@ and changes nothing (no bucket is charged, no server is contacted).
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any
 
 from hub.auth import Principal
 from hub.catalog import Catalog, Kind, Route
 from hub.config import HubConfig, PolicyRule, TokenBucketConfig
 from hub.policy import Policy
+from hub.suggestions import close_names
 
-__all__ = ["MAX_SUGGESTIONS", "explain", "principal_for"]
-
-MAX_SUGGESTIONS: Final = 5
-"""Close names offered when the asked name has no route."""
+__all__ = ["explain", "principal_for"]
 
 PlanFn = Callable[[str, Kind, str], dict[str, Any]]
 """`(server_id, kind, original) -> {"chain", "members", "serving"}` (`Router.plan`)."""
@@ -34,8 +31,6 @@ StatesFn = Callable[[str], dict[str, str]]
 """`server_id -> {member id: state}` for the members of a logical server."""
 PinFn = Callable[[Route], dict[str, Any] | None]
 """The pin status of a route's definition (None: pinning does not know it)."""
-
-_SERVING_STATES: Final = frozenset({"ready", "degraded"})
 
 
 def _rule_text(rule: PolicyRule) -> dict[str, Any]:
@@ -136,7 +131,7 @@ def explain(
         return {
             "name": name,
             "found": False,
-            "suggestions": difflib.get_close_matches(name, candidates, n=MAX_SUGGESTIONS, cutoff=0.6),
+            "suggestions": close_names(name, candidates),
             "verdict": {"callable": False, "reasons": [f"no route is named {name!r}"]},
         }
     reasons: list[str] = []

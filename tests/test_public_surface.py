@@ -70,7 +70,7 @@ EXPORTS = {
         "split_resource_uri",
     ],
     "hub.resource_links": ["expose_uris"],
-    "hub.explain": ["MAX_SUGGESTIONS", "explain", "principal_for"],
+    "hub.explain": ["explain", "principal_for"],
     "hub.cli_explain": ["print_explanation"],
     "hub.state": ["STATE_FILE_NAME", "StateFile", "default_state_path", "new_hub_id", "state_path"],
     "hub.catalog": ["Catalog", "ChangeListener", "Kind", "Route", "ServerView", "snapshot_offers"],
