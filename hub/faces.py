@@ -59,6 +59,7 @@ from hub.policy import Access
 from hub.relay import CURRENT_CHANNEL, SessionChannel, Subscriptions, principal_id
 from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerState
+from hub.tasks import FaceTasks, TaskRelay
 from hub.tracing import CallTracer, SpanRecord
 
 __all__ = [
@@ -358,6 +359,7 @@ class HubServer(Server[Any]):
     offers them (while none is ready, what the handlers allow)."""
 
     services: FaceServices | None = None
+    tasks: FaceTasks | None = None
 
     def get_capabilities(
         self,
@@ -373,6 +375,8 @@ class HubServer(Server[Any]):
         services = self.services
         if services is None:
             return caps
+        if self.tasks is not None:
+            caps = self.tasks.advertise(caps, protocol_version)
         offered = [c.server_capabilities for c in services.connections() if c.state is ServerState.READY]
         offered_caps = [c for c in offered if c is not None]
         if not offered_caps:
@@ -413,6 +417,8 @@ class FaceServices:
     bridge: Bridge
     subscriptions: Subscriptions
     scope: str | None = None
+    tasks: TaskRelay | None = None
+    """The task route table (`hub.tasks`), shared by every face; None: tasks are not relayed."""
 
     def connections(self) -> list[ServerConnection]:
         if self.scope is not None:
@@ -537,6 +543,17 @@ def build_mcp_server(
     Every incoming request gets a fresh request id (`hub.logs`) for the log lines it causes.
     """
 
+    tasks: FaceTasks | None = None
+    if services is not None and services.tasks is not None:
+        tasks = services.tasks.face(
+            services.scope,
+            lambda ctx: SessionChannel(
+                ctx,
+                _client_key(ctx),
+                None if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS else registry.level(ctx.session),
+            ),
+        )
+
     def visible(ctx: ServerRequestContext[Any], kind: Kind, items: Sequence[_ItemT]) -> list[_ItemT]:
         principal = _principal(ctx)
         if not access.restricts(principal):
@@ -617,9 +634,14 @@ def build_mcp_server(
 
         async def send(**mrtr: Any) -> types.Result:
             extra = {"log_level": level, **mrtr} if services is not None else mrtr
+            if tasks is not None and (task := tasks.task_param(ctx, params)) is not None:
+                extra["task"] = task
             return await router.call_tool(owner[0], owner[1], params.arguments, progress, **extra)
 
-        return await routed(ctx, owner[0], params.input_responses, params.request_state, send)
+        result = await routed(ctx, owner[0], params.input_responses, params.request_state, send)
+        if tasks is not None and tasks.is_task(result):
+            return tasks.created(ctx, face.route_key("tools", params.name) or owner, owner, result)
+        return result
 
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -746,6 +768,10 @@ def build_mcp_server(
             **handshake_only,
         )
     server.services = services
+    server.tasks = tasks
+    if tasks is not None:
+        for method, params_type, handler in tasks.handlers():
+            server.add_request_handler(method, params_type, handler)
 
     async def translate(ctx: ServerRequestContext[Any], call_next: CallNext, record: SpanRecord) -> HandlerResult:
         try:
@@ -799,6 +825,9 @@ def build_mcp_server(
     if services is not None:
         # Seals every requestState the face returns and verifies every one it is sent.
         server.middleware.append(services.bridge.boundary(name))
+    if tasks is not None:
+        # Passes a handshake-era CreateTaskResult past the SDK's CallToolResult shaping.
+        server.middleware.append(tasks.middleware)
     return server
 
 

@@ -1,0 +1,153 @@
+"""The wire shapes of tasks as the hub's server connections send and receive them, in both
+protocol eras.
+
+- 2026-07-28: the `io.modelcontextprotocol/tasks` extension (SEP-2663). A server that the
+  client (through the hub) declared the extension to may answer `tools/call` with a flat
+  `CreateTaskResult` (`resultType: "task"`, `taskId`, `status`, `createdAt`, `lastUpdatedAt`,
+  `ttlMs`, `pollIntervalMs`); then `tasks/get`, `tasks/update`, `tasks/cancel` (each carrying
+  `Mcp-Name: <taskId>` over HTTP) and optional `notifications/tasks`.
+- 2025-11-25: the experimental tasks of that revision. A `tools/call` with `params.task`
+  (`{"ttl": ms}`) is answered `{"task": Task}`; then `tasks/get`, `tasks/result`,
+  `tasks/list`, `tasks/cancel` and optional `notifications/tasks/status`.
+
+`TasksClientExtension` is what makes an `mcp.Client` accept the first (a result claim, so the
+SDK parses `resultType: "task"` instead of rejecting it) and observe status notifications of
+both; `call_tool_as_task` sends the second (the SDK's public API cannot receive it, see
+`adapters._sdk.send_raw_request`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, Literal
+
+import mcp_types as types
+from mcp import MCPError
+from mcp.client.extension import ClaimContext, ClientExtension, NotificationBinding, ResultClaim
+from mcp.client.session import ClientSession
+from mcp.shared.dispatcher import ProgressFnT
+from mcp_types import INTERNAL_ERROR
+from pydantic import ConfigDict, Field
+
+from adapters._sdk import send_raw_request
+
+__all__ = [
+    "RELATED_TASK_META_KEY",
+    "STATUS_NOTIFICATIONS",
+    "TASKS_EXTENSION",
+    "CreatedTask",
+    "LegacyCreatedTask",
+    "TasksClientExtension",
+    "call_tool_as_task",
+    "task_request",
+]
+
+TASKS_EXTENSION: Final = "io.modelcontextprotocol/tasks"
+"""The tasks extension's identifier (SEP-2663), in `capabilities.extensions`."""
+RELATED_TASK_META_KEY: Final = "io.modelcontextprotocol/related-task"
+"""`_meta` key tying a message to a task (2025-11-25 "Associating Task-Related Messages")."""
+STATUS_NOTIFICATIONS: Final = ("notifications/tasks/status", "notifications/tasks")
+"""Task status notifications: 2025-11-25, and SEP-2663."""
+
+
+class CreatedTask(types.Result):
+    """A SEP-2663 `CreateTaskResult` (`Result & Task`, `resultType: "task"`) as a server sent it:
+    every wire field is kept. `member` is the server connection that answered (set by it)."""
+
+    model_config = ConfigDict(extra="allow")
+    result_type: Literal["task"] = "task"
+    task_id: str
+    member: str | None = Field(default=None, exclude=True)
+
+
+class LegacyCreatedTask(types.Result):
+    """A 2025-11-25 `CreateTaskResult` (`{"task": Task}`) as a server sent it. `member` as in
+    `CreatedTask`."""
+
+    model_config = ConfigDict(extra="allow")
+    task: dict[str, Any]
+    member: str | None = Field(default=None, exclude=True)
+
+
+class _TaskRequest(types.Request[dict[str, Any], str]):
+    """A `tasks/*` request naming one task; SEP-2663 routes it by `Mcp-Name: <taskId>`."""
+
+    name_param = "taskId"
+
+
+class _TaskListRequest(types.Request[dict[str, Any], str]):
+    """`tasks/list` (2025-11-25): names no task."""
+
+
+def task_request(method: str, params: Mapping[str, Any]) -> types.Request[dict[str, Any], str]:
+    """The request object for `method` (`tasks/get`, `tasks/update`, `tasks/cancel`,
+    `tasks/result`, `tasks/list`) with `params` (`taskId`, ...) as they go on the wire."""
+    if "taskId" in params:
+        return _TaskRequest(method=method, params=dict(params))
+    return _TaskListRequest(method=method, params=dict(params))
+
+
+class _TaskStatusParams(types.NotificationParams):
+    model_config = ConfigDict(extra="allow")
+    task_id: str
+
+
+async def _unrequested(result: CreatedTask, context: ClaimContext) -> types.CallToolResult:
+    """A task answered to a call that did not ask for one (`Client.call_tool` resolves claims):
+    the hub relays a task only where its client declared the extension, so this is a server
+    that created a task for a client that cannot take it."""
+    raise MCPError(INTERNAL_ERROR, f"the server answered {context.tool_name!r} with a task the client did not ask for")
+
+
+class TasksClientExtension(ClientExtension):
+    """The hub's `mcp.Client` side of tasks: accepts SEP-2663 `CreateTaskResult`s on
+    `tools/call` (modern era) and hands every task status notification (both eras) to
+    `on_status` as its wire params (`{"taskId": ..., "status": ..., ...}`).
+
+    The extension is advertised in the connection's own capabilities; on a routed request the
+    server sees the calling client's capabilities instead (`hub.servers`), so a server creates
+    tasks only for clients that declared the extension themselves.
+    """
+
+    identifier = TASKS_EXTENSION
+
+    def __init__(self, on_status: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> None:
+        self._on_status = on_status
+
+    def claims(self) -> Sequence[ResultClaim[Any]]:
+        return [ResultClaim(result_type="task", model=CreatedTask, resolve=_unrequested)]
+
+    def notifications(self) -> Sequence[NotificationBinding[Any]]:
+        return [
+            NotificationBinding(method=method, params_type=_TaskStatusParams, handler=self._status)
+            for method in STATUS_NOTIFICATIONS
+        ]
+
+    async def _status(self, params: _TaskStatusParams) -> None:
+        if self._on_status is not None:
+            await self._on_status(params.model_dump(by_alias=True, mode="json", exclude_none=True))
+
+
+async def call_tool_as_task(
+    session: ClientSession,
+    name: str,
+    arguments: dict[str, Any] | None,
+    task: Mapping[str, Any],
+    *,
+    on_progress: ProgressFnT | None = None,
+) -> types.CallToolResult | LegacyCreatedTask:
+    """A 2025-11-25 task-augmented `tools/call` (`params.task`, e.g. `{"ttl": 60000}`): the
+    server's `CreateTaskResult`, or its `CallToolResult` when it ran the call without a task
+    (a server that does not support tasks for the tool ignores `task`, 2025-11-25 "Task
+    Support and Handling").
+
+    :raises MCPError: the server's error (e.g. -32601 for a tool that forbids tasks).
+    :raises pydantic.ValidationError: the answer is neither shape.
+    """
+    params: dict[str, Any] = {"name": name, "task": dict(task)}
+    if arguments is not None:
+        params["arguments"] = arguments
+    raw = await send_raw_request(session, "tools/call", params, on_progress=on_progress)
+    if isinstance(raw.get("task"), dict):
+        return LegacyCreatedTask.model_validate(raw)
+    return types.CallToolResult.model_validate(raw)
