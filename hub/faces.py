@@ -230,6 +230,11 @@ class SessionRegistry:
             self._sessions[key] = session
             connection.exit_stack.callback(self._closed, key, self.client_key(session))
 
+    def standing(self, session: ServerSession) -> ServerSession:
+        """The session object kept for `session`'s connection while it is open (a request's own
+        `ctx.session` lives only as long as the request), else `session`."""
+        return self._sessions.get(id(session._connection), session)
+
     def _closed(self, key: int, client_key: str) -> None:
         self._sessions.pop(key, None)
         self._levels.pop(key, None)
@@ -427,8 +432,8 @@ class FaceServices:
         return list(self.fleet.connections.values())
 
     def is_modern(self, server_id: str) -> bool:
-        connection = self.fleet.get(server_id)
-        return connection is not None and connection.protocol_version in MODERN_PROTOCOL_VERSIONS
+        """Whether `server_id` (a replicated one: any of its members) speaks the modern era."""
+        return any(c.protocol_version in MODERN_PROTOCOL_VERSIONS for c in self.fleet.members(server_id))
 
 
 class _BusTarget:
@@ -552,6 +557,7 @@ def build_mcp_server(
                 _client_key(ctx),
                 None if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS else registry.level(ctx.session),
             ),
+            registry.standing,
         )
 
     def visible(ctx: ServerRequestContext[Any], kind: Kind, items: Sequence[_ItemT]) -> list[_ItemT]:

@@ -72,7 +72,14 @@ from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter
 from hub.logs import server_id_var
 from hub.relay import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
 from hub.resilience import EventSink, ResultTooLarge, delivery_mark, is_transport_size_abort, track_delivery
-from hub.task_wire import CreatedTask, LegacyCreatedTask, TasksClientExtension, call_tool_as_task, task_request
+from hub.task_wire import (
+    CreatedTask,
+    LegacyCreatedTask,
+    TasksClientExtension,
+    call_tool_as_task,
+    expose_related_task,
+    task_request,
+)
 
 __all__ = ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"]
 
@@ -432,13 +439,17 @@ class ServerConnection:
         self, context: ClientRequestContext, params: types.CreateMessageRequestParams
     ) -> SamplingResult:
         channel = self._channel()
-        return self._uncorrelated("sampling/createMessage") if channel is None else await channel.sample(params)
+        if channel is None:
+            return self._uncorrelated("sampling/createMessage")
+        return await channel.sample(expose_related_task(params, self.server_id))
 
     async def _on_elicitation(
         self, context: ClientRequestContext, params: types.ElicitRequestParams
     ) -> types.ElicitResult | types.ErrorData:
         channel = self._channel()
-        return self._uncorrelated("elicitation/create") if channel is None else await channel.elicit(params)
+        if channel is None:
+            return self._uncorrelated("elicitation/create")
+        return await channel.elicit(expose_related_task(params, self.server_id))
 
     async def _on_list_roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
         channel = self._channel()

@@ -19,7 +19,7 @@ both; `call_tool_as_task` sends the second (the SDK's public API cannot receive 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import mcp_types as types
 from mcp import MCPError
@@ -39,6 +39,7 @@ __all__ = [
     "LegacyCreatedTask",
     "TasksClientExtension",
     "call_tool_as_task",
+    "expose_related_task",
     "task_request",
 ]
 
@@ -77,6 +78,21 @@ class _TaskRequest(types.Request[dict[str, Any], str]):
 
 class _TaskListRequest(types.Request[dict[str, Any], str]):
     """`tasks/list` (2025-11-25): names no task."""
+
+
+_ParamsT = TypeVar("_ParamsT", bound=types.RequestParams)
+
+
+def expose_related_task(params: _ParamsT, member: str) -> _ParamsT:
+    """`params` of a server-to-client request (sampling, elicitation) with its
+    `io.modelcontextprotocol/related-task` task id in the hub's namespace
+    (`<member>+<task id>`, `hub.tasks`), so the client can tell which of its tasks asks."""
+    meta = params.meta
+    related = meta.get(RELATED_TASK_META_KEY) if meta else None
+    if not isinstance(related, dict) or not isinstance(related.get("taskId"), str):
+        return params
+    exposed = {**related, "taskId": f"{member}+{related['taskId']}"}
+    return params.model_copy(update={"meta": {**(meta or {}), RELATED_TASK_META_KEY: exposed}})
 
 
 def task_request(method: str, params: Mapping[str, Any]) -> types.Request[dict[str, Any], str]:

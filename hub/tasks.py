@@ -43,6 +43,7 @@ import mcp_types as types
 from mcp import MCPError
 from mcp.server import ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
+from mcp.server.session import ServerSession
 from mcp.shared.inbound import MCP_NAME_HEADER, decode_header_value
 from mcp_types import (
     HEADER_MISMATCH,
@@ -64,7 +65,16 @@ from hub.resilience import oversized
 from hub.servers import Fleet, ServerConnection, ServerState
 from hub.task_wire import RELATED_TASK_META_KEY, TASKS_EXTENSION, CreatedTask, LegacyCreatedTask
 
-__all__ = ["MAX_RETENTION_SECONDS", "MAX_TASKS_PER_PRINCIPAL", "FaceTasks", "TaskRelay", "TaskRoute"]
+__all__ = [
+    "MAX_RETENTION_SECONDS",
+    "MAX_ROUTES",
+    "MAX_TASKS_PER_PRINCIPAL",
+    "FaceTasks",
+    "TaskRelay",
+    "TaskRoute",
+    "TaskRoutes",
+    "principal_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +86,8 @@ MAX_ROUTES: Final = 100_000
 """Routes kept in all; beyond it the oldest is forgotten (logged)."""
 _SWEEP_INTERVAL_SECONDS: Final = 30.0
 _NOTIFY_TIMEOUT_SECONDS: Final = 5.0
+_EARLY_STATUS_WAIT_SECONDS: Final = 2.0
+"""How long a status notification that overtook its task's `CreateTaskResult` waits for the route."""
 _MAX_LIST_PAGES: Final = 100
 _HOP_META_KEYS: Final = (SERVER_INFO_META_KEY, PROTOCOL_VERSION_META_KEY)
 
@@ -122,7 +134,7 @@ def principal_key(principal: Principal) -> str:
     return f"{principal.source}:{principal.id}"
 
 
-class _RouteTable:
+class TaskRoutes:
     """Routes by `(principal, exposed id)`, bounded per principal and in all, expiring lazily."""
 
     def __init__(self, max_per_principal: int, max_routes: int) -> None:
@@ -226,12 +238,20 @@ class TaskRelay:
     ) -> None:
         self.fleet = fleet
         self.access = access
-        self.routes = _RouteTable(max_tasks_per_principal, max_routes)
+        self.routes = TaskRoutes(max_tasks_per_principal, max_routes)
+        self._added = anyio.Event()
 
-    def face(self, scope: str | None, channel: Callable[[ServerRequestContext[Any]], ClientChannel]) -> FaceTasks:
+    def face(
+        self,
+        scope: str | None,
+        channel: Callable[[ServerRequestContext[Any]], ClientChannel],
+        standing: Callable[[ServerSession], ServerSession],
+    ) -> FaceTasks:
         """The task surface of one face: `scope` is the server a per-server face fronts (None:
-        the aggregated face); `channel` makes the client channel of a request (`hub.relay`)."""
-        return FaceTasks(self, scope, channel)
+        the aggregated face); `channel` makes the client channel of a request (`hub.relay`);
+        `standing` gives the session object that lives as long as a handshake-era client's
+        session (status notifications are sent through it, and stop when it is gone)."""
+        return FaceTasks(self, scope, channel, standing)
 
     async def status_changed(self, member: str, params: dict[str, Any]) -> None:
         """A server connection received a task status notification: relay it, under the
@@ -240,6 +260,10 @@ class TaskRelay:
         if not isinstance(task_id, str):
             return
         exposed = f"{member}+{task_id}"
+        with anyio.move_on_after(_EARLY_STATUS_WAIT_SECONDS):
+            # A server may announce a status before its CreateTaskResult reached the hub.
+            while not self.routes.holding(exposed):
+                await self._added.wait()
         for route in self.routes.holding(exposed):
             route.refresh(params.get("ttl", params.get("ttlMs")))
             session = route.session() if route.session is not None else None
@@ -257,6 +281,8 @@ class TaskRelay:
 
     def remember(self, route: TaskRoute) -> TaskRoute:
         self.routes.add(route)
+        self._added.set()
+        self._added = anyio.Event()
         return route
 
 
@@ -270,10 +296,12 @@ class FaceTasks:
         relay: TaskRelay,
         scope: str | None,
         channel: Callable[[ServerRequestContext[Any]], ClientChannel],
+        standing: Callable[[ServerSession], ServerSession],
     ) -> None:
         self._relay = relay
         self._scope = scope
         self._channel = channel
+        self._standing = standing
 
     # ---- capabilities ----
 
@@ -377,7 +405,7 @@ class FaceTasks:
                 era=era,
                 created=now,
                 expires=now + _retention(ttl),
-                session=None if modern_client else weakref.ref(ctx.session),
+                session=None if modern_client else weakref.ref(self._standing(ctx.session)),
             )
         )
         logger.info("task %s created on %s for %s", route.exposed_id, route.member, route.principal)
