@@ -18,6 +18,7 @@ both; `call_tool_as_task` sends the second (the SDK's public API cannot receive 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Literal, TypeVar
 
@@ -26,10 +27,11 @@ from mcp import MCPError
 from mcp.client.extension import ClaimContext, ClientExtension, NotificationBinding, ResultClaim
 from mcp.client.session import ClientSession
 from mcp.shared.dispatcher import ProgressFnT
-from mcp_types import INTERNAL_ERROR
+from mcp_types import INTERNAL_ERROR, PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY
 from pydantic import ConfigDict, Field
 
 from adapters._sdk import send_raw_request
+from hub.resilience import oversized
 
 __all__ = [
     "RELATED_TASK_META_KEY",
@@ -39,7 +41,9 @@ __all__ = [
     "LegacyCreatedTask",
     "TasksClientExtension",
     "call_tool_as_task",
+    "capped_tool_result",
     "expose_related_task",
+    "expose_task_ids",
     "task_request",
 ]
 
@@ -49,6 +53,7 @@ RELATED_TASK_META_KEY: Final = "io.modelcontextprotocol/related-task"
 """`_meta` key tying a message to a task (2025-11-25 "Associating Task-Related Messages")."""
 STATUS_NOTIFICATIONS: Final = ("notifications/tasks/status", "notifications/tasks")
 """Task status notifications: 2025-11-25, and SEP-2663."""
+_HOP_META_KEYS: Final = (SERVER_INFO_META_KEY, PROTOCOL_VERSION_META_KEY)
 
 
 class CreatedTask(types.Result):
@@ -167,3 +172,44 @@ async def call_tool_as_task(
     if isinstance(raw.get("task"), dict):
         return LegacyCreatedTask.model_validate(raw)
     return types.CallToolResult.model_validate(raw)
+
+
+def expose_task_ids(wire: Mapping[str, Any], exposed_id: str) -> dict[str, Any]:
+    """A server's task message (`CreateTaskResult`, `Task`, `DetailedTask`, a status
+    notification's params, a `tasks/result` result) with its task id (top level, `task`,
+    `_meta` related-task) set to `exposed_id` and the server's hop-level `_meta` stamps
+    (`serverInfo`, `protocolVersion`) dropped: the hub stamps its own."""
+    out = dict(wire)
+    if "taskId" in out:
+        out["taskId"] = exposed_id
+    task = out.get("task")
+    if isinstance(task, dict) and "taskId" in task:
+        out["task"] = {**task, "taskId": exposed_id}
+    meta = out.get("_meta")
+    if isinstance(meta, dict):
+        kept = {key: value for key, value in meta.items() if key not in _HOP_META_KEYS}
+        if isinstance(kept.get(RELATED_TASK_META_KEY), dict):
+            kept[RELATED_TASK_META_KEY] = {**kept[RELATED_TASK_META_KEY], "taskId": exposed_id}
+        if kept:
+            out["_meta"] = kept
+        else:
+            del out["_meta"]
+    return out
+
+
+def capped_tool_result(result: dict[str, Any], member: str, limit: int) -> dict[str, Any]:
+    """`result` (a `CallToolResult` as a JSON object), or, when it serializes to more than
+    `limit` bytes (`max_result_bytes` of `member`'s server), an `isError` result saying so, as
+    a direct call's result would be (`hub.router`)."""
+    try:
+        model = types.CallToolResult.model_validate(result)
+    except ValueError:
+        return result if len(json.dumps(result)) <= limit else _too_large_result(member, limit)
+    return _too_large_result(member, limit) if oversized(model, limit) else result
+
+
+def _too_large_result(member: str, limit: int) -> dict[str, Any]:
+    text = f"result from {member} exceeded {limit} bytes"
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True).model_dump(
+        by_alias=True, mode="json", exclude_none=True
+    )

@@ -21,7 +21,7 @@ a server_id): unique across servers, and naming the replica member that holds th
 task is also recorded in a route table bound to the principal that created it (its auth source
 and id): a task id that is not the caller's own answers exactly like an unknown one (-32602),
 whatever face it is asked on, and a face reaches only tasks of its own servers. A route lives
-for the task's `ttl` (at most `MAX_RETENTION_SECONDS`) and is re-checked against the policy on
+for the task's `ttl` (at most 24 h, `hub.task_routes`) and is re-checked against the policy on
 every use: a principal that may not call a tool can neither create nor reach a task of it.
 Each era reaches only tasks created in it. Routes are in memory: they do not survive a hub
 restart (nor do a stdio server's tasks).
@@ -30,13 +30,11 @@ restart (nor do a stdio server's tasks).
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import anyio
 import mcp_types as types
@@ -50,8 +48,6 @@ from mcp_types import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
-    PROTOCOL_VERSION_META_KEY,
-    SERVER_INFO_META_KEY,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict
@@ -61,141 +57,28 @@ from hub.auth import Principal, principal_of
 from hub.errors import ServerProtocolError, ServerUnavailable
 from hub.policy import Access
 from hub.relay import CURRENT_CHANNEL, ClientChannel
-from hub.resilience import oversized
 from hub.servers import Fleet, ServerConnection, ServerState
-from hub.task_wire import RELATED_TASK_META_KEY, TASKS_EXTENSION, CreatedTask, LegacyCreatedTask
+from hub.task_routes import (
+    HANDSHAKE,
+    MAX_ROUTES,
+    MAX_TASKS_PER_PRINCIPAL,
+    MODERN,
+    Era,
+    TaskRoute,
+    TaskRoutes,
+    principal_key,
+    retention_seconds,
+)
+from hub.task_wire import TASKS_EXTENSION, CreatedTask, LegacyCreatedTask, capped_tool_result, expose_task_ids
 
-__all__ = [
-    "MAX_RETENTION_SECONDS",
-    "MAX_ROUTES",
-    "MAX_TASKS_PER_PRINCIPAL",
-    "FaceTasks",
-    "TaskRelay",
-    "TaskRoute",
-    "TaskRoutes",
-    "principal_key",
-]
+__all__ = ["FaceTasks", "TaskRelay"]
 
 logger = logging.getLogger(__name__)
 
-MAX_RETENTION_SECONDS: Final = 24 * 3600.0
-"""Longest a route is kept (a task with `ttl: null`, or a longer ttl, is reachable this long)."""
-MAX_TASKS_PER_PRINCIPAL: Final = 10_000
-"""Routes kept per principal; beyond it the oldest is forgotten (logged)."""
-MAX_ROUTES: Final = 100_000
-"""Routes kept in all; beyond it the oldest is forgotten (logged)."""
-_SWEEP_INTERVAL_SECONDS: Final = 30.0
 _NOTIFY_TIMEOUT_SECONDS: Final = 5.0
 _EARLY_STATUS_WAIT_SECONDS: Final = 2.0
 """How long a status notification that overtook its task's `CreateTaskResult` waits for the route."""
 _MAX_LIST_PAGES: Final = 100
-_HOP_META_KEYS: Final = (SERVER_INFO_META_KEY, PROTOCOL_VERSION_META_KEY)
-
-Era = Literal["2025-11-25", "2026-07-28"]
-HANDSHAKE: Final[Era] = "2025-11-25"
-MODERN: Final[Era] = "2026-07-28"
-
-
-@dataclass
-class TaskRoute:
-    """Where one task lives and whose it is."""
-
-    exposed_id: str
-    """`<member>+<original_id>`: the id the client sees."""
-    principal: str
-    """`<auth source>:<principal id>` of the creator."""
-    route_server: str
-    """The logical server of the route it was created on (a face reaches its own servers' tasks)."""
-    member: str
-    """The server connection holding the task (a replica member or fallback server)."""
-    original_id: str
-    policy_key: tuple[str, str]
-    """`(server_id, exposed tool name)`: what the policy decides on."""
-    original_tool: str
-    era: Era
-    created: float
-    """`time.monotonic()` at creation."""
-    expires: float
-    session: weakref.ref[Any] | None = None
-    """The handshake-era session that created it (its status notifications go there)."""
-
-    def refresh(self, ttl_ms: Any) -> None:
-        """Follow the task's current `ttl`/`ttlMs` (it MAY change; null: unlimited)."""
-        self.expires = self.created + _retention(ttl_ms)
-
-
-def _retention(ttl_ms: Any) -> float:
-    if isinstance(ttl_ms, int | float) and not isinstance(ttl_ms, bool) and ttl_ms >= 0:
-        return min(ttl_ms / 1000 + 60.0, MAX_RETENTION_SECONDS)
-    return MAX_RETENTION_SECONDS
-
-
-def principal_key(principal: Principal) -> str:
-    return f"{principal.source}:{principal.id}"
-
-
-class TaskRoutes:
-    """Routes by `(principal, exposed id)`, bounded per principal and in all, expiring lazily."""
-
-    def __init__(self, max_per_principal: int, max_routes: int) -> None:
-        self._max_per_principal = max_per_principal
-        self._max_routes = max_routes
-        self._routes: dict[tuple[str, str], TaskRoute] = {}  # insertion order: oldest first
-        self._by_principal: dict[str, dict[str, None]] = {}
-        self._by_exposed: dict[str, set[str]] = {}
-        self._next_sweep = time.monotonic() + _SWEEP_INTERVAL_SECONDS
-
-    def __len__(self) -> int:
-        return len(self._routes)
-
-    def add(self, route: TaskRoute) -> None:
-        now = time.monotonic()
-        if now >= self._next_sweep:
-            self._next_sweep = now + _SWEEP_INTERVAL_SECONDS
-            for expired in [r for r in self._routes.values() if r.expires <= now]:
-                self.drop(expired)
-        self.drop(route)
-        owned = self._by_principal.setdefault(route.principal, {})
-        while len(owned) >= self._max_per_principal:
-            oldest = self._routes[(route.principal, next(iter(owned)))]
-            logger.warning("tasks: %s holds %d tasks; forgetting its oldest", route.principal, len(owned))
-            self.drop(oldest)
-        while len(self._routes) >= self._max_routes:
-            oldest = next(iter(self._routes.values()))
-            logger.warning("tasks: %d tasks routed; forgetting the oldest", len(self._routes))
-            self.drop(oldest)
-        self._routes[(route.principal, route.exposed_id)] = route
-        owned[route.exposed_id] = None
-        self._by_exposed.setdefault(route.exposed_id, set()).add(route.principal)
-
-    def get(self, principal: str, exposed_id: str) -> TaskRoute | None:
-        route = self._routes.get((principal, exposed_id))
-        if route is not None and route.expires <= time.monotonic():
-            self.drop(route)
-            return None
-        return route
-
-    def of(self, principal: str) -> list[TaskRoute]:
-        routes = [self.get(principal, exposed) for exposed in list(self._by_principal.get(principal, ()))]
-        return [route for route in routes if route is not None]
-
-    def holding(self, exposed_id: str) -> list[TaskRoute]:
-        routes = [self.get(principal, exposed_id) for principal in list(self._by_exposed.get(exposed_id, ()))]
-        return [route for route in routes if route is not None]
-
-    def drop(self, route: TaskRoute) -> None:
-        if self._routes.pop((route.principal, route.exposed_id), None) is None:
-            return
-        owned = self._by_principal.get(route.principal)
-        if owned is not None:
-            owned.pop(route.exposed_id, None)
-            if not owned:
-                del self._by_principal[route.principal]
-        holders = self._by_exposed.get(route.exposed_id)
-        if holders is not None:
-            holders.discard(route.principal)
-            if not holders:
-                del self._by_exposed[route.exposed_id]
 
 
 class _Capture:
@@ -265,12 +148,13 @@ class TaskRelay:
             while not self.routes.holding(exposed):
                 await self._added.wait()
         for route in self.routes.holding(exposed):
-            route.refresh(params.get("ttl", params.get("ttlMs")))
+            if "ttl" in params or "ttlMs" in params:
+                route.refresh(params.get("ttl", params.get("ttlMs")))
             session = route.session() if route.session is not None else None
             if session is None or route.era != HANDSHAKE:
                 continue
             notification = _StatusNotification(
-                method="notifications/tasks/status", params=_rewrite(params, route.exposed_id)
+                method="notifications/tasks/status", params=expose_task_ids(params, route.exposed_id)
             )
             with anyio.move_on_after(_NOTIFY_TIMEOUT_SECONDS):
                 try:
@@ -388,8 +272,10 @@ class FaceTasks:
                 )
         else:
             era, original_id, ttl = HANDSHAKE, result.task.get("taskId"), result.task.get("ttl")
-            if modern_client:
-                raise ServerProtocolError(owner[0], "answered a 2026-07-28 client with a 2025-11-25 task")
+            if modern_client or _CAPTURE.get() is None:
+                raise ServerProtocolError(
+                    owner[0], "answered with a 2025-11-25 task a request that did not ask for one"
+                )
         if not isinstance(original_id, str) or result.member is None:
             raise ServerProtocolError(owner[0], "answered with a task that has no taskId")
         now = time.monotonic()
@@ -404,17 +290,19 @@ class FaceTasks:
                 original_tool=owner[1],
                 era=era,
                 created=now,
-                expires=now + _retention(ttl),
+                expires=now + retention_seconds(ttl),
                 session=None if modern_client else weakref.ref(self._standing(ctx.session)),
             )
         )
         logger.info("task %s created on %s for %s", route.exposed_id, route.member, route.principal)
-        wire = _rewrite(result.model_dump(by_alias=True, mode="json", exclude_none=True), route.exposed_id)
-        if era == MODERN:
-            return wire
+        # As the server sent it (explicit nulls too: `ttlMs: null` means unlimited).
+        wire = result.model_dump(by_alias=True, mode="json", exclude_unset=True)
+        if wire.get("_meta") is None:
+            wire.pop("_meta", None)
+        wire = expose_task_ids(wire, route.exposed_id)
         capture = _CAPTURE.get()
-        if capture is None:
-            raise ServerProtocolError(owner[0], "answered with a task the request did not ask for")
+        if era == MODERN or capture is None:
+            return wire
         capture.result = wire
         # Stands in for the CreateTaskResult on the way out of the handler; `middleware` swaps it.
         return types.CallToolResult(content=[])
@@ -506,11 +394,11 @@ class FaceTasks:
         `isError` result saying so."""
         if "ttl" in result or "ttlMs" in result:
             route.refresh(result.get("ttl", result.get("ttlMs")))
-        answer = _rewrite(result, route.exposed_id)
+        answer = expose_task_ids(result, route.exposed_id)
         inline = answer.get("result")
         connection = self._relay.fleet.get(route.member)
         if isinstance(inline, dict) and connection is not None:
-            answer["result"] = _capped(inline, route.member, connection.config.max_result_bytes)
+            answer["result"] = capped_tool_result(inline, route.member, connection.config.max_result_bytes)
         return answer
 
     async def _get(self, ctx: ServerRequestContext[Any], params: _TaskParams) -> dict[str, Any]:
@@ -531,13 +419,13 @@ class FaceTasks:
     async def _result(self, ctx: ServerRequestContext[Any], params: _TaskParams) -> dict[str, Any]:
         route = self._lookup(ctx, "tasks/result", params.task_id)
         result = await self._send(ctx, route, "tasks/result", {"taskId": route.original_id})
-        answer = _rewrite(result, route.exposed_id)
+        answer = expose_task_ids(result, route.exposed_id)
         connection = self._relay.fleet.get(route.member)
-        return _capped(answer, route.member, connection.config.max_result_bytes) if connection else answer
+        return capped_tool_result(answer, route.member, connection.config.max_result_bytes) if connection else answer
 
     async def _list(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams) -> dict[str, Any]:
         """2025-11-25 `tasks/list`: the caller's own tasks on this face's servers, as each
-        server reports them now (one page; tasks a server no longer knows are forgotten)."""
+        server reports them now, oldest first, in one page (-32602 for any cursor)."""
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
             raise _no_method("tasks/list")
         principal = _principal(ctx)
@@ -563,7 +451,8 @@ class FaceTasks:
         self, ctx: ServerRequestContext[Any], member: str, routes: list[TaskRoute]
     ) -> list[dict[str, Any]]:
         """The current state of `routes` at one server: its `tasks/list` when it offers one
-        (every page), else one `tasks/get` each. A server that is down contributes nothing."""
+        (every page, at most 100), else one `tasks/get` each. A server that is down or fails
+        contributes nothing (logged)."""
         connection = self._relay.fleet.get(member)
         caps = connection.server_capabilities if connection is not None else None
         if connection is None or caps is None:
@@ -594,9 +483,8 @@ class FaceTasks:
         except (MCPError, ServerUnavailable) as exc:
             logger.info("tasks/list: server %s not listed: %s", member, exc)
             return []
-        for original_id, route in wanted.items():
-            if original_id not in found:
-                self._relay.routes.drop(route)  # the server no longer has it (expired or deleted)
+        # A task the server does not list (expired, deleted, or on another per-client connection
+        # of the server) is left out; its route expires with its ttl.
         return [self._answer(wanted[task_id], task) for task_id, task in found.items()]
 
 
@@ -606,43 +494,6 @@ def _tasks_of(page: Mapping[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
     for task in tasks if isinstance(tasks, list) else ():
         if isinstance(task, dict) and isinstance(task_id := task.get("taskId"), str):
             yield task_id, task
-
-
-def _rewrite(wire: Mapping[str, Any], exposed_id: str) -> dict[str, Any]:
-    """`wire` with the task id (top level, `task`, `_meta` related-task) set to `exposed_id`
-    and the server's hop-level `_meta` stamps dropped (the hub stamps its own)."""
-    out = dict(wire)
-    if "taskId" in out:
-        out["taskId"] = exposed_id
-    task = out.get("task")
-    if isinstance(task, dict) and "taskId" in task:
-        out["task"] = {**task, "taskId": exposed_id}
-    meta = out.get("_meta")
-    if isinstance(meta, dict):
-        kept = {key: value for key, value in meta.items() if key not in _HOP_META_KEYS}
-        if isinstance(kept.get(RELATED_TASK_META_KEY), dict):
-            kept[RELATED_TASK_META_KEY] = {**kept[RELATED_TASK_META_KEY], "taskId": exposed_id}
-        if kept:
-            out["_meta"] = kept
-        else:
-            del out["_meta"]
-    return out
-
-
-def _capped(result: dict[str, Any], member: str, limit: int) -> dict[str, Any]:
-    """A tool result over `limit` bytes becomes an `isError` result saying so (as for calls)."""
-    try:
-        model = types.CallToolResult.model_validate(result)
-    except ValueError:
-        return result if len(json.dumps(result)) <= limit else _too_large(member, limit)
-    return _too_large(member, limit) if oversized(model, limit) else result
-
-
-def _too_large(member: str, limit: int) -> dict[str, Any]:
-    text = f"result from {member} exceeded {limit} bytes"
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True).model_dump(
-        by_alias=True, mode="json", exclude_none=True
-    )
 
 
 def _declares(ctx: ServerRequestContext[Any]) -> bool:

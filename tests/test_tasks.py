@@ -37,8 +37,8 @@ from mcp_types import (
 from pydantic import ConfigDict
 
 from adapters._sdk import send_raw_request
+from hub.task_routes import TaskRoute, TaskRoutes
 from hub.task_wire import TASKS_EXTENSION, CreatedTask, TasksClientExtension, task_request
-from hub.tasks import TaskRoute, TaskRoutes
 from tests.conftest import NPM_CACHE, ROOT, fixture_entry, running_hub, until
 
 pytestmark = pytest.mark.anyio
