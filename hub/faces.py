@@ -361,7 +361,8 @@ class HubServer(Server[Any]):
     """A lowlevel `Server` that advertises `listChanged` to handshake-era clients (the session
     manager builds its initialization options without `NotificationOptions`; SDK-NOTES gotcha 2),
     and `logging`, `completions` and `resources.subscribe` only when a ready server of the face
-    offers them (while none is ready, what the handlers allow)."""
+    offers them (while none is ready, what the handlers allow); tasks only when a ready server
+    offers them in the era asked (`hub.tasks`)."""
 
     services: FaceServices | None = None
     tasks: FaceTasks | None = None
@@ -533,7 +534,8 @@ def build_mcp_server(
     client (`hub.relay`); multi-round-trip requests of modern-era clients are passed through
     (modern-era servers) or bridged (`hub.bridge`); `requestState` is sealed and verified;
     `resources/subscribe`/`unsubscribe` and `logging/setLevel` are forwarded to the owning
-    servers (handshake era).
+    servers (handshake era). With `services.tasks`, tasks are relayed in both eras (`hub.tasks`:
+    `tasks/*` handlers, task results of `tools/call`, the advertised capability).
 
     Every list is filtered, and every use guarded, by `access` for the request's principal: a
     route the principal may not use is absent from its lists and answers exactly like an

@@ -413,7 +413,13 @@ async def test_a_face_advertises_tasks_only_while_a_ready_server_of_it_offers_th
         async with connect(hub.server_url("plain"), "legacy") as client:
             with pytest.raises(MCPError) as no_method:
                 await client.session.send_request(types.ListTasksRequest(), types.ListTasksResult)
+        old = hub.hub.fleet.get("old")
+        assert old is not None
+        await hub.hub.fleet.stop(old)  # no ready server of the face offers tasks any more
+        async with connect(hub.server_url("old"), "legacy") as client:
+            gone = client.server_capabilities.tasks
 
+    assert gone is None
     assert seen == {
         ("plain", "legacy"): (False, False),
         ("plain", "auto"): (False, False),
