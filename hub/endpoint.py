@@ -58,6 +58,7 @@ from hub.ratelimit import RateLimiter
 from hub.relay import Subscriptions
 from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerState
+from hub.tasks import TaskRelay
 from hub.tracing import CallTracer
 
 __all__ = ["Endpoint", "HttpServer", "allowed_hosts", "bind_socket", "run_event_loop"]
@@ -184,8 +185,11 @@ class Endpoint:
         self.bridge = Bridge(config.input_required_ttl_seconds)
         self.subscriptions = Subscriptions(fleet.get, self.bridge.spawn)
         fleet.on_resource_updated = self.subscriptions.updated
+        self.tasks = TaskRelay(fleet, self.access)
+        fleet.on_task_status = self.tasks.status_changed
         for connection in fleet.connections.values():
             connection.on_resource_updated = self.subscriptions.updated
+            connection.on_task_status = self.tasks.status_changed
         self._registry = SessionRegistry(self._client_gone)
         self.server = build_mcp_server(
             AggregateFace(catalog),
@@ -196,7 +200,7 @@ class Endpoint:
             "One MCP endpoint for a fleet of MCP servers. Tool and prompt names are <server>__<name>; "
             "resource URIs are <server>+<uri>.",
             self.access,
-            FaceServices(fleet, self.bridge, self.subscriptions),
+            FaceServices(fleet, self.bridge, self.subscriptions, tasks=self.tasks),
             metrics=metrics,
             tracer=tracer,
         )
@@ -231,7 +235,7 @@ class Endpoint:
             f"{HUB_NAME}/{server_id}",
             f"Server '{server_id}' through the hub.",
             self.access,
-            FaceServices(self.fleet, self.bridge, self.subscriptions, scope=server_id),
+            FaceServices(self.fleet, self.bridge, self.subscriptions, scope=server_id, tasks=self.tasks),
             metrics=self.metrics,
             tracer=self._tracer,
         )

@@ -68,6 +68,7 @@ from hub.resource_links import expose_uris
 from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerState
 from hub.suggestions import suggest
+from hub.tasks import FaceTasks, TaskRelay
 from hub.tracing import CallTracer, SpanRecord
 from hub.uris import normalize_uri
 
@@ -253,6 +254,11 @@ class SessionRegistry:
             self._sessions[key] = session
             connection.exit_stack.callback(self._closed, key, self.client_key(session))
 
+    def standing(self, session: ServerSession) -> ServerSession:
+        """The session object kept for `session`'s connection while it is open (a request's own
+        `ctx.session` lives only as long as the request), else `session`."""
+        return self._sessions.get(id(session._connection), session)
+
     def _closed(self, key: int, client_key: str) -> None:
         self._sessions.pop(key, None)
         self._levels.pop(key, None)
@@ -414,10 +420,12 @@ class HubServer(Server[Any]):
     """A lowlevel `Server` that advertises `listChanged` to handshake-era clients (the session
     manager builds its initialization options without `NotificationOptions`; SDK-NOTES gotcha 2),
     `logging`, `completions` and `resources.subscribe` only when a ready server of the face
-    offers them (while none is ready, what the handlers allow), and the hub's federation
-    identity in `experimental["io.mcphub/federation"]` (`hub.federation`)."""
+    offers them (while none is ready, what the handlers allow), tasks only when a ready server
+    offers them in the era asked (`hub.tasks`), and the hub's federation identity in
+    `experimental["io.mcphub/federation"]` (`hub.federation`)."""
 
     services: FaceServices | None = None
+    tasks: FaceTasks | None = None
 
     def get_capabilities(
         self,
@@ -433,6 +441,8 @@ class HubServer(Server[Any]):
         services = self.services
         if services is None:
             return caps
+        if self.tasks is not None:
+            caps = self.tasks.advertise(caps, protocol_version)
         # Who this hub is and whom it federates (hub.federation): both eras carry `experimental`.
         advertised = {FEDERATION_KEY: services.fleet.federation.advertisement(services.scope)}
         update: dict[str, Any] = {"experimental": {**(caps.experimental or {}), **advertised}}
@@ -474,6 +484,8 @@ class FaceServices:
     bridge: Bridge
     subscriptions: Subscriptions
     scope: str | None = None
+    tasks: TaskRelay | None = None
+    """The task route table (`hub.tasks`), shared by every face; None: tasks are not relayed."""
 
     def connections(self) -> list[ServerConnection]:
         if self.scope is not None:
@@ -482,8 +494,8 @@ class FaceServices:
         return list(self.fleet.connections.values())
 
     def is_modern(self, server_id: str) -> bool:
-        connection = self.fleet.get(server_id)
-        return connection is not None and connection.protocol_version in MODERN_PROTOCOL_VERSIONS
+        """Whether `server_id` (a replicated one: any of its members) speaks the modern era."""
+        return any(c.protocol_version in MODERN_PROTOCOL_VERSIONS for c in self.fleet.members(server_id))
 
 
 class _BusTarget:
@@ -583,7 +595,8 @@ def build_mcp_server(
     client (`hub.relay`); multi-round-trip requests of modern-era clients are passed through
     (modern-era servers) or bridged (`hub.bridge`); `requestState` is sealed and verified;
     `resources/subscribe`/`unsubscribe` and `logging/setLevel` are forwarded to the owning
-    servers (handshake era).
+    servers (handshake era). With `services.tasks`, tasks are relayed in both eras (`hub.tasks`:
+    `tasks/*` handlers, task results of `tools/call`, the advertised capability).
 
     Every list is filtered, and every use guarded, by `access` for the request's principal: a
     route the principal may not use is absent from its lists and answers exactly like an
@@ -607,6 +620,18 @@ def build_mcp_server(
     def advertised() -> dict[str, Any] | None:
         """List results' `_meta`: this hub's federation advertisement (hub.federation)."""
         return {FEDERATION_KEY: federation.advertisement(scope)} if federation is not None else None
+
+    tasks: FaceTasks | None = None
+    if services is not None and services.tasks is not None:
+        tasks = services.tasks.face(
+            services.scope,
+            lambda ctx: SessionChannel(
+                ctx,
+                _client_key(ctx),
+                None if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS else registry.level(ctx.session),
+            ),
+            registry.standing,
+        )
 
     def visible(ctx: ServerRequestContext[Any], kind: Kind, items: Sequence[_ItemT]) -> list[_ItemT]:
         principal = _principal(ctx)
@@ -695,9 +720,13 @@ def build_mcp_server(
 
         async def send(**mrtr: Any) -> types.Result:
             extra = {"log_level": level, **mrtr} if services is not None else mrtr
+            if tasks is not None and (task := tasks.task_param(ctx, params)) is not None:
+                extra["task"] = task
             return await router.call_tool(owner[0], owner[1], params.arguments, progress, **extra)
 
         result = await routed(ctx, owner[0], params.input_responses, params.request_state, send)
+        if tasks is not None and tasks.is_task(result):
+            return tasks.created(ctx, face.route_key("tools", params.name) or owner, owner, result)
         return face.expose_result(owner[0], result)
 
     async def list_resources(
@@ -832,6 +861,10 @@ def build_mcp_server(
             **handshake_only,
         )
     server.services = services
+    server.tasks = tasks
+    if tasks is not None:
+        for method, params_type, handler in tasks.handlers():
+            server.add_request_handler(method, params_type, handler)
 
     async def translate(ctx: ServerRequestContext[Any], call_next: CallNext, record: SpanRecord) -> HandlerResult:
         try:
@@ -913,6 +946,9 @@ def build_mcp_server(
     if services is not None:
         # Seals every requestState the face returns and verifies every one it is sent.
         server.middleware.append(services.bridge.boundary(name))
+    if tasks is not None:
+        # Passes a handshake-era CreateTaskResult past the SDK's CallToolResult shaping.
+        server.middleware.append(tasks.middleware)
     return server
 
 

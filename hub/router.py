@@ -49,6 +49,7 @@ from hub.errors import ServerError, ServerTimeout, ServerUnavailable
 from hub.limits import BreakerState, RetryBudget, ServerRejected
 from hub.resilience import EventSink, Failure, ResultTooLarge, classify_failure, oversized
 from hub.servers import Fleet, ServerConnection
+from hub.task_wire import CreatedTask, LegacyCreatedTask
 
 __all__ = ["ProgressFn", "Router"]
 
@@ -115,13 +116,14 @@ class Router:
         arguments: dict[str, Any] | None,
         progress: ProgressFn | None = None,
         **mrtr: Any,
-    ) -> types.CallToolResult | types.InputRequiredResult:
+    ) -> types.CallToolResult | types.InputRequiredResult | CreatedTask | LegacyCreatedTask:
         """`tools/call` of original tool `name` on `server_id` (or its replicas and fallbacks);
         progress is relayed to `progress`. A result over `max_result_bytes` comes back as an
         `isError` result naming the server and the limit.
 
         :param mrtr: `input_responses`, `request_state`, `allow_input_required`, `log_level`,
-            passed to `ServerConnection.call_tool` (2026-07-28 multi-round-trip requests).
+            `task`, passed to `ServerConnection.call_tool` (2026-07-28 multi-round-trip
+            requests; tasks, `hub.tasks`).
         """
         try:
             return await self._dispatch(

@@ -56,6 +56,7 @@ from mcp_types import (
     REQUEST_TIMEOUT,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ConfigDict
 
 from adapters import (
     ClientCredentialsAuth,
@@ -75,6 +76,14 @@ from hub.redaction import SECRETS, mask_log_params, mask_model, secret_words
 from hub.relay import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
 from hub.resilience import EventSink, ResultTooLarge, delivery_mark, is_transport_size_abort, track_delivery
 from hub.state import new_hub_id
+from hub.task_wire import (
+    CreatedTask,
+    LegacyCreatedTask,
+    TasksClientExtension,
+    call_tool_as_task,
+    expose_related_task,
+    task_request,
+)
 
 __all__ = ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"]
 
@@ -200,6 +209,9 @@ class ServerConnection:
     since: float = field(default_factory=time.time)
     snapshot: ServerSnapshot = field(default_factory=ServerSnapshot)
     on_resource_updated: Callable[[str, str], Awaitable[None]] | None = None
+    on_task_status: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+    """Called with `(server_id, params)` for every task status notification the server sends
+    (`notifications/tasks/status`, 2025-11-25; `notifications/tasks`, SEP-2663)."""
     spawn: Callable[[Callable[[], Coroutine[Any, Any, None]], str], None] | None = None
     """Starts a supervised background task (the fleet's); needed for `isolation: per_client`."""
     client_key: str | None = None
@@ -433,6 +445,10 @@ class ServerConnection:
         elif isinstance(message, Exception):
             logger.warning("server %s sent something that is not MCP: %s", self.server_id, describe_failure(message))
 
+    async def _on_task_status(self, params: dict[str, Any]) -> None:
+        if self.on_task_status is not None:
+            await self.on_task_status(self.server_id, params)
+
     # ---- server-to-client requests (hub.relay) ----
 
     def _channel(self) -> ClientChannel | None:
@@ -461,7 +477,7 @@ class ServerConnection:
         channel = self._channel()
         if channel is None:
             return self._uncorrelated("sampling/createMessage")
-        return await channel.sample(mask_model(params))
+        return await channel.sample(mask_model(expose_related_task(params, self.server_id)))
 
     async def _on_elicitation(
         self, context: ClientRequestContext, params: types.ElicitRequestParams
@@ -469,7 +485,7 @@ class ServerConnection:
         channel = self._channel()
         if channel is None:
             return self._uncorrelated("elicitation/create")
-        return await channel.elicit(mask_model(params))
+        return await channel.elicit(mask_model(expose_related_task(params, self.server_id)))
 
     async def _on_list_roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
         channel = self._channel()
@@ -594,6 +610,7 @@ class ServerConnection:
             elicitation_callback=self._on_elicitation,
             list_roots_callback=self._on_list_roots,
             cache=None,
+            extensions=[TasksClientExtension(self._on_task_status)],
         )
         # The transport's task group must be entered and left in this task, nested in order, so
         # the connect deadline is a scope around the whole session, lifted once connected.
@@ -890,6 +907,7 @@ class ServerConnection:
                 self.config,
                 self.pool,
                 on_resource_updated=self.on_resource_updated,
+                on_task_status=self.on_task_status,
                 client_key=client_key,
                 events=self.events,
                 federation=self.federation,
@@ -948,7 +966,8 @@ class ServerConnection:
         log_level: str | None = None,
         timeout_seconds: float | None = None,
         max_timeout_seconds: float | None = None,
-    ) -> types.CallToolResult | types.InputRequiredResult:
+        task: dict[str, Any] | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult | CreatedTask | LegacyCreatedTask:
         """`tools/call` on this server under the original name. The server is always asked for
         progress (so a long call that reports progress keeps its timeout alive, up to the hard
         maximum); progress reaches `progress_callback` when given.
@@ -956,7 +975,10 @@ class ServerConnection:
         With `allow_input_required` a modern-era server's `InputRequiredResult` is returned as
         it is (and `input_responses`/`request_state` are sent unchanged) for the caller to relay;
         otherwise it is answered through the client callbacks (`hub.relay`). Handshake-era
-        servers never return one.
+        servers never return one. A modern-era server may answer with a task (`CreatedTask`,
+        SEP-2663) when the calling client declared the tasks extension; with `task` (the
+        2025-11-25 `params.task`, e.g. `{"ttl": 60000}`) a handshake-era server is asked for a
+        task-augmented call (`LegacyCreatedTask`). Either carries `member`: this connection's id.
 
         :param log_level: the lowest `notifications/message` level wanted (modern-era servers).
         :param timeout_seconds: default `config.timeout_for(name)`.
@@ -966,8 +988,15 @@ class ServerConnection:
         :raises MCPError: the server's own error response, code unchanged.
         """
 
-        async def send(client: Client, on_progress: ProgressFnT) -> types.CallToolResult | types.InputRequiredResult:
+        async def send(
+            client: Client, on_progress: ProgressFnT
+        ) -> types.CallToolResult | types.InputRequiredResult | CreatedTask | LegacyCreatedTask:
             meta: Any = self._meta(log_level)
+            if task is not None and client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+                legacy = await call_tool_as_task(client.session, name, arguments, task, on_progress=on_progress)
+                if isinstance(legacy, LegacyCreatedTask):
+                    legacy.member = self.server_id
+                return legacy
             if allow_input_required and self._is_modern():
                 result = await client.session.call_tool(
                     name,
@@ -977,8 +1006,11 @@ class ServerConnection:
                     request_state=request_state,
                     meta=meta,
                     allow_input_required=True,
+                    allow_claimed=True,
                 )
-                if not isinstance(result, types.CallToolResult | types.InputRequiredResult):
+                if isinstance(result, CreatedTask):
+                    result.member = self.server_id
+                elif not isinstance(result, types.CallToolResult | types.InputRequiredResult):
                     raise ServerProtocolError(self.server_id, f"tools/call returned {type(result).__name__}")
                 return result
             return await client.call_tool(name, arguments, progress_callback=on_progress, meta=meta)
@@ -991,6 +1023,26 @@ class ServerConnection:
                 max_timeout_seconds if max_timeout_seconds is not None else self.config.hard_timeout_for(name)
             ),
             relay=progress_callback,
+        )
+
+    async def send_task_request(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        timeout_seconds: float | None = None,
+        max_timeout_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """One `tasks/*` request (`tasks/get`, `tasks/update`, `tasks/cancel`, `tasks/result`,
+        `tasks/list`; `hub.task_wire`) with wire `params` (`taskId` is the server's own id); the
+        result as the server sent it. Timeouts and errors as `call_tool`."""
+
+        async def send(client: Client, _: ProgressFnT) -> dict[str, Any]:
+            result = await client.session.send_request(task_request(method, params), _RawResult)
+            return result.model_dump(by_alias=True, mode="json", exclude_unset=True)
+
+        return await self._request(
+            method, send, timeout_seconds=timeout_seconds, max_timeout_seconds=max_timeout_seconds
         )
 
     async def read_resource(
@@ -1150,6 +1202,12 @@ class ServerConnection:
                 await self._request("logging/setLevel", lambda client, _: client.session.set_logging_level(level))
 
 
+class _RawResult(types.Result):
+    """A result kept as the server sent it (every field, nulls included)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 _LEGACY_ERA_KEY: Final = "era:handshake"
 """The dedicated connection of a `protocol: both` server that serves handshake-era clients."""
 
@@ -1218,6 +1276,8 @@ class Fleet:
         self._on_snapshot = on_snapshot
         self.on_resource_updated: Callable[[str, str], Awaitable[None]] | None = None
         """Given to every connection, including those a reload starts (`resources/updated` relay)."""
+        self.on_task_status: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+        """Given to every connection likewise (task status notifications, `hub.tasks`)."""
         # A server with `replicas` runs one connection per member, keyed `<server_id>/<n>`.
         self.connections: dict[str, ServerConnection] = {
             member_id: self._new_connection(member_id, member)
@@ -1236,6 +1296,7 @@ class Fleet:
             spawn=self._spawn,
             on_resource_updated=self.on_resource_updated,
             federation=self.federation,
+            on_task_status=self.on_task_status,
         )
 
         async def publish(sid: str, snapshot: ServerSnapshot | None) -> None:

@@ -3,9 +3,11 @@ the hub.
 
 - `/servers/<id>/mcp` fronting tests/servers/conformance_server.py, the fixture behind the hub
   over stdio and over Streamable HTTP, with `--requirements 2025-11-25` and `2026-07-28`;
-- the aggregated `/mcp` with the scenarios that judge an endpoint itself.
+- the aggregated `/mcp` with the scenarios that judge an endpoint itself, and with the `tasks-*`
+  scenarios (the tasks extension, SEP-2663).
 
-Every scored check must pass: there is no baseline of tolerated failures. Node 22 and the suite
+Every scored check must pass: there is no baseline of tolerated failures. The `tasks-*`
+scenarios are unscored in the 2026-07-28 set (an extension), and must pass all the same. Node 22 and the suite
 are installed into .cache/conformance by tests/conformance/toolkit.py; the tests are skipped
 (with the reason shown) only when the npm registry cannot be reached.
 """
@@ -40,6 +42,17 @@ ENDPOINT_SCENARIOS = (
     ("http-header-validation", "2026-07-28"),
     ("caching", "2026-07-28"),
 )
+
+
+def task_scenarios(suite: toolkit.Toolkit) -> list[str]:
+    """The suite's `tasks-*` scenarios (the 2026-07-28 set lists them as unscored extensions)."""
+    listed = suite.requirements("2026-07-28").get("not_scored") or []
+    assert isinstance(listed, list)
+    return [str(entry["scenario"]) for entry in listed if str(entry.get("scenario", "")).startswith("tasks-")]
+
+
+def task_failures(runs: list[toolkit.SuiteRun]) -> list[toolkit.FailedCheck]:
+    return [failure for run in runs for failure in run.failures if failure.scenario.startswith("tasks-")]
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +128,8 @@ async def test_requirement_sets_through_server_path(
     suite: toolkit.Toolkit, transport: str, protocol: str, sets: tuple[str, ...], tmp_path: Path
 ) -> None:
     """Requirement sets at `/servers/conf/mcp`, the fixture behind the hub over `transport`,
-    spoken to in `protocol` (the server entry's era setting): zero scored failures, exit 0."""
+    spoken to in `protocol` (the server entry's era setting): zero scored failures, exit 0, and
+    no failure in the (unscored) `tasks-*` scenarios either."""
     async with conformance_entry(transport, protocol=protocol) as entry, running_hub({"conf": entry}) as hub:
         url = hub.server_url("conf")
         runs = await in_parallel(
@@ -137,6 +151,33 @@ async def test_requirement_sets_through_server_path(
         assert run.passed > 0, run.output[-2000:]
     assert not any(run.scored_failures for run in runs), verdict(runs)
     assert all(run.returncode == 0 for run in runs), verdict(runs)
+    assert not task_failures(runs), verdict(runs)
+    if "2026-07-28" in sets:
+        modern = runs[sets.index("2026-07-28")]
+        ran = {name: counts for name, counts in modern.scenarios.items() if name.startswith("tasks-")}
+        assert sum(passed for passed, _ in ran.values()) > 0, verdict(runs)
+
+
+async def test_task_scenarios_on_aggregated_endpoint(suite: toolkit.Toolkit, tmp_path: Path) -> None:
+    """The `tasks-*` scenarios against the aggregated `/mcp` (the fixture's names passed through
+    unprefixed): every check passes."""
+    scenarios = task_scenarios(suite)
+    assert len(scenarios) >= 10, scenarios
+    async with conformance_entry("stdio", prefix=False) as entry, running_hub({"conf": entry}) as hub:
+        runs = await in_parallel(
+            partial(
+                toolkit.run_server_suite,
+                suite,
+                hub.url,
+                tmp_path / "tasks",
+                scenarios=scenarios,
+                label="tasks-* on /mcp",
+            )
+        )
+    print(verdict(runs))
+    assert len(runs) == 1 and runs[0].passed > 0, verdict(runs)
+    assert not runs[0].failures, verdict(runs)
+    assert runs[0].returncode == 0, verdict(runs)
 
 
 async def test_endpoint_scenarios_on_aggregated_endpoint(suite: toolkit.Toolkit, tmp_path: Path) -> None:

@@ -22,7 +22,14 @@ serves `/mcp` until killed; over stdio it serves stdin/stdout. Both eras are ser
 
 The tool list always holds the same number of tools: `test_trigger_tool_change` swaps
 `test_dynamic_tool_a` and `_b` (and `test_trigger_prompt_change` the `test_dynamic_prompt_*`),
-then announces `list_changed`. The tasks extension (SEP-2663, unscored) is not served.
+then announces `list_changed`.
+
+Tasks (`task_support.py`): the 2026-07-28 `io.modelcontextprotocol/tasks` extension (SEP-2663,
+the suite's `tasks-*` scenarios) and the 2025-11-25 experimental tasks, on the suite's task
+fixtures: `greet` (sync only), `slow_compute` (optional), `failing_job` (required; a tool
+error), `protocol_error_job` (optional; a protocol error), `confirm_delete` and `multi_input`
+(required; one and two elicitations while the task runs), `test_tool_with_task` (required;
+SEP-2322 input first, then a task).
 """
 
 from __future__ import annotations
@@ -49,8 +56,10 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import (
+    INTERNAL_ERROR,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     AudioContent,
+    CallToolResult,
     ClientCapabilities,
     Completion,
     CompletionArgument,
@@ -74,6 +83,7 @@ from mcp_types import (
 )
 from mcp_types.version import is_version_at_least
 from pydantic import Field
+from task_support import TaskRun, TaskSupport, TaskTool, elicitation, text_result
 
 # The 2025-11-25 scenarios use logging, pushed sampling and elicitation on purpose.
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
@@ -227,10 +237,90 @@ def _schema_tool() -> Tool:
     return tool.model_copy(update={"parameters": SCHEMA_2020_12})
 
 
+# --- tasks (task_support.py) -----------------------------------------------------------------
+
+
+def _schema(**properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties}
+
+
+async def _slow_compute(arguments: dict[str, Any], run: TaskRun) -> CallToolResult:
+    seconds = float(arguments.get("seconds", 1))
+    label = str(arguments.get("label", "job"))
+    await anyio.sleep(max(0.0, min(seconds, 600.0)))
+    return text_result(f"Computed {label} in {seconds:g} s")
+
+
+async def _failing_job(arguments: dict[str, Any], run: TaskRun) -> CallToolResult:
+    await anyio.sleep(1.0)
+    return text_result("failing_job failed on purpose", is_error=True)
+
+
+async def _protocol_error_job(arguments: dict[str, Any], run: TaskRun) -> CallToolResult:
+    await anyio.sleep(0.2)
+    raise MCPError(INTERNAL_ERROR, "protocol_error_job crashed on purpose")
+
+
+async def _confirm_delete(arguments: dict[str, Any], run: TaskRun) -> CallToolResult:
+    filename = str(arguments.get("filename", "file"))
+    answers = await run.ask({"confirm": elicitation(f"Delete {filename}?", "confirm", "boolean")})
+    confirmed = answers["confirm"].get("action") == "accept"
+    return text_result(f"Deleted {filename}" if confirmed else f"Kept {filename}")
+
+
+async def _multi_input(arguments: dict[str, Any], run: TaskRun) -> CallToolResult:
+    answers = await run.ask(
+        {"name": elicitation("What is your name?", "name"), "confirm": elicitation("Go ahead?", "confirm", "boolean")}
+    )
+    actions = ", ".join(f"{key}={answer.get('action')}" for key, answer in sorted(answers.items()))
+    return text_result(f"Both inputs received: {actions}")
+
+
+async def _tool_with_task(arguments: dict[str, Any], run: TaskRun) -> CallToolResult:
+    name = arguments.get("name")
+    if name is None:  # 2025-11-25: no SEP-2322 round before the task, so the task asks
+        answer = (await run.ask({"user_name": elicitation("What is your name?", "name")}))["user_name"]
+        content = answer.get("content") if isinstance(answer, dict) else None
+        name = content.get("name") if isinstance(content, dict) else "stranger"
+    await anyio.sleep(0.2)
+    return text_result(f"Hello, {name}! (from a task)")
+
+
+def task_tools() -> list[TaskTool]:
+    """The suite's task fixtures (SEP-2663 scenarios' "Required server fixtures")."""
+    number, string, boolean = {"type": "number"}, {"type": "string"}, {"type": "boolean"}
+    return [
+        TaskTool(
+            "slow_compute",
+            "Sleeps `seconds`, then answers",
+            _schema(seconds=number, label=string),
+            "optional",
+            _slow_compute,
+        ),
+        TaskTool("failing_job", "Reports a tool error after about 1 s", _schema(), "required", _failing_job),
+        TaskTool("protocol_error_job", "Fails with a JSON-RPC error", _schema(), "optional", _protocol_error_job),
+        TaskTool(
+            "confirm_delete",
+            "Asks for confirmation while it runs",
+            _schema(filename=string),
+            "required",
+            _confirm_delete,
+        ),
+        TaskTool("multi_input", "Asks two questions at once while it runs", _schema(), "required", _multi_input),
+        TaskTool(
+            "test_tool_with_task",
+            "Asks the user's name (SEP-2322), then greets from a task",
+            _schema(name=string, confirm=boolean),
+            "required",
+            _tool_with_task,
+        ),
+    ]
+
+
 # --- the server ----------------------------------------------------------------------------
 
 
-def build() -> MCPServer:
+def build() -> tuple[MCPServer, TaskSupport]:
     """The fixture server with every name the suite calls."""
     server = MCPServer(name="hub-conformance-fixture", version="1.0.0", tools=[_schema_tool()])
     dynamic = {"tool": "a", "prompt": "a"}
@@ -609,7 +699,14 @@ def build() -> MCPServer:
     lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
-    return server
+
+    @server.tool(description="Greets (sync only: never a task)")
+    def greet(name: str) -> str:
+        return f"Hello, {name}!"
+
+    tasks = TaskSupport(task_tools())
+    tasks.install(server)
+    return server, tasks
 
 
 class RecentEvents(EventStore):
@@ -639,8 +736,14 @@ class RecentEvents(EventStore):
         return stream_id
 
 
+async def serve_stdio() -> None:
+    server, tasks = build()
+    async with tasks.running():
+        await server.run_stdio_async()
+
+
 async def serve_http(port: int) -> None:
-    server = build()
+    server, tasks = build()
     app = server.streamable_http_app(event_store=RecentEvents(), retry_interval=1000, host="127.0.0.1")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -648,7 +751,8 @@ async def serve_http(port: int) -> None:
     sock.listen(512)
     print(f"PORT={sock.getsockname()[1]}", flush=True)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=1)
-    await uvicorn.Server(config).serve(sockets=[sock])
+    async with tasks.running():
+        await uvicorn.Server(config).serve(sockets=[sock])
 
 
 def main() -> None:
@@ -657,7 +761,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="HTTP port on 127.0.0.1 (0: any free port)")
     args = parser.parse_args()
     if args.transport == "stdio":
-        anyio.run(build().run_stdio_async)
+        anyio.run(serve_stdio)
     else:
         anyio.run(serve_http, args.port)
 
