@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _procs import ROOT, START_TIMEOUT_SECONDS, Process, Processes, log, rss_bytes, wait_ready
+import httpx2
+from _procs import ROOT, START_TIMEOUT_SECONDS, STOP_TIMEOUT_SECONDS, Process, Processes, log, rss_bytes, wait_ready
 
 FIXTURE = ROOT / "tests" / "servers" / "fixture_server.py"
 HUB_RUNNER = ROOT / "benchmarks" / "_hub_runner.py"
@@ -261,6 +262,7 @@ def spawn_hub(
     runner: Path = HUB_RUNNER,
     profile: str | None = None,
     key: str | None = None,
+    stop_timeout_seconds: float = STOP_TIMEOUT_SECONDS,
 ) -> tuple[Process, Callable[[], int]]:
     """Start `runner --config FILE` (the hub serving `config`) and return it with a function that
     waits for its port. The caller waits for readiness (what "ready" means depends on the run)."""
@@ -270,7 +272,7 @@ def spawn_hub(
     if profile:
         out = Path(profile).resolve()
         argv += ["--pyinstrument" if out.suffix == ".html" else "--profile", str(out)]
-    process = Process(name, argv, env={BENCH_KEY_ENV: key} if key else None)
+    process = Process(name, argv, env={BENCH_KEY_ENV: key} if key else None, stop_timeout_seconds=stop_timeout_seconds)
     processes.append(process)
     return process, process.wait_port
 
@@ -293,6 +295,8 @@ def spawn_hub_target(
         if len(children) == 1:
             pids["server"] = children[0]
         base = f"http://127.0.0.1:{port}"
+        if key:
+            check_authentication(base, key, process)
         what = "API key + policy + rate limits + metrics" if governance else "auth: none"
         return Target(
             name,
@@ -305,6 +309,23 @@ def spawn_hub_target(
         )
 
     return ready
+
+
+def check_authentication(base: str, key: str, process: Process) -> None:
+    """Make sure the governed hub is what it claims to be: `/me` refuses a caller without the key
+    (401) and names the bench principal with it.
+
+    :raises RuntimeError: it does not.
+    """
+    with httpx2.Client(trust_env=False, timeout=10.0) as client:
+        anonymous = client.get(f"{base}/me")
+        mine = client.get(f"{base}/me", headers={"authorization": f"Bearer {key}"})
+    principal = mine.json().get("principal") if mine.status_code == 200 else None
+    if anonymous.status_code != 401 or principal != BENCH_PRINCIPAL:
+        raise RuntimeError(
+            f"{process.name}: authentication is not on as configured (/me without the key: HTTP"
+            f" {anonymous.status_code}; with it: HTTP {mine.status_code}, principal {principal!r})"
+        )
 
 
 def counted_calls(metrics_text: str) -> float:

@@ -31,6 +31,8 @@ START_TIMEOUT_SECONDS = 60.0
 the machine the benchmark runs on may be shared and loaded."""
 STOP_TIMEOUT_SECONDS = 10.0
 """Longest wait for a process to exit after SIGTERM before it is killed (seconds)."""
+SLOW_STOP_SECONDS = 5.0
+"""A graceful stop longer than this is logged (seconds)."""
 POLL_SECONDS = 0.05
 """Interval of the bounded polls below (readiness probes, exit of a non-child)."""
 
@@ -99,10 +101,18 @@ class Process:
     :param name: shown in logs and errors.
     :param argv: the command line (no shell).
     :param env: extra environment variables on top of this process's own.
+    :param stop_timeout_seconds: how long `stop()` waits after SIGTERM before SIGKILL.
     """
 
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str] | None = None,
+        stop_timeout_seconds: float = STOP_TIMEOUT_SECONDS,
+    ) -> None:
         self.name = name
+        self.stop_timeout_seconds = stop_timeout_seconds
         self.started_at = time.perf_counter()
         """`time.perf_counter()` just before the spawn (for start-up times)."""
         self._stderr = tempfile.TemporaryFile()
@@ -160,13 +170,17 @@ class Process:
     def stop(self) -> None:
         """SIGTERM, bounded wait, SIGKILL; then the same for descendants it left behind."""
         if self.proc.poll() is None:
+            t0 = time.perf_counter()
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=STOP_TIMEOUT_SECONDS)
+                self.proc.wait(timeout=self.stop_timeout_seconds)
             except subprocess.TimeoutExpired:
-                log(f"{self.name} (pid {self.pid}) ignored SIGTERM for {STOP_TIMEOUT_SECONDS:g} s; killing it")
+                log(f"{self.name} (pid {self.pid}) ignored SIGTERM for {self.stop_timeout_seconds:g} s; killing it")
                 self.proc.kill()
                 self.proc.wait(timeout=STOP_TIMEOUT_SECONDS)
+            else:
+                if (took := time.perf_counter() - t0) > SLOW_STOP_SECONDS:
+                    log(f"{self.name} took {took:.1f} s to stop after SIGTERM")
         for pid, started_time in self._extra:
             _stop_pid(pid, started_time, f"{self.name} child")
         self._stderr.close()

@@ -36,6 +36,8 @@ from mcp.client.stdio import stdio_client
 
 STARTUP_TIMEOUT_SECONDS = 180.0
 """Per-server `startup_timeout_seconds` of the scale hubs, and the bound on reaching a full catalog."""
+HUB_STOP_TIMEOUT_SECONDS = 60.0
+"""How long a scale hub may take to stop (it stops every server it started) before it is killed."""
 
 
 @dataclass
@@ -121,7 +123,9 @@ def _servers(count: int, extra_tools: int) -> dict[str, Any]:
 def _start_hub(processes: Processes, work: Path, name: str, servers: dict[str, Any]) -> tuple[Process, str, HubStart]:
     state_dir = work / f"{name}-state"
     state_dir.mkdir(exist_ok=True)
-    process, wait_port = spawn_hub(processes, name, hub_config(servers, str(state_dir), governance=False), work)
+    config = hub_config(servers, str(state_dir), governance=False)
+    # Stopping 20 stdio servers takes a while on a loaded machine; a graceful stop beats a kill.
+    process, wait_port = spawn_hub(processes, name, config, work, stop_timeout_seconds=HUB_STOP_TIMEOUT_SECONDS)
     port = wait_port()
     response = wait_ready(f"http://127.0.0.1:{port}/readyz", process, timeout=STARTUP_TIMEOUT_SECONDS + 30)
     ready_seconds = time.perf_counter() - process.started_at
