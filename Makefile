@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check hub adapters
 	$(BIN)/mypy
 
-## hub overhead against a direct connection (prints a table)
+## the hub against direct SSE/JSON and mcp-proxy 0.13 in one run (prints a table; see benchmarks/README.md)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 

@@ -1,9 +1,14 @@
-"""Run the hub over HTTP in front of one stdio fixture server, for benchmarks/bench.py.
+"""Run the hub over HTTP, for benchmarks/bench.py.
 
-    python benchmarks/_hub_runner.py [--profile OUT.prof | --pyinstrument OUT.html]
+    python benchmarks/_hub_runner.py [--config FILE.json] [--profile OUT.prof | --pyinstrument OUT.html]
 
 Binds 127.0.0.1 on a free port, prints `PORT=<n>` on stdout, and serves the aggregated endpoint at
-`/mcp` (the fixture's `echo` is exposed as `fx__echo`) until SIGTERM/SIGINT.
+`/mcp` until SIGTERM/SIGINT.
+
+- `--config`: the hub config as JSON (the same document as the YAML file; bench.py writes it:
+  servers, auth, policies, rate limits, state_dir). `${VAR}` and `key_env` read this process's
+  environment. Without it: one stdio fixture server `fx` (its `echo` exposed as `fx__echo`),
+  `auth: none`.
 
 - `--profile`: the whole run is recorded with cProfile, timed in process CPU time (the timer call
   inflates the hub's CPU ~3x; read it for proportions), written on a graceful exit.
@@ -15,6 +20,7 @@ Binds 127.0.0.1 on a free port, prints `PORT=<n>` on stdout, and serves the aggr
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from pathlib import Path
@@ -34,10 +40,14 @@ FIXTURE = ROOT / "tests" / "servers" / "fixture_server.py"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", metavar="FILE.json", help="the hub config as JSON (default: one fixture server)")
     parser.add_argument("--profile", metavar="OUT.prof", help="record the run with cProfile into this file")
     parser.add_argument("--pyinstrument", metavar="OUT.html", help="record the run with pyinstrument into this file")
     args = parser.parse_args()
-    cfg = parse_config({"servers": {"fx": {"command": sys.executable, "args": [str(FIXTURE)]}}})
+    if args.config:
+        cfg = parse_config(json.loads(Path(args.config).read_text(encoding="utf-8")), file=args.config)
+    else:
+        cfg = parse_config({"servers": {"fx": {"command": sys.executable, "args": [str(FIXTURE)]}}})
     hub = Hub(cfg)
     sock = bind_socket("127.0.0.1", 0)
     print(f"PORT={sock.getsockname()[1]}", flush=True)

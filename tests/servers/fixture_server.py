@@ -4,9 +4,12 @@ Run it over stdio (default), Streamable HTTP or legacy SSE:
 
     python tests/servers/fixture_server.py [--transport stdio|http|sse] [--name NAME]
         [--extra-tools N] [--page-size K] [--weird-names] [--probe-tools] [--port 0] [--stderr-env NAME]
+        [--json-response]
 
 Over HTTP/SSE it binds 127.0.0.1, prints `PORT=<n>` on stdout once listening, and serves until
-killed. Tools:
+killed. Over Streamable HTTP it answers handshake-era requests with SSE (the SDK default), or
+with plain JSON given `--json-response` (`StreamableHTTPSessionManager(json_response=True)`).
+Tools:
 
 - `echo(text)`: returns `text` (also as structuredContent `{"text": ...}`).
 - `whoami()`: returns the server's `--name`.
@@ -353,8 +356,8 @@ def _text(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
 
 
-def _http_app(server: Server[Any], transport: str) -> Starlette:
-    """The server's Starlette app for `http` or `sse`."""
+def _http_app(server: Server[Any], transport: str, json_response: bool = False) -> Starlette:
+    """The server's Starlette app for `http` (JSON responses when `json_response`) or `sse`."""
     if transport == "sse":
         sse = SseServerTransport("/messages/")
 
@@ -365,7 +368,7 @@ def _http_app(server: Server[Any], transport: str) -> Starlette:
 
         return Starlette(routes=[Route("/sse", endpoint=handle_sse), Mount("/messages/", app=sse.handle_post_message)])
 
-    manager = StreamableHTTPSessionManager(app=server)
+    manager = StreamableHTTPSessionManager(app=server, json_response=json_response)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -375,13 +378,15 @@ def _http_app(server: Server[Any], transport: str) -> Starlette:
     return Starlette(routes=[Route("/mcp", endpoint=StreamableHTTPASGIApp(manager))], lifespan=lifespan)
 
 
-async def _serve_http(server: Server[Any], transport: str, port: int, gate: _AuthorizationGate | None) -> None:
+async def _serve_http(
+    server: Server[Any], transport: str, port: int, gate: _AuthorizationGate | None, json_response: bool = False
+) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # IPPROTO_TCP: TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(512)
     print(f"PORT={sock.getsockname()[1]}", flush=True)
-    app = _http_app(server, transport)
+    app = _http_app(server, transport, json_response)
     app = gate.wrap(app) if gate is not None else app
     config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
     await uvicorn.Server(config).serve(sockets=[sock])
@@ -402,6 +407,9 @@ def main() -> None:
     parser.add_argument("--probe-tools", action="store_true", help="add the probe tools (see above)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument(
+        "--json-response", action="store_true", help="Streamable HTTP: answer with JSON, never SSE (default: SSE)"
+    )
+    parser.add_argument(
         "--stderr-env", metavar="NAME", help="write NAME=<its value> to stderr at start (a leaky server)"
     )
     args = parser.parse_args()
@@ -415,7 +423,7 @@ def main() -> None:
     if args.transport == "stdio":
         anyio.run(_serve_stdio, server, backend_options=options)
     else:
-        anyio.run(_serve_http, server, args.transport, args.port, gate, backend_options=options)
+        anyio.run(_serve_http, server, args.transport, args.port, gate, args.json_response, backend_options=options)
 
 
 if __name__ == "__main__":
