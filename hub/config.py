@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from hub.errors import ConfigError
+from hub.trust_config import HubTrustSettings, ServerTrustSettings
 
 __all__ = [
     "DEFAULT_HOST",
@@ -261,7 +262,7 @@ class ReplicaConfig(_Model):
         return self
 
 
-class ServerConfig(_Model):
+class ServerConfig(_Model, ServerTrustSettings):
     """One server in the fleet: a stdio subprocess (`command`) or a remote server (`url`)."""
 
     command: str | None = None
@@ -770,7 +771,7 @@ class TracingConfig(_Model):
     """The `service.name` resource attribute of the spans. Default: mcphub."""
 
 
-class HubConfig(_Model):
+class HubConfig(_Model, HubTrustSettings):
     """The whole hub configuration file."""
 
     listen: ListenConfig = Field(default_factory=ListenConfig)

@@ -57,6 +57,7 @@ from hub.relay import Subscriptions
 from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerState
 from hub.tracing import CallTracer
+from hub.trust_admin import trust_routes
 
 __all__ = ["Endpoint", "HttpServer", "allowed_hosts", "bind_socket", "run_event_loop"]
 
@@ -331,8 +332,10 @@ class Endpoint:
     def routes_json(self, principal: Principal | None = None) -> list[dict[str, Any]]:
         """Every route with its server's state, its fallback chain (`[server_id, fallbacks
         offering the same original...]`), its candidate members in order and the member that
-        would serve it now (`serving`, None when none can), for `/admin/routes`; or only the
-        routes `principal` may use (`/me/routes`, `mcphub routes`)."""
+        would serve it now (`serving`, None when none can), whether it is `served` (False: reserved
+        for its server while that server is down) and `listed`, its `pin` status (`hub.pins`, or
+        None), its `hygiene` findings and every `notes` line for people, for `/admin/routes`; or
+        only the routes `principal` may use (`/me/routes`, `mcphub routes`)."""
         rows = []
         for route in self.catalog.routes():
             if principal is not None and not self.policy.allows(principal, route.server_id, route.exposed):
@@ -351,6 +354,11 @@ class Endpoint:
                     "chain": plan["chain"],
                     "members": plan["members"],
                     "serving": plan["serving"],
+                    "served": route.served,
+                    "listed": route.listed,
+                    "pin": route.pin.as_json() if route.pin is not None else None,
+                    "hygiene": list(route.hygiene),
+                    "notes": route.notes(),
                 }
             )
         return rows
@@ -455,6 +463,7 @@ class Endpoint:
                 Route("/admin/reload", endpoint=admin_reload, methods=["POST"]),
                 Route("/metrics", endpoint=metrics, methods=["GET"]),
                 Route("/admin/servers/{server_id:path}/restart", endpoint=admin_restart, methods=["POST"]),
+                *trust_routes(self.catalog),
             ],
             lifespan=app_lifespan,
         )
