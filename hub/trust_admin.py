@@ -28,7 +28,7 @@ from starlette.routing import Route as HttpRoute
 from hub.catalog import Catalog
 from hub.naming import SEPARATOR, exposed_resource_uri
 from hub.pindiff import definition_diff
-from hub.pins import PinError
+from hub.pins import PinError, fingerprint
 
 __all__ = ["approve", "pin_diff", "pin_rows", "trust_routes"]
 
@@ -84,15 +84,18 @@ def pin_rows(catalog: Catalog) -> list[dict[str, Any]]:
     return rows
 
 
-def pin_diff(catalog: Catalog, row: dict[str, Any]) -> dict[str, Any]:
-    """The row with what changed: `description` (a unified diff) and `changes` (JSON paths)."""
-    server_id, kind, original = row["server_id"], row["kind"], row["original"]
-    assert catalog.pins is not None
-    pinned = catalog.pins.pinned_definition(server_id, catalog.pinning_mode(server_id), kind, original)
+def pin_diff(catalog: Catalog, server_id: str, kind: str, original: str) -> dict[str, Any]:
+    """What differs between a definition's pin (or lockfile entry) and what its server lists now:
+    `{"description": <unified diff>, "changes": [{path, change, old?, new?}, ...]}` (both empty
+    when they match, or when the server does not list it). Per route, for `mcphub pins diff`
+    and route inspection."""
     current = catalog.definitions(server_id).get((kind, original))
-    if current is None:
-        return {**row, "description": "", "changes": []}
-    return {**row, **definition_diff(pinned, current[1])}
+    if catalog.pins is None or current is None:
+        return {"description": "", "changes": []}
+    pinned = catalog.pins.pinned_definition(server_id, catalog.pinning_mode(server_id), kind, original)
+    if pinned is not None and fingerprint(pinned) == current[0]:
+        return {"description": "", "changes": []}
+    return definition_diff(pinned, current[1])
 
 
 async def approve(catalog: Catalog, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -152,7 +155,8 @@ def trust_routes(catalog: Catalog) -> list[HttpRoute]:
         rows = [r for r in pin_rows(catalog) if r["exposed"] == name]
         if not rows:
             return JSONResponse({"error": f"no pinned route named {name!r}"}, status_code=404)
-        return JSONResponse(pin_diff(catalog, rows[0]))
+        row = rows[0]
+        return JSONResponse({**row, **pin_diff(catalog, row["server_id"], row["kind"], row["original"])})
 
     async def approve_pins(request: Request) -> Response:
         try:
