@@ -28,19 +28,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import anyio
 import mcp_types as types
 
 from hub.config import HubConfig, ServerConfig
-from hub.hygiene import clean_definition
 from hub.naming import SEPARATOR, assign_names, exposed_resource_uri, split_resource_uri
-from hub.pins import DefinitionHeld, Definitions, Pins, PinStatus, definition_of, fingerprint
+from hub.pins import DefinitionHeld, Definitions, Pins, PinStatus
 from hub.servers import ServerSnapshot
 from hub.trust_config import DescriptionsConfig, PinningMode
+from hub.vetting import VettedSnapshot, vet
 
 __all__ = ["Catalog", "ChangeListener", "Kind", "Route", "ServerView", "snapshot_offers"]
 
@@ -136,54 +136,6 @@ def snapshot_offers(snapshot: ServerSnapshot, kind: Kind, original: str) -> bool
 _NamedT = TypeVar("_NamedT", types.Tool, types.Prompt)
 _UriT = TypeVar("_UriT", types.Resource, types.ResourceTemplate)
 
-_PINNED_FIELDS: dict[Kind, str] = {"tools": "tools", "prompts": "prompts", "resource_templates": "resource_templates"}
-
-
-def _original_of(kind: Kind, item: types.Tool | types.Prompt | types.Resource | types.ResourceTemplate) -> str:
-    if isinstance(item, types.Resource):
-        return str(item.uri)
-    if isinstance(item, types.ResourceTemplate):
-        return item.uri_template
-    return item.name
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """One server snapshot as the catalog uses it (computed once per snapshot)."""
-
-    raw: ServerSnapshot
-    clean: ServerSnapshot
-    """The snapshot after description hygiene: what is listed."""
-    settings: DescriptionsConfig
-    notes: dict[tuple[Kind, str], tuple[str, ...]] = field(default_factory=dict)
-    definitions: dict[tuple[str, str], tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    """`(kind, original) -> (fingerprint, definition)` of the raw tools, prompts and templates."""
-
-
-def _prepare(snapshot: ServerSnapshot, settings: DescriptionsConfig) -> _Prepared:
-    notes: dict[tuple[Kind, str], tuple[str, ...]] = {}
-    definitions: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
-    cleaned: dict[Kind, list[Any]] = {}
-    for kind in KINDS:
-        items: tuple[Any, ...] = getattr(snapshot, kind)
-        cleaned[kind] = []
-        for item in items:
-            original = _original_of(kind, item)
-            clean, found = clean_definition(item, settings)
-            cleaned[kind].append(clean)
-            if found:
-                notes[(kind, original)] = found
-            if kind in _PINNED_FIELDS:
-                definition = definition_of(kind, item)
-                definitions[(kind, original)] = (fingerprint(definition), definition)
-    clean_snapshot = ServerSnapshot(
-        tools=tuple(cleaned["tools"]),
-        resources=tuple(cleaned["resources"]),
-        resource_templates=tuple(cleaned["resource_templates"]),
-        prompts=tuple(cleaned["prompts"]),
-    )
-    return _Prepared(snapshot, clean_snapshot, settings, notes, definitions)
-
 
 def _not_held(held: Callable[[str, Kind, str], bool], server_id: str, kind: Kind, original: str) -> bool:
     return not held(server_id, kind, original)
@@ -224,7 +176,7 @@ class Catalog:
         """Live snapshots by connection id (a server_id, or a replica member `<server_id>/<n>`)."""
         self._last_known: dict[str, ServerSnapshot] = {}
         """The last snapshot of every configured (logical) server, kept while it is down."""
-        self._prepared: dict[str, _Prepared] = {}
+        self._prepared: dict[str, VettedSnapshot] = {}
         self._observed: dict[str, ServerSnapshot] = {}
         """The live snapshot each server's pins were last checked against."""
         self._views: dict[str, ServerView] = {}
@@ -342,16 +294,19 @@ class Catalog:
             return self._descriptions_default
         return self._descriptions_default.model_copy(update=own.model_dump(exclude_none=True))
 
-    def _prepare(self, server_id: str, snapshot: ServerSnapshot) -> _Prepared:
+    def _prepare(self, server_id: str, snapshot: ServerSnapshot) -> VettedSnapshot:
         settings = self._descriptions(server_id)
         prepared = self._prepared.get(server_id)
         if prepared is None or prepared.raw is not snapshot or prepared.settings != settings:
-            prepared = self._prepared[server_id] = _prepare(snapshot, settings)
+            prepared = self._prepared[server_id] = vet(snapshot, settings)
         return prepared
 
     # ---- the merge ----
 
     def _rebuild(self) -> frozenset[Kind]:
+        """Merge every configured server's snapshot (live, else last known), observe fresh live
+        listings against their pins, and rebuild routes, listings and views; returns the kinds
+        whose listing changed."""
         configs = self._configs
         live = {sid: snap for sid in sorted(configs) if (snap := self.live_snapshot(sid)) is not None}
         self._last_known.update(live)
@@ -382,17 +337,16 @@ class Catalog:
 
         def route(kind: Kind, exposed: str, sid: str, original: str, note: str | None = None) -> Route:
             fallbacks = fallbacks_offering(sid, kind, original) if configs[sid].fallback else ()
-            notes = known[sid].notes.get((kind, original), ())
             return Route(
                 kind,
                 exposed,
                 sid,
                 original,
                 note,
-                fallbacks,
-                sid in live or bool(fallbacks),
-                statuses.get((sid, kind, original)),
-                notes,
+                fallbacks=fallbacks,
+                served=sid in live or bool(fallbacks),
+                pin=statuses.get((sid, kind, original)),
+                hygiene=known[sid].notes.get((kind, original), ()),
             )
 
         exposed = {sid: prepared.clean for sid, prepared in known.items() if configs[sid].expose}

@@ -321,7 +321,7 @@ class Pins:
             status.pinned or "-",
             status.current,
             status.mode,
-            "served, flagged" if status.served else "held until approved",
+            "served, flagged" if status.served else ("held" if status.mode == "locked" else "held until approved"),
         )
         if self._on_change is not None:
             self._on_change(server_id, kind)

@@ -174,6 +174,7 @@ EXPORTS = {
     "hub.pin_store": ["MemoryPinStore", "PinStore", "ReadOnlyPinStore", "STATE_SECTION", "StatePinStore"],
     "hub.lockfile": ["LOCKFILE_VERSION", "LockEntries", "read_lockfile", "render_lockfile", "write_lockfile"],
     "hub.pindiff": ["MAX_DIFF_CHARS", "definition_diff", "json_changes"],
+    "hub.vetting": ["SNAPSHOT_KINDS", "VettedSnapshot", "original_of", "vet"],
     "hub.trust_admin": ["approve", "pin_diff", "pin_rows", "trust_routes"],
     "hub.cli_trust": ["lock", "pins_app"],
 }
