@@ -460,3 +460,43 @@ async def test_a_held_route_the_callers_policy_hides_answers_exactly_like_an_unk
                         answers[who] = (refused.value.code, refused.value.message)
     assert answers["admin"][0] == DEFINITION_HELD
     assert answers["guest"] == (INVALID_PARAMS, "unknown tool: 'rp__echo'")
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_pinning_and_descriptions_apply_per_server_over_the_global_values_and_serve_locked_overrides_all(
+    tmp_path: Path,
+) -> None:
+    from hub.config import load_config
+    from hub.trust_config import descriptions_for, force_locked, lockfile_path, pinning_for
+
+    config_path = tmp_path / "conf" / "hub.json"
+    config_path.parent.mkdir()
+    config_path.write_text(
+        json.dumps(
+            {
+                "pinning": "block",
+                "descriptions": {"sanitize": "flag", "max_chars": 500},
+                "servers": {
+                    "a": {"command": "x", "pinning": "off", "descriptions": {"max_chars": 9000}},
+                    "b": {"command": "y"},
+                },
+            }
+        )
+    )
+    config = load_config(config_path)
+    locked = force_locked(config)
+
+    assert (pinning_for(config, "a"), pinning_for(config, "b")) == ("off", "block")
+    assert descriptions_for(config, "a").model_dump() == {"sanitize": "flag", "max_chars": 9000}
+    assert descriptions_for(config, "b").model_dump() == {"sanitize": "flag", "max_chars": 500}
+    assert (pinning_for(locked, "a"), pinning_for(locked, "b")) == ("locked", "locked")
+    assert locked.servers["a"].descriptions == config.servers["a"].descriptions and locked.source == config.source
+    assert lockfile_path(config) == config_path.parent / "hub.lock"
+    assert lockfile_path(config.model_copy(update={"lockfile": "locks/fleet.lock"})) == (
+        config_path.parent / "locks" / "fleet.lock"
+    )
+    with pytest.raises(ConfigError) as bad:
+        parse_config({"servers": {"a": {"command": "x", "pinning": "trust-me"}}})
+    assert bad.value.key_path == "servers.a.pinning"
