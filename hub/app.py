@@ -18,13 +18,17 @@ from hub.config import HubConfig, ServerConfig, load_config
 from hub.endpoint import Endpoint
 from hub.errors import ConfigError
 from hub.federation import Federation
+from hub.lockfile import LockEntries, read_lockfile
 from hub.logs import counted
 from hub.metrics import HubMetrics
+from hub.pin_store import ReadOnlyPinStore, StatePinStore
+from hub.pins import Pins
 from hub.reload import ReloadReport, effective_config, plan_reload
 from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerStatus
 from hub.state import StateFile, state_path
 from hub.tracing import CallTracer, tracer_provider_from_config
+from hub.trust_config import lockfile_path, pinning_for
 
 __all__ = ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config", "startup_bound_seconds"]
 
@@ -70,6 +74,9 @@ class Hub:
         started with, plus command-line overrides); None: this hub cannot reload.
     :param tracer_provider: an OpenTelemetry `TracerProvider` for per-request spans. Default:
         one built from `config.tracing` / `OTEL_EXPORTER_OTLP_ENDPOINT`, or none (tracing off).
+    :param pins_read_only: read the pins from the state file but never write them (`mcphub
+        check --connect`: show pin status without pinning anything).
+    :raises ConfigError: a server is `pinning: locked` and the lockfile is missing or invalid.
     """
 
     def __init__(
@@ -80,6 +87,7 @@ class Hub:
         on_started: Callable[[Hub], Awaitable[None]] | None = None,
         config_loader: Callable[[], HubConfig] | None = None,
         tracer_provider: Any = None,
+        pins_read_only: bool = False,
     ) -> None:
         self.config = config
         self.state = StateFile(state_path(config.state_dir, config.source))
@@ -87,9 +95,15 @@ class Hub:
         self.hub_id = self.state.hub_id(config.hub_id)
         """This hub's identity among federated hubs: `hub_id` from the config, else the stored one."""
         self.metrics = HubMetrics()
+        self.pins = Pins(
+            (ReadOnlyPinStore if pins_read_only else StatePinStore)(self.state),
+            on_change=self.metrics.definition_changed,
+        )
+        """Tool-definition pins (`hub.pins`), kept in the state file."""
+        self.pins.set_lock(_read_lock(config))
         provider = tracer_provider if tracer_provider is not None else tracer_provider_from_config(config.tracing)
         self.tracer = CallTracer(provider) if provider is not None else None
-        self.catalog = Catalog(config)
+        self.catalog = Catalog(config, self.pins)
         self.fleet = Fleet(
             config,
             on_snapshot=self.catalog.set_snapshot,
@@ -154,11 +168,20 @@ class Hub:
                     return ReloadReport("rejected", error=str(exc))
             old = self.config
             plan = plan_reload(old, new_config)
+            config = effective_config(old, new_config, plan)
+            try:
+                lock = await anyio.to_thread.run_sync(_read_lock, config)
+            except ConfigError as exc:
+                logger.error("reload rejected, the running config stays: %s", exc)
+                self.metrics.reloaded("rejected")
+                return ReloadReport("rejected", error=str(exc))
             for key in plan.restart_required:
                 logger.warning("reload: %s changed but needs a restart to take effect; keeping the running value", key)
-            config = effective_config(old, new_config, plan)
             report = ReloadReport("applied" if plan.changes_servers else "unchanged", plan=plan)
             self.config = self.endpoint.config = config
+            relock = lock is not None or self.pins.has_lock
+            if relock:
+                self.pins.set_lock(lock)  # the GitOps approval: a reviewed lockfile, then a reload
             if plan.changes_servers:
                 logger.info(
                     "reload: %d added, %d removed, %d replaced, %d unchanged",
@@ -168,6 +191,8 @@ class Hub:
                     len(plan.unchanged),
                 )
                 await self._apply(old, config, report)
+            if relock:
+                await self.catalog.refresh()
             for server_id in plan.unchanged:
                 for member in self.fleet.members(server_id):
                     if member.crash_looped:  # `failed` by the crash-loop cap: a reload gives it a new start
@@ -275,3 +300,13 @@ class Hub:
                 yield
 
         return self.endpoint.http_app(lifespan)
+
+
+def _read_lock(config: HubConfig) -> LockEntries | None:
+    """The lockfile's entries when some server is `pinning: locked`, else None.
+
+    :raises ConfigError: the lockfile is missing or invalid (a locked hub never starts open).
+    """
+    if not any(pinning_for(config, server_id) == "locked" for server_id in config.servers):
+        return None
+    return read_lockfile(lockfile_path(config))

@@ -1,6 +1,7 @@
 """`mcphub`: run the hub and inspect a running one.
 
-Commands: `serve`, `check`, `servers`, `routes [PATTERN]`, `call NAME`, `whoami`, `keys new ID`.
+Commands: `serve`, `check`, `servers`, `routes [PATTERN]`, `call NAME`, `whoami`, `keys new ID`,
+and from `hub.cli_trust`: `pins [diff NAME | approve NAME|SERVER|--all]`, `lock`.
 Commands that talk to a running hub take `--url` (`$MCPHUB_URL`) and `--token` (`$MCPHUB_TOKEN`). Tables for people,
 `--json` for scripts; exit code 0 only on success (2 for a bad config); errors are one line on
 stderr, with a traceback only under `--debug`.
@@ -44,6 +45,7 @@ from hub.errors import ConfigError, HubError
 from hub.faces import RATE_LIMITED
 from hub.logs import LogFormat, counted, setup_logging
 from hub.servers import ServerState, ServerStatus
+from hub.trust_config import force_locked
 
 __all__ = ["app", "main"]
 
@@ -185,6 +187,9 @@ def serve(
         LogFormat | None, typer.Option("--log-format", help="text or json (one object per line). Default: config.")
     ] = None,
     json_output: JsonOption = False,
+    locked: Annotated[
+        bool, typer.Option("--locked", help="Serve only definitions that match the lockfile (pinning: locked).")
+    ] = False,
 ) -> None:
     """Run the hub: start every server and serve the catalog at /mcp (or over stdio).
 
@@ -198,6 +203,8 @@ def serve(
         _exit_with(f"config error: {exc}", 2, exc)
 
     def with_overrides(loaded: HubConfig) -> HubConfig:
+        if locked:
+            loaded = force_locked(loaded)
         if host is None and port is None:
             return loaded
         listen = loaded.listen.model_copy(
@@ -246,7 +253,10 @@ def serve(
             {"event": "ready", "tools": len(hub.catalog.tools)},
         )
 
-    hub = Hub(hub_config, on_server_started=server_started, on_started=started, config_loader=config_loader)
+    try:
+        hub = Hub(hub_config, on_server_started=server_started, on_started=started, config_loader=config_loader)
+    except ConfigError as exc:  # e.g. `pinning: locked` without a valid lockfile
+        _exit_with(f"config error: {exc}", 2, exc)
 
     async def reload_on_sighup() -> None:
         log = logging.getLogger(__name__)
@@ -322,7 +332,7 @@ def check(
                     markup=False,
                 )
             return
-        hub = Hub(hub_config)
+        hub = Hub(hub_config, pins_read_only=True)
         async with hub.running():
             longest = max(
                 (s.startup_timeout_seconds + s.timeout_seconds for s in hub_config.servers.values()), default=0.0
@@ -491,7 +501,7 @@ def _print_routes(routes: list[dict[str, Any]]) -> None:
             r["server_state"],
             " -> ".join(r.get("chain") or [r["server_id"]]),
             r.get("serving") or "-",
-            r["note"] or "",
+            "; ".join(r.get("notes") or ([r["note"]] if r["note"] else [])),
         ]
         for r in routes
     ]
@@ -780,6 +790,16 @@ def _usage_error(exc: Exception) -> tuple[str, int] | None:
     if exit_code == 2 and isinstance(command_path, str):
         line += f" (see `{command_path} --help`)"
     return line, exit_code
+
+
+def _register_trust_commands() -> None:
+    from hub.cli_trust import lock, pins_app  # it reaches this module's helpers at run time
+
+    app.add_typer(pins_app, name="pins")
+    app.command("lock")(lock)
+
+
+_register_trust_commands()
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from pydantic import (
 
 from hub.config_loader import config_error, prepare_document, read_document, workspace_folder
 from hub.config_schema import REMOTE_ONLY_KEYS, REPLICA_MEMBER_KEYS, STDIO_ONLY_KEYS, complete_schema
+from hub.trust_config import HubTrustSettings, ServerTrustSettings
 
 __all__ = [
     "DEFAULT_HOST",
@@ -265,7 +266,7 @@ class ReplicaConfig(_Model):
         return self
 
 
-class ServerConfig(_Model):
+class ServerConfig(_Model, ServerTrustSettings):
     """One server in the fleet: a stdio subprocess (`command`) or a remote server (`url`)."""
 
     command: str | None = None
@@ -781,7 +782,7 @@ class TracingConfig(_Model):
     """The `service.name` resource attribute of the spans. Default: mcphub."""
 
 
-class HubConfig(_Model):
+class HubConfig(_Model, HubTrustSettings):
     """The whole hub configuration file."""
 
     listen: ListenConfig = Field(default_factory=ListenConfig)

@@ -49,7 +49,7 @@ from hub.bridge import Bridge
 from hub.catalog import Catalog, Kind
 from hub.catalog import Route as CatalogRoute
 from hub.config import HubConfig
-from hub.explain import PinFn, explain, principal_for
+from hub.explain import explain, principal_for
 from hub.faces import HUB_NAME, AggregateFace, FaceServices, HubServer, ServerFace, SessionRegistry, build_mcp_server
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import HubMetrics
@@ -60,6 +60,7 @@ from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerState
 from hub.tasks import TaskRelay
 from hub.tracing import CallTracer
+from hub.trust_admin import pin_diff, trust_routes
 
 __all__ = ["Endpoint", "HttpServer", "allowed_hosts", "bind_socket", "run_event_loop"]
 
@@ -211,8 +212,6 @@ class Endpoint:
         self._per_server_scopes: dict[str, anyio.CancelScope] = {}
         self._faces_tg: anyio.abc.TaskGroup | None = None
         self._managers: dict[str, StreamableHTTPSessionManager] = {}
-        self.pin_status: PinFn | None = None
-        """The pin status of a route's definition, for `explain` (set by the Hub's pin store)."""
         self.reload_handler: Callable[[], Awaitable[tuple[int, dict[str, Any]]]] | None = None
         """Called by `POST /admin/reload`; returns `(HTTP status, JSON body)` (set by the Hub)."""
         catalog.add_listener(self._on_catalog_change)
@@ -341,8 +340,10 @@ class Endpoint:
     def routes_json(self, principal: Principal | None = None) -> list[dict[str, Any]]:
         """Every route with its server's state, its fallback chain (`[server_id, fallbacks
         offering the same original...]`), its candidate members in order and the member that
-        would serve it now (`serving`, None when none can), for `/admin/routes`; or only the
-        routes `principal` may use (`/me/routes`, `mcphub routes`)."""
+        would serve it now (`serving`, None when none can), whether it is `served` (False: reserved
+        for its server while that server is down) and `listed`, its `pin` status (`hub.pins`, or
+        None), its `hygiene` findings and every `notes` line for people, for `/admin/routes`; or
+        only the routes `principal` may use (`/me/routes`, `mcphub routes`)."""
         rows = []
         for route in self.catalog.routes():
             if principal is not None and not self.policy.allows(principal, route.server_id, route.exposed):
@@ -361,6 +362,11 @@ class Endpoint:
                     "chain": plan["chain"],
                     "members": plan["members"],
                     "serving": plan["serving"],
+                    "served": route.served,
+                    "listed": route.listed,
+                    "pin": route.pin.as_json() if route.pin is not None else None,
+                    "hygiene": list(route.hygiene),
+                    "notes": route.notes(),
                 }
             )
         return rows
@@ -392,7 +398,7 @@ class Endpoint:
             config=self.config,
             plan=self._router.plan,
             states=states,
-            pin_status=self.pin_status,
+            pin_diff=lambda route: pin_diff(catalog, route.server_id, route.kind, route.original),
             visible_names=visible_names,
             hidden=hidden,
         )
@@ -525,6 +531,7 @@ class Endpoint:
                 Route("/admin/reload", endpoint=admin_reload, methods=["POST"]),
                 Route("/metrics", endpoint=metrics, methods=["GET"]),
                 Route("/admin/servers/{server_id:path}/restart", endpoint=admin_restart, methods=["POST"]),
+                *trust_routes(self.catalog),
             ],
             lifespan=app_lifespan,
         )

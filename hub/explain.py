@@ -29,8 +29,8 @@ PlanFn = Callable[[str, Kind, str], dict[str, Any]]
 """`(server_id, kind, original) -> {"chain", "members", "serving"}` (`Router.plan`)."""
 StatesFn = Callable[[str], dict[str, str]]
 """`server_id -> {member id: state}` for the members of a logical server."""
-PinFn = Callable[[Route], dict[str, Any] | None]
-"""The pin status of a route's definition (None: pinning does not know it)."""
+DiffFn = Callable[[Route], dict[str, Any]]
+"""What differs between a route's pinned and current definition (`hub.trust_admin.pin_diff`)."""
 
 
 def _rule_text(rule: PolicyRule) -> dict[str, Any]:
@@ -101,6 +101,28 @@ def _settings(config: HubConfig, route: Route) -> dict[str, Any] | None:
     }
 
 
+def _pin(route: Route, diff: DiffFn | None) -> dict[str, Any] | None:
+    """The definition's pin status: state (`pinned`, `changed`, `new`, `held`), mode, current
+    and pinned fingerprints, when it was first seen and last changed, and the pending diff."""
+    status = route.pin
+    if status is None:
+        return None
+    pin: dict[str, Any] = {
+        "status": status.state,
+        "mode": status.mode,
+        "fingerprint": status.current,
+        "pinned": status.pinned,
+        "first_seen": status.first_seen,
+        "last_changed": status.last_changed,
+        "pending_since": status.pending_since,
+        "reason": status.reason,
+        "held": not status.served,
+    }
+    if status.reason is not None and diff is not None:
+        pin["pending"] = diff(route)
+    return pin
+
+
 def explain(
     name: str,
     principal: Principal | None,
@@ -110,7 +132,7 @@ def explain(
     config: HubConfig,
     plan: PlanFn,
     states: StatesFn,
-    pin_status: PinFn | None = None,
+    pin_diff: DiffFn | None = None,
     visible_names: Callable[[], list[str]] | None = None,
     hidden: Callable[[Route], bool] | None = None,
 ) -> dict[str, Any]:
@@ -156,13 +178,13 @@ def explain(
     if routing["serving"] is None:
         down = ", ".join(f"{sid} is {state}" for sid, state in member_states.items()) or "no server offers it"
         reasons.append(f"no server can serve it now ({down})")
-    pin = pin_status(route) if pin_status is not None else None
-    held = bool(pin and pin.get("held"))
-    if held and pin is not None:
+    pin = _pin(route, pin_diff)
+    if route.held:
         reasons.append(
-            f"its definition is held by pinning ({pin.get('status')}): approve it with `mcphub pins approve`"
+            f"its definition is held by pinning ({route.pin.reason if route.pin else 'held'}): "
+            f"approve it with `mcphub pins approve {route.exposed}`"
         )
-    callable_now = allowed and routing["serving"] is not None and not held
+    callable_now = allowed and routing["serving"] is not None and not route.held
     if callable_now:
         reasons.append(f"served by {routing['serving']}")
     return {
@@ -174,6 +196,8 @@ def explain(
             "server_id": route.server_id,
             "original": route.original,
             "note": route.note,
+            "notes": route.notes(),
+            "served": route.served,
         },
         "naming": _naming_reason(route),
         "servers": {**routing, "states": member_states},

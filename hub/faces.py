@@ -5,9 +5,10 @@ through the router.
 
 JSON-RPC error translation happens here, once: `RouteNotFound` -> -32602 naming what was asked
 for, `ServerUnavailable` -> -32000, `ServerTimeout` -> -32001 (both naming the server),
-`FederationLoop` -> -32010 naming the hub chain (-32600 for a malformed chain), a server's own
-`MCPError` with its code, anything unexpected -> -32603 "internal error" (details go to the log
-only). Every error's message and data leave with configured secrets masked (`hub.redaction`).
+`FederationLoop` -> -32010 naming the hub chain (-32600 for a malformed chain),
+`DefinitionHeld` -> -32050 naming the pin (`hub.pins`), a server's own `MCPError` with its code,
+anything unexpected -> -32603 "internal error" (details go to the log only). Every error's
+message and data leave with configured secrets masked (`hub.redaction`).
 
 Resource URIs resolve in RFC 3986 normal form (`hub.uris`), so the policy and the router see
 one spelling of each.
@@ -61,6 +62,7 @@ from hub.federation import FEDERATION_KEY, Federation, FederationLoop, inbound_c
 from hub.logs import new_request_id, server_id_var
 from hub.metrics import NO_SERVER, RESOURCE_ROUTE, UNKNOWN_ROUTE, HubMetrics
 from hub.naming import exposed_resource_uri
+from hub.pins import DEFINITION_HELD, DefinitionHeld
 from hub.policy import Access, audit_logger
 from hub.redaction import mask_error
 from hub.relay import CURRENT_CHANNEL, SessionChannel, Subscriptions, principal_id
@@ -128,6 +130,10 @@ class Face(Protocol):
     def resolve_uri(self, uri: str) -> tuple[str, str] | None: ...
     def input_schema(self, name: str) -> dict[str, object] | None: ...
     def claimed_by(self, name: str) -> str | None: ...
+    def hold(self, kind: Kind, owner: tuple[str, str], name: str) -> DefinitionHeld | None:
+        """The refusal for a held definition (pinning) of `owner` (`(server_id, original)`), or None."""
+        ...
+
     def route_key(self, kind: Kind, name: str) -> tuple[str, str] | None:
         """`(server_id, exposed name or URI)` of `name` as this face shows it: what the policy
         decides on, whichever face is used."""
@@ -174,6 +180,9 @@ class AggregateFace:
     def claimed_by(self, name: str) -> str | None:
         return self._catalog.claimed_by(name)
 
+    def hold(self, kind: Kind, owner: tuple[str, str], name: str) -> DefinitionHeld | None:
+        return self._catalog.hold(kind, owner[0], owner[1], name)
+
     def route_key(self, kind: Kind, name: str) -> tuple[str, str] | None:
         if kind == "tools" or kind == "prompts":
             route = self._catalog.tool_route(name) if kind == "tools" else self._catalog.prompt_route(name)
@@ -218,6 +227,9 @@ class ServerFace:
 
     def claimed_by(self, name: str) -> str | None:
         return self._server_id
+
+    def hold(self, kind: Kind, owner: tuple[str, str], name: str) -> DefinitionHeld | None:
+        return self._catalog.hold(kind, owner[0], owner[1], name)
 
     def route_key(self, kind: Kind, name: str) -> tuple[str, str] | None:
         if kind == "tools" or kind == "prompts":
@@ -334,6 +346,14 @@ async def _not_found(
     return RouteNotFound(kind, name, await suggest(name, visible_names()))
 
 
+def _refuse_held(face: Face, kind: Kind, owner: tuple[str, str], name: str) -> None:
+    """:raises DefinitionHeld: pinning holds the definition (checked after the policy, so a
+    route the caller may not use still answers like an unknown one)."""
+    held = face.hold(kind, owner, name)
+    if held is not None:
+        raise held
+
+
 _ROUTED_METHODS: Final = frozenset({"tools/call", "resources/read", "prompts/get", "completion/complete"})
 """Requests that go through the router to a server (the ones metrics and spans count)."""
 
@@ -392,6 +412,8 @@ def _outcome_of(exc: HubError) -> str:
         return "not_found"
     if isinstance(exc, RateLimited):
         return "rate_limited"
+    if isinstance(exc, DefinitionHeld):
+        return "held"
     if isinstance(exc, ServerTimeout):
         return "timeout"
     if isinstance(exc, ServerUnavailable):
@@ -407,6 +429,8 @@ def _to_mcp_error(exc: HubError) -> MCPError:
         return MCPError(INVALID_PARAMS, str(exc), {"kind": exc.kind, "name": exc.name, "suggestions": exc.suggestions})
     if isinstance(exc, RateLimited):
         return MCPError(RATE_LIMITED, str(exc), {"retry_after_seconds": round(exc.retry_after_seconds, 3)})
+    if isinstance(exc, DefinitionHeld):
+        return MCPError(DEFINITION_HELD, str(exc), exc.data())
     if isinstance(exc, ServerTimeout):
         return MCPError(REQUEST_TIMEOUT, str(exc), {"server_id": exc.server_id})
     if isinstance(exc, ServerUnavailable):
@@ -713,6 +737,7 @@ def build_mcp_server(
         allowed, disclose = admitted(ctx, "tools", params.name)
         if owner is None or not allowed:
             raise await _not_found(face, router, "tool", params.name, visible_names(ctx, "tools"), disclose=disclose)
+        _refuse_held(face, "tools", owner, params.name)
         progress = None
         if ctx.meta and ctx.meta.get("progress_token") is not None:
             progress = ctx.session.report_progress
@@ -745,6 +770,7 @@ def build_mcp_server(
         owner = face.resolve_uri(str(params.uri))
         if owner is None or not admitted(ctx, "resources", str(params.uri))[0]:
             raise RouteNotFound("resource", str(params.uri))
+        _refuse_held(face, "resources", owner, str(params.uri))
 
         async def send(**mrtr: Any) -> types.Result:
             return await router.read_resource(owner[0], owner[1], **mrtr)
@@ -769,6 +795,7 @@ def build_mcp_server(
             raise await _not_found(
                 face, router, "prompt", params.name, visible_names(ctx, "prompts"), disclose=disclose
             )
+        _refuse_held(face, "prompts", owner, params.name)
 
         async def send(**mrtr: Any) -> types.Result:
             return await router.get_prompt(owner[0], owner[1], params.arguments, **mrtr)
@@ -787,11 +814,13 @@ def build_mcp_server(
                 raise await _not_found(
                     face, router, "prompt", ref.name, visible_names(ctx, "prompts"), disclose=disclose
                 )
+            _refuse_held(face, "prompts", owner, ref.name)
             original_ref = ref.model_copy(update={"name": owner[1]})
         else:
             owner = face.resolve_uri(ref.uri)
             if owner is None or not admitted(ctx, "resource_templates", ref.uri)[0]:
                 raise RouteNotFound("resource template", ref.uri)
+            _refuse_held(face, "resource_templates", owner, ref.uri)
             original_ref = ref.model_copy(update={"uri": owner[1]})
         argument = {"name": params.argument.name, "value": params.argument.value}
         context = params.context.arguments if params.context else None

@@ -23,6 +23,7 @@ Metric names (all prefixed `mcphub_`):
 | `mcphub_health_checks_total` | counter | server_id, ok |
 | `mcphub_breaker_opens_total` | counter | server_id |
 | `mcphub_reloads_total` | counter | result (`applied`, `unchanged`, `rejected`) |
+| `mcphub_definition_changes_total` | counter | server_id, kind (`tools`, `prompts`, `resource_templates`) |
 | `mcphub_server_state` | gauge (1 for the current state, else 0) | server_id, state |
 | `mcphub_server_restarts_total` | counter | server_id |
 | `mcphub_server_in_flight` | gauge | server_id |
@@ -171,6 +172,12 @@ class HubMetrics:
         self._health_checks = Counter(
             "mcphub_health_checks", "Periodic health checks by result.", ["server_id", "ok"], registry=self.registry
         )
+        self._definition_changes = Counter(
+            "mcphub_definition_changes",
+            "Tool, prompt and resource-template definitions seen changed or new against their pin or the lockfile.",
+            ["server_id", "kind"],
+            registry=self.registry,
+        )
 
     def watch(
         self,
@@ -216,8 +223,8 @@ class HubMetrics:
         :param route: the exposed name, `UNKNOWN_ROUTE` or `RESOURCE_ROUTE` (never a raw
             client-supplied string that is not in the catalog).
         :param outcome: `ok`, `tool_error` (an `isError` result), `not_found`, `unavailable`,
-            `timeout`, `server_error` (the server's own JSON-RPC error), `invalid`, `cancelled`
-            or `internal_error`.
+            `timeout`, `server_error` (the server's own JSON-RPC error), `invalid`, `cancelled`,
+            `held` (a definition held by pinning) or `internal_error`.
         :param seconds: wall time from arrival to answer.
         """
         self._calls.labels(method, route, server_id, outcome).inc()
@@ -230,6 +237,10 @@ class HubMetrics:
     def breaker_opened(self, server_id: str) -> None:
         """Count one opening of `server_id`'s circuit breaker."""
         self._breaker_opens.labels(server_id).inc()
+
+    def definition_changed(self, server_id: str, kind: str) -> None:
+        """Count one definition of `server_id` newly seen changed or new (`hub.pins`)."""
+        self._definition_changes.labels(server_id, kind).inc()
 
     def reloaded(self, result: str) -> None:
         """Count one reload attempt by result (`applied`, `unchanged` or `rejected`)."""

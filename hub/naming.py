@@ -14,6 +14,12 @@ Rules (DESIGN.md "Names"):
   `<server_id>__<original>`, which is unique by construction (a server_id has no `_`).
   Inside one server, an original that survives sanitising unchanged keeps its name and the
   others that sanitise to it get a hash suffix.
+- Every configured server claims its namespaces, `<prefix>__` and `<server_id>__`, whether it
+  is up or has ever listed anything (pass it with no originals): an unprefixed name that would
+  start with another server's namespace (compared case-insensitively, after sanitising) falls
+  back to `<server_id>__<original>` with a collision note, so a `prefix: false` server can never
+  take a name such as `fx__echo` that callers would take for server fx's (OWASP MCP Top 10:
+  tool shadowing).
 - Resource URIs and URI templates are exposed as `<server_id>+<original>`; a server_id never
   holds `+`, so `split_resource_uri` reverses it.
 """
@@ -96,20 +102,30 @@ def _server_names(server_id: str, prefix: str | None, originals: Sequence[str]) 
 def assign_names(servers: Iterable[tuple[str, str | None, Sequence[str]]]) -> list[NameAssignment]:
     """Choose exposed names for every server's originals (tools, or prompts: call once per kind).
 
-    :param servers: `(server_id, prefix or None for original names, originals)` per server.
+    :param servers: `(server_id, prefix or None for original names, originals)` per server: every
+        configured server, also one that is down or was never up (with its last known originals,
+        or none), so that its namespaces stay claimed.
     :returns: one `NameAssignment` per distinct (server_id, original), exposed names all distinct
         and all matching `NAME_PATTERN`. The result does not depend on the order of `servers`.
     """
-    prefixes: dict[str, str | None] = {}
+    fleet = list(servers)
+    prefixes: dict[str, str | None] = {server_id: prefix for server_id, prefix, _ in fleet}
+    claims = _namespace_claims(prefixes)
     chosen: dict[tuple[str, str], tuple[str, str | None]] = {}
-    for server_id, prefix, originals in servers:
-        prefixes[server_id] = prefix
+    fallen: set[tuple[str, str]] = set()
+    for server_id, prefix, originals in fleet:
         for original, named in _server_names(server_id, prefix, originals).items():
+            owner = _claimed_by_another(named[0], server_id, claims) if prefix is None else None
+            if owner is not None:
+                fallen.add((server_id, original))
+                named = (
+                    _server_names(server_id, server_id, [original])[original][0],
+                    f"collision: the prefix of server {owner}",
+                )
             chosen[(server_id, original)] = named
     # An unprefixed name loses every clash and falls back to `<server_id>__<original>`. A fallback
     # can only clash with another unprefixed original (prefixes are never another server's id),
     # which then falls back in turn; each round moves at least one name, so this ends.
-    fallen: set[tuple[str, str]] = set()
     while True:
         owners: dict[str, int] = {}
         for name, _note in chosen.values():
@@ -139,6 +155,25 @@ def assign_names(servers: Iterable[tuple[str, str | None, Sequence[str]]]) -> li
         NameAssignment(sid, original, name, note)
         for (sid, original), (name, note) in sorted(chosen.items(), key=lambda item: item[0][0])
     ]
+
+
+def _namespace_claims(prefixes: dict[str, str | None]) -> dict[str, frozenset[str]]:
+    """Lower-cased namespace (`<prefix>` or `<server_id>`) -> the servers that claim it."""
+    claims: dict[str, set[str]] = {}
+    for server_id, prefix in prefixes.items():
+        for namespace in {server_id, prefix} - {None}:
+            assert namespace is not None
+            claims.setdefault(namespace.lower(), set()).add(server_id)
+    return {namespace: frozenset(owners) for namespace, owners in claims.items()}
+
+
+def _claimed_by_another(name: str, server_id: str, claims: dict[str, frozenset[str]]) -> str | None:
+    """The other server whose namespace the exposed `name` starts with (`<namespace>__...`), if any."""
+    head, separator, _ = name.partition(SEPARATOR)
+    if not separator:
+        return None
+    owners = claims.get(head.lower(), frozenset()) - {server_id}
+    return min(owners) if owners else None
 
 
 def exposed_resource_uri(server_id: str, uri: str) -> str:

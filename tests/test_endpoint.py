@@ -436,6 +436,8 @@ async def test_readyz_and_admin_report_servers_and_routes() -> None:
     assert server["server_id"] == "fx" and server["state"] == "ready" and server["transport"] == "stdio"
     assert server["protocol_version"] == "2026-07-28" and server["tools"] == 11
     echo = next(r for r in routes["routes"] if r["exposed"] == "fx__echo")
+    pin = echo.pop("pin")
+    assert pin["status"] == "pinned" and pin["current"] == pin["pinned"] and pin["mode"] == "warn"
     assert echo == {
         "exposed": "fx__echo",
         "kind": "tools",
@@ -447,6 +449,10 @@ async def test_readyz_and_admin_report_servers_and_routes() -> None:
         "chain": ["fx"],
         "members": ["fx"],
         "serving": "fx",
+        "served": True,
+        "listed": True,
+        "hygiene": [],
+        "notes": [],
     }
 
 

@@ -84,6 +84,8 @@ async def test_explain_names_the_policy_rule_that_denies_a_principal_and_its_tex
         "server_id": "fx",
         "original": "echo",
         "note": None,
+        "notes": [],
+        "served": True,
     }
     assert denied["principal"] == {"principal": "team-b", "scopes": ["hub:call", "team-b"], "source": "api_key"}
     assert denied["policy"] == {
@@ -174,3 +176,26 @@ async def test_mcphub_explain_answers_why_a_principal_cannot_call_a_tool_in_one_
     assert json.loads(as_json.stdout)["policy"]["rule_index"] == 1
     assert own.returncode == 0, own.stdout + own.stderr
     assert "verdict: callable: served by other" in own.stdout
+
+
+async def test_explain_of_a_definition_held_by_pinning_shows_the_pin_the_pending_diff_and_why_not(
+    tmp_path: Path,
+) -> None:
+    from tests.test_pins import _rugpull
+
+    state_dir = str(tmp_path / "state")
+    async with running_hub({"rp": _rugpull()}, pinning="block", state_dir=state_dir):
+        pass  # trust on first use: the first listing is pinned
+    async with running_hub({"rp": _rugpull("--pulled")}, pinning="block", state_dir=state_dir) as hub:
+        with anyio.fail_after(20):
+            async with httpx2.AsyncClient(timeout=10.0) as http:
+                response = await http.get(f"{hub.base_url}/admin/explain", params={"name": "rp__echo"})
+    held = response.json()
+    assert held["found"] is True and held["policy"] is None
+    pin = held["pin"]
+    assert pin["status"] == "held" and pin["held"] is True and pin["reason"] == "changed"
+    assert pin["pinned"] != pin["fingerprint"] and pin["first_seen"] is not None
+    assert any(change["path"].startswith("$.inputSchema") for change in pin["pending"]["changes"])
+    assert "<IMPORTANT>" in pin["pending"]["description"]
+    assert held["verdict"]["callable"] is False
+    assert any("held by pinning (changed)" in reason for reason in held["verdict"]["reasons"])

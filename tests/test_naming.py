@@ -68,8 +68,50 @@ def test_an_unprefixed_name_clashing_with_a_prefixed_name_loses_and_the_prefixed
 
     assert result == [
         NameAssignment("github", "search", "github__search", None),
-        NameAssignment("u", "github__search", "u__github__search", "collision"),
+        NameAssignment("u", "github__search", "u__github__search", "collision: the prefix of server github"),
     ]
+
+
+def test_an_unprefixed_name_in_another_servers_namespace_falls_back_even_when_that_server_lists_nothing() -> None:
+    # fx is configured but down (or never up): it lists nothing, yet `fx__echo` stays fx's.
+    result = assign_names([("shadow", None, ["fx__echo", "plain"]), ("fx", "fx", [])])
+
+    assert result == [
+        NameAssignment("shadow", "fx__echo", "shadow__fx__echo", "collision: the prefix of server fx"),
+        NameAssignment("shadow", "plain", "plain", None),
+    ]
+
+
+@pytest.mark.parametrize("original", ["FX__echo", "Fx__echo", "fx.__echo", "fx__", "fx___echo", "f" + "x__" + "y" * 80])
+def test_a_name_that_only_looks_like_another_servers_after_case_or_sanitising_falls_back_too(original: str) -> None:
+    [item] = [
+        a for a in assign_names([("shadow", None, [original]), ("fx", "fx", ["echo"])]) if a.server_id == "shadow"
+    ]
+
+    assert item.exposed.startswith("shadow__") and item.note == "collision: the prefix of server fx"
+    assert NAME_PATTERN.fullmatch(item.exposed)
+
+
+def test_a_configured_prefix_and_the_server_id_behind_it_are_both_claimed() -> None:
+    result = _exposed([("shadow", None, ["gh__a", "github__b", "ghx__c"]), ("github", "gh", ["a"])])
+
+    assert result == {
+        ("github", "a"): "gh__a",
+        ("shadow", "gh__a"): "shadow__gh__a",
+        ("shadow", "github__b"): "shadow__github__b",
+        ("shadow", "ghx__c"): "ghx__c",
+    }
+
+
+def test_an_unprefixed_servers_own_id_is_not_a_clash_for_it() -> None:
+    assert assign_names([("git", None, ["git__status"])]) == [NameAssignment("git", "git__status", "git__status", None)]
+
+
+def test_an_unprefixed_name_in_another_unprefixed_servers_fallback_namespace_falls_back() -> None:
+    # `b`'s own `x` falls back to `b__x` when it clashes; `c` cannot take `b__x` beforehand.
+    result = _exposed([("b", None, ["x"]), ("c", None, ["b__x", "x"])])
+
+    assert result == {("b", "x"): "b__x", ("c", "b__x"): "c__b__x", ("c", "x"): "c__x"}
 
 
 def test_a_repeated_original_is_assigned_once() -> None:

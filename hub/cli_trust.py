@@ -1,0 +1,240 @@
+"""`mcphub pins` and `mcphub lock`: tool-definition pins of a running hub, and the lockfile.
+
+- `mcphub pins [--json]`: every pinned or pending definition (name, server, kind, status
+  `pinned`/`changed`/`new`/`held`, first seen, last changed).
+- `mcphub pins diff NAME [--json]`: what changed (the description as a unified diff, schema
+  changes as JSON paths added/removed/changed).
+- `mcphub pins approve NAME|SERVER` or `mcphub pins approve --all`: pin what is pending.
+- `mcphub lock [-c CONFIG] [-o PATH] [--json]`: start every server once and write the lockfile.
+
+They follow `hub.cli`'s conventions (`--url`, `--token`, `--json`, one-line errors, exit codes:
+1 for a refusal or a failed server, 2 for a bad config); `hub.cli` registers them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx2
+import typer
+from rich.table import Table
+
+from hub.config import DEFAULT_PORT, HubConfig
+from hub.errors import ConfigError
+from hub.lockfile import LockEntries, read_lockfile, write_lockfile
+from hub.trust_config import lockfile_path
+
+__all__ = ["lock", "pins_app"]
+
+_DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+UrlOption = Annotated[str, typer.Option("--url", envvar="MCPHUB_URL", help="Base URL of the running hub.")]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="MCPHUB_TOKEN", help="Bearer token (API key or JWT) for the running hub.", show_default=False
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+pins_app = typer.Typer(help="Tool-definition pins of the running hub (needs hub:admin).", invoke_without_command=True)
+
+
+@pins_app.callback()
+def pins(
+    ctx: typer.Context, url: UrlOption = _DEFAULT_URL, token: TokenOption = None, json_output: JsonOption = False
+) -> None:
+    """List every pinned or pending definition: name, server, kind, status, first seen, last changed."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from hub import cli
+
+    async def run() -> None:
+        data = await cli._admin_get(url, "/admin/pins", token)
+        if json_output:
+            cli._out.print_json(data=data)
+            return
+        table = Table("name", "server", "kind", "status", "first seen", "last changed", "note")
+        colours = {"pinned": "green", "changed": "yellow", "new": "yellow", "held": "red"}
+        for row in data["pins"]:
+            note = "" if row["listed"] or row["status"] == "held" else "not listed"
+            reason = row["reason"]
+            table.add_row(
+                row["exposed"],
+                row["server_id"],
+                row["kind"],
+                f"[{colours.get(row['status'], 'dim')}]{row['status']}[/]" + (f" ({reason})" if reason else ""),
+                row["first_seen"] or "-",
+                row["last_changed"] or "-",
+                note,
+            )
+        cli._out.print(table)
+
+    cli._run(run)
+
+
+@pins_app.command("diff")
+def diff(
+    name: Annotated[str, typer.Argument(help="Exposed name (tool, prompt) or URI template, e.g. fx__echo.")],
+    url: UrlOption = _DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show what changed between a definition's pin (or lockfile entry) and what its server lists now."""
+    from hub import cli
+
+    async def run() -> None:
+        async with httpx2.AsyncClient(timeout=10.0, headers=cli._auth_headers(token)) as client:
+            response = await client.get(url.rstrip("/") + "/admin/pins/diff", params={"name": name})
+        if response.status_code == 404:
+            cli._fail(str(response.json().get("error", f"no pinned route named {name!r}")))
+        if response.status_code != 200:
+            cli._fail(cli._refusal(response, "/admin/pins/diff"))
+        data = response.json()
+        if json_output:
+            cli._out.print_json(data=data)
+            return
+        cli._out.print(
+            f"{data['exposed']} ({data['kind']} {data['original']!r} of server {data['server_id']}): {data['status']}"
+            + (f" ({data['reason']})" if data["reason"] else ""),
+            markup=False,
+        )
+        cli._out.print(f"  pinned  {data['pinned'] or '-'}\n  current {data['current'] or '-'}", markup=False)
+        if not data["description"] and not data["changes"]:
+            cli._out.print("no difference", markup=False)
+        if data["description"]:
+            cli._out.print(data["description"].rstrip("\n"), markup=False)
+        for change in data["changes"]:
+            cli._out.print(_change_line(change), markup=False)
+
+    cli._run(run)
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = json.dumps(value, ensure_ascii=True, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _change_line(change: dict[str, Any]) -> str:
+    if change["change"] == "added":
+        return f"+ {change['path']}: {_short(change['new'])}"
+    if change["change"] == "removed":
+        return f"- {change['path']}: {_short(change['old'])}"
+    return f"~ {change['path']}: {_short(change['old'])} -> {_short(change['new'])}"
+
+
+@pins_app.command("approve")
+def approve(
+    target: Annotated[
+        str | None, typer.Argument(help="An exposed name, or a server_id (all of its definitions).")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Approve every pending definition.")] = False,
+    url: UrlOption = _DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Pin what is pending (changed or new) for a name, a server, or everything: it is served again."""
+    from hub import cli
+
+    if (target is None) == (not all_):
+        cli._exit_with("give a NAME or SERVER, or --all", 2, ValueError("bad arguments"))
+    body: dict[str, Any] = {"all": True} if all_ else {"target": target}
+
+    async def run() -> None:
+        async with httpx2.AsyncClient(timeout=30.0, headers=cli._auth_headers(token)) as client:
+            response = await client.post(url.rstrip("/") + "/admin/pins/approve", json=body)
+        if response.status_code in (404, 409):
+            cli._fail(str(response.json().get("error", "refused")))
+        if response.status_code != 200:
+            cli._fail(cli._refusal(response, "POST /admin/pins/approve"))
+        data = response.json()
+        if json_output:
+            cli._out.print_json(data=data)
+            return
+        approved = data["approved"]
+        if not approved:
+            cli._out.print("nothing was pending: no definition approved", markup=False)
+        else:
+            names = ", ".join(f"{r['exposed']} ({r['server_id']})" for r in approved)
+            cli._out.print(f"approved {len(approved)} definition(s): {names}", markup=False)
+        for skipped in data["skipped"]:
+            cli._out.print(f"skipped {skipped['server_id']}: {skipped['reason']}", markup=False)
+
+    cli._run(run)
+
+
+def _unpinned(config: HubConfig) -> HubConfig:
+    """`config` with pinning off everywhere (`mcphub lock` records definitions, it judges none)."""
+    servers = {sid: server.model_copy(update={"pinning": None}) for sid, server in config.servers.items()}
+    return config.model_copy(update={"pinning": "off", "servers": servers})
+
+
+def _summary(old: LockEntries | None, new: LockEntries) -> str:
+    if old is None:
+        return "a new lockfile"
+    added = sum(1 for key in new if key not in old)
+    removed = sum(1 for key in old if key not in new)
+    changed = sum(1 for key in new if key in old and old[key][0] != new[key][0])
+    return f"{added} added, {changed} changed, {removed} removed since the previous lockfile"
+
+
+def lock(
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config", "-c", help="Config file (YAML or JSON). Default: $MCPHUB_CONFIG, ./hub.yaml, or the demo fleet."
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Where to write it. Default: `lockfile`, or hub.lock beside the config."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Start every server once and write the lockfile (`hub.lock`): every tool, prompt and
+    resource-template definition with its fingerprint, for `pinning: locked` / `serve --locked`.
+    Exit code 1 (and nothing written) when a server does not start."""
+    from hub import cli
+    from hub.app import Hub, resolve_config, startup_bound_seconds
+
+    cli._setup_logging("debug" if cli._state["debug"] else "error")
+
+    async def run() -> None:
+        hub_config, source = resolve_config(config)
+        path = Path(output) if output else lockfile_path(hub_config)
+        hub = Hub(_unpinned(hub_config), pins_read_only=True)
+        enabled = sorted(sid for sid, server in hub_config.servers.items() if server.enabled)
+        async with hub.running():
+            await hub.fleet.wait_first_attempts(startup_bound_seconds(hub_config))
+            statuses = [c.status().as_json() for c in hub.fleet.connections.values()]
+            entries: LockEntries = {
+                (sid, kind, name): definition
+                for sid in enabled
+                for (kind, name), definition in hub.catalog.definitions(sid).items()
+            }
+        failed = [s for s in statuses if s["state"] not in ("ready", "degraded", "disabled")]
+        if failed:
+            cli._fail(
+                f"lockfile not written: {len(failed)} of {len(statuses)} servers failed: "
+                + ", ".join(f"{s['server_id']} ({s['last_error']})" for s in failed)
+            )
+        try:
+            previous: LockEntries | None = read_lockfile(path)
+        except ConfigError:
+            previous = None
+        try:
+            write_lockfile(path, entries, enabled)
+        except OSError as exc:
+            cli._fail(f"cannot write {path}: {exc.strerror or exc}")
+        summary = _summary(previous, entries)
+        if json_output:
+            cli._out.print_json(
+                data={"lockfile": str(path), "config": source, "servers": enabled, "definitions": len(entries)}
+            )
+        else:
+            cli._out.print(
+                f"wrote {path}: {len(entries)} definitions of {len(enabled)} servers ({summary})", markup=False
+            )
+
+    cli._run(run)

@@ -1,0 +1,457 @@
+"""Tool-definition pins: trust on first use, or a lockfile (OWASP MCP Top 10, MCP03 tool
+poisoning and rug pulls).
+
+Every tool, prompt and resource template a server lists is fingerprinted: SHA-256 over its
+definition as canonical JSON (sorted keys, no insignificant whitespace, ASCII escapes), taken as
+the server sent it, before description hygiene (`hub.hygiene`). The fields that count:
+
+| kind | fields |
+| --- | --- |
+| tools | name, title, description, inputSchema, outputSchema, annotations |
+| prompts | name, title, description, arguments |
+| resource templates | uriTemplate, name, title, description, mimeType, annotations |
+
+Pins are keyed by `(server_id, kind, original name or URI template)`. What happens to a
+definition depends on the server's `pinning` mode (`hub.trust_config`):
+
+- `warn` / `block`: a server seen for the first time has its whole listing pinned (trust on
+  first use). Afterwards a definition whose fingerprint differs from its pin (`changed`), or one
+  with no pin (`new`), becomes *pending*: logged once per fingerprint as a WARNING on the
+  `hub.audit` logger (server, kind, name, pinned and current fingerprint; never the definition)
+  and counted in `mcphub_definition_changes_total{server_id,kind}`. With `warn` it is served and
+  flagged; with `block` it is *held*: hidden from lists and refused (`DefinitionHeld`, JSON-RPC
+  `DEFINITION_HELD` -32050) until approved (`approve`), which pins it.
+- `locked`: only definitions whose fingerprint matches the lockfile (`hub.lockfile`) are served;
+  anything else is held, and nothing is pinned automatically.
+- `off`: nothing is checked or recorded.
+
+Pins and pending definitions persist through a `PinStore` (the hub's state file, section
+`pins`, `hub.pin_store`; a shared store for replicas can replace it), so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import mcp_types as types
+
+from hub.errors import HubError
+from hub.pin_store import PinStore
+from hub.trust_config import PinningMode
+
+__all__ = [
+    "DEFINITION_HELD",
+    "PINNED_KINDS",
+    "DefinitionHeld",
+    "Definitions",
+    "PinError",
+    "PinKey",
+    "PinState",
+    "PinStatus",
+    "PinnedKind",
+    "Pins",
+    "definition_of",
+    "fingerprint",
+]
+
+logger = logging.getLogger(__name__)
+audit_logger = logging.getLogger("hub.audit")
+
+DEFINITION_HELD: Final = -32050
+"""JSON-RPC error code of a call, read, get or completion refused because the definition it
+uses is held by pinning (server-defined range, JSON-RPC 2.0 section 5.1). `data` holds
+`server_id`, `kind`, `name` (as the caller used it), `original`, `reason` (`changed`, `new`,
+`not_in_lockfile`, `differs_from_lockfile`), `pinned` and `current` (fingerprints; `pinned` is
+null for a new definition)."""
+
+PinnedKind = Literal["tools", "prompts", "resource_templates"]
+PINNED_KINDS: Final[tuple[PinnedKind, ...]] = ("tools", "prompts", "resource_templates")
+
+PinKey = tuple[str, str, str]
+"""`(server_id, kind, original name or URI template)`."""
+
+PinState = Literal["pinned", "changed", "new", "held"]
+"""`pinned`: matches its pin (or the lockfile); `changed` / `new`: differs from its pin / has
+none, served and flagged (`warn`); `held`: changed, new or not in the lockfile, and not served."""
+
+_FIELDS: Final[Mapping[str, frozenset[str]]] = {
+    "tools": frozenset({"name", "title", "description", "input_schema", "output_schema", "annotations"}),
+    "prompts": frozenset({"name", "title", "description", "arguments"}),
+    "resource_templates": frozenset({"uri_template", "name", "title", "description", "mime_type", "annotations"}),
+}
+
+
+def definition_of(kind: str, item: types.Tool | types.Prompt | types.ResourceTemplate) -> dict[str, Any]:
+    """The fingerprinted part of a definition, as JSON with wire (camelCase) keys; absent and
+    null fields are left out."""
+    return item.model_dump(mode="json", by_alias=True, exclude_none=True, include=set(_FIELDS[kind]))
+
+
+def fingerprint(definition: Mapping[str, Any]) -> str:
+    """`sha256:<64 hex>` over `definition` as canonical JSON (sorted keys, separators `,` and
+    `:`, non-ASCII as `\\u` escapes), so equal definitions always hash alike."""
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _short(fp: str | None) -> str:
+    return "-" if fp is None else fp[: len("sha256:") + 12]
+
+
+@dataclass(frozen=True, slots=True)
+class PinStatus:
+    """A definition's standing against its pin (or the lockfile), for routes and `mcphub pins`."""
+
+    state: PinState
+    mode: PinningMode
+    current: str
+    """The fingerprint of the definition the server lists now."""
+    pinned: str | None = None
+    """The pinned (or locked) fingerprint; None when there is none."""
+    first_seen: str | None = None
+    """When the pin was made (ISO 8601, UTC)."""
+    last_changed: str | None = None
+    """When the pinned definition last changed (by approval), ISO 8601 UTC."""
+    pending_since: str | None = None
+    """When the current, differing definition was first seen (ISO 8601, UTC)."""
+
+    @property
+    def served(self) -> bool:
+        """Whether the definition is listed and may be used."""
+        return self.state != "held"
+
+    @property
+    def reason(self) -> str | None:
+        """Why it differs: `changed`, `new`, `not_in_lockfile` or `differs_from_lockfile` (None: it matches)."""
+        if self.pinned == self.current:
+            return None
+        if self.mode == "locked":
+            return "differs_from_lockfile" if self.pinned else "not_in_lockfile"
+        return "changed" if self.pinned else "new"
+
+    def note(self) -> str | None:
+        """One line for the route's note column, or None when the definition matches its pin."""
+        reason = self.reason
+        if reason is None:
+            return None
+        what = {
+            "changed": f"definition changed since pinned ({_short(self.pinned)} -> {_short(self.current)})",
+            "new": f"new definition, not pinned ({_short(self.current)})",
+            "not_in_lockfile": f"not in the lockfile ({_short(self.current)})",
+            "differs_from_lockfile": f"differs from the lockfile ({_short(self.pinned)} -> {_short(self.current)})",
+        }[reason]
+        if self.state == "held":
+            return f"held: {what}; `mcphub pins approve` serves it" if self.mode != "locked" else f"held: {what}"
+        return f"pin: {what}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": self.state,
+            "reason": self.reason,
+            "mode": self.mode,
+            "pinned": self.pinned,
+            "current": self.current,
+            "first_seen": self.first_seen,
+            "last_changed": self.last_changed,
+            "pending_since": self.pending_since,
+        }
+
+
+class PinError(HubError):
+    """A pin operation that cannot be done (e.g. approving a definition of a `locked` server)."""
+
+
+class DefinitionHeld(HubError):
+    """A request uses a definition that pinning holds (changed, new, or not in the lockfile).
+
+    Translated by the endpoint into JSON-RPC `DEFINITION_HELD` (-32050) with `data()`.
+    """
+
+    def __init__(self, server_id: str, kind: str, name: str, original: str, status: PinStatus) -> None:
+        self.server_id = server_id
+        self.kind = kind
+        self.name = name
+        self.original = original
+        self.status = status
+        why = {
+            "changed": "its definition changed since it was pinned",
+            "new": "its definition is new and not pinned yet",
+            "not_in_lockfile": "its definition is not in the lockfile",
+            "differs_from_lockfile": "its definition differs from the lockfile",
+        }.get(status.reason or "", "its definition is not approved")
+        fix = (
+            "update the lockfile (`mcphub lock`) and reload"
+            if status.mode == "locked"
+            else f"an operator must approve it (`mcphub pins approve {name}`)"
+        )
+        super().__init__(
+            f"{_singular(kind)} '{name}' of server '{server_id}' is held: {why} "
+            f"(pinned {status.pinned or 'none'}, current {status.current}); {fix}"
+        )
+
+    def data(self) -> dict[str, Any]:
+        """The JSON-RPC error's `data`."""
+        return {
+            "server_id": self.server_id,
+            "kind": self.kind,
+            "name": self.name,
+            "original": self.original,
+            "reason": self.status.reason,
+            "pinned": self.status.pinned,
+            "current": self.status.current,
+        }
+
+
+def _singular(kind: str) -> str:
+    return {"tools": "tool", "prompts": "prompt", "resource_templates": "resource template"}.get(kind, kind)
+
+
+Definitions = Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]]
+"""One server's current definitions: `(kind, original) -> (fingerprint, definition)`."""
+
+
+class Pins:
+    """Pins and pending definitions of every server, with the lockfile when one is loaded.
+
+    :param store: where pins persist; read once here, written by `flush()`.
+    :param on_change: called with `(server_id, kind)` once per newly seen changed or new
+        definition (the hub counts `mcphub_definition_changes_total`).
+    """
+
+    def __init__(self, store: PinStore, *, on_change: Callable[[str, str], None] | None = None) -> None:
+        self._store = store
+        self._on_change = on_change
+        loaded = store.load() or {}
+        self._servers: dict[str, dict[str, Any]] = copy.deepcopy(dict(loaded.get("servers") or {}))
+        self._pins: dict[str, dict[str, dict[str, dict[str, Any]]]] = copy.deepcopy(dict(loaded.get("pins") or {}))
+        self._pending: dict[str, dict[str, dict[str, dict[str, Any]]]] = copy.deepcopy(
+            dict(loaded.get("pending") or {})
+        )
+        self._lock: dict[PinKey, tuple[str, Mapping[str, Any]]] | None = None
+        self._reported: set[tuple[PinKey, str]] = set()
+        self.dirty = False
+        """Whether something changed since the last `take_document()`."""
+
+    # ---- the lockfile ----
+
+    def set_lock(self, entries: Mapping[PinKey, tuple[str, Mapping[str, Any]]] | None) -> None:
+        """Use these `(fingerprint, definition)` per key for `locked` servers (None: no lockfile,
+        so a `locked` server serves nothing)."""
+        self._lock = dict(entries) if entries is not None else None
+        self._reported.clear()  # a new lockfile: report what still differs once more
+
+    @property
+    def has_lock(self) -> bool:
+        return self._lock is not None
+
+    # ---- observing listings ----
+
+    def observe(self, server_id: str, mode: PinningMode, current: Definitions) -> None:
+        """Record one server's fresh listing: pin it whole on first sight (`warn`, `block`),
+        record and report changed or new definitions, forget pending ones that went back to
+        their pin or are no longer listed. Sets `dirty` when the stored state changed."""
+        if mode == "off":
+            return
+        if mode == "locked":
+            for (kind, name), (fp, _definition) in current.items():
+                status = self.status(server_id, mode, kind, name, fp)
+                if status is not None and status.reason is not None:
+                    self._report(server_id, kind, name, status)
+            return
+        now = _now()
+        pins = self._pins.setdefault(server_id, {})
+        if server_id not in self._servers:
+            self._servers[server_id] = {"first_seen": now}
+            for (kind, name), (fp, definition) in current.items():
+                pins.setdefault(kind, {})[name] = _entry(fp, definition, now, last_changed=now)
+            self.dirty = True
+            logger.info("pinned %d definitions of server %s (trust on first use)", len(current), server_id)
+            return
+        pending = self._pending.setdefault(server_id, {})
+        for kind, entries in list(pending.items()):
+            for name in list(entries):
+                if (kind, name) not in current:
+                    del entries[name]
+                    self.dirty = True
+        for (kind, name), (fp, definition) in current.items():
+            pin = pins.get(kind, {}).get(name)
+            waiting = pending.get(kind, {}).get(name)
+            if pin is not None and pin["fingerprint"] == fp:
+                if waiting is not None:
+                    del pending[kind][name]
+                    self.dirty = True
+                    audit_logger.info(
+                        "definition back to its pin: server=%s kind=%s name=%s fingerprint=%s",
+                        server_id,
+                        kind,
+                        name,
+                        fp,
+                    )
+                continue
+            if waiting is not None and waiting["fingerprint"] == fp:
+                continue
+            pending.setdefault(kind, {})[name] = _entry(fp, definition, now)
+            self.dirty = True
+            status = self.status(server_id, mode, kind, name, fp)
+            if status is not None:
+                self._report(server_id, kind, name, status)
+
+    def _report(self, server_id: str, kind: str, name: str, status: PinStatus) -> None:
+        key = ((server_id, kind, name), status.current)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        audit_logger.warning(
+            "definition %s: server=%s kind=%s name=%s pinned=%s current=%s pinning=%s -> %s",
+            status.reason,
+            server_id,
+            kind,
+            name,
+            status.pinned or "-",
+            status.current,
+            status.mode,
+            "served, flagged" if status.served else ("held" if status.mode == "locked" else "held until approved"),
+        )
+        if self._on_change is not None:
+            self._on_change(server_id, kind)
+
+    # ---- questions ----
+
+    def status(self, server_id: str, mode: PinningMode, kind: str, name: str, current: str) -> PinStatus | None:
+        """Where a definition with fingerprint `current` stands (None with `pinning: off`)."""
+        if mode == "off":
+            return None
+        if mode == "locked":
+            locked = self._lock.get((server_id, kind, name)) if self._lock is not None else None
+            pinned = locked[0] if locked is not None else None
+            return PinStatus("pinned" if pinned == current else "held", mode, current, pinned)
+        pin = self._pins.get(server_id, {}).get(kind, {}).get(name)
+        waiting = self._pending.get(server_id, {}).get(kind, {}).get(name)
+        pinned_fp = pin["fingerprint"] if pin is not None else None
+        first_seen = pin.get("first_seen") if pin is not None else None
+        last_changed = pin.get("last_changed") if pin is not None else None
+        if pinned_fp == current:
+            return PinStatus("pinned", mode, current, pinned_fp, first_seen, last_changed)
+        since = waiting.get("first_seen") if waiting is not None and waiting["fingerprint"] == current else None
+        state: PinState = "held" if mode == "block" else ("changed" if pin is not None else "new")
+        return PinStatus(state, mode, current, pinned_fp, first_seen, last_changed, since)
+
+    def pinned_definition(self, server_id: str, mode: PinningMode, kind: str, name: str) -> Mapping[str, Any] | None:
+        """The definition a current one is compared with: the lockfile's (`locked`) or the pin's."""
+        if mode == "locked":
+            locked = self._lock.get((server_id, kind, name)) if self._lock is not None else None
+            return locked[1] if locked is not None else None
+        pin = self._pins.get(server_id, {}).get(kind, {}).get(name)
+        return pin["definition"] if pin is not None else None
+
+    def pin_record(self, server_id: str, kind: str, name: str) -> Mapping[str, Any] | None:
+        """A pin as stored (`fingerprint`, `definition`, `first_seen`, `last_changed`), or None."""
+        return self._pins.get(server_id, {}).get(kind, {}).get(name)
+
+    def pinned_names(self, server_id: str) -> list[tuple[str, str]]:
+        """`(kind, original)` of every pin of a server (listed now or not)."""
+        return sorted((kind, name) for kind, entries in self._pins.get(server_id, {}).items() for name in entries)
+
+    def pending_names(self, server_id: str) -> list[tuple[str, str]]:
+        """`(kind, original)` of every pending (changed or new) definition of a server."""
+        return sorted((kind, name) for kind, entries in self._pending.get(server_id, {}).items() for name in entries)
+
+    # ---- approval ----
+
+    def approve(self, server_id: str, mode: PinningMode, names: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Pin the pending definitions `(kind, original)` of a server (the latest version seen);
+        names with nothing pending are skipped.
+
+        :returns: what was pinned.
+        :raises PinError: the server is `locked` (its lockfile decides) or pinning is `off`.
+        """
+        if mode == "locked":
+            raise PinError(
+                f"server '{server_id}' is locked: its definitions come from the lockfile; "
+                "update it with `mcphub lock` and reload"
+            )
+        if mode == "off":
+            raise PinError(f"server '{server_id}' has pinning off: there is nothing to approve")
+        approved: list[tuple[str, str]] = []
+        now = _now()
+        pending = self._pending.get(server_id, {})
+        pins = self._pins.setdefault(server_id, {})
+        self._servers.setdefault(server_id, {"first_seen": now})
+        for kind, name in names:
+            waiting = pending.get(kind, {}).pop(name, None)
+            if waiting is None:
+                continue
+            previous = pins.get(kind, {}).get(name)
+            pins.setdefault(kind, {})[name] = _entry(
+                waiting["fingerprint"],
+                waiting["definition"],
+                previous["first_seen"] if previous is not None else now,
+                last_changed=now,
+            )
+            approved.append((kind, name))
+            audit_logger.warning(
+                "definition approved: server=%s kind=%s name=%s pinned=%s previous=%s",
+                server_id,
+                kind,
+                name,
+                waiting["fingerprint"],
+                previous["fingerprint"] if previous is not None else "-",
+            )
+        if approved:
+            self.dirty = True
+        return approved
+
+    # ---- persistence ----
+
+    @property
+    def store(self) -> PinStore:
+        """Where the pins persist."""
+        return self._store
+
+    def take_document(self) -> dict[str, Any] | None:
+        """A copy of the state to store, or None when nothing changed since the last one (clears
+        `dirty`; the caller sets it again if storing fails)."""
+        if not self.dirty:
+            return None
+        self.dirty = False
+        return copy.deepcopy(
+            {"version": 1, "servers": self._servers, "pins": self._pins, "pending": _non_empty(self._pending)}
+        )
+
+    def flush(self) -> None:
+        """Store the state now if it changed (blocking).
+
+        :raises OSError: the store could not be written (`dirty` stays set).
+        """
+        document = self.take_document()
+        if document is None:
+            return
+        try:
+            self._store.save(document)
+        except OSError:
+            self.dirty = True
+            raise
+
+
+def _entry(
+    fp: str, definition: Mapping[str, Any], first_seen: str, *, last_changed: str | None = None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"fingerprint": fp, "definition": dict(definition), "first_seen": first_seen}
+    if last_changed is not None:
+        entry["last_changed"] = last_changed
+    return entry
+
+
+def _non_empty(tree: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    return {sid: {k: v for k, v in kinds.items() if v} for sid, kinds in tree.items() if any(kinds.values())}
