@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -261,7 +262,9 @@ async def _admin(base_url: str, path: str) -> Any:
 
 
 async def _mcphub(*args: str) -> tuple[int, str, str]:
-    result = await anyio.run_process([sys.executable, "-m", "hub", *args], check=False)
+    # Wide enough that no note wraps inside its table cell.
+    env = {**os.environ, "COLUMNS": "400"}
+    result = await anyio.run_process([sys.executable, "-m", "hub", *args], check=False, env=env)
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
