@@ -17,6 +17,7 @@ Measured values are printed; run with `-s` to see them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -37,7 +38,8 @@ import pytest
 import yaml
 from mcp import Client, MCPError
 from mcp.client.session import ClientRequestContext
-from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_PARAMS
 
 from hub.app import Hub
 from hub.config import BreakerConfig, parse_config
@@ -303,6 +305,40 @@ async def test_a_restart_and_a_fresh_handshake_close_an_open_breaker(tmp_path: P
                 answer = tool_text(await client.call_tool("fz__fail_times", {"n": 2, "key": "b"}))
     assert answer == "ok after 2 failures"
     assert [event[2] for event in recorder.named("on_breaker_change")] == ["open", "closed"]
+
+
+async def test_a_caller_whose_policy_allows_the_route_waits_for_a_restarting_server_and_another_learns_nothing() -> (
+    None
+):
+    team_key, other_key = "team-key-" + "a" * 32, "other-key-" + "b" * 32
+    settings = {
+        "auth": {
+            "api_keys": [
+                {"id": "team", "key_sha256": hashlib.sha256(team_key.encode()).hexdigest(), "scopes": ["hub:call"]},
+                {"id": "other", "key_sha256": hashlib.sha256(other_key.encode()).hexdigest(), "scopes": ["hub:call"]},
+            ]
+        },
+        "policies": [{"principal": "team", "allow": ["fz__*"]}, {"principal": "other", "allow": ["nothing__*"]}],
+    }
+    async with running_hub({"fz": faulty_entry("fz")}, **settings) as hub:
+        fz = hub.hub.fleet.connections["fz"]
+        with anyio.fail_after(60):
+            async with _client(hub.url, team_key) as team, _client(hub.url, other_key) as other:
+                pid = int(tool_text(await team.call_tool("fz__pid", {})))
+                os.kill(pid, signal.SIGKILL)
+                await _until_state(fz, lambda c: not c.connected)
+                with pytest.raises(MCPError) as refused:
+                    await other.call_tool("fz__echo", {"text": "x"})
+                answer = tool_text(await team.call_tool("fz__echo", {"text": "waited"}))
+    assert answer == "waited" and fz.restarts == 1
+    assert refused.value.code == INVALID_PARAMS and "unknown tool" in refused.value.message
+
+
+@asynccontextmanager
+async def _client(url: str, token: str) -> AsyncIterator[Client]:
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        async with Client(streamable_http_client(url, http_client=http)) as client:
+            yield client
 
 
 def test_failures_of_one_lost_connection_count_once_and_a_reset_closes_the_breaker() -> None:
