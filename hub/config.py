@@ -795,8 +795,8 @@ class HubConfig(_Model):
     max_concurrent_starts: int | None = Field(default=None, ge=1, le=1024)
     """How many stdio servers may be starting at once (process start through the MCP
     handshake); the others wait for a slot, and a server's `startup_timeout_seconds` counts from
-    when it gets one. Remote servers are not limited. Default: twice the CPUs the hub may run
-    on, at least 2."""
+    when it gets one. Remote servers are not limited. Default: four times the CPUs the hub may
+    run on."""
 
     drain_timeout_seconds: float = Field(default=DEFAULT_DRAIN_TIMEOUT_SECONDS, ge=0, le=3600)
     """On reload, how long a removed or replaced server's in-flight requests may take to finish
