@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +27,7 @@ from hub.pins import Pins
 from hub.reload import ReloadReport, effective_config, plan_reload
 from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerStatus
+from hub.startup import default_max_concurrent_starts
 from hub.state import StateFile, state_path
 from hub.tracing import CallTracer, tracer_provider_from_config
 from hub.trust_config import lockfile_path, pinning_for
@@ -58,8 +60,13 @@ def resolve_config(path: str | None) -> tuple[HubConfig, str]:
 
 
 def startup_bound_seconds(config: HubConfig) -> float:
-    """How long every server's first start attempt can take at most, in seconds."""
-    return max((s.startup_timeout_seconds + s.timeout_seconds for s in config.servers.values()), default=0.0) + 5.0
+    """How long every server's first start attempt can take at most, in seconds: the longest
+    attempt (start-up timeout plus the listing's timeout), once per round of stdio servers the
+    start slots (`max_concurrent_starts`) let through, plus 5 s."""
+    attempts = [s.startup_timeout_seconds + s.timeout_seconds for s in config.servers.values()]
+    stdio = sum(1 for sid, s in config.servers.items() for _, m in s.members(sid) if m.command is not None)
+    slots = config.max_concurrent_starts or default_max_concurrent_starts()
+    return max(attempts, default=0.0) * max(1, math.ceil(stdio / slots)) + 5.0
 
 
 class Hub:
@@ -152,7 +159,9 @@ class Hub:
         leave the catalog at once and are drained and stopped; unchanged ones are untouched.
         Settings that cannot change live are kept and listed in `restart_required`. Clients get
         `list_changed` through the catalog. An unchanged server left `failed` by its crash-loop
-        cap is restarted. Reloads run one at a time.
+        cap or because it could not be launched is restarted. List requests wait for added
+        servers' first start attempts (bounded by their `startup_timeout_seconds`). Reloads
+        run one at a time.
 
         :raises RuntimeError: the hub is not running.
         """
@@ -195,8 +204,8 @@ class Hub:
                 await self.catalog.refresh()
             for server_id in plan.unchanged:
                 for member in self.fleet.members(server_id):
-                    if member.crash_looped:  # `failed` by the crash-loop cap: a reload gives it a new start
-                        logger.info("reload: restarting %s, failed after a crash loop", member.server_id)
+                    if member.awaiting_restart:  # crash loop or cannot launch: a reload gives it a new start
+                        logger.info("reload: restarting %s, failed and waiting for a restart", member.server_id)
                         member.restart()
             self.metrics.reloaded(report.status)
             return report
@@ -226,12 +235,13 @@ class Hub:
                 )
             await self.fleet.stop(connection)
 
-        async def start_members(server_id: str) -> dict[str, ServerConnection]:
-            """A new connection per member (the server itself, or each replica), started at once."""
+        async def start_members(server_id: str, *, gate: bool = False) -> dict[str, ServerConnection]:
+            """A new connection per member (the server itself, or each replica), started at once;
+            with `gate`, list requests wait for it until it is switched in (an added server)."""
             started: dict[str, ServerConnection] = {}
 
             async def start_one(member_id: str, member: ServerConfig) -> None:
-                started[member_id] = await self.fleet.start(member_id, member)
+                started[member_id] = await self.fleet.start(member_id, member, gate=gate)
 
             async with anyio.create_task_group() as tg:
                 for member_id, member in new.servers[server_id].members(server_id):
@@ -258,7 +268,7 @@ class Hub:
 
         async def add(server_id: str) -> None:
             await self.endpoint.add_server_face(server_id)
-            await switch_and_retire(server_id, await start_members(server_id))
+            await switch_and_retire(server_id, await start_members(server_id, gate=True))
 
         async def replace(server_id: str) -> None:
             started = await start_members(server_id)

@@ -273,9 +273,8 @@ def serve(
     async def serve_stdio() -> None:
         async with hub.running(), anyio.create_task_group() as tg:
             tg.start_soon(reload_on_sighup)
-            # A stdio host lists tools right after initialize and may ignore list_changed, so
-            # answer only once every server has had its first start attempt.
-            await hub.fleet.wait_first_attempts(startup_bound_seconds(hub_config))
+            # A stdio host lists tools right after initialize and may ignore list_changed: its
+            # lists wait for every server's first start attempt (hub.startup), not its initialize.
             await hub.endpoint.serve_stdio()
             tg.cancel_scope.cancel()
 
@@ -332,13 +331,18 @@ def check(
                     markup=False,
                 )
             return
-        hub = Hub(hub_config, pins_read_only=True)
+        # Each server is reported as its first attempt left it (a server that failed it, with its
+        # stderr), not as its restarts have left it by the time the slowest one is up.
+        first: dict[str, dict[str, Any]] = {}
+
+        async def record(status: ServerStatus) -> None:
+            first[status.server_id] = status.as_json()
+
+        hub = Hub(hub_config, on_server_started=record, pins_read_only=True)
         async with hub.running():
-            longest = max(
-                (s.startup_timeout_seconds + s.timeout_seconds for s in hub_config.servers.values()), default=0.0
-            )
-            await hub.fleet.wait_first_attempts(longest + 5.0)
-            statuses = [c.status().as_json() for c in hub.fleet.connections.values()]
+            with anyio.move_on_after(startup_bound_seconds(hub_config)):
+                await hub.fleet.startup.wait_settled()
+            statuses = [first.get(sid) or c.status().as_json() for sid, c in hub.fleet.connections.items()]
             routes = hub.endpoint.routes_json()
         failed = [s for s in statuses if s["state"] not in ("ready", "degraded", "disabled")]
         if json_output:

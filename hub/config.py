@@ -803,6 +803,13 @@ class HubConfig(_Model, HubTrustSettings):
     """How long a modern-era client has to answer an `InputRequiredResult` the hub made for a
     handshake-era server's mid-call request (sampling, elicitation, roots) before the suspended
     server-side call is cancelled and its `requestState` handle expires. Default: 60."""
+
+    max_concurrent_starts: int | None = Field(default=None, ge=1, le=1024)
+    """How many stdio servers may be starting at once (process start through the MCP
+    handshake); the others wait for a slot, and a server's `startup_timeout_seconds` counts from
+    when it gets one. Remote servers are not limited. Default: four times the CPUs the hub may
+    run on."""
+
     drain_timeout_seconds: float = Field(default=DEFAULT_DRAIN_TIMEOUT_SECONDS, ge=0, le=3600)
     """On reload, how long a removed or replaced server's in-flight requests may take to finish
     before its connection is stopped anyway (the Envoy drain model). Default: 60."""

@@ -587,6 +587,7 @@ def _principal(ctx: ServerRequestContext[Any]) -> Principal:
 
 
 _ItemT = TypeVar("_ItemT", types.Tool, types.Prompt, types.Resource, types.ResourceTemplate)
+_Owner = tuple[str, str] | None
 
 
 def _uri_of(item: types.Resource | types.ResourceTemplate | types.Tool | types.Prompt) -> str:
@@ -639,7 +640,6 @@ def build_mcp_server(
     """
 
     federation: Federation | None = services.fleet.federation if services is not None else None
-    scope = services.scope if services is not None else None
 
     def advertised() -> dict[str, Any] | None:
         """List results' `_meta`: this hub's federation advertisement (hub.federation)."""
@@ -656,6 +656,36 @@ def build_mcp_server(
             ),
             registry.standing,
         )
+    # The one server this face fronts (None: the whole fleet): what its lists wait for.
+    scope = services.scope if services is not None else None
+
+    async def started() -> None:
+        """Lists wait until every server of the face has had its first start attempt (each
+        bounded by its `startup_timeout_seconds`): clients cache the first list they get."""
+        await router.wait_started(scope)
+
+    async def settled(ctx: ServerRequestContext[Any], name: str, resolve: Callable[[str], _Owner]) -> _Owner:
+        """`resolve(name)`; when it finds nothing while a server is starting, wait for the
+        first start attempts of the face, then for the server whose prefix `name` carries if
+        it is restarting (only when the caller may use that name), and resolve again."""
+        owner = resolve(name)
+        if owner is not None:
+            return owner
+        if router.starting(scope):
+            await router.wait_started(scope)
+            owner = resolve(name)
+        claimed = face.claimed_by(name) if owner is None else None
+        if claimed is not None and may_wait_for(ctx, claimed, name) and await router.wait_serving(claimed):
+            owner = resolve(name)
+        return owner
+
+    def may_wait_for(ctx: ServerRequestContext[Any], server_id: str, name: str) -> bool:
+        """Whether waiting for `server_id` on a name it does not list (yet) discloses nothing:
+        no policy restricts the caller, or the policy lets it use `name` on the aggregated face."""
+        principal = _principal(ctx)
+        if not access.restricts(principal):
+            return True
+        return isinstance(face, AggregateFace) and access.visible(principal, (server_id, name))
 
     def visible(ctx: ServerRequestContext[Any], kind: Kind, items: Sequence[_ItemT]) -> list[_ItemT]:
         principal = _principal(ctx)
@@ -730,10 +760,11 @@ def build_mcp_server(
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
+        await started()
         return types.ListToolsResult(tools=visible(ctx, "tools", face.tools()), _meta=advertised())
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
-        owner = face.resolve_tool(params.name)
+        owner = await settled(ctx, params.name, face.resolve_tool)
         allowed, disclose = admitted(ctx, "tools", params.name)
         if owner is None or not allowed:
             raise await _not_found(face, router, "tool", params.name, visible_names(ctx, "tools"), disclose=disclose)
@@ -757,11 +788,13 @@ def build_mcp_server(
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
+        await started()
         return types.ListResourcesResult(resources=visible(ctx, "resources", face.resources()), _meta=advertised())
 
     async def list_resource_templates(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
+        await started()
         return types.ListResourceTemplatesResult(
             resource_templates=visible(ctx, "resource_templates", face.resource_templates()), _meta=advertised()
         )
@@ -786,10 +819,11 @@ def build_mcp_server(
     async def list_prompts(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
+        await started()
         return types.ListPromptsResult(prompts=visible(ctx, "prompts", face.prompts()), _meta=advertised())
 
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> Any:
-        owner = face.resolve_prompt(params.name)
+        owner = await settled(ctx, params.name, face.resolve_prompt)
         allowed, disclose = admitted(ctx, "prompts", params.name)
         if owner is None or not allowed:
             raise await _not_found(
@@ -808,7 +842,7 @@ def build_mcp_server(
         owner: tuple[str, str] | None
         original_ref: types.PromptReference | types.ResourceTemplateReference
         if isinstance(ref, types.PromptReference):
-            owner = face.resolve_prompt(ref.name)
+            owner = await settled(ctx, ref.name, face.resolve_prompt)
             allowed, disclose = admitted(ctx, "prompts", ref.name)
             if owner is None or not allowed:
                 raise await _not_found(

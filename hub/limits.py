@@ -10,7 +10,9 @@ import contextlib
 import enum
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Final
 
 import anyio
 
@@ -34,6 +36,9 @@ class ServerRejected(ServerUnavailable):
 
 # ---------------------------------------------------------------- circuit breaker
 
+_LOST_GENERATIONS_KEPT: Final = 16
+"""Lost connection generations a breaker remembers (a late failure of one of them is not counted again)."""
+
 
 class BreakerState(enum.StrEnum):
     CLOSED = "closed"
@@ -47,7 +52,12 @@ class CircuitBreaker:
     `allow()` before each request; `record_success()` when the server answered (any answer,
     including a JSON-RPC error other than -32603 and an `isError` result); `record_failure()`
     on a timeout, a broken connection or -32603; `release()` when an admitted request was not
-    delivered after all (no verdict).
+    delivered after all (no verdict); `reset()` when the server connection was re-established
+    (a fresh process or session that completed its handshake starts with a closed circuit).
+
+    A lost connection fails every request in flight on it at once: those failures share the
+    connection's generation (`record_failure(lost_generation=...)`) and count as one, so a
+    single crash with many concurrent calls does not open the circuit.
 
     :param on_change: called with the new state on every transition.
     :param clock: seconds, monotonic. Default: `time.monotonic`.
@@ -69,6 +79,7 @@ class CircuitBreaker:
         self.cooldown_seconds = config.cooldown_seconds
         self._open_until = 0.0
         self._probe_in_flight = False
+        self._lost: deque[int] = deque(maxlen=_LOST_GENERATIONS_KEPT)
 
     def _set(self, state: BreakerState) -> None:
         if state is not self.state:
@@ -108,7 +119,14 @@ class CircuitBreaker:
             self.cooldown_seconds = self._config.cooldown_seconds
             self._set(BreakerState.CLOSED)
 
-    def record_failure(self) -> None:
+    def record_failure(self, lost_generation: int | None = None) -> None:
+        """Count one failure. `lost_generation`: the failure is the loss of that generation of
+        the server connection (`ServerConnection.generation`); it counts only the first time."""
+        if lost_generation is not None:
+            if lost_generation in self._lost:
+                self._probe_in_flight = False
+                return
+            self._lost.append(lost_generation)
         self.consecutive_failures += 1
         if self.state is BreakerState.HALF_OPEN:
             self._probe_in_flight = False
@@ -120,6 +138,13 @@ class CircuitBreaker:
     def release(self) -> None:
         """An admitted request was never delivered: no verdict (a half-open probe slot frees)."""
         self._probe_in_flight = False
+
+    def reset(self) -> None:
+        """Close the circuit and forget the failures (the connection was re-established)."""
+        self.consecutive_failures = 0
+        self._probe_in_flight = False
+        self.cooldown_seconds = self._config.cooldown_seconds
+        self._set(BreakerState.CLOSED)
 
     def _open(self) -> None:
         self.opens += 1

@@ -8,9 +8,13 @@ isError). One request goes like this:
 1. Candidates, in order: the route's server (its replica members round-robin, starting one
    further each request), then each `fallback:` server (its members likewise) that offers the
    same original tool, resource or prompt right now.
-2. A *round* walks the candidates: a member that is not connected, whose circuit is open or whose
-   queue is full is skipped (the request never left the hub: failover, free); the first member
-   that takes the request answers it. If the request failed after it may have reached the
+2. A *round* walks the candidates. When none of them is connected but one is on its way
+   (starting, restarting, or just lost and about to restart), the round first waits for it,
+   bounded by the server's `startup_timeout_seconds` and the request's own timeout, both counted
+   from when the request arrived (a `failed`, disabled or stopped server is not waited for).
+   Then a member that is not connected, whose circuit is open or whose queue is full is
+   skipped (the request never left the hub: failover, free); the first member that takes the
+   request answers it. If the request failed after it may have reached the
    server (timeout, broken connection, -32603), the round moves on only for a tool the operator
    listed under `idempotent:` (and for reads: `resources/read`, `prompts/get`,
    `completion/complete` ask for data and change nothing); otherwise the failure is the answer.
@@ -48,7 +52,7 @@ from hub.config import ServerConfig
 from hub.errors import ServerError, ServerTimeout, ServerUnavailable
 from hub.limits import BreakerState, RetryBudget, ServerRejected
 from hub.resilience import EventSink, Failure, ResultTooLarge, classify_failure, oversized
-from hub.servers import Fleet, ServerConnection
+from hub.servers import ConnectionLost, Fleet, ServerConnection
 from hub.task_wire import CreatedTask, LegacyCreatedTask
 
 __all__ = ["ProgressFn", "Router"]
@@ -72,6 +76,8 @@ class _Call:
     config: ServerConfig
     repeatable: bool
     """May be sent again after it may have reached a server (idempotent tool, or a read)."""
+    wait_deadline: float = 0.0
+    """`anyio.current_time()` until which the request may wait for a starting server."""
     token: bool = False
     """Holds a retry-budget token (from a granted retry until the end of its round)."""
     answered_by: str | None = None
@@ -94,6 +100,27 @@ class Router:
         return self._fleet.events
 
     # ---- public API (original names) ----
+
+    async def wait_started(self, server_id: str | None = None) -> None:
+        """Wait until every server (or logical `server_id`'s members) has had its first start
+        attempt, each bounded by its `startup_timeout_seconds` from now (`hub.startup`): a list
+        request answered sooner would show clients a catalog without them."""
+        await self._fleet.startup.wait(server_id)
+
+    def starting(self, server_id: str | None = None) -> bool:
+        """Whether a first start attempt (of any server, or of `server_id`) is still to come."""
+        return bool(self._fleet.startup.pending(server_id))
+
+    async def wait_serving(self, server_id: str) -> bool:
+        """Wait while `server_id` is not connected but on its way (starting, restarting),
+        bounded by its `startup_timeout_seconds` and `timeout_seconds`; True once a member is
+        connected, False when none is or will be (failed, disabled, stopped, not configured)."""
+        members = self._fleet.members(server_id)
+        if not members:
+            return False
+        config = members[0].config
+        await _wait_serving(members, min(config.startup_timeout_seconds, config.timeout_seconds))
+        return any(m.connected for m in self._fleet.members(server_id))
 
     def require_ready(self, server_id: str) -> None:
         """:raises ServerUnavailable: `server_id` is not configured, or none of its members is connected."""
@@ -207,6 +234,7 @@ class Router:
             original,
             config,
             repeatable=kind != "tools" or config.is_idempotent(original),
+            wait_deadline=anyio.current_time() + min(config.startup_timeout_seconds, config.timeout_for(original)),
         )
         budget = self._budgets.get(server_id)
         if budget is None or (budget.ratio, budget.minimum) != (config.retry.budget_ratio, config.retry.budget_min):
@@ -272,8 +300,29 @@ class Router:
         return True
 
     async def _round(self, call: _Call, send: _Send[_T]) -> _T:
-        """One walk over the candidates (module docstring, step 2)."""
-        candidates = self._candidates(call.server_id, call.kind, call.original, call.config, advance=True)
+        """One round (module docstring, step 2): wait while no candidate is connected but one
+        is coming up, then walk them. A walk that reached no server because the connection it
+        found had just been lost (the supervisor had not noticed yet) waits and walks again,
+        within the same wait deadline."""
+        while True:
+            candidates = self._candidates(call.server_id, call.kind, call.original, call.config, advance=False)
+            if await _wait_serving(candidates, call.wait_deadline - anyio.current_time()):
+                logger.debug("server %s: waited for it to start", call.server_id)
+            candidates = self._candidates(call.server_id, call.kind, call.original, call.config, advance=True)
+            try:
+                return await self._walk(call, send, candidates)
+            except ServerUnavailable as exc:
+                if (
+                    exc.delivered
+                    or isinstance(exc, ServerRejected)
+                    or anyio.current_time() >= call.wait_deadline
+                    or any(c.connected for c in candidates)
+                    or not any(c.coming_up for c in candidates)
+                ):
+                    raise
+
+    async def _walk(self, call: _Call, send: _Send[_T], candidates: list[ServerConnection]) -> _T:
+        """One walk over `candidates`: the first that takes the request answers it."""
         first: ServerError | MCPError | None = None
         skipped: list[str] = []
         rejected_everywhere = True
@@ -331,7 +380,8 @@ class Router:
                 result = await send(connection)
         except ServerUnavailable as exc:
             if exc.delivered:
-                breaker.record_failure()
+                # Every request in flight on a lost connection fails at once: one failure.
+                breaker.record_failure(exc.generation if isinstance(exc, ConnectionLost) else None)
             else:
                 breaker.release()
             raise
@@ -356,6 +406,30 @@ class Router:
         if oversized(result, connection.config.max_result_bytes):
             raise ResultTooLarge(connection.server_id, connection.config.max_result_bytes)
         return result
+
+
+async def _wait_serving(connections: list[ServerConnection], timeout_seconds: float) -> bool:
+    """Wait at most `timeout_seconds` while none of `connections` is connected and one of them
+    is coming up; True when it waited (whatever the outcome), False when there was nothing to
+    wait for."""
+    if timeout_seconds <= 0 or any(c.connected for c in connections):
+        return False
+    if not any(c.coming_up for c in connections):
+        return False
+    with anyio.move_on_after(timeout_seconds):
+        while not any(c.connected for c in connections) and any(c.coming_up for c in connections):
+            if len(connections) == 1:
+                await connections[0].wait_state_change()
+            else:
+                async with anyio.create_task_group() as tg:
+
+                    async def changed(connection: ServerConnection) -> None:
+                        await connection.wait_state_change()
+                        tg.cancel_scope.cancel()
+
+                    for connection in connections:
+                        tg.start_soon(changed, connection)
+    return True
 
 
 def _available(connection: ServerConnection) -> bool:

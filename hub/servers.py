@@ -24,13 +24,12 @@ closed, `degraded` after recent failed requests or health checks, else `ready`. 
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import itertools
 import logging
 import math
-import os
 import random
-import shutil
-import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -70,11 +69,13 @@ from adapters.oversize import answer_too_large_limit
 from hub.config import HubConfig, ServerConfig
 from hub.errors import ServerProtocolError, ServerTimeout, ServerUnavailable, describe_failure
 from hub.federation import Advertisement, Federation, inbound_chain, looping_server
+from hub.launch import CannotLaunch, StderrTail, resolve_command
 from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter
 from hub.logs import counted, server_id_var
 from hub.redaction import SECRETS, mask_log_params, mask_model, secret_words
 from hub.relay import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
 from hub.resilience import EventSink, ResultTooLarge, delivery_mark, is_transport_size_abort, track_delivery
+from hub.startup import StartSlots, StartupGate
 from hub.state import new_hub_id
 from hub.task_wire import (
     CreatedTask,
@@ -85,7 +86,7 @@ from hub.task_wire import (
     task_request,
 )
 
-__all__ = ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"]
+__all__ = ["ConnectionLost", "Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"]
 
 logger = logging.getLogger(__name__)
 _stderr_logger = logging.getLogger("hub.server_stderr")
@@ -130,13 +131,18 @@ class ServerSnapshot:
     prompts: tuple[types.Prompt, ...] = ()
 
 
-def _resolve_command(command: str) -> str:
-    """Find a bare command on PATH, then beside the hub's own interpreter (its virtual
-    environment's bin/, where servers installed with the hub live even when it is not activated)."""
-    if os.sep in command:
-        return command
-    search = os.pathsep.join(p for p in (os.environ.get("PATH", ""), os.path.dirname(sys.executable)) if p)
-    return shutil.which(command, path=search) or command
+class ConnectionLost(ServerUnavailable):
+    """The server connection closed or broke while a request was on it. `generation` names the
+    connection that was lost (`ServerConnection.generation`): every request in flight on it
+    fails with the same one, and the circuit breaker counts them as one failure."""
+
+    def __init__(self, server_id: str, message: str, *, delivered: bool, generation: int) -> None:
+        super().__init__(server_id, message, delivered=delivered)
+        self.generation = generation
+
+
+_GENERATIONS: Final = itertools.count(1)
+"""Connection generations, unique across every server connection of the process."""
 
 
 @dataclass
@@ -222,12 +228,18 @@ class ServerConnection:
     """Where breaker, queue and health events go (`Fleet.events`, wired to metrics)."""
     health_failures: int = 0
     """Consecutive failed health checks (state `degraded` while > 0)."""
+    start_slots: StartSlots | None = None
+    """Bounds how many stdio servers start at once (the fleet's); None: not bounded."""
+    generation: int = 0
+    """The current connection to the server: a number unique in the process, new each time it
+    connects (0: never connected). Requests that fail because it was lost name it
+    (`ConnectionLost`), so the breaker counts one loss once."""
     breaker: CircuitBreaker = field(init=False)
     limiter: ConcurrencyLimiter = field(init=False)
     _last_answer: float = field(default_factory=time.monotonic)
     """`time.monotonic()` of the last answer (or connect): health checks run when idle."""
     _client: Client | None = None
-    _stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=3))
+    _stderr_tail: StderrTail = field(default_factory=StderrTail)
     _inflight: list[ClientChannel] = field(default_factory=list)
     _subscriptions: set[str] = field(default_factory=set)
     _subscriptions_changed: anyio.Event = field(default_factory=anyio.Event)
@@ -284,10 +296,19 @@ class ServerConnection:
     _state_changed: anyio.Event = field(default_factory=anyio.Event)
     _restart_requested: anyio.Event = field(default_factory=anyio.Event)
     _close_reason: str | None = None
-    crash_looped: bool = False
-    """True while the server is held `failed` (by the crash-loop cap, or as a federation loop)
-    until `restart()` (a reload or `mcphub restart` calls it)."""
     """Why the current stdio child ended its connection (exit code, overlong line), if it did."""
+    crash_looped: bool = False
+    """True while the server is held `failed` by the crash-loop cap (waiting for `restart()`)."""
+    awaiting_restart: bool = False
+    """True while the server is `failed` and not retried until `restart()` (or a reload): after
+    a crash loop, as a federation loop, or when it cannot be launched as configured
+    (`CannotLaunch`)."""
+    _starting_for: list[ClientChannel] = field(default_factory=list)
+    """Channels of the client requests waiting for this `isolation: per_client` connection to start."""
+    _client_roots: types.ListRootsResult | None = None
+    """The roots the owning client last answered (`isolation: per_client` connections)."""
+    _lost_generation: int = 0
+    """The last generation a request found closed."""
     _no_calls: anyio.Event = field(default_factory=anyio.Event)
 
     @property
@@ -342,6 +363,23 @@ class ServerConnection:
             await self._state_changed.wait()
         return self.state
 
+    @property
+    def connected(self) -> bool:
+        """Whether requests can be sent now: connected and listed, and no request has found the
+        connection closed (the supervisor may not have noticed yet)."""
+        return self._client is not None and self._lost_generation != self.generation
+
+    @property
+    def coming_up(self) -> bool:
+        """Whether the server is not connected but on its way: starting, restarting, or just
+        lost and about to restart. A `failed` (backing off, crash-looped, cannot launch),
+        disabled or stopped server is not."""
+        return not self.connected and self.state in (ServerState.STARTING, ServerState.RESTARTING, ServerState.READY)
+
+    async def wait_state_change(self) -> None:
+        """Return at the next change of `state` (bound it with a timeout)."""
+        await self._state_changed.wait()
+
     def _set_state(self, state: ServerState) -> None:
         if state is not self.state:
             self.state = state
@@ -354,7 +392,7 @@ class ServerConnection:
         if config.command is not None:
             return stdio_transport(
                 self.server_id,
-                _resolve_command(config.command),
+                resolve_command(self.server_id, config.command, config.cwd),
                 config.args,
                 env=config.env,
                 cwd=config.cwd,
@@ -465,6 +503,9 @@ class ServerConnection:
 
     def _uncorrelated(self, what: str) -> types.ErrorData:
         count = len(self._inflight)
+        if not count:
+            logger.info("server %s sent %s with no call in flight: no client to ask", self.server_id, what)
+            return refusal(f"the hub has no client request in flight to relay this {what} to")
         logger.warning("server %s sent %s with %d calls in flight: cannot tell whose", self.server_id, what, count)
         return refusal(
             f"the hub cannot tell which of its {count} in-flight calls this {what} belongs to; "
@@ -488,8 +529,24 @@ class ServerConnection:
         return await channel.elicit(mask_model(expose_related_task(params, self.server_id)))
 
     async def _on_list_roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
+        """`roots/list` from the server: relayed to the client whose call is in flight. With no
+        call in flight (a server asks at start-up), an `isolation: per_client` connection
+        answers with its own client's roots (asked while that client's first call waits for
+        the connection to start, else the last ones it answered), any other an empty list."""
         channel = self._channel()
-        return self._uncorrelated("roots/list") if channel is None else await channel.list_roots()
+        if channel is None and self._inflight:
+            return self._uncorrelated("roots/list")
+        known = self._client_roots or types.ListRootsResult(roots=[])
+        if channel is None and not self._starting_for:
+            return known
+        result = await (channel or self._starting_for[0]).list_roots()
+        if isinstance(result, types.ListRootsResult):
+            if self.client_key is not None:
+                self._client_roots = result
+        elif channel is None:  # the owner cannot be asked (no roots capability, modern era)
+            logger.debug("server %s: roots/list at start-up not relayed: %s", self.server_id, result.message)
+            return known
+        return result
 
     async def run(self) -> None:
         """Supervise the connection until cancelled: connect, list, serve, and reconnect with
@@ -499,7 +556,9 @@ class ServerConnection:
         A stdio server that exits more than `max_restarts` times within `restart_window_seconds`
         is in a crash loop: it stays `failed` (no more restarts) until `restart()` is called
         (`mcphub restart <server_id>`, POST /admin/servers/<server_id>/restart, or a reload).
-        Remote servers are reconnected without a cap (the remote side may come back)."""
+        One that cannot be launched at all (`CannotLaunch`: command not found, not executable,
+        bad cwd) is a configuration problem: it is `failed` at once, without retries, until the
+        same. Remote servers are reconnected without a cap (the remote side may come back)."""
         if not self.config.enabled:
             self._set_state(ServerState.DISABLED)
             self._first_attempt_done.set()
@@ -509,7 +568,7 @@ class ServerConnection:
         inbound_chain.set(())  # a per-client connection is started from a client's request
         try:
             while True:
-                was_ready = requested = False
+                was_ready = requested = cannot_launch = False
                 loop = None
                 try:
                     await self._connect_and_serve()
@@ -518,17 +577,19 @@ class ServerConnection:
                     # A connection that had been ready starts the backoff afresh.
                     was_ready = self.state is ServerState.READY
                     failures = 1 if was_ready else failures + 1
+                    cannot_launch = isinstance(exc, CannotLaunch)
                     loop = looping_server(self.server_id, exc)
                     self.last_error = self._redact(loop.message) if loop else self._explain(exc)
-                    logger.warning("server %s: %s", self.server_id, self.last_error)
+                    if not cannot_launch:
+                        logger.warning("server %s: %s", self.server_id, self.last_error)
                     logger.debug("server %s failure detail", self.server_id, exc_info=exc)
                 finally:
                     self._client = None
                     if self.federation is not None:
                         self.federation.forget(self)
                     await self._publish(None)
-                self._first_attempt_done.set()
                 if requested or self._restart_requested.is_set():
+                    self._first_attempt_done.set()
                     logger.info("server %s: restart requested", self.server_id)
                     failures = 0
                     exits.clear()
@@ -541,21 +602,37 @@ class ServerConnection:
                     exits.append(now)
                 while exits and exits[0] < now - self.config.restart_window_seconds:
                     exits.popleft()
+                crash_loop = self.config.command is not None and len(exits) > self.config.max_restarts
                 # A federation loop is held like a crash loop: retrying would only loop again.
-                if loop is not None or (self.config.command is not None and len(exits) > self.config.max_restarts):
-                    if loop is None:
+                if cannot_launch or loop is not None or crash_loop:
+                    if crash_loop and not cannot_launch and loop is None:
                         self.last_error = (
                             f"crash loop: exited {len(exits)} times within {self.config.restart_window_seconds:g} s"
                             f" (max_restarts {self.config.max_restarts}); not restarting until a reload or"
                             f" `mcphub restart {self.server_id}`; last failure: {self.last_error}"
                         )
-                    logger.error("server %s: %s", self.server_id, self.last_error)
-                    self.crash_looped = True
+                    elif cannot_launch:
+                        self.last_error = (
+                            f"{self.last_error}; not retrying: fix the config, then reload or"
+                            f" `mcphub restart {self.server_id}`"
+                        )
+                    # A crash loop or a federation loop is news; a command that cannot launch is a
+                    # config to fix (a warning).
+                    logger.log(
+                        logging.WARNING if cannot_launch else logging.ERROR,
+                        "server %s: %s",
+                        self.server_id,
+                        self.last_error,
+                    )
+                    self.crash_looped = not cannot_launch
+                    self.awaiting_restart = True
                     self._set_state(ServerState.FAILED)
+                    self._first_attempt_done.set()
                     await self._restart_requested.wait()
-                    self.crash_looped = False
+                    self.crash_looped = self.awaiting_restart = False
                 else:
                     self._set_state(ServerState.RESTARTING if was_ready else ServerState.FAILED)
+                    self._first_attempt_done.set()
                     delay = min(BACKOFF_MAX_SECONDS, BACKOFF_INITIAL_SECONDS * 2 ** max(0, failures - 1))
                     with anyio.move_on_after(delay * random.uniform(0.5, 1.0)):
                         await self._restart_requested.wait()
@@ -579,18 +656,29 @@ class ServerConnection:
         self._restart_requested.set()
 
     def _explain(self, exc: BaseException) -> str:
-        """`describe_failure(exc)`, plus the child's last stderr line when a stdio server went away."""
+        """`describe_failure(exc)`; when a stdio child went away, why (its exit code) and the
+        meaningful lines of what it last wrote to stderr (`hub.launch.StderrTail`)."""
         text = describe_failure(exc)
         while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
         lost = isinstance(exc, ServerUnavailable) or (isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED)
-        if self.config.command is not None and lost and (self._close_reason or self._stderr_tail):
-            text = self._close_reason or "the server exited"
-            if self._stderr_tail:
-                text += f"; its last stderr line: {self._stderr_tail[-1][:300]}"
+        if self.config.command is not None and lost and not isinstance(exc, CannotLaunch):
+            tail = self._stderr_tail.summary()
+            if self._close_reason:
+                text = self._close_reason
+            elif isinstance(exc, MCPError | ConnectionLost):  # closed before its exit status was read
+                text = "the server exited"
+            if tail:
+                text += f"; its stderr ended with: {tail}"
         return self._redact(text)
 
     async def _connect_and_serve(self) -> None:
+        """One connection attempt, then serving until the connection ends. A stdio server first
+        waits for a start slot (`start_slots`); `startup_timeout_seconds` counts from when it
+        has one, and the slot is given back once the handshake is done.
+
+        :raises CannotLaunch: a stdio command that cannot be started (before any slot is taken).
+        """
         self._stderr_tail.clear()
         self._close_reason = None
         closed = anyio.Event()
@@ -599,6 +687,10 @@ class ServerConnection:
         if config.protocol == "both":
             mode = "legacy" if self.client_key == _LEGACY_ERA_KEY else "auto"
         transport = watch_closed(self._transport(), closed)
+        slots = self.start_slots if config.command is not None else None
+        slot: contextlib.AbstractAsyncContextManager[Callable[[], None]] = (
+            slots.hold(self.server_id) if slots is not None else contextlib.nullcontext(_no_release)
+        )
         client = Client(
             track_delivery(self.federation.stamp(transport) if self.federation is not None else transport),
             mode=mode,
@@ -614,10 +706,12 @@ class ServerConnection:
         )
         # The transport's task group must be entered and left in this task, nested in order, so
         # the connect deadline is a scope around the whole session, lifted once connected.
-        with anyio.CancelScope(deadline=anyio.current_time() + config.startup_timeout_seconds) as connect_scope:
-            async with client:
-                connect_scope.deadline = math.inf
-                await self._serve(client, closed)
+        async with slot as release_slot:
+            with anyio.CancelScope(deadline=anyio.current_time() + config.startup_timeout_seconds) as connect_scope:
+                async with client:
+                    connect_scope.deadline = math.inf
+                    release_slot()
+                    await self._serve(client, closed)
         if connect_scope.cancelled_caught:
             raise ServerUnavailable(self.server_id, f"did not start within {config.startup_timeout_seconds:g} s")
 
@@ -629,6 +723,7 @@ class ServerConnection:
             if modern_required and client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
                 raise ServerProtocolError(self.server_id, f"speaks {client.protocol_version}, not {_MODERN}")
             self.protocol_version = client.protocol_version
+            self.generation = next(_GENERATIONS)
             if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
                 _forward_client_capabilities(client)
             if self.federation is not None:  # before the first listing: see hub.federation on the race
@@ -640,6 +735,10 @@ class ServerConnection:
             if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
                 await self._restore_session_state(client)
             self.last_error = None
+            # A fresh process or session that completed its handshake and listing serves at
+            # once: failures of the connection before it say nothing about this one.
+            self.breaker.reset()
+            self.health_failures = 0
             self._set_state(ServerState.READY)
             self._first_attempt_done.set()
             logger.info(
@@ -811,7 +910,8 @@ class ServerConnection:
         under `protocol: both`).
 
         :raises ServerUnavailable: not connected (`delivered=False`), or the connection closed
-            or broke (`delivered` tells whether the request had reached the transport).
+            or broke (`ConnectionLost`; `delivered` tells whether the request had reached the
+            transport).
         :raises ServerTimeout: no answer in time; the server was sent a cancellation.
         :raises ResultTooLarge: the transport refused an answer over its size cap while it streamed
             (Streamable HTTP SSE events and JSON bodies are capped at `max_result_bytes` plus an
@@ -831,6 +931,7 @@ class ServerConnection:
                     method, send, timeout_seconds=timeout_seconds, max_timeout_seconds=max_timeout_seconds, relay=relay
                 )
         client = self._require_client()
+        generation = self.generation
         timeout = timeout_seconds if timeout_seconds is not None else self.config.timeout_seconds
         hard = max_timeout_seconds if max_timeout_seconds is not None else 5 * timeout
         start = anyio.current_time()
@@ -870,12 +971,21 @@ class ServerConnection:
                         self._last_answer = time.monotonic()
                         raise
                     reason = f": {self._close_reason}" if self._close_reason else ""
-                    raise ServerUnavailable(
-                        self.server_id, f"the connection closed during {method}{reason}", delivered=mark.sent
+                    self._lost_generation = generation
+                    raise ConnectionLost(
+                        self.server_id,
+                        f"the connection closed during {method}{reason}",
+                        delivered=mark.sent,
+                        generation=generation,
                     ) from exc
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, httpx2.TransportError) as exc:
-                    raise ServerUnavailable(
-                        self.server_id, f"the connection broke during {method}", delivered=mark.sent
+                    if not isinstance(exc, httpx2.TransportError):  # one HTTP request failing is not the end
+                        self._lost_generation = generation
+                    raise ConnectionLost(
+                        self.server_id,
+                        f"the connection broke during {method}",
+                        delivered=mark.sent,
+                        generation=generation,
                     ) from exc
             if anyio.current_time() >= hard_deadline:
                 message = f"no answer to {method} within its hard maximum of {hard:g} s (cancelled)"
@@ -911,6 +1021,7 @@ class ServerConnection:
                 client_key=client_key,
                 events=self.events,
                 federation=self.federation,
+                start_slots=self.start_slots,
             )
             scope = anyio.CancelScope()
             self._clones[client_key] = dedicated
@@ -930,7 +1041,14 @@ class ServerConnection:
 
             self.spawn(supervise, f"server {self.server_id} for {client_key}")
             logger.info("server %s: starting a dedicated connection for %s", self.server_id, client_key)
-        await dedicated.wait_first_attempt()
+        channel = CURRENT_CHANNEL.get()
+        if channel is not None:
+            dedicated._starting_for.append(channel)
+        try:
+            await dedicated.wait_first_attempt()
+        finally:
+            if channel is not None:
+                dedicated._starting_for.remove(channel)
         return dedicated
 
     def release_client(self, client_key: str) -> None:
@@ -1133,6 +1251,8 @@ class ServerConnection:
         if client is None:
             return False
         ok = True
+        lost: int | None = None  # the generation whose loss failed the check, if it was lost
+        generation = self.generation
         try:
             with anyio.fail_after(self.config.timeout_seconds):
                 if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
@@ -1146,7 +1266,10 @@ class ServerConnection:
                         await client.list_tools()
         except MCPError as exc:
             ok = exc.code not in (CONNECTION_CLOSED, REQUEST_TIMEOUT, INTERNAL_ERROR)
-        except (TimeoutError, anyio.BrokenResourceError, anyio.ClosedResourceError, httpx2.TransportError):
+            lost = generation if exc.code == CONNECTION_CLOSED else None
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, httpx2.TransportError):
+            ok, lost = False, generation
+        except TimeoutError:
             ok = False
         self._last_answer = time.monotonic()
         if ok:
@@ -1154,7 +1277,7 @@ class ServerConnection:
             self.breaker.record_success()
         else:
             self.health_failures += 1
-            self.breaker.record_failure()
+            self.breaker.record_failure(lost)
             logger.warning("server %s: health check failed (%d in a row)", self.server_id, self.health_failures)
         self.events.emit("on_health_check", self.server_id, ok)
         return ok
@@ -1208,6 +1331,10 @@ class _RawResult(types.Result):
     model_config = ConfigDict(extra="allow")
 
 
+def _no_release() -> None:
+    """The slot release of a start that holds no slot (remote servers)."""
+
+
 _LEGACY_ERA_KEY: Final = "era:handshake"
 """The dedicated connection of a `protocol: both` server that serves handshake-era clients."""
 
@@ -1259,6 +1386,10 @@ class Fleet:
     server gets a new connection that is started beside the old one, switched in once its first
     attempt is over, and the old one is drained (its in-flight requests finish) and then stopped,
     the Envoy drain model. Only the current connection of a server_id publishes to the catalog.
+
+    Start-up (`hub.startup`): `startup` is the gate list requests wait on (every server until
+    its first attempt is over, and each server a reload adds until it is switched in);
+    `start_slots` bounds how many stdio servers start at once (`max_concurrent_starts`).
     """
 
     def __init__(
@@ -1278,12 +1409,18 @@ class Fleet:
         """Given to every connection, including those a reload starts (`resources/updated` relay)."""
         self.on_task_status: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
         """Given to every connection likewise (task status notifications, `hub.tasks`)."""
+        self.startup = StartupGate()
+        """Servers whose first start attempt is still to come (list requests wait on it)."""
+        self.start_slots = StartSlots(config.max_concurrent_starts)
+        """How many stdio servers may be starting at once."""
         # A server with `replicas` runs one connection per member, keyed `<server_id>/<n>`.
         self.connections: dict[str, ServerConnection] = {
             member_id: self._new_connection(member_id, member)
             for server_id, server in config.servers.items()
             for member_id, member in server.members(server_id)
         }
+        for connection in self.connections.values():
+            self._gate(connection)
         self._runs: dict[ServerConnection, tuple[anyio.CancelScope, anyio.Event]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -1297,6 +1434,7 @@ class Fleet:
             on_resource_updated=self.on_resource_updated,
             federation=self.federation,
             on_task_status=self.on_task_status,
+            start_slots=self.start_slots,
         )
 
         async def publish(sid: str, snapshot: ServerSnapshot | None) -> None:
@@ -1306,13 +1444,25 @@ class Fleet:
         connection.on_snapshot = publish
         return connection
 
+    def _gate(self, connection: ServerConnection) -> None:
+        """Make list requests wait for `connection`'s first attempt (bounded by its start-up timeout)."""
+        if connection.config.enabled:
+            self.startup.open(connection, connection.server_id, connection.config.startup_timeout_seconds)
+
     async def __aenter__(self) -> Fleet:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
 
         for connection in self.connections.values():
             self._launch(connection)
+            self._tg.start_soon(self._ungate_after_first_attempt, connection)
         return self
+
+    async def _ungate_after_first_attempt(self, connection: ServerConnection) -> None:
+        try:
+            await connection.wait_first_attempt()
+        finally:
+            self.startup.close(connection)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -1342,12 +1492,15 @@ class Fleet:
                     await connection.run()
             finally:
                 self._runs.pop(connection, None)
+                self.startup.close(connection)
                 done.set()
 
         self._tg.start_soon(supervise, name=f"server {connection.server_id}")
 
     async def wait_first_attempts(self, timeout_seconds: float | None = None) -> None:
-        """Wait until every server has connected or failed once (bounded by `timeout_seconds`)."""
+        """Wait until every current server has connected or failed once (bounded by
+        `timeout_seconds`); see also `startup.wait_settled()`, which includes servers a reload
+        is adding."""
         with anyio.move_on_after(timeout_seconds):
             for connection in self.connections.values():
                 await connection.wait_first_attempt()
@@ -1370,19 +1523,28 @@ class Fleet:
         found = [(key, c) for key, c in self.connections.items() if key.startswith(prefix)]
         return [c for _, c in sorted(found, key=lambda item: int(item[0].rpartition("/")[2]))]
 
-    async def start(self, server_id: str, server: ServerConfig) -> ServerConnection:
+    async def start(self, server_id: str, server: ServerConfig, *, gate: bool = False) -> ServerConnection:
         """Start a connection for `server` beside the current one (if any), without routing to
         it, and return it once its first attempt has succeeded or failed (bounded by the
-        server's `startup_timeout_seconds` plus `timeout_seconds` for the listing).
+        server's `startup_timeout_seconds` plus `timeout_seconds` for the listing; a stdio
+        server still waiting for a start slot then is switched in while it starts).
 
+        :param gate: list requests wait for it until it is switched in (`switch`) or stopped
+            (a server a reload adds: clients must not list the catalog without it).
         :raises RuntimeError: the fleet is not running.
         """
         if self._tg is None:
             raise RuntimeError("the fleet is not running")
         connection = self._new_connection(server_id, server)
-        self._launch(connection)
-        with anyio.move_on_after(server.startup_timeout_seconds + server.timeout_seconds + 1.0):
-            await connection.wait_first_attempt()
+        if gate:
+            self._gate(connection)
+        try:
+            self._launch(connection)
+            with anyio.move_on_after(server.startup_timeout_seconds + server.timeout_seconds + 1.0):
+                await connection.wait_first_attempt()
+        except BaseException:
+            self.startup.close(connection)
+            raise
         return connection
 
     async def switch(self, server_id: str, connection: ServerConnection | None) -> ServerConnection | None:
@@ -1392,9 +1554,13 @@ class Fleet:
         previous = self.connections.pop(server_id, None)
         if connection is not None:
             self.connections[server_id] = connection
-        if self._on_snapshot is not None:
-            ready = connection is not None and connection.state is ServerState.READY
-            await self._on_snapshot(server_id, connection.snapshot if ready and connection else None)
+        try:
+            if self._on_snapshot is not None:
+                ready = connection is not None and connection.state is ServerState.READY
+                await self._on_snapshot(server_id, connection.snapshot if ready and connection else None)
+        finally:
+            if connection is not None:
+                self.startup.close(connection)
         return previous
 
     async def drain(self, connection: ServerConnection, timeout_seconds: float) -> bool:
@@ -1414,6 +1580,7 @@ class Fleet:
     async def stop(self, connection: ServerConnection, timeout_seconds: float = 10.0) -> None:
         """Cancel `connection`'s supervising task and wait (at most `timeout_seconds`) until it
         has shut down (a stdio child and its process group are gone)."""
+        self.startup.close(connection)
         run = self._runs.get(connection)
         if run is None:
             return

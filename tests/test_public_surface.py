@@ -74,7 +74,9 @@ EXPORTS = {
     "hub.cli_explain": ["print_explanation"],
     "hub.state": ["STATE_FILE_NAME", "StateFile", "default_state_path", "new_hub_id", "state_path"],
     "hub.catalog": ["Catalog", "ChangeListener", "Kind", "Route", "ServerView", "snapshot_offers"],
-    "hub.servers": ["Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"],
+    "hub.servers": ["ConnectionLost", "Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"],
+    "hub.startup": ["StartSlots", "StartupGate", "default_max_concurrent_starts"],
+    "hub.launch": ["STDERR_TAIL_LINES", "CannotLaunch", "StderrTail", "resolve_command"],
     "hub.router": ["ProgressFn", "Router"],
     "hub.limits": ["BreakerState", "CircuitBreaker", "ConcurrencyLimiter", "RetryBudget", "ServerRejected"],
     "hub.resilience": [

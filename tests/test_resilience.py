@@ -168,8 +168,9 @@ async def test_a_server_error_is_retried_only_for_an_idempotent_tool(tmp_path: P
     assert _counters(tmp_path / "idem.json") == {"fail:k": 3}
 
 
-async def test_a_request_that_never_reached_a_restarting_server_is_retried_until_it_is_back() -> None:
-    entry = fixture_entry("fx", retry={"attempts": 10, "backoff_initial_seconds": 1.0, "backoff_max_seconds": 3.0})
+async def test_a_request_to_a_restarting_server_waits_for_it_and_is_answered_once_it_is_back() -> None:
+    # No retry rounds: the request itself waits for the restart (issue 10, items 1 and 2).
+    entry = fixture_entry("fx", retry={"attempts": 1})
     recorder = Recorder()
     async with running_hub({"fx": entry}) as hub:
         hub.hub.fleet.events.target = recorder
@@ -181,7 +182,7 @@ async def test_a_request_that_never_reached_a_restarting_server_is_retried_until
                 read = await client.read_resource("fx+fixture://info")
     contents = read.contents[0]
     assert isinstance(contents, types.TextResourceContents) and contents.text == "fx"
-    assert recorder.named("on_retry")
+    assert not recorder.named("on_retry")
 
 
 async def test_retries_against_a_server_that_always_fails_stay_within_the_retry_budget(tmp_path: Path) -> None:
