@@ -661,7 +661,12 @@ def build_mcp_server(
 
     async def started() -> None:
         """Lists wait until every server of the face has had its first start attempt (each
-        bounded by its `startup_timeout_seconds`): clients cache the first list they get."""
+        bounded by its `startup_timeout_seconds`): clients cache the first list they get. A
+        list from another hub (a request with a hub chain) is answered at once: a hub re-lists
+        on `list_changed`, and two hubs that start side by side listing each other would
+        otherwise each wait for the other's first list."""
+        if inbound_chain.get():
+            return
         await router.wait_started(scope)
 
     async def settled(ctx: ServerRequestContext[Any], name: str, resolve: Callable[[str], _Owner]) -> _Owner:
