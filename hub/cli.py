@@ -33,6 +33,7 @@ from hub.app import Hub, resolve_config, startup_bound_seconds
 from hub.config import DEFAULT_PORT, ApiKeyConfig, HubConfig, load_config, require_auth_beyond_loopback
 from hub.endpoint import HttpServer, bind_socket, run_event_loop
 from hub.errors import ConfigError, HubError
+from hub.http_server import HttpLimits
 from hub.logs import LogFormat, setup_logging
 from hub.servers import ServerState, ServerStatus
 
@@ -250,7 +251,7 @@ def serve(
             _out.print(_client_snippet(url), markup=False)
         async with anyio.create_task_group() as tg:
             tg.start_soon(reload_on_sighup)
-            await HttpServer(hub.http_app(), sock, log_level="warning").serve()
+            await HttpServer(hub.http_app(), sock, limits=HttpLimits.from_config(hub_config)).serve()
             tg.cancel_scope.cancel()
 
     _run(serve_stdio if stdio else serve_http)
