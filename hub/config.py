@@ -798,8 +798,9 @@ class HubConfig(_Model):
     (64 KiB); a larger head gets HTTP 431 (RFC 6585) and is never read whole."""
 
     header_timeout_seconds: float = Field(default=DEFAULT_HEADER_TIMEOUT_SECONDS, gt=0, le=3600)
-    """Seconds a client has to send a whole request head, counted from its first byte (and a new
-    connection to start one). Default: 10; a slower client gets HTTP 408 and is disconnected."""
+    """Seconds a client has to send a whole request head (request line and headers), counted from
+    the connection's opening for its first request and from the head's first byte for later ones.
+    Default: 10; a slower client gets HTTP 408 and is disconnected (slowloris)."""
 
     body_timeout_seconds: float = Field(default=DEFAULT_BODY_TIMEOUT_SECONDS, gt=0, le=3600)
     """Seconds a client has to send a whole request body, counted from the end of its head.

@@ -89,7 +89,7 @@ class HostOriginGuard:
             return origin  # Origin may be absent (same-origin and non-browser requests); Host may not
         if value in good:
             return True
-        text = value.decode("latin-1")
+        text = value.decode("latin-1").strip(" \t")  # optional whitespace is not part of a value (RFC 9110 5.5)
         ok = self._allowed.allows_origin(text) if origin else self._allowed.allows_host(text)
         if ok and len(good) < _CACHE_MAX:
             good.add(value)

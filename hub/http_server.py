@@ -10,8 +10,9 @@ more CPU per request. `HubHttpProtocol` is a small subclass of the httptools pro
   64 KiB); past it the client gets 431 Request Header Fields Too Large (RFC 6585 section 5)
   and the rest is never parsed or held (at most the limit plus one socket read is ever buffered);
 - **a head deadline**: a request head must be complete `header_timeout_seconds` (default 10 s)
-  after its first byte, and a new connection must send one within that time; else 408 Request
-  Timeout (RFC 9110 section 15.5.9) and the connection is closed (slowloris);
+  after the connection opened (first request) or after its first byte (later ones); else 408
+  Request Timeout (RFC 9110 section 15.5.9), or a plain close when nothing was sent, and the
+  connection is closed (slowloris). Between requests uvicorn's keep-alive timeout (5 s) applies;
 - **a body deadline**: the body must be complete `body_timeout_seconds` (default 30 s) after the
   head; else 408 (when no response has started), the app sees `http.disconnect`, and the
   connection is closed;
@@ -63,8 +64,9 @@ class HttpLimits:
 
     :param max_header_bytes: request line plus header fields, in bytes (default 64 KiB); more
         gets 431.
-    :param header_timeout_seconds: seconds from a request's first byte (or the connection's
-        opening) to the end of its head (default 10); slower gets 408 and a close.
+    :param header_timeout_seconds: seconds from the connection's opening (first request) or a
+        head's first byte (later ones) to the end of the head (default 10); slower gets 408 and
+        a close.
     :param body_timeout_seconds: seconds from the end of a head to the end of its body
         (default 30); slower gets 408 (if no response started) and a close.
     """
@@ -119,6 +121,7 @@ class HubHttpProtocol(HttpToolsProtocol):
         "_body_timeout",
         "_body_timer",
         "_closer",
+        "_handed_over",
         "_head_bytes",
         "_head_timer",
         "_header_timeout",
@@ -153,6 +156,8 @@ class HubHttpProtocol(HttpToolsProtocol):
         self._linger_timer: asyncio.TimerHandle | None = None
         self._lingering: Literal["", "head", "body"] = ""
         self._linger_bytes = 0
+        self._handed_over = False
+        """True once a WebSocket upgrade gave the connection to uvicorn's WebSocket protocol."""
         self._closer: _Closer | None = None
 
     # ---- connection ----
@@ -163,11 +168,20 @@ class HubHttpProtocol(HttpToolsProtocol):
         self._head_timer = self.loop.call_later(self._header_timeout, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        # The connection now belongs to uvicorn's WebSocket protocol: none of our deadlines apply.
+        self._handed_over = True
+        self._cancel_timers()
+        super().handle_websocket_upgrade()
+
+    def _cancel_timers(self) -> None:
         for timer in (self._head_timer, self._body_timer, self._linger_timer):
             if timer is not None:
                 timer.cancel()
         self._head_timer = self._body_timer = self._linger_timer = None
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         # The common case (a whole small request in one read) costs two comparisons and no timer.
@@ -186,7 +200,7 @@ class HubHttpProtocol(HttpToolsProtocol):
         if self._reading_head:
             if self._head_bytes and self._head_timer is None and not self.transport.is_closing():
                 self._head_timer = self.loop.call_later(self._header_timeout, self._head_timed_out)
-        elif self._body_timer is None and not self.transport.is_closing():
+        elif self._body_timer is None and not self._handed_over and not self.transport.is_closing():
             # A body still to come: bound it in time, and if the response ends the connection
             # before the body is in, linger instead of resetting.
             self._body_timer = self.loop.call_later(self._body_timeout, self._body_timed_out)
