@@ -161,7 +161,11 @@ class RequestGate:
         if mcp and not _is_json(content_type):
             await _refuse_jsonrpc(send, 415, "Unsupported Media Type: Content-Type must be application/json")
             return
-        if content_length is not None and content_length.isdigit() and int(content_length) > self._max_body_bytes:
+        if (
+            content_length is not None
+            and content_length.isdigit()
+            and (len(content_length) > 18 or int(content_length) > self._max_body_bytes)
+        ):
             await self._too_large(send)
             return
         body = bytearray()
