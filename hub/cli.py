@@ -43,6 +43,7 @@ from hub.config import DEFAULT_PORT, ApiKeyConfig, HubConfig, load_config, requi
 from hub.endpoint import HttpServer, bind_socket, run_event_loop
 from hub.errors import ConfigError, HubError
 from hub.faces import RATE_LIMITED
+from hub.http_server import HttpLimits
 from hub.logs import LogFormat, counted, setup_logging
 from hub.servers import ServerState, ServerStatus
 from hub.trust_config import force_locked
@@ -296,7 +297,7 @@ def serve(
             _out.print(_client_snippet(url), markup=False)
         async with anyio.create_task_group() as tg:
             tg.start_soon(reload_on_sighup)
-            await HttpServer(hub.http_app(), sock, log_level="warning").serve()
+            await HttpServer(hub.http_app(), sock, limits=HttpLimits.from_config(hub_config)).serve()
             tg.cancel_scope.cancel()
 
     _run(serve_stdio if stdio else serve_http)

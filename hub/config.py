@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from hub.authority import parse_allowed_host, parse_authority
 from hub.config_loader import config_error, prepare_document, read_document, workspace_folder
 from hub.config_schema import REMOTE_ONLY_KEYS, REPLICA_MEMBER_KEYS, STDIO_ONLY_KEYS, complete_schema
 from hub.trust_config import HubTrustSettings, ServerTrustSettings
@@ -74,6 +75,9 @@ DEFAULT_PORT = 8765
 DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # bytes (4 MiB), the SDK's own default
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024  # bytes (64 KiB): request line + header fields
+DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
+DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_RESULT_BYTES = 1024 * 1024  # bytes (1 MiB), FastMCP's response limit (SECURITY.md figures)
 DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_MAX_QUEUE = 256
@@ -794,10 +798,26 @@ class HubConfig(_Model, HubTrustSettings):
 
     allowed_hosts: list[str] = Field(default_factory=list)
     """Extra Host header values to accept (`host` or `host:port`, `host:*` for any port); the
-    listen address and `public_url` are always allowed (DNS-rebinding protection)."""
+    listen address and `public_url` are always allowed (DNS-rebinding protection). Host and
+    Origin headers are parsed exactly and compared by host and port (`hub.authority`)."""
 
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
-    """Largest accepted request body, in bytes. Default: 4 MiB; larger bodies get HTTP 413."""
+    """Largest accepted request body, in bytes. Default: 4 MiB; larger bodies get HTTP 413
+    (decided from `Content-Length`, or as the body streams in, before it is held whole)."""
+
+    max_header_bytes: int = Field(default=DEFAULT_MAX_HEADER_BYTES, ge=1024, le=16 * 1024 * 1024)
+    """Largest accepted request head (request line and header fields), in bytes. Default: 65536
+    (64 KiB); a larger head gets HTTP 431 (RFC 6585) and is never read whole."""
+
+    header_timeout_seconds: float = Field(default=DEFAULT_HEADER_TIMEOUT_SECONDS, gt=0, le=3600)
+    """Seconds a client has to send a whole request head (request line and headers), counted from
+    the connection's opening for its first request and from the head's first byte for later ones.
+    Default: 10; a slower client gets HTTP 408 and is disconnected (slowloris)."""
+
+    body_timeout_seconds: float = Field(default=DEFAULT_BODY_TIMEOUT_SECONDS, gt=0, le=3600)
+    """Seconds a client has to send a whole request body, counted from the end of its head.
+    Default: 30; a slower client gets HTTP 408 and is disconnected. Raise it with
+    `max_body_bytes` for clients on slow links (30 s is 4 MiB at 140 KB/s)."""
 
     input_required_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
     """How long a modern-era client has to answer an `InputRequiredResult` the hub made for a
@@ -883,9 +903,20 @@ class HubConfig(_Model, HubTrustSettings):
     @field_validator("public_url")
     @classmethod
     def _check_public_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"https?://[^\s/]+/?", value):
+        if value is not None and (
+            not re.fullmatch(r"https?://[^\s/]+/?", value)
+            or parse_authority(value.split("://", 1)[1].rstrip("/")) is None
+        ):
             raise ValueError(f"public_url must be a base URL like https://hub.example.com, got {value!r}")
         return value.rstrip("/") if value else value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowed_hosts_parse(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if parse_allowed_host(entry) is None:
+                raise ValueError(f"{entry!r} is not a host, host:port or host:* value")
+        return value
 
     @model_validator(mode="after")
     def _check_auth(self) -> HubConfig:

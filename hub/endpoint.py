@@ -2,8 +2,11 @@
 `/servers/<server_id>/mcp`, health routes, the admin API, the caller's own view (`/me`,
 `/me/routes`), RFC 9728 protected resource metadata, and stdio serving.
 
-Every HTTP request passes, in order: the body cap (413), Host/Origin validation (421/403), and
-authentication with the path's scope (`hub.auth`: 401/403/429) before any MCP handling.
+Every HTTP request passes, in order: the HTTP server's limits (`hub.http_server`: 431 past
+`max_header_bytes`, 408 past `header_timeout_seconds`/`body_timeout_seconds`), Host/Origin
+validation (`hub.http_guards`: 421/403), authentication with the path's scope (`hub.auth`:
+401/403/429), and the request gate (`hub.http_guards`: 415 for a non-JSON POST to an MCP path,
+413 past `max_body_bytes`, -32600 for a JSON-RPC batch) before any MCP handling.
 
 Both protocol eras are served on every face (the SDK's `StreamableHTTPSessionManager` picks the
 era per request from `MCP-Protocol-Version`; stdio picks it from the client's first request).
@@ -17,13 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
-import uvicorn
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
@@ -33,11 +34,6 @@ from mcp.server.subscriptions import (
     ResourcesListChanged,
     ToolsListChanged,
 )
-from mcp.server.transport_security import (
-    RequestBodyLimitMiddleware,
-    TransportSecurityMiddleware,
-    TransportSecuritySettings,
-)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -45,12 +41,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.auth import PRM_PATH, Authenticator, AuthMiddleware, Principal, principal_of, protected_resource_metadata
+from hub.authority import parse_allowed_host
 from hub.bridge import Bridge
 from hub.catalog import Catalog, Kind
 from hub.catalog import Route as CatalogRoute
 from hub.config import HubConfig
 from hub.explain import explain, principal_for
 from hub.faces import HUB_NAME, AggregateFace, FaceServices, HubServer, ServerFace, SessionRegistry, build_mcp_server
+from hub.http_guards import HostOriginGuard, RequestGate
+from hub.http_server import HttpServer, bind_socket
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import HubMetrics
 from hub.policy import Access, Policy
@@ -93,30 +92,8 @@ def allowed_hosts(config: HubConfig) -> list[str]:
         if ":" not in netloc.rsplit("]", 1)[-1]:
             hosts.append(f"{netloc}:*")
     hosts += config.allowed_hosts
-    return list(dict.fromkeys(hosts))
-
-
-def _security_settings(config: HubConfig) -> TransportSecuritySettings:
-    hosts = allowed_hosts(config)
-    origins = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
-
-
-class _HostOriginGuard:
-    """Host/Origin validation for every path (421 on a bad Host, 403 on a bad Origin), so a
-    DNS-rebinding page cannot read /readyz or /admin either."""
-
-    def __init__(self, app: ASGIApp, settings: TransportSecuritySettings) -> None:
-        self._app = app
-        self._check = TransportSecurityMiddleware(settings)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            rejection = await self._check.validate_request(Request(scope), is_post=False)
-            if rejection is not None:
-                await rejection(scope, receive, send)
-                return
-        await self._app(scope, receive, send)
+    # A listen host that is no Host value (an IPv6 address with a zone id) is left out, not fatal.
+    return [host for host in dict.fromkeys(hosts) if parse_allowed_host(host) is not None]
 
 
 class _TrimHeaderWhitespace:
@@ -406,8 +383,9 @@ class Endpoint:
     def http_app(self, lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None) -> ASGIApp:
         """The Starlette app: `/mcp`, `/servers/<id>/mcp`, `/healthz`, `/readyz`, `/metrics`
         (Prometheus text), `/admin/*` (including `POST /admin/reload`), wrapped in Host/Origin
-        validation and the request body cap (413 past `max_body_bytes`, decided from
-        `Content-Length` or while streaming, before the body is buffered whole).
+        validation, authentication and the request gate (415 for a non-JSON POST to an MCP
+        path, 413 past `max_body_bytes` decided from `Content-Length` or while streaming,
+        before the body is buffered whole, -32600 for a JSON-RPC batch).
 
         :param lifespan: entered around serving (the composition root passes the fleet's).
         """
@@ -535,9 +513,9 @@ class Endpoint:
             ],
             lifespan=app_lifespan,
         )
-        authenticated = AuthMiddleware(_TrimHeaderWhitespace(app), self.config, self.authenticator, self.access.limiter)
-        guarded = _HostOriginGuard(authenticated, _security_settings(self.config))
-        return RequestBodyLimitMiddleware(guarded, self.config.max_body_bytes)
+        gated = RequestGate(_TrimHeaderWhitespace(app), self.config.max_body_bytes)
+        authenticated = AuthMiddleware(gated, self.config, self.authenticator, self.access.limiter)
+        return HostOriginGuard(authenticated, allowed_hosts(self.config))
 
     # ---- stdio ----
 
@@ -554,42 +532,3 @@ def run_event_loop(fn: Callable[[], Awaitable[T]]) -> T:
     except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
         return anyio.run(fn)
     return anyio.run(fn, backend_options={"use_uvloop": True})
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on `host:port` (port 0 picks a free one).
-
-    :raises OSError: the address is in use or cannot be bound.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only then, and
-    # without it every keep-alive response stalls ~40 ms (Nagle + delayed ACK).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-        sock.set_inheritable(True)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-class HttpServer:
-    """uvicorn serving `app` on an already-bound socket (so the port is known before it starts).
-
-    `await serve()` runs until `stop()` (graceful: in-flight requests get up to 5 s) or
-    SIGINT/SIGTERM.
-    """
-
-    def __init__(self, app: ASGIApp, sock: socket.socket, *, log_level: str = "warning") -> None:
-        config = uvicorn.Config(app, log_level=log_level, lifespan="on", access_log=False, timeout_graceful_shutdown=5)
-        self._server = uvicorn.Server(config)
-        self._sock = sock
-
-    async def serve(self) -> None:
-        await self._server.serve(sockets=[self._sock])
-
-    def stop(self) -> None:
-        self._server.should_exit = True

@@ -143,6 +143,23 @@ EXPORTS = {
         "retention_seconds",
     ],
     "hub.endpoint": ["Endpoint", "HttpServer", "allowed_hosts", "bind_socket", "run_event_loop"],
+    "hub.authority": [
+        "ANY_PORT",
+        "Authority",
+        "HostAllowList",
+        "parse_allowed_host",
+        "parse_authority",
+        "parse_origin",
+    ],
+    "hub.http_guards": ["HostOriginGuard", "RequestGate", "is_mcp_path"],
+    "hub.http_server": [
+        "LINGER_MAX_BYTES",
+        "LINGER_SECONDS",
+        "HttpLimits",
+        "HttpServer",
+        "HubHttpProtocol",
+        "bind_socket",
+    ],
     "hub.app": ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config", "startup_bound_seconds"],
     "hub.cli": ["app", "main"],
     "hub.auth": [

@@ -281,14 +281,20 @@ async def _serve_stdio(server: Server[Any], stdout: _StdoutWriter, ignore_eof: b
                 await read_writer.send(SessionMessage(message))
 
     async def stdout_writer() -> None:
+        broken = False
         async with write_reader:
             async for session_message in write_reader:
+                if broken:
+                    continue  # the client is gone (its end of stdout closed): drop what is left
                 message = session_message.message
                 data = message.model_dump_json(by_alias=True, exclude_unset=True)
                 if id_last and isinstance(message, types.JSONRPCResponse):
                     fields = json.loads(data)
                     data = json.dumps({"result": fields["result"], "jsonrpc": "2.0", "id": fields["id"]})
-                await stdout.write(data.encode() + b"\n")
+                try:
+                    await stdout.write(data.encode() + b"\n")
+                except OSError:
+                    broken = True
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(stdin_reader)
@@ -296,7 +302,9 @@ async def _serve_stdio(server: Server[Any], stdout: _StdoutWriter, ignore_eof: b
         await server.run(read_stream, write_stream, server.create_initialization_options())
         tg.cancel_scope.cancel()
     if ignore_eof:
-        print("faulty: stdin closed, ignoring EOF", file=sys.stderr, flush=True)
+        # stderr may be a pipe to a client that is gone (a hub killed with SIGKILL): keep running.
+        with contextlib.suppress(OSError):
+            print("faulty: stdin closed, ignoring EOF", file=sys.stderr, flush=True)
         await anyio.sleep_forever()
 
 
