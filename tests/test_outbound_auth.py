@@ -243,9 +243,12 @@ async def test_a_refused_or_unreachable_token_endpoint_fails_the_server_naming_t
                     with pytest.raises(MCPError) as refused_call:
                         await client.call_tool("refused__whoami", {})
                 pages = await _hub_pages(hub)
+                statuses = {}
                 for sid in ("refused", "nowhere"):  # between retries the state is `restarting` for a moment
-                    await hub.hub.fleet.connections[sid].wait_for_state(ServerState.FAILED)
-            refused, unreachable = (hub.hub.fleet.connections[sid].status() for sid in ("refused", "nowhere"))
+                    connection = hub.hub.fleet.connections[sid]
+                    await connection.wait_for_state(ServerState.FAILED)
+                    statuses[sid] = connection.status()  # as it failed, before its next retry
+            refused, unreachable = statuses["refused"], statuses["nowhere"]
     assert refused.state is ServerState.FAILED and unreachable.state is ServerState.FAILED
     assert refused.last_error == (
         f"the OAuth token endpoint {auth.token_url} refused the client credentials: HTTP 401 (invalid_client)"

@@ -126,7 +126,7 @@ async def test_no_spelling_of_a_denied_resource_is_read_on_either_face(mode: str
                         await client.read_resource(uri)
                     # Refused by the hub as an unknown route (not answered by the server).
                     assert refused.value.code == INVALID_PARAMS, uri
-                    assert refused.value.error.data == {"kind": "resource", "name": uri}
+                    assert refused.value.error.data == {"kind": "resource", "name": uri, "suggestions": []}
                 # What is not denied still reads, through its template.
                 item = (await client.read_resource("fx+fixture://items/%37")).contents[0]
                 assert isinstance(item, types.TextResourceContents) and "7" in item.text
@@ -136,7 +136,7 @@ async def test_no_spelling_of_a_denied_resource_is_read_on_either_face(mode: str
                     with pytest.raises(MCPError) as refused:
                         await client.read_resource(uri)
                     assert refused.value.code == INVALID_PARAMS, uri
-                    assert refused.value.error.data == {"kind": "resource", "name": uri}
+                    assert refused.value.error.data == {"kind": "resource", "name": uri, "suggestions": []}
 
 
 @pytestmark_anyio
