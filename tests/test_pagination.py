@@ -302,6 +302,16 @@ async def test_a_cursor_the_hub_did_not_make_for_that_list_gets_invalid_params(h
         assert "invalid cursor" in refusal.message
 
 
+async def test_a_hub_that_federates_this_hub_walks_its_pages_into_a_whole_catalog(hub: RunningHub) -> None:
+    entry = {"url": hub.url, "headers": {"Authorization": f"Bearer {ADMIN_KEY}"}}
+    async with running_hub({"a": entry}, hub_id="hub-b", list_page_size=7) as b:
+        assert [tool.name for tool in b.hub.catalog.tools] == [f"a__{tool.name}" for tool in hub.hub.catalog.tools]
+        with anyio.fail_after(60):
+            async with client_for(b.url, "legacy") as client:
+                tools, _ = await walk(client, "tools")
+    assert len(flat(tools)) == 58 and [len(page) for page in tools] == [7] * 8 + [2]
+
+
 # ---------------------------------------------------------------- catalog changes between pages
 
 
