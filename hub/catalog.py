@@ -19,6 +19,10 @@ Each snapshot also passes through description hygiene (`hub.hygiene`: what is li
 cleaned; notes go on the route) and tool-definition pinning (`hub.pins`: each live listing is
 observed; a held definition keeps its route but is not listed, and `hold()` says so).
 
+Every list the catalog serves (`tools`, `resources`, `resource_templates`, `prompts`, and each
+server's view) is kept in listing-key order (`listing_key`: name, URI or URI template, code point
+order), rebuilt with each change, so that a page after a keyset cursor is a bisect (`hub.pages`).
+
 A server with `expose: false` contributes no names (it only serves as a fallback; its own
 `/servers/<server_id>/mcp` view remains). A server with `replicas:` publishes one snapshot per
 member (`<server_id>/<n>`); the catalog uses the first member's that is up.
@@ -44,7 +48,7 @@ from hub.trust_config import DescriptionsConfig, PinningMode
 from hub.uris import normalize_uri
 from hub.vetting import VettedSnapshot, vet
 
-__all__ = ["Catalog", "ChangeListener", "Kind", "Route", "ServerView", "snapshot_offers"]
+__all__ = ["Catalog", "ChangeListener", "Kind", "Route", "ServerView", "listing_key", "snapshot_offers"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +141,23 @@ def snapshot_offers(snapshot: ServerSnapshot, kind: Kind, original: str) -> bool
 
 _NamedT = TypeVar("_NamedT", types.Tool, types.Prompt)
 _UriT = TypeVar("_UriT", types.Resource, types.ResourceTemplate)
+_ListedT = TypeVar("_ListedT", types.Tool, types.Prompt, types.Resource, types.ResourceTemplate)
+
+
+def listing_key(item: types.Tool | types.Prompt | types.Resource | types.ResourceTemplate) -> str:
+    """What a listed definition is identified and ordered by: a tool's or prompt's name, a
+    resource's URI, a resource template's URI template (as the list shows it)."""
+    if isinstance(item, types.Resource):
+        return item.uri
+    if isinstance(item, types.ResourceTemplate):
+        return item.uri_template
+    return item.name
+
+
+def _sorted(items: Iterable[_ListedT]) -> tuple[_ListedT, ...]:
+    """`items` in listing-key order (code point order of `listing_key`): the order of every list
+    the catalog serves, so that a page after a keyset cursor is a bisect (`hub.pages`)."""
+    return tuple(sorted(items, key=listing_key))
 
 
 def _not_held(held: Callable[[str, Kind, str], bool], server_id: str, kind: Kind, original: str) -> bool:
@@ -144,16 +165,16 @@ def _not_held(held: Callable[[str, Kind, str], bool], server_id: str, kind: Kind
 
 
 def _make_view(snapshot: ServerSnapshot, listed: Callable[[Kind, str], bool]) -> ServerView:
-    """A server's own view: what `listed` accepts is listed; every tool and prompt name resolves
-    (a held one is then refused with its pin)."""
-    tools = tuple(t for t in snapshot.tools if listed("tools", t.name))
+    """A server's own view, each list in listing-key order: what `listed` accepts is listed; every
+    tool and prompt name resolves (a held one is then refused with its pin)."""
+    tools = _sorted(t for t in snapshot.tools if listed("tools", t.name))
     return ServerView(
         tools=tools,
-        resources=tuple(r for r in snapshot.resources if listed("resources", str(r.uri))),
-        resource_templates=tuple(
+        resources=_sorted(r for r in snapshot.resources if listed("resources", str(r.uri))),
+        resource_templates=_sorted(
             t for t in snapshot.resource_templates if listed("resource_templates", t.uri_template)
         ),
-        prompts=tuple(p for p in snapshot.prompts if listed("prompts", p.name)),
+        prompts=_sorted(p for p in snapshot.prompts if listed("prompts", p.name)),
         tool_names=frozenset(tool.name for tool in snapshot.tools),
         prompt_names=frozenset(prompt.name for prompt in snapshot.prompts),
         input_schemas={tool.name: tool.input_schema for tool in tools},
@@ -378,7 +399,8 @@ class Catalog:
         items_of: Callable[[ServerSnapshot], tuple[_NamedT, ...]],
     ) -> tuple[dict[str, Route], tuple[_NamedT, ...]]:
         """Routes and listed (renamed) definitions for tools or prompts (`<prefix>__<name>`,
-        naming.py), named over every configured server (so each keeps its namespaces)."""
+        naming.py; listed in exposed-name order), named over every configured server (so each
+        keeps its namespaces)."""
         definitions = {(sid, item.name): item for sid, snap in snapshots.items() for item in items_of(snap)}
         assignments = assign_names(
             (
@@ -394,7 +416,7 @@ class Catalog:
             routes[a.exposed] = made = route(kind, a.exposed, a.server_id, a.original, a.note)
             if made.listed:
                 listed.append(definitions[(a.server_id, a.original)].model_copy(update={"name": a.exposed}))
-        return routes, tuple(listed)
+        return routes, _sorted(listed)
 
     # ---- lookups (the request path: dictionary reads only) ----
 
@@ -503,7 +525,8 @@ def _namespace_uris(
     route: Callable[[Kind, str, str, str, str | None], Route],
     items_of: Callable[[ServerSnapshot], tuple[_UriT, ...]],
 ) -> tuple[list[Route], tuple[_UriT, ...]]:
-    """Routes and listed (re-addressed) definitions for resources or templates (`<server_id>+<uri>`)."""
+    """Routes and listed (re-addressed) definitions for resources or templates (`<server_id>+<uri>`;
+    listed in exposed-URI order)."""
     field_name = "uri" if kind == "resources" else "uri_template"
     routes: list[Route] = []
     listed: list[_UriT] = []
@@ -514,4 +537,4 @@ def _namespace_uris(
             routes.append(made := route(kind, exposed, server_id, original, None))
             if made.listed:
                 listed.append(item.model_copy(update={field_name: exposed}))
-    return routes, tuple(listed)
+    return routes, _sorted(listed)

@@ -89,6 +89,7 @@ DEFAULT_RESTART_WINDOW_SECONDS = 60.0
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024  # bytes (4 MiB): a stdio stdout line
 DEFAULT_MAX_TOOLS = 1000
 DEFAULT_MAX_FEDERATION_DEPTH = 4
+DEFAULT_LIST_PAGE_SIZE = 500  # items: 500 definitions of ~1 KiB (the reference servers' size) make ~0.5 MiB
 
 HUB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """A hub_id: 1-64 letters, digits, `.`, `_` or `-` (it travels in an HTTP header and `_meta`)."""
@@ -838,6 +839,13 @@ class HubConfig(_Model, HubTrustSettings):
     """Seconds a handshake-era client session may go with no request in flight and no open GET
     stream before the hub closes it and frees its resources; the client then gets HTTP 404 and
     initializes again (MCP transport spec, session management). Default: 1800 (the SDK's)."""
+
+    list_page_size: int = Field(default=DEFAULT_LIST_PAGE_SIZE, ge=1, le=1_000_000)
+    """Most items (tools, resources, resource templates or prompts) on one page of a list the
+    endpoint serves; a longer list is paginated with opaque cursors that stay valid while the
+    catalog changes (MCP spec, server/utilities/pagination). A page also ends before its
+    definitions pass 512 KiB of JSON, so it fits the 1 MiB event cap of the SDK's clients.
+    Default: 500. Clients that ignore `nextCursor` see the first page only. Takes effect on restart."""
 
     log_format: Literal["text", "json"] = "text"
     """Log line format on stderr: `text`, or `json` (one object per line with time, level,

@@ -181,6 +181,7 @@ class Endpoint:
             FaceServices(fleet, self.bridge, self.subscriptions, tasks=self.tasks),
             metrics=metrics,
             tracer=tracer,
+            page_size=config.list_page_size,
         )
         self._per_server: dict[str, tuple[HubServer, SessionRegistry, InMemorySubscriptionBus]] = {}
         for server_id in config.servers:
@@ -214,6 +215,7 @@ class Endpoint:
             FaceServices(self.fleet, self.bridge, self.subscriptions, scope=server_id, tasks=self.tasks),
             metrics=self.metrics,
             tracer=self._tracer,
+            page_size=self.config.list_page_size,
         )
         return server, registry, bus
 

@@ -10,6 +10,9 @@ for, `ServerUnavailable` -> -32000, `ServerTimeout` -> -32001 (both naming the s
 anything unexpected -> -32603 "internal error" (details go to the log only). Every error's
 message and data leave with configured secrets masked (`hub.redaction`).
 
+Lists are served a page at a time with keyset cursors (`hub.pages`; an invalid cursor ->
+-32602 with `data.reason` `invalid_cursor`).
+
 Resource URIs resolve in RFC 3986 normal form (`hub.uris`), so the policy and the router see
 one spelling of each.
 """
@@ -56,12 +59,14 @@ from starlette.requests import Request
 
 from hub.auth import Principal, principal_of
 from hub.bridge import HANDLE_PREFIX, SERVER_STATE_PREFIX, Bridge
-from hub.catalog import Catalog, Kind
+from hub.catalog import Catalog, Kind, listing_key
+from hub.config import DEFAULT_LIST_PAGE_SIZE
 from hub.errors import HubError, RateLimited, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
 from hub.federation import FEDERATION_KEY, Federation, FederationLoop, inbound_chain
 from hub.logs import new_request_id, server_id_var
 from hub.metrics import NO_SERVER, RESOURCE_ROUTE, UNKNOWN_ROUTE, HubMetrics
 from hub.naming import exposed_resource_uri
+from hub.pages import InvalidCursor, Page, page_of
 from hub.pins import DEFINITION_HELD, DefinitionHeld
 from hub.policy import Access, audit_logger
 from hub.redaction import mask_error
@@ -410,6 +415,8 @@ def _outcome_of(exc: HubError) -> str:
     """The `outcome` label of a HubError (see `HubMetrics.observe_call`)."""
     if isinstance(exc, RouteNotFound):
         return "not_found"
+    if isinstance(exc, InvalidCursor):
+        return "invalid"
     if isinstance(exc, RateLimited):
         return "rate_limited"
     if isinstance(exc, DefinitionHeld):
@@ -427,6 +434,8 @@ def _to_mcp_error(exc: HubError) -> MCPError:
         return MCPError(exc.code, str(exc), exc.data)
     if isinstance(exc, RouteNotFound):
         return MCPError(INVALID_PARAMS, str(exc), {"kind": exc.kind, "name": exc.name, "suggestions": exc.suggestions})
+    if isinstance(exc, InvalidCursor):
+        return MCPError(INVALID_PARAMS, str(exc), {"reason": "invalid_cursor"})
     if isinstance(exc, RateLimited):
         return MCPError(RATE_LIMITED, str(exc), {"retry_after_seconds": round(exc.retry_after_seconds, 3)})
     if isinstance(exc, DefinitionHeld):
@@ -590,14 +599,6 @@ _ItemT = TypeVar("_ItemT", types.Tool, types.Prompt, types.Resource, types.Resou
 _Owner = tuple[str, str] | None
 
 
-def _uri_of(item: types.Resource | types.ResourceTemplate | types.Tool | types.Prompt) -> str:
-    if isinstance(item, types.Resource):
-        return str(item.uri)
-    if isinstance(item, types.ResourceTemplate):
-        return item.uri_template
-    return item.name
-
-
 def build_mcp_server(
     face: Face,
     router: Router,
@@ -610,6 +611,7 @@ def build_mcp_server(
     *,
     metrics: HubMetrics | None = None,
     tracer: CallTracer | None = None,
+    page_size: int = DEFAULT_LIST_PAGE_SIZE,
 ) -> HubServer:
     """A lowlevel `mcp` Server serving `face` in both eras: list handlers read the catalog (no
     server round trip), `tools/call`, `resources/read`, `prompts/get` and `completion/complete`
@@ -632,6 +634,8 @@ def build_mcp_server(
     :param access: the policy and per-route rate limits.
     :param metrics: records every routed request (method, route, server, outcome, latency).
     :param tracer: opens a span per routed request (None: tracing off, no cost).
+    :param page_size: most items per list page (`list_page_size`; `hub.pages`: keyset cursors
+        bound to the list and the face, an invalid one -> -32602).
 
     Every incoming request gets a fresh request id (`hub.logs`) for the log lines it causes.
     With `services`, each request's hub chain is checked first and kept in context for the
@@ -696,7 +700,24 @@ def build_mcp_server(
         principal = _principal(ctx)
         if not access.restricts(principal):
             return list(items)
-        return [item for item in items if access.visible(principal, face.route_key(kind, _uri_of(item)))]
+        return [item for item in items if access.visible(principal, face.route_key(kind, listing_key(item)))]
+
+    def listed(
+        ctx: ServerRequestContext[Any], kind: Kind, items: Sequence[_ItemT], params: types.PaginatedRequestParams | None
+    ) -> Page[_ItemT]:
+        """The page of `items` (sorted by listing key) that the request's cursor asks for, cut
+        from what its principal may see (hub.pages).
+
+        :raises InvalidCursor: the cursor is not one of this list on this face.
+        """
+        principal = _principal(ctx)
+
+        def may_see(item: _ItemT) -> bool:
+            return access.visible(principal, face.route_key(kind, listing_key(item)))
+
+        cursor = params.cursor if params is not None else None
+        admit = may_see if access.restricts(principal) else None
+        return page_of(items, kind, cursor, page_size, admit=admit, scope=scope)
 
     def visible_names(ctx: ServerRequestContext[Any], kind: Kind) -> Callable[[], list[str]]:
         """The tool or prompt names the request's principal may see (evaluated when called, on
@@ -766,7 +787,8 @@ def build_mcp_server(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         await started()
-        return types.ListToolsResult(tools=visible(ctx, "tools", face.tools()), _meta=advertised())
+        page = listed(ctx, "tools", face.tools(), params)
+        return types.ListToolsResult(tools=page.items, next_cursor=page.next_cursor, _meta=advertised())
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
         owner = await settled(ctx, params.name, face.resolve_tool)
@@ -794,14 +816,16 @@ def build_mcp_server(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
         await started()
-        return types.ListResourcesResult(resources=visible(ctx, "resources", face.resources()), _meta=advertised())
+        page = listed(ctx, "resources", face.resources(), params)
+        return types.ListResourcesResult(resources=page.items, next_cursor=page.next_cursor, _meta=advertised())
 
     async def list_resource_templates(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
         await started()
+        page = listed(ctx, "resource_templates", face.resource_templates(), params)
         return types.ListResourceTemplatesResult(
-            resource_templates=visible(ctx, "resource_templates", face.resource_templates()), _meta=advertised()
+            resource_templates=page.items, next_cursor=page.next_cursor, _meta=advertised()
         )
 
     async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> Any:
@@ -825,7 +849,8 @@ def build_mcp_server(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
         await started()
-        return types.ListPromptsResult(prompts=visible(ctx, "prompts", face.prompts()), _meta=advertised())
+        page = listed(ctx, "prompts", face.prompts(), params)
+        return types.ListPromptsResult(prompts=page.items, next_cursor=page.next_cursor, _meta=advertised())
 
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> Any:
         owner = await settled(ctx, params.name, face.resolve_prompt)

@@ -3,8 +3,8 @@
 Run it over stdio (default), Streamable HTTP or legacy SSE:
 
     python tests/servers/fixture_server.py [--transport stdio|http|sse] [--name NAME]
-        [--extra-tools N] [--page-size K] [--weird-names] [--probe-tools] [--port 0] [--stderr-env NAME]
-        [--json-response]
+        [--extra-tools N] [--filler-bytes B] [--page-size K] [--weird-names] [--probe-tools] [--port 0]
+        [--stderr-env NAME] [--json-response]
 
 Over HTTP/SSE it binds 127.0.0.1, prints `PORT=<n>` on stdout once listening, and serves until
 killed. Over Streamable HTTP it answers handshake-era requests with SSE (the SDK default), or
@@ -27,7 +27,8 @@ Tools:
     error="invalid_token"`) to requests carrying the `Authorization` value this call came with,
     or with `every: true` to every request;
   - `env_names()`: the names of every variable in the process environment, space-separated.
-- `tool_<i>` for i < `--extra-tools`: echo-like fillers (for pagination).
+- `tool_<i>` for i < `--extra-tools`: echo-like fillers (for pagination), each described by
+  "filler" padded to `--filler-bytes` characters (for catalogs of realistic size).
 - with `--weird-names`: tools named "has space", "a.b/c", "a_b_c" and one of 80 characters.
 
 Resources: `fixture://info` (text: the name); template `fixture://items/{id}`; prompt `greet(name)`
@@ -112,7 +113,12 @@ def _page(items: list[Any], cursor: str | None, size: int) -> tuple[list[Any], s
 
 
 def build_server(
-    name: str, extra_tools: int, page_size: int, weird_names: bool, gate: _AuthorizationGate | None = None
+    name: str,
+    extra_tools: int,
+    page_size: int,
+    weird_names: bool,
+    gate: _AuthorizationGate | None = None,
+    filler_bytes: int = 0,
 ) -> Server[Any]:
     """The fixture server; `gate` (given with `--probe-tools`) adds the probe tools."""
     bus = InMemorySubscriptionBus()
@@ -163,7 +169,8 @@ def build_server(
             ),
             types.Tool(name="env_names", description="Names in the environment.", input_schema=_EMPTY_SCHEMA),
         ]
-    tools += [types.Tool(name=f"tool_{i}", description="filler", input_schema=_TEXT_SCHEMA) for i in range(extra_tools)]
+    filler = "filler".ljust(filler_bytes, ".")
+    tools += [types.Tool(name=f"tool_{i}", description=filler, input_schema=_TEXT_SCHEMA) for i in range(extra_tools)]
     if weird_names:
         tools += [
             types.Tool(name=n, description="weird name", input_schema=_EMPTY_SCHEMA)
@@ -402,6 +409,7 @@ def main() -> None:
     parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
     parser.add_argument("--name", default="fixture")
     parser.add_argument("--extra-tools", type=int, default=0)
+    parser.add_argument("--filler-bytes", type=int, default=0, help="pad filler descriptions to B chars")
     parser.add_argument("--page-size", type=int, default=0)
     parser.add_argument("--weird-names", action="store_true")
     parser.add_argument("--probe-tools", action="store_true", help="add the probe tools (see above)")
@@ -414,7 +422,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     gate = _AuthorizationGate() if args.probe_tools else None
-    server = build_server(args.name, args.extra_tools, args.page_size, args.weird_names, gate)
+    server = build_server(args.name, args.extra_tools, args.page_size, args.weird_names, gate, args.filler_bytes)
     server.middleware.clear()
     print(f"fixture server {args.name} starting ({args.transport})", file=sys.stderr, flush=True)
     if args.stderr_env:
