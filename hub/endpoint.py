@@ -526,7 +526,9 @@ class Endpoint:
         )
         authenticated = AuthMiddleware(_TrimHeaderWhitespace(app), self.config, self.authenticator, self.access.limiter)
         guarded = _HostOriginGuard(authenticated, _security_settings(self.config))
-        return RequestBodyLimitMiddleware(guarded, self.config.max_body_bytes)
+        capped = RequestBodyLimitMiddleware(guarded, self.config.max_body_bytes)
+        # Outermost: requests refused at the door (413, 421, 401, 429) get HTTP spans too.
+        return self._tracer.instrument_asgi(capped) if self._tracer is not None else capped
 
     # ---- stdio ----
 

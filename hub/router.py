@@ -49,6 +49,7 @@ from hub.errors import ServerError, ServerTimeout, ServerUnavailable
 from hub.limits import BreakerState, RetryBudget, ServerRejected
 from hub.resilience import EventSink, Failure, ResultTooLarge, classify_failure, oversized
 from hub.servers import Fleet, ServerConnection
+from hub.tracing import CallTracer
 
 __all__ = ["ProgressFn", "Router"]
 
@@ -80,10 +81,12 @@ class Router:
     """Sends requests to the servers of a route (see the module docstring for the rules).
 
     :param fleet: the server connections; its `events` sink receives the router's events too.
+    :param tracer: opens a CLIENT span per attempt (None: tracing off, no cost).
     """
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, *, tracer: CallTracer | None = None) -> None:
         self._fleet = fleet
+        self._tracer = tracer
         self._budgets: dict[str, RetryBudget] = {}
         self._rotation: dict[str, int] = {}
 
@@ -282,7 +285,11 @@ class Router:
                 self.events.emit("on_failover", previous, connection.server_id)
             previous = connection.server_id
             try:
-                return await self._attempt(call, connection, send)
+                if self._tracer is None:
+                    return await self._attempt(call, connection, send)
+                return await self._tracer.attempt(
+                    call.kind, call.original, connection, partial(self._attempt, call, connection, send)
+                )
             except (ServerUnavailable, ServerTimeout, MCPError) as exc:
                 failure = classify_failure(exc)
                 if failure is None:
