@@ -75,11 +75,15 @@ def read_trace_context(meta: Mapping[str, Any] | None, headers: Mapping[str, str
     (tracestate only when present), from `_meta` when it holds a valid `traceparent`, else from
     the HTTP `headers`; None when neither does."""
     if meta:
-        found = _valid(meta.get(TRACEPARENT), meta.get(TRACESTATE))
-        if found is not None:
-            return found
+        traceparent = meta.get(TRACEPARENT)
+        if traceparent is not None:
+            found = _valid(traceparent, meta.get(TRACESTATE))
+            if found is not None:
+                return found
     if headers is not None:
-        return _valid(headers.get(TRACEPARENT), headers.get(TRACESTATE))
+        traceparent = headers.get(TRACEPARENT)
+        if traceparent is not None:
+            return _valid(traceparent, headers.get(TRACESTATE))
     return None
 
 

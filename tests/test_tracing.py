@@ -252,23 +252,25 @@ async def test_a_traceparent_header_alone_parents_the_http_span_and_the_mcp_span
 
 @pytest.mark.parametrize("client_mode", ["legacy", "auto"])
 async def test_a_hub_with_tracing_off_forwards_the_trace_context_unchanged_to_every_server(client_mode: str) -> None:
-    """Hub B does not trace: over HTTP its servers get the client's traceparent and tracestate
-    in `_meta` and as headers, and a tracing hub behind it parents its spans on the client's."""
+    """Hub B does not trace: its servers get the client's traceparent and tracestate in `_meta`
+    (and over HTTP as headers too), and a tracing hub behind it parents its spans on the client's."""
     traced_a = Traced()
     async with AsyncExitStack() as stack:
         leaky_url, _process = await stack.enter_async_context(http_fixture(script=LEAKY_SERVER))
         a = await stack.enter_async_context(traced_hub({"leaky": _leaky_entry()}, "hub-a", traced_a))
-        servers = {"direct": {"url": leaky_url}, "a": {"url": a.url}}
+        servers = {"direct": {"url": leaky_url}, "local": _leaky_entry(), "a": {"url": a.url}}
         b = await stack.enter_async_context(traced_hub(servers, "hub-b", None))
         assert b.hub.tracer is None
         with anyio.fail_after(30):
             async with Client(b.url, mode=client_mode) as client:
                 meta: Any = {TRACEPARENT: CLIENT_TRACEPARENT, TRACESTATE: CLIENT_TRACESTATE}
                 direct = json.loads(tool_text(await client.call_tool("direct__seen_trace", {}, meta=meta)))
+                local = json.loads(tool_text(await client.call_tool("local__seen_trace", {}, meta=meta)))
                 untraced = json.loads(tool_text(await client.call_tool("direct__seen_trace", {})))
                 await client.call_tool("a__leaky__seen_trace", {}, meta=meta)
     forwarded = {TRACEPARENT: CLIENT_TRACEPARENT, TRACESTATE: CLIENT_TRACESTATE}
     assert direct == {"meta": forwarded, "header": forwarded}
+    assert local == {"meta": forwarded, "header": {}}  # stdio: `_meta` only
     assert untraced == {"meta": {}, "header": {}}  # nothing in, nothing out
     a_server = traced_a.one(SpanKind.SERVER, "tools/call leaky__seen_trace")
     assert _trace_id(a_server) == TRACE_ID and _parent_id(a_server) == CLIENT_SPAN_ID
@@ -319,3 +321,16 @@ async def test_http_spans_cover_refused_requests_but_not_probes() -> None:
     (span,) = refused_span()
     assert _trace_id(span) == TRACE_ID and _parent_id(span) == CLIENT_SPAN_ID
     assert not [s for s in traced.http_spans() if "healthz" in s.name or "readyz" in s.name]
+
+
+async def test_http_spans_can_be_turned_off_by_the_standard_exclusion_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_ASGI_EXCLUDED_URLS", ".*")
+    traced = Traced()
+    async with traced_hub({"fx": faulty("fx")}, "hub-a", traced) as hub:
+        with anyio.fail_after(30):
+            async with Client(hub.url) as client:
+                await client.call_tool("fx__echo", {"text": "hi"}, meta={TRACEPARENT: CLIENT_TRACEPARENT})
+    assert traced.http_spans() == []
+    server = traced.one(SpanKind.SERVER, "tools/call fx__echo")
+    assert _parent_id(server) == CLIENT_SPAN_ID and not server.links
+    assert _parent_id(traced.one(SpanKind.CLIENT, "tools/call echo")) == _span_id(server)
