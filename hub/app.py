@@ -114,9 +114,11 @@ class Hub:
         self.fleet = Fleet(
             config,
             on_snapshot=self.catalog.set_snapshot,
-            federation=Federation(self.hub_id, config.max_federation_depth),
+            federation=Federation(
+                self.hub_id, config.max_federation_depth, inject=self.tracer.inject if self.tracer else None
+            ),
         )
-        self.router = Router(self.fleet)
+        self.router = Router(self.fleet, tracer=self.tracer)
         self.endpoint = Endpoint(
             config, self.catalog, self.fleet, self.router, metrics=self.metrics, tracer=self.tracer
         )

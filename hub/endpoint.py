@@ -517,7 +517,9 @@ class Endpoint:
         )
         gated = RequestGate(_TrimHeaderWhitespace(app), self.config.max_body_bytes)
         authenticated = AuthMiddleware(gated, self.config, self.authenticator, self.access.limiter)
-        return HostOriginGuard(authenticated, allowed_hosts(self.config))
+        guarded = HostOriginGuard(authenticated, allowed_hosts(self.config))
+        # Outermost: requests refused at the door (413, 421, 401, 429) get HTTP spans too.
+        return self._tracer.instrument_asgi(guarded) if self._tracer is not None else guarded
 
     # ---- stdio ----
 

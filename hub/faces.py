@@ -55,6 +55,7 @@ from mcp_types import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
+from starlette.datastructures import Headers
 from starlette.requests import Request
 
 from hub.auth import Principal, principal_of
@@ -76,6 +77,7 @@ from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerState
 from hub.suggestions import suggest
 from hub.tasks import FaceTasks, TaskRelay
+from hub.trace_context import inbound_trace, read_trace_context
 from hub.tracing import CallTracer, SpanRecord
 from hub.uris import normalize_uri
 
@@ -988,11 +990,23 @@ def build_mcp_server(
         return record.route
 
     async def boundary(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
+        """Serve a request with its W3C trace context in context (outgoing requests carry it
+        on, or their own span's when tracing is on; hub.trace_context)."""
+        headers = ctx.request.headers if isinstance(ctx.request, Request) else None
+        trace = read_trace_context(ctx.meta, headers)
+        if trace is None:
+            return await chained(ctx, call_next, headers)
+        token = inbound_trace.set(trace)
+        try:
+            return await chained(ctx, call_next, headers)
+        finally:
+            inbound_trace.reset(token)
+
+    async def chained(ctx: ServerRequestContext[Any], call_next: CallNext, headers: Headers | None) -> HandlerResult:
         """Refuse a request whose hub chain loops or is too long, and serve the rest with
         their chain in context (outgoing requests extend it; hub.federation)."""
         if federation is None or ctx.request_id is None:
-            return await request_boundary(ctx, call_next)
-        headers = ctx.request.headers if isinstance(ctx.request, Request) else None
+            return await request_boundary(ctx, call_next, headers)
         try:
             chain = federation.check_inbound(ctx.meta, headers)
         except FederationLoop as exc:
@@ -1000,11 +1014,13 @@ def build_mcp_server(
             raise _to_mcp_error(exc) from None
         token = inbound_chain.set(chain)
         try:
-            return await request_boundary(ctx, call_next)
+            return await request_boundary(ctx, call_next, headers)
         finally:
             inbound_chain.reset(token)
 
-    async def request_boundary(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
+    async def request_boundary(
+        ctx: ServerRequestContext[Any], call_next: CallNext, headers: Headers | None
+    ) -> HandlerResult:
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             registry.track(ctx.session)
         request_id = new_request_id()
@@ -1019,7 +1035,7 @@ def build_mcp_server(
         try:
             if tracer is None:
                 return await translate(ctx, call_next, record)
-            with tracer.span(ctx.method, request_id, record):
+            with tracer.span(ctx.method, request_id, record, ctx.meta, headers, ctx.protocol_version):
                 return await translate(ctx, call_next, record)
         except BaseException as exc:
             if not isinstance(exc, Exception | ExceptionGroup):

@@ -13,6 +13,11 @@ carry just its own id. A hub refuses a request whose chain already holds its own
 more than `max_federation_depth` hubs (default 4), with JSON-RPC error `FEDERATION_LOOP`
 (-32010) naming the chain, on every face, in both eras and on stdio.
 
+The same pass over each outgoing request adds its W3C trace context (`traceparent`,
+`tracestate`, ... in `_meta` per SEP-414, and as HTTP headers of the same names), as
+`hub.trace_context` decides: the attempt's span when tracing is on, else the client request's
+trace context forwarded unchanged.
+
 **Hubs advertise who they are and whom they federate.** Each hub advertises
 `{"hub_id": <its id>, "hubs": [<its id>, <every hub id its servers advertise>...]}` under the key
 `io.mcphub/federation` in two places:
@@ -66,6 +71,7 @@ from mcp_types import INVALID_REQUEST, JSONRPCRequest
 
 from hub.config import DEFAULT_MAX_FEDERATION_DEPTH, HUB_ID_PATTERN
 from hub.errors import HubError, ServerError
+from hub.trace_context import Injector, outbound_fields
 
 __all__ = [
     "CHAIN_HEADER",
@@ -223,11 +229,16 @@ class Federation:
     :param hub_id: this hub's id (`Hub.hub_id`: config `hub_id`, else the state file's).
     :param max_depth: `max_federation_depth`, hubs a request may have passed through before
         this one. Default: 4.
+    :param inject: writes the current trace context into outgoing requests (tracing on:
+        `CallTracer.inject`); None forwards the served request's trace context unchanged.
     """
 
-    def __init__(self, hub_id: str, max_depth: int = DEFAULT_MAX_FEDERATION_DEPTH) -> None:
+    def __init__(
+        self, hub_id: str, max_depth: int = DEFAULT_MAX_FEDERATION_DEPTH, *, inject: Injector | None = None
+    ) -> None:
         self.hub_id = hub_id
         self.max_depth = max_depth
+        self.inject = inject
         self._records: dict[object, tuple[str, Advertisement]] = {}
         self._listeners: list[Listener] = []
 
@@ -256,9 +267,14 @@ class Federation:
         """The chain for a request sent now: the served request's chain plus this hub."""
         return (*inbound_chain.get(), self.hub_id)
 
+    def outbound_trace(self) -> Mapping[str, str] | None:
+        """The trace context fields for a request sent now (`hub.trace_context.outbound_fields`)."""
+        return outbound_fields(self.inject)
+
     def stamp(self, transport: Transport) -> contextlib.AbstractAsyncContextManager[TransportStreams]:
         """`transport` whose every outgoing request carries `outbound_chain()` (in `_meta`, and
-        as the `Mcp-Hub-Chain` header where the transport sends per-message headers)."""
+        as the `Mcp-Hub-Chain` header where the transport sends per-message headers) and
+        `outbound_trace()` (in `_meta` and as headers of the same names), in one pass."""
         return _stamped(transport, self)
 
     # ---- advertisements ----
@@ -344,10 +360,11 @@ def looping_server(server_id: str, exc: BaseException) -> LoopingServer | None:
 
 
 class _ChainingWriteStream:
-    """A transport write stream that adds the hub chain to every JSON-RPC request written.
+    """A transport write stream that adds the hub chain and the trace context to every
+    JSON-RPC request written.
 
-    The SDK writes a request in the task of its caller, so `inbound_chain` (a context
-    variable) names the client request it is sent for."""
+    The SDK writes a request in the task of its caller, so `inbound_chain` and the trace
+    context (context variables) are those of the client request and attempt it is sent for."""
 
     def __init__(self, inner: Any, federation: Federation) -> None:
         self._inner = inner
@@ -358,7 +375,7 @@ class _ChainingWriteStream:
 
     async def send(self, item: Any) -> None:
         if isinstance(item, SessionMessage) and isinstance(item.message, JSONRPCRequest):
-            item = _with_chain(item, self._federation.outbound_chain())
+            item = _with_chain(item, self._federation.outbound_chain(), self._federation.outbound_trace())
         await self._inner.send(item)
 
     async def aclose(self) -> None:
@@ -375,14 +392,15 @@ class _ChainingWriteStream:
         return result
 
 
-def _with_chain(item: SessionMessage, chain: tuple[str, ...]) -> SessionMessage:
+def _with_chain(item: SessionMessage, chain: tuple[str, ...], trace: Mapping[str, str] | None) -> SessionMessage:
     request = item.message
     assert isinstance(request, JSONRPCRequest)
     params = dict(request.params or {})
     meta = params.get("_meta")
-    params["_meta"] = {**(meta if isinstance(meta, dict) else {}), CHAIN_META_KEY: list(chain)}
+    trace = trace or {}
+    params["_meta"] = {**(meta if isinstance(meta, dict) else {}), CHAIN_META_KEY: list(chain), **trace}
     metadata = item.metadata
-    header = {CHAIN_HEADER: ",".join(chain)}
+    header = {CHAIN_HEADER: ",".join(chain), **trace}
     if isinstance(metadata, ClientMessageMetadata):
         metadata = dataclasses.replace(metadata, headers={**(metadata.headers or {}), **header})
     elif metadata is None:

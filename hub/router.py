@@ -54,6 +54,7 @@ from hub.limits import BreakerState, RetryBudget, ServerRejected
 from hub.resilience import EventSink, Failure, ResultTooLarge, classify_failure, oversized
 from hub.servers import ConnectionLost, Fleet, ServerConnection
 from hub.task_wire import CreatedTask, LegacyCreatedTask
+from hub.tracing import CallTracer
 
 __all__ = ["ProgressFn", "Router"]
 
@@ -87,10 +88,12 @@ class Router:
     """Sends requests to the servers of a route (see the module docstring for the rules).
 
     :param fleet: the server connections; its `events` sink receives the router's events too.
+    :param tracer: opens a CLIENT span per attempt (None: tracing off, no cost).
     """
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, *, tracer: CallTracer | None = None) -> None:
         self._fleet = fleet
+        self._tracer = tracer
         self._budgets: dict[str, RetryBudget] = {}
         self._rotation: dict[str, int] = {}
 
@@ -333,7 +336,11 @@ class Router:
                 self.events.emit("on_failover", previous, connection.server_id)
             previous = connection.server_id
             try:
-                return await self._attempt(call, connection, send)
+                if self._tracer is None:
+                    return await self._attempt(call, connection, send)
+                return await self._tracer.attempt(
+                    call.kind, call.original, connection, partial(self._attempt, call, connection, send)
+                )
             except (ServerUnavailable, ServerTimeout, MCPError) as exc:
                 failure = classify_failure(exc)
                 if failure is None:

@@ -10,6 +10,7 @@ from mcp import Client, MCPError
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.app import Hub
@@ -83,7 +84,11 @@ async def test_metrics_count_routed_calls_by_route_server_and_outcome_and_spans_
     tools = _value(samples, "mcphub_catalog_items", kind="tools")
     assert tools == catalog_tools > 0
 
-    spans = [span for span in exporter.get_finished_spans() if span.name.startswith("tools/call")]
+    spans = [
+        span
+        for span in exporter.get_finished_spans()
+        if span.name.startswith("tools/call") and span.kind is SpanKind.SERVER  # CLIENT spans: tests/test_tracing.py
+    ]
     by_outcome = sorted(str((span.attributes or {})["mcphub.outcome"]) for span in spans)
     assert by_outcome == ["not_found", "not_found", "ok", "ok", "server_error"]
     echo = next(span for span in spans if span.name == "tools/call fx__echo")

@@ -220,6 +220,14 @@ EXPORTS = {
     "hub.suggestions": ["MAX_SUGGESTIONS", "close_names", "suggest"],
     "hub.metrics": ["CONTENT_TYPE", "NO_SERVER", "RESOURCE_ROUTE", "UNKNOWN_ROUTE", "CatalogSizes", "HubMetrics"],
     "hub.tracing": ["OTLP_ENDPOINT_ENV", "CallTracer", "SpanRecord", "tracer_provider_from_config"],
+    "hub.trace_context": [
+        "TRACEPARENT",
+        "TRACESTATE",
+        "Injector",
+        "inbound_trace",
+        "outbound_fields",
+        "read_trace_context",
+    ],
     "hub.reload": ["LIVE_SETTINGS", "ReloadPlan", "ReloadReport", "effective_config", "plan_reload"],
     "hub.federation": [
         "CHAIN_HEADER",

@@ -17,6 +17,8 @@ Tools:
   progress); answers "done".
 - `seen_chain()`: the hub chain the request came with, as JSON
   `{"meta": <_meta io.mcphub/chain>, "header": <Mcp-Hub-Chain header or null>}`.
+- `seen_trace()`: the W3C trace context the request came with, as JSON
+  `{"meta": {<_meta traceparent, tracestate, baggage present>}, "header": {<the same HTTP headers present>}}`.
 
 Resources: `leaky://info` (text "info").
 """
@@ -51,7 +53,9 @@ _TOOLS = [
     types.Tool(name="leak_error", description="Fail with the secret.", input_schema=_EMPTY),
     types.Tool(name="leak_progress", description="Report progress with the secret.", input_schema=_EMPTY),
     types.Tool(name="seen_chain", description="The hub chain this request came with.", input_schema=_EMPTY),
+    types.Tool(name="seen_trace", description="The trace context this request came with.", input_schema=_EMPTY),
 ]
+_TRACE_KEYS = ("traceparent", "tracestate", "baggage")
 
 
 def _secret(ctx: ServerRequestContext[Any]) -> str:
@@ -83,6 +87,17 @@ async def _call_tool(ctx: ServerRequestContext[Any], params: types.CallToolReque
     if params.name == "seen_chain":
         header = ctx.request.headers.get("mcp-hub-chain") if isinstance(ctx.request, Request) else None
         return _text(json.dumps({"meta": (ctx.meta or {}).get("io.mcphub/chain"), "header": header}))
+    if params.name == "seen_trace":
+        meta = ctx.meta or {}
+        headers = ctx.request.headers if isinstance(ctx.request, Request) else {}
+        return _text(
+            json.dumps(
+                {
+                    "meta": {key: meta[key] for key in _TRACE_KEYS if key in meta},
+                    "header": {key: headers[key] for key in _TRACE_KEYS if key in headers},
+                }
+            )
+        )
     raise MCPError(-32602, f"unknown tool {params.name}")
 
 
