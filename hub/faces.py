@@ -59,6 +59,7 @@ from hub.bridge import HANDLE_PREFIX, SERVER_STATE_PREFIX, Bridge
 from hub.catalog import Catalog, Kind
 from hub.errors import HubError, RateLimited, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
 from hub.federation import FEDERATION_KEY, Federation, FederationLoop, inbound_chain
+from hub.list_freshness import LIST_TTL_MS, list_ttl_ms
 from hub.logs import new_request_id, server_id_var
 from hub.metrics import NO_SERVER, RESOURCE_ROUTE, UNKNOWN_ROUTE, HubMetrics
 from hub.naming import exposed_resource_uri
@@ -91,11 +92,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 HUB_NAME = "mcp-federation-hub"
-LIST_TTL_MS = 10_000
-"""`ttlMs` on the modern-era list results (SEP-2549 cache hints): how long a client may reuse
-them. Catalog changes reach listening clients at once as `subscriptions/listen` events, which
-evict their caches; clients that do not listen see a change within 10 s (the catalog follows
-server health, so a long TTL would keep showing the tools of a server that went down)."""
 CACHE_HINTS: dict[Any, CacheHint] = {
     "tools/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="private"),
     "prompts/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="private"),
@@ -107,7 +103,9 @@ CACHE_HINTS: dict[Any, CacheHint] = {
 """Cache hints of the faces. Always `private`: what a list or read returns may depend on the
 principal (policy filtering), so a shared cache must never serve one principal's result to
 another (SECURITY.md case 24); the SDK's client cache partitions private entries per
-principal. `server/discover` is never fresh (capabilities follow which servers are ready)."""
+principal. `server/discover` is never fresh (capabilities follow which servers are ready).
+The list handlers set each result's `ttlMs` themselves, from the face's servers
+(`hub.list_freshness.list_ttl_ms`: at most `LIST_TTL_MS`, 10 s); the value here is the ceiling."""
 RATE_LIMITED = -32029
 """JSON-RPC error code of a call refused by a per-route rate limit (server-defined range;
 `data.retry_after_seconds` says when to retry)."""
@@ -645,6 +643,14 @@ def build_mcp_server(
         """List results' `_meta`: this hub's federation advertisement (hub.federation)."""
         return {FEDERATION_KEY: federation.advertisement(scope)} if federation is not None else None
 
+    def ttl() -> int:
+        """List results' `ttlMs`: until the face's servers' lists could next change by expiry
+        (every member of a replicated server), at most `LIST_TTL_MS` (hub.list_freshness)."""
+        if services is None:
+            return LIST_TTL_MS
+        fleet = services.fleet
+        return list_ttl_ms(fleet.members(services.scope) if services.scope else fleet.connections.values())
+
     tasks: FaceTasks | None = None
     if services is not None and services.tasks is not None:
         tasks = services.tasks.face(
@@ -766,7 +772,7 @@ def build_mcp_server(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         await started()
-        return types.ListToolsResult(tools=visible(ctx, "tools", face.tools()), _meta=advertised())
+        return types.ListToolsResult(tools=visible(ctx, "tools", face.tools()), _meta=advertised(), ttl_ms=ttl())
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
         owner = await settled(ctx, params.name, face.resolve_tool)
@@ -794,14 +800,18 @@ def build_mcp_server(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
         await started()
-        return types.ListResourcesResult(resources=visible(ctx, "resources", face.resources()), _meta=advertised())
+        return types.ListResourcesResult(
+            resources=visible(ctx, "resources", face.resources()), _meta=advertised(), ttl_ms=ttl()
+        )
 
     async def list_resource_templates(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
         await started()
         return types.ListResourceTemplatesResult(
-            resource_templates=visible(ctx, "resource_templates", face.resource_templates()), _meta=advertised()
+            resource_templates=visible(ctx, "resource_templates", face.resource_templates()),
+            _meta=advertised(),
+            ttl_ms=ttl(),
         )
 
     async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> Any:
@@ -825,7 +835,9 @@ def build_mcp_server(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
         await started()
-        return types.ListPromptsResult(prompts=visible(ctx, "prompts", face.prompts()), _meta=advertised())
+        return types.ListPromptsResult(
+            prompts=visible(ctx, "prompts", face.prompts()), _meta=advertised(), ttl_ms=ttl()
+        )
 
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> Any:
         owner = await settled(ctx, params.name, face.resolve_prompt)

@@ -71,6 +71,7 @@ from hub.errors import ServerProtocolError, ServerTimeout, ServerUnavailable, de
 from hub.federation import Advertisement, Federation, inbound_chain, looping_server
 from hub.launch import CannotLaunch, StderrTail, resolve_command
 from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter
+from hub.list_freshness import announced_lists, page_ttl_ms, relist_interval_seconds
 from hub.logs import counted, server_id_var
 from hub.redaction import SECRETS, mask_log_params, mask_model, secret_words
 from hub.relay import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
@@ -252,6 +253,12 @@ class ServerConnection:
     """This hub's federation state: outgoing requests carry its hub chain, and a server that is
     this hub or federates it is refused (`hub.federation`)."""
     _list_meta: dict[str, Any] | None = None
+    relist_at: float | None = None
+    """`anyio.current_time()` at which this server's lists expire and it is listed again (their
+    shortest `ttlMs`, bounded: `hub.list_freshness`); None while it is not connected, and for a
+    server whose lists do not expire (it is re-listed only when it announces a change)."""
+    _list_ttls: dict[str, int] = field(default_factory=dict)
+    """The shortest `ttlMs` each list carried at the last listing (modern era), by list."""
 
     def __post_init__(self) -> None:
         self._secrets = secret_words(self.config.secret_values())
@@ -716,7 +723,8 @@ class ServerConnection:
             raise ServerUnavailable(self.server_id, f"did not start within {config.startup_timeout_seconds:g} s")
 
     async def _serve(self, client: Client, closed: anyio.Event) -> None:
-        """List everything, go ready, then re-list on every change until the connection closes."""
+        """List everything, go ready, then re-list on every change, and whenever the lists
+        expire (`relist_at`), until the connection closes."""
         config = self.config
         try:
             modern_required = config.protocol == "modern" or (config.protocol == "both" and self.client_key is None)
@@ -756,9 +764,16 @@ class ServerConnection:
                     tg.start_soon(self._listen_for_changes, client)
                 tg.start_soon(self._health_loop, client)
                 while not closed.is_set():
-                    await _wait_any(closed, self._refresh, self._restart_requested)
+                    # While a burst of list_changed is being debounced, its re-list is the one
+                    # to wait for: an expiry meanwhile would only add a second re-list.
+                    expires = self.relist_at if self._relist_methods is None else None
+                    with anyio.CancelScope(deadline=math.inf if expires is None else expires) as expiry:
+                        await _wait_any(closed, self._refresh, self._restart_requested)
                     if self._restart_requested.is_set():
                         break  # `run` restarts the connection
+                    if expiry.cancelled_caught and not self._refresh.is_set() and self._relist_methods is None:
+                        logger.debug("server %s: its lists expired (ttlMs), re-listing", self.server_id)
+                        self._refresh.set()
                     if self._refresh.is_set() and not closed.is_set():
                         self._refresh = anyio.Event()
                         await self._publish(await self._list_everything(client))
@@ -768,6 +783,7 @@ class ServerConnection:
             raise ServerUnavailable(self.server_id, "the connection closed (the server exited or hung up)")
         finally:
             self._client = None
+            self.relist_at = None
 
     async def _listen_for_changes(self, client: Client) -> None:
         """Modern-era servers send list_changed and resources/updated only on a
@@ -825,8 +841,11 @@ class ServerConnection:
                 await self.on_snapshot(self.server_id, snapshot)
 
     async def _list_everything(self, client: Client) -> ServerSnapshot:
+        """Walk every list the server offers and schedule the next re-list by their `ttlMs`
+        (`relist_at`; the catalog's connection only: a dedicated one publishes nothing)."""
         caps = client.server_capabilities
         self._list_meta = None
+        self._list_ttls = {}
         with anyio.fail_after(self.config.timeout_seconds):
             tools = (
                 [t for t in await self._walk(client.list_tools, "tools") if self.config.tools.allows(t.name)]
@@ -836,6 +855,10 @@ class ServerConnection:
             resources = await self._walk(client.list_resources, "resources") if caps.resources else []
             templates = await self._walk(client.list_resource_templates, "resource_templates") if caps.resources else []
             prompts = await self._walk(client.list_prompts, "prompts") if caps.prompts else []
+        interval = None
+        if self.client_key is None and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            interval = relist_interval_seconds(self._list_ttls, announced_lists(caps))
+        self.relist_at = None if interval is None else anyio.current_time() + interval
         if self.federation is not None:  # a hub's list results carry its current advertisement
             advertised = Advertisement.found_in(self._list_meta, caps.experimental)
             await self.federation.admit(self, self.server_id, advertised)
@@ -863,6 +886,9 @@ class ServerConnection:
                 raise
             items.extend(getattr(page, attribute))
             self._list_meta = page.meta or self._list_meta
+            ttl_ms = page_ttl_ms(page)
+            if ttl_ms is not None:
+                self._list_ttls[attribute] = min(ttl_ms, self._list_ttls.get(attribute, ttl_ms))
             cursor = page.next_cursor
             if cursor is None:
                 return items
