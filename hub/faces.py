@@ -65,6 +65,7 @@ from hub.metrics import NO_SERVER, RESOURCE_ROUTE, UNKNOWN_ROUTE, HubMetrics
 from hub.naming import exposed_resource_uri
 from hub.pins import DEFINITION_HELD, DefinitionHeld
 from hub.policy import Access, audit_logger
+from hub.push_era import PushNeedsHandshakeEra
 from hub.redaction import mask_error
 from hub.relay import CURRENT_CHANNEL, SessionChannel, Subscriptions, principal_id
 from hub.resource_links import expose_uris
@@ -516,8 +517,12 @@ class FaceServices:
         return list(self.fleet.connections.values())
 
     def is_modern(self, server_id: str) -> bool:
-        """Whether `server_id` (a replicated one: any of its members) speaks the modern era."""
-        return any(c.protocol_version in MODERN_PROTOCOL_VERSIONS for c in self.fleet.members(server_id))
+        """Whether `server_id` (a replicated one: any of its members) speaks the modern era to
+        requests that may push: not once it was found to push (`hub.push_era`)."""
+        return any(
+            c.protocol_version in MODERN_PROTOCOL_VERSIONS and not c.pushes_over_handshake_era
+            for c in self.fleet.members(server_id)
+        )
 
 
 class _BusTarget:
@@ -740,7 +745,10 @@ def build_mcp_server(
         token = CURRENT_CHANNEL.set(channel)
         try:
             if not modern_client:
-                return _restamp(await send())
+                try:
+                    return _restamp(await send())
+                except PushNeedsHandshakeEra:  # sent once more, over the handshake-era connection
+                    return _restamp(await send())
             if request_state is not None and request_state.startswith(HANDLE_PREFIX):
                 return await services.bridge.resume(ctx, request_state, input_responses)
             server_state: str | None = None
@@ -751,10 +759,14 @@ def build_mcp_server(
                     )
                 server_state = request_state[len(SERVER_STATE_PREFIX) :] or None
             if services.is_modern(server_id):
-                result = await send(
-                    allow_input_required=True, input_responses=input_responses, request_state=server_state
-                )
-                return _wrap_server_state(result)
+                try:
+                    result = await send(
+                        allow_input_required=True, input_responses=input_responses, request_state=server_state
+                    )
+                except PushNeedsHandshakeEra:
+                    pass  # sent once more below, bridged, over the handshake-era connection
+                else:
+                    return _wrap_server_state(result)
             return _restamp(await services.bridge.start(ctx, channel.client_key, channel, send))
         finally:
             CURRENT_CHANNEL.reset(token)

@@ -73,6 +73,7 @@ from hub.launch import CannotLaunch, StderrTail, resolve_command
 from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter
 from hub.list_freshness import announced_lists, page_ttl_ms, relist_interval_seconds
 from hub.logs import counted, server_id_var
+from hub.push_era import CARRYING_METHODS, PushingServers, PushNeedsHandshakeEra, pushed_method
 from hub.redaction import SECRETS, mask_log_params, mask_model, secret_words
 from hub.relay import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
 from hub.resilience import EventSink, ResultTooLarge, delivery_mark, is_transport_size_abort, track_delivery
@@ -259,6 +260,9 @@ class ServerConnection:
     server whose lists do not expire (it is re-listed only when it announces a change)."""
     _list_ttls: dict[str, int] = field(default_factory=dict)
     """The shortest `ttlMs` each list carried at the last listing (modern era), by list."""
+    pushing: PushingServers | None = None
+    """The fleet's record of the servers whose handlers push requests mid-call (`hub.push_era`);
+    None: not learnt (a connection outside a fleet)."""
 
     def __post_init__(self) -> None:
         self._secrets = secret_words(self.config.secret_values())
@@ -690,9 +694,10 @@ class ServerConnection:
         self._close_reason = None
         closed = anyio.Event()
         config = self.config
-        mode = "legacy" if config.protocol == "legacy" else "auto"
-        if config.protocol == "both":
-            mode = "legacy" if self.client_key == _LEGACY_ERA_KEY else "auto"
+        # The handshake-era connection of `protocol: both` (or of a server found to push), and
+        # the per-client connections of a server found to push, speak the handshake era.
+        legacy = config.protocol == "legacy" or self.client_key == _LEGACY_ERA_KEY
+        mode = "legacy" if legacy or (self.client_key is not None and self.pushes_over_handshake_era) else "auto"
         transport = watch_closed(self._transport(), closed)
         slots = self.start_slots if config.command is not None else None
         slot: contextlib.AbstractAsyncContextManager[Callable[[], None]] = (
@@ -933,7 +938,7 @@ class ServerConnection:
         or an aborted request (modern era). The client channel in context
         (`hub.relay.CURRENT_CHANNEL`) is recorded as in flight for the request's duration, and
         picks the dedicated connection under `isolation: per_client` (or the handshake-era one
-        under `protocol: both`).
+        under `protocol: both`, or of a server found to push: `_dedicated_key`).
 
         :raises ServerUnavailable: not connected (`delivered=False`), or the connection closed
             or broke (`ConnectionLost`; `delivered` tells whether the request had reached the
@@ -946,11 +951,7 @@ class ServerConnection:
         """
         channel = CURRENT_CHANNEL.get()
         if channel is not None and self.client_key is None:
-            key: str | None = None
-            if self.config.isolation == "per_client":
-                key = channel.client_key
-            elif self.config.protocol == "both" and not channel.modern:
-                key = _LEGACY_ERA_KEY
+            key = self._dedicated_key(channel, method)
             if key is not None:
                 dedicated = await self._dedicated(key)
                 return await dedicated._request(
@@ -1026,6 +1027,61 @@ class ServerConnection:
                 self._no_calls.set()
                 self._no_calls = anyio.Event()
 
+    def _dedicated_key(self, channel: ClientChannel, method: str) -> str | None:
+        """The dedicated connection a client's request goes to (None: this one): the client's
+        own under `isolation: per_client`; the handshake-era one for a handshake-era client
+        under `protocol: both`, and for a server found to push (`hub.push_era`) also for a
+        modern-era client's requests that may push (its other requests, tasks among them, stay
+        on the modern-era connection where they began)."""
+        if self.config.isolation == "per_client":
+            return channel.client_key
+        if self.config.protocol == "both" and not channel.modern:
+            return _LEGACY_ERA_KEY
+        if self.pushes_over_handshake_era and (not channel.modern or method in CARRYING_METHODS):
+            return _LEGACY_ERA_KEY
+        return None
+
+    @property
+    def pushes_over_handshake_era(self) -> bool:
+        """Whether this server (`protocol: auto` or `both`) was found to push requests mid-call,
+        so its requests that may push go over a handshake-era connection (`hub.push_era`)."""
+        return self.pushing is not None and self.config.protocol in ("auto", "both") and self.server_id in self.pushing
+
+    async def _request_pushing(
+        self, method: str, send: Callable[[Client, ProgressFnT], Awaitable[_T]], **options: Any
+    ) -> _T:
+        """`_request` for a request whose handler may push (`tools/call`, `prompts/get`,
+        `resources/read`): when a modern-era connection of a `protocol: auto`/`both` server
+        refuses the push (`hub.push_era.pushed_method`), the server is recorded as pushing.
+
+        :raises PushNeedsHandshakeEra: that happened; the request may be sent again (it now
+            goes over a handshake-era connection).
+        :raises ServerUnavailable, ServerTimeout, MCPError: as `_request`.
+        """
+        eras: list[str | None] = []
+
+        async def noting_era(client: Client, on_progress: ProgressFnT) -> _T:
+            eras.append(client.protocol_version)
+            return await send(client, on_progress)
+
+        try:
+            return await self._request(method, noting_era, **options)
+        except MCPError as exc:
+            pushed = pushed_method(exc)
+            modern = bool(eras) and eras[-1] in MODERN_PROTOCOL_VERSIONS
+            if pushed is None or not modern or self.pushing is None or self.config.protocol not in ("auto", "both"):
+                raise
+            if self.pushing.learn(self.server_id):
+                logger.warning(
+                    "server %s pushed %s during %s, which a %s connection cannot carry: its requests that"
+                    " may push go over a handshake-era connection from now on",
+                    self.server_id,
+                    pushed,
+                    method,
+                    _MODERN,
+                )
+            raise PushNeedsHandshakeEra(self.server_id, pushed, method) from exc
+
     # ---- isolation: per_client ----
 
     async def _dedicated(self, client_key: str) -> ServerConnection:
@@ -1035,6 +1091,15 @@ class ServerConnection:
         :raises ServerUnavailable: it could not be started (the reason names the failure).
         """
         dedicated = self._clones.get(client_key)
+        if (
+            dedicated is not None
+            and client_key != _LEGACY_ERA_KEY
+            and self.pushes_over_handshake_era
+            and dedicated._is_modern()
+            and not dedicated.in_flight
+        ):
+            self.release_client(client_key)  # this server pushes: reopened in the handshake era below
+            dedicated = None
         if dedicated is None:
             if self.spawn is None:
                 raise ServerUnavailable(self.server_id, "per-client connections need a running fleet")
@@ -1048,6 +1113,7 @@ class ServerConnection:
                 events=self.events,
                 federation=self.federation,
                 start_slots=self.start_slots,
+                pushing=self.pushing,
             )
             scope = anyio.CancelScope()
             self._clones[client_key] = dedicated
@@ -1159,7 +1225,7 @@ class ServerConnection:
                 return result
             return await client.call_tool(name, arguments, progress_callback=on_progress, meta=meta)
 
-        return await self._request(
+        return await self._request_pushing(
             "tools/call",
             send,
             timeout_seconds=timeout_seconds if timeout_seconds is not None else self.config.timeout_for(name),
@@ -1206,7 +1272,7 @@ class ServerConnection:
                 )
             return await client.read_resource(uri)
 
-        return await self._request("resources/read", send)
+        return await self._request_pushing("resources/read", send)
 
     async def get_prompt(
         self,
@@ -1230,7 +1296,7 @@ class ServerConnection:
                 )
             return await client.get_prompt(name, arguments)
 
-        return await self._request("prompts/get", send)
+        return await self._request_pushing("prompts/get", send)
 
     async def complete(
         self,
@@ -1439,6 +1505,8 @@ class Fleet:
         """Servers whose first start attempt is still to come (list requests wait on it)."""
         self.start_slots = StartSlots(config.max_concurrent_starts)
         """How many stdio servers may be starting at once."""
+        self.pushing = PushingServers()
+        """The servers found to push requests mid-call (`hub.push_era`), shared by every connection."""
         # A server with `replicas` runs one connection per member, keyed `<server_id>/<n>`.
         self.connections: dict[str, ServerConnection] = {
             member_id: self._new_connection(member_id, member)
@@ -1461,6 +1529,7 @@ class Fleet:
             federation=self.federation,
             on_task_status=self.on_task_status,
             start_slots=self.start_slots,
+            pushing=self.pushing,
         )
 
         async def publish(sid: str, snapshot: ServerSnapshot | None) -> None:
@@ -1562,6 +1631,7 @@ class Fleet:
         if self._tg is None:
             raise RuntimeError("the fleet is not running")
         connection = self._new_connection(server_id, server)
+        self.pushing.forget(server_id)  # a changed entry may be a changed server
         if gate:
             self._gate(connection)
         try:

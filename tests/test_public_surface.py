@@ -116,6 +116,7 @@ EXPORTS = {
         "refusal",
     ],
     "hub.bridge": ["HANDLE_PREFIX", "SERVER_STATE_PREFIX", "Bridge", "BridgedCall"],
+    "hub.push_era": ["CARRYING_METHODS", "PUSHED_METHODS", "PushNeedsHandshakeEra", "PushingServers", "pushed_method"],
     "hub.list_freshness": [
         "LIST_TTL_MS",
         "RELIST_CEILING_SECONDS",

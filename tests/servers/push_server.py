@@ -4,7 +4,7 @@ eras, instead of returning an `InputRequiredResult` in the modern era. In the mo
 refuses every push (`NoBackChannelError`, -32600), so such a tool works only over a
 handshake-era connection.
 
-    python tests/servers/push_server.py [--transport stdio|http] [--port 0] [--name NAME]
+    python tests/servers/push_server.py [--transport stdio|http] [--port 0] [--name NAME] [--record FILE]
 
 Over HTTP it binds 127.0.0.1, prints `PORT=<n>` on stdout once listening, and serves at `/mcp`.
 Tools:
@@ -13,8 +13,10 @@ Tools:
 - `confirm(question)`: elicits a form (`name`) and returns `elicited=<name> action=<action>`.
 - `roots()`: asks for `roots/list` and returns `roots=<uri>,<uri>,...`.
 - `echo(text)`: returns `text` (never pushes).
-- `entered_counts()`: how many times each tool was entered and completed since the server started,
-  as `<tool>:<entered>/<completed>` pairs (e.g. `summarize:2/1`), sorted by tool name.
+
+With `--record FILE`, each tool appends `entered <tool>` to FILE when it starts and
+`completed <tool>` when it returns (every process started with the same FILE appends to it: a
+stdio server's handshake-era connection is a process of its own).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import argparse
 import socket
 import sys
 import warnings
-from collections import Counter
+from pathlib import Path
 
 import anyio
 import mcp_types as types
@@ -40,49 +42,47 @@ class _Name(BaseModel):
     name: str
 
 
-def build_server(name: str) -> MCPServer:
+def build_server(name: str, record: Path | None = None) -> MCPServer:
     server = MCPServer(name, version="1.0")
-    entered: Counter[str] = Counter()
-    completed: Counter[str] = Counter()
+
+    def note(event: str, tool: str) -> None:
+        if record is not None:
+            with record.open("a", encoding="utf-8") as file:
+                file.write(f"{event} {tool}\n")
 
     @server.tool()
     async def summarize(text: str, ctx: Context) -> str:
         """Ask the client's model to summarize `text` (pushed sampling)."""
-        entered["summarize"] += 1
+        note("entered", "summarize")
         message = types.SamplingMessage(role="user", content=types.TextContent(type="text", text=f"summarize: {text}"))
         result = await ctx.session.create_message([message], max_tokens=50, related_request_id=ctx.request_id)
-        completed["summarize"] += 1
+        note("completed", "summarize")
         answer = result.content.text if isinstance(result.content, types.TextContent) else "?"
         return f"sampled={answer}"
 
     @server.tool()
     async def confirm(question: str, ctx: Context) -> str:
         """Ask the user `question` (pushed form elicitation)."""
-        entered["confirm"] += 1
+        note("entered", "confirm")
         result = await ctx.elicit(question, _Name)
-        completed["confirm"] += 1
+        note("completed", "confirm")
         who = result.data.name if result.action == "accept" else "-"
         return f"elicited={who} action={result.action}"
 
     @server.tool()
     async def roots(ctx: Context) -> str:
         """The client's roots (pushed roots/list)."""
-        entered["roots"] += 1
+        note("entered", "roots")
         result = await ctx.session.list_roots()
-        completed["roots"] += 1
+        note("completed", "roots")
         return "roots=" + ",".join(str(root.uri) for root in result.roots)
 
     @server.tool()
     async def echo(text: str) -> str:
         """Return `text`."""
-        entered["echo"] += 1
-        completed["echo"] += 1
+        note("entered", "echo")
+        note("completed", "echo")
         return text
-
-    @server.tool()
-    async def entered_counts() -> str:
-        """`<tool>:<entered>/<completed>` for every tool entered so far."""
-        return " ".join(f"{tool}:{entered[tool]}/{completed[tool]}" for tool in sorted(entered))
 
     return server
 
@@ -102,8 +102,9 @@ def main() -> None:
     parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     parser.add_argument("--name", default="push")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--record", type=Path, default=None, help="append what each tool does to this file")
     args = parser.parse_args()
-    server = build_server(args.name)
+    server = build_server(args.name, args.record)
     print(f"push server {args.name} starting ({args.transport})", file=sys.stderr, flush=True)
     if args.transport == "stdio":
         anyio.run(server.run_stdio_async)
