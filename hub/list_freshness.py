@@ -18,7 +18,9 @@ listing that server again when it runs out, within these bounds:
 
 A re-list caused by a `list_changed` announcement and one caused by expiry are the same re-list:
 each listing starts the next expiry afresh, and an expiry while a burst of announcements is
-being debounced waits for that burst's re-list (one re-list, not two).
+being debounced waits for that burst's re-list (one re-list, not two). A re-list for expiry that
+fails keeps the server's last listing and its connection, and is tried again later, each wait as
+long as the time since the last good listing (doubling), within the floor and the ceiling.
 
 The hub's own list results carry `ttlMs` = the time until the next scheduled re-list of any
 server of the face (what a client may reuse before the hub's catalog could change by expiry;

@@ -71,7 +71,13 @@ from hub.errors import ServerProtocolError, ServerTimeout, ServerUnavailable, de
 from hub.federation import Advertisement, Federation, inbound_chain, looping_server
 from hub.launch import CannotLaunch, StderrTail, resolve_command
 from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter
-from hub.list_freshness import announced_lists, page_ttl_ms, relist_interval_seconds
+from hub.list_freshness import (
+    RELIST_CEILING_SECONDS,
+    RELIST_FLOOR_SECONDS,
+    announced_lists,
+    page_ttl_ms,
+    relist_interval_seconds,
+)
 from hub.logs import counted, server_id_var
 from hub.push_era import CARRYING_METHODS, PushingServers, PushNeedsHandshakeEra, pushed_method
 from hub.redaction import SECRETS, mask_log_params, mask_model, secret_words
@@ -260,6 +266,8 @@ class ServerConnection:
     server whose lists do not expire (it is re-listed only when it announces a change)."""
     _list_ttls: dict[str, int] = field(default_factory=dict)
     """The shortest `ttlMs` each list carried at the last listing (modern era), by list."""
+    _listed_at: float = 0.0
+    """`anyio.current_time()` of the last listing."""
     pushing: PushingServers | None = None
     """The fleet's record of the servers whose handlers push requests mid-call (`hub.push_era`);
     None: not learnt (a connection outside a fleet)."""
@@ -776,12 +784,10 @@ class ServerConnection:
                         await _wait_any(closed, self._refresh, self._restart_requested)
                     if self._restart_requested.is_set():
                         break  # `run` restarts the connection
-                    if expiry.cancelled_caught and not self._refresh.is_set() and self._relist_methods is None:
-                        logger.debug("server %s: its lists expired (ttlMs), re-listing", self.server_id)
-                        self._refresh.set()
-                    if self._refresh.is_set() and not closed.is_set():
+                    expired = expiry.cancelled_caught and not self._refresh.is_set() and self._relist_methods is None
+                    if (expired or self._refresh.is_set()) and not closed.is_set():
                         self._refresh = anyio.Event()
-                        await self._publish(await self._list_everything(client))
+                        await self._relist(client, expired=expired)
                 tg.cancel_scope.cancel()
             if self._restart_requested.is_set() and not closed.is_set():
                 return
@@ -789,6 +795,32 @@ class ServerConnection:
         finally:
             self._client = None
             self.relist_at = None
+
+    async def _relist(self, client: Client, *, expired: bool) -> None:
+        """List the server again and publish the listing. A re-list for expiry that fails (the
+        server answers an error, breaks its pagination or does not answer in time) keeps the last
+        listing and the connection, and is tried again after as long as it has been since the
+        last good listing (so the wait doubles), within `RELIST_FLOOR_SECONDS` and
+        `RELIST_CEILING_SECONDS`; a re-list the server asked for (list_changed) that fails ends
+        the connection, as the first listing does."""
+        if not expired:
+            await self._publish(await self._list_everything(client))
+            return
+        logger.debug("server %s: its lists expired (ttlMs), re-listing", self.server_id)
+        try:
+            snapshot = await self._list_everything(client)
+        except (TimeoutError, MCPError, ServerProtocolError, httpx2.TransportError) as exc:
+            if isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED:
+                raise  # the connection is gone: `run` reconnects
+            now = anyio.current_time()
+            self.relist_at = now + min(max(now - self._listed_at, RELIST_FLOOR_SECONDS), RELIST_CEILING_SECONDS)
+            logger.warning(
+                "server %s: re-listing on expiry failed, keeping its last listing: %s",
+                self.server_id,
+                describe_failure(exc),
+            )
+            return
+        await self._publish(snapshot)
 
     async def _listen_for_changes(self, client: Client) -> None:
         """Modern-era servers send list_changed and resources/updated only on a
@@ -863,7 +895,8 @@ class ServerConnection:
         interval = None
         if self.client_key is None and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
             interval = relist_interval_seconds(self._list_ttls, announced_lists(caps))
-        self.relist_at = None if interval is None else anyio.current_time() + interval
+        self._listed_at = anyio.current_time()
+        self.relist_at = None if interval is None else self._listed_at + interval
         if self.federation is not None:  # a hub's list results carry its current advertisement
             advertised = Advertisement.found_in(self._list_meta, caps.experimental)
             await self.federation.admit(self, self.server_id, advertised)

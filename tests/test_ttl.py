@@ -167,3 +167,27 @@ async def test_a_list_changed_relist_restarts_the_expiry_and_is_the_only_relist(
         rescheduled = connection.relist_at
     assert after == before + 1
     assert rescheduled is not None and rescheduled > scheduled
+
+
+async def test_a_failed_relist_on_expiry_keeps_the_listing_and_the_connection_and_is_tried_again() -> None:
+    async with running_hub({"flaky": ttl_entry("flaky", "--ttl-ms", "1000")}) as hub:
+        connection = _connection(hub, "flaky")
+        generation = connection.generation
+        changes: list[tuple[str, frozenset[str]]] = []
+
+        async def changed(server_id: str, kinds: frozenset[str]) -> None:
+            changes.append((server_id, kinds))
+
+        hub.hub.catalog.add_listener(changed)
+        with anyio.fail_after(40):
+            async with Client(hub.url) as client:
+                await client.call_tool("flaky__fail_lists", {"times": 2})
+                await client.call_tool("flaky__grow", {"name": "later"})
+                # Two expiries fail (the tools stay listed), then one succeeds.
+                await until(lambda: hub.hub.catalog.tool_route("flaky__later") is not None)
+                served = int(tool_text(await client.call_tool("flaky__list_calls", {})))
+        assert connection.generation == generation  # never reconnected
+        assert connection.restarts == 0
+        # The failures changed nothing (the tools were never dropped): one change, the new tool.
+        assert changes == [("flaky", frozenset({"tools"}))]
+    assert served >= 4  # the first listing, two failures, the success

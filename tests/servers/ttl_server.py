@@ -14,6 +14,7 @@ Tools:
 - `grow(name, announce)`: adds a tool `name` (answers "grown"); with `announce: true` (and
   `--listen`) also publishes `tools/list_changed`, else tells nobody.
 - `list_calls()`: how many `tools/list` requests the server has answered.
+- `fail_lists(times)`: the next `times` `tools/list` requests get an error (-32603).
 - `whoami()`: the server's `--name`.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 
 import anyio
 import mcp_types as types
+from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
 from mcp.server.caching import CacheHint
 from mcp.server.stdio import stdio_server
@@ -43,13 +45,21 @@ def build_server(name: str, ttl_ms: int | None, prompt_ttl_ms: int | None, liste
         types.Tool(name="grow", description="Add a tool.", input_schema=_GROW),
         types.Tool(name="list_calls", description="How many tools/list were answered.", input_schema=_EMPTY),
         types.Tool(name="whoami", description="The server's name.", input_schema=_EMPTY),
+        types.Tool(
+            name="fail_lists",
+            description="Fail the next tools/list requests.",
+            input_schema={"type": "object", "properties": {"times": {"type": "integer"}}, "required": ["times"]},
+        ),
     ]
-    calls = {"tools/list": 0}
+    calls = {"tools/list": 0, "fail": 0}
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         calls["tools/list"] += 1
+        if calls["fail"] > 0:
+            calls["fail"] -= 1
+            raise MCPError(types.INTERNAL_ERROR, "tools/list failed on purpose")
         return types.ListToolsResult(tools=list(tools))
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -59,6 +69,9 @@ def build_server(name: str, ttl_ms: int | None, prompt_ttl_ms: int | None, liste
             if args.get("announce") and listen:
                 await bus.publish(ToolsListChanged())
             return _text("grown")
+        if params.name == "fail_lists":
+            calls["fail"] = int(args["times"])
+            return _text("failing")
         if params.name == "list_calls":
             return _text(str(calls["tools/list"]))
         return _text(name if params.name == "whoami" else params.name)
