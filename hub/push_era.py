@@ -27,7 +27,9 @@ The call that failed is sent once more, over the new connection (the endpoint do
 modern-era client's retry is bridged): the error proves that the server's handler stopped at
 its push, before finishing its work and before any answer. A handler that changed something
 before pushing does that part twice; a handler that pushes first (asking for what it needs to
-proceed, the common shape) is unaffected. A retry that fails again is answered as it is.
+proceed, the common shape) is unaffected. A retry that fails again is answered as it is. A
+modern-era client that was answering the server's own `InputRequiredResult` rounds when the
+push came starts the call afresh (bridged): the server's `requestState` belongs to the other era.
 """
 
 from __future__ import annotations
