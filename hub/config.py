@@ -313,7 +313,11 @@ class ServerConfig(_Model, ServerTrustSettings):
     `both` (a server that serves both eras) keeps a modern-era connection and, from the first
     call of a handshake-era client on, a second handshake-era one (a second process for a stdio
     server), so each client gets the server's behaviour of its own era (e.g. sampling pushed
-    mid-call rather than an `InputRequiredResult`)."""
+    mid-call rather than an `InputRequiredResult`). Under `auto` and `both`, a server whose tool
+    pushes sampling, elicitation or roots/list mid-call in the modern era (as mcp 1.x code does),
+    which that era refuses, is noticed at the first such call: the hub opens the handshake-era
+    connection then, sends that call once more over it, and sends the server's later calls that
+    may push there too (README, "Servers whose tools push")."""
 
     timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=86_400)
     """Seconds to wait for the answer to a request (call, read, get, complete, list) before it

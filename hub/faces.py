@@ -64,12 +64,14 @@ from hub.catalog import Catalog, Kind, listing_key
 from hub.config import DEFAULT_LIST_PAGE_SIZE
 from hub.errors import HubError, RateLimited, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
 from hub.federation import FEDERATION_KEY, Federation, FederationLoop, inbound_chain
+from hub.list_freshness import LIST_TTL_MS, list_ttl_ms
 from hub.logs import new_request_id, server_id_var
 from hub.metrics import NO_SERVER, RESOURCE_ROUTE, UNKNOWN_ROUTE, HubMetrics
 from hub.naming import exposed_resource_uri
 from hub.pages import InvalidCursor, Page, page_of
 from hub.pins import DEFINITION_HELD, DefinitionHeld
 from hub.policy import Access, audit_logger
+from hub.push_era import PushNeedsHandshakeEra
 from hub.redaction import mask_error
 from hub.relay import CURRENT_CHANNEL, SessionChannel, Subscriptions, principal_id
 from hub.resource_links import expose_uris
@@ -98,11 +100,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 HUB_NAME = "mcp-federation-hub"
-LIST_TTL_MS = 10_000
-"""`ttlMs` on the modern-era list results (SEP-2549 cache hints): how long a client may reuse
-them. Catalog changes reach listening clients at once as `subscriptions/listen` events, which
-evict their caches; clients that do not listen see a change within 10 s (the catalog follows
-server health, so a long TTL would keep showing the tools of a server that went down)."""
 CACHE_HINTS: dict[Any, CacheHint] = {
     "tools/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="private"),
     "prompts/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="private"),
@@ -114,7 +111,9 @@ CACHE_HINTS: dict[Any, CacheHint] = {
 """Cache hints of the faces. Always `private`: what a list or read returns may depend on the
 principal (policy filtering), so a shared cache must never serve one principal's result to
 another (SECURITY.md case 24); the SDK's client cache partitions private entries per
-principal. `server/discover` is never fresh (capabilities follow which servers are ready)."""
+principal. `server/discover` is never fresh (capabilities follow which servers are ready).
+The list handlers set each result's `ttlMs` themselves, from the face's servers
+(`hub.list_freshness.list_ttl_ms`: at most `LIST_TTL_MS`, 10 s); the value here is the ceiling."""
 RATE_LIMITED = -32029
 """JSON-RPC error code of a call refused by a per-route rate limit (server-defined range;
 `data.retry_after_seconds` says when to retry)."""
@@ -529,8 +528,12 @@ class FaceServices:
         return list(self.fleet.connections.values())
 
     def is_modern(self, server_id: str) -> bool:
-        """Whether `server_id` (a replicated one: any of its members) speaks the modern era."""
-        return any(c.protocol_version in MODERN_PROTOCOL_VERSIONS for c in self.fleet.members(server_id))
+        """Whether `server_id` (a replicated one: any of its members) speaks the modern era to
+        requests that may push: not once it was found to push (`hub.push_era`)."""
+        return any(
+            c.protocol_version in MODERN_PROTOCOL_VERSIONS and not c.pushes_over_handshake_era
+            for c in self.fleet.members(server_id)
+        )
 
 
 class _BusTarget:
@@ -651,6 +654,14 @@ def build_mcp_server(
         """List results' `_meta`: this hub's federation advertisement (hub.federation)."""
         return {FEDERATION_KEY: federation.advertisement(scope)} if federation is not None else None
 
+    def ttl() -> int:
+        """List results' `ttlMs`: until the face's servers' lists could next change by expiry
+        (every member of a replicated server), at most `LIST_TTL_MS` (hub.list_freshness)."""
+        if services is None:
+            return LIST_TTL_MS
+        fleet = services.fleet
+        return list_ttl_ms(fleet.members(services.scope) if services.scope else fleet.connections.values())
+
     tasks: FaceTasks | None = None
     if services is not None and services.tasks is not None:
         tasks = services.tasks.face(
@@ -757,7 +768,10 @@ def build_mcp_server(
         token = CURRENT_CHANNEL.set(channel)
         try:
             if not modern_client:
-                return _restamp(await send())
+                try:
+                    return _restamp(await send())
+                except PushNeedsHandshakeEra:  # sent once more, over the handshake-era connection
+                    return _restamp(await send())
             if request_state is not None and request_state.startswith(HANDLE_PREFIX):
                 return await services.bridge.resume(ctx, request_state, input_responses)
             server_state: str | None = None
@@ -768,10 +782,14 @@ def build_mcp_server(
                     )
                 server_state = request_state[len(SERVER_STATE_PREFIX) :] or None
             if services.is_modern(server_id):
-                result = await send(
-                    allow_input_required=True, input_responses=input_responses, request_state=server_state
-                )
-                return _wrap_server_state(result)
+                try:
+                    result = await send(
+                        allow_input_required=True, input_responses=input_responses, request_state=server_state
+                    )
+                except PushNeedsHandshakeEra:
+                    pass  # sent once more below, bridged, over the handshake-era connection
+                else:
+                    return _wrap_server_state(result)
             return _restamp(await services.bridge.start(ctx, channel.client_key, channel, send))
         finally:
             CURRENT_CHANNEL.reset(token)
@@ -790,7 +808,7 @@ def build_mcp_server(
     ) -> types.ListToolsResult:
         await started()
         page = listed(ctx, "tools", face.tools(), params)
-        return types.ListToolsResult(tools=page.items, next_cursor=page.next_cursor, _meta=advertised())
+        return types.ListToolsResult(tools=page.items, next_cursor=page.next_cursor, _meta=advertised(), ttl_ms=ttl())
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
         owner = await settled(ctx, params.name, face.resolve_tool)
@@ -819,7 +837,9 @@ def build_mcp_server(
     ) -> types.ListResourcesResult:
         await started()
         page = listed(ctx, "resources", face.resources(), params)
-        return types.ListResourcesResult(resources=page.items, next_cursor=page.next_cursor, _meta=advertised())
+        return types.ListResourcesResult(
+            resources=page.items, next_cursor=page.next_cursor, _meta=advertised(), ttl_ms=ttl()
+        )
 
     async def list_resource_templates(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -827,7 +847,7 @@ def build_mcp_server(
         await started()
         page = listed(ctx, "resource_templates", face.resource_templates(), params)
         return types.ListResourceTemplatesResult(
-            resource_templates=page.items, next_cursor=page.next_cursor, _meta=advertised()
+            resource_templates=page.items, next_cursor=page.next_cursor, _meta=advertised(), ttl_ms=ttl()
         )
 
     async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> Any:
@@ -852,7 +872,9 @@ def build_mcp_server(
     ) -> types.ListPromptsResult:
         await started()
         page = listed(ctx, "prompts", face.prompts(), params)
-        return types.ListPromptsResult(prompts=page.items, next_cursor=page.next_cursor, _meta=advertised())
+        return types.ListPromptsResult(
+            prompts=page.items, next_cursor=page.next_cursor, _meta=advertised(), ttl_ms=ttl()
+        )
 
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> Any:
         owner = await settled(ctx, params.name, face.resolve_prompt)

@@ -71,7 +71,15 @@ from hub.errors import ServerProtocolError, ServerTimeout, ServerUnavailable, de
 from hub.federation import Advertisement, Federation, inbound_chain, looping_server
 from hub.launch import CannotLaunch, StderrTail, resolve_command
 from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter
+from hub.list_freshness import (
+    RELIST_CEILING_SECONDS,
+    RELIST_FLOOR_SECONDS,
+    announced_lists,
+    page_ttl_ms,
+    relist_interval_seconds,
+)
 from hub.logs import counted, server_id_var
+from hub.push_era import CARRYING_METHODS, PushingServers, PushNeedsHandshakeEra, pushed_method
 from hub.redaction import SECRETS, mask_log_params, mask_model, secret_words
 from hub.relay import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
 from hub.resilience import EventSink, ResultTooLarge, delivery_mark, is_transport_size_abort, track_delivery
@@ -252,6 +260,17 @@ class ServerConnection:
     """This hub's federation state: outgoing requests carry its hub chain, and a server that is
     this hub or federates it is refused (`hub.federation`)."""
     _list_meta: dict[str, Any] | None = None
+    relist_at: float | None = None
+    """`anyio.current_time()` at which this server's lists expire and it is listed again (their
+    shortest `ttlMs`, bounded: `hub.list_freshness`); None while it is not connected, and for a
+    server whose lists do not expire (it is re-listed only when it announces a change)."""
+    _list_ttls: dict[str, int] = field(default_factory=dict)
+    """The shortest `ttlMs` each list carried at the last listing (modern era), by list."""
+    _listed_at: float = 0.0
+    """`anyio.current_time()` of the last listing."""
+    pushing: PushingServers | None = None
+    """The fleet's record of the servers whose handlers push requests mid-call (`hub.push_era`);
+    None: not learnt (a connection outside a fleet)."""
 
     def __post_init__(self) -> None:
         self._secrets = secret_words(self.config.secret_values())
@@ -683,9 +702,10 @@ class ServerConnection:
         self._close_reason = None
         closed = anyio.Event()
         config = self.config
-        mode = "legacy" if config.protocol == "legacy" else "auto"
-        if config.protocol == "both":
-            mode = "legacy" if self.client_key == _LEGACY_ERA_KEY else "auto"
+        # The handshake-era connection of `protocol: both` (or of a server found to push), and
+        # the per-client connections of a server found to push, speak the handshake era.
+        legacy = config.protocol == "legacy" or self.client_key == _LEGACY_ERA_KEY
+        mode = "legacy" if legacy or (self.client_key is not None and self.pushes_over_handshake_era) else "auto"
         transport = watch_closed(self._transport(), closed)
         slots = self.start_slots if config.command is not None else None
         slot: contextlib.AbstractAsyncContextManager[Callable[[], None]] = (
@@ -716,7 +736,8 @@ class ServerConnection:
             raise ServerUnavailable(self.server_id, f"did not start within {config.startup_timeout_seconds:g} s")
 
     async def _serve(self, client: Client, closed: anyio.Event) -> None:
-        """List everything, go ready, then re-list on every change until the connection closes."""
+        """List everything, go ready, then re-list on every change, and whenever the lists
+        expire (`relist_at`), until the connection closes."""
         config = self.config
         try:
             modern_required = config.protocol == "modern" or (config.protocol == "both" and self.client_key is None)
@@ -756,18 +777,50 @@ class ServerConnection:
                     tg.start_soon(self._listen_for_changes, client)
                 tg.start_soon(self._health_loop, client)
                 while not closed.is_set():
-                    await _wait_any(closed, self._refresh, self._restart_requested)
+                    # While a burst of list_changed is being debounced, its re-list is the one
+                    # to wait for: an expiry meanwhile would only add a second re-list.
+                    expires = self.relist_at if self._relist_methods is None else None
+                    with anyio.CancelScope(deadline=math.inf if expires is None else expires) as expiry:
+                        await _wait_any(closed, self._refresh, self._restart_requested)
                     if self._restart_requested.is_set():
                         break  # `run` restarts the connection
-                    if self._refresh.is_set() and not closed.is_set():
+                    expired = expiry.cancelled_caught and not self._refresh.is_set() and self._relist_methods is None
+                    if (expired or self._refresh.is_set()) and not closed.is_set():
                         self._refresh = anyio.Event()
-                        await self._publish(await self._list_everything(client))
+                        await self._relist(client, expired=expired)
                 tg.cancel_scope.cancel()
             if self._restart_requested.is_set() and not closed.is_set():
                 return
             raise ServerUnavailable(self.server_id, "the connection closed (the server exited or hung up)")
         finally:
             self._client = None
+            self.relist_at = None
+
+    async def _relist(self, client: Client, *, expired: bool) -> None:
+        """List the server again and publish the listing. A re-list for expiry that fails (the
+        server answers an error, breaks its pagination or does not answer in time) keeps the last
+        listing and the connection, and is tried again after as long as it has been since the
+        last good listing (so the wait doubles), within `RELIST_FLOOR_SECONDS` and
+        `RELIST_CEILING_SECONDS`; a re-list the server asked for (list_changed) that fails ends
+        the connection, as the first listing does."""
+        if not expired:
+            await self._publish(await self._list_everything(client))
+            return
+        logger.debug("server %s: its lists expired (ttlMs), re-listing", self.server_id)
+        try:
+            snapshot = await self._list_everything(client)
+        except (TimeoutError, MCPError, ServerProtocolError, httpx2.TransportError) as exc:
+            if isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED:
+                raise  # the connection is gone: `run` reconnects
+            now = anyio.current_time()
+            self.relist_at = now + min(max(now - self._listed_at, RELIST_FLOOR_SECONDS), RELIST_CEILING_SECONDS)
+            logger.warning(
+                "server %s: re-listing on expiry failed, keeping its last listing: %s",
+                self.server_id,
+                describe_failure(exc),
+            )
+            return
+        await self._publish(snapshot)
 
     async def _listen_for_changes(self, client: Client) -> None:
         """Modern-era servers send list_changed and resources/updated only on a
@@ -825,8 +878,11 @@ class ServerConnection:
                 await self.on_snapshot(self.server_id, snapshot)
 
     async def _list_everything(self, client: Client) -> ServerSnapshot:
+        """Walk every list the server offers and schedule the next re-list by their `ttlMs`
+        (`relist_at`; the catalog's connection only: a dedicated one publishes nothing)."""
         caps = client.server_capabilities
         self._list_meta = None
+        self._list_ttls = {}
         with anyio.fail_after(self.config.timeout_seconds):
             tools = (
                 [t for t in await self._walk(client.list_tools, "tools") if self.config.tools.allows(t.name)]
@@ -836,6 +892,11 @@ class ServerConnection:
             resources = await self._walk(client.list_resources, "resources") if caps.resources else []
             templates = await self._walk(client.list_resource_templates, "resource_templates") if caps.resources else []
             prompts = await self._walk(client.list_prompts, "prompts") if caps.prompts else []
+        interval = None
+        if self.client_key is None and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            interval = relist_interval_seconds(self._list_ttls, announced_lists(caps))
+        self._listed_at = anyio.current_time()
+        self.relist_at = None if interval is None else self._listed_at + interval
         if self.federation is not None:  # a hub's list results carry its current advertisement
             advertised = Advertisement.found_in(self._list_meta, caps.experimental)
             await self.federation.admit(self, self.server_id, advertised)
@@ -863,6 +924,9 @@ class ServerConnection:
                 raise
             items.extend(getattr(page, attribute))
             self._list_meta = page.meta or self._list_meta
+            ttl_ms = page_ttl_ms(page)
+            if ttl_ms is not None:
+                self._list_ttls[attribute] = min(ttl_ms, self._list_ttls.get(attribute, ttl_ms))
             cursor = page.next_cursor
             if cursor is None:
                 return items
@@ -907,7 +971,7 @@ class ServerConnection:
         or an aborted request (modern era). The client channel in context
         (`hub.relay.CURRENT_CHANNEL`) is recorded as in flight for the request's duration, and
         picks the dedicated connection under `isolation: per_client` (or the handshake-era one
-        under `protocol: both`).
+        under `protocol: both`, or of a server found to push: `_dedicated_key`).
 
         :raises ServerUnavailable: not connected (`delivered=False`), or the connection closed
             or broke (`ConnectionLost`; `delivered` tells whether the request had reached the
@@ -920,11 +984,7 @@ class ServerConnection:
         """
         channel = CURRENT_CHANNEL.get()
         if channel is not None and self.client_key is None:
-            key: str | None = None
-            if self.config.isolation == "per_client":
-                key = channel.client_key
-            elif self.config.protocol == "both" and not channel.modern:
-                key = _LEGACY_ERA_KEY
+            key = self._dedicated_key(channel, method)
             if key is not None:
                 dedicated = await self._dedicated(key)
                 return await dedicated._request(
@@ -1000,6 +1060,61 @@ class ServerConnection:
                 self._no_calls.set()
                 self._no_calls = anyio.Event()
 
+    def _dedicated_key(self, channel: ClientChannel, method: str) -> str | None:
+        """The dedicated connection a client's request goes to (None: this one): the client's
+        own under `isolation: per_client`; the handshake-era one for a handshake-era client
+        under `protocol: both`, and for a server found to push (`hub.push_era`) also for a
+        modern-era client's requests that may push (its other requests, tasks among them, stay
+        on the modern-era connection where they began)."""
+        if self.config.isolation == "per_client":
+            return channel.client_key
+        if self.config.protocol == "both" and not channel.modern:
+            return _LEGACY_ERA_KEY
+        if self.pushes_over_handshake_era and (not channel.modern or method in CARRYING_METHODS):
+            return _LEGACY_ERA_KEY
+        return None
+
+    @property
+    def pushes_over_handshake_era(self) -> bool:
+        """Whether this server (`protocol: auto` or `both`) was found to push requests mid-call,
+        so its requests that may push go over a handshake-era connection (`hub.push_era`)."""
+        return self.pushing is not None and self.config.protocol in ("auto", "both") and self.server_id in self.pushing
+
+    async def _request_pushing(
+        self, method: str, send: Callable[[Client, ProgressFnT], Awaitable[_T]], **options: Any
+    ) -> _T:
+        """`_request` for a request whose handler may push (`tools/call`, `prompts/get`,
+        `resources/read`): when a modern-era connection of a `protocol: auto`/`both` server
+        refuses the push (`hub.push_era.pushed_method`), the server is recorded as pushing.
+
+        :raises PushNeedsHandshakeEra: that happened; the request may be sent again (it now
+            goes over a handshake-era connection).
+        :raises ServerUnavailable, ServerTimeout, MCPError: as `_request`.
+        """
+        eras: list[str | None] = []
+
+        async def noting_era(client: Client, on_progress: ProgressFnT) -> _T:
+            eras.append(client.protocol_version)
+            return await send(client, on_progress)
+
+        try:
+            return await self._request(method, noting_era, **options)
+        except MCPError as exc:
+            pushed = pushed_method(exc)
+            modern = bool(eras) and eras[-1] in MODERN_PROTOCOL_VERSIONS
+            if pushed is None or not modern or self.pushing is None or self.config.protocol not in ("auto", "both"):
+                raise
+            if self.pushing.learn(self.server_id):
+                logger.warning(
+                    "server %s pushed %s during %s, which a %s connection cannot carry: its requests that"
+                    " may push go over a handshake-era connection from now on",
+                    self.server_id,
+                    pushed,
+                    method,
+                    _MODERN,
+                )
+            raise PushNeedsHandshakeEra(self.server_id, pushed, method) from exc
+
     # ---- isolation: per_client ----
 
     async def _dedicated(self, client_key: str) -> ServerConnection:
@@ -1009,6 +1124,15 @@ class ServerConnection:
         :raises ServerUnavailable: it could not be started (the reason names the failure).
         """
         dedicated = self._clones.get(client_key)
+        if (
+            dedicated is not None
+            and client_key != _LEGACY_ERA_KEY
+            and self.pushes_over_handshake_era
+            and dedicated._is_modern()
+            and not dedicated.in_flight
+        ):
+            self.release_client(client_key)  # this server pushes: reopened in the handshake era below
+            dedicated = None
         if dedicated is None:
             if self.spawn is None:
                 raise ServerUnavailable(self.server_id, "per-client connections need a running fleet")
@@ -1022,6 +1146,7 @@ class ServerConnection:
                 events=self.events,
                 federation=self.federation,
                 start_slots=self.start_slots,
+                pushing=self.pushing,
             )
             scope = anyio.CancelScope()
             self._clones[client_key] = dedicated
@@ -1133,7 +1258,7 @@ class ServerConnection:
                 return result
             return await client.call_tool(name, arguments, progress_callback=on_progress, meta=meta)
 
-        return await self._request(
+        return await self._request_pushing(
             "tools/call",
             send,
             timeout_seconds=timeout_seconds if timeout_seconds is not None else self.config.timeout_for(name),
@@ -1180,7 +1305,7 @@ class ServerConnection:
                 )
             return await client.read_resource(uri)
 
-        return await self._request("resources/read", send)
+        return await self._request_pushing("resources/read", send)
 
     async def get_prompt(
         self,
@@ -1204,7 +1329,7 @@ class ServerConnection:
                 )
             return await client.get_prompt(name, arguments)
 
-        return await self._request("prompts/get", send)
+        return await self._request_pushing("prompts/get", send)
 
     async def complete(
         self,
@@ -1413,6 +1538,8 @@ class Fleet:
         """Servers whose first start attempt is still to come (list requests wait on it)."""
         self.start_slots = StartSlots(config.max_concurrent_starts)
         """How many stdio servers may be starting at once."""
+        self.pushing = PushingServers()
+        """The servers found to push requests mid-call (`hub.push_era`), shared by every connection."""
         # A server with `replicas` runs one connection per member, keyed `<server_id>/<n>`.
         self.connections: dict[str, ServerConnection] = {
             member_id: self._new_connection(member_id, member)
@@ -1435,6 +1562,7 @@ class Fleet:
             federation=self.federation,
             on_task_status=self.on_task_status,
             start_slots=self.start_slots,
+            pushing=self.pushing,
         )
 
         async def publish(sid: str, snapshot: ServerSnapshot | None) -> None:
@@ -1536,6 +1664,7 @@ class Fleet:
         if self._tg is None:
             raise RuntimeError("the fleet is not running")
         connection = self._new_connection(server_id, server)
+        self.pushing.forget(server_id)  # a changed entry may be a changed server
         if gate:
             self._gate(connection)
         try:

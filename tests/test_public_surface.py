@@ -125,6 +125,18 @@ EXPORTS = {
         "refusal",
     ],
     "hub.bridge": ["HANDLE_PREFIX", "SERVER_STATE_PREFIX", "Bridge", "BridgedCall"],
+    "hub.push_era": ["CARRYING_METHODS", "PUSHED_METHODS", "PushNeedsHandshakeEra", "PushingServers", "pushed_method"],
+    "hub.list_freshness": [
+        "LIST_TTL_MS",
+        "RELIST_CEILING_SECONDS",
+        "RELIST_FLOOR_SECONDS",
+        "UNANNOUNCED_RELIST_SECONDS",
+        "Scheduled",
+        "announced_lists",
+        "list_ttl_ms",
+        "page_ttl_ms",
+        "relist_interval_seconds",
+    ],
     "hub.task_wire": [
         "RELATED_TASK_META_KEY",
         "STATUS_NOTIFICATIONS",
