@@ -16,13 +16,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/mcphub serve
 
+# One test worker per core (pytest-xdist); each test file stays on one worker (its module fixtures).
+PYTEST_PARALLEL ?= -n auto --dist loadfile
+
 ## lint, type-check and run every test (npm servers are installed into .cache/ by the tests)
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 ## the fast tests only (no third-party npm/PyPI servers, no slow end-to-end groups)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not e2e"
 
 ## the official MCP conformance suite against the hub (Node 22 + suite installed into .cache/conformance)
 conformance: $(STAMP)

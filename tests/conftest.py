@@ -6,6 +6,7 @@ stopped by the test that started it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -182,8 +183,18 @@ def npm_servers() -> Path:
     bin_dir = NPM_CACHE / "node_modules" / ".bin"
     stamp = NPM_CACHE / ".installed"
     wanted = "\n".join(NPM_PACKAGES)
-    if not (stamp.is_file() and stamp.read_text() == wanted and (bin_dir / "mcp-server-everything").exists()):
-        NPM_CACHE.mkdir(parents=True, exist_ok=True)
+
+    def installed() -> bool:
+        return stamp.is_file() and stamp.read_text() == wanted and (bin_dir / "mcp-server-everything").exists()
+
+    if installed():
+        return bin_dir
+    NPM_CACHE.mkdir(parents=True, exist_ok=True)
+    # Parallel test workers (pytest-xdist) each run this fixture: one installs, the others wait.
+    with (NPM_CACHE.parent / "npm.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if installed():
+            return bin_dir
         try:
             subprocess.run(
                 [
