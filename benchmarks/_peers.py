@@ -124,11 +124,15 @@ def ensure_mcp_proxy(venv: Path = MCP_PROXY_VENV) -> Path:
 
     :raises PeerUnavailable: the venv or the install failed (e.g. the registry is unreachable).
     """
+    venv = venv.resolve()  # scripts' shebangs name the venv's path: never one through a link
     exe = venv / "bin" / "mcp-proxy"
     stamp = venv / ".bench-installed"
 
     def installed() -> bool:
-        return exe.exists() and stamp.is_file() and stamp.read_text() == MCP_PROXY_REQUIREMENT
+        if not (exe.exists() and stamp.is_file() and stamp.read_text() == MCP_PROXY_REQUIREMENT):
+            return False
+        shebang = exe.read_bytes().split(b"\n", 1)[0]
+        return Path(shebang.removeprefix(b"#!").decode(errors="replace").strip()).exists()  # not a moved venv
 
     if installed():
         return exe
