@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx2
-from mcp.client._transport import Transport
 from mcp.client.sse import sse_client
 
+from adapters._sdk import Transport
 from adapters.http_pool import HttpPool
 
 __all__ = ["sse_transport"]

@@ -34,16 +34,11 @@ from functools import partial
 import anyio
 import anyio.lowlevel
 import mcp_types as types
-from mcp.client._transport import TransportStreams
-from mcp.client.stdio import (
-    _create_platform_compatible_process,
-    _drain_stdout,
-    _stop_server_process,
-    get_default_environment,
-)
+from mcp.client.stdio import get_default_environment
 from mcp.os.win32.utilities import ServerProcess
 from mcp.shared.message import SessionMessage
 
+from adapters._sdk import TransportStreams, create_process, drain_stdout, stop_process
 from adapters.oversize import LineKind, LineVerdict, OversizedLine, answer_too_large
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "SKIPPED_LINE_LOG_CHARS", "STDERR_LINE_MAX_CHARS", "stdio_transport"]
@@ -222,9 +217,7 @@ async def stdio_transport(
         stderr_tg.start_soon(_forward_stderr, read_fd, on_line, stderr_done, stderr_scope)
         try:
             child_env = get_default_environment() | dict(env or {})
-            process = await _create_platform_compatible_process(
-                command=command, args=list(args), env=child_env, errlog=errlog, cwd=cwd
-            )
+            process = await create_process(command=command, args=list(args), env=child_env, errlog=errlog, cwd=cwd)
             # The child holds its own copy of the write end; ours must not keep EOF away.
             errlog.close()
             skip_log = _SkipLog(server_id, redact or _unchanged)
@@ -361,7 +354,7 @@ async def _session_streams(
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass  # the session is gone (shutdown); the drain below keeps the child from blocking
         finally:
-            await _drain_stdout(process)
+            await drain_stdout(process)
 
     async def stdin_writer() -> None:
         assert process.stdin is not None
@@ -389,7 +382,7 @@ async def _session_streams(
                 with anyio.move_on_after(_WRITER_FLUSH_SECONDS):
                     await writer_done.wait()
                 # close stdin, 2 s grace, SIGTERM the group, 2 s, SIGKILL (the SDK's escalation)
-                await _stop_server_process(process)
+                await stop_process(process)
                 for stream in (read_stream, write_stream, read_writer, write_reader):
                     await stream.aclose()
                 await anyio.lowlevel.checkpoint()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import httpx2
-from mcp.client._transport import Transport
 from mcp.client.streamable_http import streamable_http_client
 
+from adapters._sdk import Transport
 from adapters.http_pool import HttpPool
 
 __all__ = ["streamable_http_transport"]

@@ -13,7 +13,8 @@ from types import TracebackType
 from typing import Any
 
 import anyio
-from mcp.client._transport import Transport, TransportStreams
+
+from adapters._sdk import Transport, TransportStreams
 
 __all__ = ["watch_closed"]
 

@@ -40,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from adapters._sdk import open_session_count
 from hub.auth import PRM_PATH, Authenticator, AuthMiddleware, Principal, principal_of, protected_resource_metadata
 from hub.authority import parse_allowed_host
 from hub.bridge import Bridge
@@ -248,7 +249,7 @@ class Endpoint:
         """Handshake-era client sessions open on every face (each ends on DELETE, when its
         client's connection is gone and it has been idle `session_idle_timeout_seconds`, or when
         the hub stops)."""
-        return sum(len(manager._server_instances) for manager in list(self._managers.values()))
+        return sum(open_session_count(manager) for manager in list(self._managers.values()))
 
     async def add_server_face(self, server_id: str) -> None:
         """Serve `/servers/<server_id>/mcp` for a server added by a reload (no-op if served)."""

@@ -19,6 +19,7 @@ one spelling of each.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
@@ -58,6 +59,7 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
+from adapters._sdk import connection_of, on_connection_closed
 from hub.auth import Principal, principal_of
 from hub.bridge import HANDLE_PREFIX, SERVER_STATE_PREFIX, Bridge
 from hub.catalog import Catalog, Kind, listing_key
@@ -251,8 +253,8 @@ class SessionRegistry:
     """Handshake-era sessions connected to one face, for `list_changed` fan-out.
 
     The lowlevel tier has no public way to reach a connection outside a request, so each session
-    is recorded on its first request and dropped when its connection's exit stack unwinds
-    (SDK-NOTES 2.5).
+    is recorded on its first request and dropped when its connection closes (SDK-NOTES 2.5;
+    `adapters._sdk.connection_of`, `on_connection_closed`).
     """
 
     def __init__(self, on_close: Callable[[str], None] | None = None) -> None:
@@ -263,19 +265,18 @@ class SessionRegistry:
     @staticmethod
     def client_key(session: ServerSession) -> str:
         """The key of a handshake-era client session (per-client connections, subscriptions)."""
-        return f"session:{id(session._connection):x}"
+        return f"session:{id(connection_of(session)):x}"
 
     def track(self, session: ServerSession) -> None:
-        connection = session._connection
-        key = id(connection)
+        key = id(connection_of(session))
         if key not in self._sessions:
             self._sessions[key] = session
-            connection.exit_stack.callback(self._closed, key, self.client_key(session))
+            on_connection_closed(session, functools.partial(self._closed, key, self.client_key(session)))
 
     def standing(self, session: ServerSession) -> ServerSession:
         """The session object kept for `session`'s connection while it is open (a request's own
         `ctx.session` lives only as long as the request), else `session`."""
-        return self._sessions.get(id(session._connection), session)
+        return self._sessions.get(id(connection_of(session)), session)
 
     def _closed(self, key: int, client_key: str) -> None:
         self._sessions.pop(key, None)
@@ -285,12 +286,13 @@ class SessionRegistry:
 
     def set_level(self, session: ServerSession, level: str) -> None:
         """Record the `logging/setLevel` of a session."""
-        if id(session._connection) in self._sessions:
-            self._levels[id(session._connection)] = level
+        key = id(connection_of(session))
+        if key in self._sessions:
+            self._levels[key] = level
 
     def level(self, session: ServerSession) -> str | None:
         """The level a session set with `logging/setLevel`, if any."""
-        return self._levels.get(id(session._connection))
+        return self._levels.get(id(connection_of(session)))
 
     def __len__(self) -> int:
         return len(self._sessions)

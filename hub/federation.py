@@ -44,9 +44,7 @@ recording B, so B recorded A after A recorded B after B recorded A: impossible. 
 start-up round at least one side sees the loop and drops the other, and both catalogs stay
 bounded (a per-server `max_tools` cap bounds what one server contributes in any case).
 
-Private SDK names used here (checked by tests/test_federation.py, see `SDK_PRIVATE_NAMES`):
-`mcp.client._transport.Transport` and `TransportStreams`, the SDK's transport protocol types
-(typing only; the project's adapters use them too). Behaviour relied on (tested end to end):
+The SDK's transport types come from `adapters._sdk`. Behaviour relied on (tested end to end):
 the SDK's JSON-RPC dispatcher writes each request to the transport's write stream as a
 `SessionMessage` in the task of its caller, and the Streamable HTTP transport sends the
 per-message `ClientMessageMetadata.headers` with that request's POST.
@@ -65,10 +63,10 @@ from types import TracebackType
 from typing import Any, Final, Literal
 
 from mcp import MCPError
-from mcp.client._transport import Transport, TransportStreams
 from mcp.shared.message import ClientMessageMetadata, SessionMessage
 from mcp_types import INVALID_REQUEST, JSONRPCRequest
 
+from adapters._sdk import Transport, TransportStreams
 from hub.config import DEFAULT_MAX_FEDERATION_DEPTH, HUB_ID_PATTERN
 from hub.errors import HubError, ServerError
 from hub.trace_context import Injector, outbound_fields
@@ -79,7 +77,6 @@ __all__ = [
     "FEDERATION_KEY",
     "FEDERATION_LOOP",
     "MAX_ADVERTISED_HUBS",
-    "SDK_PRIVATE_NAMES",
     "Advertisement",
     "Federation",
     "FederationLoop",
@@ -102,8 +99,6 @@ MAX_ADVERTISED_HUBS: Final = 256
 """At most this many hub ids are taken from one server's advertisement (the rest are ignored)."""
 MAX_CHAIN_ENTRIES: Final = 65
 """A chain is read up to this many entries (more than any allowed `max_federation_depth`)."""
-SDK_PRIVATE_NAMES: Final = (("mcp.client._transport", "Transport"), ("mcp.client._transport", "TransportStreams"))
-"""`(module, name)` of every private SDK name this module uses (a test checks they exist)."""
 
 _HUB_ID = re.compile(HUB_ID_PATTERN)
 

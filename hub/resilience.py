@@ -52,9 +52,9 @@ from typing import Any, Protocol
 import mcp_types as types
 import pydantic_core
 from mcp import MCPError
-from mcp.client._transport import Transport, TransportStreams
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, JSONRPCRequest
 
+from adapters._sdk import Transport, TransportStreams
 from adapters.oversize import answer_too_large_limit
 from hub.errors import ServerError, ServerTimeout, ServerUnavailable
 

@@ -42,7 +42,6 @@ import anyio.abc
 import httpx2
 import mcp_types as types
 from mcp import Client, MCPError
-from mcp.client._transport import Transport
 from mcp.client.session import ClientRequestContext
 from mcp.shared.auth_utils import resource_url_from_server_url
 from mcp.shared.dispatcher import ProgressFnT
@@ -65,6 +64,7 @@ from adapters import (
     streamable_http_transport,
     watch_closed,
 )
+from adapters._sdk import Transport, stamp_each_request
 from adapters.oversize import answer_too_large_limit
 from hub.config import HubConfig, ServerConfig
 from hub.errors import ServerProtocolError, ServerTimeout, ServerUnavailable, describe_failure
@@ -1470,12 +1470,9 @@ def _forward_client_capabilities(client: Client) -> None:
     server asks only for what that client can answer and refuses what it cannot (-32021).
 
     The SDK stamps the connection's own capabilities on every request with no per-request
-    override, so its stamp is wrapped (a private attribute, `ClientSession._stamp`)."""
-    session: Any = client.session
-    original = session._stamp
+    override (`adapters._sdk.stamp_each_request`)."""
 
-    def stamp(data: dict[str, Any], opts: Any) -> None:
-        original(data, opts)
+    def declare(data: dict[str, Any]) -> None:
         channel = CURRENT_CHANNEL.get()
         if channel is None:
             return
@@ -1483,7 +1480,7 @@ def _forward_client_capabilities(client: Client) -> None:
         meta = data.setdefault("params", {}).setdefault("_meta", {})
         meta[CLIENT_CAPABILITIES_META_KEY] = declared.model_dump(by_alias=True, mode="json", exclude_none=True)
 
-    session._stamp = stamp
+    stamp_each_request(client.session, declare)
 
 
 async def _wait_any(*events: anyio.Event) -> None:

@@ -247,7 +247,6 @@ EXPORTS = {
         "FEDERATION_KEY",
         "FEDERATION_LOOP",
         "MAX_ADVERTISED_HUBS",
-        "SDK_PRIVATE_NAMES",
         "Advertisement",
         "Federation",
         "FederationLoop",

@@ -27,7 +27,6 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client.extension import ClientExtension, NotificationBinding
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server import Server
 from mcp_types import (
     HEADER_MISMATCH,
     INVALID_PARAMS,
@@ -457,24 +456,6 @@ def test_the_route_table_keeps_each_principals_own_tasks_within_bounds_and_forge
     expired = TaskRoutes(max_per_principal=2, max_routes=3)
     expired.add(_route("api_key:bob", "s+old", time.monotonic() - 1))
     assert expired.get("api_key:bob", "s+old") is None and len(expired) == 0
-
-
-# ---- the SDK's private names ----
-
-
-async def test_the_private_sdk_names_the_hub_relies_on_still_exist() -> None:
-    """adapters/_sdk.py uses `ClientSession._stamp` and `ClientSession._dispatcher`; an SDK
-    upgrade that removes either fails here first."""
-
-    async def list_tools(ctx: object, params: object) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[types.Tool(name="t", input_schema={"type": "object"})])
-
-    async with Client(Server("s", on_list_tools=list_tools), mode="legacy") as client:
-        session = client.session
-        assert callable(session._stamp) and callable(session._dispatcher.send_raw_request)
-        raw = await send_raw_request(session, "tools/list", {})
-
-    assert raw["tools"][0]["name"] == "t"
 
 
 # ---- a third-party server ----
