@@ -1,0 +1,314 @@
+"""A search index over tool definitions: BM25 (SQLite FTS5) with field weights, optional concept
+expansion and an optional semantic scorer, filtered by what the caller may use.
+
+One `ToolIndex` holds one catalog's tools under their exposed names. It is kept current
+incrementally (`add` / `remove` / `sync`, by exposed name) and answers
+`search(query, limit=..., allowed=...)` with ranked `SearchHit`s, each carrying the full tool
+definition (the `mcp_types.Tool` as it would appear in `tools/list`).
+
+Scoring:
+
+- **BM25** over four fields (exposed name and title; description; parameter names; parameter
+  descriptions, titles and enum values) by SQLite FTS5's `bm25()` with per-field weights
+  (`FieldWeights`), words split by `hub.search.tokens` and stemmed by FTS5's `porter` tokenizer.
+  The query is the OR of its words (stopwords dropped).
+- **Concept expansion** (optional, a `ConceptExpander`): words related to the query's words are
+  searched as a second BM25 query whose score is added with weight `expansion_weight`.
+- **Semantic score** (optional, a `SemanticScorer`, e.g. a sentence-embedding model): the
+  cosine similarity of query and tool text, fused with the normalised lexical score:
+  `score = lexical / max(lexical) + semantic_weight * cosine` (lexical 0 for tools BM25 does
+  not match).
+
+Policy: `allowed` decides, inside the engine, which tools the caller may see; a denied tool is
+never returned, and `limit` counts allowed tools only. (The hub passes the caller's visible set.)
+
+Pure: no network I/O; the index lives in memory (an in-memory SQLite database).
+Thread safety: every method takes an internal lock, so one index may be shared by threads and by
+async tasks (calls are short and never await; at 10,000 tools a BM25 search takes about a
+millisecond, see `benchmarks/tool_search/`). Concurrent calls are serialised.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+import mcp_types as types
+
+from hub.search.tokens import ToolText, query_words, tool_text
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "Allowed",
+    "ConceptExpander",
+    "FieldWeights",
+    "SearchHit",
+    "SemanticScorer",
+    "SyncReport",
+    "ToolIndex",
+]
+
+DEFAULT_LIMIT: Final = 8
+"""Results returned by `ToolIndex.search` when no limit is given (issue 14: `limit=8`)."""
+
+Allowed = Callable[[str], bool] | Set[str]
+"""The tools a caller may use: a predicate on exposed names, or the set (e.g. `frozenset`) of
+allowed names."""
+
+
+class ConceptExpander(Protocol):
+    """Related words for a query's words (synonyms, near neighbours), restricted to words the
+    index holds. Implementations must not do network I/O."""
+
+    def expand(self, words: Sequence[str], vocabulary: Mapping[str, int]) -> list[str]:
+        """Words of `vocabulary` (word -> number of tools using it) related to `words`, excluding
+        `words` themselves; `[]` when nothing is related."""
+        ...
+
+
+class SemanticScorer(Protocol):
+    """A similarity of query and tool text in [-1, 1] (cosine of embeddings), kept per tool."""
+
+    def add(self, name: str, text: str) -> None:
+        """Index (or re-index) tool `name` whose searchable text is `text`."""
+        ...
+
+    def remove(self, name: str) -> None:
+        """Forget tool `name` (no error when unknown)."""
+        ...
+
+    def scores(self, query: str) -> dict[str, float]:
+        """Similarity of `query` to every indexed tool, by exposed name."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FieldWeights:
+    """BM25 weight of a match in each field (FTS5 `bm25()` column weights; relative, > 0).
+
+    The defaults were chosen on the `tune` half of `benchmarks/tool_search/queries.yaml`.
+    """
+
+    name: float = 4.0
+    description: float = 2.0
+    parameters: float = 1.0
+    parameter_descriptions: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One ranked result: the exposed name, its score (higher is better; comparable within one
+    search only) and the full definition as listed."""
+
+    name: str
+    score: float
+    tool: types.Tool
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What `ToolIndex.sync` changed: exposed names added, replaced (definition changed) and removed."""
+
+    added: tuple[str, ...]
+    replaced: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+_SCHEMA: Final = (
+    "CREATE VIRTUAL TABLE tools USING fts5("
+    "name, description, parameters, parameter_descriptions, tokenize = 'porter unicode61')"
+)
+
+
+def _match_expression(words: Iterable[str]) -> str:
+    """An FTS5 query OR-ing each word as a quoted string (so no word is read as an operator)."""
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+class ToolIndex:
+    """The searchable tools of one catalog, by exposed name (see the module docstring).
+
+    :param weights: BM25 field weights; default `FieldWeights()`.
+    :param expander: optional concept expansion (e.g. `hub.search.concepts.WordVectorExpander`).
+    :param expansion_weight: weight of the expansion query's BM25 score relative to the
+        query's own (default 0.5).
+    :param semantic: optional semantic scorer (e.g. `hub.search.semantic.EmbeddingScorer`).
+    :param semantic_weight: weight of the cosine similarity against the normalised lexical score
+        (default 1.0).
+    """
+
+    def __init__(
+        self,
+        *,
+        weights: FieldWeights = FieldWeights(),
+        expander: ConceptExpander | None = None,
+        expansion_weight: float = 0.5,
+        semantic: SemanticScorer | None = None,
+        semantic_weight: float = 1.0,
+    ) -> None:
+        self._weights = weights
+        self._expander = expander
+        self._expansion_weight = expansion_weight
+        self._semantic = semantic
+        self._semantic_weight = semantic_weight
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        self._db.execute(_SCHEMA)
+        self._tools: dict[str, types.Tool] = {}
+        self._rowids: dict[str, int] = {}
+        self._names: dict[int, str] = {}
+        self._texts: dict[str, ToolText] = {}
+        self._vocabulary: dict[str, int] = {}
+        self._next_rowid = 1
+
+    # -- contents ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def names(self) -> frozenset[str]:
+        """The exposed names indexed now."""
+        with self._lock:
+            return frozenset(self._tools)
+
+    def get(self, name: str) -> types.Tool | None:
+        """The indexed definition of `name`, or None."""
+        return self._tools.get(name)
+
+    def vocabulary(self) -> Mapping[str, int]:
+        """Every indexed word (unstemmed, lower-case) -> the number of tools whose text holds it."""
+        with self._lock:
+            return dict(self._vocabulary)
+
+    def add(self, tool: types.Tool) -> bool:
+        """Index `tool` under `tool.name` (its exposed name), replacing a previous definition.
+
+        :returns: False when the same definition was already indexed (nothing done), else True.
+        """
+        with self._lock:
+            return self._add(tool)
+
+    def remove(self, name: str) -> bool:
+        """Remove the tool exposed as `name`. :returns: whether it was indexed."""
+        with self._lock:
+            return self._remove(name)
+
+    def sync(self, tools: Iterable[types.Tool]) -> SyncReport:
+        """Make the index hold exactly `tools` (by `tool.name`), touching only what changed.
+
+        :param tools: the whole catalog's definitions, exposed names; a later duplicate name wins.
+        :returns: the names added, replaced and removed.
+        """
+        wanted = {tool.name: tool for tool in tools}
+        with self._lock:
+            removed = tuple(sorted(name for name in self._tools if name not in wanted))
+            for name in removed:
+                self._remove(name)
+            added: list[str] = []
+            replaced: list[str] = []
+            for name, tool in wanted.items():
+                existed = name in self._tools
+                if self._add(tool):
+                    (replaced if existed else added).append(name)
+        return SyncReport(tuple(sorted(added)), tuple(sorted(replaced)), removed)
+
+    def _add(self, tool: types.Tool) -> bool:
+        name = tool.name
+        if self._tools.get(name) == tool:
+            return False
+        if name in self._tools:
+            self._remove(name)
+        text = tool_text(name, tool)
+        rowid = self._next_rowid
+        self._next_rowid += 1
+        self._db.execute(
+            "INSERT INTO tools(rowid, name, description, parameters, parameter_descriptions) VALUES (?, ?, ?, ?, ?)",
+            (rowid, text.name, text.description, text.parameters, text.parameter_descriptions),
+        )
+        self._tools[name] = tool
+        self._rowids[name] = rowid
+        self._names[rowid] = name
+        self._texts[name] = text
+        for word in set(text.joined().split()):
+            self._vocabulary[word] = self._vocabulary.get(word, 0) + 1
+        if self._semantic is not None:
+            self._semantic.add(name, text.joined())
+        return True
+
+    def _remove(self, name: str) -> bool:
+        rowid = self._rowids.pop(name, None)
+        if rowid is None:
+            return False
+        self._db.execute("DELETE FROM tools WHERE rowid = ?", (rowid,))
+        del self._names[rowid]
+        del self._tools[name]
+        for word in set(self._texts.pop(name).joined().split()):
+            left = self._vocabulary[word] - 1
+            if left:
+                self._vocabulary[word] = left
+            else:
+                del self._vocabulary[word]
+        if self._semantic is not None:
+            self._semantic.remove(name)
+        return True
+
+    # -- search -----------------------------------------------------------------------------
+
+    def _bm25(self, words: Sequence[str]) -> dict[str, float]:
+        """Positive BM25 score of every tool matching any of `words` (FTS5's bm25() is negative)."""
+        if not words:
+            return {}
+        w = self._weights
+        rows = self._db.execute(
+            "SELECT rowid, -bm25(tools, ?, ?, ?, ?) FROM tools WHERE tools MATCH ?",
+            (w.name, w.description, w.parameters, w.parameter_descriptions, _match_expression(words)),
+        )
+        return {self._names[rowid]: score for rowid, score in rows}
+
+    def search(self, query: str, *, limit: int = DEFAULT_LIMIT, allowed: Allowed) -> list[SearchHit]:
+        """The tools that best answer `query`, best first, among those `allowed`.
+
+        :param query: natural-language text ("remember that Bob works at Acme") or words of a
+            tool name ("create_issue").
+        :param limit: the most hits returned (>= 0; default 8); counted after filtering.
+        :param allowed: the caller's visible tools: a set of exposed names or a predicate. Only
+            tools it accepts are scored and returned; required, so no caller forgets policy.
+        :returns: at most `limit` hits with a positive score, best first (ties by name).
+        :raises ValueError: a negative `limit`.
+        """
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        if limit == 0:
+            return []
+        is_allowed = allowed.__contains__ if isinstance(allowed, Set) else allowed
+        words = query_words(query)
+        with self._lock:
+            lexical = self._bm25(words)
+            if self._expander is not None and words:
+                related = self._expander.expand(words, self._vocabulary)
+                for name, score in self._bm25([w for w in related if w not in words]).items():
+                    lexical[name] = lexical.get(name, 0.0) + self._expansion_weight * score
+            scores = lexical
+            if self._semantic is not None and self._tools:
+                top = max(lexical.values(), default=0.0) or 1.0
+                cosine = self._semantic.scores(query)
+                scores = {
+                    name: lexical.get(name, 0.0) / top + self._semantic_weight * similarity
+                    for name, similarity in cosine.items()
+                }
+            ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+            hits: list[SearchHit] = []
+            for name, score in ranked:
+                if score <= 0.0:
+                    break
+                if is_allowed(name):
+                    hits.append(SearchHit(name, score, self._tools[name]))
+                    if len(hits) == limit:
+                        break
+            return hits

