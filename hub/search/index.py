@@ -15,9 +15,9 @@ Scoring:
 - **Concept expansion** (optional, a `ConceptExpander`): words related to the query's words are
   searched as a second BM25 query whose score is added with weight `expansion_weight`.
 - **Semantic score** (optional, a `SemanticScorer`, e.g. a sentence-embedding model): the
-  cosine similarity of query and tool text, fused with the normalised lexical score:
-  `score = lexical / max(lexical) + semantic_weight * cosine` (lexical 0 for tools BM25 does
-  not match).
+  cosine similarity of the query and the tool's name and description, fused with the lexical
+  score normalised to the best match: `score = cosine + lexical_weight * lexical / max(lexical)`
+  (lexical 0 for tools BM25 does not match).
 
 Policy: `allowed` decides, inside the engine, which tools the caller may see; a denied tool is
 never returned, and `limit` counts allowed tools only. (The hub passes the caller's visible set.)
@@ -30,9 +30,11 @@ millisecond, see `benchmarks/tool_search/`). Concurrent calls are serialised.
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -42,6 +44,7 @@ from hub.search.tokens import ToolText, query_words, tool_text
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "MAX_SCORED_TOOLS",
     "Allowed",
     "ConceptExpander",
     "FieldWeights",
@@ -53,6 +56,10 @@ __all__ = [
 
 DEFAULT_LIMIT: Final = 8
 """Results returned by `ToolIndex.search` when no limit is given (issue 14: `limit=8`)."""
+
+MAX_SCORED_TOOLS: Final = 2000
+"""At most about this many tools are BM25-scored per query (see `ToolIndex._bm25`); only catalogs
+of thousands of tools with very common query words reach it."""
 
 Allowed = Callable[[str], bool] | Set[str]
 """The tools a caller may use: a predicate on exposed names, or the set (e.g. `frozenset`) of
@@ -128,6 +135,47 @@ def _match_expression(words: Iterable[str]) -> str:
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
+def _best(scores: Mapping[str, float], limit: int, is_allowed: Callable[[str], bool]) -> list[tuple[str, float]]:
+    """The `limit` best allowed (name, score) pairs with a positive score, best first, ties by name.
+
+    Looks at a few times `limit` candidates first (a heap, not a sort of every tool) and sorts
+    everything only when too many of those are denied.
+    """
+
+    def rank(item: tuple[str, float]) -> tuple[float, str]:
+        return (-item[1], item[0])
+
+    width = limit * 4 + 16
+    candidates = heapq.nsmallest(width, scores.items(), key=rank) if width < len(scores) else None
+    ordered = candidates if candidates is not None else sorted(scores.items(), key=rank)
+    best: list[tuple[str, float]] = []
+    for name, score in ordered:
+        if score <= 0.0:
+            return best
+        if is_allowed(name):
+            best.append((name, score))
+            if len(best) == limit:
+                return best
+    if candidates is not None:  # too many denied among the first few: go through all
+        return _best_sorted(scores, limit, is_allowed, rank)
+    return best
+
+
+def _best_sorted(
+    scores: Mapping[str, float],
+    limit: int,
+    is_allowed: Callable[[str], bool],
+    rank: Callable[[tuple[str, float]], tuple[float, str]],
+) -> list[tuple[str, float]]:
+    best: list[tuple[str, float]] = []
+    for name, score in sorted(scores.items(), key=rank):
+        if score <= 0.0 or len(best) == limit:
+            break
+        if is_allowed(name):
+            best.append((name, score))
+    return best
+
+
 class ToolIndex:
     """The searchable tools of one catalog, by exposed name (see the module docstring).
 
@@ -136,8 +184,9 @@ class ToolIndex:
     :param expansion_weight: weight of the expansion query's BM25 score relative to the
         query's own (default 0.5).
     :param semantic: optional semantic scorer (e.g. `hub.search.semantic.EmbeddingScorer`).
-    :param semantic_weight: weight of the cosine similarity against the normalised lexical score
-        (default 1.0).
+    :param lexical_weight: with a semantic scorer, the weight of the normalised lexical score
+        (in [0, 1]) added to the cosine similarity (default 0.1: the cosine leads and BM25
+        breaks near-ties; chosen on the benchmark's `tune` half).
     """
 
     def __init__(
@@ -147,13 +196,13 @@ class ToolIndex:
         expander: ConceptExpander | None = None,
         expansion_weight: float = 0.5,
         semantic: SemanticScorer | None = None,
-        semantic_weight: float = 1.0,
+        lexical_weight: float = 0.1,
     ) -> None:
         self._weights = weights
         self._expander = expander
         self._expansion_weight = expansion_weight
         self._semantic = semantic
-        self._semantic_weight = semantic_weight
+        self._lexical_weight = lexical_weight
         self._lock = threading.Lock()
         self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self._db.execute(_SCHEMA)
@@ -162,6 +211,7 @@ class ToolIndex:
         self._names: dict[int, str] = {}
         self._texts: dict[str, ToolText] = {}
         self._vocabulary: dict[str, int] = {}
+        self._frequencies: dict[str, int] = {}
         self._next_rowid = 1
 
     # -- contents ---------------------------------------------------------------------------
@@ -206,7 +256,7 @@ class ToolIndex:
         :returns: the names added, replaced and removed.
         """
         wanted = {tool.name: tool for tool in tools}
-        with self._lock:
+        with self._lock, self._transaction():
             removed = tuple(sorted(name for name in self._tools if name not in wanted))
             for name in removed:
                 self._remove(name)
@@ -218,6 +268,17 @@ class ToolIndex:
                     (replaced if existed else added).append(name)
         return SyncReport(tuple(sorted(added)), tuple(sorted(replaced)), removed)
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One SQLite transaction around many changes (one commit instead of one per row)."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def _add(self, tool: types.Tool) -> bool:
         name = tool.name
         if self._tools.get(name) == tool:
@@ -225,6 +286,7 @@ class ToolIndex:
         if name in self._tools:
             self._remove(name)
         text = tool_text(name, tool)
+        self._frequencies.clear()
         rowid = self._next_rowid
         self._next_rowid += 1
         self._db.execute(
@@ -238,7 +300,7 @@ class ToolIndex:
         for word in set(text.joined().split()):
             self._vocabulary[word] = self._vocabulary.get(word, 0) + 1
         if self._semantic is not None:
-            self._semantic.add(name, text.joined())
+            self._semantic.add(name, f"{text.name}. {tool.description or ''}")
         return True
 
     def _remove(self, name: str) -> bool:
@@ -246,6 +308,7 @@ class ToolIndex:
         if rowid is None:
             return False
         self._db.execute("DELETE FROM tools WHERE rowid = ?", (rowid,))
+        self._frequencies.clear()
         del self._names[rowid]
         del self._tools[name]
         for word in set(self._texts.pop(name).joined().split()):
@@ -260,8 +323,32 @@ class ToolIndex:
 
     # -- search -----------------------------------------------------------------------------
 
+    def _document_frequency(self, word: str) -> int:
+        """How many tools hold `word` (after FTS5's stemming); cached until the index changes."""
+        count = self._frequencies.get(word)
+        if count is None:
+            row = self._db.execute("SELECT count(*) FROM tools WHERE tools MATCH ?", (_match_expression([word]),))
+            count = self._frequencies[word] = int(row.fetchone()[0])
+        return count
+
     def _bm25(self, words: Sequence[str]) -> dict[str, float]:
-        """Positive BM25 score of every tool matching any of `words` (FTS5's bm25() is negative)."""
+        """Positive BM25 score of every tool matching any of `words` (FTS5's bm25() is negative).
+
+        Two cuts bound the work on large catalogs (scoring a matched tool is most of a search's
+        cost), both dropping the least telling words first:
+
+        - words held by more than half of the tools are left out when others remain: FTS5 gives
+          them an IDF of about zero (it clamps log((N - n + 0.5) / (n + 0.5)) at 1e-6), so they
+          change no ranking;
+        - then, while the words would match more than `MAX_SCORED_TOOLS` tools, the most
+          frequent one is dropped (one word always stays). Tools matching only those common
+          words are not scored; the others lose only their low-IDF part.
+        """
+        half = len(self._tools) / 2
+        words = [word for word in words if self._document_frequency(word) <= half] or list(words)
+        words = sorted(words, key=self._document_frequency)
+        while len(words) > 1 and sum(map(self._document_frequency, words)) > MAX_SCORED_TOOLS:
+            words.pop()
         if not words:
             return {}
         w = self._weights
@@ -294,21 +381,11 @@ class ToolIndex:
                 related = self._expander.expand(words, self._vocabulary)
                 for name, score in self._bm25([w for w in related if w not in words]).items():
                     lexical[name] = lexical.get(name, 0.0) + self._expansion_weight * score
-            scores = lexical
+            scores: Mapping[str, float] = lexical
             if self._semantic is not None and self._tools:
-                top = max(lexical.values(), default=0.0) or 1.0
-                cosine = self._semantic.scores(query)
+                scale = self._lexical_weight / (max(lexical.values(), default=0.0) or 1.0)
                 scores = {
-                    name: lexical.get(name, 0.0) / top + self._semantic_weight * similarity
-                    for name, similarity in cosine.items()
+                    name: similarity + scale * lexical.get(name, 0.0)
+                    for name, similarity in self._semantic.scores(query).items()
                 }
-            ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-            hits: list[SearchHit] = []
-            for name, score in ranked:
-                if score <= 0.0:
-                    break
-                if is_allowed(name):
-                    hits.append(SearchHit(name, score, self._tools[name]))
-                    if len(hits) == limit:
-                        break
-            return hits
+            return [SearchHit(name, score, self._tools[name]) for name, score in _best(scores, limit, is_allowed)]

@@ -7,8 +7,9 @@ Identifier rules (tool names, parameter names, and identifiers inside free text 
 - the hub's `__` prefix separator splits the server prefix from the original name
   (`github__create_issue` -> `github create issue`);
 - `_`, `-`, `.`, `/`, `:` and every other non-alphanumeric character separate words;
-- camelCase and PascalCase split at each lower-to-upper step, and an acronym ends before its last
-  capital when a lower-case letter follows (`getHTTPResponse` -> `get http response`);
+- camelCase and PascalCase split at each lower-to-upper step (ASCII capitals), and an acronym
+  ends before its last capital when a lower-case letter follows (`getHTTPResponse` ->
+  `get http response`); other scripts are kept whole;
 - digits split from letters (`sha256` -> `sha 256`, `v2` -> `v 2`);
 - everything is lower-cased (Unicode-aware: `str.lower`).
 
@@ -34,10 +35,10 @@ __all__ = [
     "words",
 ]
 
-_WORD: Final = re.compile(r"[^\W_]+", re.UNICODE)
-"""Runs of letters and digits (the `_` of `\\w` is a separator here)."""
-_CAMEL: Final = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+|[^\W\d_A-Za-z]+", re.UNICODE)
-"""Pieces of one alphanumeric run: acronyms, capitalised words, lower words, digit runs, other scripts."""
+_PIECE: Final = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[^\W\d_A-Z]+|[A-Z]+|\d+")
+"""Word pieces: an acronym before a capitalised word, a (capitalised) lower-case word, an acronym,
+a digit run. Letters outside ASCII count as lower-case (no case split: `Über` stays one word).
+Everything else (`_`, `-`, spaces, punctuation) separates, so one scan applies every rule."""
 
 MAX_SCHEMA_DEPTH: Final = 4
 """How deep nested `properties` / `items` of an input schema are read for parameter names."""
@@ -63,10 +64,7 @@ def words(text: str) -> list[str]:
     :returns: e.g. `words("github__createPullRequest v2")` -> `["github", "create", "pull",
         "request", "v", "2"]`; `[]` for text without letters or digits.
     """
-    result: list[str] = []
-    for run in _WORD.findall(text):
-        result.extend(piece.lower() for piece in _CAMEL.findall(run))
-    return result
+    return [piece.lower() for piece in _PIECE.findall(text)]
 
 
 def query_words(query: str) -> list[str]:
