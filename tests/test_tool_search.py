@@ -290,8 +290,10 @@ def test_semantic_scores_find_tools_bm25_cannot_and_tool_texts_are_embedded_once
     embedder = _ConceptEmbedder()
     index = ToolIndex(semantic=EmbeddingScorer(embedder))
     index.sync(CATALOG)
+    index.prepare()
     lexical = ToolIndex()
     lexical.sync(CATALOG)
+    assert embedder.calls == [len(CATALOG)]
 
     hits = index.search("which hour does the clock show", limit=2, allowed=_everyone)
 

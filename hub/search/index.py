@@ -23,9 +23,13 @@ Policy: `allowed` decides, inside the engine, which tools the caller may see; a 
 never returned, and `limit` counts allowed tools only. (The hub passes the caller's visible set.)
 
 Pure: no network I/O; the index lives in memory (an in-memory SQLite database).
-Thread safety: every method takes an internal lock, so one index may be shared by threads and by
-async tasks (calls are short and never await; at 10,000 tools a BM25 search takes about a
-millisecond, see `benchmarks/tool_search/`). Concurrent calls are serialised.
+Thread safety: every method takes an internal lock, so one index may be shared by threads;
+concurrent calls are serialised. Nothing awaits. Lexical search is cheap enough to call on an
+event loop (at 10,000 tools well under a millisecond at the median, a few at the tail; see
+`benchmarks/tool_search/`). With a semantic scorer a search embeds the query (milliseconds of
+CPU) and the first search after changes embeds the changed tools (seconds for hundreds): async
+code calls `prepare()` after `sync()` and `search()` from a worker thread
+(`anyio.to_thread.run_sync`).
 """
 
 from __future__ import annotations
@@ -89,8 +93,13 @@ class SemanticScorer(Protocol):
         """Forget tool `name` (no error when unknown)."""
         ...
 
-    def scores(self, query: str) -> dict[str, float]:
-        """Similarity of `query` to every indexed tool, by exposed name."""
+    def prepare(self) -> None:
+        """Do now the work changes left for the next `scores` (e.g. embed new tool texts)."""
+        ...
+
+    def ranked(self, query: str, boosts: Mapping[str, float]) -> Iterable[tuple[str, float]]:
+        """Every indexed tool as `(name, similarity + boosts.get(name, 0))`, best first (ties by
+        name); consumed lazily, so an implementation may sort once and yield."""
         ...
 
 
@@ -165,19 +174,26 @@ def _best(scores: Mapping[str, float], limit: int, is_allowed: Callable[[str], b
     return best
 
 
+def _take(
+    ranked: Iterable[tuple[str, float]], limit: int, is_allowed: Callable[[str], bool]
+) -> list[tuple[str, float]]:
+    """The first `limit` allowed pairs of an already ranked sequence with a positive score."""
+    best: list[tuple[str, float]] = []
+    for name, score in ranked:
+        if score <= 0.0 or len(best) == limit:
+            break
+        if is_allowed(name):
+            best.append((name, score))
+    return best
+
+
 def _best_sorted(
     scores: Mapping[str, float],
     limit: int,
     is_allowed: Callable[[str], bool],
     rank: Callable[[tuple[str, float]], tuple[float, str]],
 ) -> list[tuple[str, float]]:
-    best: list[tuple[str, float]] = []
-    for name, score in sorted(scores.items(), key=rank):
-        if score <= 0.0 or len(best) == limit:
-            break
-        if is_allowed(name):
-            best.append((name, score))
-    return best
+    return _take(sorted(scores.items(), key=rank), limit, is_allowed)
 
 
 class ToolIndex:
@@ -325,6 +341,13 @@ class ToolIndex:
             self._semantic.remove(name)
         return True
 
+    def prepare(self) -> None:
+        """Bring the semantic scorer up to date now (embed tools added or changed since the last
+        search) instead of during the next search; nothing to do without one."""
+        with self._lock:
+            if self._semantic is not None:
+                self._semantic.prepare()
+
     # -- search -----------------------------------------------------------------------------
 
     def _document_frequency(self, word: str) -> int:
@@ -385,11 +408,10 @@ class ToolIndex:
                 related = self._expander.expand(all_words(query), self._vocabulary)
                 for name, score in self._bm25([w for w in related if w not in words and w not in STOPWORDS]).items():
                     lexical[name] = lexical.get(name, 0.0) + self._expansion_weight * score
-            scores: Mapping[str, float] = lexical
             if self._semantic is not None and self._tools:
                 scale = self._lexical_weight / (max(lexical.values(), default=0.0) or 1.0)
-                scores = {
-                    name: similarity + scale * lexical.get(name, 0.0)
-                    for name, similarity in self._semantic.scores(query).items()
-                }
-            return [SearchHit(name, score, self._tools[name]) for name, score in _best(scores, limit, is_allowed)]
+                ranked = self._semantic.ranked(query, {name: scale * score for name, score in lexical.items()})
+                best = _take(ranked, limit, is_allowed)
+            else:
+                best = _best(lexical, limit, is_allowed)
+            return [SearchHit(name, score, self._tools[name]) for name, score in best]

