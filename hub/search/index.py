@@ -21,6 +21,10 @@ Scoring:
 
 Policy: `allowed` decides, inside the engine, which tools the caller may see; a denied tool is
 never returned, and `limit` counts allowed tools only. (The hub passes the caller's visible set.)
+One index serves every caller, so BM25's word statistics (IDF) include tools a caller cannot
+see: the order of visible tools can shift with hidden tools' words (a weak side channel), and
+the score values reflect them, so scores are for ranking and must not be shown to clients. A
+deployment that wants no such channel keeps one index per policy-distinct caller group.
 
 Pure: no network I/O; the index lives in memory (an in-memory SQLite database).
 Thread safety: every method takes an internal lock, so one index may be shared by threads;
@@ -148,36 +152,10 @@ def _match_expression(words: Iterable[str]) -> str:
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
-def _best(scores: Mapping[str, float], limit: int, is_allowed: Callable[[str], bool]) -> list[tuple[str, float]]:
-    """The `limit` best allowed (name, score) pairs with a positive score, best first, ties by name.
-
-    Looks at a few times `limit` candidates first (a heap, not a sort of every tool) and sorts
-    everything only when too many of those are denied.
-    """
-
-    def rank(item: tuple[str, float]) -> tuple[float, str]:
-        return (-item[1], item[0])
-
-    width = limit * 4 + 16
-    candidates = heapq.nsmallest(width, scores.items(), key=rank) if width < len(scores) else None
-    ordered = candidates if candidates is not None else sorted(scores.items(), key=rank)
-    best: list[tuple[str, float]] = []
-    for name, score in ordered:
-        if score <= 0.0:
-            return best
-        if is_allowed(name):
-            best.append((name, score))
-            if len(best) == limit:
-                return best
-    if candidates is not None:  # too many denied among the first few: go through all
-        return _best_sorted(scores, limit, is_allowed, rank)
-    return best
-
-
 def _take(
     ranked: Iterable[tuple[str, float]], limit: int, is_allowed: Callable[[str], bool]
 ) -> list[tuple[str, float]]:
-    """The first `limit` allowed pairs of an already ranked sequence with a positive score."""
+    """The first `limit` allowed pairs of an already ranked sequence, stopping at a score <= 0."""
     best: list[tuple[str, float]] = []
     for name, score in ranked:
         if score <= 0.0 or len(best) == limit:
@@ -187,12 +165,22 @@ def _take(
     return best
 
 
-def _best_sorted(
-    scores: Mapping[str, float],
-    limit: int,
-    is_allowed: Callable[[str], bool],
-    rank: Callable[[tuple[str, float]], tuple[float, str]],
-) -> list[tuple[str, float]]:
+def _best(scores: Mapping[str, float], limit: int, is_allowed: Callable[[str], bool]) -> list[tuple[str, float]]:
+    """The `limit` best allowed (name, score) pairs with a positive score, best first, ties by name.
+
+    Looks at a few times `limit` candidates first (a heap, not a sort of every match) and sorts
+    every match only when too many of those are denied.
+    """
+
+    def rank(item: tuple[str, float]) -> tuple[float, str]:
+        return (-item[1], item[0])
+
+    width = limit * 4 + 16
+    if width < len(scores):
+        head = heapq.nsmallest(width, scores.items(), key=rank)
+        best = _take(head, limit, is_allowed)
+        if len(best) == limit or head[-1][1] <= 0.0:
+            return best
     return _take(sorted(scores.items(), key=rank), limit, is_allowed)
 
 
@@ -233,6 +221,11 @@ class ToolIndex:
         self._vocabulary: dict[str, int] = {}
         self._frequencies: dict[str, int] = {}
         self._next_rowid = 1
+
+    def close(self) -> None:
+        """Release the in-memory database; the index must not be used afterwards."""
+        with self._lock:
+            self._db.close()
 
     # -- contents ---------------------------------------------------------------------------
 
