@@ -39,7 +39,8 @@ from rich.text import Text
 
 from hub.app import Hub, resolve_config, startup_bound_seconds
 from hub.cli_explain import print_explanation
-from hub.config import DEFAULT_PORT, ApiKeyConfig, HubConfig, load_config, require_auth_beyond_loopback
+from hub.cli_options import DEFAULT_URL, ConfigOption, JsonOption, TokenOption, UrlOption
+from hub.config import ApiKeyConfig, HubConfig, load_config, require_auth_beyond_loopback
 from hub.endpoint import HttpServer, bind_socket, run_event_loop
 from hub.errors import ConfigError, HubError
 from hub.faces import RATE_LIMITED
@@ -50,7 +51,6 @@ from hub.trust_config import force_locked
 
 __all__ = ["app", "main"]
 
-DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 RELOAD_TIMEOUT_SECONDS = 900.0
 """How long `mcphub reload` waits for the answer (the hub answers after draining)."""
 
@@ -67,21 +67,6 @@ _err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
 
 T = TypeVar("T")
-
-UrlOption = Annotated[str, typer.Option("--url", envvar="MCPHUB_URL", help="Base URL of the running hub.")]
-TokenOption = Annotated[
-    str | None,
-    typer.Option(
-        "--token", envvar="MCPHUB_TOKEN", help="Bearer token (API key or JWT) for the running hub.", show_default=False
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-ConfigOption = Annotated[
-    str | None,
-    typer.Option(
-        "--config", "-c", help="Config file (YAML or JSON). Default: $MCPHUB_CONFIG, ./hub.yaml, or the demo fleet."
-    ),
-]
 
 
 class _CliError(Exception):

@@ -21,29 +21,20 @@ import httpx2
 import typer
 from rich.table import Table
 
-from hub.config import DEFAULT_PORT, HubConfig
+from hub.cli_options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
+from hub.config import HubConfig
 from hub.errors import ConfigError
 from hub.lockfile import LockEntries, read_lockfile, write_lockfile
 from hub.trust_config import lockfile_path
 
 __all__ = ["lock", "pins_app"]
 
-_DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
-UrlOption = Annotated[str, typer.Option("--url", envvar="MCPHUB_URL", help="Base URL of the running hub.")]
-TokenOption = Annotated[
-    str | None,
-    typer.Option(
-        "--token", envvar="MCPHUB_TOKEN", help="Bearer token (API key or JWT) for the running hub.", show_default=False
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
 pins_app = typer.Typer(help="Tool-definition pins of the running hub (needs hub:admin).", invoke_without_command=True)
 
 
 @pins_app.callback()
 def pins(
-    ctx: typer.Context, url: UrlOption = _DEFAULT_URL, token: TokenOption = None, json_output: JsonOption = False
+    ctx: typer.Context, url: UrlOption = DEFAULT_URL, token: TokenOption = None, json_output: JsonOption = False
 ) -> None:
     """List every pinned or pending definition: name, server, kind, status, first seen, last changed."""
     if ctx.invoked_subcommand is not None:
@@ -77,7 +68,7 @@ def pins(
 @pins_app.command("diff")
 def diff(
     name: Annotated[str, typer.Argument(help="Exposed name (tool, prompt) or URI template, e.g. fx__echo.")],
-    url: UrlOption = _DEFAULT_URL,
+    url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -130,7 +121,7 @@ def approve(
         str | None, typer.Argument(help="An exposed name, or a server_id (all of its definitions).")
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Approve every pending definition.")] = False,
-    url: UrlOption = _DEFAULT_URL,
+    url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:

@@ -59,7 +59,6 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final, Literal
 
 from mcp import MCPError
@@ -67,6 +66,7 @@ from mcp.shared.message import ClientMessageMetadata, SessionMessage
 from mcp_types import INVALID_REQUEST, JSONRPCRequest
 
 from adapters._sdk import Transport, TransportStreams
+from adapters.write_stream import WriteStreamWrapper
 from hub.config import DEFAULT_MAX_FEDERATION_DEPTH, HUB_ID_PATTERN
 from hub.errors import HubError, ServerError
 from hub.trace_context import Injector, outbound_fields
@@ -354,7 +354,7 @@ def looping_server(server_id: str, exc: BaseException) -> LoopingServer | None:
 # ---------------------------------------------------------------- the outgoing side
 
 
-class _ChainingWriteStream:
+class _ChainingWriteStream(WriteStreamWrapper):
     """A transport write stream that adds the hub chain and the trace context to every
     JSON-RPC request written.
 
@@ -362,29 +362,13 @@ class _ChainingWriteStream:
     context (context variables) are those of the client request and attempt it is sent for."""
 
     def __init__(self, inner: Any, federation: Federation) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._federation = federation
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
     async def send(self, item: Any) -> None:
         if isinstance(item, SessionMessage) and isinstance(item.message, JSONRPCRequest):
             item = _with_chain(item, self._federation.outbound_chain(), self._federation.outbound_trace())
         await self._inner.send(item)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def __aenter__(self) -> _ChainingWriteStream:
-        await self._inner.__aenter__()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        result: bool | None = await self._inner.__aexit__(exc_type, exc, tb)
-        return result
 
 
 def _with_chain(item: SessionMessage, chain: tuple[str, ...], trace: Mapping[str, str] | None) -> SessionMessage:

@@ -46,7 +46,6 @@ import enum
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Protocol
 
 import mcp_types as types
@@ -56,6 +55,7 @@ from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, JSONRPCRequest
 
 from adapters._sdk import Transport, TransportStreams
 from adapters.oversize import answer_too_large_limit
+from adapters.write_stream import WriteStreamWrapper
 from hub.errors import ServerError, ServerTimeout, ServerUnavailable
 
 __all__ = [
@@ -151,33 +151,14 @@ def delivery_mark() -> Iterator[DeliveryMark]:
         _current_mark.reset(token)
 
 
-class _MarkingWriteStream:
+class _MarkingWriteStream(WriteStreamWrapper):
     """A transport write stream that marks the current `DeliveryMark` when a request is written."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
     async def send(self, item: Any) -> None:
         mark = _current_mark.get()
         if mark is not None and isinstance(getattr(item, "message", None), JSONRPCRequest):
             mark.sent = True  # a started write counts as sent (the SDK's own rule for cancels)
         await self._inner.send(item)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def __aenter__(self) -> _MarkingWriteStream:
-        await self._inner.__aenter__()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        result: bool | None = await self._inner.__aexit__(exc_type, exc, tb)
-        return result
 
 
 @contextlib.asynccontextmanager
