@@ -36,9 +36,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check hub adapters
 	$(BIN)/mypy
 
-## the hub against direct SSE/JSON and mcp-proxy 0.13 in one run (prints a table; see benchmarks/README.md)
+## the hub against direct SSE/JSON and mcp-proxy 0.13 in one run, then tool search quality and
+## speed (prints tables; see benchmarks/README.md)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/tool_search/run.py
 
 ## regenerate config/hub.schema.json from the config models
 schema: $(STAMP)
