@@ -15,6 +15,7 @@ import anyio
 from starlette.types import ASGIApp
 
 from hub.catalog import Catalog
+from hub.cluster.keys import ClusterKeys
 from hub.config import HubConfig, ServerConfig, load_config
 from hub.endpoint import Endpoint
 from hub.errors import ConfigError
@@ -119,8 +120,10 @@ class Hub:
             ),
         )
         self.router = Router(self.fleet, tracer=self.tracer)
+        self.keys = ClusterKeys.from_config(config.cluster)
+        """What this hub seals with: the replicas' shared key (`cluster.secret_env`), or a random one."""
         self.endpoint = Endpoint(
-            config, self.catalog, self.fleet, self.router, metrics=self.metrics, tracer=self.tracer
+            config, self.catalog, self.fleet, self.router, metrics=self.metrics, tracer=self.tracer, keys=self.keys
         )
         self.fleet.events.target = self.metrics
         self.metrics.watch(lambda: self.fleet.connections.values(), self.catalog, self.endpoint.open_sessions)

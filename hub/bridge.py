@@ -28,7 +28,7 @@ import itertools
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -207,11 +207,14 @@ class Bridge:
     Use as `async with bridge:` around serving (it owns the calls' task group).
 
     :param ttl_seconds: how long a handle lives and a question waits (`input_required_ttl_seconds`).
+    :param keys: the `requestState` sealing ring (`hub.cluster.keys.ClusterKeys.for_purpose`), the
+        sealing key first. Default: one random key for this process.
     """
 
-    def __init__(self, ttl_seconds: float) -> None:
+    def __init__(self, ttl_seconds: float, keys: Sequence[bytes] | None = None) -> None:
         self.ttl_seconds = ttl_seconds
-        self.security = RequestStateSecurity(keys=[os.urandom(32)], ttl=ttl_seconds, bind_principal=principal_id)
+        ring = list(keys) if keys else [os.urandom(32)]
+        self.security = RequestStateSecurity(keys=ring, ttl=ttl_seconds, bind_principal=principal_id)
         self._calls: dict[str, BridgedCall] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 

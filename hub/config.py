@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from hub.authority import parse_allowed_host, parse_authority
+from hub.cluster.config import HubClusterSettings
 from hub.config_loader import config_error, prepare_document, read_document, workspace_folder
 from hub.config_schema import REMOTE_ONLY_KEYS, REPLICA_MEMBER_KEYS, STDIO_ONLY_KEYS, complete_schema
 from hub.trust_config import HubTrustSettings, ServerTrustSettings
@@ -791,7 +792,7 @@ class TracingConfig(_Model):
     """The `service.name` resource attribute of the spans. Default: mcphub."""
 
 
-class HubConfig(_Model, HubTrustSettings):
+class HubConfig(_Model, HubTrustSettings, HubClusterSettings):
     """The whole hub configuration file."""
 
     listen: ListenConfig = Field(default_factory=ListenConfig)

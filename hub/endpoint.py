@@ -46,6 +46,7 @@ from hub.authority import parse_allowed_host
 from hub.bridge import Bridge
 from hub.catalog import Catalog, Kind
 from hub.catalog import Route as CatalogRoute
+from hub.cluster.keys import ClusterKeys
 from hub.config import HubConfig
 from hub.explain import explain, principal_for
 from hub.faces import HUB_NAME, AggregateFace, FaceServices, HubServer, ServerFace, SessionRegistry, build_mcp_server
@@ -139,6 +140,7 @@ class Endpoint:
     :param catalog: the merged catalog the faces read.
     :param fleet: the server connections (for health and admin).
     :param router: where routed requests go.
+    :param keys: what the hub seals with (default: from `config.cluster`, see `hub.cluster.keys`).
     """
 
     def __init__(
@@ -150,6 +152,7 @@ class Endpoint:
         *,
         metrics: HubMetrics | None = None,
         tracer: CallTracer | None = None,
+        keys: ClusterKeys | None = None,
     ) -> None:
         self.config = config
         self.catalog = catalog
@@ -161,7 +164,9 @@ class Endpoint:
         self.authenticator = Authenticator(config)
         self.policy = Policy(config.policies)
         self.access = Access(self.policy, RateLimiter(config.rate_limits))
-        self.bridge = Bridge(config.input_required_ttl_seconds)
+        self.keys = keys if keys is not None else ClusterKeys.from_config(config.cluster)
+        """What this hub seals with (shared by its replicas when `cluster.secret_env` is set)."""
+        self.bridge = Bridge(config.input_required_ttl_seconds, self.keys.for_purpose("request-state"))
         self.subscriptions = Subscriptions(fleet.get, self.bridge.spawn)
         fleet.on_resource_updated = self.subscriptions.updated
         self.tasks = TaskRelay(fleet, self.access)

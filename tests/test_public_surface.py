@@ -74,6 +74,8 @@ EXPORTS = {
     "hub.cli_explain": ["print_explanation"],
     "hub.cli_options": ["DEFAULT_URL", "ConfigOption", "JsonOption", "TokenOption", "UrlOption"],
     "adapters.write_stream": ["WriteStreamWrapper"],
+    "hub.cluster.config": ["MIN_CLUSTER_KEY_BYTES", "ClusterConfig", "HubClusterSettings"],
+    "hub.cluster.keys": ["ClusterKeys", "Purpose"],
     "hub.state": ["STATE_FILE_NAME", "StateFile", "default_state_path", "new_hub_id", "state_path"],
     "hub.catalog": ["Catalog", "ChangeListener", "Kind", "Route", "ServerView", "listing_key", "snapshot_offers"],
     "hub.pages": [

@@ -1,0 +1,1 @@
+"""Running one hub as several replicas: the key they share (`keys`) and its config (`config`)."""

@@ -1,0 +1,110 @@
+"""Config of a hub that runs as several replicas: the top-level `cluster` block.
+
+```yaml
+cluster:
+  secret_env: MCPHUB_CLUSTER_KEY          # a key shared by every replica (>= 32 bytes)
+  previous_secret_envs: [MCPHUB_OLD_KEY]  # still accepted, never used to seal (key rotation)
+  redis_url: redis://redis:6379/0         # shared state (optional)
+```
+
+Both keys are optional. Without `cluster`, one hub behaves as a single process always did
+(a random key per process, state in memory). The key seals what a client holds between
+requests (handshake-era session ids, `requestState`), so that any replica can open what
+another sealed; Redis holds only what must be shared between replicas. The field lives on a
+mixin that `hub.config` adds to `HubConfig`, so the file stays one document.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+
+__all__ = ["MIN_CLUSTER_KEY_BYTES", "ClusterConfig", "HubClusterSettings"]
+
+MIN_CLUSTER_KEY_BYTES: Final = 32
+"""A cluster key holds at least this many bytes (AES-256-GCM; the SDK's own floor)."""
+
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _env_of(info: ValidationInfo) -> Mapping[str, str]:
+    context = info.context if isinstance(info.context, dict) else {}
+    env = context.get("env")
+    return env if env is not None else os.environ
+
+
+def _key_from_env(name: str, info: ValidationInfo) -> bytes:
+    value = _env_of(info).get(name, "")
+    if not value:
+        raise ValueError(f"environment variable {name} is {'empty' if name in _env_of(info) else 'not set'}")
+    key = value.encode()
+    if len(key) < MIN_CLUSTER_KEY_BYTES:
+        raise ValueError(
+            f"environment variable {name} holds {len(key)} bytes; a cluster key needs at least "
+            f"{MIN_CLUSTER_KEY_BYTES} (make one with: python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    return key
+
+
+class ClusterConfig(BaseModel):
+    """What the replicas of one hub share: a key and, optionally, a Redis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    secret_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    """Environment variable holding the key every replica shares (at least 32 bytes, read once at
+    load; unset or shorter fails the load). It seals handshake-era session ids and
+    `requestState`, so any replica opens what another sealed. Default: none (a random key per
+    process: sessions and `requestState` are then bound to the replica that made them)."""
+
+    previous_secret_envs: list[str] = Field(default_factory=list)
+    """Environment variables of earlier keys, still accepted when opening, never used to seal:
+    rotate by adding the new key as `secret_env` and the old one here on every replica, then
+    dropping the old one once what it sealed has expired. Default: none."""
+
+    redis_url: str | None = Field(default=None, pattern=r"^rediss?://\S+$")
+    """Redis holding what the replicas must share (`redis://` or `rediss://`, with a database
+    number and credentials as Redis URLs allow). Default: none (state in memory)."""
+
+    _keys: tuple[bytes, ...] = PrivateAttr(default=())
+
+    @field_validator("previous_secret_envs")
+    @classmethod
+    def _check_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.fullmatch(_ENV_NAME, name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return names
+
+    @model_validator(mode="after")
+    def _read_keys(self, info: ValidationInfo) -> ClusterConfig:
+        if self.secret_env is None:
+            if self.previous_secret_envs:
+                raise ValueError("previous_secret_envs needs secret_env (the key that seals)")
+            return self
+        names = [self.secret_env, *self.previous_secret_envs]
+        if len(set(names)) != len(names):
+            raise ValueError("secret_env and previous_secret_envs name the same variable twice")
+        keys = tuple(_key_from_env(name, info) for name in names)
+        if len(set(keys)) != len(keys):
+            raise ValueError("two cluster key variables hold the same key")
+        self._keys = keys
+        return self
+
+    @property
+    def keys(self) -> tuple[bytes, ...]:
+        """The keys read at load: the sealing key first, then the previous ones (empty without
+        `secret_env`). Never logged or shown."""
+        return self._keys
+
+
+class HubClusterSettings(BaseModel):
+    """The `cluster` field of `HubConfig` (a mixin, see the module docstring)."""
+
+    cluster: ClusterConfig | None = None
+    """Replicas of this hub: the key they share and their Redis (see `ClusterConfig`).
+    Default: none (one process, state in memory)."""
