@@ -105,6 +105,8 @@ class ClusterConfig(BaseModel):
 class HubClusterSettings(BaseModel):
     """The `cluster` field of `HubConfig` (a mixin, see the module docstring)."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
     cluster: ClusterConfig | None = None
     """Replicas of this hub: the key they share and their Redis (see `ClusterConfig`).
     Default: none (one process, state in memory)."""
