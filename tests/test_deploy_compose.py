@@ -1,8 +1,8 @@
 """deploy/compose.yaml, checked without a Docker engine: its structure (three hub replicas of the
 image, Redis, a round-robin balancer reaching every replica, Prometheus scraping each one with the
 metrics key, Grafana provisioned with the dashboard), the replicas' config loaded with the hub's
-own loader, the HAProxy config checked by a real `haproxy -c`, and the whole file by
-`docker compose config` where Compose is installed."""
+own loader, the HAProxy config checked by a real `haproxy -c` and run by HAProxy in front of
+three real hubs, and the whole file by `docker compose config` where Compose is installed."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ import re
 import shutil
 import subprocess
 import tomllib
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx2
 import pytest
 import yaml
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hub.config import HubConfig, load_config
-from tests.conftest import ROOT
+from hub.app import Hub
+from hub.config import HubConfig, load_config, parse_config
+from tests.conftest import ROOT, free_port, serve_app, until
 from tests.schema_validation import read_yaml, schema_errors
 
 DEPLOY = ROOT / "deploy"
@@ -220,9 +225,7 @@ def test_the_balancer_sends_requests_only_to_ready_replicas() -> None:
 
 
 def test_haproxy_accepts_the_balancer_config() -> None:
-    haproxy = shutil.which("haproxy") or next(
-        (path for path in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if Path(path).exists()), None
-    )
+    haproxy = _haproxy()
     if haproxy is None:
         pytest.skip("haproxy is not installed (the OS package `haproxy`): the config was only parsed")
 
@@ -230,6 +233,81 @@ def test_haproxy_accepts_the_balancer_config() -> None:
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Configuration file is valid" in result.stdout + result.stderr
+
+
+def _haproxy() -> str | None:
+    return shutil.which("haproxy") or next(
+        (path for path in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if Path(path).exists()), None
+    )
+
+
+def _counting(app: ASGIApp, hits: list[str]) -> ASGIApp:
+    """`app`, noting the path of every HTTP request it gets."""
+
+    async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            hits.append(scope["path"])
+        await app(scope, receive, send)
+
+    return counted
+
+
+@pytest.mark.anyio
+async def test_the_balancer_config_spreads_requests_over_ready_replicas_and_skips_one_that_is_not_ready(
+    tmp_path: Path,
+) -> None:
+    """HAProxy runs the compose config itself, with only the addresses changed (loopback ports
+    instead of the compose network's names), in front of three real hubs; the third has no
+    server it can start, so its /readyz answers 503."""
+    haproxy = _haproxy()
+    if haproxy is None:
+        pytest.skip("haproxy is not installed (the OS package `haproxy`)")
+    hits: list[list[str]] = [[], [], []]
+    configs = [
+        parse_config({"servers": {}}, file="<test>"),
+        parse_config({"servers": {}}, file="<test>"),
+        parse_config({"servers": {"gone": {"command": str(tmp_path / "no-such-server")}}}, file="<test>"),
+    ]
+    async with AsyncExitStack() as stack:
+        urls = []
+        for config, seen in zip(configs, hits, strict=True):
+            hub = Hub(config.model_copy(update={"state_dir": str(tmp_path)}))
+            urls.append(await stack.enter_async_context(serve_app(_counting(hub.http_app(), seen))))
+            with anyio.fail_after(30):
+                await hub.fleet.wait_first_attempts()
+        port = free_port()
+        text = HAPROXY_CFG.read_text(encoding="utf-8").replace("bind :8080", f"bind 127.0.0.1:{port}")
+        text = re.sub(r"\n    nameserver dns .*", "\n    nameserver dns 127.0.0.1:9", text)  # never asked
+        for number, url in enumerate(urls, start=1):
+            text = text.replace(f"hub-{number}:8765", url.removeprefix("http://"))
+        config_file = tmp_path / "haproxy.cfg"
+        config_file.write_text(text, encoding="utf-8")
+        process = await anyio.open_process(
+            [haproxy, "-db", "-f", str(config_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            with anyio.fail_after(30):
+                # Each replica was checked; the third failed its two checks (`fall 2`) and one more.
+                await until(lambda: all(seen.count("/readyz") >= 2 for seen in hits[:2]))
+                await until(lambda: hits[2].count("/readyz") >= 3)
+                before = [len([path for path in seen if path != "/readyz"]) for seen in hits]
+                async with httpx2.AsyncClient(timeout=10) as http:
+                    not_ready = (await http.get(f"{urls[2]}/readyz")).status_code
+                statuses = []
+                for _ in range(8):
+                    async with httpx2.AsyncClient(timeout=10) as http:  # a new connection each time
+                        statuses.append((await http.get(f"http://127.0.0.1:{port}/healthz")).status_code)
+        finally:
+            process.terminate()
+            with anyio.move_on_after(10, shield=True):
+                await process.wait()
+    served = [
+        len([path for path in seen if path != "/readyz"]) - count for seen, count in zip(hits, before, strict=True)
+    ]
+
+    assert not_ready == 503
+    assert statuses == [200] * 8
+    assert served == [4, 4, 0]  # round-robin over the ready replicas, none to the one that is not
 
 
 # --------------------------------------------------------------------- Prometheus and Grafana
