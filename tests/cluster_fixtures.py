@@ -18,12 +18,16 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 import redis
+
+from tests.conftest import RunningHub, running_hub, until
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = ROOT / "scripts" / "install-test-services.sh"
@@ -182,3 +186,48 @@ def redis_server(_redis_session: RedisServer) -> RedisServer:
         _redis_session.restart()
     _redis_session.flush()
     return _redis_session
+
+
+# ---------------------------------------------------------------- hubs sharing one Redis
+
+
+def _sha(key: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+CALLER_KEY = "cluster-caller-key-0123456789"
+"""API key of principal `caller` (hub:call) on `replicas` hubs."""
+OTHER_KEY = "cluster-other-key-0123456789"
+"""API key of principal `other` (hub:call)."""
+ADMIN_KEY = "cluster-admin-key-0123456789"
+"""API key of principal `admin` (hub:admin)."""
+
+
+def api_keys() -> dict[str, Any]:
+    """`auth:` with the three keys above."""
+    return {
+        "api_keys": [
+            {"id": "caller", "key_sha256": _sha(CALLER_KEY), "scopes": ["hub:call"]},
+            {"id": "other", "key_sha256": _sha(OTHER_KEY), "scopes": ["hub:call"]},
+            {"id": "admin", "key_sha256": _sha(ADMIN_KEY), "scopes": ["hub:admin"]},
+        ]
+    }
+
+
+@asynccontextmanager
+async def replicas(
+    count: int, servers: dict[str, Any], redis_url: str, **settings: Any
+) -> AsyncIterator[list[RunningHub]]:
+    """`count` hubs on loopback over the same config, sharing `redis_url` (`cluster.redis_url`,
+    calls bounded at 2 s for a loaded test machine); yields once each has its servers started
+    and its shared state `ok`."""
+    cluster = {"redis_url": redis_url, "redis_timeout_seconds": 2.0, **settings.pop("cluster", {})}
+    async with AsyncExitStack() as stack:
+        hubs = [
+            await stack.enter_async_context(running_hub(servers, cluster=cluster, **settings)) for _ in range(count)
+        ]
+        with anyio.fail_after(15):
+            await until(lambda: all(h.hub.store.health().status == "ok" for h in hubs))
+        yield hubs

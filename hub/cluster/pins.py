@@ -36,7 +36,7 @@ from hub.cluster.redis_store import KEY_PREFIX, REDIS_ERRORS, describe
 from hub.cluster.store import SharedStore
 from hub.pin_store import PinStore
 
-__all__ = ["CHANNEL", "HASH_KEY", "PinSync", "RedisPinStore"]
+__all__ = ["CHANNEL", "HASH_KEY", "PinSync", "RedisPinStore", "flatten", "unflatten"]
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +185,10 @@ class RedisPinStore:
         pipe.publish(KEY_PREFIX + CHANNEL, self.replica_id)
         pipe.execute()
 
+    def reconnect(self) -> None:
+        """Drop pooled connections (after an outage they are dead, and each would fail once)."""
+        self._client.connection_pool.disconnect()
+
     def close(self) -> None:
         self._client.close()
 
@@ -210,6 +214,8 @@ class PinSync:
             async for item in items:
                 if isinstance(item, bytes) and item.decode(errors="replace") == self._store.replica_id:
                     continue  # our own save
+                if not isinstance(item, bytes):  # (re)subscribed: Redis may have restarted
+                    await anyio.to_thread.run_sync(self._pin_store.reconnect)
                 try:
                     await self.resync()
                 except REDIS_ERRORS as exc:

@@ -245,6 +245,8 @@ class RedisStore:
             self.on_error("connect")
 
     async def _open(self) -> None:
+        # Connections pooled before an outage are dead: drop them all, or each would fail once.
+        await self.client.connection_pool.disconnect()
         with anyio.fail_after(self.timeout_seconds * 2):
             await self.client.ping()
             pubsub = self.client.pubsub()
