@@ -26,11 +26,11 @@ from mcp import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hub.cluster.redis_store import RedisStore  # noqa: E402
-from hub.config import RateLimitsConfig  # noqa: E402
-from hub.ratelimit import RateLimiter  # noqa: E402
-from tests.cluster_fixtures import RedisServer, _redis_binary  # noqa: E402
-from tests.conftest import fixture_entry, running_hub  # noqa: E402
+from hub.cluster.redis_store import RedisStore
+from hub.config import RateLimitsConfig
+from hub.ratelimit import RateLimiter
+from tests.cluster_fixtures import RedisServer, find_redis_server
+from tests.conftest import fixture_entry, running_hub, until
 
 LIMITS: dict[str, Any] = {
     "per_principal": {"requests_per_second": 100000, "burst": 100000},
@@ -67,7 +67,7 @@ async def _calls(url: str, calls: int) -> list[float]:
 
 
 async def main(calls: int, hits: int) -> None:
-    binary = _redis_binary()
+    binary = find_redis_server()
     if binary is None:
         sys.exit("redis-server is not installed (scripts/install-test-services.sh installs it)")
     with tempfile.TemporaryDirectory() as directory:
@@ -80,8 +80,7 @@ async def main(calls: int, hits: int) -> None:
             store = RedisStore(redis_server.url, timeout_seconds=2.0)
             async with store.running():
                 with anyio.fail_after(10):
-                    while not store.available:
-                        await anyio.sleep(0.01)
+                    await until(lambda: store.available)
                 shared = RateLimiter(RateLimitsConfig.model_validate(LIMITS), store)
                 rows.append(_row("limiter hit, Redis", await _limiter(shared, hits)))
             servers = {"fx": fixture_entry("fx")}
@@ -93,8 +92,7 @@ async def main(calls: int, hits: int) -> None:
                 cluster = {"redis_url": redis_server.url, "redis_timeout_seconds": 2.0}
                 async with running_hub(servers, rate_limits=LIMITS, cluster=cluster) as hub:
                     with anyio.fail_after(10):
-                        while not hub.hub.store.health().up:
-                            await anyio.sleep(0.01)
+                        await until(lambda: hub.hub.store.health().status == "ok")
                     per_target["tools/call, Redis limits"] += await _calls(hub.url, calls)
             rows += [_row(name, samples) for name, samples in per_target.items()]
         finally:

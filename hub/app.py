@@ -170,6 +170,8 @@ class Hub:
                 yield self
                 tg.cancel_scope.cancel()
         finally:
+            if self.pin_sync is not None:
+                self.pin_sync.close()
             if self.tracer is not None:
                 self.tracer.shutdown()
 

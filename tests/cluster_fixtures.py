@@ -35,7 +35,7 @@ START_TIMEOUT_SECONDS = 15.0
 INSTALL_TIMEOUT_SECONDS = 900
 
 
-def _redis_binary() -> str | None:
+def find_redis_server() -> str | None:
     found = shutil.which("redis-server")
     if found is None and os.access("/usr/bin/redis-server", os.X_OK):
         found = "/usr/bin/redis-server"
@@ -145,14 +145,14 @@ class RedisServer:
 def redis_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The `redis-server` program, installed by the project's script when missing (as root,
     once per machine under a lock); skipped, with the reason shown, when it cannot be had."""
-    binary = _redis_binary()
+    binary = find_redis_server()
     if binary is not None:
         return binary
     reason = "redis-server is not installed"
     lock_path = tmp_path_factory.getbasetemp().parent / "install-test-services.lock"
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        binary = _redis_binary()
+        binary = find_redis_server()
         if binary is None:
             try:
                 result = subprocess.run(
@@ -163,7 +163,7 @@ def redis_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
                     reason = f"{reason}: {said.splitlines()[-1]}"
             except (OSError, subprocess.TimeoutExpired) as exc:
                 reason = f"{reason}: {INSTALL_SCRIPT.name} failed: {exc}"
-            binary = _redis_binary()
+            binary = find_redis_server()
     if binary is None:
         pytest.skip(reason)
     return binary

@@ -190,6 +190,7 @@ class RedisPinStore:
         self._client.connection_pool.disconnect()
 
     def close(self) -> None:
+        """Close its connections (the hub stops)."""
         self._client.close()
 
 
@@ -207,6 +208,10 @@ class PinSync:
         self._catalog = catalog
         self.adoptions = 0
         """Documents adopted from Redis so far (for tests and diagnostics)."""
+
+    def close(self) -> None:
+        """Close the pin store's Redis connections (the hub stops)."""
+        self._pin_store.close()
 
     async def run(self) -> None:
         """Follow the `pins` channel until cancelled (the hub runs it in its lifespan)."""
