@@ -1,5 +1,5 @@
 """Redis killed and restarted under load, with two replicas sharing it: no hub crashes, calls
-keep working with each replica's local state, `/readyz` and `mcphub_shared_state_up` say so, and
+keep working with each replica's local state (rate limits counted per replica), `/readyz` and `mcphub_shared_state_up` say so, and
 when Redis is back the replicas share rate limits and resource updates again by themselves."""
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ async def client_for(url: str, key: str, **options: Any) -> AsyncIterator[Client
 
 async def _admin_get(http: httpx2.AsyncClient, hub: RunningHub, path: str) -> httpx2.Response:
     return await http.get(f"{hub.base_url}{path}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+
+
+async def _initialize(http: httpx2.AsyncClient, hub: RunningHub, key: str) -> int:
+    answer = await http.post(hub.url, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"Bearer {key}"})
+    return answer.status_code
 
 
 def _up_metric(text: str) -> float:
@@ -101,6 +106,8 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
                     await until(lambda: done["during"] >= 20)
                     ready = [await _admin_get(http, hub, "/readyz") for hub in (a, b)]
                     metrics_down = (await _admin_get(http, a, "/metrics")).text
+                    # Meanwhile each replica counts alone: the limit of one per replica.
+                    statuses_down = [await _initialize(http, (a, b)[index % 2], OTHER_KEY) for index in range(12)]
 
                     await redis_server.restarted()
                     await until(lambda: all(h.hub.store.health().status == "ok" for h in (a, b)))
@@ -121,14 +128,7 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
                 await until(lambda: len(updates) >= 1)
 
                 # Limits shared again: 12 requests over both replicas get the limit of one (4).
-                statuses = []
-                for index in range(12):
-                    answer = await http.post(
-                        (a, b)[index % 2].url,
-                        json=INITIALIZE,
-                        headers={**MCP_HEADERS, "Authorization": f"Bearer {OTHER_KEY}"},
-                    )
-                    statuses.append(answer.status_code)
+                statuses = [await _initialize(http, (a, b)[index % 2], OTHER_KEY) for index in range(12)]
 
     assert failures == []
     assert done["during"] >= 20 and done["after"] >= 20
@@ -142,4 +142,5 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
         assert "shared_state_reason" not in answer.json()
     assert _up_metric(metrics_up) == 1.0
     assert updates == [URI]
+    assert statuses_down.count(200) == 8 and statuses_down.count(429) == 4
     assert statuses.count(200) == 4 and statuses.count(429) == 8
