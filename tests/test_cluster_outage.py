@@ -1,6 +1,7 @@
 """Redis killed and restarted under load, with two replicas sharing it: no hub crashes, calls
-keep working with each replica's local state (rate limits counted per replica), `/readyz` and `mcphub_shared_state_up` say so, and
-when Redis is back the replicas share rate limits and resource updates again by themselves."""
+keep working with each replica's local state (rate limits counted per replica), `/readyz` and
+`mcphub_shared_state_up` say so, and when Redis is back the replicas share rate limits and
+resource updates again by themselves."""
 
 from __future__ import annotations
 
