@@ -16,6 +16,8 @@ from starlette.types import ASGIApp
 
 from hub.catalog import Catalog
 from hub.cluster.keys import ClusterKeys
+from hub.cluster.pins import PinSync, RedisPinStore
+from hub.cluster.redis_store import store_for
 from hub.config import HubConfig, ServerConfig, load_config
 from hub.endpoint import Endpoint
 from hub.errors import ConfigError
@@ -23,7 +25,7 @@ from hub.federation import Federation
 from hub.lockfile import LockEntries, read_lockfile
 from hub.logs import counted
 from hub.metrics import HubMetrics
-from hub.pin_store import ReadOnlyPinStore, StatePinStore
+from hub.pin_store import PinStore, ReadOnlyPinStore, StatePinStore
 from hub.pins import Pins
 from hub.reload import ReloadReport, effective_config, plan_reload
 from hub.router import Router
@@ -103,11 +105,21 @@ class Hub:
         self.hub_id = self.state.hub_id(config.hub_id)
         """This hub's identity among federated hubs: `hub_id` from the config, else the stored one."""
         self.metrics = HubMetrics()
-        self.pins = Pins(
-            (ReadOnlyPinStore if pins_read_only else StatePinStore)(self.state),
-            on_change=self.metrics.definition_changed,
-        )
-        """Tool-definition pins (`hub.pins`), kept in the state file."""
+        self.store = store_for(config.cluster, on_error=self.metrics.shared_state_error)
+        """The state replicas share (`hub.cluster`): Redis at `cluster.redis_url`, else memory."""
+        self.metrics.watch_shared_state(self.store.health)
+        pin_store: PinStore = (ReadOnlyPinStore if pins_read_only else StatePinStore)(self.state)
+        if config.cluster is not None and config.cluster.redis_url is not None:
+            pin_store = RedisPinStore(
+                config.cluster.redis_url,
+                config.cluster.redis_timeout_seconds,
+                pin_store,
+                read_only=pins_read_only,
+                replica_id=self.store.replica_id,
+            )
+        self.pins = Pins(pin_store, on_change=self.metrics.definition_changed)
+        """Tool-definition pins (`hub.pins`), kept in the state file (and in Redis with
+        `cluster.redis_url`, shared by the replicas: `hub.cluster.pins`)."""
         self.pins.set_lock(_read_lock(config))
         provider = tracer_provider if tracer_provider is not None else tracer_provider_from_config(config.tracing)
         self.tracer = CallTracer(provider) if provider is not None else None
@@ -123,8 +135,17 @@ class Hub:
         self.keys = ClusterKeys.from_config(config.cluster)
         """What this hub seals with: the replicas' shared key (`cluster.secret_env`), or a random one."""
         self.endpoint = Endpoint(
-            config, self.catalog, self.fleet, self.router, metrics=self.metrics, tracer=self.tracer, keys=self.keys
+            config,
+            self.catalog,
+            self.fleet,
+            self.router,
+            metrics=self.metrics,
+            tracer=self.tracer,
+            keys=self.keys,
+            store=self.store,
         )
+        self.pin_sync = PinSync(self.store, pin_store, self.catalog) if isinstance(pin_store, RedisPinStore) else None
+        """Adopts pins the other replicas change (with Redis only)."""
         self.fleet.events.target = self.metrics
         self.metrics.watch(lambda: self.fleet.connections.values(), self.catalog, self.endpoint.open_sessions)
         self._config_loader = config_loader
@@ -136,14 +157,21 @@ class Hub:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Hub]:
-        """Start every server (each in its own supervised task) and stop them all on exit."""
+        """Connect the shared store, start every server (each in its own supervised task), and
+        stop them all on exit."""
         try:
-            async with self.fleet, anyio.create_task_group() as tg:
+            async with self.store.running(), self.fleet, anyio.create_task_group() as tg:
+                if self.endpoint.fanout is not None:
+                    tg.start_soon(self.endpoint.fanout.run)
+                if self.pin_sync is not None:
+                    tg.start_soon(self.pin_sync.run)
                 if self._on_server_started is not None or self._on_started is not None:
                     tg.start_soon(self._announce_started)
                 yield self
                 tg.cancel_scope.cancel()
         finally:
+            if self.pin_sync is not None:
+                self.pin_sync.close()
             if self.tracer is not None:
                 self.tracer.shutdown()
 

@@ -46,7 +46,9 @@ from hub.authority import parse_allowed_host
 from hub.bridge import Bridge
 from hub.catalog import Catalog, Kind
 from hub.catalog import Route as CatalogRoute
+from hub.cluster.fanout import ResourceFanout
 from hub.cluster.keys import ClusterKeys
+from hub.cluster.store import MemoryStore, SharedStore
 from hub.config import HubConfig
 from hub.explain import explain, principal_for
 from hub.faces import HUB_NAME, AggregateFace, FaceServices, HubServer, ServerFace, SessionRegistry, build_mcp_server
@@ -141,6 +143,8 @@ class Endpoint:
     :param fleet: the server connections (for health and admin).
     :param router: where routed requests go.
     :param keys: what the hub seals with (default: from `config.cluster`, see `hub.cluster.keys`).
+    :param store: the state replicas share (`hub.cluster.store`; default: in memory): rate
+        limits, and with Redis resource-update fan-out between replicas.
     """
 
     def __init__(
@@ -153,8 +157,11 @@ class Endpoint:
         metrics: HubMetrics | None = None,
         tracer: CallTracer | None = None,
         keys: ClusterKeys | None = None,
+        store: SharedStore | None = None,
     ) -> None:
         self.config = config
+        self.store: SharedStore = store if store is not None else MemoryStore()
+        """The state replicas share (in memory for a hub alone)."""
         self.catalog = catalog
         self.fleet = fleet
         self.metrics = metrics
@@ -163,11 +170,16 @@ class Endpoint:
         self._bus = InMemorySubscriptionBus()
         self.authenticator = Authenticator(config)
         self.policy = Policy(config.policies)
-        self.access = Access(self.policy, RateLimiter(config.rate_limits))
+        self.access = Access(self.policy, RateLimiter(config.rate_limits, self.store))
         self.keys = keys if keys is not None else ClusterKeys.from_config(config.cluster)
         """What this hub seals with (shared by its replicas when `cluster.secret_env` is set)."""
         self.bridge = Bridge(config.input_required_ttl_seconds, self.keys.for_purpose("request-state"))
         self.subscriptions = Subscriptions(fleet.get, self.bridge.spawn)
+        self.fanout: ResourceFanout | None = None
+        """Resource updates between replicas (with Redis only; run by the hub's lifespan)."""
+        if self.store.shared:
+            self.fanout = ResourceFanout(self.store, self._runs_per_replica)
+            self.fanout.attach(self.subscriptions)
         fleet.on_resource_updated = self.subscriptions.updated
         self.tasks = TaskRelay(fleet, self.access)
         fleet.on_task_status = self.tasks.status_changed
@@ -201,6 +213,11 @@ class Endpoint:
         catalog.add_listener(self._on_catalog_change)
         # A changed set of federated hubs is re-advertised on list results: clients re-list.
         fleet.federation.add_listener(lambda: self._on_catalog_change("", frozenset({"tools"})))
+
+    def _runs_per_replica(self, server_id: str) -> bool:
+        """Whether `server_id` is a stdio server (a process of its own on each replica)."""
+        connection = self.fleet.get(server_id)
+        return connection is not None and connection.config.command is not None
 
     def _client_gone(self, client_key: str) -> None:
         """A handshake-era client session ended: drop its subscriptions and close the server
@@ -296,7 +313,9 @@ class Endpoint:
         `degraded`, or `open`: discovery and fallbacks still work; or none is configured) and
         every enabled server has finished its first start attempt. `status` is `ready` when every
         server is `ready`, else `degraded`; each server (each replica member) is listed with its
-        state."""
+        state. With Redis configured, `shared_state` is `ok` or `unavailable` (with
+        `shared_state_reason`, for `hub:admin` only); an unavailable Redis never makes the hub unready: it serves
+        with this replica's local state meanwhile."""
         statuses = [c.status() for c in self.fleet.connections.values()]
         enabled = [s for s in statuses if s.state is not ServerState.DISABLED]
         serving = [s for s in enabled if s.state in (ServerState.READY, ServerState.DEGRADED, ServerState.OPEN)]
@@ -308,7 +327,14 @@ class Endpoint:
         else:
             status = "starting" if starting else "unavailable"
             code = 503
-        return code, {"status": status, "servers": [s.as_json() for s in statuses]}
+        body: dict[str, Any] = {"status": status}
+        if self.store.shared:
+            health = self.store.health()
+            body["shared_state"] = health.status
+            if health.reason is not None:
+                body["shared_state_reason"] = health.reason
+        body["servers"] = [s.as_json() for s in statuses]
+        return code, body
 
     def readiness_for(self, principal: Principal) -> tuple[int, dict[str, Any]]:
         """`readiness()` as `principal` may see it: with authentication on, callers without
@@ -320,7 +346,10 @@ class Endpoint:
         counts: dict[str, int] = {}
         for server in body["servers"]:
             counts[server["state"]] = counts.get(server["state"], 0) + 1
-        return code, {"status": body["status"], "servers_by_state": counts}
+        reduced: dict[str, Any] = {"status": body["status"], "servers_by_state": counts}
+        if "shared_state" in body:
+            reduced["shared_state"] = body["shared_state"]
+        return code, reduced
 
     def routes_json(self, principal: Principal | None = None) -> list[dict[str, Any]]:
         """Every route with its server's state, its fallback chain (`[server_id, fallbacks
