@@ -19,6 +19,7 @@ from hub.cluster.keys import ClusterKeys
 from hub.cluster.pins import PinSync, RedisPinStore
 from hub.cluster.redis_store import store_for
 from hub.config import HubConfig, ServerConfig, load_config
+from hub.drain import DrainPhase, DrainReport
 from hub.endpoint import Endpoint
 from hub.errors import ConfigError
 from hub.federation import Federation
@@ -333,6 +334,36 @@ class Hub:
         await connection.wait_first_attempt()
         if self._on_server_started is not None:
             await self._on_server_started(connection.status())
+
+    # ---- drain for a deploy ----
+
+    async def drain(
+        self,
+        cause: str,
+        grace_seconds: float,
+        *,
+        stop_accepting: Callable[[], None],
+        on_phase: Callable[[DrainPhase, DrainReport], Awaitable[None]] | None = None,
+    ) -> DrainReport:
+        """Drain the HTTP endpoint before a stop (`hub.drain`): `/readyz` answers 503 at once;
+        new requests are served for `grace_seconds`; then `stop_accepting()` (the HTTP server
+        closes its listening socket) and new requests on open connections get 503; SSE streams
+        end cleanly; requests in flight get `drain_timeout_seconds` (read now, so a reload's value
+        applies) before the MCP requests still running are failed with -32000. Returns once
+        nothing is in flight; the caller then stops the HTTP server, whose lifespan stops the
+        fleet. `self.endpoint.drain.hurry(cause)` cuts it short.
+
+        :param cause: what started it, for the log (`SIGTERM`).
+        :param on_phase: awaited as each phase begins, with the report so far.
+        """
+        return await self.endpoint.drain.run(
+            cause=cause,
+            grace_seconds=grace_seconds,
+            timeout_seconds=self.config.drain_timeout_seconds,
+            stop_accepting=stop_accepting,
+            end_streams=self.endpoint.end_streams,
+            on_phase=on_phase,
+        )
 
     def http_app(self) -> ASGIApp:
         """The HTTP app; its lifespan runs the fleet."""

@@ -207,6 +207,8 @@ EXPORTS = {
         "bind_socket",
     ],
     "hub.app": ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config", "startup_bound_seconds"],
+    "hub.drain": ["ANSWER_SECONDS", "SHUTTING_DOWN", "Drain", "DrainGate", "DrainPhase", "DrainReport"],
+    "hub.shutdown": ["serve_until_signalled"],
     "hub.cli": ["app", "main"],
     "hub.auth": [
         "ANONYMOUS",
