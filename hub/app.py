@@ -9,15 +9,14 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.types import ASGIApp
 
 from hub.catalog import Catalog
 from hub.cluster.keys import ClusterKeys
-from hub.cluster.pins import PinSync, RedisPinStore
-from hub.cluster.redis_store import store_for
+from hub.cluster.store import store_for
 from hub.config import HubConfig, ServerConfig, load_config
 from hub.drain import DrainPhase, DrainReport
 from hub.endpoint import Endpoint
@@ -35,6 +34,9 @@ from hub.startup import default_max_concurrent_starts
 from hub.state import StateFile, state_path
 from hub.tracing import CallTracer, tracer_provider_from_config
 from hub.trust_config import lockfile_path, pinning_for
+
+if TYPE_CHECKING:
+    from hub.cluster.pins import PinSync, RedisPinStore
 
 __all__ = ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config", "startup_bound_seconds"]
 
@@ -110,8 +112,12 @@ class Hub:
         """The state replicas share (`hub.cluster`): Redis at `cluster.redis_url`, else memory."""
         self.metrics.watch_shared_state(self.store.health)
         pin_store: PinStore = (ReadOnlyPinStore if pins_read_only else StatePinStore)(self.state)
+        shared_pins: RedisPinStore | None = None
         if config.cluster is not None and config.cluster.redis_url is not None:
-            pin_store = RedisPinStore(
+            # Imported only for replicas: redis-py loads OpenTelemetry's SDK when it is installed.
+            from hub.cluster.pins import PinSync, RedisPinStore
+
+            pin_store = shared_pins = RedisPinStore(
                 config.cluster.redis_url,
                 config.cluster.redis_timeout_seconds,
                 pin_store,
@@ -145,7 +151,7 @@ class Hub:
             keys=self.keys,
             store=self.store,
         )
-        self.pin_sync = PinSync(self.store, pin_store, self.catalog) if isinstance(pin_store, RedisPinStore) else None
+        self.pin_sync: PinSync | None = None if shared_pins is None else PinSync(self.store, shared_pins, self.catalog)
         """Adopts pins the other replicas change (with Redis only)."""
         self.fleet.events.target = self.metrics
         self.metrics.watch(lambda: self.fleet.connections.values(), self.catalog, self.endpoint.open_sessions)
