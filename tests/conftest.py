@@ -29,7 +29,7 @@ from hub.app import Hub
 from hub.config import HubConfig, parse_config
 from hub.endpoint import HttpServer, bind_socket
 
-pytest_plugins = ["tests.cluster_fixtures"]
+pytest_plugins = ["tests.cluster_fixtures", "tests.replica_fixtures"]
 """Real Redis for the cluster tests (`redis_server`)."""
 
 ROOT = Path(__file__).resolve().parent.parent
