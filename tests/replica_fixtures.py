@@ -116,6 +116,7 @@ class Replica:
         self.log = directory / f"{name}.log"
         self._env = _environment(directory / f"{name}-state", cluster_key)
         self._log_file: IO[bytes] | None = None
+        self._interrupted: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
@@ -203,11 +204,17 @@ class Replica:
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
+    def interrupt(self) -> None:
+        """SIGINT, once: a drain without the grace (`stop` waits for the exit)."""
+        if self.process is not None and self.process.poll() is None and self.process is not self._interrupted:
+            self.process.send_signal(signal.SIGINT)
+            self._interrupted = self.process
+
     def stop(self) -> None:
         """SIGINT (a drain without the grace), bounded; then SIGKILL."""
         process = self.process
         if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            self.interrupt()
             try:
                 process.wait(timeout=STOP_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
@@ -363,13 +370,14 @@ def counter(metrics_text: str, name: str, **labels: str) -> float:
     return total
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def replica_cluster(
     _redis_session: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ReplicaCluster]:
-    """Three replicas behind HAProxy, sharing this worker's Redis: started once per test module
-    (start-up is the slow part), every replica ready and in rotation; each test leaves them so
-    (see `ReplicaCluster.in_rotation`)."""
+    """Three replicas behind HAProxy, sharing this worker's Redis: started once per test worker
+    (three hubs and their servers starting at once is the slow part: 10-20 s on 2 cores), every
+    replica ready and in rotation. A test that stops a replica or Redis starts it again, and
+    tests that need all three call `ReplicaCluster.in_rotation` first."""
     haproxy = find_haproxy()
     if haproxy is None:
         pytest.skip("haproxy is not installed (the OS package `haproxy`; scripts/install-test-services.sh)")
@@ -394,6 +402,8 @@ def replica_cluster(
         yield ReplicaCluster(replicas, balancer, _redis_session)
     finally:
         balancer.stop()
+        for replica in replicas:
+            replica.interrupt()
         for replica in replicas:
             replica.stop()
 
@@ -482,10 +492,17 @@ class Load:
         return sum(1 for call in self.calls if call.ended > moment)
 
 
-async def run_load(url: str, load: Load, *, workers: int = 4, max_calls: int = 3000) -> None:
+LOAD_PAUSE_SECONDS: Final = 0.01
+"""Each load client's pause between two calls: the load stays bounded in rate (at most
+workers / LOAD_PAUSE_SECONDS calls per second), so that on 2 cores it does not starve the
+replicas being restarted of CPU. A pacing interval, not a wait for anything."""
+
+
+async def run_load(url: str, load: Load, workers: int = 4, max_calls: int = 20_000) -> None:
     """`workers` closed-loop clients calling `fx__echo` through `url` (modern era, a connection
-    pool shared by all) until `load.stop` is set or `max_calls` calls were made; the caller bounds
-    the time. A call counts as failed unless it answered HTTP 200 with the echo of its text."""
+    pool shared by all), each pausing `LOAD_PAUSE_SECONDS` between calls, until `load.stop` is set
+    or `max_calls` calls were made; the caller bounds the time. A call counts as failed unless it
+    answered HTTP 200 with the echo of its text."""
     count = 0
 
     async def worker(index: int, http: httpx2.AsyncClient) -> None:
@@ -506,6 +523,7 @@ async def run_load(url: str, load: Load, *, workers: int = 4, max_calls: int = 3
             except httpx2.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             load.calls.append(CallRecord(started, time.monotonic(), error))
+            await anyio.sleep(LOAD_PAUSE_SECONDS)
 
     async with httpx2.AsyncClient(timeout=30) as http, anyio.create_task_group() as tg:
         for index in range(workers):
