@@ -313,6 +313,23 @@ class Balancer:
         with anyio.fail_after(timeout_seconds):
             await until(reached)
 
+    def wait_all_up_blocking(self, timeout_seconds: float = START_TIMEOUT_SECONDS) -> None:
+        """Block until HAProxy has every replica UP (bounded).
+
+        :raises RuntimeError: HAProxy exited, or not every replica was UP in time (with its log).
+        """
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            try:
+                stats = self.stats_blocking()
+            except httpx2.TransportError:  # not listening yet
+                stats = {}
+            if len(stats) == len(self.replicas) and all(row["status"] == "UP" for row in stats.values()):
+                return
+            if time.monotonic() > deadline or (self.process is not None and self.process.poll() is not None):
+                raise RuntimeError(f"HAProxy did not take every replica in:\n{self.log.read_text(errors='replace')}")
+            time.sleep(0.05)  # a bounded poll of HAProxy's stats page: it has no other readiness signal
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -371,9 +388,7 @@ def counter(metrics_text: str, name: str, **labels: str) -> float:
 
 
 @pytest.fixture(scope="session")
-def replica_cluster(
-    _redis_session: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ReplicaCluster]:
+def replica_cluster(_redis_session: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaCluster]:
     """Three replicas behind HAProxy, sharing this worker's Redis: started once per test worker
     (three hubs and their servers starting at once is the slow part: 10-20 s on 2 cores), every
     replica ready and in rotation. A test that stops a replica or Redis starts it again, and
@@ -394,11 +409,7 @@ def replica_cluster(
         for replica in replicas:
             replica.wait_ready_blocking()
         balancer.start()
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not all(row["status"] == "UP" for row in _stats_or_empty(balancer, len(replicas)).values()):
-            if time.monotonic() > deadline or (balancer.process is not None and balancer.process.poll() is not None):
-                raise RuntimeError(f"HAProxy did not take every replica in:\n{balancer.log.read_text(errors='replace')}")
-            time.sleep(0.05)  # a bounded poll of HAProxy's stats page: it has no other readiness signal
+        balancer.wait_all_up_blocking()
         yield ReplicaCluster(replicas, balancer, _redis_session)
     finally:
         balancer.stop()
@@ -406,15 +417,6 @@ def replica_cluster(
             replica.interrupt()
         for replica in replicas:
             replica.stop()
-
-
-def _stats_or_empty(balancer: Balancer, count: int) -> dict[str, dict[str, str]]:
-    """HAProxy's rows of every replica, or a row `DOWN` for each while its stats page does not answer."""
-    try:
-        stats = balancer.stats_blocking()
-    except httpx2.TransportError:
-        stats = {}
-    return stats if len(stats) == count else {str(i): {"status": "DOWN"} for i in range(count)}
 
 
 # ---------------------------------------------------------------- modern-era calls and load
