@@ -27,10 +27,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Protocol
 
 import anyio
 import httpx2
@@ -225,7 +225,19 @@ class Replica:
             self._log_file = None
 
 
-def haproxy_config(port: int, stats_port: int, replicas: list[Replica]) -> str:
+class Backend(Protocol):
+    """What the balancer needs of a replica: a name and the port it listens on (127.0.0.1)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
+def haproxy_config(
+    port: int, stats_port: int, replicas: Sequence[Backend], check_interval_ms: int = CHECK_INTERVAL_MS
+) -> str:
     """Round-robin over the replicas, no stickiness (no cookie, stick table or hashing), a replica
     in rotation only while its `/readyz` answers 200. A request whose connection is refused (a
     replica that stopped or crashed, before the check took it out) is sent to another replica:
@@ -254,7 +266,7 @@ backend hubs
     option httpchk
     http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost
     http-check expect status 200
-    default-server check inter {CHECK_INTERVAL_MS}ms fall {CHECK_FALL} rise {CHECK_RISE}
+    default-server check inter {check_interval_ms}ms fall {CHECK_FALL} rise {CHECK_RISE}
 {servers}
 
 listen stats
@@ -267,13 +279,21 @@ listen stats
 class Balancer:
     """One `haproxy -db` (foreground, no daemon) this test module started."""
 
-    def __init__(self, binary: str, directory: Path, replicas: list[Replica]) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        binary: str,
+        directory: Path,
+        replicas: Sequence[Backend],
+        check_interval_ms: int = CHECK_INTERVAL_MS,
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
         self.stats_port = free_port()
-        self.config_file = directory / "haproxy.cfg"
-        self.log = directory / "haproxy.log"
+        self.config_file = directory / f"haproxy-{self.port}.cfg"
+        self.log = directory / f"haproxy-{self.port}.log"
         self.binary = binary
         self.replicas = replicas
+        self.check_interval_ms = check_interval_ms
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
 
@@ -283,7 +303,8 @@ class Balancer:
         return f"http://127.0.0.1:{self.port}/mcp"
 
     def start(self) -> None:
-        self.config_file.write_text(haproxy_config(self.port, self.stats_port, self.replicas), encoding="utf-8")
+        config = haproxy_config(self.port, self.stats_port, self.replicas, self.check_interval_ms)
+        self.config_file.write_text(config, encoding="utf-8")
         self._log_file = self.log.open("ab")
         self.process = subprocess.Popen(
             [self.binary, "-db", "-f", str(self.config_file)],
@@ -367,10 +388,19 @@ class ReplicaCluster:
         return answer.status_code, answer.json()
 
     async def in_rotation(self) -> None:
-        """Wait (bounded) until every replica runs and HAProxy has all of them UP."""
+        """Wait (bounded) until Redis and every replica run, each replica reaches Redis
+        (`/readyz` `shared_state: ok`), and HAProxy has all of them UP."""
+        if not self.redis.running:
+            await self.redis.restarted()
         for replica in self.replicas:
             if not replica.running:
                 await replica.restart()
+
+        async def shared_state_ok() -> bool:
+            return all((await self.readiness(r))[1].get("shared_state") == "ok" for r in self.replicas)
+
+        with anyio.fail_after(START_TIMEOUT_SECONDS):
+            await until(shared_state_ok)
         await self.balancer.wait_status({r.name: "UP" for r in self.replicas})
 
 
