@@ -118,55 +118,54 @@ def _cpu_by_role(result: Measurement) -> dict[str, float]:
     """CPU ms per call summed by role: hubs, fixtures, haproxy, redis, loadgen."""
     roles: dict[str, float] = {}
     for name, value in result.cpu_ms_per_call.items():
-        role = (
-            "fixtures" if name.endswith("-fx") else "hubs" if name in ("memory", "r1", "r2", "r3") else name
-        )
+        role = "fixtures" if name.endswith("-fx") else "hubs" if name in ("memory", "r1", "r2", "r3") else name
         roles[role] = roles.get(role, 0.0) + (value or 0.0)
     return roles
-
-
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
 
 
 def _report(results: list[Measurement], concurrency: list[int]) -> list[str]:
     def of(target: str, c: int) -> list[Measurement]:
         return [r for r in results if r.target == target and r.concurrency == c and r.usable]
 
-    header = "| replicas, shared state | C | calls/s | x 1 redis+lb | p50 / p99 ms | CPU ms/call: hubs / fixtures / haproxy / redis | errors |"
-    lines = [header, "| --- | --- | --- | --- | --- | --- | --- |"]
+    def median_of(values: list[float]) -> str:
+        return "-" if not values else format(statistics.median(values), ".2f")
+
+    lines = [
+        "| replicas, shared state | C | calls/s | x 1 redis+lb | p50 / p99 ms "
+        "| CPU ms/call: hubs / fixtures / haproxy / redis | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for c in concurrency:
+        base = {r.rep: r.calls_per_s for r in of("1 redis+lb", c)}
         for target in TARGETS:
             runs = of(target, c)
             if not runs:
                 lines.append(f"| {target} | {c} | FAILED | | | | |")
                 continue
-            base = {r.rep: r.calls_per_s for r in of("1 redis+lb", c)}
-            ratios = [r.calls_per_s / base[r.rep] for r in runs if base.get(r.rep)]
-            ratio = _median(ratios)
-            cpu: dict[str, list[float]] = {}
-            for run in runs:
-                for role, value in _cpu_by_role(run).items():
-                    cpu.setdefault(role, []).append(value)
-            cpu_text = " / ".join(
-                f"{_median(cpu.get(role, [])) or 0:.2f}" if role in cpu else "-"
+            ratio = median_of([r.calls_per_s / base[r.rep] for r in runs if base.get(r.rep)])
+            roles = [_cpu_by_role(run) for run in runs]
+            cpu = " / ".join(
+                median_of([cost[role] for cost in roles if role in cost])
                 for role in ("hubs", "fixtures", "haproxy", "redis")
             )
-            lines.append(
-                f"| {target} | {c} | {_median([r.calls_per_s for r in runs]) or 0:.0f} | "
-                f"{'-' if ratio is None else format(ratio, '.2f')} | "
-                f"{_median([r.p50_ms or 0 for r in runs]) or 0:.2f} / {_median([r.p99_ms or 0 for r in runs]) or 0:.1f} | "
-                f"{cpu_text} | {sum(r.errors for r in runs)} |"
-            )
+            rate = statistics.median([r.calls_per_s for r in runs])
+            p50 = median_of([r.p50_ms for r in runs if r.p50_ms is not None])
+            p99 = median_of([r.p99_ms for r in runs if r.p99_ms is not None])
+            errors = sum(r.errors for r in runs)
+            lines.append(f"| {target} | {c} | {rate:.0f} | {ratio} | {p50} / {p99} | {cpu} | {errors} |")
     added = []
-    for rep in {r.rep for r in results}:
+    for rep in sorted({r.rep for r in results}):
         memory = [r.p50_ms for r in of("1 memory", 1) if r.rep == rep and r.p50_ms is not None]
         redis = [r.p50_ms for r in of("1 redis", 1) if r.rep == rep and r.p50_ms is not None]
         if memory and redis:
             added.append(redis[0] - memory[0])
     if added:
-        lines += ["", f"Added latency per call of the Redis round trips (p50 at C=1, 1 redis - 1 memory): "
-                  f"{statistics.median(added):.2f} ms (per repetition: {', '.join(f'{a:.2f}' for a in added)})"]  # fmt: skip
+        each = ", ".join(f"{a:.2f}" for a in added)
+        lines += [
+            "",
+            "Added latency per call of the Redis round trips (p50 at C=1, `1 redis` - `1 memory`): "
+            f"{statistics.median(added):.2f} ms (per repetition: {each})",
+        ]
     return lines
 
 

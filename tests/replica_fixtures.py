@@ -397,7 +397,8 @@ class ReplicaCluster:
                 await replica.restart()
 
         async def shared_state_ok() -> bool:
-            return all((await self.readiness(r))[1].get("shared_state") == "ok" for r in self.replicas)
+            states = [(await self.readiness(r))[1].get("shared_state") for r in self.replicas]
+            return states == ["ok"] * len(states)
 
         with anyio.fail_after(START_TIMEOUT_SECONDS):
             await until(shared_state_ok)
