@@ -239,9 +239,12 @@ def haproxy_config(
     port: int, stats_port: int, replicas: Sequence[Backend], check_interval_ms: int = CHECK_INTERVAL_MS
 ) -> str:
     """Round-robin over the replicas, no stickiness (no cookie, stick table or hashing), a replica
-    in rotation only while its `/readyz` answers 200. A request whose connection is refused (a
-    replica that stopped or crashed, before the check took it out) is sent to another replica:
-    nothing reached the refused one, so this never runs a call twice."""
+    in rotation only while its `/readyz` answers 200; the directives that matter are those of
+    `deploy/compose/haproxy.cfg` (only the check is faster here). A request whose connection is
+    refused (a replica that stopped or crashed, before the check took it out) is sent to another
+    replica: nothing reached the refused one, so this never runs a call twice. Each request gets
+    a connection of its own to its replica (`http-server-close`), so none is written on a pooled
+    connection to a replica that has just died."""
     servers = "\n".join(f"    server {r.name} 127.0.0.1:{r.port}" for r in replicas)
     return f"""\
 global
@@ -253,6 +256,7 @@ defaults
     timeout client 60s
     timeout server 60s
     timeout http-request 10s
+    option http-server-close
     retries 3
     option redispatch 1
     retry-on conn-failure
