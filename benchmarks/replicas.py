@@ -44,9 +44,9 @@ from _load import Measurement, measure  # noqa: E402
 from _peers import FIXTURE, hub_config, spawn_hub  # noqa: E402
 from _procs import Process, Processes, log, started, wait_ready  # noqa: E402
 
+from tests.balancer import Balancer, find_haproxy  # noqa: E402
 from tests.cluster_fixtures import RedisServer, find_redis_server  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
-from tests.replica_fixtures import Balancer, find_haproxy  # noqa: E402
 
 try:
     import uvloop

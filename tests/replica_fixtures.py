@@ -1,14 +1,11 @@
 """Real peers for the multi-replica end-to-end tests: three `mcphub serve` processes over one
 config file (a cluster key, a real Redis, API keys on) behind a real HAProxy balancing round-robin
-with no stickiness and a health check on `/readyz`, all on 127.0.0.1.
+with no stickiness and a health check on `/readyz` (`tests.balancer`), all on 127.0.0.1.
 
 - `Replica`: one `mcphub serve --json` process; SIGTERM / SIGKILL / restart on the same port.
-- `Balancer`: one `haproxy -db` process (foreground) with its config in a temporary directory;
-  its stats page tells which replicas it has in rotation.
 - `ReplicaCluster` and the `replica_cluster` fixture (one per test module): the three replicas
-  and the balancer, waited on (bounded) until every replica is ready and in rotation.
-- `modern_call`: one raw modern-era (2026-07-28) request through any URL, and `run_load`: a
-  bounded closed loop of such calls that records when each call started and ended and how.
+  and the balancer, waited on (bounded) until every replica is ready and in rotation; each
+  replica's `/metrics` and `/readyz` asked directly.
 
 `haproxy` comes from the OS packages (`scripts/install-test-services.sh`, run by `make test`);
 without it the tests skip with the reason shown. Every process started here is stopped here.
@@ -16,55 +13,42 @@ without it the tests skip with the reason shown. Every process started here is s
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final, Protocol
+from typing import IO, Any, Final
 
 import anyio
 import httpx2
 import pytest
 
-from tests.cluster_fixtures import ADMIN_KEY, CALLER_KEY, RedisServer, api_keys
-from tests.conftest import fixture_entry, free_port, until
+from tests.balancer import CHECK_FALL, CHECK_INTERVAL_MS, Balancer, find_haproxy
+from tests.cluster_fixtures import ADMIN_KEY, RedisServer, api_keys
+from tests.conftest import fixture_entry, until
 
 CLUSTER_KEY_ENV: Final = "MCPHUB_E2E_CLUSTER_KEY"
 """The variable naming the replicas' shared key (`cluster.secret_env`)."""
-CHECK_INTERVAL_MS: Final = 300
-"""HAProxy's health check interval (milliseconds)."""
-CHECK_FALL: Final = 2
-"""Failed checks before HAProxy takes a replica out of rotation."""
-CHECK_RISE: Final = 2
-"""Passed checks before HAProxy puts a replica back."""
-SHUTDOWN_GRACE_SECONDS: Final = 2.0
-"""The replicas' `shutdown_grace_seconds`: above CHECK_INTERVAL_MS x CHECK_FALL (0.6 s), with room
-for a loaded machine, so HAProxy has taken a draining replica out before it stops accepting."""
+SHUTDOWN_GRACE_SECONDS: Final = 1.5
+"""The replicas' `shutdown_grace_seconds`: above HAProxy's check interval x fall count (0.6 s),
+with room for a loaded machine, so HAProxy has taken a draining replica out before it stops
+accepting (were it late, a refused connection is still sent to another replica)."""
+assert SHUTDOWN_GRACE_SECONDS * 1000 > CHECK_INTERVAL_MS * CHECK_FALL
 DRAIN_TIMEOUT_SECONDS: Final = 15.0
 START_TIMEOUT_SECONDS: Final = 45.0
 """Longest wait for a replica to print `ready` (three start at once on a 2-core machine)."""
 STOP_TIMEOUT_SECONDS: Final = 20.0
-MODERN_VERSION: Final = "2026-07-28"
 LOAD_ROUTE_LIMIT: Final = {"requests_per_second": 1_000_000.0, "burst": 1_000_000}
 """A per-route limit no test load reaches: every call counts in Redis, none is refused."""
 OTHER_LIMIT: Final = 10
 """Requests principal `other` may make in its window (see `replica_config`)."""
-
-
-def find_haproxy() -> str | None:
-    return shutil.which("haproxy") or next(
-        (path for path in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.access(path, os.X_OK)), None
-    )
 
 
 def replica_config(balancer_port: int, redis_url: str) -> dict[str, Any]:
@@ -225,149 +209,6 @@ class Replica:
             self._log_file = None
 
 
-class Backend(Protocol):
-    """What the balancer needs of a replica: a name and the port it listens on (127.0.0.1)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def port(self) -> int: ...
-
-
-def haproxy_config(
-    port: int, stats_port: int, replicas: Sequence[Backend], check_interval_ms: int = CHECK_INTERVAL_MS
-) -> str:
-    """Round-robin over the replicas, no stickiness (no cookie, stick table or hashing), a replica
-    in rotation only while its `/readyz` answers 200; the directives that matter are those of
-    `deploy/compose/haproxy.cfg` (only the check is faster here). A request whose connection is
-    refused (a replica that stopped or crashed, before the check took it out) is sent to another
-    replica: nothing reached the refused one, so this never runs a call twice. Each request gets
-    a connection of its own to its replica (`http-server-close`), so none is written on a pooled
-    connection to a replica that has just died."""
-    servers = "\n".join(f"    server {r.name} 127.0.0.1:{r.port}" for r in replicas)
-    return f"""\
-global
-    maxconn 1024
-
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-    timeout http-request 10s
-    option http-server-close
-    retries 3
-    option redispatch 1
-    retry-on conn-failure
-
-frontend mcp
-    bind 127.0.0.1:{port}
-    default_backend hubs
-
-backend hubs
-    balance roundrobin
-    option httpchk
-    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost
-    http-check expect status 200
-    default-server check inter {check_interval_ms}ms fall {CHECK_FALL} rise {CHECK_RISE}
-{servers}
-
-listen stats
-    bind 127.0.0.1:{stats_port}
-    stats enable
-    stats uri /stats
-"""
-
-
-class Balancer:
-    """One `haproxy -db` (foreground, no daemon) this test module started."""
-
-    def __init__(
-        self,
-        binary: str,
-        directory: Path,
-        replicas: Sequence[Backend],
-        check_interval_ms: int = CHECK_INTERVAL_MS,
-        port: int | None = None,
-    ) -> None:
-        self.port = port or free_port()
-        self.stats_port = free_port()
-        self.config_file = directory / f"haproxy-{self.port}.cfg"
-        self.log = directory / f"haproxy-{self.port}.log"
-        self.binary = binary
-        self.replicas = replicas
-        self.check_interval_ms = check_interval_ms
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """The aggregated endpoint through the balancer."""
-        return f"http://127.0.0.1:{self.port}/mcp"
-
-    def start(self) -> None:
-        config = haproxy_config(self.port, self.stats_port, self.replicas, self.check_interval_ms)
-        self.config_file.write_text(config, encoding="utf-8")
-        self._log_file = self.log.open("ab")
-        self.process = subprocess.Popen(
-            [self.binary, "-db", "-f", str(self.config_file)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def stats_blocking(self) -> dict[str, dict[str, str]]:
-        """HAProxy's stats of backend `hubs`, one row per replica: {name: {column: value}}
-        (`status`: UP, DOWN, "UP 1/2", ...; `hrsp_2xx`: 2xx answers it relayed from that replica)."""
-        with httpx2.Client(trust_env=False, timeout=5) as http:
-            text = http.get(f"http://127.0.0.1:{self.stats_port}/stats;csv").text
-        rows = csv.DictReader(io.StringIO(text.removeprefix("# ")))
-        return {row["svname"]: row for row in rows if row["pxname"] == "hubs" and row["svname"] not in ("BACKEND",)}
-
-    async def stats(self) -> dict[str, dict[str, str]]:
-        return await anyio.to_thread.run_sync(self.stats_blocking)
-
-    async def wait_status(self, wanted: dict[str, str], timeout_seconds: float = START_TIMEOUT_SECONDS) -> None:
-        """Wait (bounded) until each named replica has the status wanted in HAProxy (UP or DOWN)."""
-
-        async def reached() -> bool:
-            stats = await self.stats()
-            return all(name in stats and stats[name]["status"] == status for name, status in wanted.items())
-
-        with anyio.fail_after(timeout_seconds):
-            await until(reached)
-
-    def wait_all_up_blocking(self, timeout_seconds: float = START_TIMEOUT_SECONDS) -> None:
-        """Block until HAProxy has every replica UP (bounded).
-
-        :raises RuntimeError: HAProxy exited, or not every replica was UP in time (with its log).
-        """
-        deadline = time.monotonic() + timeout_seconds
-        while True:
-            try:
-                stats = self.stats_blocking()
-            except httpx2.TransportError:  # not listening yet
-                stats = {}
-            if len(stats) == len(self.replicas) and all(row["status"] == "UP" for row in stats.values()):
-                return
-            if time.monotonic() > deadline or (self.process is not None and self.process.poll() is not None):
-                raise RuntimeError(f"HAProxy did not take every replica in:\n{self.log.read_text(errors='replace')}")
-            time.sleep(0.05)  # a bounded poll of HAProxy's stats page: it has no other readiness signal
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-
 @dataclass
 class ReplicaCluster:
     replicas: list[Replica]
@@ -422,9 +263,9 @@ def counter(metrics_text: str, name: str, **labels: str) -> float:
     return total
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def replica_cluster(_redis_session: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaCluster]:
-    """Three replicas behind HAProxy, sharing this worker's Redis: started once per test worker
+    """Three replicas behind HAProxy, sharing this worker's Redis: started once per test module
     (three hubs and their servers starting at once is the slow part: 10-20 s on 2 cores), every
     replica ready and in rotation. A test that stops a replica or Redis starts it again, and
     tests that need all three call `ReplicaCluster.in_rotation` first."""
@@ -452,116 +293,3 @@ def replica_cluster(_redis_session: RedisServer, tmp_path_factory: pytest.TempPa
             replica.interrupt()
         for replica in replicas:
             replica.stop()
-
-
-# ---------------------------------------------------------------- modern-era calls and load
-
-
-def modern_request(request_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
-    """A modern-era (2026-07-28) JSON-RPC request: the envelope in `params._meta`, as the SDK's
-    client stamps it."""
-    meta = {
-        "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
-        "io.modelcontextprotocol/clientInfo": {"name": "replicas-e2e", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": {},
-    }
-    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**params, "_meta": meta}}
-
-
-def modern_headers(method: str, name: str | None, key: str) -> dict[str, str]:
-    headers = {
-        "accept": "application/json, text/event-stream",
-        "content-type": "application/json",
-        "mcp-protocol-version": MODERN_VERSION,
-        "mcp-method": method,
-        "authorization": f"Bearer {key}",
-    }
-    if name is not None:
-        headers["mcp-name"] = name
-    return headers
-
-
-async def modern_post(
-    http: httpx2.AsyncClient,
-    url: str,
-    method: str,
-    params: dict[str, Any],
-    *,
-    name: str | None = None,
-    key: str = CALLER_KEY,
-    request_id: int = 1,
-) -> httpx2.Response:
-    """One stateless modern-era request to `url` (`name`: the `Mcp-Name` header, e.g. a tool's)."""
-    return await http.post(
-        url, json=modern_request(request_id, method, params), headers=modern_headers(method, name, key)
-    )
-
-
-async def modern_call(
-    http: httpx2.AsyncClient, url: str, tool: str, arguments: dict[str, Any], key: str = CALLER_KEY, request_id: int = 1
-) -> httpx2.Response:
-    """One stateless `tools/call` (2026-07-28) to `url`."""
-    params = {"name": tool, "arguments": arguments}
-    return await modern_post(http, url, "tools/call", params, name=tool, key=key, request_id=request_id)
-
-
-@dataclass
-class CallRecord:
-    """One call of a load loop: when it started and ended (`time.monotonic`), and its failure."""
-
-    started: float
-    ended: float
-    error: str | None = None
-
-
-@dataclass
-class Load:
-    """The calls of a load loop, appended as they end."""
-
-    calls: list[CallRecord] = field(default_factory=list)
-    stop: anyio.Event = field(default_factory=anyio.Event)
-
-    @property
-    def failures(self) -> list[CallRecord]:
-        return [call for call in self.calls if call.error is not None]
-
-    def ended_after(self, moment: float) -> int:
-        return sum(1 for call in self.calls if call.ended > moment)
-
-
-LOAD_PAUSE_SECONDS: Final = 0.01
-"""Each load client's pause between two calls: the load stays bounded in rate (at most
-workers / LOAD_PAUSE_SECONDS calls per second), so that on 2 cores it does not starve the
-replicas being restarted of CPU. A pacing interval, not a wait for anything."""
-
-
-async def run_load(url: str, load: Load, workers: int = 4, max_calls: int = 20_000) -> None:
-    """`workers` closed-loop clients calling `fx__echo` through `url` (modern era, a connection
-    pool shared by all), each pausing `LOAD_PAUSE_SECONDS` between calls, until `load.stop` is set
-    or `max_calls` calls were made; the caller bounds the time. A call counts as failed unless it
-    answered HTTP 200 with the echo of its text."""
-    count = 0
-
-    async def worker(index: int, http: httpx2.AsyncClient) -> None:
-        nonlocal count
-        while not load.stop.is_set() and count < max_calls:
-            count += 1
-            text = f"w{index}-{count}"
-            started = time.monotonic()
-            error: str | None = None
-            try:
-                answer = await modern_call(http, url, "fx__echo", {"text": text}, request_id=count)
-                if answer.status_code != 200:
-                    error = f"HTTP {answer.status_code}: {answer.text[:200]}"
-                else:
-                    result = answer.json().get("result") or {}
-                    if (result.get("content") or [{}])[0].get("text") != text:
-                        error = f"wrong answer: {answer.text[:200]}"
-            except httpx2.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            load.calls.append(CallRecord(started, time.monotonic(), error))
-            await anyio.sleep(LOAD_PAUSE_SECONDS)
-
-    async with httpx2.AsyncClient(timeout=30) as http, anyio.create_task_group() as tg:
-        for index in range(workers):
-            tg.start_soon(worker, index, http)
