@@ -13,6 +13,7 @@ without it the tests skip with the reason shown. Every process started here is s
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -31,7 +32,7 @@ import httpx2
 import pytest
 
 from tests.balancer import CHECK_FALL, CHECK_INTERVAL_MS, Balancer, find_haproxy
-from tests.cluster_fixtures import ADMIN_KEY, RedisServer, api_keys
+from tests.cluster_fixtures import ADMIN_KEY, INSTALL_SCRIPT, INSTALL_TIMEOUT_SECONDS, RedisServer, api_keys
 from tests.conftest import fixture_entry, until
 
 CLUSTER_KEY_ENV: Final = "MCPHUB_E2E_CLUSTER_KEY"
@@ -263,21 +264,47 @@ def counter(metrics_text: str, name: str, **labels: str) -> float:
     return total
 
 
+@pytest.fixture(scope="session")
+def haproxy_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The `haproxy` program, installed by the project's script when missing (as root, once per
+    machine under the lock `redis_binary` uses); skipped, with the reason shown, when it cannot
+    be had."""
+    binary = find_haproxy()
+    if binary is not None:
+        return binary
+    reason = "haproxy is not installed (the OS package `haproxy`)"
+    with (tmp_path_factory.getbasetemp().parent / "install-test-services.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if find_haproxy() is None:
+            try:
+                result = subprocess.run(
+                    [str(INSTALL_SCRIPT)], capture_output=True, timeout=INSTALL_TIMEOUT_SECONDS, check=False
+                )
+                said = result.stderr.decode(errors="replace").strip()
+                if said:
+                    reason = f"{reason}: {said.splitlines()[-1]}"
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                reason = f"{reason}: {INSTALL_SCRIPT.name} failed: {exc}"
+    binary = find_haproxy()
+    if binary is None:
+        pytest.skip(reason)
+    return binary
+
+
 @pytest.fixture(scope="module")
-def replica_cluster(_redis_session: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaCluster]:
+def replica_cluster(
+    haproxy_binary: str, _redis_session: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ReplicaCluster]:
     """Three replicas behind HAProxy, sharing this worker's Redis: started once per test module
     (three hubs and their servers starting at once is the slow part: 10-20 s on 2 cores), every
     replica ready and in rotation. A test that stops a replica or Redis starts it again, and
     tests that need all three call `ReplicaCluster.in_rotation` first."""
-    haproxy = find_haproxy()
-    if haproxy is None:
-        pytest.skip("haproxy is not installed (the OS package `haproxy`; scripts/install-test-services.sh)")
     if not _redis_session.running:
         _redis_session.restart()
     directory = tmp_path_factory.mktemp("replicas")
     cluster_key = secrets.token_hex(32)
     replicas = [Replica(f"r{i}", directory / "hub.json", directory, cluster_key) for i in (1, 2, 3)]
-    balancer = Balancer(haproxy, directory, replicas)
+    balancer = Balancer(haproxy_binary, directory, replicas)
     (directory / "hub.json").write_text(json.dumps(replica_config(balancer.port, _redis_session.url)))
     try:
         for replica in replicas:

@@ -89,7 +89,7 @@ class Load:
         return sum(1 for call in self.calls if call.ended > moment)
 
 
-LOAD_PAUSE_SECONDS: Final = 0.01
+LOAD_PAUSE_SECONDS: Final = 0.05
 """Each load client's pause between two calls: the load stays bounded in rate (at most
 workers / LOAD_PAUSE_SECONDS calls per second), so that on 2 cores it does not starve the
 replicas being restarted of CPU. A pacing interval, not a wait for anything."""
