@@ -27,10 +27,12 @@ import anyio
 import httpx2
 import mcp_types as types
 import pytest
+import redis
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY
+from hub.cluster.redis_store import KEY_PREFIX
+from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer
 from tests.conftest import tool_text, until
 from tests.replica_fixtures import (
     DRAIN_TIMEOUT_SECONDS,
@@ -269,7 +271,7 @@ async def test_while_redis_is_down_every_replica_keeps_serving_and_shared_state_
 ) -> None:
     cluster = replica_cluster
     await cluster.in_rotation()
-    redis = cluster.redis
+    redis_server = cluster.redis
 
     async def shared_state_is(wanted: str) -> bool:
         """Whether every replica's `/readyz` says `shared_state: wanted`."""
@@ -282,20 +284,22 @@ async def test_while_redis_is_down_every_replica_keeps_serving_and_shared_state_
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run_load, cluster.url, load, WORKERS)
                 await _calls_after(load, 0.0)
-                await redis.killed()
+                await redis_server.killed()
                 # Every call counts its route's limit in Redis, so each replica notices soon.
                 await until(lambda: shared_state_is("unavailable"))
                 during = [await cluster.readiness(replica) for replica in cluster.replicas]
                 metrics_during = [await cluster.metrics(replica) for replica in cluster.replicas]
                 await _calls_after(load, time.monotonic())
-                await redis.restarted()
+                await redis_server.restarted()
                 await until(lambda: shared_state_is("ok"))
                 await _calls_after(load, time.monotonic())
                 load.stop.set()
             metrics_after = [await cluster.metrics(replica) for replica in cluster.replicas]
+            # The restarted Redis started empty: the calls since are counted in it again.
+            windows = await anyio.to_thread.run_sync(_rate_limit_keys, redis_server)
     finally:
-        if not redis.running:
-            redis.restart()
+        if not redis_server.running:
+            redis_server.restart()
 
     assert load.failures == [], load.failures[:5]
     assert all(replica.running for replica in cluster.replicas)
@@ -304,3 +308,11 @@ async def test_while_redis_is_down_every_replica_keeps_serving_and_shared_state_
     assert [counter(text, "mcphub_shared_state_up") for text in metrics_during] == [0, 0, 0]
     assert all(counter(text, "mcphub_shared_state_errors_total") >= 1 for text in metrics_during)
     assert [counter(text, "mcphub_shared_state_up") for text in metrics_after] == [1, 1, 1]
+    assert windows, "no rate-limit window in Redis after it came back"
+
+
+def _rate_limit_keys(server: RedisServer) -> list[bytes]:
+    """The rate-limit windows the replicas keep in `server`."""
+    with redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5) as client:
+        keys: list[bytes] = client.keys(f"{KEY_PREFIX}ratelimit*")
+    return keys
