@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast conformance lint bench schema clean
+.PHONY: run test test-fast test-services conformance lint bench schema clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,19 @@ run: $(STAMP)
 # One test worker per core (pytest-xdist); each test file stays on one worker (its module fixtures).
 PYTEST_PARALLEL ?= -n auto --dist loadfile
 
-## lint, type-check and run every test (npm servers are installed into .cache/ by the tests)
-test: lint
+## lint, type-check and run every test (npm servers are installed into .cache/ by the tests;
+## redis-server and haproxy from the OS packages by scripts/install-test-services.sh)
+test: lint test-services
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 ## the fast tests only (no third-party npm/PyPI servers, no slow end-to-end groups)
-test-fast: $(STAMP)
+test-fast: $(STAMP) test-services
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not e2e"
+
+# The OS packages the tests start as real peers (apt-get as root when missing; otherwise it says
+# why and the tests that need them skip with that reason).
+test-services:
+	./scripts/install-test-services.sh
 
 ## the official MCP conformance suite against the hub (Node 22 + suite installed into .cache/conformance)
 conformance: $(STAMP)

@@ -9,21 +9,23 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.types import ASGIApp
 
 from hub.catalog import Catalog
 from hub.cluster.keys import ClusterKeys
+from hub.cluster.store import store_for
 from hub.config import HubConfig, ServerConfig, load_config
+from hub.drain import DrainPhase, DrainReport
 from hub.endpoint import Endpoint
 from hub.errors import ConfigError
 from hub.federation import Federation
 from hub.lockfile import LockEntries, read_lockfile
 from hub.logs import counted
 from hub.metrics import HubMetrics
-from hub.pin_store import ReadOnlyPinStore, StatePinStore
+from hub.pin_store import PinStore, ReadOnlyPinStore, StatePinStore
 from hub.pins import Pins
 from hub.reload import ReloadReport, effective_config, plan_reload
 from hub.router import Router
@@ -32,6 +34,9 @@ from hub.startup import default_max_concurrent_starts
 from hub.state import StateFile, state_path
 from hub.tracing import CallTracer, tracer_provider_from_config
 from hub.trust_config import lockfile_path, pinning_for
+
+if TYPE_CHECKING:
+    from hub.cluster.pins import PinSync, RedisPinStore
 
 __all__ = ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config", "startup_bound_seconds"]
 
@@ -103,11 +108,25 @@ class Hub:
         self.hub_id = self.state.hub_id(config.hub_id)
         """This hub's identity among federated hubs: `hub_id` from the config, else the stored one."""
         self.metrics = HubMetrics()
-        self.pins = Pins(
-            (ReadOnlyPinStore if pins_read_only else StatePinStore)(self.state),
-            on_change=self.metrics.definition_changed,
-        )
-        """Tool-definition pins (`hub.pins`), kept in the state file."""
+        self.store = store_for(config.cluster, on_error=self.metrics.shared_state_error)
+        """The state replicas share (`hub.cluster`): Redis at `cluster.redis_url`, else memory."""
+        self.metrics.watch_shared_state(self.store.health)
+        pin_store: PinStore = (ReadOnlyPinStore if pins_read_only else StatePinStore)(self.state)
+        shared_pins: RedisPinStore | None = None
+        if config.cluster is not None and config.cluster.redis_url is not None:
+            # Imported only for replicas: redis-py loads OpenTelemetry's SDK when it is installed.
+            from hub.cluster.pins import PinSync, RedisPinStore
+
+            pin_store = shared_pins = RedisPinStore(
+                config.cluster.redis_url,
+                config.cluster.redis_timeout_seconds,
+                pin_store,
+                read_only=pins_read_only,
+                replica_id=self.store.replica_id,
+            )
+        self.pins = Pins(pin_store, on_change=self.metrics.definition_changed)
+        """Tool-definition pins (`hub.pins`), kept in the state file (and in Redis with
+        `cluster.redis_url`, shared by the replicas: `hub.cluster.pins`)."""
         self.pins.set_lock(_read_lock(config))
         provider = tracer_provider if tracer_provider is not None else tracer_provider_from_config(config.tracing)
         self.tracer = CallTracer(provider) if provider is not None else None
@@ -123,8 +142,17 @@ class Hub:
         self.keys = ClusterKeys.from_config(config.cluster)
         """What this hub seals with: the replicas' shared key (`cluster.secret_env`), or a random one."""
         self.endpoint = Endpoint(
-            config, self.catalog, self.fleet, self.router, metrics=self.metrics, tracer=self.tracer, keys=self.keys
+            config,
+            self.catalog,
+            self.fleet,
+            self.router,
+            metrics=self.metrics,
+            tracer=self.tracer,
+            keys=self.keys,
+            store=self.store,
         )
+        self.pin_sync: PinSync | None = None if shared_pins is None else PinSync(self.store, shared_pins, self.catalog)
+        """Adopts pins the other replicas change (with Redis only)."""
         self.fleet.events.target = self.metrics
         self.metrics.watch(lambda: self.fleet.connections.values(), self.catalog, self.endpoint.open_sessions)
         self._config_loader = config_loader
@@ -136,14 +164,21 @@ class Hub:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Hub]:
-        """Start every server (each in its own supervised task) and stop them all on exit."""
+        """Connect the shared store, start every server (each in its own supervised task), and
+        stop them all on exit."""
         try:
-            async with self.fleet, anyio.create_task_group() as tg:
+            async with self.store.running(), self.fleet, anyio.create_task_group() as tg:
+                if self.endpoint.fanout is not None:
+                    tg.start_soon(self.endpoint.fanout.run)
+                if self.pin_sync is not None:
+                    tg.start_soon(self.pin_sync.run)
                 if self._on_server_started is not None or self._on_started is not None:
                     tg.start_soon(self._announce_started)
                 yield self
                 tg.cancel_scope.cancel()
         finally:
+            if self.pin_sync is not None:
+                self.pin_sync.close()
             if self.tracer is not None:
                 self.tracer.shutdown()
 
@@ -305,6 +340,36 @@ class Hub:
         await connection.wait_first_attempt()
         if self._on_server_started is not None:
             await self._on_server_started(connection.status())
+
+    # ---- drain for a deploy ----
+
+    async def drain(
+        self,
+        cause: str,
+        grace_seconds: float,
+        *,
+        stop_accepting: Callable[[], None],
+        on_phase: Callable[[DrainPhase, DrainReport], Awaitable[None]] | None = None,
+    ) -> DrainReport:
+        """Drain the HTTP endpoint before a stop (`hub.drain`): `/readyz` answers 503 at once;
+        new requests are served for `grace_seconds`; then `stop_accepting()` (the HTTP server
+        closes its listening socket) and new requests on open connections get 503; SSE streams
+        end cleanly; requests in flight get `drain_timeout_seconds` (read now, so a reload's value
+        applies) before the MCP requests still running are failed with -32000. Returns once
+        nothing is in flight; the caller then stops the HTTP server, whose lifespan stops the
+        fleet. `self.endpoint.drain.hurry(cause)` cuts it short.
+
+        :param cause: what started it, for the log (`SIGTERM`).
+        :param on_phase: awaited as each phase begins, with the report so far.
+        """
+        return await self.endpoint.drain.run(
+            cause=cause,
+            grace_seconds=grace_seconds,
+            timeout_seconds=self.config.drain_timeout_seconds,
+            stop_accepting=stop_accepting,
+            end_streams=self.endpoint.end_streams,
+            on_phase=on_phase,
+        )
 
     def http_app(self) -> ASGIApp:
         """The HTTP app; its lifespan runs the fleet."""

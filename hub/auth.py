@@ -412,7 +412,7 @@ class AuthMiddleware:
             await self._refuse(forbidden, needed, scope, receive, send)
             return
         if needed == "hub:call" and self._limiter.limits_requests:
-            wait = self._limiter.check_request(principal.id)
+            wait = await self._limiter.check_request(principal.id)
             if wait > 0:
                 audit_logger.warning("rate limited: principal=%s path=%s", principal.id, path)
                 await _send_json(

@@ -15,6 +15,10 @@ era per request from `MCP-Protocol-Version`; stdio picks it from the client's fi
 `list_changed` reaches handshake-era clients as `notifications/*/list_changed` on their
 session's standing channel, and modern-era clients as `subscriptions/listen` events.
 
+While the hub drains for a deploy (`hub.drain`), `/readyz` answers 503 with `status:
+draining`, the `DrainGate` in front of everything closes connections and then refuses new
+requests, and `end_streams` ends the open SSE streams with a proper end.
+
 The faces themselves (handlers, error translation) are in `hub.faces`.
 """
 
@@ -32,6 +36,7 @@ from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
+    ListenHandler,
     PromptsListChanged,
     ResourcesListChanged,
     ToolsListChanged,
@@ -42,15 +47,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapters._sdk import open_session_count
+from adapters._sdk import open_session_count, session_transports
 from hub.auth import PRM_PATH, Authenticator, AuthMiddleware, Principal, principal_of, protected_resource_metadata
 from hub.authority import parse_allowed_host
 from hub.bridge import Bridge
 from hub.catalog import Catalog, Kind
 from hub.catalog import Route as CatalogRoute
 from hub.catalog_search import CatalogSearch
+from hub.cluster.fanout import ResourceFanout
 from hub.cluster.keys import ClusterKeys
+from hub.cluster.store import MemoryStore, SharedStore
 from hub.config import HubConfig
+from hub.drain import Drain, DrainGate
 from hub.explain import explain, principal_for
 from hub.faces import HUB_NAME, AggregateFace, FaceServices, HubServer, ServerFace, SessionRegistry, build_mcp_server
 from hub.found import FoundTools, TargetedBus
@@ -155,6 +163,8 @@ class Endpoint:
     :param fleet: the server connections (for health and admin).
     :param router: where routed requests go.
     :param keys: what the hub seals with (default: from `config.cluster`, see `hub.cluster.keys`).
+    :param store: the state replicas share (`hub.cluster.store`; default: in memory): rate
+        limits, and with Redis resource-update fan-out between replicas.
     """
 
     def __init__(
@@ -167,8 +177,11 @@ class Endpoint:
         metrics: HubMetrics | None = None,
         tracer: CallTracer | None = None,
         keys: ClusterKeys | None = None,
+        store: SharedStore | None = None,
     ) -> None:
         self.config = config
+        self.store: SharedStore = store if store is not None else MemoryStore()
+        """The state replicas share (in memory for a hub alone)."""
         self.catalog = catalog
         self.fleet = fleet
         self.metrics = metrics
@@ -177,11 +190,16 @@ class Endpoint:
         self._bus = TargetedBus()
         self.authenticator = Authenticator(config)
         self.policy = Policy(config.policies)
-        self.access = Access(self.policy, RateLimiter(config.rate_limits))
+        self.access = Access(self.policy, RateLimiter(config.rate_limits, self.store))
         self.keys = keys if keys is not None else ClusterKeys.from_config(config.cluster)
         """What this hub seals with (shared by its replicas when `cluster.secret_env` is set)."""
         self.bridge = Bridge(config.input_required_ttl_seconds, self.keys.for_purpose("request-state"))
         self.subscriptions = Subscriptions(fleet.get, self.bridge.spawn)
+        self.fanout: ResourceFanout | None = None
+        """Resource updates between replicas (with Redis only; run by the hub's lifespan)."""
+        if self.store.shared:
+            self.fanout = ResourceFanout(self.store, self._runs_per_replica)
+            self.fanout.attach(self.subscriptions)
         fleet.on_resource_updated = self.subscriptions.updated
         self.tasks = TaskRelay(fleet, self.access)
         fleet.on_task_status = self.tasks.status_changed
@@ -189,6 +207,8 @@ class Endpoint:
             connection.on_resource_updated = self.subscriptions.updated
             connection.on_task_status = self.tasks.status_changed
         self._registry = SessionRegistry(self._client_gone)
+        self.drain = Drain()
+        """The drain for a deploy (`hub.drain`): readiness, connection closing, refusals, failing."""
         self.search = CatalogSearch(catalog, eager=search_configured(config))
         """The catalog's tool search index (`hub.catalog_search`), shared by every face."""
         aggregate = AggregateFace(catalog)
@@ -209,6 +229,7 @@ class Endpoint:
             page_size=config.list_page_size,
             search=self._searches[""],
         )
+        self.server.middleware.insert(0, self.drain.track)  # outermost: its -32000 is already JSON-RPC
         self._profiles: dict[str, tuple[ProfileFace, HubServer, SessionRegistry, TargetedBus]] = {}
         for profile in config.profiles:
             self._profiles[profile] = self._build_profile_face(profile)
@@ -226,6 +247,11 @@ class Endpoint:
         catalog.add_listener(self.search.on_catalog_change)
         # A changed set of federated hubs is re-advertised on list results: clients re-list.
         fleet.federation.add_listener(lambda: self._on_catalog_change("", frozenset({"tools"}), every_face=True))
+
+    def _runs_per_replica(self, server_id: str) -> bool:
+        """Whether `server_id` is a stdio server (a process of its own on each replica)."""
+        connection = self.fleet.get(server_id)
+        return connection is not None and connection.config.command is not None
 
     def _client_gone(self, client_key: str) -> None:
         """A handshake-era client session ended: drop its subscriptions and found tools, and
@@ -273,6 +299,7 @@ class Endpoint:
             page_size=self.config.list_page_size,
             search=search,
         )
+        server.middleware.insert(0, self.drain.track)
         return face, server, registry, bus
 
     def profile_face(self, profile: str) -> ProfileFace | None:
@@ -295,6 +322,7 @@ class Endpoint:
             tracer=self._tracer,
             page_size=self.config.list_page_size,
         )
+        server.middleware.insert(0, self.drain.track)
         return server, registry, bus
 
     def _session_manager(self, server: Server[Any]) -> StreamableHTTPSessionManager:
@@ -370,12 +398,31 @@ class Endpoint:
 
     # ---- HTTP ----
 
+    def end_streams(self) -> None:
+        """End every open SSE stream on every face with a proper end (a drain, `hub.drain`):
+        handshake-era GET streams end their body (the transport's `close_standalone_sse_stream`;
+        the SDK client reconnects), `subscriptions/listen` streams send their
+        `SubscriptionsListenResult` (`ListenHandler.close`, the spec's graceful closure)."""
+        for manager in list(self._managers.values()):
+            for transport in session_transports(manager):
+                transport.close_standalone_sse_stream()
+        servers = [self.server, *(face[0] for face in self._per_server.values())]
+        servers += [served[1] for served in self._profiles.values()]
+        for server in servers:
+            entry = server.get_request_handler("subscriptions/listen")
+            if entry is not None and isinstance(entry.handler, ListenHandler):
+                entry.handler.close()
+
     def readiness(self) -> tuple[int, dict[str, Any]]:
         """`(HTTP status, body)` of /readyz: 200 when at least one server is connected (`ready`,
         `degraded`, or `open`: discovery and fallbacks still work; or none is configured) and
         every enabled server has finished its first start attempt. `status` is `ready` when every
         server is `ready`, else `degraded`; each server (each replica member) is listed with its
-        state."""
+        state. With Redis configured, `shared_state` is `ok` or `unavailable` (with
+        `shared_state_reason`, for `hub:admin` only); an unavailable Redis never makes the hub unready: it serves
+        with this replica's local state meanwhile. From the start of a drain (`hub.drain`: SIGTERM) on, 503
+        with `status: draining` and `drain: {phase, requests_in_flight, open_streams}`, whatever the servers'
+        states."""
         statuses = [c.status() for c in self.fleet.connections.values()]
         enabled = [s for s in statuses if s.state is not ServerState.DISABLED]
         serving = [s for s in enabled if s.state in (ServerState.READY, ServerState.DEGRADED, ServerState.OPEN)]
@@ -387,7 +434,22 @@ class Endpoint:
         else:
             status = "starting" if starting else "unavailable"
             code = 503
-        return code, {"status": status, "servers": [s.as_json() for s in statuses]}
+        body: dict[str, Any] = {"status": status}
+        if self.store.shared:
+            health = self.store.health()
+            body["shared_state"] = health.status
+            if health.reason is not None:
+                body["shared_state_reason"] = health.reason
+        body["servers"] = [s.as_json() for s in statuses]
+        drain = self.drain
+        if drain.draining:
+            code, body["status"] = 503, "draining"
+            body["drain"] = {
+                "phase": drain.phase.value,
+                "requests_in_flight": drain.requests_in_flight,
+                "open_streams": drain.open_streams,
+            }
+        return code, body
 
     def readiness_for(self, principal: Principal) -> tuple[int, dict[str, Any]]:
         """`readiness()` as `principal` may see it: with authentication on, callers without
@@ -399,7 +461,10 @@ class Endpoint:
         counts: dict[str, int] = {}
         for server in body["servers"]:
             counts[server["state"]] = counts.get(server["state"], 0) + 1
-        return code, {"status": body["status"], "servers_by_state": counts}
+        reduced: dict[str, Any] = {"status": body["status"], "servers_by_state": counts}
+        if "shared_state" in body:
+            reduced["shared_state"] = body["shared_state"]
+        return code, reduced
 
     def routes_json(
         self, principal: Principal | None = None, profile: ProfileFace | None = None
@@ -690,8 +755,10 @@ class Endpoint:
         gated = RequestGate(_TrimHeaderWhitespace(app), self.config.max_body_bytes)
         authenticated = AuthMiddleware(gated, self.config, self.authenticator, self.access.limiter)
         guarded = HostOriginGuard(authenticated, allowed_hosts(self.config))
-        # Outermost: requests refused at the door (413, 421, 401, 429) get HTTP spans too.
-        return self._tracer.instrument_asgi(guarded) if self._tracer is not None else guarded
+        # Before the guards: once the hub stops accepting, a request gets 503 whoever sends it.
+        draining = DrainGate(guarded, self.drain)
+        # Outermost: requests refused at the door (503, 413, 421, 401, 429) get HTTP spans too.
+        return self._tracer.instrument_asgi(draining) if self._tracer is not None else draining
 
     # ---- stdio ----
 

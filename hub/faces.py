@@ -779,18 +779,18 @@ def build_mcp_server(
             return lambda: [tool.name for tool in visible(ctx, "tools", face.tools())]
         return lambda: [prompt.name for prompt in visible(ctx, "prompts", face.prompts())]
 
-    def admitted(ctx: ServerRequestContext[Any], kind: Kind, name: str) -> tuple[bool, bool]:
+    async def admitted(ctx: ServerRequestContext[Any], kind: Kind, name: str) -> tuple[bool, bool]:
         """`(admitted, disclose)` for using `name`: whether the principal may use it, and whether
         a refusal may say that its server is down.
 
-        :raises RateLimited: the principal's per-route bucket is empty.
+        :raises RateLimited: the principal is over its per-route limit.
         """
         principal = _principal(ctx)
         restricted = access.restricts(principal)
         key = face.route_key(kind, name)
         if key is None:
             return False, not restricted
-        return access.admit(principal, kind, key), not restricted
+        return await access.admit(principal, kind, key), not restricted
 
     async def routed(
         ctx: ServerRequestContext[Any],
@@ -875,7 +875,7 @@ def build_mcp_server(
     async def direct_call(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
         """`tools/call` of an exposed name: every check, then the router."""
         owner = await settled(ctx, params.name, face.resolve_tool)
-        allowed, disclose = admitted(ctx, "tools", params.name)
+        allowed, disclose = await admitted(ctx, "tools", params.name)
         if owner is None or not allowed:
             raise await _not_found(face, router, "tool", params.name, visible_names(ctx, "tools"), disclose=disclose)
         _refuse_held(face, "tools", owner, params.name)
@@ -915,7 +915,7 @@ def build_mcp_server(
 
     async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> Any:
         owner = face.resolve_uri(str(params.uri))
-        if owner is None or not admitted(ctx, "resources", str(params.uri))[0]:
+        if owner is None or not (await admitted(ctx, "resources", str(params.uri)))[0]:
             raise RouteNotFound("resource", str(params.uri))
         _refuse_held(face, "resources", owner, str(params.uri))
 
@@ -941,7 +941,7 @@ def build_mcp_server(
 
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> Any:
         owner = await settled(ctx, params.name, face.resolve_prompt)
-        allowed, disclose = admitted(ctx, "prompts", params.name)
+        allowed, disclose = await admitted(ctx, "prompts", params.name)
         if owner is None or not allowed:
             raise await _not_found(
                 face, router, "prompt", params.name, visible_names(ctx, "prompts"), disclose=disclose
@@ -960,7 +960,7 @@ def build_mcp_server(
         original_ref: types.PromptReference | types.ResourceTemplateReference
         if isinstance(ref, types.PromptReference):
             owner = await settled(ctx, ref.name, face.resolve_prompt)
-            allowed, disclose = admitted(ctx, "prompts", ref.name)
+            allowed, disclose = await admitted(ctx, "prompts", ref.name)
             if owner is None or not allowed:
                 raise await _not_found(
                     face, router, "prompt", ref.name, visible_names(ctx, "prompts"), disclose=disclose
@@ -969,7 +969,7 @@ def build_mcp_server(
             original_ref = ref.model_copy(update={"name": owner[1]})
         else:
             owner = face.resolve_uri(ref.uri)
-            if owner is None or not admitted(ctx, "resource_templates", ref.uri)[0]:
+            if owner is None or not (await admitted(ctx, "resource_templates", ref.uri))[0]:
                 raise RouteNotFound("resource template", ref.uri)
             _refuse_held(face, "resource_templates", owner, ref.uri)
             original_ref = ref.model_copy(update={"uri": owner[1]})
@@ -981,7 +981,7 @@ def build_mcp_server(
         assert services is not None
         exposed = str(params.uri)
         owner = face.resolve_uri(exposed)
-        if owner is None or not admitted(ctx, "resources", exposed)[0]:
+        if owner is None or not (await admitted(ctx, "resources", exposed))[0]:
             raise RouteNotFound("resource", exposed)
         await services.subscriptions.subscribe(SessionRegistry.client_key(ctx.session), ctx.session, exposed, *owner)
         return types.EmptyResult()

@@ -30,6 +30,8 @@ Metric names (all prefixed `mcphub_`):
 | `mcphub_queue_depth` | gauge | server_id |
 | `mcphub_catalog_items` | gauge | kind (`tools`, `resources`, `resource_templates`, `prompts`) |
 | `mcphub_sessions` | gauge | (none) |
+| `mcphub_shared_state_up` | gauge (1: the shared store answers, or none is configured; 0: Redis unavailable) | (none) |
+| `mcphub_shared_state_errors_total` | counter | operation (`get`, `set`, `publish`, `ratelimit`, `connect`, ...) |
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from hub.cluster.store import StoreHealth
 from hub.servers import ServerConnection, ServerState
 
 __all__ = ["CONTENT_TYPE", "NO_SERVER", "RESOURCE_ROUTE", "UNKNOWN_ROUTE", "CatalogSizes", "HubMetrics"]
@@ -122,6 +125,20 @@ class _LiveCollector(Collector):
             )
 
 
+class _SharedStateCollector(Collector):
+    """Reads whether the shared store answers at scrape time (`hub.cluster.store`)."""
+
+    def __init__(self, health: Callable[[], StoreHealth]) -> None:
+        self._health = health
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "mcphub_shared_state_up",
+            "1 while the state replicas share answers (or none is configured), 0 while Redis is unavailable.",
+            value=1.0 if self._health().up else 0.0,
+        )
+
+
 class HubMetrics:
     """One hub's metrics and their registry.
 
@@ -178,6 +195,20 @@ class HubMetrics:
             ["server_id", "kind"],
             registry=self.registry,
         )
+        self._shared_state_errors = Counter(
+            "mcphub_shared_state_errors",
+            "Calls to the shared store (Redis) that failed or timed out, by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
+
+    def watch_shared_state(self, health: Callable[[], StoreHealth]) -> None:
+        """Expose `mcphub_shared_state_up` from `health()` (the shared store's, read at scrape time)."""
+        self.registry.register(_SharedStateCollector(health))
+
+    def shared_state_error(self, operation: str) -> None:
+        """Count one failed call to the shared store (`operation`: `get`, `publish`, `connect`, ...)."""
+        self._shared_state_errors.labels(operation).inc()
 
     def watch(
         self,

@@ -26,7 +26,8 @@ definition depends on the server's `pinning` mode (`hub.trust_config`):
 - `off`: nothing is checked or recorded.
 
 Pins and pending definitions persist through a `PinStore` (the hub's state file, section
-`pins`, `hub.pin_store`; a shared store for replicas can replace it), so they survive restarts.
+`pins`, `hub.pin_store`; in Redis when replicas share one, `hub.cluster.pins`), so they survive
+restarts.
 """
 
 from __future__ import annotations
@@ -419,15 +420,27 @@ class Pins:
         """Where the pins persist."""
         return self._store
 
+    def document(self) -> dict[str, Any]:
+        """A copy of the whole state to store (`version`, `servers`, `pins`, `pending`)."""
+        return copy.deepcopy(
+            {"version": 1, "servers": self._servers, "pins": self._pins, "pending": _non_empty(self._pending)}
+        )
+
+    def adopt(self, document: Mapping[str, Any]) -> None:
+        """Replace the state with `document` (as stored), e.g. what the replicas share
+        (`hub.cluster.pins`); clears `dirty`. Rebuild the catalog afterwards."""
+        self._servers = copy.deepcopy(dict(document.get("servers") or {}))
+        self._pins = copy.deepcopy(dict(document.get("pins") or {}))
+        self._pending = copy.deepcopy(dict(document.get("pending") or {}))
+        self.dirty = False
+
     def take_document(self) -> dict[str, Any] | None:
         """A copy of the state to store, or None when nothing changed since the last one (clears
         `dirty`; the caller sets it again if storing fails)."""
         if not self.dirty:
             return None
         self.dirty = False
-        return copy.deepcopy(
-            {"version": 1, "servers": self._servers, "pins": self._pins, "pending": _non_empty(self._pending)}
-        )
+        return self.document()
 
     def flush(self) -> None:
         """Store the state now if it changed (blocking).

@@ -158,16 +158,17 @@ class Access:
         """May `principal` see `route` (`(server_id, exposed)`; None for no route) in a listing?"""
         return route is not None and self.policy.allows(principal, *route)
 
-    def admit(self, principal: Principal, kind: str, route: tuple[str, str]) -> bool:
-        """May `principal` use `route` now? A refusal is audit-logged.
+    async def admit(self, principal: Principal, kind: str, route: tuple[str, str]) -> bool:
+        """May `principal` use `route` now? A refusal is audit-logged. The per-route rate limit
+        is counted only for a use the policy allows (across replicas with Redis, `hub.ratelimit`).
 
-        :raises RateLimited: the principal's bucket for this route is empty.
+        :raises RateLimited: the principal is over its limit for this route.
         """
         decision = self.policy.decide(principal, *route)
         if not decision.allowed:
             audit_refusal(principal, kind, route[1], decision)
             return False
-        wait = self.limiter.check_route(principal.id, route[1])
+        wait = await self.limiter.check_route(principal.id, route[1])
         if wait > 0:
             audit_logger.warning("rate limited: principal=%s route=%s", principal.id, route[1])
             raise RateLimited(route[1], wait)

@@ -1,92 +1,127 @@
-"""Rate limits: token buckets per principal and per (principal, route), configured under
-`rate_limits:` (MCP security best practices: "Rate limit tool invocations").
+"""Rate limits per principal and per (principal, route), configured under `rate_limits:` (MCP
+security best practices: "Rate limit tool invocations"), counted by the `limits` library with
+its moving-window strategy: in this process's memory, or in Redis when `cluster.redis_url` is
+set, so that N requests spread over the replicas get the limit of one.
 
-A request that finds its bucket empty is refused at once with the time until a token is back;
-nothing ever waits in a queue. Buckets live in bounded LRU caches, so a flood of distinct
-principals cannot grow memory without bound (an evicted bucket restarts full).
+How `{requests_per_second: r, burst: b}` is enforced (`window_for`): at most `n` requests in
+any window of `w` whole seconds, where `w = max(1, round(b / r))` and `n = max(1, round(r * w))`.
+When `b / r` is a whole number of seconds (e.g. `r: 0.5, b: 3`: 3 requests per 6 s), that is
+exactly `b` requests at once and `r` per second sustained; otherwise the window is rounded to
+whole seconds (the library's unit) and `n` follows the rate (e.g. `r: 10, b: 5`: 10 per 1 s).
+Unlike a token bucket, a spent burst comes back when its requests leave the window, not one
+request at a time: `Retry-After` / `retry_after_seconds` is the time until the oldest request
+in the window leaves it (up to `w`).
+
+A request over its limit is refused at once with that time; nothing ever waits in a queue.
+With Redis configured and unavailable (down, or slower than `cluster.redis_timeout_seconds`),
+the limits are counted in this replica's memory until Redis is back (logged once each way), so
+the hub keeps serving; counts made meanwhile stay local.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 import time
-from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, cast
 
-from cachetools import LRUCache
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 
+from hub.cluster.store import SharedStore
 from hub.config import RateLimitsConfig, TokenBucketConfig
 
-__all__ = ["RateLimiter", "TokenBucket"]
+if TYPE_CHECKING:
+    from hub.cluster.redis_limits import SharedWindows
+    from hub.cluster.redis_store import RedisStore
 
-_K = TypeVar("_K")
+__all__ = ["RateLimiter", "retry_after", "window_for"]
 
-MAX_TRACKED_BUCKETS: Final = 100_000
-"""Most buckets kept per kind (principal, principal x route); least recently used go first."""
+logger = logging.getLogger(__name__)
+
+_MIN_WAIT_SECONDS: Final = 0.001
+_REQUEST_NAMESPACE: Final = "request"
+_ROUTE_NAMESPACE: Final = "route"
 
 
-@dataclass(slots=True)
-class TokenBucket:
-    """`burst` tokens, refilled continuously at `rate` tokens per second."""
-
-    rate: float
-    burst: int
-    tokens: float = field(init=False)
-    stamp: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.tokens = float(self.burst)
-
-    def take(self, now: float | None = None) -> float:
-        """Take one token. :returns: 0.0 when taken, else the seconds until one is available."""
-        now = time.monotonic() if now is None else now
-        self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
+def window_for(limit: TokenBucketConfig, namespace: str = "LIMITER") -> RateLimitItem:
+    """The moving window enforcing `limit` (see the module docstring): `n` requests per `w` s."""
+    seconds = max(1, round(limit.burst / limit.requests_per_second))
+    amount = max(1, round(limit.requests_per_second * seconds))
+    return RateLimitItemPerSecond(amount, seconds, namespace=namespace)
 
 
 class RateLimiter:
     """The hub's rate limits.
 
     :param config: the `rate_limits:` section; an empty one limits nothing.
+    :param store: the shared store; a shared one (`RedisStore`) makes the limits hold across
+        replicas (`hub.cluster.redis_limits`), anything else keeps them in this process.
     """
 
-    def __init__(self, config: RateLimitsConfig) -> None:
+    def __init__(self, config: RateLimitsConfig, store: SharedStore | None = None) -> None:
         self._config = config
-        self._principal_buckets: LRUCache[str, TokenBucket] = LRUCache(MAX_TRACKED_BUCKETS)
-        self._route_buckets: LRUCache[tuple[str, str], TokenBucket] = LRUCache(MAX_TRACKED_BUCKETS)
+        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._shared: SharedWindows | None = None
+        if store is not None and store.shared:
+            # Imported only for replicas: redis-py loads OpenTelemetry's SDK when it is installed.
+            from hub.cluster.redis_limits import SharedWindows
+
+            self._shared = SharedWindows(cast("RedisStore", store))
+        self._counting_locally = False
+        self._windows: dict[tuple[str, float, int], RateLimitItem] = {}
 
     @property
     def limits_requests(self) -> bool:
         """Whether any per-principal request limit is configured."""
         return self._config.per_principal is not None or bool(self._config.principals)
 
-    def check_request(self, principal_id: str) -> float:
+    async def check_request(self, principal_id: str) -> float:
         """Count one HTTP request of `principal_id`.
 
-        :returns: 0.0 when allowed, else the seconds to wait (the `Retry-After` value).
+        :returns: 0.0 when allowed, else the seconds until it would be (the `Retry-After` value).
         """
         limit = self._config.principals.get(principal_id, self._config.per_principal)
         if limit is None:
             return 0.0
-        return _bucket(self._principal_buckets, principal_id, limit).take()
+        return await self._hit(self._window(_REQUEST_NAMESPACE, limit), principal_id)
 
-    def check_route(self, principal_id: str, exposed: str) -> float:
-        """Count one call, read or get of route `exposed` (exposed name or URI) by `principal_id`.
+    async def check_route(self, principal_id: str, exposed: str) -> float:
+        """Count one call, read or get of route `exposed` (exposed name or URI) by `principal_id`
+        against the first `routes` glob it matches (file order).
 
-        :returns: 0.0 when allowed, else the seconds to wait.
+        :returns: 0.0 when allowed, else the seconds until it would be.
         """
         for pattern, limit in self._config.routes.items():
             if fnmatch.fnmatchcase(exposed, pattern):
-                return _bucket(self._route_buckets, (principal_id, pattern), limit).take()
+                return await self._hit(self._window(_ROUTE_NAMESPACE, limit), principal_id, pattern)
         return 0.0
 
+    def _window(self, kind: str, limit: TokenBucketConfig) -> RateLimitItem:
+        key = (kind, limit.requests_per_second, limit.burst)
+        item = self._windows.get(key)
+        if item is None:
+            item = self._windows[key] = window_for(limit, kind)
+        return item
 
-def _bucket(cache: LRUCache[_K, TokenBucket], key: _K, limit: TokenBucketConfig) -> TokenBucket:
-    bucket = cache.get(key)
-    if bucket is None:
-        bucket = cache[key] = TokenBucket(limit.requests_per_second, limit.burst)
-    return bucket
+    async def _hit(self, item: RateLimitItem, *identifiers: str) -> float:
+        if self._shared is not None and self._shared.available:
+            wait = await self._shared.hit(item, *identifiers)
+            if wait is not None:
+                if self._counting_locally:
+                    self._counting_locally = False
+                    logger.warning("rate limits: counted across the replicas again (Redis is back)")
+                return wait
+        if self._shared is not None and not self._counting_locally:
+            self._counting_locally = True
+            logger.warning("rate limits: Redis unavailable, counting on this replica only until it is back")
+        if await self._local.hit(item, *identifiers):
+            return 0.0
+        return retry_after(await self._local.get_window_stats(item, *identifiers))
+
+
+def retry_after(stats: tuple[float, int]) -> float:
+    """The seconds until a full window has room again, from the `limits` library's window
+    stats `(reset time (epoch s), remaining)`; at least 1 ms."""
+    return max(stats[0] - time.time(), _MIN_WAIT_SECONDS)

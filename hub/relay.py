@@ -45,6 +45,7 @@ __all__ = [
     "ClientChannel",
     "SamplingResult",
     "SessionChannel",
+    "SubscriptionPeers",
     "Subscriptions",
     "principal_id",
     "refusal",
@@ -208,42 +209,78 @@ LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "c
 """`LoggingLevel` values from least to most severe (RFC 5424 order)."""
 
 
-class Subscriptions:
-    """Resource subscriptions of handshake-era client sessions, shared by every face.
+class SubscriptionPeers(Protocol):
+    """The other replicas of this hub, as `Subscriptions` sees them (`hub.cluster.fanout`)."""
 
-    A client's `resources/subscribe` of an exposed URI is routed to the owning server under
-    the original URI; the server is subscribed once, when the first client subscribes, and
-    unsubscribed when the last one unsubscribes or its session ends. Each
+    def interest(self, server_id: str, original: str, present: bool) -> None:
+        """This replica's first client subscribed to `(server_id, original)` (`present`), or
+        its last one went away."""
+        ...
+
+    async def updated(self, server_id: str, original: str) -> None:
+        """This replica's server connection reported `(server_id, original)` updated (already
+        delivered here): tell the replicas that need it."""
+        ...
+
+
+class Subscriptions:
+    """Resource subscriptions of client sessions (handshake-era `resources/subscribe`,
+    modern-era `subscriptions/listen` filters), shared by every face.
+
+    A client's subscription to an exposed URI is routed to the owning server under the original
+    URI; the server connection is subscribed once, when the first subscriber appears, and
+    unsubscribed when the last one goes (unsubscribes, or its session ends). Each
     `notifications/resources/updated` from a server goes only to the sessions subscribed to
-    that resource, under the URI each of them subscribed to (2025-11-25 "Subscriptions").
+    that resource, under the URI each of them subscribed to, once per session (2025-11-25
+    "Subscriptions").
+
+    With `peers` (replicas sharing Redis, `hub.cluster.fanout`), subscribers on other replicas
+    count too: `remote_interest` keeps this replica's server connection subscribed while another
+    replica has subscribers, updates this replica's connections report are passed to `peers`,
+    and updates other replicas report arrive through `deliver` (delivered here, never passed on).
 
     :param connection: `server_id -> object with async subscribe(uri)/unsubscribe(uri)`, or None.
     :param spawn: starts a background task (for unsubscribing after a session ends).
+    :param peers: the other replicas, or None (one hub alone).
     """
 
-    def __init__(self, connection: Any, spawn: Any) -> None:
+    def __init__(self, connection: Any, spawn: Any, peers: SubscriptionPeers | None = None) -> None:
         self._connection = connection
         self._spawn = spawn
+        self.peers = peers
         # (server_id, original uri) -> {(client_key, exposed uri): session}
         self._table: dict[tuple[str, str], dict[tuple[str, str], Any]] = {}
+        self._remote: set[tuple[str, str]] = set()
+        """Resources another replica has subscribers for (kept subscribed here too)."""
+        self._at_server: set[tuple[str, str]] = set()
+        """Resources this replica's server connections are subscribed to."""
 
     def __len__(self) -> int:
         return sum(len(subscribers) for subscribers in self._table.values())
+
+    def subscribed_at_server(self, server_id: str, original: str) -> bool:
+        """Whether this replica's connection to `server_id` is subscribed to `original`."""
+        return (server_id, original) in self._at_server
 
     async def subscribe(self, client_key: str, session: Any, exposed: str, server_id: str, original: str) -> None:
         """Record the subscription, subscribing at the server if it is the first.
 
         :raises HubError, MCPError: the server refused or is unavailable (nothing is recorded).
         """
-        subscribers = self._table.get((server_id, original))
+        key = (server_id, original)
+        subscribers = self._table.get(key)
         if not subscribers:
-            connection = self._connection(server_id)
-            if connection is None:
-                from hub.errors import ServerUnavailable
+            if key not in self._at_server:
+                connection = self._connection(server_id)
+                if connection is None:
+                    from hub.errors import ServerUnavailable
 
-                raise ServerUnavailable(server_id, "not configured")
-            await connection.subscribe(original)
-            subscribers = self._table.setdefault((server_id, original), {})
+                    raise ServerUnavailable(server_id, "not configured")
+                await connection.subscribe(original)
+                self._at_server.add(key)
+            subscribers = self._table.setdefault(key, {})
+            if not subscribers and self.peers is not None:
+                self.peers.interest(server_id, original, True)
         subscribers[(client_key, exposed)] = session
 
     async def unsubscribe(self, client_key: str, exposed: str, server_id: str, original: str) -> None:
@@ -253,7 +290,9 @@ class Subscriptions:
             return
         if not subscribers:
             del self._table[(server_id, original)]
-            await self._release(server_id, original)
+            self._lost_interest(server_id, original)
+            if (server_id, original) not in self._remote:
+                await self._release(server_id, original)
 
     def forget(self, client_key: str) -> None:
         """A client session ended: drop its subscriptions (servers are unsubscribed in the
@@ -263,9 +302,50 @@ class Subscriptions:
                 del subscribers[entry]
             if not subscribers:
                 del self._table[key]
-                self._spawn(lambda key=key: self._release(*key), f"unsubscribe {key[0]}")
+                self._lost_interest(*key)
+                if key not in self._remote:
+                    self._spawn(lambda key=key: self._release(*key), f"unsubscribe {key[0]}")
+
+    def _lost_interest(self, server_id: str, original: str) -> None:
+        if self.peers is not None:
+            self.peers.interest(server_id, original, False)
+
+    async def remote_interest(self, server_id: str, original: str, present: bool) -> None:
+        """Another replica has subscribers for `(server_id, original)` (`present`), or none
+        has any more: keep this replica's server connection subscribed while any replica has
+        one. A server that refuses is logged and asked again at the next call."""
+        key = (server_id, original)
+        if present:
+            self._remote.add(key)
+            if key in self._at_server:
+                return
+            connection = self._connection(server_id)
+            if connection is None:
+                return
+            try:
+                with anyio.fail_after(_LOG_RELAY_TIMEOUT_SECONDS):
+                    await connection.subscribe(original)
+            except Exception as exc:  # the server may be down; the next announcement retries
+                logger.info("subscribing %s at server %s for another replica failed: %r", original, server_id, exc)
+                return
+            if key in self._remote or key in self._table:
+                self._at_server.add(key)
+            else:  # the interest went away while subscribing
+                await self._unsubscribe_at_server(server_id, original)
+            return
+        self._remote.discard(key)
+        if key not in self._table:
+            await self._release(server_id, original)
 
     async def _release(self, server_id: str, original: str) -> None:
+        if (server_id, original) in self._table or (server_id, original) in self._remote:
+            return  # subscribed again meanwhile
+        if (server_id, original) not in self._at_server:
+            return
+        self._at_server.discard((server_id, original))
+        await self._unsubscribe_at_server(server_id, original)
+
+    async def _unsubscribe_at_server(self, server_id: str, original: str) -> None:
         connection = self._connection(server_id)
         if connection is None:
             return
@@ -276,8 +356,16 @@ class Subscriptions:
             logger.info("unsubscribing %s at server %s failed: %r", original, server_id, exc)
 
     async def updated(self, server_id: str, original: str) -> None:
-        """Relay a server's `notifications/resources/updated` to the subscribed sessions (once
-        per target and URI: listen streams of one face share their face's event bus)."""
+        """Relay a server's `notifications/resources/updated`, reported by this replica's
+        connection, to the subscribed sessions here, then to the replicas (`peers`)."""
+        await self.deliver(server_id, original)
+        if self.peers is not None:
+            await self.peers.updated(server_id, original)
+
+    async def deliver(self, server_id: str, original: str) -> None:
+        """Deliver an update of `(server_id, original)` to the sessions subscribed on this
+        replica (once per target and URI: listen streams of one face share their face's event
+        bus)."""
         targets = {
             (id(session), exposed): (exposed, session)
             for (_, exposed), session in self._table.get((server_id, original), {}).items()

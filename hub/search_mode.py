@@ -307,7 +307,7 @@ class FaceSearch:
             return _tool_error(f"search_tools' `query` is longer than {MAX_QUERY_CHARS} characters; say it shorter")
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             return _tool_error(f"search_tools' `limit` must be an integer from 1 to {MAX_SEARCH_LIMIT}")
-        wait = self._access.limiter.check_route(principal.id, SEARCH_TOOLS)
+        wait = await self._access.limiter.check_route(principal.id, SEARCH_TOOLS)
         if wait > 0:
             audit_logger.warning("rate limited: principal=%s route=%s", principal.id, SEARCH_TOOLS)
             raise RateLimited(SEARCH_TOOLS, wait)

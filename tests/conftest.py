@@ -29,6 +29,9 @@ from hub.app import Hub
 from hub.config import HubConfig, parse_config
 from hub.endpoint import HttpServer, bind_socket
 
+pytest_plugins = ["tests.cluster_fixtures"]
+"""Real Redis for the cluster tests (`redis_server`)."""
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_SERVER = str(ROOT / "tests" / "servers" / "fixture_server.py")
 FAULTY_SERVER = str(ROOT / "tests" / "servers" / "faulty_server.py")

@@ -18,6 +18,10 @@ from tests.schema_validation import ROOT, SCHEMA_PATH, read_yaml, schema_errors
 
 CONFIG_DIR = ROOT / "config"
 TEST_CONFIG_DIR = ROOT / "tests" / "configs"
+DEPLOY_DIR = ROOT / "deploy"
+# The configs the deployment files run: the image's default, the compose replicas', the
+# Kubernetes fleet ConfigMap's.
+DEPLOY_CONFIG_FILES = sorted(DEPLOY_DIR.rglob("hub.yaml"))
 REGENERATE = "python -m hub.config > config/hub.schema.json"
 MODELINE = "# yaml-language-server: $schema=./hub.schema.json\n"
 
@@ -26,6 +30,7 @@ CONFIG_FILES = sorted(
     [
         *CONFIG_DIR.glob("*.yaml"),
         DEMO_FLEET_PATH,
+        *DEPLOY_CONFIG_FILES,
         *(path for path in TEST_CONFIG_DIR.rglob("*") if path.suffix in (".json", ".yaml", ".yml")),
     ]
 )
@@ -120,6 +125,7 @@ def test_the_config_files_cover_the_examples_the_demo_fleet_and_every_client_sha
     names = {str(path.relative_to(ROOT)) for path in CONFIG_FILES}
 
     assert {"config/example.yaml", "config/demo.yaml", "hub/fleets/demo.yaml"} <= names
+    assert {"deploy/hub.yaml", "deploy/compose/hub.yaml", "deploy/kubernetes/hub.yaml"} <= names
     assert {
         "tests/configs/claude_desktop_config.json",
         "tests/configs/cursor-project/.cursor/mcp.json",
@@ -133,6 +139,14 @@ def test_every_example_config_names_the_schema_for_editors_on_its_first_line(pat
     first_line = path.read_text(encoding="utf-8").splitlines(keepends=True)[0]
 
     assert first_line == MODELINE
+    assert (path.parent / first_line.split("=", 1)[1].strip()).resolve() == SCHEMA_PATH
+
+
+@pytest.mark.parametrize("path", DEPLOY_CONFIG_FILES, ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_deployment_config_names_the_schema_for_editors_on_its_first_line(path: Path) -> None:
+    first_line = path.read_text(encoding="utf-8").splitlines()[0]
+
+    assert first_line.startswith("# yaml-language-server: $schema=")
     assert (path.parent / first_line.split("=", 1)[1].strip()).resolve() == SCHEMA_PATH
 
 

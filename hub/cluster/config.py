@@ -5,6 +5,7 @@ cluster:
   secret_env: MCPHUB_CLUSTER_KEY          # a key shared by every replica (>= 32 bytes)
   previous_secret_envs: [MCPHUB_OLD_KEY]  # still accepted, never used to seal (key rotation)
   redis_url: redis://redis:6379/0         # shared state (optional)
+  redis_timeout_seconds: 0.5              # bound on each Redis call
 ```
 
 Both keys are optional. Without `cluster`, one hub behaves as a single process always did
@@ -69,6 +70,13 @@ class ClusterConfig(BaseModel):
     redis_url: str | None = Field(default=None, pattern=r"^rediss?://\S+$")
     """Redis holding what the replicas must share (`redis://` or `rediss://`, with a database
     number and credentials as Redis URLs allow). Default: none (state in memory)."""
+
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    """The longest any one Redis call may take, connecting included, in seconds. A call that
+    fails or takes longer marks shared state unavailable (the hub serves with this replica's
+    local state, says so in `/readyz` and `mcphub_shared_state_up`, and reconnects in the
+    background); meanwhile calls fail at once, so a dead Redis costs a request at most this
+    once per outage. Default: 0.5."""
 
     _keys: tuple[bytes, ...] = PrivateAttr(default=())
 
