@@ -63,6 +63,7 @@ EXPORTS = {
         "MAX_NAME_LENGTH",
         "NAME_PATTERN",
         "NameAssignment",
+        "RESERVED_TOOL_NAMES",
         "SEPARATOR",
         "assign_names",
         "exposed_resource_uri",
@@ -360,6 +361,29 @@ EXPORTS = {
     "hub.vetting": ["SNAPSHOT_KINDS", "VettedSnapshot", "original_of", "vet"],
     "hub.trust_admin": ["approve", "pin_diff", "pin_rows", "trust_routes"],
     "hub.cli_trust": ["lock", "pins_app"],
+    "hub.catalog_config": [
+        "DEFAULT_MAX_FOUND",
+        "PROFILE_NAME_PATTERN",
+        "CatalogConfig",
+        "CatalogMode",
+        "CatalogOverride",
+        "HubCatalogSettings",
+        "ProfileConfig",
+    ],
+    "hub.catalog_search": ["CatalogSearch"],
+    "hub.found": ["LISTENER_KEY", "MAX_CLIENTS", "FoundTools", "TargetedBus"],
+    "hub.profiles": ["PROFILE_PREFIX", "ProfileFace"],
+    "hub.search_mode": [
+        "CALL_TOOL",
+        "CALL_TOOL_DEFINITION",
+        "MAX_QUERY_CHARS",
+        "MAX_SEARCH_LIMIT",
+        "SEARCH_TOOLS",
+        "SEARCH_TOOLS_DEFINITION",
+        "FaceSearch",
+        "search_configured",
+    ],
+    "hub.cli_search": ["search"],
 }
 
 
