@@ -29,8 +29,9 @@ from hub.app import Hub
 from hub.config import HubConfig, parse_config
 from hub.endpoint import HttpServer, bind_socket
 
-pytest_plugins = ["tests.cluster_fixtures"]
-"""Real Redis for the cluster tests (`redis_server`)."""
+pytest_plugins = ["tests.cluster_fixtures", "tests.replica_fixtures"]
+"""Real Redis for the cluster tests (`redis_server`); three `mcphub serve` replicas behind a real
+HAProxy for the replica end-to-end tests (`replica_cluster`)."""
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_SERVER = str(ROOT / "tests" / "servers" / "fixture_server.py")
