@@ -18,7 +18,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -141,19 +141,18 @@ class RedisServer:
                 self.kill()
 
 
-@pytest.fixture(scope="session")
-def redis_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The `redis-server` program, installed by the project's script when missing (as root,
-    once per machine under a lock); skipped, with the reason shown, when it cannot be had."""
-    binary = find_redis_server()
+def installed_service(find: Callable[[], str | None], reason: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The program `find` locates, installed by the project's script
+    (`scripts/install-test-services.sh`: redis-server and haproxy, as root) when missing, once
+    per machine under a lock shared by the test workers; the test is skipped, with `reason` and
+    what the script said, when it cannot be had."""
+    binary = find()
     if binary is not None:
         return binary
-    reason = "redis-server is not installed"
     lock_path = tmp_path_factory.getbasetemp().parent / "install-test-services.lock"
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        binary = find_redis_server()
-        if binary is None:
+        if find() is None:
             try:
                 result = subprocess.run(
                     [str(INSTALL_SCRIPT)], capture_output=True, timeout=INSTALL_TIMEOUT_SECONDS, check=False
@@ -163,10 +162,16 @@ def redis_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
                     reason = f"{reason}: {said.splitlines()[-1]}"
             except (OSError, subprocess.TimeoutExpired) as exc:
                 reason = f"{reason}: {INSTALL_SCRIPT.name} failed: {exc}"
-            binary = find_redis_server()
+    binary = find()
     if binary is None:
         pytest.skip(reason)
     return binary
+
+
+@pytest.fixture(scope="session")
+def redis_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The `redis-server` program (`installed_service`)."""
+    return installed_service(find_redis_server, "redis-server is not installed", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ without it the tests skip with the reason shown. Every process started here is s
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
@@ -32,7 +31,7 @@ import httpx2
 import pytest
 
 from tests.balancer import CHECK_FALL, CHECK_INTERVAL_MS, Balancer, find_haproxy
-from tests.cluster_fixtures import ADMIN_KEY, INSTALL_SCRIPT, INSTALL_TIMEOUT_SECONDS, RedisServer, api_keys
+from tests.cluster_fixtures import ADMIN_KEY, RedisServer, api_keys, installed_service
 from tests.conftest import fixture_entry, until
 
 CLUSTER_KEY_ENV: Final = "MCPHUB_E2E_CLUSTER_KEY"
@@ -266,29 +265,8 @@ def counter(metrics_text: str, name: str, **labels: str) -> float:
 
 @pytest.fixture(scope="session")
 def haproxy_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The `haproxy` program, installed by the project's script when missing (as root, once per
-    machine under the lock `redis_binary` uses); skipped, with the reason shown, when it cannot
-    be had."""
-    binary = find_haproxy()
-    if binary is not None:
-        return binary
-    reason = "haproxy is not installed (the OS package `haproxy`)"
-    with (tmp_path_factory.getbasetemp().parent / "install-test-services.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if find_haproxy() is None:
-            try:
-                result = subprocess.run(
-                    [str(INSTALL_SCRIPT)], capture_output=True, timeout=INSTALL_TIMEOUT_SECONDS, check=False
-                )
-                said = result.stderr.decode(errors="replace").strip()
-                if said:
-                    reason = f"{reason}: {said.splitlines()[-1]}"
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                reason = f"{reason}: {INSTALL_SCRIPT.name} failed: {exc}"
-    binary = find_haproxy()
-    if binary is None:
-        pytest.skip(reason)
-    return binary
+    """The `haproxy` program (`tests.cluster_fixtures.installed_service`)."""
+    return installed_service(find_haproxy, "haproxy is not installed (the OS package `haproxy`)", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -114,10 +114,7 @@ class Supervisor:
                     await connection.lister.publish(None)
                 if requested or self.restart_requested.is_set():
                     connection._first_attempt_done.set()
-                    logger.info("server %s: restart requested", connection.server_id)
-                    failures = 0
-                    exits.clear()
-                    self.restart_requested = anyio.Event()
+                    failures = self._take_restart_request(exits)
                     connection.restarts += 1
                     connection._set_state(ServerState.RESTARTING)
                     continue
@@ -161,16 +158,21 @@ class Supervisor:
                     with anyio.move_on_after(delay * random.uniform(0.5, 1.0)):
                         await self.restart_requested.wait()
                 if self.restart_requested.is_set():
-                    logger.info("server %s: restart requested", connection.server_id)
-                    failures = 0
-                    exits.clear()
-                    self.restart_requested = anyio.Event()
+                    failures = self._take_restart_request(exits)
                 connection.restarts += 1
                 connection._set_state(ServerState.RESTARTING)
         finally:
             connection._client = None
             connection._set_state(ServerState.STOPPED)
             connection._first_attempt_done.set()
+
+    def _take_restart_request(self, exits: deque[float]) -> int:
+        """A restart was asked for (`restart()`): log it, forget the crash-loop history in
+        `exits`, re-arm the request event. Returns the new count of consecutive failures (0)."""
+        logger.info("server %s: restart requested", self.connection.server_id)
+        exits.clear()
+        self.restart_requested = anyio.Event()
+        return 0
 
     async def _connect_and_serve(self) -> None:
         """One connection attempt, then serving until the connection ends. A stdio server first
