@@ -17,6 +17,9 @@ of `PRIVATE_NAMES`.
   has no public handle on a handshake-era client connection outside a request (SDK-NOTES 2.5).
 - `open_session_count` (`StreamableHTTPSessionManager._server_instances`): how many
   handshake-era sessions a session manager holds (a metric).
+- `session_transports` (`StreamableHTTPSessionManager._server_instances`): the transports of
+  those sessions, to end their GET streams (their public `close_standalone_sse_stream()`) when
+  the hub drains for a deploy (`hub.drain`); the manager has no public accessor.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from mcp.client.stdio import _create_platform_compatible_process as create_proce
 from mcp.client.stdio import _drain_stdout as drain_stdout
 from mcp.client.stdio import _stop_server_process as stop_process
 from mcp.server.session import ServerSession
+from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
 
@@ -43,6 +47,7 @@ __all__ = [
     "on_connection_closed",
     "open_session_count",
     "send_raw_request",
+    "session_transports",
     "stamp_each_request",
     "stop_process",
 ]
@@ -124,3 +129,8 @@ def on_connection_closed(session: ServerSession, callback: Callable[[], None]) -
 def open_session_count(manager: StreamableHTTPSessionManager) -> int:
     """How many handshake-era client sessions `manager` holds right now."""
     return len(manager._server_instances)
+
+
+def session_transports(manager: StreamableHTTPSessionManager) -> list[StreamableHTTPServerTransport]:
+    """The transports of the handshake-era client sessions `manager` holds right now."""
+    return list(manager._server_instances.values())

@@ -9,16 +9,16 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.types import ASGIApp
 
 from hub.catalog import Catalog
 from hub.cluster.keys import ClusterKeys
-from hub.cluster.pins import PinSync, RedisPinStore
-from hub.cluster.redis_store import store_for
+from hub.cluster.store import store_for
 from hub.config import HubConfig, ServerConfig, load_config
+from hub.drain import DrainPhase, DrainReport
 from hub.endpoint import Endpoint
 from hub.errors import ConfigError
 from hub.federation import Federation
@@ -34,6 +34,9 @@ from hub.startup import default_max_concurrent_starts
 from hub.state import StateFile, state_path
 from hub.tracing import CallTracer, tracer_provider_from_config
 from hub.trust_config import lockfile_path, pinning_for
+
+if TYPE_CHECKING:
+    from hub.cluster.pins import PinSync, RedisPinStore
 
 __all__ = ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config", "startup_bound_seconds"]
 
@@ -109,8 +112,12 @@ class Hub:
         """The state replicas share (`hub.cluster`): Redis at `cluster.redis_url`, else memory."""
         self.metrics.watch_shared_state(self.store.health)
         pin_store: PinStore = (ReadOnlyPinStore if pins_read_only else StatePinStore)(self.state)
+        shared_pins: RedisPinStore | None = None
         if config.cluster is not None and config.cluster.redis_url is not None:
-            pin_store = RedisPinStore(
+            # Imported only for replicas: redis-py loads OpenTelemetry's SDK when it is installed.
+            from hub.cluster.pins import PinSync, RedisPinStore
+
+            pin_store = shared_pins = RedisPinStore(
                 config.cluster.redis_url,
                 config.cluster.redis_timeout_seconds,
                 pin_store,
@@ -144,7 +151,7 @@ class Hub:
             keys=self.keys,
             store=self.store,
         )
-        self.pin_sync = PinSync(self.store, pin_store, self.catalog) if isinstance(pin_store, RedisPinStore) else None
+        self.pin_sync: PinSync | None = None if shared_pins is None else PinSync(self.store, shared_pins, self.catalog)
         """Adopts pins the other replicas change (with Redis only)."""
         self.fleet.events.target = self.metrics
         self.metrics.watch(lambda: self.fleet.connections.values(), self.catalog, self.endpoint.open_sessions)
@@ -333,6 +340,36 @@ class Hub:
         await connection.wait_first_attempt()
         if self._on_server_started is not None:
             await self._on_server_started(connection.status())
+
+    # ---- drain for a deploy ----
+
+    async def drain(
+        self,
+        cause: str,
+        grace_seconds: float,
+        *,
+        stop_accepting: Callable[[], None],
+        on_phase: Callable[[DrainPhase, DrainReport], Awaitable[None]] | None = None,
+    ) -> DrainReport:
+        """Drain the HTTP endpoint before a stop (`hub.drain`): `/readyz` answers 503 at once;
+        new requests are served for `grace_seconds`; then `stop_accepting()` (the HTTP server
+        closes its listening socket) and new requests on open connections get 503; SSE streams
+        end cleanly; requests in flight get `drain_timeout_seconds` (read now, so a reload's value
+        applies) before the MCP requests still running are failed with -32000. Returns once
+        nothing is in flight; the caller then stops the HTTP server, whose lifespan stops the
+        fleet. `self.endpoint.drain.hurry(cause)` cuts it short.
+
+        :param cause: what started it, for the log (`SIGTERM`).
+        :param on_phase: awaited as each phase begins, with the report so far.
+        """
+        return await self.endpoint.drain.run(
+            cause=cause,
+            grace_seconds=grace_seconds,
+            timeout_seconds=self.config.drain_timeout_seconds,
+            stop_accepting=stop_accepting,
+            end_streams=self.endpoint.end_streams,
+            on_phase=on_phase,
+        )
 
     def http_app(self) -> ASGIApp:
         """The HTTP app; its lifespan runs the fleet."""

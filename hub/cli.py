@@ -41,12 +41,14 @@ from hub.app import Hub, resolve_config, startup_bound_seconds
 from hub.cli_explain import print_explanation
 from hub.cli_options import DEFAULT_URL, ConfigOption, JsonOption, TokenOption, UrlOption
 from hub.config import ApiKeyConfig, HubConfig, load_config, require_auth_beyond_loopback
+from hub.drain import DrainPhase, DrainReport
 from hub.endpoint import HttpServer, bind_socket, run_event_loop
 from hub.errors import ConfigError, HubError
 from hub.faces import RATE_LIMITED
 from hub.http_server import HttpLimits
 from hub.logs import LogFormat, counted, setup_logging
 from hub.servers import ServerState, ServerStatus
+from hub.shutdown import serve_until_signalled
 from hub.trust_config import force_locked
 
 __all__ = ["app", "main"]
@@ -179,7 +181,9 @@ def serve(
 ) -> None:
     """Run the hub: start every server and serve the catalog at /mcp (or over stdio).
 
-    SIGHUP (or `mcphub reload`) re-reads the config file and applies it while serving."""
+    SIGHUP (or `mcphub reload`) re-reads the config file and applies it while serving. SIGTERM
+    drains (readiness 503, shutdown_grace_seconds, in-flight requests finish) and exits 0;
+    Ctrl-C drains without the grace; a second signal stops at once (exit 128 + signal)."""
 
     level = "debug" if _state["debug"] else log_level
     _setup_logging(level, log_format or "text")
@@ -280,12 +284,29 @@ def serve(
                 f"mcphub: add it to a client, e.g. `claude mcp add --transport http hub {url}`, or:", markup=False
             )
             _out.print(_client_snippet(url), markup=False)
+        server = HttpServer(hub.http_app(), sock, limits=HttpLimits.from_config(hub_config), handle_signals=False)
         async with anyio.create_task_group() as tg:
             tg.start_soon(reload_on_sighup)
-            await HttpServer(hub.http_app(), sock, limits=HttpLimits.from_config(hub_config)).serve()
+            status = await serve_until_signalled(hub, server, on_phase=announce_drain)
             tg.cancel_scope.cancel()
+        if status:
+            raise typer.Exit(status)
+
+    async def announce_drain(phase: DrainPhase, report: DrainReport) -> None:
+        data = {"event": _DRAIN_EVENTS[phase], **report.as_json()}
+        if phase is DrainPhase.GRACE:
+            say(f"mcphub: draining ({report.cause}): /readyz answers 503; serving for {report.grace_seconds:g} s", data)
+        elif phase is DrainPhase.STOPPING:
+            say("mcphub: not accepting connections; waiting for the requests in flight", data)
+        else:
+            failed = counted(report.requests_failed, "request")
+            say(f"mcphub: drained in {report.seconds:.3g} s ({failed} failed)", data)
 
     _run(serve_stdio if stdio else serve_http)
+
+
+_DRAIN_EVENTS: Final = {DrainPhase.GRACE: "draining", DrainPhase.STOPPING: "stopping", DrainPhase.DRAINED: "drained"}
+"""The `event` of each drain phase in `serve --json` output."""
 
 
 # ---------------------------------------------------------------- check

@@ -84,6 +84,7 @@ DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_MAX_QUEUE = 256
 DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS = 30.0
 DEFAULT_DRAIN_TIMEOUT_SECONDS = 60.0  # Envoy suggests 60-90 s between services
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 5.0  # Istio's terminationDrainDuration; a balancer's checks notice within it
 DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS = 1800.0  # the SDK's StreamableHTTPSessionManager default
 DEFAULT_MAX_RESTARTS = 5
 DEFAULT_RESTART_WINDOW_SECONDS = 60.0
@@ -838,7 +839,21 @@ class HubConfig(_Model, HubTrustSettings, HubClusterSettings):
 
     drain_timeout_seconds: float = Field(default=DEFAULT_DRAIN_TIMEOUT_SECONDS, ge=0, le=3600)
     """On reload, how long a removed or replaced server's in-flight requests may take to finish
-    before its connection is stopped anyway (the Envoy drain model). Default: 60."""
+    before its connection is stopped anyway (the Envoy drain model); on shutdown (SIGTERM or
+    SIGINT to `mcphub serve`, after `shutdown_grace_seconds`), how long the requests in flight
+    may take before the ones still running are failed with JSON-RPC -32000 (`data.reason:
+    "shutting_down"`). Default: 60."""
+
+    shutdown_grace_seconds: float = Field(default=DEFAULT_SHUTDOWN_GRACE_SECONDS, ge=0, le=3600)
+    """Seconds `mcphub serve` goes on serving new requests after SIGTERM while `/readyz` already
+    answers 503 (`status: draining`), so a load balancer or Kubernetes takes the replica out of
+    rotation before it stops accepting connections; the requests then in flight get
+    `drain_timeout_seconds` to finish. Default: 5, about what a balancer's health checks or
+    Kubernetes' endpoint update take to notice. SIGTERM only: Ctrl-C (SIGINT) skips the grace,
+    so a hub run by hand stops at once. 0 skips it on SIGTERM too (e.g. when a Kubernetes
+    `preStop` hook already waits). The time a supervisor allows before SIGKILL (Kubernetes
+    `terminationGracePeriodSeconds`, default 30; `docker stop --time`, default 10) should
+    exceed the grace plus `drain_timeout_seconds` plus a few seconds for the servers to stop."""
 
     session_idle_timeout_seconds: float = Field(default=DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS, gt=0, le=86_400)
     """Seconds a handshake-era client session may go with no request in flight and no open GET

@@ -13,6 +13,10 @@ era per request from `MCP-Protocol-Version`; stdio picks it from the client's fi
 `list_changed` reaches handshake-era clients as `notifications/*/list_changed` on their
 session's standing channel, and modern-era clients as `subscriptions/listen` events.
 
+While the hub drains for a deploy (`hub.drain`), `/readyz` answers 503 with `status:
+draining`, the `DrainGate` in front of everything closes connections and then refuses new
+requests, and `end_streams` ends the open SSE streams with a proper end.
+
 The faces themselves (handlers, error translation) are in `hub.faces`.
 """
 
@@ -30,6 +34,7 @@ from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
+    ListenHandler,
     PromptsListChanged,
     ResourcesListChanged,
     ToolsListChanged,
@@ -40,7 +45,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapters._sdk import open_session_count
+from adapters._sdk import open_session_count, session_transports
 from hub.auth import PRM_PATH, Authenticator, AuthMiddleware, Principal, principal_of, protected_resource_metadata
 from hub.authority import parse_allowed_host
 from hub.bridge import Bridge
@@ -50,6 +55,7 @@ from hub.cluster.fanout import ResourceFanout
 from hub.cluster.keys import ClusterKeys
 from hub.cluster.store import MemoryStore, SharedStore
 from hub.config import HubConfig
+from hub.drain import Drain, DrainGate
 from hub.explain import explain, principal_for
 from hub.faces import HUB_NAME, AggregateFace, FaceServices, HubServer, ServerFace, SessionRegistry, build_mcp_server
 from hub.http_guards import HostOriginGuard, RequestGate
@@ -187,6 +193,8 @@ class Endpoint:
             connection.on_resource_updated = self.subscriptions.updated
             connection.on_task_status = self.tasks.status_changed
         self._registry = SessionRegistry(self._client_gone)
+        self.drain = Drain()
+        """The drain for a deploy (`hub.drain`): readiness, connection closing, refusals, failing."""
         self.server = build_mcp_server(
             AggregateFace(catalog),
             router,
@@ -201,6 +209,7 @@ class Endpoint:
             tracer=tracer,
             page_size=config.list_page_size,
         )
+        self.server.middleware.insert(0, self.drain.track)  # outermost: its -32000 is already JSON-RPC
         self._per_server: dict[str, tuple[HubServer, SessionRegistry, InMemorySubscriptionBus]] = {}
         for server_id in config.servers:
             self._per_server[server_id] = self._build_server_face(server_id)
@@ -240,6 +249,7 @@ class Endpoint:
             tracer=self._tracer,
             page_size=self.config.list_page_size,
         )
+        server.middleware.insert(0, self.drain.track)
         return server, registry, bus
 
     def _session_manager(self, server: Server[Any]) -> StreamableHTTPSessionManager:
@@ -308,6 +318,19 @@ class Endpoint:
 
     # ---- HTTP ----
 
+    def end_streams(self) -> None:
+        """End every open SSE stream on every face with a proper end (a drain, `hub.drain`):
+        handshake-era GET streams end their body (the transport's `close_standalone_sse_stream`;
+        the SDK client reconnects), `subscriptions/listen` streams send their
+        `SubscriptionsListenResult` (`ListenHandler.close`, the spec's graceful closure)."""
+        for manager in list(self._managers.values()):
+            for transport in session_transports(manager):
+                transport.close_standalone_sse_stream()
+        for server in [self.server, *(face[0] for face in self._per_server.values())]:
+            entry = server.get_request_handler("subscriptions/listen")
+            if entry is not None and isinstance(entry.handler, ListenHandler):
+                entry.handler.close()
+
     def readiness(self) -> tuple[int, dict[str, Any]]:
         """`(HTTP status, body)` of /readyz: 200 when at least one server is connected (`ready`,
         `degraded`, or `open`: discovery and fallbacks still work; or none is configured) and
@@ -315,7 +338,9 @@ class Endpoint:
         server is `ready`, else `degraded`; each server (each replica member) is listed with its
         state. With Redis configured, `shared_state` is `ok` or `unavailable` (with
         `shared_state_reason`, for `hub:admin` only); an unavailable Redis never makes the hub unready: it serves
-        with this replica's local state meanwhile."""
+        with this replica's local state meanwhile. From the start of a drain (`hub.drain`: SIGTERM) on, 503
+        with `status: draining` and `drain: {phase, requests_in_flight, open_streams}`, whatever the servers'
+        states."""
         statuses = [c.status() for c in self.fleet.connections.values()]
         enabled = [s for s in statuses if s.state is not ServerState.DISABLED]
         serving = [s for s in enabled if s.state in (ServerState.READY, ServerState.DEGRADED, ServerState.OPEN)]
@@ -334,6 +359,14 @@ class Endpoint:
             if health.reason is not None:
                 body["shared_state_reason"] = health.reason
         body["servers"] = [s.as_json() for s in statuses]
+        drain = self.drain
+        if drain.draining:
+            code, body["status"] = 503, "draining"
+            body["drain"] = {
+                "phase": drain.phase.value,
+                "requests_in_flight": drain.requests_in_flight,
+                "open_streams": drain.open_streams,
+            }
         return code, body
 
     def readiness_for(self, principal: Principal) -> tuple[int, dict[str, Any]]:
@@ -553,8 +586,10 @@ class Endpoint:
         gated = RequestGate(_TrimHeaderWhitespace(app), self.config.max_body_bytes)
         authenticated = AuthMiddleware(gated, self.config, self.authenticator, self.access.limiter)
         guarded = HostOriginGuard(authenticated, allowed_hosts(self.config))
-        # Outermost: requests refused at the door (413, 421, 401, 429) get HTTP spans too.
-        return self._tracer.instrument_asgi(guarded) if self._tracer is not None else guarded
+        # Before the guards: once the hub stops accepting, a request gets 503 whoever sends it.
+        draining = DrainGate(guarded, self.drain)
+        # Outermost: requests refused at the door (503, 413, 421, 401, 429) get HTTP spans too.
+        return self._tracer.instrument_asgi(draining) if self._tracer is not None else draining
 
     # ---- stdio ----
 

@@ -24,13 +24,22 @@ more CPU per request. `HubHttpProtocol` is a small subclass of the httptools pro
   section 9.6 "Tear-down"; nginx's `lingering_close`).
 
 `bind_socket` makes the listening socket, never inheritable by child processes (stdio servers).
+
+`HttpServer(handle_signals=False)` leaves SIGINT and SIGTERM to its caller (`mcphub serve`
+drains on them: `hub.drain`, `hub.shutdown`). uvicorn's own handling does not fit a drain: it
+stops accepting at once, sse-starlette (which the SDK's SSE responses use) patches uvicorn's
+signal handler to end every SSE response abruptly, in-flight answers included (the client reads
+an incomplete chunked body), and once stopped uvicorn re-raises the signal, so the process dies
+by it instead of exiting 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -349,18 +358,48 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, installing its SIGINT/SIGTERM handlers only when asked to.
+
+    Relies on `uvicorn.Server.capture_signals` (the context manager `serve()` runs in) and
+    `uvicorn.Server.servers` (the listening servers, set by `startup()`) of uvicorn 0.54
+    (covered by tests/test_drain.py)."""
+
+    def __init__(self, config: uvicorn.Config, *, handle_signals: bool) -> None:
+        super().__init__(config)
+        self._handle_signals = handle_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if not self._handle_signals:
+            yield
+            return
+        with super().capture_signals():
+            yield
+
+
 class HttpServer:
     """uvicorn serving `app` on an already-bound socket (so the port is known before it starts)
     with `HubHttpProtocol` and the given limits.
 
-    `await serve()` runs until `stop()` (graceful: in-flight requests get up to 5 s) or
-    SIGINT/SIGTERM.
+    `await serve()` runs until `stop()`, or until SIGINT/SIGTERM when `handle_signals` (uvicorn's
+    own handling: see the module docstring). On stop, uvicorn closes the listening socket and
+    idle connections and gives the requests still running up to 5 s before it cancels them;
+    then the app's lifespan ends.
 
     :param limits: head/body limits; default `HttpLimits()` (the config defaults).
+    :param handle_signals: let uvicorn install its SIGINT/SIGTERM handlers (default True);
+        False leaves the signals to the caller (`mcphub serve`, which drains on them).
     """
 
     def __init__(
-        self, app: ASGIApp, sock: socket.socket, *, limits: HttpLimits | None = None, log_level: str = "warning"
+        self,
+        app: ASGIApp,
+        sock: socket.socket,
+        *,
+        limits: HttpLimits | None = None,
+        log_level: str = "warning",
+        handle_signals: bool = True,
     ) -> None:
         config = _ServerConfig(
             app,
@@ -371,11 +410,19 @@ class HttpServer:
             access_log=False,
             timeout_graceful_shutdown=5,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config, handle_signals=handle_signals)
         self._sock = sock
 
     async def serve(self) -> None:
         await self._server.serve(sockets=[self._sock])
 
+    def stop_accepting(self) -> None:
+        """Close the listening socket: new connections are refused (connection refused, which
+        every load balancer retries on another backend), open ones are still served. A no-op
+        before the server has started listening."""
+        for server in getattr(self._server, "servers", ()):
+            server.close()
+
     def stop(self) -> None:
+        """Stop serving (see the class docstring); `serve()` returns once stopped."""
         self._server.should_exit = True

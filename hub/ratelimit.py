@@ -23,20 +23,20 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Final, cast
 
-import anyio
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
-from hub.cluster.redis_store import KEY_PREFIX, REDIS_ERRORS, RedisStore
 from hub.cluster.store import SharedStore
 from hub.config import RateLimitsConfig, TokenBucketConfig
 
-__all__ = ["RateLimiter", "window_for"]
+if TYPE_CHECKING:
+    from hub.cluster.redis_limits import SharedWindows
+    from hub.cluster.redis_store import RedisStore
+
+__all__ = ["RateLimiter", "retry_after", "window_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,27 +56,19 @@ class RateLimiter:
     """The hub's rate limits.
 
     :param config: the `rate_limits:` section; an empty one limits nothing.
-    :param store: the shared store; a `RedisStore` makes the limits hold across replicas (its
-        connection pool is shared), anything else keeps them in this process.
+    :param store: the shared store; a shared one (`RedisStore`) makes the limits hold across
+        replicas (`hub.cluster.redis_limits`), anything else keeps them in this process.
     """
 
     def __init__(self, config: RateLimitsConfig, store: SharedStore | None = None) -> None:
         self._config = config
         self._local = MovingWindowRateLimiter(MemoryStorage())
-        self._redis = store if isinstance(store, RedisStore) else None
-        self._shared: MovingWindowRateLimiter | None = None
-        if self._redis is not None:
-            storage = RedisStorage(
-                "async+" + self._redis.url,
-                implementation="redispy",
-                key_prefix=KEY_PREFIX + "ratelimit",
-                # Our pool (timeouts set) and no retries inline: a failure falls back at once.
-                **cast(
-                    dict[str, Any],
-                    {"connection_pool": self._redis.client.connection_pool, "retry": Retry(NoBackoff(), 0)},
-                ),
-            )
-            self._shared = MovingWindowRateLimiter(storage)
+        self._shared: SharedWindows | None = None
+        if store is not None and store.shared:
+            # Imported only for replicas: redis-py loads OpenTelemetry's SDK when it is installed.
+            from hub.cluster.redis_limits import SharedWindows
+
+            self._shared = SharedWindows(cast("RedisStore", store))
         self._counting_locally = False
         self._windows: dict[tuple[str, float, int], RateLimitItem] = {}
 
@@ -114,16 +106,9 @@ class RateLimiter:
         return item
 
     async def _hit(self, item: RateLimitItem, *identifiers: str) -> float:
-        if self._shared is not None and self._redis is not None and self._redis.available:
-            try:
-                with anyio.fail_after(self._redis.timeout_seconds):
-                    if await self._shared.hit(item, *identifiers):
-                        wait = 0.0
-                    else:
-                        wait = _wait(await self._shared.get_window_stats(item, *identifiers))
-            except REDIS_ERRORS as exc:
-                self._redis.report_failure("ratelimit", exc)
-            else:
+        if self._shared is not None and self._shared.available:
+            wait = await self._shared.hit(item, *identifiers)
+            if wait is not None:
                 if self._counting_locally:
                     self._counting_locally = False
                     logger.warning("rate limits: counted across the replicas again (Redis is back)")
@@ -133,8 +118,10 @@ class RateLimiter:
             logger.warning("rate limits: Redis unavailable, counting on this replica only until it is back")
         if await self._local.hit(item, *identifiers):
             return 0.0
-        return _wait(await self._local.get_window_stats(item, *identifiers))
+        return retry_after(await self._local.get_window_stats(item, *identifiers))
 
 
-def _wait(stats: tuple[float, int]) -> float:
+def retry_after(stats: tuple[float, int]) -> float:
+    """The seconds until a full window has room again, from the `limits` library's window
+    stats `(reset time (epoch s), remaining)`; at least 1 ms."""
     return max(stats[0] - time.time(), _MIN_WAIT_SECONDS)

@@ -16,7 +16,7 @@ from hub.config import HubConfig
 
 __all__ = ["LIVE_SETTINGS", "ReloadPlan", "ReloadReport", "effective_config", "plan_reload"]
 
-LIVE_SETTINGS: Final = frozenset({"servers", "drain_timeout_seconds"})
+LIVE_SETTINGS: Final = frozenset({"servers", "drain_timeout_seconds", "shutdown_grace_seconds"})
 """Top-level config keys a reload applies while the hub runs; any other key that differs is
 reported in `restart_required` and keeps its running value."""
 

@@ -5,8 +5,11 @@ while Redis is down, and the store reconnects and re-subscribes by itself when i
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import pytest
@@ -14,7 +17,7 @@ import pytest
 from hub.cluster.redis_store import RedisStore
 from hub.cluster.store import RESUBSCRIBED, ChannelItem, MemoryStore, SharedStateUnavailable
 from tests.cluster_fixtures import RedisServer
-from tests.conftest import until
+from tests.conftest import ROOT, until
 
 pytestmark = pytest.mark.anyio
 
@@ -117,3 +120,26 @@ async def test_the_memory_store_keeps_ttls_and_delivers_to_its_own_subscribers()
         assert await _next(items) is RESUBSCRIBED
         await store.publish("news", b"hello")
         assert await _next(items) == b"hello"
+
+
+def test_a_hub_without_redis_url_never_imports_redis_and_one_with_it_shares_state(tmp_path: Path) -> None:
+    # redis-py loads OpenTelemetry's SDK when it is installed: a hub running alone must not pay
+    # for it (nor for redis-py itself).
+    script = (
+        "import sys\n"
+        "from hub.app import Hub\n"
+        "from hub.config import parse_config\n"
+        "alone = Hub(parse_config({'servers': {}, 'state_dir': sys.argv[1]}, file='<t>'))\n"
+        "alone.http_app()\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'redis')\n"
+        "print(alone.store.shared, alone.pin_sync is None, loaded)\n"
+        "cluster = {'redis_url': 'redis://127.0.0.1:1/0'}\n"
+        "replica = Hub(parse_config({'servers': {}, 'state_dir': sys.argv[1], 'cluster': cluster}, file='<t>'))\n"
+        "print(replica.store.shared, replica.pin_sync is None, 'redis' in sys.modules)\n"
+    )
+    env = {"PATH": "", "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["False True []", "True False True"]

@@ -160,8 +160,10 @@ def test_the_hub_has_readiness_and_liveness_probes_a_prestop_and_time_to_drain(r
         # kubelet would send Host: <pod IP>:<port>; a loopback name is always accepted.
         assert probe["httpGet"]["httpHeaders"] == [{"name": "Host", "value": "localhost"}]
     assert pre_stop[0] == "sleep" and int(pre_stop[1]) >= 5
-    # preStop, then the hub's drain of in-flight calls (drain_timeout_seconds, 60 by default).
-    assert pod["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + 60
+    # preStop, then the hub's drain: its grace, then in-flight calls (hub.yaml's own settings).
+    hub = yaml.safe_load((KUBERNETES / "hub.yaml").read_text())
+    drain = hub["shutdown_grace_seconds"] + hub["drain_timeout_seconds"]
+    assert pod["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + drain
 
 
 def test_the_hub_has_resources_for_the_autoscaler_and_meets_the_restricted_pod_security_profile(

@@ -32,17 +32,15 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
 
-from hub.cluster.config import ClusterConfig
 from hub.cluster.store import (
     RESUBSCRIBED,
     ChannelItem,
     LocalChannels,
-    MemoryStore,
     SharedStateUnavailable,
     StoreHealth,
 )
 
-__all__ = ["KEY_PREFIX", "PING_INTERVAL_SECONDS", "REDIS_ERRORS", "RedisStore", "describe", "store_for"]
+__all__ = ["KEY_PREFIX", "PING_INTERVAL_SECONDS", "REDIS_ERRORS", "RedisStore", "describe"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -296,12 +294,3 @@ class RedisStore:
 
 def _millis(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-def store_for(
-    cluster: ClusterConfig | None, *, on_error: Callable[[str], None] | None = None
-) -> MemoryStore | RedisStore:
-    """The shared store `cluster` asks for: Redis at `cluster.redis_url`, else in memory."""
-    if cluster is None or cluster.redis_url is None:
-        return MemoryStore()
-    return RedisStore(cluster.redis_url, timeout_seconds=cluster.redis_timeout_seconds, on_error=on_error)

@@ -34,6 +34,7 @@ from typing import Final, Literal, Protocol
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from hub.cluster.config import ClusterConfig
 from hub.errors import HubError
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "SharedStateUnavailable",
     "SharedStore",
     "StoreHealth",
+    "store_for",
 ]
 
 CHANNEL_BUFFER: Final = 1024
@@ -263,3 +265,14 @@ class MemoryStore:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         yield
+
+
+def store_for(cluster: ClusterConfig | None, *, on_error: Callable[[str], None] | None = None) -> SharedStore:
+    """The shared store `cluster` asks for: Redis at `cluster.redis_url` (a `RedisStore`), else
+    a `MemoryStore`. redis-py is imported only then (it loads OpenTelemetry's SDK when that is
+    installed, which a hub running alone should not pay for)."""
+    if cluster is None or cluster.redis_url is None:
+        return MemoryStore()
+    from hub.cluster.redis_store import RedisStore
+
+    return RedisStore(cluster.redis_url, timeout_seconds=cluster.redis_timeout_seconds, on_error=on_error)
