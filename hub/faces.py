@@ -35,10 +35,12 @@ import mcp_types as types
 from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
 from mcp.server.caching import CacheHint
+from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
@@ -63,6 +65,7 @@ from adapters._sdk import connection_of, on_connection_closed
 from hub.auth import Principal, principal_of
 from hub.bridge import HANDLE_PREFIX, SERVER_STATE_PREFIX, Bridge
 from hub.catalog import Catalog, Kind, listing_key
+from hub.cluster.session_state import SessionState
 from hub.config import DEFAULT_LIST_PAGE_SIZE
 from hub.errors import HubError, RateLimited, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
 from hub.federation import FEDERATION_KEY, Federation, FederationLoop, inbound_chain
@@ -289,6 +292,13 @@ class SessionRegistry:
         key = id(connection_of(session))
         if key in self._sessions:
             self._levels[key] = level
+
+    def preset_level(self, connection: Connection, level: str) -> None:
+        """The level of a session rebuilt on this replica (`hub.cluster.sessions`), as its
+        client set it on another; kept until the connection closes."""
+        key = id(connection)
+        self._levels[key] = level
+        connection.exit_stack.callback(self._levels.pop, key, None)
 
     def level(self, session: ServerSession) -> str | None:
         """The level a session set with `logging/setLevel`, if any."""
@@ -522,6 +532,8 @@ class FaceServices:
     scope: str | None = None
     tasks: TaskRelay | None = None
     """The task route table (`hub.tasks`), shared by every face; None: tasks are not relayed."""
+    sessions: SessionState | None = None
+    """Per-session state the replicas share (`hub.cluster.session_state`); None: kept locally."""
 
     def connections(self) -> list[ServerConnection]:
         if self.scope is not None:
@@ -939,6 +951,9 @@ def build_mcp_server(
         per-request opt-in); a server that fails is logged and skipped."""
         assert services is not None
         registry.set_level(ctx.session, params.level)
+        session_id = ctx.request.headers.get(MCP_SESSION_ID_HEADER) if isinstance(ctx.request, Request) else None
+        if session_id is not None and services.sessions is not None:
+            await services.sessions.set_log_level(session_id, params.level)
 
         async def forward(connection: ServerConnection) -> None:
             try:

@@ -1,0 +1,149 @@
+"""What a handshake-era session keeps beyond its sealed id: its end (DELETE) and its mutable
+state (the `logging/setLevel` level), in the shared store so that every replica sees them.
+
+A session id (`hub.cluster.session_ids`) cannot be changed once minted, so a DELETE cannot be
+written into it: it is recorded as a *revocation*, the key `session:revoked:<session key>` with
+a TTL of the session's remaining lifetime (after that the id no longer opens anyway). Every
+replica checks it before serving a session (`revoked`), and the replica that takes the DELETE
+also announces it on the `sessions` channel, so the replicas holding a copy of the session
+drop it at once (its GET stream ends) rather than at their copy's next request.
+
+The log level a client set with `logging/setLevel` is kept as `session:level:<session key>`
+(same TTL), so a replica rebuilding the session applies it.
+
+With a `MemoryStore` (a hub alone) the same keys live in memory: a DELETEd id is refused
+until it would have expired. With Redis unavailable each replica serves with what it knows
+locally: its own revocations (kept in memory as well) and the levels it set; the unavailability
+is already reported by the store (`/readyz`, `mcphub_shared_state_up`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Final
+
+import anyio
+from cachetools import TTLCache
+
+from hub.cluster.session_ids import SessionClaims, SessionIds, session_key
+from hub.cluster.store import SharedStateUnavailable, SharedStore
+
+__all__ = ["CHANNEL", "SessionState"]
+
+logger = logging.getLogger(__name__)
+
+CHANNEL: Final = "sessions"
+"""The store channel on which a replica announces the session keys it revoked."""
+
+_LOCAL_REVOCATIONS: Final = 100_000
+"""Revoked session keys this replica remembers itself (for when the store is unavailable)."""
+
+_LEVELS: Final = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+def _revoked_key(key: str) -> str:
+    return f"session:revoked:{key}"
+
+
+def _level_key(key: str) -> str:
+    return f"session:level:{key}"
+
+
+class SessionState:
+    """Revocations and log levels of handshake-era sessions (see the module docstring).
+
+    :param store: the state replicas share (`hub.cluster.store`).
+    :param ids: the hub's session ids (for the sessions' remaining lifetimes).
+    """
+
+    def __init__(self, store: SharedStore, ids: SessionIds) -> None:
+        self._store = store
+        self._ids = ids
+        self._revoked: TTLCache[str, bool] = TTLCache(_LOCAL_REVOCATIONS, ids.lifetime_seconds)
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_revoked(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(session_key)` when a session is revoked, here or (with Redis) on
+        another replica."""
+        self._listeners.append(listener)
+
+    def _announce(self, key: str) -> None:
+        for listener in list(self._listeners):
+            listener(key)
+
+    async def revoke(self, session_id: str, claims: SessionClaims) -> None:
+        """End the session of `session_id` everywhere (a DELETE): recorded here at once, in the
+        store for its remaining lifetime, and announced to the other replicas. A store that is
+        unavailable is logged: the other replicas then still accept the id."""
+        key = session_key(session_id)
+        self._revoked[key] = True
+        self._announce(key)
+        ttl = self._ids.remaining_seconds(claims)
+        try:
+            await self._store.set(_revoked_key(key), b"1", ttl)
+            if self._store.shared:
+                await self._store.publish(CHANNEL, key.encode())
+        except SharedStateUnavailable as exc:
+            logger.warning("session %s ended on this replica only: %s", key, exc.reason)
+
+    async def revoked(self, session_id: str) -> bool:
+        """Whether `session_id` was DELETEd (here, or on a replica whose revocation the store
+        holds); False when the store cannot answer and this replica knows of none."""
+        key = session_key(session_id)
+        if key in self._revoked:
+            return True
+        try:
+            found = await self._store.get(_revoked_key(key)) is not None
+        except SharedStateUnavailable:
+            return False
+        if found:
+            self._revoked[key] = True
+        return found
+
+    async def set_log_level(self, session_id: str, level: str) -> None:
+        """Keep the `logging/setLevel` level of a session for the replicas that rebuild it
+        (nothing for an id that does not open: not a session this hub minted)."""
+        claims = self._ids.open(session_id)
+        if claims is None:
+            return
+        key = session_key(session_id)
+        try:
+            await self._store.set(_level_key(key), level.encode(), self._ids.remaining_seconds(claims))
+        except SharedStateUnavailable as exc:
+            logger.info("log level of session %s kept on this replica only: %s", key, exc.reason)
+
+    async def log_level(self, session_id: str) -> str | None:
+        """The level a session set with `logging/setLevel` (on any replica), or None."""
+        try:
+            raw = await self._store.get(_level_key(session_key(session_id)))
+        except SharedStateUnavailable:
+            return None
+        level = raw.decode(errors="replace") if raw is not None else None
+        return level if level in _LEVELS else None
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Listen for the other replicas' revocations while the block runs (with Redis only)."""
+        if not self._store.shared:
+            yield
+            return
+        async with anyio.create_task_group() as tg:
+            # Not waited for: with Redis down at start it subscribes once Redis is back, and
+            # meanwhile `revoked` asks the store (or knows only this replica's revocations).
+            tg.start_soon(self._listen)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def _listen(self) -> None:
+        async with self._store.subscribe(CHANNEL) as items:
+            async for item in items:
+                if not isinstance(item, bytes):
+                    continue  # RESUBSCRIBED: a revocation missed meanwhile is still in the store
+                key = item.decode(errors="replace")
+                if key not in self._revoked:
+                    self._revoked[key] = True
+                    self._announce(key)

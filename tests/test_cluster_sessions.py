@@ -1,0 +1,236 @@
+"""Handshake-era sessions any replica serves (`hub.cluster.sessions`): hub replicas sharing a real
+Redis and one key, each on its own loopback port, and clients whose requests land on a
+different replica each time (a round-robin transport: no stickiness), with API keys on."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import InitializeRequestParams
+
+from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
+from tests.conftest import RunningHub, fixture_entry, running_hub, tool_text, until
+
+pytestmark = pytest.mark.anyio
+
+KEY_ENV = "HUB_SESSIONS_TEST_KEY"
+KEY = "sessions-test-cluster-key-0123456789abcdef"
+VERSION = "2025-11-25"
+SERVERS = {"fx": fixture_entry("fx")}
+CLUSTER = {"secret_env": KEY_ENV}
+
+
+@pytest.fixture(autouse=True)
+def _cluster_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+class RoundRobin(httpx2.AsyncBaseTransport):
+    """Sends each request to the next replica in turn (a balancer without stickiness)."""
+
+    def __init__(self, hubs: list[RunningHub]) -> None:
+        self._ports = [httpx2.URL(h.base_url).port for h in hubs]
+        self._inner = httpx2.AsyncHTTPTransport()
+        self._next = 0
+        self.served: list[tuple[str, int]] = []
+        """(HTTP method, replica index) of every request sent."""
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        index = self._next % len(self._ports)
+        self._next += 1
+        request.url = request.url.copy_with(port=self._ports[index])
+        self.served.append((request.method, index))
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@asynccontextmanager
+async def spread_client(hubs: list[RunningHub], key: str, **options: Any) -> AsyncIterator[tuple[Client, RoundRobin]]:
+    """An SDK client (handshake era) whose requests go round-robin over `hubs`."""
+    balancer = RoundRobin(hubs)
+    http = httpx2.AsyncClient(transport=balancer, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    async with http, Client(streamable_http_client(hubs[0].url, http_client=http), mode="legacy", **options) as client:
+        yield client, balancer
+
+
+def _headers(key: str, session_id: str | None = None) -> dict[str, str]:
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": VERSION,
+    }
+    if session_id is not None:
+        headers["Mcp-Session-Id"] = session_id
+    return headers
+
+
+def _rpc(response: httpx2.Response) -> dict[str, Any]:
+    """The JSON-RPC message of a response (a JSON body, or the first SSE `data:` line)."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        for line in response.text.splitlines():
+            if line.startswith("data:") and line[5:].strip():
+                message: dict[str, Any] = json.loads(line[5:])
+                return message
+        raise AssertionError(f"no message in {response.text!r}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _initialize(http: httpx2.AsyncClient, url: str, key: str) -> str:
+    """Open a session on `url` (initialize + initialized); its id."""
+    params = {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    response = await http.post(
+        url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}, headers=_headers(key)
+    )
+    assert response.status_code == 200, response.text
+    session_id = response.headers["mcp-session-id"]
+    notified = await http.post(
+        url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=_headers(key, session_id)
+    )
+    assert notified.status_code == 202
+    return session_id
+
+
+async def _list_tools(http: httpx2.AsyncClient, url: str, key: str, session_id: str) -> httpx2.Response:
+    return await http.post(
+        url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=_headers(key, session_id)
+    )
+
+
+async def test_a_session_opened_on_one_replica_lists_and_calls_on_the_others(redis_server: RedisServer) -> None:
+    async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+        with anyio.fail_after(60):
+            async with spread_client(hubs, CALLER_KEY) as (client, balancer):
+                for _ in range(2):
+                    tools = await client.list_tools()
+                    assert "fx__echo" in [tool.name for tool in tools.tools]
+                    assert tool_text(await client.call_tool("fx__echo", {"text": "hi"})) == "hi"
+                posts = [index for method, index in balancer.served if method == "POST"]
+                assert posts[0] == 0  # initialize
+                assert set(posts[1:]) == {0, 1, 2}
+                # Every replica holds a copy now: replicas 1 and 2 rebuilt it from its id.
+                await until(lambda: all(h.hub.endpoint.open_sessions() == 1 for h in hubs))
+                assert [h.hub.endpoint.session_manager("").rebuilt for h in hubs] == [0, 1, 1]
+
+
+async def test_another_principal_presenting_the_session_id_gets_404_on_every_replica(
+    redis_server: RedisServer,
+) -> None:
+    async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+        with anyio.fail_after(60):
+            async with httpx2.AsyncClient(timeout=30) as http:
+                session_id = await _initialize(http, hubs[0].url, CALLER_KEY)
+                for hub in hubs:
+                    stolen = await _list_tools(http, hub.url, OTHER_KEY, session_id)
+                    assert stolen.status_code == 404
+                    assert _rpc(stolen)["error"]["message"] == "Session not found"
+                    owned = await _list_tools(http, hub.url, CALLER_KEY, session_id)
+                    assert owned.status_code == 200
+                    assert "fx__echo" in [t["name"] for t in _rpc(owned)["result"]["tools"]]
+                # The refusals built nothing: only the owner's requests left copies.
+                assert [h.hub.endpoint.session_manager("").rebuilt for h in hubs] == [0, 1, 1]
+
+
+async def test_a_delete_on_one_replica_ends_the_session_on_every_replica(redis_server: RedisServer) -> None:
+    async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+        with anyio.fail_after(60):
+            async with httpx2.AsyncClient(timeout=30) as http:
+                session_id = await _initialize(http, hubs[0].url, CALLER_KEY)
+                assert (await _list_tools(http, hubs[2].url, CALLER_KEY, session_id)).status_code == 200
+                deleted = await http.delete(hubs[1].url, headers=_headers(CALLER_KEY, session_id))
+                assert deleted.status_code == 200
+                for hub in hubs:
+                    gone = await _list_tools(http, hub.url, CALLER_KEY, session_id)
+                    assert gone.status_code == 404
+                    assert _rpc(gone)["error"]["message"] == "Session not found"
+                # The copies replicas 0 and 2 held are dropped.
+                await until(lambda: all(not h.hub.endpoint.session_manager("").holds(session_id) for h in hubs))
+                again = await http.delete(hubs[0].url, headers=_headers(CALLER_KEY, session_id))
+                assert again.status_code == 404
+
+
+async def test_a_tampered_a_foreign_or_an_expired_session_id_gets_404(redis_server: RedisServer) -> None:
+    async with replicas(2, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+        with anyio.fail_after(60):
+            async with httpx2.AsyncClient(timeout=30) as http:
+                session_id = await _initialize(http, hubs[0].url, CALLER_KEY)
+                flipped = session_id[:-5] + ("A" if session_id[-5] != "A" else "B") + session_id[-4:]
+                params = InitializeRequestParams(
+                    protocol_version=VERSION,
+                    capabilities=types.ClientCapabilities(),
+                    client_info=types.Implementation(name="t", version="1"),
+                )
+                ids = hubs[0].hub.endpoint.session_ids
+                expired, _ = ids.mint("api_key:caller", "", params, now=time.time() - ids.lifetime_seconds - 1)
+                other_face, _ = ids.mint("api_key:caller", "fx", params)
+                for bad in (flipped, expired, other_face, "not-a-session", session_id + "x"):
+                    for hub in hubs:
+                        refused = await _list_tools(http, hub.url, CALLER_KEY, bad)
+                        assert refused.status_code == 404, bad
+                # The id minted for the `fx` face opens on that face.
+                on_face = await _list_tools(http, hubs[1].server_url("fx"), CALLER_KEY, other_face)
+                assert on_face.status_code == 200
+
+
+async def test_a_session_survives_the_replica_that_created_it_stopping(redis_server: RedisServer) -> None:
+    cluster = {"redis_url": redis_server.url, "redis_timeout_seconds": 2.0, **CLUSTER}
+    with anyio.fail_after(90):
+        async with httpx2.AsyncClient(timeout=30) as http:
+            async with running_hub(SERVERS, auth=api_keys(), cluster=cluster) as first:
+                session_id = await _initialize(http, first.url, CALLER_KEY)
+                assert (await _list_tools(http, first.url, CALLER_KEY, session_id)).status_code == 200
+            async with running_hub(SERVERS, auth=api_keys(), cluster=cluster) as second:
+                served = await _list_tools(http, second.url, CALLER_KEY, session_id)
+                assert served.status_code == 200
+                assert "fx__echo" in [t["name"] for t in _rpc(served)["result"]["tools"]]
+
+
+async def test_a_hub_alone_serves_its_sessions_and_refuses_them_after_delete_or_restart() -> None:
+    """Without `cluster` the key is random per process: the hub behaves as before, with
+    sealed ids; a restarted hub (a new key) answers 404 and the client initializes again."""
+    with anyio.fail_after(60):
+        async with httpx2.AsyncClient(timeout=30) as http:
+            async with running_hub(SERVERS) as hub:
+                async with Client(hub.url, mode="legacy") as client:
+                    assert tool_text(await client.call_tool("fx__echo", {"text": "alone"})) == "alone"
+                    assert hub.hub.endpoint.open_sessions() == 1
+                await until(lambda: hub.hub.endpoint.open_sessions() == 0)  # the client's DELETE
+                headers = _headers("unused")
+                del headers["Authorization"]
+                response = await http.post(
+                    hub.url,
+                    json={
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "initialize",
+                        "params": {
+                            "protocolVersion": VERSION,
+                            "capabilities": {},
+                            "clientInfo": {"name": "t", "version": "1"},
+                        },
+                    },
+                    headers=headers,
+                )
+                session_id = response.headers["mcp-session-id"]
+                assert session_id.startswith("v1.") and all(0x21 <= ord(c) <= 0x7E for c in session_id)
+                ended = await http.delete(hub.url, headers={**headers, "Mcp-Session-Id": session_id})
+                assert ended.status_code == 200
+                after = await http.post(
+                    hub.url,
+                    json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+                    headers={**headers, "Mcp-Session-Id": session_id},
+                )
+                assert after.status_code == 404
