@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 from mcp.server import Server
-from mcp.server.connection import Connection
 from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
@@ -53,6 +52,7 @@ from hub.catalog import Catalog, Kind
 from hub.catalog import Route as CatalogRoute
 from hub.cluster.fanout import ResourceFanout
 from hub.cluster.keys import ClusterKeys
+from hub.cluster.session_copies import SessionCopies
 from hub.cluster.session_ids import SessionIds
 from hub.cluster.session_state import SessionState
 from hub.cluster.sessions import SessionManager
@@ -268,13 +268,7 @@ class Endpoint:
 
     def _session_manager(self, server: Server[Any], face: str) -> SessionManager:
         registry = self._registry if face == "" else self._per_server[face][1]
-
-        async def restore(connection: Connection, session_id: str) -> None:
-            # A session rebuilt here keeps the level its client set on another replica.
-            level = await self.session_state.log_level(session_id)
-            if level is not None:
-                registry.preset_level(connection, level)
-
+        view = AggregateFace(self.catalog) if face == "" else ServerFace(self.catalog, face)
         return SessionManager(
             server,
             face=face,
@@ -282,7 +276,7 @@ class Endpoint:
             state=self.session_state,
             max_body_bytes=self.config.max_body_bytes,
             idle_timeout_seconds=self.config.session_idle_timeout_seconds,
-            on_rebuilt=restore,
+            hooks=SessionCopies(self.session_state, registry, self.subscriptions, view.resolve_uri),
         )
 
     async def _serve_face(

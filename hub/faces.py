@@ -268,7 +268,12 @@ class SessionRegistry:
     @staticmethod
     def client_key(session: ServerSession) -> str:
         """The key of a handshake-era client session (per-client connections, subscriptions)."""
-        return f"session:{id(connection_of(session)):x}"
+        return SessionRegistry.key_of(connection_of(session))
+
+    @staticmethod
+    def key_of(connection: object) -> str:
+        """`client_key` of the session whose connection is `connection`."""
+        return f"session:{id(connection):x}"
 
     def track(self, session: ServerSession) -> None:
         key = id(connection_of(session))
@@ -294,11 +299,12 @@ class SessionRegistry:
             self._levels[key] = level
 
     def preset_level(self, connection: Connection, level: str) -> None:
-        """The level of a session rebuilt on this replica (`hub.cluster.sessions`), as its
-        client set it on another; kept until the connection closes."""
+        """The level of a session held on this replica (`hub.cluster.sessions`) as its client
+        set it through another replica; kept until the connection closes."""
         key = id(connection)
+        if key not in self._levels:
+            connection.exit_stack.callback(self._levels.pop, key, None)
         self._levels[key] = level
-        connection.exit_stack.callback(self._levels.pop, key, None)
 
     def level(self, session: ServerSession) -> str | None:
         """The level a session set with `logging/setLevel`, if any."""
@@ -593,6 +599,11 @@ class _ListenHandler(ListenHandler):
             return await super().__call__(ctx, params)
         finally:
             subscriptions.forget(key)
+
+
+def _session_id(ctx: ServerRequestContext[Any]) -> str | None:
+    """The `Mcp-Session-Id` of a handshake-era request over HTTP (None over stdio)."""
+    return ctx.request.headers.get(MCP_SESSION_ID_HEADER) if isinstance(ctx.request, Request) else None
 
 
 def _client_key(ctx: ServerRequestContext[Any]) -> str:
@@ -935,6 +946,8 @@ def build_mcp_server(
         if owner is None or not (await admitted(ctx, "resources", exposed))[0]:
             raise RouteNotFound("resource", exposed)
         await services.subscriptions.subscribe(SessionRegistry.client_key(ctx.session), ctx.session, exposed, *owner)
+        if (session_id := _session_id(ctx)) is not None and services.sessions is not None:
+            await services.sessions.set_subscribed(session_id, exposed, True)
         return types.EmptyResult()
 
     async def unsubscribe(ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams) -> types.EmptyResult:
@@ -943,6 +956,8 @@ def build_mcp_server(
         owner = face.resolve_uri(exposed)
         if owner is not None:
             await services.subscriptions.unsubscribe(SessionRegistry.client_key(ctx.session), exposed, *owner)
+        if (session_id := _session_id(ctx)) is not None and services.sessions is not None:
+            await services.sessions.set_subscribed(session_id, exposed, False)
         return types.EmptyResult()
 
     async def set_level(ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
@@ -951,8 +966,7 @@ def build_mcp_server(
         per-request opt-in); a server that fails is logged and skipped."""
         assert services is not None
         registry.set_level(ctx.session, params.level)
-        session_id = ctx.request.headers.get(MCP_SESSION_ID_HEADER) if isinstance(ctx.request, Request) else None
-        if session_id is not None and services.sessions is not None:
+        if (session_id := _session_id(ctx)) is not None and services.sessions is not None:
             await services.sessions.set_log_level(session_id, params.level)
 
         async def forward(connection: ServerConnection) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import InitializeRequestParams
 
 from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
@@ -234,3 +236,57 @@ async def test_a_hub_alone_serves_its_sessions_and_refuses_them_after_delete_or_
                     headers={**headers, "Mcp-Session-Id": session_id},
                 )
                 assert after.status_code == 404
+
+
+def _applied(hubs: list[RunningHub]) -> int:
+    return sum(h.hub.endpoint.session_manager("").applied for h in hubs)
+
+
+async def test_a_log_level_set_through_one_replica_applies_on_the_others(redis_server: RedisServer) -> None:
+    levels: list[str] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        levels.append(params.level)
+
+    async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+        with anyio.fail_after(60), warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            async with spread_client(hubs, CALLER_KEY, logging_callback=on_log) as (client, _):
+                await client.call_tool("fx__log", {})
+                assert levels == ["debug", "info", "warning", "error"]
+                await until(lambda: all(h.hub.endpoint.open_sessions() == 1 for h in hubs))
+                await client.set_logging_level("error")
+                await until(lambda: _applied(hubs) == 2)  # the two other copies
+                levels.clear()
+                for _ in range(3):  # one call on each replica
+                    await client.call_tool("fx__log", {})
+                assert levels == ["error", "error", "error"]
+
+
+async def test_a_subscription_taken_through_one_replica_delivers_on_the_get_stream_another_holds(
+    redis_server: RedisServer,
+) -> None:
+    updates: list[str] = []
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            updates.append(str(message.params.uri))
+
+    uri = "fx+fixture://info"
+    async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+        with anyio.fail_after(60), warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            async with spread_client(hubs, CALLER_KEY, message_handler=on_message) as (client, balancer):
+                await until(lambda: all(h.hub.endpoint.open_sessions() == 1 for h in hubs))
+                gets = [index for method, index in balancer.served if method == "GET"]
+                await client.subscribe_resource(uri)
+                subscribed_on = balancer.served[-1][1]
+                assert gets and subscribed_on != gets[0]  # the GET stream is held elsewhere
+                await until(lambda: _applied(hubs) == 2)
+                for count in (1, 2, 3):  # a touch through each replica: each update once
+                    await client.call_tool("fx__touch", {})
+                    await until(lambda count=count: len(updates) >= count)
+                assert updates == [uri, uri, uri]
+                await client.unsubscribe_resource(uri)
+                await until(lambda: _applied(hubs) == 4)
+                assert all(len(h.hub.endpoint.subscriptions) == 0 for h in hubs)

@@ -28,9 +28,9 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import anyio
 import anyio.abc
@@ -54,7 +54,7 @@ from hub.auth import principal_of
 from hub.cluster.session_ids import SessionClaims, SessionIds, SessionIdTooLarge, session_key
 from hub.cluster.session_state import SessionState
 
-__all__ = ["DEFAULT_MAX_SESSIONS", "SessionManager", "principal_name"]
+__all__ = ["DEFAULT_MAX_SESSIONS", "SessionHooks", "SessionManager", "principal_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,22 @@ def _error(message: str, status: int, code: int = INVALID_REQUEST, request_id: A
 _NOT_FOUND = "Session not found"
 
 
+class SessionHooks(Protocol):
+    """What a replica's copy of a session takes from the others (`hub.cluster.session_copies`)."""
+
+    async def rebuilt(self, connection: Connection, session_id: str) -> None:
+        """The session was rebuilt here from its id (before its first request is served)."""
+        ...
+
+    def level_set(self, connection: Connection, level: str) -> None:
+        """The session's client set its level through another replica."""
+        ...
+
+    async def subscription(self, connection: Connection, uri: str, present: bool) -> None:
+        """The session's client subscribed to `uri` (`present`) or unsubscribed elsewhere."""
+        ...
+
+
 @dataclass(slots=True)
 class _Held:
     """A session this replica holds: its transport and what its id says."""
@@ -87,6 +103,8 @@ class _Held:
     transport: StreamableHTTPServerTransport
     claims: SessionClaims
     key: str
+    connection: Connection | None = None
+    """The session's connection, once its task runs."""
 
 
 class SessionManager:
@@ -100,8 +118,8 @@ class SessionManager:
     :param max_body_bytes: the largest request body (413 past it).
     :param idle_timeout_seconds: how long a copy may go with no request in flight before this
         replica frees it (`session_idle_timeout_seconds`).
-    :param on_rebuilt: called with `(connection, session_id)` when a session is rebuilt here,
-        before its first request is served (restores per-session state).
+    :param hooks: what a copy of a session takes from the other replicas (its level and
+        subscriptions, `hub.cluster.session_copies`); None: nothing.
     """
 
     def __init__(
@@ -114,7 +132,7 @@ class SessionManager:
         max_body_bytes: int,
         idle_timeout_seconds: float | None,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
-        on_rebuilt: Callable[[Connection, str], Awaitable[None]] | None = None,
+        hooks: SessionHooks | None = None,
     ) -> None:
         self.server = server
         self.face = face
@@ -122,7 +140,7 @@ class SessionManager:
         self._state = state
         self._idle_timeout_seconds = idle_timeout_seconds
         self._max_sessions = max_sessions
-        self._on_rebuilt = on_rebuilt
+        self._hooks = hooks
         self._held: dict[str, _Held] = {}
         self._by_key: dict[str, str] = {}
         self._admit_lock = anyio.Lock()
@@ -131,7 +149,11 @@ class SessionManager:
         self._app = RequestBodyLimitMiddleware(self._handle, max_body_bytes)
         self.rebuilt = 0
         """Sessions rebuilt here from their id (for tests and diagnostics)."""
+        self.applied = 0
+        """Levels and subscriptions set through other replicas applied to copies held here."""
         state.on_revoked(self._drop)
+        state.on_level(self._level_set)
+        state.on_subscription(self._subscription_changed)
 
     @property
     def open_sessions(self) -> int:
@@ -247,15 +269,15 @@ class SessionManager:
                 dispatcher: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
                     read_stream, write_stream, inline_methods=_INITIALIZE_ONLY
                 )
-                connection = Connection.for_loop(dispatcher, session_id=session_id)
+                connection = held.connection = Connection.for_loop(dispatcher, session_id=session_id)
                 if rebuild:
                     # The handshake happened on another replica (or before a restart): commit
                     # what it negotiated, as the SDK's runner does once `initialize` succeeds.
                     connection.client_params = held.claims.client_params()
                     connection.protocol_version = held.claims.protocol_version
                     connection.initialized.set()
-                    if self._on_rebuilt is not None:
-                        await self._on_rebuilt(connection, session_id)
+                    if self._hooks is not None:
+                        await self._hooks.rebuilt(connection, session_id)
                 task_status.started()
                 idle_scope = transport.idle_scope if transport.idle_scope is not None else anyio.CancelScope()
                 with idle_scope:
@@ -276,6 +298,26 @@ class SessionManager:
         if held is not None and held.transport is transport:
             del self._held[session_id]
             self._by_key.pop(held.key, None)
+
+    def _connection(self, key: str) -> Connection | None:
+        session_id = self._by_key.get(key)
+        held = self._held.get(session_id) if session_id is not None else None
+        return held.connection if held is not None else None
+
+    def _level_set(self, key: str, level: str) -> None:
+        connection = self._connection(key)
+        if connection is not None and self._hooks is not None:
+            self._hooks.level_set(connection, level)
+            self.applied += 1
+
+    def _subscription_changed(self, key: str, uri: str, present: bool) -> None:
+        connection = self._connection(key)
+        if connection is not None and self._hooks is not None and self._tg is not None:
+            self._tg.start_soon(self._apply_subscription, self._hooks, connection, uri, present)
+
+    async def _apply_subscription(self, hooks: SessionHooks, connection: Connection, uri: str, present: bool) -> None:
+        await hooks.subscription(connection, uri, present)
+        self.applied += 1
 
     def _drop(self, key: str) -> None:
         """Free this replica's copy of the session `key` names (revoked or expired): its
