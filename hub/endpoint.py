@@ -50,6 +50,7 @@ from hub.authority import parse_allowed_host
 from hub.bridge import Bridge
 from hub.catalog import Catalog, Kind
 from hub.catalog import Route as CatalogRoute
+from hub.cluster.answers import Answers
 from hub.cluster.fanout import ResourceFanout
 from hub.cluster.keys import ClusterKeys
 from hub.cluster.session_copies import SessionCopies
@@ -185,7 +186,9 @@ class Endpoint:
         self.session_ids = SessionIds(self.keys.codec("session-id"), config.session_max_lifetime_seconds)
         """Mints and opens the sealed ids of handshake-era sessions (`hub.cluster.session_ids`)."""
         self.session_state = SessionState(self.store, self.session_ids)
-        """Revocations (DELETE) and log levels of sessions, shared by the replicas."""
+        """Revocations (DELETE), log levels and subscriptions of sessions, shared by the replicas."""
+        self.answers = Answers(self.store)
+        """Client answers routed to the replica that sent the request (with Redis)."""
         self.bridge = Bridge(config.input_required_ttl_seconds, self.keys.for_purpose("request-state"))
         self.subscriptions = Subscriptions(fleet.get, self.bridge.spawn)
         self.fanout: ResourceFanout | None = None
@@ -277,6 +280,7 @@ class Endpoint:
             max_body_bytes=self.config.max_body_bytes,
             idle_timeout_seconds=self.config.session_idle_timeout_seconds,
             hooks=SessionCopies(self.session_state, registry, self.subscriptions, view.resolve_uri),
+            answers=self.answers,
         )
 
     async def _serve_face(
@@ -579,6 +583,7 @@ class Endpoint:
                 stack.push_async_callback(self.authenticator.aclose)
                 await stack.enter_async_context(self.bridge.running())
                 await stack.enter_async_context(self.session_state.running())
+                await stack.enter_async_context(self.answers.running())
                 await stack.enter_async_context(aggregate.run())
                 self._faces_tg = await stack.enter_async_context(anyio.create_task_group())
                 stack.callback(self._faces_tg.cancel_scope.cancel)

@@ -290,3 +290,29 @@ async def test_a_subscription_taken_through_one_replica_delivers_on_the_get_stre
                 await client.unsubscribe_resource(uri)
                 await until(lambda: _applied(hubs) == 4)
                 assert all(len(h.hub.endpoint.subscriptions) == 0 for h in hubs)
+
+
+async def test_answers_to_sampling_and_elicitation_posted_to_other_replicas_reach_the_replica_that_asked(
+    redis_server: RedisServer,
+) -> None:
+    async def sampling(ctx: object, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="yes"), model="m"
+        )
+
+    async def elicitation(ctx: object, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "ada"})
+
+    async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+        with anyio.fail_after(60):
+            async with spread_client(
+                hubs, CALLER_KEY, sampling_callback=sampling, elicitation_callback=elicitation
+            ) as (client, balancer):
+                for _ in range(3):  # each call served by another replica
+                    result = await client.call_tool("fx__ask", {})
+                    assert tool_text(result) == "sampled=yes elicited=ada action=accept"
+                answers = [h.hub.endpoint.answers for h in hubs]
+                # Round-robin: every answer landed on a replica other than the one that asked.
+                assert sum(a.forwarded for a in answers) == 6
+                assert sum(a.received for a in answers) == 6
+                assert {index for method, index in balancer.served if method == "POST"} == {0, 1, 2}

@@ -108,6 +108,7 @@ EXPORTS = {
         "negotiated_version",
         "session_key",
     ],
+    "hub.cluster.answers": ["ID_PREFIX", "Answers", "Routed"],
     "hub.cluster.session_copies": ["SessionCopies"],
     "hub.cluster.session_state": ["CHANNEL", "MAX_SHARED_SUBSCRIPTIONS", "SessionState"],
     "hub.cluster.sessions": ["DEFAULT_MAX_SESSIONS", "SessionHooks", "SessionManager", "principal_name"],

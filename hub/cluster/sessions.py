@@ -25,6 +25,7 @@ to the SDK's single-exchange handler, as in the SDK's manager.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -51,6 +52,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from adapters._sdk import handle_modern_request
 from hub.auth import principal_of
+from hub.cluster.answers import Answers
 from hub.cluster.session_ids import SessionClaims, SessionIds, SessionIdTooLarge, session_key
 from hub.cluster.session_state import SessionState
 
@@ -120,6 +122,8 @@ class SessionManager:
         replica frees it (`session_idle_timeout_seconds`).
     :param hooks: what a copy of a session takes from the other replicas (its level and
         subscriptions, `hub.cluster.session_copies`); None: nothing.
+    :param answers: routes client answers to the replica that asked (`hub.cluster.answers`);
+        None: answers stay where they land.
     """
 
     def __init__(
@@ -133,6 +137,7 @@ class SessionManager:
         idle_timeout_seconds: float | None,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         hooks: SessionHooks | None = None,
+        answers: Answers | None = None,
     ) -> None:
         self.server = server
         self.face = face
@@ -141,9 +146,10 @@ class SessionManager:
         self._idle_timeout_seconds = idle_timeout_seconds
         self._max_sessions = max_sessions
         self._hooks = hooks
+        self._answers = answers if answers is not None and answers.enabled else None
         self._held: dict[str, _Held] = {}
         self._by_key: dict[str, str] = {}
-        self._admit_lock = anyio.Lock()
+        self._starting: dict[str, anyio.Event] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._lifespan_state: Any = None
         self._app = RequestBodyLimitMiddleware(self._handle, max_body_bytes)
@@ -206,14 +212,68 @@ class SessionManager:
             await self._state.revoke(session_id, claims)
             await Response(status_code=200, headers={MCP_SESSION_ID_HEADER: session_id})(scope, receive, send)
             return
-        held = self._held.get(session_id)
-        if held is None:
-            async with self._admit_lock:
-                held = self._held.get(session_id) or await self._admit(session_id, claims, rebuild=True)
-            if held is None:
-                await self._at_capacity(scope, receive, send)
+        if scope["method"] == "POST" and self._answers is not None:
+            routed = self._answers.route(await Request(scope, receive).body())
+            if routed.forward_to is not None:
+                # The client's answer to a request another replica sent: that replica waits.
+                await self._answers.forward(routed.forward_to, session_key(session_id), routed.body)
+                await Response(status_code=202, headers={MCP_SESSION_ID_HEADER: session_id})(scope, receive, send)
                 return
+            receive = _replay(routed.body, receive)
+        held = await self._held_or_rebuilt(session_id, claims)
+        if held is None:
+            await self._at_capacity(scope, receive, send)
+            return
         await held.transport.handle_request(scope, receive, send)
+
+    async def _deliver_answer(self, held: _Held, body: bytes) -> None:
+        """Hand the session's transport an answer another replica received, as the POST the
+        client would have sent here (its 202 goes nowhere)."""
+        session_id = held.transport.mcp_session_id
+        assert session_id is not None
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"accept", b"application/json, text/event-stream"),
+            (_SESSION_HEADER, session_id.encode("ascii")),
+            (_VERSION_HEADER, held.claims.protocol_version.encode("ascii")),
+        ]
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": None,
+            "server": None,
+        }
+
+        async def disconnected() -> Message:
+            return {"type": "http.disconnect"}
+
+        async def discard(message: Message) -> None:
+            return None
+
+        await held.transport.handle_request(scope, _replay(body, disconnected), discard)
+
+    async def _held_or_rebuilt(self, session_id: str, claims: SessionClaims) -> _Held | None:
+        """This replica's copy of the session, rebuilt once however many requests arrive for it
+        together (they wait for its start; other sessions do not); None at `max_sessions`."""
+        while (starting := self._starting.get(session_id)) is not None:
+            await starting.wait()
+        held = self._held.get(session_id)
+        if held is not None:
+            return held
+        started = self._starting[session_id] = anyio.Event()
+        try:
+            return await self._admit(session_id, claims, rebuild=True)
+        finally:
+            del self._starting[session_id]
+            started.set()
 
     async def _claims(self, session_id: str, scope: Scope) -> SessionClaims | None:
         """What `session_id` says when this request may use it, else None (404): it opens,
@@ -264,8 +324,11 @@ class SessionManager:
         transport = held.transport
         session_id = transport.mcp_session_id
         assert session_id is not None
-        async with transport.connect() as (read_stream, write_stream):
+        async with transport.connect() as (read_stream, write_stream), contextlib.AsyncExitStack() as closing:
             try:
+                if self._answers is not None:
+                    write_stream = self._answers.write_stream(write_stream)
+                    closing.callback(self._answers.receive(held.key, functools.partial(self._deliver_answer, held)))
                 dispatcher: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
                     read_stream, write_stream, inline_methods=_INITIALIZE_ONLY
                 )
@@ -353,8 +416,8 @@ class SessionManager:
         except SessionIdTooLarge as exc:
             await _error(str(exc), 400, INVALID_PARAMS, request_id)(scope, receive, send)
             return
-        async with self._admit_lock:
-            held = await self._admit(session_id, claims, rebuild=False)
+        # A new id: no other request can name it before this one is answered.
+        held = await self._admit(session_id, claims, rebuild=False)
         if held is None:
             await self._at_capacity(scope, receive, send)
             return
