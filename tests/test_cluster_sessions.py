@@ -316,3 +316,44 @@ async def test_answers_to_sampling_and_elicitation_posted_to_other_replicas_reac
                 assert sum(a.forwarded for a in answers) == 6
                 assert sum(a.received for a in answers) == 6
                 assert {index for method, index in balancer.served if method == "POST"} == {0, 1, 2}
+
+
+async def test_an_idle_copy_is_freed_and_the_next_request_rebuilds_the_session() -> None:
+    with anyio.fail_after(60):
+        async with (
+            httpx2.AsyncClient(timeout=30) as http,
+            running_hub(SERVERS, session_idle_timeout_seconds=1.0) as hub,
+        ):
+            key = "unused"
+            headers = {k: v for k, v in _headers(key).items() if k != "Authorization"}
+            params = {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+            opened = await http.post(
+                hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}, headers=headers
+            )
+            session_id = opened.headers["mcp-session-id"]
+            manager = hub.hub.endpoint.session_manager("")
+            await until(lambda: not manager.holds(session_id))  # idle: the copy is freed
+            listed = await http.post(
+                hub.url,
+                json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+                headers={**headers, "Mcp-Session-Id": session_id},
+            )
+            assert listed.status_code == 200
+            assert "fx__echo" in [t["name"] for t in _rpc(listed)["result"]["tools"]]
+            assert manager.rebuilt == 1
+
+
+async def test_with_redis_down_any_replica_still_serves_a_session_and_a_delete_holds_where_it_was_taken(
+    redis_server: RedisServer,
+) -> None:
+    async with replicas(2, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as (a, b):
+        with anyio.fail_after(60):
+            async with httpx2.AsyncClient(timeout=30) as http:
+                session_id = await _initialize(http, a.url, CALLER_KEY)
+                await redis_server.killed()
+                served = await _list_tools(http, b.url, CALLER_KEY, session_id)  # the id needs no Redis
+                assert served.status_code == 200
+                assert b.hub.store.health().status == "unavailable"
+                deleted = await http.delete(b.url, headers=_headers(CALLER_KEY, session_id))
+                assert deleted.status_code == 200
+                assert (await _list_tools(http, b.url, CALLER_KEY, session_id)).status_code == 404
