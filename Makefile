@@ -43,10 +43,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 ## the hub against direct SSE/JSON and mcp-proxy 0.13 in one run, then tool search quality and
-## speed (prints tables; see benchmarks/README.md)
+## speed, then search mode as served by a hub of 5,000 and 10,000 tools (prints tables; see benchmarks/README.md)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/tool_search/run.py
+	$(BIN)/python benchmarks/tool_search/served.py
 
 ## regenerate config/hub.schema.json from the config models
 schema: $(STAMP)

@@ -66,6 +66,6 @@ async def watch_closed(transport: Transport, closed: anyio.Event) -> AsyncIterat
     """Enter `transport`; `closed` is set once its read stream ends or it exits."""
     try:
         async with transport as (read_stream, write_stream):
-            yield _WatchedReadStream(read_stream, closed), write_stream  # type: ignore[misc]
+            yield _WatchedReadStream(read_stream, closed), write_stream
     finally:
         closed.set()

@@ -316,10 +316,12 @@ class Authenticator:
 
 def required_scope(path: str) -> str | None:
     """The scope a path needs: None for public paths (`/healthz`, `/readyz`, the RFC 9728
-    metadata), `""` for any authenticated principal (`/me`, unknown paths), else a hub scope."""
+    metadata), `""` for any authenticated principal (`/me`, unknown paths), else a hub scope
+    (`hub:call` for the MCP paths `/mcp`, `/servers/<id>/mcp`, `/profiles/<name>/mcp`, and for
+    `/me/search`, the search the model gets)."""
     if path in ("/healthz", "/readyz") or path.startswith("/.well-known/"):
         return None
-    if path == "/mcp" or path.startswith("/servers/"):
+    if path in ("/mcp", "/me/search") or path.startswith(("/servers/", "/profiles/")):
         return "hub:call"
     if path == "/admin" or path.startswith("/admin/"):
         return "hub:admin"
@@ -329,10 +331,11 @@ def required_scope(path: str) -> str | None:
 
 
 def _resource_path(path: str) -> str:
-    """The MCP resource a request path belongs to (`/mcp` or `/servers/<id>/mcp`)."""
+    """The MCP resource a request path belongs to (`/mcp`, `/servers/<id>/mcp` or
+    `/profiles/<name>/mcp`)."""
     parts = path.split("/")
-    if len(parts) >= 4 and parts[1] == "servers":
-        return f"/servers/{parts[2]}/mcp"
+    if len(parts) >= 4 and parts[1] in ("servers", "profiles"):
+        return f"/{parts[1]}/{parts[2]}/mcp"
     return "/mcp"
 
 

@@ -41,7 +41,7 @@ import mcp_types as types
 
 from hub.config import HubConfig, ServerConfig
 from hub.logs import counted
-from hub.naming import SEPARATOR, assign_names, exposed_resource_uri, split_resource_uri
+from hub.naming import RESERVED_TOOL_NAMES, SEPARATOR, assign_names, exposed_resource_uri, split_resource_uri
 from hub.pins import DefinitionHeld, Definitions, Pins, PinStatus
 from hub.servers import ServerSnapshot
 from hub.trust_config import DescriptionsConfig, PinningMode
@@ -403,12 +403,15 @@ class Catalog:
         keeps its namespaces)."""
         definitions = {(sid, item.name): item for sid, snap in snapshots.items() for item in items_of(snap)}
         assignments = assign_names(
-            (
-                sid,
-                config.exposed_prefix(sid),
-                [item.name for item in items_of(snapshots[sid])] if sid in snapshots else [],
-            )
-            for sid, config in sorted(self._configs.items())
+            [
+                (
+                    sid,
+                    config.exposed_prefix(sid),
+                    [item.name for item in items_of(snapshots[sid])] if sid in snapshots else [],
+                )
+                for sid, config in sorted(self._configs.items())
+            ],
+            RESERVED_TOOL_NAMES if kind == "tools" else frozenset(),
         )
         routes: dict[str, Route] = {}
         listed: list[_NamedT] = []

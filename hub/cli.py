@@ -1,7 +1,8 @@
 """`mcphub`: run the hub and inspect a running one.
 
-Commands: `serve`, `check`, `servers`, `routes [PATTERN]`, `call NAME`, `whoami`, `keys new ID`,
-and from `hub.cli_trust`: `pins [diff NAME | approve NAME|SERVER|--all]`, `lock`.
+Commands: `serve`, `check`, `servers`, `routes [PATTERN] [--profile NAME]`, `call NAME`, `whoami`,
+`keys new ID`, from `hub.cli_trust`: `pins [diff NAME | approve NAME|SERVER|--all]`, `lock`, and
+from `hub.cli_search`: `search QUERY [--limit N] [--profile NAME]`.
 Commands that talk to a running hub take `--url` (`$MCPHUB_URL`) and `--token` (`$MCPHUB_TOKEN`). Tables for people,
 `--json` for scripts; exit code 0 only on success (2 for a bad config); errors are one line on
 stderr, with a traceback only under `--debug`.
@@ -536,14 +537,19 @@ def servers(url: UrlOption = DEFAULT_URL, token: TokenOption = None, json_output
 @app.command()
 def routes(
     pattern: Annotated[str | None, typer.Argument(help="Glob on exposed names (e.g. 'git__*').")] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Only the routes profile NAME serves (/profiles/NAME/mcp).")
+    ] = None,
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show the routes the caller may use: exposed name -> server and original name."""
+    """Show the routes the caller may use: exposed name -> server and original name (with
+    --profile, those of one endpoint profile)."""
 
     async def run() -> None:
-        data = await _admin_get(url, "/me/routes", token)
+        path = "/me/routes" if profile is None else f"/me/routes?{urlencode({'profile': profile})}"
+        data = await _admin_get(url, path, token)
         selected = [r for r in data["routes"] if pattern is None or fnmatch.fnmatchcase(r["exposed"], pattern)]
         if json_output:
             _out.print_json(data={"routes": selected})
@@ -804,10 +810,12 @@ def _usage_error(exc: Exception) -> tuple[str, int] | None:
 
 
 def _register_trust_commands() -> None:
-    from hub.cli_trust import lock, pins_app  # it reaches this module's helpers at run time
+    from hub.cli_search import search  # these reach this module's helpers at run time
+    from hub.cli_trust import lock, pins_app
 
     app.add_typer(pins_app, name="pins")
     app.command("lock")(lock)
+    app.command("search")(search)
 
 
 _register_trust_commands()

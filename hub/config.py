@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from hub.authority import parse_allowed_host, parse_authority
+from hub.catalog_config import CatalogOverride, HubCatalogSettings
 from hub.cluster.config import HubClusterSettings
 from hub.config_loader import config_error, prepare_document, read_document, workspace_folder
 from hub.config_schema import REMOTE_ONLY_KEYS, REPLICA_MEMBER_KEYS, STDIO_ONLY_KEYS, complete_schema
@@ -747,6 +748,11 @@ class PolicyRule(_Model):
     deny: list[str] = Field(default_factory=list)
     """Globs on exposed names this rule refuses, whatever `allow` says."""
 
+    catalog: CatalogOverride | None = None
+    """The catalog mode of the callers this rule applies to (search mode or the full list; see
+    `catalog`), over the endpoint's (the hub-wide `catalog`, or a profile's). As for access, only
+    the first rule that applies to a caller counts. Default: the endpoint's."""
+
     @model_validator(mode="after")
     def _one_subject(self) -> PolicyRule:
         if (self.principal is None) == (self.scope is None):
@@ -793,7 +799,7 @@ class TracingConfig(_Model):
     """The `service.name` resource attribute of the spans. Default: mcphub."""
 
 
-class HubConfig(_Model, HubTrustSettings, HubClusterSettings):
+class HubConfig(_Model, HubTrustSettings, HubClusterSettings, HubCatalogSettings):
     """The whole hub configuration file."""
 
     listen: ListenConfig = Field(default_factory=ListenConfig)

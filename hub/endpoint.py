@@ -1,6 +1,8 @@
 """The hub's own MCP server face: the aggregated catalog at `/mcp`, one server at
-`/servers/<server_id>/mcp`, health routes, the admin API, the caller's own view (`/me`,
-`/me/routes`), RFC 9728 protected resource metadata, and stdio serving.
+`/servers/<server_id>/mcp`, endpoint profiles at `/profiles/<name>/mcp` (`hub.profiles`), health
+routes, the admin API, the caller's own view (`/me`, `/me/routes`, `/me/search`), RFC 9728
+protected resource metadata, and stdio serving. `/mcp`, stdio and the profiles serve search mode
+for the callers it applies to (`hub.search_mode`), over one search index (`hub.catalog_search`).
 
 Every HTTP request passes, in order: the HTTP server's limits (`hub.http_server`: 431 past
 `max_header_bytes`, 408 past `header_timeout_seconds`/`body_timeout_seconds`), Host/Origin
@@ -50,6 +52,7 @@ from hub.authority import parse_allowed_host
 from hub.bridge import Bridge
 from hub.catalog import Catalog, Kind
 from hub.catalog import Route as CatalogRoute
+from hub.catalog_search import CatalogSearch
 from hub.cluster.answers import Answers
 from hub.cluster.fanout import ResourceFanout
 from hub.cluster.keys import ClusterKeys
@@ -62,20 +65,31 @@ from hub.config import HubConfig
 from hub.drain import Drain, DrainGate
 from hub.explain import explain, principal_for
 from hub.faces import HUB_NAME, AggregateFace, FaceServices, HubServer, ServerFace, SessionRegistry, build_mcp_server
+from hub.found import FoundTools, TargetedBus
 from hub.http_guards import HostOriginGuard, RequestGate
 from hub.http_server import HttpServer, bind_socket
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import HubMetrics
 from hub.policy import Access, Policy
+from hub.profiles import PROFILE_PREFIX, ProfileFace
 from hub.ratelimit import RateLimiter
 from hub.relay import Subscriptions
 from hub.router import Router
+from hub.search_mode import MAX_QUERY_CHARS, MAX_SEARCH_LIMIT, FaceSearch, search_configured
 from hub.servers import Fleet, ServerConnection, ServerState
 from hub.tasks import TaskRelay
 from hub.tracing import CallTracer
 from hub.trust_admin import pin_diff, trust_routes
 
 __all__ = ["Endpoint", "HttpServer", "allowed_hosts", "bind_socket", "run_event_loop"]
+
+_PROFILE_FACE_PREFIX = "profile:"
+"""How a profile's face is named in session ids and `session_manager` (a server_id has no `:`)."""
+
+_SEARCH_INSTRUCTIONS = (
+    " In search mode, find tools with search_tools (describe the task in plain words) and call them "
+    "with call_tool or by name."
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -130,16 +144,19 @@ _OWS = (b" ", b"\t")
 
 
 class _PerServerApp:
-    """ASGI app for `/servers/{server_id}/mcp`: the server's own session manager, or 404."""
+    """ASGI app for `/servers/{server_id}/mcp` (or `/profiles/{profile}/mcp`): the face's own
+    session manager, or 404."""
 
-    def __init__(self, apps: dict[str, SessionManager]) -> None:
+    def __init__(self, apps: dict[str, SessionManager], param: str = "server_id", noun: str = "server") -> None:
         self._apps = apps
+        self._param = param
+        self._noun = noun
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        server_id = scope["path_params"]["server_id"]
-        app = self._apps.get(server_id)
+        key = scope["path_params"][self._param]
+        app = self._apps.get(key)
         if app is None:
-            response = JSONResponse({"error": f"unknown server {server_id!r}"}, status_code=404)
+            response = JSONResponse({"error": f"unknown {self._noun} {key!r}"}, status_code=404)
             await response(scope, receive, send)
             return
         await app(scope, receive, send)
@@ -177,7 +194,7 @@ class Endpoint:
         self.metrics = metrics
         self._router = router
         self._tracer = tracer
-        self._bus = InMemorySubscriptionBus()
+        self._bus = TargetedBus()
         self.authenticator = Authenticator(config)
         self.policy = Policy(config.policies)
         self.access = Access(self.policy, RateLimiter(config.rate_limits, self.store))
@@ -205,21 +222,31 @@ class Endpoint:
         self._registry = SessionRegistry(self._client_gone)
         self.drain = Drain()
         """The drain for a deploy (`hub.drain`): readiness, connection closing, refusals, failing."""
+        self.search = CatalogSearch(catalog, eager=search_configured(config))
+        """The catalog's tool search index (`hub.catalog_search`), shared by every face."""
+        aggregate = AggregateFace(catalog)
+        self._searches: dict[str, FaceSearch] = {"": self._face_search(aggregate)}
+        """Search mode per face: `""` for `/mcp` (and stdio), else a profile's name."""
         self.server = build_mcp_server(
-            AggregateFace(catalog),
+            aggregate,
             router,
             self._registry,
             self._bus,
             HUB_NAME,
             "One MCP endpoint for a fleet of MCP servers. Tool and prompt names are <server>__<name>; "
-            "resource URIs are <server>+<uri>.",
+            "resource URIs are <server>+<uri>." + (_SEARCH_INSTRUCTIONS if config.catalog.mode == "search" else ""),
             self.access,
             FaceServices(fleet, self.bridge, self.subscriptions, tasks=self.tasks, sessions=self.session_state),
             metrics=metrics,
             tracer=tracer,
             page_size=config.list_page_size,
+            search=self._searches[""],
         )
         self.server.middleware.insert(0, self.drain.track)  # outermost: its -32000 is already JSON-RPC
+        self._profiles: dict[str, tuple[ProfileFace, HubServer, SessionRegistry, TargetedBus]] = {}
+        for profile in config.profiles:
+            self._profiles[profile] = self._build_profile_face(profile)
+        self._profile_apps: dict[str, SessionManager] = {}
         self._per_server: dict[str, tuple[HubServer, SessionRegistry, InMemorySubscriptionBus]] = {}
         for server_id in config.servers:
             self._per_server[server_id] = self._build_server_face(server_id)
@@ -230,8 +257,9 @@ class Endpoint:
         self.reload_handler: Callable[[], Awaitable[tuple[int, dict[str, Any]]]] | None = None
         """Called by `POST /admin/reload`; returns `(HTTP status, JSON body)` (set by the Hub)."""
         catalog.add_listener(self._on_catalog_change)
+        catalog.add_listener(self.search.on_catalog_change)
         # A changed set of federated hubs is re-advertised on list results: clients re-list.
-        fleet.federation.add_listener(lambda: self._on_catalog_change("", frozenset({"tools"})))
+        fleet.federation.add_listener(lambda: self._on_catalog_change("", frozenset({"tools"}), every_face=True))
 
     def _runs_per_replica(self, server_id: str) -> bool:
         """Whether `server_id` is a stdio server (a process of its own on each replica)."""
@@ -239,10 +267,58 @@ class Endpoint:
         return connection is not None and connection.config.command is not None
 
     def _client_gone(self, client_key: str) -> None:
-        """A handshake-era client session ended: drop its subscriptions and close the server
-        connections dedicated to it (`isolation: per_client`)."""
+        """A handshake-era client session ended: drop its subscriptions and found tools, and
+        close the server connections dedicated to it (`isolation: per_client`)."""
         self.subscriptions.forget(client_key)
+        for search in self._searches.values():
+            if search.found is not None:
+                search.found.forget(client_key)
         self.fleet.release_client(client_key)
+
+    def _face_search(self, face: AggregateFace, profile: str | None = None) -> FaceSearch:
+        """Search mode of the aggregated face or of a profile's (`hub.search_mode`)."""
+        override = self.config.profiles[profile].catalog if profile is not None else None
+        return FaceSearch(
+            self.search,
+            face,
+            self.access,
+            self.config.catalog,
+            override,
+            found=FoundTools(self.config.session_idle_timeout_seconds),
+        )
+
+    def _build_profile_face(self, profile: str) -> tuple[ProfileFace, HubServer, SessionRegistry, TargetedBus]:
+        """The face of `/profiles/<profile>/mcp`: the aggregated face narrowed to the profile."""
+        settings = self.config.profiles[profile]
+        face = ProfileFace(self.catalog, profile, settings)
+        search = self._searches[profile] = self._face_search(face, profile)
+        searching = (settings.catalog.over(self.config.catalog) if settings.catalog else self.config.catalog).mode
+        registry, bus = SessionRegistry(self._client_gone), TargetedBus()
+        instructions = f"Profile '{profile}' of an MCP federation hub: part of its catalog."
+        if settings.description:
+            instructions += f" {settings.description}"
+        instructions += " Tool and prompt names are <server>__<name>; resource URIs are <server>+<uri>."
+        server = build_mcp_server(
+            face,
+            self._router,
+            registry,
+            bus,
+            f"{HUB_NAME}/profiles/{profile}",
+            instructions + (_SEARCH_INSTRUCTIONS if searching == "search" else ""),
+            self.access,
+            FaceServices(self.fleet, self.bridge, self.subscriptions, tasks=self.tasks, sessions=self.session_state),
+            metrics=self.metrics,
+            tracer=self._tracer,
+            page_size=self.config.list_page_size,
+            search=search,
+        )
+        server.middleware.insert(0, self.drain.track)
+        return face, server, registry, bus
+
+    def profile_face(self, profile: str) -> ProfileFace | None:
+        """The face of profile `profile`, or None when there is no such profile."""
+        served = self._profiles.get(profile)
+        return served[0] if served is not None else None
 
     def _build_server_face(self, server_id: str) -> tuple[HubServer, SessionRegistry, InMemorySubscriptionBus]:
         registry, bus = SessionRegistry(self._client_gone), InMemorySubscriptionBus()
@@ -270,8 +346,14 @@ class Endpoint:
         return server, registry, bus
 
     def _session_manager(self, server: Server[Any], face: str) -> SessionManager:
-        registry = self._registry if face == "" else self._per_server[face][1]
-        view = AggregateFace(self.catalog) if face == "" else ServerFace(self.catalog, face)
+        """The sessions of one face: `""` (`/mcp`), `profile:<name>`, or a server_id."""
+        view: AggregateFace | ServerFace
+        if face == "":
+            registry, view = self._registry, AggregateFace(self.catalog)
+        elif face.startswith(_PROFILE_FACE_PREFIX):
+            view, _, registry, _ = self._profiles[face.removeprefix(_PROFILE_FACE_PREFIX)]
+        else:
+            registry, view = self._per_server[face][1], ServerFace(self.catalog, face)
         return SessionManager(
             server,
             face=face,
@@ -300,7 +382,8 @@ class Endpoint:
                         self._managers.pop(server_id, None)
 
     def session_manager(self, face: str) -> SessionManager:
-        """The sessions of one face (`""`: `/mcp`; a server_id: `/servers/<id>/mcp`).
+        """The sessions of one face (`""`: `/mcp`; a server_id: `/servers/<id>/mcp`;
+        `profile:<name>`: `/profiles/<name>/mcp`).
 
         :raises KeyError: the face is not served (yet)."""
         return self._managers[face]
@@ -330,18 +413,25 @@ class Endpoint:
         if scope is not None:
             scope.cancel()
 
-    async def _on_catalog_change(self, server_id: str, kinds: frozenset[Kind]) -> None:
-        targets = [(self._registry, self._bus)]
+    async def _on_catalog_change(self, server_id: str, kinds: frozenset[Kind], *, every_face: bool = False) -> None:
+        """Tell the clients of every face whose lists changed (`every_face`: of every face, e.g.
+        when what list results advertise changed)."""
+        targets: list[tuple[SessionRegistry, InMemorySubscriptionBus, frozenset[Kind]]] = [
+            (self._registry, self._bus, kinds)
+        ]
         if server_id in self._per_server:
             _, registry, bus = self._per_server[server_id]
-            targets.append((registry, bus))
-        for registry, bus in targets:
-            await registry.notify(kinds)
-            if "tools" in kinds:
+            targets.append((registry, bus, kinds))
+        for face, _, registry, profile_bus in self._profiles.values():
+            if (changed := face.changed(kinds)) or every_face:
+                targets.append((registry, profile_bus, kinds if every_face else changed))
+        for registry, bus, changed in targets:
+            await registry.notify(changed)
+            if "tools" in changed:
                 await bus.publish(ToolsListChanged())
-            if "resources" in kinds or "resource_templates" in kinds:
+            if "resources" in changed or "resource_templates" in changed:
                 await bus.publish(ResourcesListChanged())
-            if "prompts" in kinds:
+            if "prompts" in changed:
                 await bus.publish(PromptsListChanged())
 
     # ---- HTTP ----
@@ -354,7 +444,9 @@ class Endpoint:
         for manager in list(self._managers.values()):
             for transport in manager.transports():
                 transport.close_standalone_sse_stream()
-        for server in [self.server, *(face[0] for face in self._per_server.values())]:
+        servers = [self.server, *(face[0] for face in self._per_server.values())]
+        servers += [served[1] for served in self._profiles.values()]
+        for server in servers:
             entry = server.get_request_handler("subscriptions/listen")
             if entry is not None and isinstance(entry.handler, ListenHandler):
                 entry.handler.close()
@@ -412,16 +504,21 @@ class Endpoint:
             reduced["shared_state"] = body["shared_state"]
         return code, reduced
 
-    def routes_json(self, principal: Principal | None = None) -> list[dict[str, Any]]:
+    def routes_json(
+        self, principal: Principal | None = None, profile: ProfileFace | None = None
+    ) -> list[dict[str, Any]]:
         """Every route with its server's state, its fallback chain (`[server_id, fallbacks
         offering the same original...]`), its candidate members in order and the member that
         would serve it now (`serving`, None when none can), whether it is `served` (False: reserved
         for its server while that server is down) and `listed`, its `pin` status (`hub.pins`, or
         None), its `hygiene` findings and every `notes` line for people, for `/admin/routes`; or
-        only the routes `principal` may use (`/me/routes`, `mcphub routes`)."""
+        only the routes `principal` may use (`/me/routes`, `mcphub routes`); with `profile`, only
+        the routes that profile serves (`?profile=`, `mcphub routes --profile`)."""
         rows = []
         for route in self.catalog.routes():
             if principal is not None and not self.policy.allows(principal, route.server_id, route.exposed):
+                continue
+            if profile is not None and profile.route_key(route.kind, route.exposed) is None:
                 continue
             plan = self._router.plan(route.server_id, route.kind, route.original)
             members = self.fleet.members(route.server_id)
@@ -445,6 +542,39 @@ class Endpoint:
                 }
             )
         return rows
+
+    async def search_json(
+        self, principal: Principal, query: str, limit: int, profile: str | None = None
+    ) -> dict[str, Any]:
+        """What `search_tools` answers `principal` on `/mcp` (or on profile `profile`), for people
+        (`GET /me/search`, `mcphub search`): the caller's catalog `mode` there, and per result its
+        rank, exposed name, server, original name, title, description, the words that matched
+        (`matched`: per field, `related` for words found through synonyms; never a score) and
+        the definition as `tools/list` gives it.
+
+        :raises KeyError: no such profile.
+        """
+        if profile is not None and profile not in self._profiles:
+            raise KeyError(profile)
+        search = self._searches[profile or ""]
+        hits = await search.find(principal, query, limit)
+        reasons = await self.search.reasons(hits, query)
+        results = []
+        for rank, (hit, matched) in enumerate(zip(hits, reasons, strict=True), start=1):
+            route = self.catalog.tool_route(hit.name)
+            results.append(
+                {
+                    "rank": rank,
+                    "name": hit.name,
+                    "server_id": route.server_id if route is not None else None,
+                    "original": route.original if route is not None else None,
+                    "title": hit.tool.title,
+                    "description": hit.tool.description,
+                    "matched": {field: list(found) for field, found in matched.items()},
+                    "tool": hit.tool.model_dump(mode="json", by_alias=True, exclude_none=True),
+                }
+            )
+        return {"query": query, "profile": profile, "mode": search.settings(principal).mode, "results": results}
 
     def explain(self, name: str, principal: Principal | None, *, full: bool = True) -> dict[str, Any]:
         """`hub.explain.explain` for this hub: everything that decides a call of `name` by
@@ -479,8 +609,10 @@ class Endpoint:
         )
 
     def http_app(self, lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None) -> ASGIApp:
-        """The Starlette app: `/mcp`, `/servers/<id>/mcp`, `/healthz`, `/readyz`, `/metrics`
-        (Prometheus text), `/admin/*` (including `POST /admin/reload`), wrapped in Host/Origin
+        """The Starlette app: `/mcp`, `/servers/<id>/mcp`, `/profiles/<name>/mcp`, `/healthz`,
+        `/readyz`, `/metrics` (Prometheus text), `/me`, `/me/routes[?profile=]`,
+        `/me/search?q=&limit=&profile=`, `/admin/*` (including `POST /admin/reload` and
+        `/admin/routes[?profile=]`; an unknown profile is 404), wrapped in Host/Origin
         validation, authentication and the request gate (415 for a non-JSON POST to an MCP
         path, 413 past `max_body_bytes` decided from `Content-Length` or while streaming,
         before the body is buffered whole, -32600 for a JSON-RPC batch).
@@ -491,6 +623,23 @@ class Endpoint:
         aggregate = self._session_manager(self.server, "")
         self._managers[""] = aggregate
         server_endpoint = _PerServerApp(self._per_server_apps)
+        profile_managers = {
+            name: self._session_manager(served[1], f"{_PROFILE_FACE_PREFIX}{name}")
+            for name, served in self._profiles.items()
+        }
+        for manager in profile_managers.values():
+            self._managers[manager.face] = manager
+        profile_endpoint = _PerServerApp(self._profile_apps, "profile", "profile")
+
+        def profile_of(request: Request) -> tuple[ProfileFace | None, Response | None]:
+            """The profile a request's `?profile=` names (None when it names none), or a 404."""
+            name = request.query_params.get("profile")
+            if name is None:
+                return None, None
+            face = self.profile_face(name)
+            if face is None:
+                return None, JSONResponse({"error": f"unknown profile {name!r}"}, status_code=404)
+            return face, None
 
         async def healthz(request: Request) -> Response:
             return JSONResponse({"status": "ok"})
@@ -503,16 +652,40 @@ class Endpoint:
             return JSONResponse(principal_of(request).as_json())
 
         async def my_routes(request: Request) -> Response:
-            return JSONResponse({"routes": self.routes_json(principal_of(request))})
+            profile, refusal = profile_of(request)
+            if refusal is not None:
+                return refusal
+            return JSONResponse({"routes": self.routes_json(principal_of(request), profile)})
+
+        async def my_search(request: Request) -> Response:
+            # The search the model gets on /mcp (or ?profile=), for the caller's own principal.
+            query = request.query_params.get("q", "")
+            if not query.strip() or len(query) > MAX_QUERY_CHARS:
+                return JSONResponse(
+                    {"error": f"give what to search for as ?q=<words> (1-{MAX_QUERY_CHARS} characters)"},
+                    status_code=400,
+                )
+            raw_limit = request.query_params.get("limit", "8")
+            if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_SEARCH_LIMIT:
+                return JSONResponse({"error": f"limit must be 1-{MAX_SEARCH_LIMIT}"}, status_code=400)
+            profile, refusal = profile_of(request)
+            if refusal is not None:
+                return refusal
+            name = profile.name if profile is not None else None
+            return JSONResponse(await self.search_json(principal_of(request), query, int(raw_limit), name))
 
         async def resource_metadata(request: Request) -> Response:
             if not self.authenticator.enabled:
                 return JSONResponse({"error": "authentication is not configured on this hub"}, status_code=404)
             resource_path = "/" + request.path_params.get("resource", "mcp").strip("/")
+            parts = resource_path.split("/")
             if resource_path != "/mcp" and not (
-                resource_path.startswith("/servers/")
-                and resource_path.endswith("/mcp")
-                and resource_path.split("/")[2] in self._per_server
+                len(parts) == 4
+                and parts[3] == "mcp"
+                and (
+                    (parts[1] == "servers" and parts[2] in self._per_server)
+                    or (parts[1] == "profiles" and parts[2] in self._profiles)
+                )
             ):
                 return JSONResponse({"error": f"no protected resource at {resource_path}"}, status_code=404)
             base = self.config.public_url or f"{request.url.scheme}://{request.url.netloc}"
@@ -525,7 +698,10 @@ class Endpoint:
             return JSONResponse({"servers": [c.status().as_json() for c in self.fleet.connections.values()]})
 
         async def admin_routes(request: Request) -> Response:
-            return JSONResponse({"routes": self.routes_json()})
+            profile, refusal = profile_of(request)
+            if refusal is not None:
+                return refusal
+            return JSONResponse({"routes": self.routes_json(None, profile)})
 
         async def my_explain(request: Request) -> Response:
             # Any principal may ask about itself; without hub:admin it learns nothing about
@@ -585,6 +761,10 @@ class Endpoint:
                 await stack.enter_async_context(self.session_state.running())
                 await stack.enter_async_context(self.answers.running())
                 await stack.enter_async_context(aggregate.run())
+                for name, manager in profile_managers.items():
+                    await stack.enter_async_context(manager.run())
+                    self._profile_apps[name] = manager
+                stack.callback(self._profile_apps.clear)
                 self._faces_tg = await stack.enter_async_context(anyio.create_task_group())
                 stack.callback(self._faces_tg.cancel_scope.cancel)
                 for server_id in list(self._per_server):
@@ -595,6 +775,7 @@ class Endpoint:
             routes=[
                 Route("/mcp", endpoint=aggregate, methods=["GET", "POST", "DELETE"]),
                 Route("/servers/{server_id}/mcp", endpoint=server_endpoint, methods=["GET", "POST", "DELETE"]),
+                Route(PROFILE_PREFIX + "{profile}/mcp", endpoint=profile_endpoint, methods=["GET", "POST", "DELETE"]),
                 Route("/healthz", endpoint=healthz, methods=["GET"]),
                 Route("/readyz", endpoint=readyz, methods=["GET"]),
                 Route("/admin/servers", endpoint=admin_servers, methods=["GET"]),
@@ -602,6 +783,7 @@ class Endpoint:
                 Route("/me", endpoint=me, methods=["GET"]),
                 Route("/me/routes", endpoint=my_routes, methods=["GET"]),
                 Route("/me/explain", endpoint=my_explain, methods=["GET"]),
+                Route("/me/search", endpoint=my_search, methods=["GET"]),
                 Route("/admin/explain", endpoint=admin_explain, methods=["GET"]),
                 Route(PRM_PATH, endpoint=resource_metadata, methods=["GET"]),
                 Route(PRM_PATH + "/{resource:path}", endpoint=resource_metadata, methods=["GET"]),

@@ -45,6 +45,7 @@ from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
     ResourceUpdated,
+    ToolsListChanged,
 )
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import (
@@ -69,6 +70,7 @@ from hub.cluster.session_state import SessionState
 from hub.config import DEFAULT_LIST_PAGE_SIZE
 from hub.errors import HubError, RateLimited, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
 from hub.federation import FEDERATION_KEY, Federation, FederationLoop, inbound_chain
+from hub.found import LISTENER_KEY, TargetedBus
 from hub.list_freshness import LIST_TTL_MS, list_ttl_ms
 from hub.logs import new_request_id, server_id_var
 from hub.metrics import NO_SERVER, RESOURCE_ROUTE, UNKNOWN_ROUTE, HubMetrics
@@ -81,6 +83,7 @@ from hub.redaction import mask_error
 from hub.relay import CURRENT_CHANNEL, SessionChannel, Subscriptions, principal_id
 from hub.resource_links import expose_uris
 from hub.router import Router
+from hub.search_mode import CALL_TOOL, SEARCH_TOOLS, FaceSearch
 from hub.servers import Fleet, ServerConnection, ServerState
 from hub.suggestions import suggest
 from hub.tasks import FaceTasks, TaskRelay
@@ -132,6 +135,10 @@ _ResultT = TypeVar("_ResultT", bound=types.Result)
 class Face(Protocol):
     """What one MCP server face offers and how its names resolve to (server_id, original)."""
 
+    cursor_scope: str | None
+    """What the cursors of the face's lists are bound to (`hub.pages`): None for the aggregated
+    face, the server_id of a per-server face, `profile:<name>` of a profile's."""
+
     def tools(self) -> Sequence[types.Tool]: ...
     def resources(self) -> Sequence[types.Resource]: ...
     def resource_templates(self) -> Sequence[types.ResourceTemplate]: ...
@@ -158,6 +165,8 @@ class Face(Protocol):
 
 class AggregateFace:
     """The whole catalog under exposed names (`/mcp`)."""
+
+    cursor_scope: str | None = None
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
@@ -211,6 +220,7 @@ class ServerFace:
     def __init__(self, catalog: Catalog, server_id: str) -> None:
         self._catalog = catalog
         self._server_id = server_id
+        self.cursor_scope: str | None = server_id
 
     def tools(self) -> Sequence[types.Tool]:
         return self._catalog.server_view(self._server_id).tools
@@ -398,6 +408,13 @@ def _route_of(face: Face, method: str, params: Mapping[str, Any] | None) -> tupl
         owner = face.resolve_uri(uri) if isinstance(uri, str) else None
         return (RESOURCE_ROUTE, owner[0]) if owner else (UNKNOWN_ROUTE, NO_SERVER)
     name = params.get("name")
+    if method == "tools/call" and name in (SEARCH_TOOLS, CALL_TOOL):
+        # Search mode: a search is its own route; `call_tool` is labelled as the tool it calls.
+        arguments = params.get("arguments")
+        inner = arguments.get("name") if isinstance(arguments, Mapping) and name == CALL_TOOL else None
+        if not isinstance(inner, str):
+            return name, NO_SERVER
+        name = inner
     if not isinstance(name, str):
         return UNKNOWN_ROUTE, NO_SERVER
     owner = face.resolve_tool(name) if method == "tools/call" else face.resolve_prompt(name)
@@ -581,6 +598,16 @@ class _ListenHandler(ListenHandler):
     async def __call__(
         self, ctx: ServerRequestContext[Any, Any], params: types.SubscriptionsListenRequestParams
     ) -> types.SubscriptionsListenResult:
+        # The stream's bus listener is registered under its client (`hub.found.TargetedBus`).
+        token = LISTENER_KEY.set(_client_key(ctx))
+        try:
+            return await self._listen(ctx, params)
+        finally:
+            LISTENER_KEY.reset(token)
+
+    async def _listen(
+        self, ctx: ServerRequestContext[Any, Any], params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
         uris = params.notifications.resource_subscriptions or []
         if self._services is None or not uris:
             return await super().__call__(ctx, params)
@@ -642,6 +669,7 @@ def build_mcp_server(
     metrics: HubMetrics | None = None,
     tracer: CallTracer | None = None,
     page_size: int = DEFAULT_LIST_PAGE_SIZE,
+    search: FaceSearch | None = None,
 ) -> HubServer:
     """A lowlevel `mcp` Server serving `face` in both eras: list handlers read the catalog (no
     server round trip), `tools/call`, `resources/read`, `prompts/get` and `completion/complete`
@@ -666,6 +694,10 @@ def build_mcp_server(
     :param tracer: opens a span per routed request (None: tracing off, no cost).
     :param page_size: most items per list page (`list_page_size`; `hub.pages`: keyset cursors
         bound to the list and the face, an invalid one -> -32602).
+    :param search: the face's search mode (`hub.search_mode`): for a caller in search mode,
+        `tools/list` offers `search_tools` and `call_tool` (and the tools it keeps listed), and
+        calls of those two are served by it, `call_tool` through this face's own direct call.
+        None: always the full list.
 
     Every incoming request gets a fresh request id (`hub.logs`) for the log lines it causes.
     With `services`, each request's hub chain is checked first and kept in context for the
@@ -741,10 +773,16 @@ def build_mcp_server(
         return [item for item in items if access.visible(principal, face.route_key(kind, listing_key(item)))]
 
     def listed(
-        ctx: ServerRequestContext[Any], kind: Kind, items: Sequence[_ItemT], params: types.PaginatedRequestParams | None
+        ctx: ServerRequestContext[Any],
+        kind: Kind,
+        items: Sequence[_ItemT],
+        params: types.PaginatedRequestParams | None,
+        *,
+        narrowed: bool = False,
     ) -> Page[_ItemT]:
         """The page of `items` (sorted by listing key) that the request's cursor asks for, cut
-        from what its principal may see (hub.pages).
+        from what its principal may see (hub.pages), or from all of `items` when they are
+        `narrowed` to it already (search mode's list).
 
         :raises InvalidCursor: the cursor is not one of this list on this face.
         """
@@ -754,8 +792,8 @@ def build_mcp_server(
             return access.visible(principal, face.route_key(kind, listing_key(item)))
 
         cursor = params.cursor if params is not None else None
-        admit = may_see if access.restricts(principal) else None
-        return page_of(items, kind, cursor, page_size, admit=admit, scope=scope)
+        admit = may_see if access.restricts(principal) and not narrowed else None
+        return page_of(items, kind, cursor, page_size, admit=admit, scope=face.cursor_scope)
 
     def visible_names(ctx: ServerRequestContext[Any], kind: Kind) -> Callable[[], list[str]]:
         """The tool or prompt names the request's principal may see (evaluated when called, on
@@ -832,10 +870,33 @@ def build_mcp_server(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         await started()
-        page = listed(ctx, "tools", face.tools(), params)
+        searching = search.listing(_principal(ctx), _client_key(ctx)) if search is not None else None
+        if searching is None:
+            page = listed(ctx, "tools", face.tools(), params)
+        else:
+            page = listed(ctx, "tools", searching, params, narrowed=True)
         return types.ListToolsResult(tools=page.items, next_cursor=page.next_cursor, _meta=advertised(), ttl_ms=ttl())
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
+        if search is not None and search.serves(principal := _principal(ctx), params.name):
+            return await search.call(ctx, params, principal, _client_key(ctx), direct_call, lambda: announce_found(ctx))
+        return await direct_call(ctx, params)
+
+    async def announce_found(ctx: ServerRequestContext[Any]) -> None:
+        """Tell the client of `ctx` (only it) that its `tools/list` changed: its session in the
+        handshake era, its principal's listen streams in the modern era (`hub.found`)."""
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            if isinstance(bus, TargetedBus):
+                await bus.publish_to(_client_key(ctx), ToolsListChanged())
+            return
+        with anyio.move_on_after(_NOTIFY_TIMEOUT_SECONDS):
+            try:
+                await registry.standing(ctx.session).send_tool_list_changed()
+            except Exception as exc:  # a client that went away does not fail its search
+                logger.debug("list_changed not delivered to a session: %r", exc)
+
+    async def direct_call(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
+        """`tools/call` of an exposed name: every check, then the router."""
         owner = await settled(ctx, params.name, face.resolve_tool)
         allowed, disclose = await admitted(ctx, "tools", params.name)
         if owner is None or not allowed:

@@ -43,8 +43,10 @@ once); values past that are parsed on every request, never cached."""
 
 
 def is_mcp_path(path: str) -> bool:
-    """Whether `path` is an MCP endpoint: `/mcp` or `/servers/<server_id>/mcp`."""
-    return path == "/mcp" or (path.startswith("/servers/") and path.endswith("/mcp") and path.count("/") == 3)
+    """Whether `path` is an MCP endpoint: `/mcp`, `/servers/<server_id>/mcp` or `/profiles/<name>/mcp`."""
+    return path == "/mcp" or (
+        path.startswith(("/servers/", "/profiles/")) and path.endswith("/mcp") and path.count("/") == 3
+    )
 
 
 async def _refuse(send: Send, status: int, body: bytes, content_type: bytes = b"text/plain; charset=utf-8") -> None:

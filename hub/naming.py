@@ -20,6 +20,10 @@ Rules (DESIGN.md "Names"):
   back to `<server_id>__<original>` with a collision note, so a `prefix: false` server can never
   take a name such as `fx__echo` that callers would take for server fx's (OWASP MCP Top 10:
   tool shadowing).
+- The hub's own tool names (`RESERVED_TOOL_NAMES`: `search_tools` and `call_tool`, the two tools
+  of search mode, `hub.search_mode`) are never given to a server's tool: a `prefix: false`
+  server's tool that would take one falls back to `<server_id>__<original>` with a note, whether
+  search mode is on or not, so that no name changes meaning when the mode does.
 - Resource URIs and URI templates are exposed as `<server_id>+<original>`; a server_id never
   holds `+`, so `split_resource_uri` reverses it.
 """
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 __all__ = [
     "MAX_NAME_LENGTH",
     "NAME_PATTERN",
+    "RESERVED_TOOL_NAMES",
     "SEPARATOR",
     "NameAssignment",
     "assign_names",
@@ -47,6 +52,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SEPARATOR = "__"
 _INVALID = re.compile(r"[^A-Za-z0-9_-]")
 _HASH_HEX_DIGITS = 8
+RESERVED_TOOL_NAMES = frozenset({"search_tools", "call_tool"})
+"""Exposed tool names that belong to the hub itself (search mode's synthetic tools)."""
 
 
 def _digest(*parts: str, digits: int = _HASH_HEX_DIGITS) -> str:
@@ -99,12 +106,16 @@ def _server_names(server_id: str, prefix: str | None, originals: Sequence[str]) 
     return result
 
 
-def assign_names(servers: Iterable[tuple[str, str | None, Sequence[str]]]) -> list[NameAssignment]:
+def assign_names(
+    servers: Iterable[tuple[str, str | None, Sequence[str]]], reserved: frozenset[str] = frozenset()
+) -> list[NameAssignment]:
     """Choose exposed names for every server's originals (tools, or prompts: call once per kind).
 
     :param servers: `(server_id, prefix or None for original names, originals)` per server: every
         configured server, also one that is down or was never up (with its last known originals,
         or none), so that its namespaces stay claimed.
+    :param reserved: names no server may take (`RESERVED_TOOL_NAMES` for tools): an unprefixed
+        name equal to one falls back to `<server_id>__<original>`.
     :returns: one `NameAssignment` per distinct (server_id, original), exposed names all distinct
         and all matching `NAME_PATTERN`. The result does not depend on the order of `servers`.
     """
@@ -122,6 +133,9 @@ def assign_names(servers: Iterable[tuple[str, str | None, Sequence[str]]]) -> li
                     _server_names(server_id, server_id, [original])[original][0],
                     f"collision: the prefix of server {owner}",
                 )
+            elif named[0] in reserved:
+                fallen.add((server_id, original))
+                named = (_server_names(server_id, server_id, [original])[original][0], "collision: a hub tool name")
             chosen[(server_id, original)] = named
     # An unprefixed name loses every clash and falls back to `<server_id>__<original>`. A fallback
     # can only clash with another unprefixed original (prefixes are never another server's id),

@@ -90,15 +90,22 @@ class Policy:
         so listings need no per-item decision."""
         return (self._rules is not None and principal.source != "local") or "hub:call" not in principal.scopes
 
+    def rule_for(self, principal: Principal) -> PolicyRule | None:
+        """The rule that decides for `principal`: the first that applies to it (by principal id
+        or by scope), whatever the route; None without `policies:`, for the stdio client
+        (`local`), for a caller without `hub:call`, or when no rule applies. Its `catalog` sets
+        the caller's catalog mode (`hub.search_mode`)."""
+        if self._rules is None or principal.source == "local" or "hub:call" not in principal.scopes:
+            return None
+        return next((rule for rule in self._rules if _applies(rule, principal)), None)
+
     def _decide(self, principal: Principal, server_id: str, exposed: str) -> Decision:
         if "hub:call" not in principal.scopes:
             return _NO_CALL_SCOPE
         if self._rules is None or principal.source == "local":
             return _ALLOW_ALL
         for index, rule in enumerate(self._rules):
-            if rule.principal is not None and rule.principal != principal.id:
-                continue
-            if rule.scope is not None and rule.scope not in principal.scopes:
+            if not _applies(rule, principal):
                 continue
             deny, allow = self._globs[index]
             if any(fnmatch.fnmatchcase(exposed, pattern) for pattern in deny):
@@ -109,6 +116,13 @@ class Policy:
                 return Decision(False, index, "matches no allow glob")
             return Decision(True, index, "allowed")
         return _NO_RULE
+
+
+def _applies(rule: PolicyRule, principal: Principal) -> bool:
+    """Whether `rule` applies to `principal` (its `principal` id, or its `scope` held)."""
+    if rule.principal is not None and rule.principal != principal.id:
+        return False
+    return rule.scope is None or rule.scope in principal.scopes
 
 
 def audit_refusal(principal: Principal, kind: str, exposed: str, decision: Decision) -> None:

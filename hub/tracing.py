@@ -232,7 +232,7 @@ class CallTracer:
         """`app` inside `opentelemetry-instrumentation-asgi`'s middleware (HTTP SERVER spans,
         W3C headers extracted), or `app` itself when that package is not installed."""
         try:
-            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware  # type: ignore[import-untyped]
+            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
         except ImportError:
             logger.warning(
                 "opentelemetry-instrumentation-asgi is not installed (it comes with the 'otel' extra): "

@@ -357,3 +357,18 @@ async def test_with_redis_down_any_replica_still_serves_a_session_and_a_delete_h
                 deleted = await http.delete(b.url, headers=_headers(CALLER_KEY, session_id))
                 assert deleted.status_code == 200
                 assert (await _list_tools(http, b.url, CALLER_KEY, session_id)).status_code == 404
+
+
+async def test_a_profile_session_opens_on_that_profile_of_another_replica_only(redis_server: RedisServer) -> None:
+    profiles = {"echoes": {"include": ["fx__echo"]}}
+    async with replicas(2, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER, profiles=profiles) as hubs:
+        with anyio.fail_after(60):
+            async with httpx2.AsyncClient(timeout=30) as http:
+                profile_url = f"{hubs[0].base_url}/profiles/echoes/mcp"
+                session_id = await _initialize(http, profile_url, CALLER_KEY)
+                served = await _list_tools(http, f"{hubs[1].base_url}/profiles/echoes/mcp", CALLER_KEY, session_id)
+                assert served.status_code == 200
+                assert [t["name"] for t in _rpc(served)["result"]["tools"]] == ["fx__echo"]
+                assert hubs[1].hub.endpoint.session_manager("profile:echoes").rebuilt == 1
+                for elsewhere in (hubs[1].url, hubs[1].server_url("fx")):  # another face: unknown there
+                    assert (await _list_tools(http, elsewhere, CALLER_KEY, session_id)).status_code == 404

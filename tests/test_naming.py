@@ -11,6 +11,7 @@ import pytest
 from hub.naming import (
     MAX_NAME_LENGTH,
     NAME_PATTERN,
+    RESERVED_TOOL_NAMES,
     NameAssignment,
     assign_names,
     exposed_resource_uri,
@@ -332,3 +333,15 @@ def test_a_resource_uri_containing_plus_round_trips(uri: str) -> None:
 @pytest.mark.parametrize("exposed", ["demo://resource/1", "", "+demo://resource/1"])
 def test_an_exposed_uri_without_a_server_id_and_plus_does_not_split(exposed: str) -> None:
     assert split_resource_uri(exposed) is None
+
+
+def test_a_prefix_false_server_never_takes_a_tool_name_reserved_for_the_hubs_search_mode() -> None:
+    servers = [("u", None, ["search_tools", "call_tool", "other"]), ("p", "p", ["search_tools"])]
+    named = {(a.server_id, a.original): (a.exposed, a.note) for a in assign_names(servers, RESERVED_TOOL_NAMES)}
+
+    assert named[("u", "search_tools")] == ("u__search_tools", "collision: a hub tool name")
+    assert named[("u", "call_tool")] == ("u__call_tool", "collision: a hub tool name")
+    assert named[("u", "other")] == ("other", None)
+    assert named[("p", "search_tools")] == ("p__search_tools", None)
+    # Prompts reserve nothing: a prompt may be called search_tools.
+    assert assign_names([("u", None, ["search_tools"])]) == [NameAssignment("u", "search_tools", "search_tools", None)]

@@ -7,6 +7,8 @@ The full quality table and the latency figures are in `benchmarks/tool_search/ru
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +23,8 @@ from hub.search import SynonymExpander, ToolIndex, default_index, query_words, t
 from hub.search.concepts import parse_groups
 from hub.search.semantic import EmbeddingScorer
 
-BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "tool_search"
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARK = ROOT / "benchmarks" / "tool_search"
 
 
 def _tool(name: str, description: str = "", **properties: str) -> types.Tool:
@@ -341,3 +344,34 @@ def test_a_handful_of_labelled_benchmark_queries_find_their_tools_in_the_real_se
     assert {name for q in queries for name in q.expected} <= index.names()
     assert quality.queries == 10
     assert quality.recall_at_5 >= 0.7, quality.misses
+
+
+@pytest.mark.e2e
+def test_the_served_search_benchmark_runs_a_hub_in_search_mode_and_finds_the_labelled_tools() -> None:
+    # A smoke run of benchmarks/tool_search/served.py (the full table is `make bench`): a real hub
+    # in search mode in front of 200 tools, searched through its HTTP endpoint.
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARK / "served.py"),
+            "--sizes",
+            "200",
+            "--eras",
+            "modern",
+            "--searches",
+            "5",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = json.loads(done.stdout)
+    assert row["tools"] == 200
+    assert row["search_list_tools"] == 2
+    assert row["search_list_bytes"] < row["full_list_bytes"] / 20
+    assert row["quality"]["all"]["queries"] == 208
+    assert row["quality"]["all"]["recall_at_5"] >= 0.7
+    assert set(row["eras"]["modern"]) == {"search_tools", "direct_call", "call_tool"}

@@ -50,6 +50,7 @@ import mcp_types as types  # noqa: E402
 from data import SPLITS, load_catalog, load_queries, measure, padding_tools  # noqa: E402
 
 from hub.search import SynonymExpander, ToolIndex, default_index  # noqa: E402
+from hub.search_mode import CALL_TOOL_DEFINITION, SEARCH_TOOLS_DEFINITION  # noqa: E402
 
 OPTIONS = ("bm25", "bm25+synonyms", "bm25+glove", "embeddings", "hybrid")
 CATALOG_SIZES = (50, 500, 5000)
@@ -57,37 +58,8 @@ SEARCH_LIMIT = 8
 BYTES_PER_TOKEN = 4
 """A rough rule for English and JSON with common LLM tokenizers; reported as an estimate."""
 
-SEARCH_MODE_TOOLS = [
-    types.Tool(
-        name="search_tools",
-        description=(
-            "Find the tools that can do what you need, among every tool you may use. Describe the task in "
-            "plain words; returns up to `limit` tools, best first, with their full definitions. Then call "
-            "one with call_tool."
-        ),
-        input_schema={
-            "type": "object",
-            "properties": {
-                "query": {"type": "string", "description": "What you want to do, in plain words."},
-                "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 8},
-            },
-            "required": ["query"],
-        },
-    ),
-    types.Tool(
-        name="call_tool",
-        description="Call a tool found with search_tools, by its name, with arguments matching its input schema.",
-        input_schema={
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "description": "The tool's name as search_tools returned it."},
-                "arguments": {"type": "object", "description": "The tool's arguments."},
-            },
-            "required": ["name"],
-        },
-    ),
-]
-"""The listing a client sees in search mode (the shape the integration is expected to serve)."""
+SEARCH_MODE_TOOLS = [CALL_TOOL_DEFINITION, SEARCH_TOOLS_DEFINITION]
+"""The listing a client in search mode gets (`hub.search_mode`: the definitions the hub serves)."""
 
 
 def _json_bytes(value: Any) -> int:

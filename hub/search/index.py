@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
@@ -145,6 +146,12 @@ _SCHEMA: Final = (
     "CREATE VIRTUAL TABLE tools USING fts5("
     "name, description, parameters, parameter_descriptions, tokenize = 'porter unicode61')"
 )
+
+
+_FIELDS: Final = ("name", "description", "parameters", "parameter_descriptions")
+"""The index's columns, in order."""
+_MARKED: Final = re.compile("\x02([^\x03]*)\x03")
+"""A word `highlight()` marked (between the control characters 2 and 3, which tool text never holds)."""
 
 
 def _match_expression(words: Iterable[str]) -> str:
@@ -377,6 +384,48 @@ class ToolIndex:
             (w.name, w.description, w.parameters, w.parameter_descriptions, _match_expression(words)),
         )
         return {self._names[rowid]: score for rowid, score in rows}
+
+    def matched_words(self, name: str, query: str) -> dict[str, tuple[str, ...]]:
+        """Why `query` finds the tool `name`, for people (no scores): per field (`name`,
+        `description`, `parameters`, `parameter_descriptions`) the indexed words the query's
+        words match (after stemming), and under `related` the words matched only through concept
+        expansion. Fields without a match are left out; `{}` for an unknown name.
+
+        The marks come from FTS5's `highlight()`, so they are the matches BM25 scored.
+        """
+        words = query_words(query)
+        with self._lock:
+            rowid = self._rowids.get(name)
+            if rowid is None or not words:
+                return {}
+            matched = self._highlighted(rowid, words)
+            if self._expander is not None:
+                related = self._expander.expand(all_words(query), self._vocabulary)
+                extra = [w for w in related if w not in words and w not in STOPWORDS]
+                seen = {w for found in matched.values() for w in found}
+                by_expansion = [w for found in self._highlighted(rowid, extra).values() for w in found]
+                if fresh := tuple(dict.fromkeys(w for w in by_expansion if w not in seen)):
+                    matched["related"] = fresh
+            return matched
+
+    def _highlighted(self, rowid: int, words: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """The words of row `rowid` that `words` match, per field (FTS5 `highlight()`)."""
+        if not words:
+            return {}
+        row = self._db.execute(
+            "SELECT highlight(tools, 0, char(2), char(3)), highlight(tools, 1, char(2), char(3)),"
+            " highlight(tools, 2, char(2), char(3)), highlight(tools, 3, char(2), char(3))"
+            " FROM tools WHERE tools MATCH ? AND rowid = ?",
+            (_match_expression(words), rowid),
+        ).fetchone()
+        if row is None:
+            return {}
+        found: dict[str, tuple[str, ...]] = {}
+        for field, text in zip(_FIELDS, row, strict=True):
+            marked = tuple(dict.fromkeys(_MARKED.findall(text or "")))
+            if marked:
+                found[field] = marked
+        return found
 
     def search(self, query: str, *, limit: int = DEFAULT_LIMIT, allowed: Allowed) -> list[SearchHit]:
         """The tools that best answer `query`, best first, among those `allowed`.
