@@ -17,6 +17,8 @@ what the SDK cannot be told (MCP transport spec 2025-11-25, "Session Management"
   same for every reason (SECURITY.md case 7).
 - **DELETE ends it everywhere** (a revocation in the shared store; the replicas holding a copy
   drop it). A copy idle for `session_idle_timeout_seconds` is freed; its id stays valid.
+- **Answers go where they are awaited.** With Redis, a client's answer to a request another
+  replica sent it mid-call is passed to that replica (`hub.cluster.answers`).
 
 Modern-era requests (`MCP-Protocol-Version` not a handshake-era version) have no session and go
 to the SDK's single-exchange handler, as in the SDK's manager.
@@ -340,7 +342,10 @@ class SessionManager:
                     connection.protocol_version = held.claims.protocol_version
                     connection.initialized.set()
                     if self._hooks is not None:
-                        await self._hooks.rebuilt(connection, session_id)
+                        try:
+                            await self._hooks.rebuilt(connection, session_id)
+                        except Exception:  # served without what could not be restored, not refused
+                            logger.exception("session %s: its level and subscriptions were not restored", held.key)
                 task_status.started()
                 idle_scope = transport.idle_scope if transport.idle_scope is not None else anyio.CancelScope()
                 with idle_scope:
@@ -421,12 +426,15 @@ class SessionManager:
         if held is None:
             await self._at_capacity(scope, receive, send)
             return
-        status = await _served(held.transport, scope, _replay(body, receive), send)
-        if status is None or status >= 400:
-            # Nothing was established: the id was never handed out.
-            self._forget(session_id, held.transport)
-            with anyio.CancelScope(shield=True):
-                await held.transport.terminate()
+        status: int | None = None
+        try:
+            status = await _served(held.transport, scope, _replay(body, receive), send)
+        finally:
+            if status is None or status >= 400:
+                # Nothing was established (refused, failed or cancelled): the id was never handed out.
+                self._forget(session_id, held.transport)
+                with anyio.CancelScope(shield=True):
+                    await held.transport.terminate()
 
 
 _SESSION_HEADER: Final = MCP_SESSION_ID_HEADER.lower().encode("ascii")
