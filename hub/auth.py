@@ -20,10 +20,11 @@ The endpoint is an OAuth 2.1 resource server (MCP authorization spec 2025-06-18,
   more. A principal's scopes are stored expanded.
 
 The principal is attached to the ASGI scope three ways: `scope["state"]["principal"]` (the
-hub's `Principal`), and `scope["user"]` / `scope["auth"]` as the SDK's `AuthenticatedUser` and
-Starlette's `AuthCredentials`, which is what makes the SDK's session manager bind each
-handshake-era session to the principal that opened it (another principal's request for it gets
-404, exactly as for an unknown session).
+hub's `Principal`, read back with `principal_of`), and `scope["user"]` / `scope["auth"]` as the
+SDK's `AuthenticatedUser` and Starlette's `AuthCredentials` (for SDK handlers that read them).
+Each handshake-era session is bound to the principal that opened it by the hub's session
+manager (`hub.cluster.sessions`: the principal is sealed into the session id; another
+principal's request for it gets 404, exactly as for an unknown session).
 """
 
 from __future__ import annotations
