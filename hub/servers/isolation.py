@@ -92,7 +92,8 @@ class Clones:
             dedicated = None
         if dedicated is None:
             if connection.spawn is None:
-                raise ServerUnavailable(connection.server_id, "per-client connections need a running fleet")
+                reason = "per-client connections need a running fleet"
+                raise ServerUnavailable(connection.server_id, reason, delivered=False)
             dedicated = type(connection)(  # a ServerConnection of its own
                 connection.server_id,
                 connection.config,
