@@ -400,7 +400,7 @@ class Router:
                 lost = exc
                 if not call.repeatable:
                     raise
-                if position < len(candidates):
+                if position < len(candidates) and not call.deadline.expired():
                     logger.warning(
                         "server %s failed %s (%s); trying the next replica or fallback",
                         connection.server_id,

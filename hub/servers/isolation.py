@@ -18,6 +18,7 @@ connection of their own, started on first use and supervised by the fleet beside
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -48,6 +49,10 @@ class Clones:
 
     def __len__(self) -> int:
         return len(self._clones)
+
+    def __iter__(self) -> Iterator[ServerConnection]:
+        """The dedicated connections running now."""
+        return iter(list(self._clones.values()))
 
     @property
     def pushes_over_handshake_era(self) -> bool:
