@@ -1,34 +1,48 @@
-"""Dispatch of routed requests: timeouts, retry only when safe, fallback, replicas, circuit
-breakers, concurrency caps and the result size cap.
+"""Dispatch of routed requests: one deadline per request, retry only when safe, fallback,
+replicas, circuit breakers, concurrency caps and the result size cap.
 
 The endpoint resolves an exposed name to `(server_id, original)` (catalog); the router sends the
 request under the original name and returns the answer unchanged (content, structuredContent,
 isError). One request goes like this:
 
+0. Its deadline starts (`hub.deadline.RequestDeadline`): the route's timeout
+   (`timeout_for(original)`) from now, pushed on by each progress notification up to the hard
+   maximum (`hard_timeout_for`) from now. Every step below spends this one clock; no step
+   starts a timeout of its own.
 1. Candidates, in order: the route's server (its replica members round-robin, starting one
    further each request), then each `fallback:` server (its members likewise) that offers the
    same original tool, resource or prompt right now.
 2. A *round* walks the candidates. When none of them is connected but one is on its way
    (starting, restarting, or just lost and about to restart), the round first waits for it,
-   bounded by the server's `startup_timeout_seconds` and the request's own timeout, both counted
-   from when the request arrived (a `failed`, disabled or stopped server is not waited for).
-   Then a member that is not connected, whose circuit is open or whose queue is full is
-   skipped (the request never left the hub: failover, free); the first member that takes the
-   request answers it. If the request failed after it may have reached the
-   server (timeout, broken connection, -32603), the round moves on only for a tool the operator
-   listed under `idempotent:` (and for reads: `resources/read`, `prompts/get`,
-   `completion/complete` ask for data and change nothing); otherwise the failure is the answer.
+   bounded by the server's `startup_timeout_seconds` from the request's arrival and by the
+   deadline (a `failed`, disabled or stopped server is not waited for; a wait the deadline
+   ends fails unsent, `ServerUnavailable` "waiting for the server to start ... ran out").
+   For each member the router resolves the connection that will serve the request: the
+   calling client's dedicated one when it has one (`isolation: per_client`, the
+   handshake-era connection of `protocol: both` or of a server that pushes:
+   `servers.isolation.Clones`, started within the deadline), else the member itself; that
+   connection's own breaker and queue decide. A member that is not connected, whose circuit
+   is open or whose queue is full is skipped (the request never left the hub: failover,
+   free); a request still queued at its deadline is refused unsent (`ServerRejected` "no free
+   slot before the request's N s ran out"). The first member that takes the request answers
+   it, within what is left of the deadline (`ServerTimeout` "no answer to tools/call within N
+   s", saying how much of it went on waiting for a slot). If the request failed after it may
+   have reached the server (timeout, broken connection, -32603), the round moves on only for a
+   tool the operator listed under `idempotent:` (and for reads: `resources/read`,
+   `prompts/get`, `completion/complete` ask for data and change nothing), and only while time
+   is left (after a timeout none is); otherwise the failure is the answer.
 3. When a round fails as a whole and the failure is safe to repeat, tenacity waits a jittered
    exponential backoff and runs another round, up to `retry.attempts` rounds, each needing a
-   token from the server's retry budget (hub/resilience.py has the rules and the table). A
-   round refused everywhere by open circuits or full queues (`ServerRejected`) is not repeated:
-   those refusals exist to fail fast.
+   token from the server's retry budget (hub/resilience.py has the rules and the table) and a
+   backoff that ends before the deadline. A round refused everywhere by open circuits or full
+   queues (`ServerRejected`) is not repeated: those refusals exist to fail fast.
 
 Errors a caller catches: `ServerUnavailable` (no candidate could take the request, or the
-connection broke; names the server), `ServerTimeout` (names the server; it was sent a
-cancellation), `MCPError` (the server's own error, code unchanged). A tool result over
-`max_result_bytes` becomes an `isError` result "result from <server> exceeded N bytes"; a resource
-or prompt over it fails with a `ServerError` saying the same.
+connection broke, or the deadline passed before it could be sent: `delivered=False`; names the
+server), `ServerTimeout` (names the server; it was sent a cancellation), `MCPError` (the
+server's own error, code unchanged). A tool result over `max_result_bytes` becomes an
+`isError` result "result from <server> exceeded N bytes"; a resource or prompt over it fails
+with a `ServerError` saying the same.
 """
 
 from __future__ import annotations

@@ -10,9 +10,13 @@ connection of their own, started on first use and supervised by the fleet beside
 - a `protocol: auto`/`both` server found to push requests mid-call (`hub.push_era`): its
   requests that may push go over a handshake-era connection, which can carry the push.
 
-`calls.Sender` asks `Clones.dedicated_key` which connection a request goes to, and
-`Clones.dedicated` for that connection; a clone is a full `ServerConnection` with its
-`client_key` set, sharing the shared connection's config, pool, fleet hooks and events.
+The router (`hub.router`, for routed calls, reads, gets and completions) and `calls.Sender`
+(for the requests that do not go through the router: subscriptions, tasks) ask
+`Clones.dedicated_key` which connection a request goes to, and `Clones.dedicated` for that
+connection; a clone is a full `ServerConnection` with its `client_key` set, sharing the shared
+connection's config, pool, fleet hooks and events, and with its own circuit breaker and
+concurrency limiter (the router checks the clone's, never the shared connection's, for a request
+the clone serves).
 """
 
 from __future__ import annotations
