@@ -175,3 +175,24 @@ async def test_a_per_client_connection_with_an_open_circuit_is_refused_alone_and
     assert served_b == "b"
     assert shared_opened is BreakerState.OPEN
     assert served_b_again == "b again"
+
+
+async def test_a_call_whose_deadline_passes_while_its_own_connection_starts_is_never_sent_and_the_next_is_served() -> (
+    None
+):
+    # A per-client connection is a new stdio child: interpreter, SDK import and handshake take
+    # far longer than the 0.05 s `echo` has, so its deadline passes while it waits for the start.
+    entry = _per_client(timeouts={"echo": 0.05})
+    async with running_hub({"fz": entry}) as hub:
+        shared = hub.hub.fleet.connections["fz"]
+        with anyio.fail_after(30):
+            async with Client(hub.url, mode="legacy") as a:
+                with pytest.raises(MCPError) as raised:
+                    await a.call_tool("fz__echo", {"text": "too soon"})
+                pid = _text(await a.call_tool("fz__pid", {}))
+                dedicated = list(shared.clones)
+    assert raised.value.code == CONNECTION_CLOSED and raised.value.data == {"server_id": "fz"}
+    assert "starting the connection dedicated to this client" in raised.value.message
+    assert "ran out before it could be sent" in raised.value.message
+    assert shared.breaker.state is BreakerState.CLOSED and shared.breaker.consecutive_failures == 0
+    assert len(dedicated) == 1 and pid.isdigit()
