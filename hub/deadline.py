@@ -32,7 +32,7 @@ class RequestDeadline:
 
     :param timeout_seconds: the time from arrival, or from the last progress, to the answer (> 0).
     :param hard_seconds: the most the request may take from its arrival, whatever its progress
-        (not below `timeout_seconds`).
+        (binding even when below `timeout_seconds`).
     :param now: the arrival, `anyio.current_time()` (default: now).
     """
 
@@ -40,7 +40,7 @@ class RequestDeadline:
 
     def __init__(self, timeout_seconds: float, hard_seconds: float, *, now: float | None = None) -> None:
         self.timeout_seconds = timeout_seconds
-        self.hard_seconds = max(hard_seconds, timeout_seconds)
+        self.hard_seconds = hard_seconds
         self.arrived = anyio.current_time() if now is None else now
         self.hard_at = self.arrived + self.hard_seconds
         self._soft = self.arrived + timeout_seconds
@@ -80,7 +80,13 @@ class RequestDeadline:
     def ran_out(self, phase: str) -> str:
         """The message of a request that ran out of time before it was sent, `phase` saying
         while doing what (e.g. "waiting for the server to start")."""
-        return f"{phase}: the request's {self.timeout_seconds:g} s ran out before it could be sent"
+        return f"{phase}: the request's {self.seconds:g} s ran out before it could be sent"
+
+    @property
+    def seconds(self) -> float:
+        """The request's time from arrival before any progress: its timeout, or the hard
+        maximum when that is shorter."""
+        return min(self.timeout_seconds, self.hard_seconds)
 
     def __repr__(self) -> str:
         return (

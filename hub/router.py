@@ -450,7 +450,7 @@ class Router:
         deadline = call.deadline
         try:
             queued = anyio.current_time()
-            async with connection.limiter.slot(deadline.remaining(), request_seconds=deadline.timeout_seconds):
+            async with connection.limiter.slot(deadline.remaining(), request_seconds=deadline.seconds):
                 deadline.queued_seconds += anyio.current_time() - queued
                 result = await send(connection, deadline)
         except ServerUnavailable as exc:

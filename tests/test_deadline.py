@@ -49,7 +49,8 @@ async def test_progress_pushes_the_deadline_to_now_plus_the_timeout_but_never_pa
     assert not old.expired()
     assert "hard maximum of 3 s" in RequestDeadline(1.0, 3.0, now=now - 5).no_answer("tools/call")
 
-    assert RequestDeadline(2.0, 1.0, now=now).hard_at == now + 2.0  # a hard maximum below the timeout is the timeout
+    short = RequestDeadline(2.0, 1.0, now=now)  # a hard maximum below the timeout binds
+    assert short.at == short.hard_at == now + 1.0 and short.extend() == now + 1.0
 
 
 # ---------------------------------------------------------------- queue wait and answer share one clock
