@@ -233,9 +233,11 @@ class ConcurrencyLimiter:
             self._on_depth(self.waiting)
 
     @contextlib.asynccontextmanager
-    async def slot(self, wait_seconds: float) -> AsyncIterator[None]:
+    async def slot(self, wait_seconds: float, *, request_seconds: float | None = None) -> AsyncIterator[None]:
         """Hold a slot for the block, waiting at most `wait_seconds` in the queue.
 
+        :param request_seconds: the timeout of the request whose deadline `wait_seconds` is
+            what is left of (`hub.deadline`): the refusal then names it.
         :raises ServerRejected: the queue is full, or no slot came free within `wait_seconds`.
         """
         if self._semaphore.value == 0 and self.waiting >= self.max_queue:
@@ -254,9 +256,12 @@ class ConcurrencyLimiter:
                 self._depth(-1)
             if scope.cancelled_caught:
                 self._rejected()
-                raise ServerRejected(
-                    self.server_id, f"busy: no free slot within {wait_seconds:g} s ({self.max_concurrency} in flight)"
+                within = (
+                    f"before the request's {request_seconds:g} s ran out"
+                    if request_seconds is not None
+                    else f"within {wait_seconds:g} s"
                 )
+                raise ServerRejected(self.server_id, f"busy: no free slot {within} ({self.max_concurrency} in flight)")
         else:
             await self._semaphore.acquire()
         try:

@@ -1,34 +1,48 @@
-"""Dispatch of routed requests: timeouts, retry only when safe, fallback, replicas, circuit
-breakers, concurrency caps and the result size cap.
+"""Dispatch of routed requests: one deadline per request, retry only when safe, fallback,
+replicas, circuit breakers, concurrency caps and the result size cap.
 
 The endpoint resolves an exposed name to `(server_id, original)` (catalog); the router sends the
 request under the original name and returns the answer unchanged (content, structuredContent,
 isError). One request goes like this:
 
+0. Its deadline starts (`hub.deadline.RequestDeadline`): the route's timeout
+   (`timeout_for(original)`) from now, pushed on by each progress notification up to the hard
+   maximum (`hard_timeout_for`) from now. Every step below spends this one clock; no step
+   starts a timeout of its own.
 1. Candidates, in order: the route's server (its replica members round-robin, starting one
    further each request), then each `fallback:` server (its members likewise) that offers the
    same original tool, resource or prompt right now.
 2. A *round* walks the candidates. When none of them is connected but one is on its way
    (starting, restarting, or just lost and about to restart), the round first waits for it,
-   bounded by the server's `startup_timeout_seconds` and the request's own timeout, both counted
-   from when the request arrived (a `failed`, disabled or stopped server is not waited for).
-   Then a member that is not connected, whose circuit is open or whose queue is full is
-   skipped (the request never left the hub: failover, free); the first member that takes the
-   request answers it. If the request failed after it may have reached the
-   server (timeout, broken connection, -32603), the round moves on only for a tool the operator
-   listed under `idempotent:` (and for reads: `resources/read`, `prompts/get`,
-   `completion/complete` ask for data and change nothing); otherwise the failure is the answer.
+   bounded by the server's `startup_timeout_seconds` from the request's arrival and by the
+   deadline (a `failed`, disabled or stopped server is not waited for; a wait the deadline
+   ends fails unsent, `ServerUnavailable` "waiting for the server to start ... ran out").
+   For each member the router resolves the connection that will serve the request: the
+   calling client's dedicated one when it has one (`isolation: per_client`, the
+   handshake-era connection of `protocol: both` or of a server that pushes:
+   `servers.isolation.Clones`, started within the deadline), else the member itself; that
+   connection's own breaker and queue decide. A member that is not connected, whose circuit
+   is open or whose queue is full is skipped (the request never left the hub: failover,
+   free); a request still queued at its deadline is refused unsent (`ServerRejected` "no free
+   slot before the request's N s ran out"). The first member that takes the request answers
+   it, within what is left of the deadline (`ServerTimeout` "no answer to tools/call within N
+   s", saying how much of it went on waiting for a slot). If the request failed after it may
+   have reached the server (timeout, broken connection, -32603), the round moves on only for a
+   tool the operator listed under `idempotent:` (and for reads: `resources/read`,
+   `prompts/get`, `completion/complete` ask for data and change nothing), and only while time
+   is left (after a timeout none is); otherwise the failure is the answer.
 3. When a round fails as a whole and the failure is safe to repeat, tenacity waits a jittered
    exponential backoff and runs another round, up to `retry.attempts` rounds, each needing a
-   token from the server's retry budget (hub/resilience.py has the rules and the table). A
-   round refused everywhere by open circuits or full queues (`ServerRejected`) is not repeated:
-   those refusals exist to fail fast.
+   token from the server's retry budget (hub/resilience.py has the rules and the table) and a
+   backoff that ends before the deadline. A round refused everywhere by open circuits or full
+   queues (`ServerRejected`) is not repeated: those refusals exist to fail fast.
 
 Errors a caller catches: `ServerUnavailable` (no candidate could take the request, or the
-connection broke; names the server), `ServerTimeout` (names the server; it was sent a
-cancellation), `MCPError` (the server's own error, code unchanged). A tool result over
-`max_result_bytes` becomes an `isError` result "result from <server> exceeded N bytes"; a resource
-or prompt over it fails with a `ServerError` saying the same.
+connection broke, or the deadline passed before it could be sent: `delivered=False`; names the
+server), `ServerTimeout` (names the server; it was sent a cancellation), `MCPError` (the
+server's own error, code unchanged). A tool result over `max_result_bytes` becomes an
+`isError` result "result from <server> exceeded N bytes"; a resource or prompt over it fails
+with a `ServerError` saying the same.
 """
 
 from __future__ import annotations
@@ -45,12 +59,14 @@ import mcp_types as types
 from mcp import MCPError
 from mcp.shared.dispatcher import ProgressFnT
 from mcp_types import INTERNAL_ERROR
-from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
 from hub.catalog import Kind, snapshot_offers
 from hub.config import ServerConfig
+from hub.deadline import RequestDeadline
 from hub.errors import ServerError, ServerTimeout, ServerUnavailable
 from hub.limits import BreakerState, RetryBudget, ServerRejected
+from hub.relay import CURRENT_CHANNEL
 from hub.resilience import EventSink, Failure, ResultTooLarge, classify_failure, oversized
 from hub.servers import ConnectionLost, Fleet, ServerConnection
 from hub.task_wire import CreatedTask, LegacyCreatedTask
@@ -64,7 +80,7 @@ ProgressFn = ProgressFnT
 """`(progress, total, message)`, as `notifications/progress` carries them."""
 
 _T = TypeVar("_T", bound=types.Result)
-_Send = Callable[[ServerConnection], Awaitable[_T]]
+_Send = Callable[[ServerConnection, RequestDeadline], Awaitable[_T]]
 
 
 @dataclass
@@ -73,12 +89,17 @@ class _Call:
 
     server_id: str
     kind: Kind
+    method: str
+    """The MCP method sent (`tools/call`, `resources/read`, `prompts/get`, `completion/complete`)."""
     original: str
     config: ServerConfig
     repeatable: bool
     """May be sent again after it may have reached a server (idempotent tool, or a read)."""
+    deadline: RequestDeadline
+    """The request's one deadline, from its arrival to its answer (`hub.deadline`)."""
     wait_deadline: float = 0.0
-    """`anyio.current_time()` until which the request may wait for a starting server."""
+    """`anyio.current_time()` until which the request may wait for a starting server (its
+    `startup_timeout_seconds` from arrival; the request's deadline bounds it too)."""
     token: bool = False
     """Holds a retry-budget token (from a granted retry until the end of its round)."""
     answered_by: str | None = None
@@ -159,8 +180,9 @@ class Router:
             return await self._dispatch(
                 server_id,
                 "tools",
+                "tools/call",
                 name,
-                lambda c: c.call_tool(name, arguments, progress_callback=progress, **mrtr),
+                lambda c, deadline: c.call_tool(name, arguments, progress_callback=progress, deadline=deadline, **mrtr),
             )
         except ResultTooLarge as exc:
             return types.CallToolResult(content=[types.TextContent(type="text", text=exc.message)], is_error=True)
@@ -170,14 +192,26 @@ class Router:
     ) -> types.ReadResourceResult | types.InputRequiredResult:
         """`resources/read` of original `uri` on `server_id` (or its replicas and fallbacks);
         `mrtr` as `call_tool`."""
-        return await self._dispatch(server_id, "resources", uri, lambda c: c.read_resource(uri, **mrtr))
+        return await self._dispatch(
+            server_id,
+            "resources",
+            "resources/read",
+            uri,
+            lambda c, deadline: c.read_resource(uri, deadline=deadline, **mrtr),
+        )
 
     async def get_prompt(
         self, server_id: str, name: str, arguments: dict[str, str] | None, **mrtr: Any
     ) -> types.GetPromptResult | types.InputRequiredResult:
         """`prompts/get` of original prompt `name` on `server_id` (or its replicas and fallbacks);
         `mrtr` as `call_tool`."""
-        return await self._dispatch(server_id, "prompts", name, lambda c: c.get_prompt(name, arguments, **mrtr))
+        return await self._dispatch(
+            server_id,
+            "prompts",
+            "prompts/get",
+            name,
+            lambda c, deadline: c.get_prompt(name, arguments, deadline=deadline, **mrtr),
+        )
 
     async def complete(
         self,
@@ -189,7 +223,13 @@ class Router:
         """`completion/complete` on `server_id`; `ref` already carries the original name or URI template."""
         kind: Kind = "prompts" if isinstance(ref, types.PromptReference) else "resource_templates"
         original = ref.name if isinstance(ref, types.PromptReference) else ref.uri
-        return await self._dispatch(server_id, kind, original, lambda c: c.complete(ref, argument, context_arguments))
+        return await self._dispatch(
+            server_id,
+            kind,
+            "completion/complete",
+            original,
+            lambda c, deadline: c.complete(ref, argument, context_arguments, deadline=deadline),
+        )
 
     def plan(self, server_id: str, kind: Kind, original: str) -> dict[str, Any]:
         """For `/admin/routes`: the route's chain (`[server_id, fallbacks offering it...]`), its
@@ -226,18 +266,21 @@ class Router:
             order.extend(members[start:] + members[:start])
         return order
 
-    async def _dispatch(self, server_id: str, kind: Kind, original: str, send: _Send[_T]) -> _T:
+    async def _dispatch(self, server_id: str, kind: Kind, method: str, original: str, send: _Send[_T]) -> _T:
         members = self._fleet.members(server_id)
         if not members:
             raise ServerUnavailable(server_id, "not configured", delivered=False)
         config = members[0].config
+        deadline = RequestDeadline(config.timeout_for(original), config.hard_timeout_for(original))
         call = _Call(
             server_id,
             kind,
+            method,
             original,
             config,
             repeatable=kind != "tools" or config.is_idempotent(original),
-            wait_deadline=anyio.current_time() + min(config.startup_timeout_seconds, config.timeout_for(original)),
+            deadline=deadline,
+            wait_deadline=deadline.arrived + config.startup_timeout_seconds,
         )
         budget = self._budgets.get(server_id)
         if budget is None or (budget.ratio, budget.minimum) != (config.retry.budget_ratio, config.retry.budget_min):
@@ -245,11 +288,11 @@ class Router:
         started = time.monotonic()
         outcome = "error"
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(config.retry.attempts),
+            stop=partial(self._no_more_rounds, call, budget),
             wait=wait_random_exponential(
                 multiplier=config.retry.backoff_initial_seconds, max=config.retry.backoff_max_seconds
             ),
-            retry=partial(self._may_retry, call, budget),
+            retry=partial(self._may_retry, call),
             sleep=anyio.sleep,
             reraise=True,
         )
@@ -282,46 +325,61 @@ class Router:
                     "on_call", original, call.answered_by or server_id, outcome, time.monotonic() - started
                 )
 
-    def _may_retry(self, call: _Call, budget: RetryBudget, retry_state: RetryCallState) -> bool:
-        """tenacity's retry predicate: another round only when rounds are left, for a failure
-        that is safe to repeat, and only with a token from the server's retry budget."""
+    def _may_retry(self, call: _Call, retry_state: RetryCallState) -> bool:
+        """tenacity's retry predicate: whether the failure is safe to repeat (`_no_more_rounds`
+        then decides whether another round may run)."""
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None and outcome.failed else None
-        if exc is None or retry_state.attempt_number >= call.config.retry.attempts:
-            return False
-        if isinstance(exc, ServerRejected):
-            return False  # circuit open or queue full everywhere: fail fast, shed load
+        if exc is None or isinstance(exc, ServerRejected):
+            return False  # answered, or circuit open or queue full everywhere: fail fast, shed load
         failure = classify_failure(exc)
-        if failure is None or (failure is not Failure.NOT_DELIVERED and not call.repeatable):
-            return False
+        return failure is not None and (failure is Failure.NOT_DELIVERED or call.repeatable)
+
+    def _no_more_rounds(self, call: _Call, budget: RetryBudget, retry_state: RetryCallState) -> bool:
+        """tenacity's stop predicate, after `_may_retry` agreed and the backoff was drawn:
+        another round only when rounds are left, when the backoff ends before the request's
+        deadline, and with a token from the server's retry budget (held from here to the end
+        of the round)."""
+        if retry_state.attempt_number >= call.config.retry.attempts:
+            return True
+        if retry_state.upcoming_sleep >= call.deadline.remaining():
+            logger.info(
+                "server %s: no time left for another round of %s (backoff %.2f s, %.2f s left)",
+                call.server_id,
+                call.original,
+                retry_state.upcoming_sleep,
+                call.deadline.remaining(),
+            )
+            return True
         if not budget.try_acquire():
             self.events.emit("on_budget_exhausted", call.server_id)
             logger.info("server %s: retry budget used up, not retrying %s", call.server_id, call.original)
-            return False
+            return True
         call.token = True
         self.events.emit("on_retry", call.server_id)
-        return True
+        return False
 
     async def _round(self, call: _Call, send: _Send[_T]) -> _T:
         """One round (module docstring, step 2): wait while no candidate is connected but one
         is coming up, then walk them. A walk that reached no server because the connection it
         found had just been lost (the supervisor had not noticed yet) waits and walks again,
-        within the same wait deadline."""
+        within the same wait deadline. The wait ends at the request's deadline at the latest."""
         while True:
             candidates = self._candidates(call.server_id, call.kind, call.original, call.config, advance=False)
-            if await _wait_serving(candidates, call.wait_deadline - anyio.current_time()):
+            wait_until = min(call.wait_deadline, call.deadline.at)
+            if await _wait_serving(candidates, wait_until - anyio.current_time()):
                 logger.debug("server %s: waited for it to start", call.server_id)
             candidates = self._candidates(call.server_id, call.kind, call.original, call.config, advance=True)
             try:
                 return await self._walk(call, send, candidates)
             except ServerUnavailable as exc:
-                if (
-                    exc.delivered
-                    or isinstance(exc, ServerRejected)
-                    or anyio.current_time() >= call.wait_deadline
-                    or any(c.connected for c in candidates)
-                    or not any(c.coming_up for c in candidates)
-                ):
+                if exc.delivered or isinstance(exc, ServerRejected):
+                    raise
+                coming_up = not any(c.connected for c in candidates) and any(c.coming_up for c in candidates)
+                if coming_up and call.deadline.expired():
+                    phase = f"waiting for the server to start ({exc.message})"
+                    raise ServerUnavailable(call.server_id, call.deadline.ran_out(phase), delivered=False) from exc
+                if not coming_up or anyio.current_time() >= wait_until:
                     raise
 
     async def _walk(self, call: _Call, send: _Send[_T], candidates: list[ServerConnection]) -> _T:
@@ -332,6 +390,8 @@ class Router:
         lost: ServerError | MCPError | None = None  # the last failure after a possible delivery: the one to report
         previous: str | None = None
         for position, connection in enumerate(candidates, start=1):
+            if call.deadline.expired():
+                break  # nothing left for another replica or fallback
             if previous is not None:
                 self.events.emit("on_failover", previous, connection.server_id)
             previous = connection.server_id
@@ -354,7 +414,7 @@ class Router:
                 lost = exc
                 if not call.repeatable:
                     raise
-                if position < len(candidates):
+                if position < len(candidates) and not call.deadline.expired():
                     logger.warning(
                         "server %s failed %s (%s); trying the next replica or fallback",
                         connection.server_id,
@@ -364,6 +424,8 @@ class Router:
         if lost is not None:
             raise lost
         if first is None:
+            if candidates and call.deadline.expired():
+                raise ServerUnavailable(call.server_id, call.deadline.ran_out("routing"), delivered=False)
             raise ServerUnavailable(call.server_id, "no server offers this route right now", delivered=False)
         if len(skipped) > 1:
             if rejected_everywhere:
@@ -371,9 +433,12 @@ class Router:
             raise ServerUnavailable(call.server_id, "; ".join(skipped), delivered=False) from first
         raise first
 
-    async def _attempt(self, call: _Call, connection: ServerConnection, send: _Send[_T]) -> _T:
-        """Send to one member: readiness, breaker and concurrency checks first (failing them
-        means the request never left), then the request; the breaker gets the verdict."""
+    async def _attempt(self, call: _Call, member: ServerConnection, send: _Send[_T]) -> _T:
+        """Send to one member, over the connection that serves this client (`_serving`):
+        readiness, that connection's breaker and concurrency checks first (failing them means
+        the request never left), then the request; that breaker gets the verdict."""
+        member.require_ready()
+        connection = await self._serving(call, member)
         connection.require_ready()
         breaker = connection.breaker
         if not breaker.allow():
@@ -382,9 +447,12 @@ class Router:
                 f"circuit open after {breaker.consecutive_failures} consecutive failures; next probe in "
                 f"{breaker.retry_in_seconds:.1f} s",
             )
+        deadline = call.deadline
         try:
-            async with connection.limiter.slot(connection.config.timeout_for(call.original)):
-                result = await send(connection)
+            queued = anyio.current_time()
+            async with connection.limiter.slot(deadline.remaining(), request_seconds=deadline.seconds):
+                deadline.queued_seconds += anyio.current_time() - queued
+                result = await send(connection, deadline)
         except ServerUnavailable as exc:
             if exc.delivered:
                 # Every request in flight on a lost connection fails at once: one failure.
@@ -413,6 +481,27 @@ class Router:
         if oversized(result, connection.config.max_result_bytes):
             raise ResultTooLarge(connection.server_id, connection.config.max_result_bytes)
         return result
+
+    async def _serving(self, call: _Call, member: ServerConnection) -> ServerConnection:
+        """The connection that serves this request at `member`: the calling client's dedicated
+        one when it has one (`isolation: per_client`, the handshake-era connection of a
+        `protocol: both` server or of one that pushes: `servers.isolation.Clones`), started
+        on first use within the request's deadline; else `member` itself. Its own breaker and
+        limiter then decide whether the request may go.
+
+        :raises ServerUnavailable: the dedicated connection could not be started, or not
+            within the deadline (`delivered=False`).
+        """
+        channel = CURRENT_CHANNEL.get()
+        if channel is None or member.client_key is not None:
+            return member
+        key = member.clones.dedicated_key(channel, call.method)
+        if key is None:
+            return member
+        with anyio.move_on_after(call.deadline.remaining()):
+            return await member.clones.dedicated(key)
+        phase = "starting the connection dedicated to this client"
+        raise ServerUnavailable(member.server_id, call.deadline.ran_out(phase), delivered=False)
 
 
 async def _wait_serving(connections: list[ServerConnection], timeout_seconds: float) -> bool:

@@ -142,6 +142,7 @@ EXPORTS = {
     "hub.startup": ["StartSlots", "StartupGate", "default_max_concurrent_starts"],
     "hub.launch": ["STDERR_TAIL_LINES", "CannotLaunch", "StderrTail", "resolve_command"],
     "hub.router": ["ProgressFn", "Router"],
+    "hub.deadline": ["RequestDeadline"],
     "hub.limits": ["BreakerState", "CircuitBreaker", "ConcurrencyLimiter", "RetryBudget", "ServerRejected"],
     "hub.resilience": [
         "DeliveryMark",

@@ -1,15 +1,18 @@
-"""Sending: one request to the server, with its deadline, its bookkeeping and its errors.
+"""Sending: one request to the server, within its deadline, with its bookkeeping and its errors.
 
-The path of a call: the router picks a connection and calls one of its request methods
-(`ServerConnection.call_tool`, `read_resource`, `get_prompt`, `complete`, `send_task_request`,
-...). Each builds a `send(client, on_progress)` for the SDK and hands it to
-`Sender.request`, which
+The path of a call: the router picks a connection (the client's dedicated one when it has one:
+`isolation.Clones`) and calls one of its request methods (`ServerConnection.call_tool`,
+`read_resource`, `get_prompt`, `complete`, `send_task_request`, ...) with the request's
+`hub.deadline.RequestDeadline`. Each builds a `send(client, on_progress)` for the SDK and hands
+it to `Sender.request`, which
 
-1. sends it over the client's dedicated connection when it has one (`isolation: per_client`,
-   the handshake-era connection of `protocol: both` or of a server that pushes:
-   `isolation.Clones`),
-2. bounds it by its timeout, restarted by each progress notification up to the hard maximum
-   (cancelling the SDK request sends `notifications/cancelled` or aborts it, by era),
+1. sends it over the client's dedicated connection when it has one and the caller did not pick
+   it already (`isolation: per_client`, the handshake-era connection of `protocol: both` or of a
+   server that pushes: `isolation.Clones`),
+2. bounds it by the request's deadline, pushed on by each progress notification up to the hard
+   maximum (a caller without a deadline, such as a subscription or a task request, gets one
+   starting now); cancelling the SDK request sends `notifications/cancelled` or aborts it, by
+   era,
 3. records it as in flight (drains wait for none; the inbox relays server requests to the
    client channels in flight), and
 4. maps a failure once (`failures.request_errors`): `ConnectionLost`, `ResultTooLarge`,
@@ -32,7 +35,8 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict
 
-from hub.errors import ServerTimeout
+from hub.deadline import RequestDeadline
+from hub.errors import ServerTimeout, ServerUnavailable
 from hub.push_era import PushNeedsHandshakeEra, pushed_method
 from hub.redaction import SECRETS
 from hub.relay import CURRENT_CHANNEL
@@ -72,20 +76,24 @@ class Sender:
         timeout_seconds: float | None = None,
         max_timeout_seconds: float | None = None,
         relay: ProgressFnT | None = None,
+        deadline: RequestDeadline | None = None,
     ) -> _T:
         """Send one request, translating transport-level failures once; a server's own MCP
         error passes through with its code; progress is relayed to `relay`.
 
-        The request may wait `timeout_seconds` (default: the server's) for its answer; each
-        progress notification from the server restarts that wait, but never past
-        `max_timeout_seconds` from the start (default: 5x the timeout). On expiry the request's
-        scope is cancelled, which the SDK turns into `notifications/cancelled` (handshake era)
-        or an aborted request (modern era). The client channel in context
-        (`hub.relay.CURRENT_CHANNEL`) is recorded as in flight for the request's duration, and
-        picks the dedicated connection under `isolation: per_client` (or the handshake-era one
-        under `protocol: both`, or of a server found to push: `Clones.dedicated_key`).
+        The request waits for its answer until its `deadline` (the router's, started when the
+        request arrived: `hub.deadline`); without one it starts now with `timeout_seconds`
+        (default: the server's) and `max_timeout_seconds` (default: 5x the timeout). Each
+        progress notification from the server pushes the deadline to now + timeout, never past
+        the hard maximum. On expiry the request's scope is cancelled, which the SDK turns into
+        `notifications/cancelled` (handshake era) or an aborted request (modern era). The
+        client channel in context (`hub.relay.CURRENT_CHANNEL`) is recorded as in flight for the
+        request's duration, and picks the dedicated connection under `isolation: per_client`
+        (or the handshake-era one under `protocol: both`, or of a server found to push:
+        `Clones.dedicated_key`) unless this is one already (the router picks it itself).
 
-        :raises ServerUnavailable: not connected (`delivered=False`), or the connection closed
+        :raises ServerUnavailable: not connected, or the deadline had already passed
+            (`delivered=False`, never sent), or the connection closed
             or broke (`ConnectionLost`; `delivered` tells whether the request had reached the
             transport).
         :raises ServerTimeout: no answer in time; the server was sent a cancellation.
@@ -101,18 +109,25 @@ class Sender:
             if key is not None:
                 dedicated = await connection.clones.dedicated(key)
                 return await dedicated.sender.request(
-                    method, send, timeout_seconds=timeout_seconds, max_timeout_seconds=max_timeout_seconds, relay=relay
+                    method,
+                    send,
+                    timeout_seconds=timeout_seconds,
+                    max_timeout_seconds=max_timeout_seconds,
+                    relay=relay,
+                    deadline=deadline,
                 )
         client = connection._require_client()
         generation = connection.generation
-        timeout = timeout_seconds if timeout_seconds is not None else connection.config.timeout_seconds
-        hard = max_timeout_seconds if max_timeout_seconds is not None else 5 * timeout
-        start = anyio.current_time()
-        hard_deadline = start + hard
-        scope = anyio.CancelScope(deadline=min(start + timeout, hard_deadline))
+        if deadline is None:
+            timeout = timeout_seconds if timeout_seconds is not None else connection.config.timeout_seconds
+            deadline = RequestDeadline(timeout, max_timeout_seconds if max_timeout_seconds is not None else 5 * timeout)
+        elif deadline.expired():
+            raise ServerUnavailable(connection.server_id, deadline.ran_out(f"{method} not sent"), delivered=False)
+        scope = deadline.scope()
+        request_deadline = deadline
 
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-            scope.deadline = min(anyio.current_time() + timeout, hard_deadline)
+            scope.deadline = request_deadline.extend()
             if relay is not None:
                 await relay(progress, total, SECRETS.mask(message) if message else message)
 
@@ -126,11 +141,7 @@ class Sender:
                 result = await send(client, on_progress)
                 connection._last_answer = time.monotonic()
                 return result
-            if anyio.current_time() >= hard_deadline:
-                message = f"no answer to {method} within its hard maximum of {hard:g} s (cancelled)"
-            else:
-                message = f"no answer to {method} within {timeout:g} s (cancelled)"
-            raise ServerTimeout(connection.server_id, message)
+            raise ServerTimeout(connection.server_id, deadline.no_answer(method))
         finally:
             if channel is not None:
                 inflight.remove(channel)

@@ -52,6 +52,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters import HttpPool
 from hub.config import ServerConfig
+from hub.deadline import RequestDeadline
 from hub.errors import ServerProtocolError, ServerUnavailable
 from hub.federation import Federation
 from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter
@@ -336,6 +337,7 @@ class ServerConnection:
         timeout_seconds: float | None = None,
         max_timeout_seconds: float | None = None,
         task: dict[str, Any] | None = None,
+        deadline: RequestDeadline | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult | CreatedTask | LegacyCreatedTask:
         """`tools/call` on this server under the original name. The server is always asked for
         progress (so a long call that reports progress keeps its timeout alive, up to the hard
@@ -352,7 +354,10 @@ class ServerConnection:
         :param log_level: the lowest `notifications/message` level wanted (modern-era servers).
         :param timeout_seconds: default `config.timeout_for(name)`.
         :param max_timeout_seconds: default `config.hard_timeout_for(name)`.
-        :raises ServerUnavailable: not connected, or the connection broke mid-call.
+        :param deadline: the request's deadline, started by the router when it arrived
+            (`hub.deadline`); when given, the two timeouts above are not used.
+        :raises ServerUnavailable: not connected, the deadline had passed before it was sent
+            (`delivered=False`), or the connection broke mid-call.
         :raises ServerTimeout: no answer in time (the server was sent a cancellation).
         :raises MCPError: the server's own error response, code unchanged.
         """
@@ -392,6 +397,7 @@ class ServerConnection:
                 max_timeout_seconds if max_timeout_seconds is not None else self.config.hard_timeout_for(name)
             ),
             relay=progress_callback,
+            deadline=deadline,
         )
 
     async def send_task_request(
@@ -421,8 +427,10 @@ class ServerConnection:
         input_responses: types.InputResponses | None = None,
         request_state: str | None = None,
         allow_input_required: bool = False,
+        deadline: RequestDeadline | None = None,
     ) -> types.ReadResourceResult | types.InputRequiredResult:
-        """`resources/read` of an original URI; `allow_input_required` and errors as `call_tool`."""
+        """`resources/read` of an original URI; `allow_input_required`, `deadline` (default: the
+        server's `timeout_seconds` from now) and errors as `call_tool`."""
 
         async def send(client: Client, _: ProgressFnT) -> types.ReadResourceResult | types.InputRequiredResult:
             if allow_input_required and self._is_modern():
@@ -431,7 +439,7 @@ class ServerConnection:
                 )
             return await client.read_resource(uri)
 
-        return await self.sender.request_pushing("resources/read", send)
+        return await self.sender.request_pushing("resources/read", send, deadline=deadline)
 
     async def get_prompt(
         self,
@@ -441,8 +449,10 @@ class ServerConnection:
         input_responses: types.InputResponses | None = None,
         request_state: str | None = None,
         allow_input_required: bool = False,
+        deadline: RequestDeadline | None = None,
     ) -> types.GetPromptResult | types.InputRequiredResult:
-        """`prompts/get` under the original name; `allow_input_required` and errors as `call_tool`."""
+        """`prompts/get` under the original name; `allow_input_required`, `deadline` (default:
+        the server's `timeout_seconds` from now) and errors as `call_tool`."""
 
         async def send(client: Client, _: ProgressFnT) -> types.GetPromptResult | types.InputRequiredResult:
             if allow_input_required and self._is_modern():
@@ -455,17 +465,22 @@ class ServerConnection:
                 )
             return await client.get_prompt(name, arguments)
 
-        return await self.sender.request_pushing("prompts/get", send)
+        return await self.sender.request_pushing("prompts/get", send, deadline=deadline)
 
     async def complete(
         self,
         ref: types.PromptReference | types.ResourceTemplateReference,
         argument: dict[str, str],
         context_arguments: dict[str, str] | None,
+        *,
+        deadline: RequestDeadline | None = None,
     ) -> types.CompleteResult:
-        """`completion/complete` with an original prompt name or URI template; errors as `call_tool`."""
+        """`completion/complete` with an original prompt name or URI template; `deadline` (default:
+        the server's `timeout_seconds` from now) and errors as `call_tool`."""
         return await self.sender.request(
-            "completion/complete", lambda client, _: client.complete(ref, argument, context_arguments)
+            "completion/complete",
+            lambda client, _: client.complete(ref, argument, context_arguments),
+            deadline=deadline,
         )
 
     # ---- subscriptions and logging level (session_state.SessionState) ----

@@ -10,14 +10,19 @@ connection of their own, started on first use and supervised by the fleet beside
 - a `protocol: auto`/`both` server found to push requests mid-call (`hub.push_era`): its
   requests that may push go over a handshake-era connection, which can carry the push.
 
-`calls.Sender` asks `Clones.dedicated_key` which connection a request goes to, and
-`Clones.dedicated` for that connection; a clone is a full `ServerConnection` with its
-`client_key` set, sharing the shared connection's config, pool, fleet hooks and events.
+The router (`hub.router`, for routed calls, reads, gets and completions) and `calls.Sender`
+(for the requests that do not go through the router: subscriptions, tasks) ask
+`Clones.dedicated_key` which connection a request goes to, and `Clones.dedicated` for that
+connection; a clone is a full `ServerConnection` with its `client_key` set, sharing the shared
+connection's config, pool, fleet hooks and events, and with its own circuit breaker and
+concurrency limiter (the router checks the clone's, never the shared connection's, for a request
+the clone serves).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -48,6 +53,10 @@ class Clones:
 
     def __len__(self) -> int:
         return len(self._clones)
+
+    def __iter__(self) -> Iterator[ServerConnection]:
+        """The dedicated connections running now."""
+        return iter(list(self._clones.values()))
 
     @property
     def pushes_over_handshake_era(self) -> bool:
@@ -92,7 +101,8 @@ class Clones:
             dedicated = None
         if dedicated is None:
             if connection.spawn is None:
-                raise ServerUnavailable(connection.server_id, "per-client connections need a running fleet")
+                reason = "per-client connections need a running fleet"
+                raise ServerUnavailable(connection.server_id, reason, delivered=False)
             dedicated = type(connection)(  # a ServerConnection of its own
                 connection.server_id,
                 connection.config,
