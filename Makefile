@@ -22,7 +22,7 @@ PYTEST_PARALLEL ?= -n auto --dist loadfile
 ## lint, type-check and run every test (npm servers are installed into .cache/ by the tests;
 ## redis-server and haproxy from the OS packages by scripts/install-test-services.sh)
 test: lint test-services
-	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=15
 
 ## the fast tests only (no third-party npm/PyPI servers, no slow end-to-end groups)
 test-fast: $(STAMP) test-services
