@@ -15,11 +15,12 @@ of `PRIVATE_NAMES`.
   client's capabilities, 2026-07-28); the SDK stamps the connection's own with no override.
 - `connection_of`, `on_connection_closed` (`ServerSession._connection`): the lowlevel server
   has no public handle on a handshake-era client connection outside a request (SDK-NOTES 2.5).
-- `open_session_count` (`StreamableHTTPSessionManager._server_instances`): how many
-  handshake-era sessions a session manager holds (a metric).
-- `session_transports` (`StreamableHTTPSessionManager._server_instances`): the transports of
-  those sessions, to end their GET streams (their public `close_standalone_sse_stream()`) when
-  the hub drains for a deploy (`hub.drain`); the manager has no public accessor.
+- `handle_modern_request` (`mcp.server._streamable_http_modern`): the SDK's handler of one
+  modern-era (2026-07-28) POST, which its `StreamableHTTPSessionManager` calls for a request
+  whose `MCP-Protocol-Version` is not a handshake-era version. The hub serves Streamable HTTP
+  with a session manager of its own (`hub.cluster.sessions`: sealed session ids any replica
+  serves, which the SDK's manager cannot mint or rebuild), and routes modern-era requests to
+  the same handler so both eras behave exactly as with the SDK's manager.
 """
 
 from __future__ import annotations
@@ -32,9 +33,8 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import _create_platform_compatible_process as create_process
 from mcp.client.stdio import _drain_stdout as drain_stdout
 from mcp.client.stdio import _stop_server_process as stop_process
+from mcp.server._streamable_http_modern import handle_modern_request
 from mcp.server.session import ServerSession
-from mcp.server.streamable_http import StreamableHTTPServerTransport
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
 
 __all__ = [
@@ -44,10 +44,9 @@ __all__ = [
     "connection_of",
     "create_process",
     "drain_stdout",
+    "handle_modern_request",
     "on_connection_closed",
-    "open_session_count",
     "send_raw_request",
-    "session_transports",
     "stamp_each_request",
     "stop_process",
 ]
@@ -58,6 +57,7 @@ PRIVATE_NAMES: Final[tuple[tuple[str, str], ...]] = (
     ("mcp.client.stdio", "_create_platform_compatible_process"),
     ("mcp.client.stdio", "_drain_stdout"),
     ("mcp.client.stdio", "_stop_server_process"),
+    ("mcp.server._streamable_http_modern", "handle_modern_request"),
 )
 """`(module, name)` of every private module-level name imported here."""
 
@@ -65,7 +65,6 @@ PRIVATE_ATTRIBUTES: Final[tuple[tuple[str, str], ...]] = (
     ("ClientSession", "_stamp"),
     ("ClientSession", "_dispatcher"),
     ("ServerSession", "_connection"),
-    ("StreamableHTTPSessionManager", "_server_instances"),
 )
 """`(class, attribute)` of every private instance attribute used here (checked on live objects)."""
 
@@ -124,13 +123,3 @@ def on_connection_closed(session: ServerSession, callback: Callable[[], None]) -
     """Call `callback` once, when the client connection of `session` closes (its exit stack
     unwinds: DELETE, idle expiry, the client gone, the hub stopping)."""
     session._connection.exit_stack.callback(callback)
-
-
-def open_session_count(manager: StreamableHTTPSessionManager) -> int:
-    """How many handshake-era client sessions `manager` holds right now."""
-    return len(manager._server_instances)
-
-
-def session_transports(manager: StreamableHTTPSessionManager) -> list[StreamableHTTPServerTransport]:
-    """The transports of the handshake-era client sessions `manager` holds right now."""
-    return list(manager._server_instances.values())

@@ -10,8 +10,9 @@ validation (`hub.http_guards`: 421/403), authentication with the path's scope (`
 401/403/429), and the request gate (`hub.http_guards`: 415 for a non-JSON POST to an MCP path,
 413 past `max_body_bytes`, -32600 for a JSON-RPC batch) before any MCP handling.
 
-Both protocol eras are served on every face (the SDK's `StreamableHTTPSessionManager` picks the
-era per request from `MCP-Protocol-Version`; stdio picks it from the client's first request).
+Both protocol eras are served on every face (`hub.cluster.sessions.SessionManager` picks the
+era per request from `MCP-Protocol-Version`, and gives handshake-era sessions sealed ids that any
+replica serves; stdio picks the era from the client's first request).
 `list_changed` reaches handshake-era clients as `notifications/*/list_changed` on their
 session's standing channel, and modern-era clients as `subscriptions/listen` events.
 
@@ -33,7 +34,6 @@ import anyio
 import anyio.abc
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
@@ -47,15 +47,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapters._sdk import open_session_count, session_transports
 from hub.auth import PRM_PATH, Authenticator, AuthMiddleware, Principal, principal_of, protected_resource_metadata
 from hub.authority import parse_allowed_host
 from hub.bridge import Bridge
 from hub.catalog import Catalog, Kind
 from hub.catalog import Route as CatalogRoute
 from hub.catalog_search import CatalogSearch
+from hub.cluster.answers import Answers
 from hub.cluster.fanout import ResourceFanout
 from hub.cluster.keys import ClusterKeys
+from hub.cluster.session_copies import SessionCopies
+from hub.cluster.session_ids import SessionIds
+from hub.cluster.session_state import SessionState
+from hub.cluster.sessions import SessionManager
 from hub.cluster.store import MemoryStore, SharedStore
 from hub.config import HubConfig
 from hub.drain import Drain, DrainGate
@@ -78,6 +82,9 @@ from hub.tracing import CallTracer
 from hub.trust_admin import pin_diff, trust_routes
 
 __all__ = ["Endpoint", "HttpServer", "allowed_hosts", "bind_socket", "run_event_loop"]
+
+_PROFILE_FACE_PREFIX = "profile:"
+"""How a profile's face is named in session ids and `session_manager` (a server_id has no `:`)."""
 
 _SEARCH_INSTRUCTIONS = (
     " In search mode, find tools with search_tools (describe the task in plain words) and call them "
@@ -140,7 +147,7 @@ class _PerServerApp:
     """ASGI app for `/servers/{server_id}/mcp` (or `/profiles/{profile}/mcp`): the face's own
     session manager, or 404."""
 
-    def __init__(self, apps: dict[str, StreamableHTTPASGIApp], param: str = "server_id", noun: str = "server") -> None:
+    def __init__(self, apps: dict[str, SessionManager], param: str = "server_id", noun: str = "server") -> None:
         self._apps = apps
         self._param = param
         self._noun = noun
@@ -193,6 +200,12 @@ class Endpoint:
         self.access = Access(self.policy, RateLimiter(config.rate_limits, self.store))
         self.keys = keys if keys is not None else ClusterKeys.from_config(config.cluster)
         """What this hub seals with (shared by its replicas when `cluster.secret_env` is set)."""
+        self.session_ids = SessionIds(self.keys.codec("session-id"), config.session_max_lifetime_seconds)
+        """Mints and opens the sealed ids of handshake-era sessions (`hub.cluster.session_ids`)."""
+        self.session_state = SessionState(self.store, self.session_ids)
+        """Revocations (DELETE), log levels and subscriptions of sessions, shared by the replicas."""
+        self.answers = Answers(self.store)
+        """Client answers routed to the replica that sent the request (with Redis)."""
         self.bridge = Bridge(config.input_required_ttl_seconds, self.keys.for_purpose("request-state"))
         self.subscriptions = Subscriptions(fleet.get, self.bridge.spawn)
         self.fanout: ResourceFanout | None = None
@@ -223,7 +236,7 @@ class Endpoint:
             "One MCP endpoint for a fleet of MCP servers. Tool and prompt names are <server>__<name>; "
             "resource URIs are <server>+<uri>." + (_SEARCH_INSTRUCTIONS if config.catalog.mode == "search" else ""),
             self.access,
-            FaceServices(fleet, self.bridge, self.subscriptions, tasks=self.tasks),
+            FaceServices(fleet, self.bridge, self.subscriptions, tasks=self.tasks, sessions=self.session_state),
             metrics=metrics,
             tracer=tracer,
             page_size=config.list_page_size,
@@ -233,14 +246,14 @@ class Endpoint:
         self._profiles: dict[str, tuple[ProfileFace, HubServer, SessionRegistry, TargetedBus]] = {}
         for profile in config.profiles:
             self._profiles[profile] = self._build_profile_face(profile)
-        self._profile_apps: dict[str, StreamableHTTPASGIApp] = {}
+        self._profile_apps: dict[str, SessionManager] = {}
         self._per_server: dict[str, tuple[HubServer, SessionRegistry, InMemorySubscriptionBus]] = {}
         for server_id in config.servers:
             self._per_server[server_id] = self._build_server_face(server_id)
-        self._per_server_apps: dict[str, StreamableHTTPASGIApp] = {}
+        self._per_server_apps: dict[str, SessionManager] = {}
         self._per_server_scopes: dict[str, anyio.CancelScope] = {}
         self._faces_tg: anyio.abc.TaskGroup | None = None
-        self._managers: dict[str, StreamableHTTPSessionManager] = {}
+        self._managers: dict[str, SessionManager] = {}
         self.reload_handler: Callable[[], Awaitable[tuple[int, dict[str, Any]]]] | None = None
         """Called by `POST /admin/reload`; returns `(HTTP status, JSON body)` (set by the Hub)."""
         catalog.add_listener(self._on_catalog_change)
@@ -293,7 +306,7 @@ class Endpoint:
             f"{HUB_NAME}/profiles/{profile}",
             instructions + (_SEARCH_INSTRUCTIONS if searching == "search" else ""),
             self.access,
-            FaceServices(self.fleet, self.bridge, self.subscriptions, tasks=self.tasks),
+            FaceServices(self.fleet, self.bridge, self.subscriptions, tasks=self.tasks, sessions=self.session_state),
             metrics=self.metrics,
             tracer=self._tracer,
             page_size=self.config.list_page_size,
@@ -317,7 +330,14 @@ class Endpoint:
             f"{HUB_NAME}/{server_id}",
             f"Server '{server_id}' through the hub.",
             self.access,
-            FaceServices(self.fleet, self.bridge, self.subscriptions, scope=server_id, tasks=self.tasks),
+            FaceServices(
+                self.fleet,
+                self.bridge,
+                self.subscriptions,
+                scope=server_id,
+                tasks=self.tasks,
+                sessions=self.session_state,
+            ),
             metrics=self.metrics,
             tracer=self._tracer,
             page_size=self.config.list_page_size,
@@ -325,22 +345,33 @@ class Endpoint:
         server.middleware.insert(0, self.drain.track)
         return server, registry, bus
 
-    def _session_manager(self, server: Server[Any]) -> StreamableHTTPSessionManager:
-        return StreamableHTTPSessionManager(
-            app=server,
-            stateless=False,
-            json_response=False,
-            max_request_body_size=self.config.max_body_bytes,
-            session_idle_timeout=self.config.session_idle_timeout_seconds,
+    def _session_manager(self, server: Server[Any], face: str) -> SessionManager:
+        """The sessions of one face: `""` (`/mcp`), `profile:<name>`, or a server_id."""
+        view: AggregateFace | ServerFace
+        if face == "":
+            registry, view = self._registry, AggregateFace(self.catalog)
+        elif face.startswith(_PROFILE_FACE_PREFIX):
+            view, _, registry, _ = self._profiles[face.removeprefix(_PROFILE_FACE_PREFIX)]
+        else:
+            registry, view = self._per_server[face][1], ServerFace(self.catalog, face)
+        return SessionManager(
+            server,
+            face=face,
+            ids=self.session_ids,
+            state=self.session_state,
+            max_body_bytes=self.config.max_body_bytes,
+            idle_timeout_seconds=self.config.session_idle_timeout_seconds,
+            hooks=SessionCopies(self.session_state, registry, self.subscriptions, view.resolve_uri),
+            answers=self.answers,
         )
 
     async def _serve_face(
         self, server_id: str, scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None]
     ) -> None:
-        manager = self._session_manager(self._per_server[server_id][0])
+        manager = self._session_manager(self._per_server[server_id][0], server_id)
         with scope:
             async with manager.run():
-                self._per_server_apps[server_id] = StreamableHTTPASGIApp(manager)
+                self._per_server_apps[server_id] = manager
                 self._managers[server_id] = manager
                 task_status.started()
                 try:
@@ -350,11 +381,18 @@ class Endpoint:
                         self._per_server_apps.pop(server_id, None)
                         self._managers.pop(server_id, None)
 
+    def session_manager(self, face: str) -> SessionManager:
+        """The sessions of one face (`""`: `/mcp`; a server_id: `/servers/<id>/mcp`;
+        `profile:<name>`: `/profiles/<name>/mcp`).
+
+        :raises KeyError: the face is not served (yet)."""
+        return self._managers[face]
+
     def open_sessions(self) -> int:
         """Handshake-era client sessions open on every face (each ends on DELETE, when its
         client's connection is gone and it has been idle `session_idle_timeout_seconds`, or when
         the hub stops)."""
-        return sum(open_session_count(manager) for manager in list(self._managers.values()))
+        return sum(manager.open_sessions for manager in list(self._managers.values()))
 
     async def add_server_face(self, server_id: str) -> None:
         """Serve `/servers/<server_id>/mcp` for a server added by a reload (no-op if served)."""
@@ -404,7 +442,7 @@ class Endpoint:
         the SDK client reconnects), `subscriptions/listen` streams send their
         `SubscriptionsListenResult` (`ListenHandler.close`, the spec's graceful closure)."""
         for manager in list(self._managers.values()):
-            for transport in session_transports(manager):
+            for transport in manager.transports():
                 transport.close_standalone_sse_stream()
         servers = [self.server, *(face[0] for face in self._per_server.values())]
         servers += [served[1] for served in self._profiles.values()]
@@ -582,13 +620,15 @@ class Endpoint:
         :param lifespan: entered around serving (the composition root passes the fleet's).
         """
 
-        aggregate = self._session_manager(self.server)
+        aggregate = self._session_manager(self.server, "")
         self._managers[""] = aggregate
-        aggregate_app = StreamableHTTPASGIApp(aggregate)
         server_endpoint = _PerServerApp(self._per_server_apps)
-        profile_managers = {name: self._session_manager(served[1]) for name, served in self._profiles.items()}
-        for name, manager in profile_managers.items():
-            self._managers[f"profile:{name}"] = manager
+        profile_managers = {
+            name: self._session_manager(served[1], f"{_PROFILE_FACE_PREFIX}{name}")
+            for name, served in self._profiles.items()
+        }
+        for manager in profile_managers.values():
+            self._managers[manager.face] = manager
         profile_endpoint = _PerServerApp(self._profile_apps, "profile", "profile")
 
         def profile_of(request: Request) -> tuple[ProfileFace | None, Response | None]:
@@ -718,10 +758,12 @@ class Endpoint:
                     await stack.enter_async_context(lifespan())
                 stack.push_async_callback(self.authenticator.aclose)
                 await stack.enter_async_context(self.bridge.running())
+                await stack.enter_async_context(self.session_state.running())
+                await stack.enter_async_context(self.answers.running())
                 await stack.enter_async_context(aggregate.run())
                 for name, manager in profile_managers.items():
                     await stack.enter_async_context(manager.run())
-                    self._profile_apps[name] = StreamableHTTPASGIApp(manager)
+                    self._profile_apps[name] = manager
                 stack.callback(self._profile_apps.clear)
                 self._faces_tg = await stack.enter_async_context(anyio.create_task_group())
                 stack.callback(self._faces_tg.cancel_scope.cancel)
@@ -731,7 +773,7 @@ class Endpoint:
 
         app = Starlette(
             routes=[
-                Route("/mcp", endpoint=aggregate_app, methods=["GET", "POST", "DELETE"]),
+                Route("/mcp", endpoint=aggregate, methods=["GET", "POST", "DELETE"]),
                 Route("/servers/{server_id}/mcp", endpoint=server_endpoint, methods=["GET", "POST", "DELETE"]),
                 Route(PROFILE_PREFIX + "{profile}/mcp", endpoint=profile_endpoint, methods=["GET", "POST", "DELETE"]),
                 Route("/healthz", endpoint=healthz, methods=["GET"]),

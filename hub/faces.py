@@ -35,10 +35,12 @@ import mcp_types as types
 from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
 from mcp.server.caching import CacheHint
+from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
@@ -64,6 +66,7 @@ from adapters._sdk import connection_of, on_connection_closed
 from hub.auth import Principal, principal_of
 from hub.bridge import HANDLE_PREFIX, SERVER_STATE_PREFIX, Bridge
 from hub.catalog import Catalog, Kind, listing_key
+from hub.cluster.session_state import SessionState
 from hub.config import DEFAULT_LIST_PAGE_SIZE
 from hub.errors import HubError, RateLimited, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
 from hub.federation import FEDERATION_KEY, Federation, FederationLoop, inbound_chain
@@ -275,7 +278,12 @@ class SessionRegistry:
     @staticmethod
     def client_key(session: ServerSession) -> str:
         """The key of a handshake-era client session (per-client connections, subscriptions)."""
-        return f"session:{id(connection_of(session)):x}"
+        return SessionRegistry.key_of(connection_of(session))
+
+    @staticmethod
+    def key_of(connection: object) -> str:
+        """`client_key` of the session whose connection is `connection`."""
+        return f"session:{id(connection):x}"
 
     def track(self, session: ServerSession) -> None:
         key = id(connection_of(session))
@@ -299,6 +307,14 @@ class SessionRegistry:
         key = id(connection_of(session))
         if key in self._sessions:
             self._levels[key] = level
+
+    def preset_level(self, connection: Connection, level: str) -> None:
+        """The level of a session held on this replica (`hub.cluster.sessions`) as its client
+        set it through another replica; kept until the connection closes."""
+        key = id(connection)
+        if key not in self._levels:
+            connection.exit_stack.callback(self._levels.pop, key, None)
+        self._levels[key] = level
 
     def level(self, session: ServerSession) -> str | None:
         """The level a session set with `logging/setLevel`, if any."""
@@ -539,6 +555,8 @@ class FaceServices:
     scope: str | None = None
     tasks: TaskRelay | None = None
     """The task route table (`hub.tasks`), shared by every face; None: tasks are not relayed."""
+    sessions: SessionState | None = None
+    """Per-session state the replicas share (`hub.cluster.session_state`); None: kept locally."""
 
     def connections(self) -> list[ServerConnection]:
         if self.scope is not None:
@@ -608,6 +626,11 @@ class _ListenHandler(ListenHandler):
             return await super().__call__(ctx, params)
         finally:
             subscriptions.forget(key)
+
+
+def _session_id(ctx: ServerRequestContext[Any]) -> str | None:
+    """The `Mcp-Session-Id` of a handshake-era request over HTTP (None over stdio)."""
+    return ctx.request.headers.get(MCP_SESSION_ID_HEADER) if isinstance(ctx.request, Request) else None
 
 
 def _client_key(ctx: ServerRequestContext[Any]) -> str:
@@ -984,6 +1007,8 @@ def build_mcp_server(
         if owner is None or not (await admitted(ctx, "resources", exposed))[0]:
             raise RouteNotFound("resource", exposed)
         await services.subscriptions.subscribe(SessionRegistry.client_key(ctx.session), ctx.session, exposed, *owner)
+        if (session_id := _session_id(ctx)) is not None and services.sessions is not None:
+            await services.sessions.set_subscribed(session_id, exposed, True)
         return types.EmptyResult()
 
     async def unsubscribe(ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams) -> types.EmptyResult:
@@ -992,6 +1017,8 @@ def build_mcp_server(
         owner = face.resolve_uri(exposed)
         if owner is not None:
             await services.subscriptions.unsubscribe(SessionRegistry.client_key(ctx.session), exposed, *owner)
+        if (session_id := _session_id(ctx)) is not None and services.sessions is not None:
+            await services.sessions.set_subscribed(session_id, exposed, False)
         return types.EmptyResult()
 
     async def set_level(ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
@@ -1000,6 +1027,8 @@ def build_mcp_server(
         per-request opt-in); a server that fails is logged and skipped."""
         assert services is not None
         registry.set_level(ctx.session, params.level)
+        if (session_id := _session_id(ctx)) is not None and services.sessions is not None:
+            await services.sessions.set_log_level(session_id, params.level)
 
         async def forward(connection: ServerConnection) -> None:
             try:

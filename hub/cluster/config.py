@@ -24,10 +24,13 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-__all__ = ["MIN_CLUSTER_KEY_BYTES", "ClusterConfig", "HubClusterSettings"]
+__all__ = ["DEFAULT_SESSION_MAX_LIFETIME_SECONDS", "MIN_CLUSTER_KEY_BYTES", "ClusterConfig", "HubClusterSettings"]
 
 MIN_CLUSTER_KEY_BYTES: Final = 32
 """A cluster key holds at least this many bytes (AES-256-GCM; the SDK's own floor)."""
+
+DEFAULT_SESSION_MAX_LIFETIME_SECONDS: Final = 86_400.0
+"""A handshake-era session's longest life, in seconds (24 h)."""
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -111,10 +114,19 @@ class ClusterConfig(BaseModel):
 
 
 class HubClusterSettings(BaseModel):
-    """The `cluster` field of `HubConfig` (a mixin, see the module docstring)."""
+    """The `cluster` and `session_max_lifetime_seconds` fields of `HubConfig` (a mixin, see
+    the module docstring)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     cluster: ClusterConfig | None = None
     """Replicas of this hub: the key they share and their Redis (see `ClusterConfig`).
     Default: none (one process, state in memory)."""
+
+    session_max_lifetime_seconds: float = Field(default=DEFAULT_SESSION_MAX_LIFETIME_SECONDS, ge=60, le=30 * 86_400)
+    """How long a handshake-era session lives at most, in seconds from its `initialize`: its id
+    (sealed, `hub.cluster.session_ids`) opens on any replica until then, whether or not a
+    replica still holds the session in memory (`session_idle_timeout_seconds` only frees a
+    replica's copy; the next request rebuilds it). After that, or after a DELETE, every replica
+    answers 404 and the client initializes again (MCP transport spec, session management).
+    Default: 86400 (24 h)."""

@@ -11,10 +11,10 @@ What it offers, and only that:
   the channel is (re)subscribed, so a user can resync what it may have missed).
 
 Who uses it: rate limits across replicas (`hub.ratelimit`), resource-update fan-out
-(`hub.cluster.fanout`), pins (`hub.cluster.pin_store`); and next, handshake-era session state
-(who owns a session, its log level and subscriptions, its revocation by DELETE: keys with a TTL
-refreshed while the session lives, `set_if_absent` to claim one) and routing a client's answer
-to the replica waiting for it (a channel per replica). Breakers and health stay per replica.
+(`hub.cluster.fanout`), pins (`hub.cluster.pin_store`), handshake-era session state (revocations
+by DELETE, log levels and subscriptions: keys with a TTL of the session's remaining lifetime,
+`hub.cluster.session_state`) and routing a client's answer to the replica waiting for it (a
+channel per replica, `hub.cluster.answers`). Breakers and health stay per replica.
 
 Never on the request path for longer than `timeout_seconds`: a Redis call that fails or takes
 longer raises `SharedStateUnavailable`, marks the store unavailable (logged once, in

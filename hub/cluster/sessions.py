@@ -1,0 +1,475 @@
+"""Streamable HTTP sessions that any replica can serve: one `SessionManager` per face.
+
+It takes the place of the SDK's `StreamableHTTPSessionManager` on the hub's faces and reuses
+its parts (the per-session `StreamableHTTPServerTransport`, the `JSONRPCDispatcher`, the
+`Connection` and `serve_connection` driver; the modern-era single-exchange handler), changing
+what the SDK cannot be told (MCP transport spec 2025-11-25, "Session Management"):
+
+- **The id is the session.** An `initialize` POST without `Mcp-Session-Id` gets a sealed id
+  (`hub.cluster.session_ids`) carrying the principal, the face, the negotiated version and the
+  client's `initialize` params.
+- **First sight rebuilds.** A request whose id this replica does not hold is served when the id
+  opens under the replicas' key, names this face, is presented by the principal that opened it,
+  has not outlived `session_max_lifetime_seconds` and was not DELETEd
+  (`hub.cluster.session_state`): the session is rebuilt as initialized (the sealed params
+  preset on its `Connection`, its `logging/setLevel` level restored) and the request served as
+  if the handshake had happened here. Any other id gets the 404 an unknown session gets, the
+  same for every reason (SECURITY.md case 7).
+- **DELETE ends it everywhere** (a revocation in the shared store; the replicas holding a copy
+  drop it). A copy idle for `session_idle_timeout_seconds` is freed; its id stays valid.
+- **Answers go where they are awaited.** With Redis, a client's answer to a request another
+  replica sent it mid-call is passed to that replica (`hub.cluster.answers`).
+
+Modern-era requests (`MCP-Protocol-Version` not a handshake-era version) have no session and go
+to the SDK's single-exchange handler, as in the SDK's manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import anyio
+import anyio.abc
+from mcp.server.connection import Connection
+from mcp.server.lowlevel.server import Server
+from mcp.server.runner import serve_connection
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
+from mcp.server.transport_security import RequestBodyLimitMiddleware
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+from mcp.shared.transport_context import TransportContext
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, InitializeRequestParams
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Receive, Scope, Send
+
+from adapters._sdk import handle_modern_request
+from hub.auth import principal_of
+from hub.cluster.answers import Answers
+from hub.cluster.session_ids import SessionClaims, SessionIds, SessionIdTooLarge, session_key
+from hub.cluster.session_state import SessionState
+
+__all__ = ["DEFAULT_MAX_SESSIONS", "SessionHooks", "SessionManager", "principal_name"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_SESSIONS: Final = 10_000
+"""Sessions one face holds at most on one replica (the SDK's default); past it an `initialize`
+gets 503, and a session seen for the first time too."""
+
+_INITIALIZE_ONLY: Final = frozenset({"initialize"})
+
+
+def principal_name(scope: Scope) -> str:
+    """Who a request comes from, as a session id binds it: `<auth source>:<principal id>`."""
+    principal = principal_of(Request(scope))
+    return f"{principal.source}:{principal.id}"
+
+
+def _error(message: str, status: int, code: int = INVALID_REQUEST, request_id: Any = None) -> Response:
+    return JSONResponse(
+        {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}, status_code=status
+    )
+
+
+_NOT_FOUND = "Session not found"
+
+
+class SessionHooks(Protocol):
+    """What a replica's copy of a session takes from the others (`hub.cluster.session_copies`)."""
+
+    async def rebuilt(self, connection: Connection, session_id: str) -> None:
+        """The session was rebuilt here from its id (before its first request is served)."""
+        ...
+
+    def level_set(self, connection: Connection, level: str) -> None:
+        """The session's client set its level through another replica."""
+        ...
+
+    async def subscription(self, connection: Connection, uri: str, present: bool) -> None:
+        """The session's client subscribed to `uri` (`present`) or unsubscribed elsewhere."""
+        ...
+
+
+@dataclass(slots=True)
+class _Held:
+    """A session this replica holds: its transport and what its id says."""
+
+    transport: StreamableHTTPServerTransport
+    claims: SessionClaims
+    key: str
+    connection: Connection | None = None
+    """The session's connection, once its task runs."""
+
+
+class SessionManager:
+    """The Streamable HTTP sessions of one face (see the module docstring); an ASGI app.
+
+    :param server: the face's MCP server.
+    :param face: the face's name in session ids (`""` for `/mcp`, the server_id for
+        `/servers/<id>/mcp`).
+    :param ids: mints and opens session ids (the hub's `session-id` key).
+    :param state: revocations and log levels (the shared store).
+    :param max_body_bytes: the largest request body (413 past it).
+    :param idle_timeout_seconds: how long a copy may go with no request in flight before this
+        replica frees it (`session_idle_timeout_seconds`).
+    :param hooks: what a copy of a session takes from the other replicas (its level and
+        subscriptions, `hub.cluster.session_copies`); None: nothing.
+    :param answers: routes client answers to the replica that asked (`hub.cluster.answers`);
+        None: answers stay where they land.
+    """
+
+    def __init__(
+        self,
+        server: Server[Any],
+        *,
+        face: str,
+        ids: SessionIds,
+        state: SessionState,
+        max_body_bytes: int,
+        idle_timeout_seconds: float | None,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        hooks: SessionHooks | None = None,
+        answers: Answers | None = None,
+    ) -> None:
+        self.server = server
+        self.face = face
+        self._ids = ids
+        self._state = state
+        self._idle_timeout_seconds = idle_timeout_seconds
+        self._max_sessions = max_sessions
+        self._hooks = hooks
+        self._answers = answers if answers is not None and answers.enabled else None
+        self._held: dict[str, _Held] = {}
+        self._by_key: dict[str, str] = {}
+        self._starting: dict[str, anyio.Event] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._lifespan_state: Any = None
+        self._app = RequestBodyLimitMiddleware(self._handle, max_body_bytes)
+        self.rebuilt = 0
+        """Sessions rebuilt here from their id (for tests and diagnostics)."""
+        self.applied = 0
+        """Levels and subscriptions set through other replicas applied to copies held here."""
+        state.on_revoked(self._drop)
+        state.on_level(self._level_set)
+        state.on_subscription(self._subscription_changed)
+
+    @property
+    def open_sessions(self) -> int:
+        """Handshake-era sessions this replica holds on this face now."""
+        return len(self._held)
+
+    def transports(self) -> list[StreamableHTTPServerTransport]:
+        """The transports of the sessions held now (to end their GET streams on a drain)."""
+        return [held.transport for held in self._held.values()]
+
+    def holds(self, session_id: str) -> bool:
+        """Whether this replica holds the session of `session_id` now."""
+        return session_id in self._held
+
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        """Serve while the block runs: the face server's lifespan is entered once, and every
+        session held ends when the block exits."""
+        async with self.server.lifespan(self.server) as lifespan_state, anyio.create_task_group() as tg:
+            self._lifespan_state, self._tg = lifespan_state, tg
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+                self._tg = None
+                self._held.clear()
+                self._by_key.clear()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._tg is None:
+            raise RuntimeError("SessionManager.run() is not running")
+        headers = {name: value for name, value in scope["headers"] if name in _HEADERS}
+        version = headers.get(_VERSION_HEADER)
+        if version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
+            await handle_modern_request(self.server, None, False, self._lifespan_state, scope, receive, send)
+            return
+        raw_id = headers.get(_SESSION_HEADER)
+        if raw_id is None:
+            await self._open(scope, receive, send)
+            return
+        session_id = raw_id.decode("latin-1")
+        claims = await self._claims(session_id, scope)
+        if claims is None:
+            await _error(_NOT_FOUND, 404)(scope, receive, send)
+            return
+        if scope["method"] == "DELETE":
+            await self._state.revoke(session_id, claims)
+            await Response(status_code=200, headers={MCP_SESSION_ID_HEADER: session_id})(scope, receive, send)
+            return
+        if scope["method"] == "POST" and self._answers is not None:
+            routed = self._answers.route(await Request(scope, receive).body())
+            if routed.forward_to is not None:
+                # The client's answer to a request another replica sent: that replica waits.
+                await self._answers.forward(routed.forward_to, session_key(session_id), routed.body)
+                await Response(status_code=202, headers={MCP_SESSION_ID_HEADER: session_id})(scope, receive, send)
+                return
+            receive = _replay(routed.body, receive)
+        held = await self._held_or_rebuilt(session_id, claims)
+        if held is None:
+            await self._at_capacity(scope, receive, send)
+            return
+        await held.transport.handle_request(scope, receive, send)
+
+    async def _deliver_answer(self, held: _Held, body: bytes) -> None:
+        """Hand the session's transport an answer another replica received, as the POST the
+        client would have sent here (its 202 goes nowhere)."""
+        session_id = held.transport.mcp_session_id
+        assert session_id is not None
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"accept", b"application/json, text/event-stream"),
+            (_SESSION_HEADER, session_id.encode("ascii")),
+            (_VERSION_HEADER, held.claims.protocol_version.encode("ascii")),
+        ]
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": None,
+            "server": None,
+        }
+
+        async def disconnected() -> Message:
+            return {"type": "http.disconnect"}
+
+        async def discard(message: Message) -> None:
+            return None
+
+        await held.transport.handle_request(scope, _replay(body, disconnected), discard)
+
+    async def _held_or_rebuilt(self, session_id: str, claims: SessionClaims) -> _Held | None:
+        """This replica's copy of the session, rebuilt once however many requests arrive for it
+        together (they wait for its start; other sessions do not); None at `max_sessions`."""
+        while (starting := self._starting.get(session_id)) is not None:
+            await starting.wait()
+        held = self._held.get(session_id)
+        if held is not None:
+            return held
+        started = self._starting[session_id] = anyio.Event()
+        try:
+            return await self._admit(session_id, claims, rebuild=True)
+        finally:
+            del self._starting[session_id]
+            started.set()
+
+    async def _claims(self, session_id: str, scope: Scope) -> SessionClaims | None:
+        """What `session_id` says when this request may use it, else None (404): it opens,
+        names this face, comes from the principal that opened it, has not expired and was
+        not DELETEd. A copy held here that has ended or expired is dropped on the way."""
+        held = self._held.get(session_id)
+        if held is not None and (held.transport.is_terminated or _idle_out(held.transport)):
+            self._forget(session_id, held.transport)  # its task is winding down: rebuild instead
+            held = None
+        claims = held.claims if held is not None else self._ids.open(session_id)
+        if claims is None or claims.face != self.face:
+            return None
+        if claims.principal != principal_name(scope):
+            logger.warning("refused session %s: presented by another principal", session_key(session_id))
+            return None
+        if held is not None and self._ids.expires_at(claims) <= time.time():
+            self._drop(held.key)
+            return None
+        if await self._state.revoked(session_id):
+            if held is not None:
+                self._drop(held.key)
+            return None
+        return claims
+
+    async def _at_capacity(self, scope: Scope, receive: Receive, send: Send) -> None:
+        logger.warning("refused a session on face %r: %d sessions open", self.face, self._max_sessions)
+        await _error("Too many open sessions", 503, INTERNAL_ERROR)(scope, receive, send)
+
+    async def _admit(self, session_id: str, claims: SessionClaims, *, rebuild: bool) -> _Held | None:
+        if len(self._held) >= self._max_sessions:
+            return None
+        transport = StreamableHTTPServerTransport(mcp_session_id=session_id, idle_timeout=self._idle_timeout_seconds)
+        held = _Held(transport, claims, session_key(session_id))
+        self._held[session_id] = held
+        self._by_key[held.key] = session_id
+        assert self._tg is not None
+        try:
+            await self._tg.start(self._run_session, held, rebuild)
+        except BaseException:
+            self._forget(session_id, transport)
+            raise
+        if rebuild:
+            self.rebuilt += 1
+            logger.info("session %s rebuilt on face %r", held.key, self.face)
+        return held
+
+    async def _run_session(self, held: _Held, rebuild: bool, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        transport = held.transport
+        session_id = transport.mcp_session_id
+        assert session_id is not None
+        async with transport.connect() as (read_stream, write_stream), contextlib.AsyncExitStack() as closing:
+            try:
+                if self._answers is not None:
+                    write_stream = self._answers.write_stream(write_stream)
+                    closing.callback(self._answers.receive(held.key, functools.partial(self._deliver_answer, held)))
+                dispatcher: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
+                    read_stream, write_stream, inline_methods=_INITIALIZE_ONLY
+                )
+                connection = held.connection = Connection.for_loop(dispatcher, session_id=session_id)
+                if rebuild:
+                    # The handshake happened on another replica (or before a restart): commit
+                    # what it negotiated, as the SDK's runner does once `initialize` succeeds.
+                    connection.client_params = held.claims.client_params()
+                    connection.protocol_version = held.claims.protocol_version
+                    connection.initialized.set()
+                    if self._hooks is not None:
+                        try:
+                            await self._hooks.rebuilt(connection, session_id)
+                        except Exception:  # served without what could not be restored, not refused
+                            logger.exception("session %s: its level and subscriptions were not restored", held.key)
+                task_status.started()
+                idle_scope = transport.idle_scope if transport.idle_scope is not None else anyio.CancelScope()
+                with idle_scope:
+                    await serve_connection(
+                        self.server, dispatcher, connection=connection, lifespan_state=self._lifespan_state
+                    )
+                if idle_scope.cancelled_caught:
+                    logger.info("session %s idle: its copy on this replica is freed", held.key)
+            except Exception:
+                logger.exception("session %s crashed", held.key)
+            finally:
+                self._forget(session_id, transport)
+                with anyio.CancelScope(shield=True):
+                    await transport.terminate()
+
+    def _forget(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
+        held = self._held.get(session_id)
+        if held is not None and held.transport is transport:
+            del self._held[session_id]
+            self._by_key.pop(held.key, None)
+
+    def _connection(self, key: str) -> Connection | None:
+        session_id = self._by_key.get(key)
+        held = self._held.get(session_id) if session_id is not None else None
+        return held.connection if held is not None else None
+
+    def _level_set(self, key: str, level: str) -> None:
+        connection = self._connection(key)
+        if connection is not None and self._hooks is not None:
+            self._hooks.level_set(connection, level)
+            self.applied += 1
+
+    def _subscription_changed(self, key: str, uri: str, present: bool) -> None:
+        connection = self._connection(key)
+        if connection is not None and self._hooks is not None and self._tg is not None:
+            self._tg.start_soon(self._apply_subscription, self._hooks, connection, uri, present)
+
+    async def _apply_subscription(self, hooks: SessionHooks, connection: Connection, uri: str, present: bool) -> None:
+        await hooks.subscription(connection, uri, present)
+        self.applied += 1
+
+    def _drop(self, key: str) -> None:
+        """Free this replica's copy of the session `key` names (revoked or expired): its
+        requests and GET stream end, and the session task winds down."""
+        session_id = self._by_key.pop(key, None)
+        if session_id is None:
+            return
+        held = self._held.pop(session_id, None)
+        if held is not None and self._tg is not None:
+            self._tg.start_soon(held.transport.terminate)
+
+    async def _open(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request without a session id: only an `initialize` POST opens a session."""
+        if scope["method"] != "POST":
+            await _error("Bad Request: Missing session ID", 400)(scope, receive, send)
+            return
+        body = await Request(scope, receive).body()
+        try:
+            message = json.loads(body)
+        except ValueError:
+            await _error("Parse error", 400, PARSE_ERROR)(scope, receive, send)
+            return
+        if not isinstance(message, dict) or message.get("method") != "initialize" or "id" not in message:
+            await _error("Bad Request: Missing session ID", 400)(scope, receive, send)
+            return
+        request_id = message["id"]
+        try:
+            params = InitializeRequestParams.model_validate(message.get("params") or {}, by_name=False)
+            session_id, claims = self._ids.mint(principal_name(scope), self.face, params)
+        except ValidationError:
+            await _error("Invalid initialize params", 400, INVALID_PARAMS, request_id)(scope, receive, send)
+            return
+        except SessionIdTooLarge as exc:
+            await _error(str(exc), 400, INVALID_PARAMS, request_id)(scope, receive, send)
+            return
+        # A new id: no other request can name it before this one is answered.
+        held = await self._admit(session_id, claims, rebuild=False)
+        if held is None:
+            await self._at_capacity(scope, receive, send)
+            return
+        status: int | None = None
+        try:
+            status = await _served(held.transport, scope, _replay(body, receive), send)
+        finally:
+            if status is None or status >= 400:
+                # Nothing was established (refused, failed or cancelled): the id was never handed out.
+                self._forget(session_id, held.transport)
+                with anyio.CancelScope(shield=True):
+                    await held.transport.terminate()
+
+
+_SESSION_HEADER: Final = MCP_SESSION_ID_HEADER.lower().encode("ascii")
+_VERSION_HEADER: Final = MCP_PROTOCOL_VERSION_HEADER.lower().encode("ascii")
+_HEADERS: Final = frozenset({_SESSION_HEADER, _VERSION_HEADER})
+
+
+def _idle_out(transport: StreamableHTTPServerTransport) -> bool:
+    """Whether the transport's idle period ran out (its session task is ending)."""
+    return transport.idle_scope is not None and transport.idle_scope.cancel_called
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` that hands out `body` (already read) first, then the rest of the exchange."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _served(transport: StreamableHTTPServerTransport, scope: Scope, receive: Receive, send: Send) -> int | None:
+    """Let `transport` answer the request; the HTTP status it answered with (None: none)."""
+    status: int | None = None
+
+    async def watched(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        await send(message)
+
+    await transport.handle_request(scope, receive, watched)
+    return status
