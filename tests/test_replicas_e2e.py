@@ -19,9 +19,11 @@ not tested here yet."""
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import httpx2
@@ -31,6 +33,7 @@ import redis
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from hub.cluster.answers import ID_PREFIX
 from hub.cluster.redis_store import KEY_PREFIX
 from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer
 from tests.conftest import tool_text, until
@@ -42,6 +45,7 @@ from tests.replica_fixtures import (
     counter,
 )
 from tests.replica_load import Load, modern_call, modern_post, run_load
+from tests.replica_sessions import HANDSHAKE_VERSION, HandshakeSession, SessionLoad, run_session_load
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -147,6 +151,292 @@ async def test_a_multi_round_call_continues_on_whichever_replica_its_next_round_
     assert len(set(served_by)) >= 2, served_by  # a later round was served by another replica
 
 
+# ---------------------------------------------------------------- handshake-era sessions
+
+INFO_URI = "fx+fixture://info"
+UPDATED = "notifications/resources/updated"
+LIST_CHANGED = "notifications/tools/list_changed"
+FIRST_TOUCHES = 5
+"""Touches allowed before the first update reaches the GET stream: a subscription reaches the
+copies other replicas hold over Redis pub/sub, so an update in the same instant may miss it."""
+DELIVERY_WAIT_SECONDS = 2.0
+"""How long each of those touches waits for its update. HAProxy without `option http-no-delay`
+holds a small SSE event up to 200 ms (it asks the kernel for more data with MSG_MORE)."""
+
+
+async def _served_by(cluster: ReplicaCluster, before: list[int], kind: str = "hrsp_2xx") -> int:
+    """The replica HAProxy relayed exactly one `kind` answer from since the counts `before`
+    (and no other replica any)."""
+    after = await _answer_counts(cluster, kind)
+    grown = {index: a - b for index, (b, a) in enumerate(zip(before, after, strict=True)) if a != b}
+    assert list(grown.values()) == [1], (kind, before, after)
+    (index,) = grown
+    return index
+
+
+async def _answer_counts(cluster: ReplicaCluster, kind: str) -> list[int]:
+    """Answers of `kind` (`hrsp_2xx`, `hrsp_4xx`) HAProxy relayed from each replica."""
+    stats = await cluster.balancer.stats()
+    return [int(stats[r.name][kind] or 0) for r in cluster.replicas]
+
+
+async def _sessions_per_replica(cluster: ReplicaCluster) -> list[float]:
+    """`mcphub_sessions` of each replica: the handshake-era sessions it holds a copy of."""
+    return [counter(await cluster.metrics(r), "mcphub_sessions") for r in cluster.replicas]
+
+
+async def _next_request(messages: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    """The next message on a stream that has an id (a request to the client, or the answer)."""
+    async for message in messages:
+        if "id" in message:
+            return message
+    raise AssertionError("the stream ended")
+
+
+async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_and_gets_progress_in_one_session(
+    replica_cluster: ReplicaCluster,
+) -> None:
+    cluster = replica_cluster
+    await cluster.in_rotation()
+    session_ids: set[str] = set()
+    statuses: list[int] = []
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_request(request: httpx2.Request) -> None:
+        if "mcp-session-id" in request.headers:
+            session_ids.add(request.headers["mcp-session-id"])
+
+    async def on_response(response: httpx2.Response) -> None:
+        statuses.append(response.status_code)
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    hooks = {"request": [on_request], "response": [on_response]}
+    sessions_before = await _sessions_per_replica(cluster)
+    answers_before = await _answers_per_replica(cluster)
+    calls_before = await _calls_per_replica(cluster, "fx__echo")
+    with anyio.fail_after(60):
+        async with (
+            httpx2.AsyncClient(headers=_bearer(CALLER_KEY), timeout=30, event_hooks=hooks) as http,
+            Client(streamable_http_client(cluster.url, http_client=http), mode="legacy") as client,
+        ):
+            version = client.protocol_version
+            tools = await client.list_tools()
+            resources = await client.list_resources()
+            templates = await client.list_resource_templates()
+            prompts = await client.list_prompts()
+            greeting = await client.get_prompt("fy__greet", {"name": "ada"})
+            echoes = [tool_text(await client.call_tool("fx__echo", {"text": f"call {i}"})) for i in range(6)]
+            slow = await client.call_tool("fx__slow", {"seconds": 0.3, "steps": 3}, progress_callback=on_progress)
+            sessions_held = await _sessions_per_replica(cluster)
+        answers_after = await _answers_per_replica(cluster)
+        calls_after = await _calls_per_replica(cluster, "fx__echo")
+        # The client's DELETE on leaving ended every replica's copy.
+        await until(lambda: _sessions_are(cluster, sessions_before))
+
+    assert version == HANDSHAKE_VERSION
+    assert {"fx__echo", "fx__ask", "fy__echo", "fy__whoami"} <= {tool.name for tool in tools.tools}
+    assert {str(r.uri) for r in resources.resources} == {"fx+fixture://info", "fy+fixture://info"}
+    assert len(templates.resource_templates) == 2
+    assert {p.name for p in prompts.prompts} == {"fx__greet", "fy__greet"}
+    assert isinstance(greeting.messages[0].content, types.TextContent)
+    assert greeting.messages[0].content.text == "Hello, ada!"
+    assert echoes == [f"call {i}" for i in range(6)]
+    assert tool_text(slow) == "done"
+    assert progress == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+    # One session throughout, never refused, and every replica held a copy of it.
+    assert len(session_ids) == 1 and all(status < 400 for status in statuses), (session_ids, statuses)
+    assert sessions_held == [count + 1 for count in sessions_before], (sessions_before, sessions_held)
+    answered = [after - before for before, after in zip(answers_before, answers_after, strict=True)]
+    assert all(count >= 3 for count in answered), answered
+    called = [after - before for before, after in zip(calls_before, calls_after, strict=True)]
+    assert sum(called) == 6 and all(count >= 1 for count in called), called
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def _sessions_are(cluster: ReplicaCluster, wanted: list[float]) -> bool:
+    return await _sessions_per_replica(cluster) == wanted
+
+
+async def test_sampling_and_elicitation_asked_mid_call_are_answered_through_other_replicas_than_the_one_holding_it(
+    replica_cluster: ReplicaCluster,
+) -> None:
+    cluster = replica_cluster
+    await cluster.in_rotation()
+    answers = [_SAMPLED.model_dump(mode="json", exclude_none=True), _ELICITED.model_dump(mode="json")]
+    asked: list[dict[str, Any]] = []
+    answered_by: list[int] = []
+    with anyio.fail_after(60):
+        async with httpx2.AsyncClient(timeout=30) as http:
+            session = HandshakeSession(http, cluster.url)
+            await session.open()
+            try:
+                before = await _answers_per_replica(cluster)
+                async with session.streaming("tools/call", {"name": "fx__ask", "arguments": {}}) as (_, messages):
+                    holder = await _served_by(cluster, before)  # its SSE stream is open there
+                    for answer in answers:
+                        request = await _next_request(messages)
+                        asked.append(request)
+                        before = await _answers_per_replica(cluster)
+                        posted = await session.post({"jsonrpc": "2.0", "id": request["id"], "result": answer})
+                        assert posted.status_code == 202, posted.text
+                        answered_by.append(await _served_by(cluster, before))
+                    final = await _next_request(messages)
+            finally:
+                await session.delete()
+
+    assert [request["method"] for request in asked] == ["sampling/createMessage", "elicitation/create"]
+    # The ids name the replica that asked (`mcphub:<replica>:<n>`), the same for both questions.
+    prefixes = {str(request["id"]).rpartition(":")[0] for request in asked}
+    assert len(prefixes) == 1 and prefixes.pop().startswith(ID_PREFIX), asked
+    # Each answer was POSTed to another replica than the one holding the call, which went on.
+    assert holder not in answered_by, (holder, answered_by)
+    assert final["result"]["content"][0]["text"] == "sampled=hi elicited=ada action=accept"
+
+
+async def test_a_get_stream_held_by_one_replica_gets_list_changed_and_updates_subscribed_through_another(
+    replica_cluster: ReplicaCluster,
+) -> None:
+    cluster = replica_cluster
+    await cluster.in_rotation()
+    touched_by: list[int] = []
+    changed_by: list[int] = []
+    with anyio.fail_after(60):
+        async with httpx2.AsyncClient(timeout=30) as http:
+            session = HandshakeSession(http, cluster.url)
+            await session.open()
+            try:
+                before = await _answers_per_replica(cluster)
+                async with session.listening() as stream:
+                    listener = await _served_by(cluster, before)
+                    before = await _answers_per_replica(cluster)
+                    subscribed = await session.request("resources/subscribe", {"uri": INFO_URI})
+                    subscriber = await _served_by(cluster, before)
+                    # A touch may come before the listener's copy has the subscription: touch
+                    # again (bounded) until one update arrives.
+                    for _ in range(FIRST_TOUCHES):
+                        assert tool_text_of(await session.call("fx__touch")) == "touched"
+                        with anyio.move_on_after(DELIVERY_WAIT_SECONDS):
+                            await until(lambda: bool(stream.methods(UPDATED)))
+                        if stream.methods(UPDATED):
+                            break
+                    delivered = len(stream.methods(UPDATED))
+                    # Then a touch through each replica (its own fx process reports the update).
+                    for count in range(1, 4):
+                        before = await _answers_per_replica(cluster)
+                        await session.call("fx__touch")
+                        touched_by.append(await _served_by(cluster, before))
+                        await until(lambda count=count: len(stream.methods(UPDATED)) >= delivered + count)
+                    # A tool added to fx on each replica: the listener's own catalog changes too.
+                    for index in range(3):
+                        before = await _answers_per_replica(cluster)
+                        name = f"added_{index}_{secrets.token_hex(4)}"
+                        assert tool_text_of(await session.call("fx__add_tool", {"name": name})) == "added"
+                        changed_by.append(await _served_by(cluster, before))
+                    await until(lambda: bool(stream.methods(LIST_CHANGED)))
+            finally:
+                await session.delete()
+
+    assert "result" in subscribed, subscribed
+    assert subscriber != listener  # the subscription was taken on another replica than the GET's
+    assert delivered == 1
+    # A touch through each replica (its own fx process reported the update), each delivered once
+    # (all came before list_changed, sent later on the same stream).
+    assert sorted(touched_by) == [0, 1, 2] and sorted(changed_by) == [0, 1, 2]
+    assert [message["params"]["uri"] for message in stream.methods(UPDATED)] == [INFO_URI] * 4
+
+
+def tool_text_of(result: dict[str, Any]) -> str:
+    """The text of a raw `CallToolResult`'s first content block."""
+    text: str = result["content"][0]["text"]
+    return text
+
+
+async def test_a_delete_through_one_replica_ends_the_session_and_its_get_stream_on_every_replica(
+    replica_cluster: ReplicaCluster,
+) -> None:
+    cluster = replica_cluster
+    await cluster.in_rotation()
+    sessions_before = await _sessions_per_replica(cluster)
+    with anyio.fail_after(60):
+        async with httpx2.AsyncClient(timeout=30) as http:
+            session = HandshakeSession(http, cluster.url)
+            await session.open()
+            before = await _answers_per_replica(cluster)
+            async with session.listening() as stream:
+                listener = await _served_by(cluster, before)
+                pings = [await session.request("ping") for _ in range(3)]
+                sessions_held = await _sessions_per_replica(cluster)
+                before = await _answers_per_replica(cluster)
+                deleted = await session.delete()
+                deleter = await _served_by(cluster, before)
+                await stream.ended.wait()  # the listener's copy was dropped: its GET stream ended
+            refused_before = await _answer_counts(cluster, "hrsp_4xx")
+            refused = [await session.try_request("ping") for _ in cluster.replicas]
+            refused_after = await _answer_counts(cluster, "hrsp_4xx")
+            direct = [
+                await http.post(replica.base_url + "/mcp", json=_PING, headers=session.headers())
+                for replica in cluster.replicas
+            ]
+            deleted_again = await session.delete()
+            await until(lambda: _sessions_are(cluster, sessions_before))
+
+    assert all("result" in ping for ping in pings), pings
+    assert sessions_held == [count + 1 for count in sessions_before], (sessions_before, sessions_held)
+    assert deleted.status_code == 200 and deleter != listener
+    # Every replica answers 404 "Session not found" now, through the balancer and directly.
+    assert [after - before for before, after in zip(refused_before, refused_after, strict=True)] == [1, 1, 1]
+    for answer in refused + direct:
+        assert answer.status_code == 404
+        assert answer.json()["error"]["message"] == "Session not found"
+    assert deleted_again.status_code == 404
+
+
+_PING = {"jsonrpc": "2.0", "id": 99, "method": "ping"}
+
+
+async def test_another_principal_presenting_the_session_id_is_refused_by_every_replica(
+    replica_cluster: ReplicaCluster,
+) -> None:
+    cluster = replica_cluster
+    await cluster.in_rotation()
+    await anyio.to_thread.run_sync(_forget_windows, cluster.redis, "other")  # `other` has a small limit
+    with anyio.fail_after(60):
+        async with httpx2.AsyncClient(timeout=30) as http:
+            session = HandshakeSession(http, cluster.url)
+            await session.open()
+            try:
+                refused_before = await _answer_counts(cluster, "hrsp_4xx")
+                stolen = [await session.try_request("tools/list", key=OTHER_KEY) for _ in cluster.replicas]
+                deletes = [await session.delete(key=OTHER_KEY) for _ in cluster.replicas]
+                refused_after = await _answer_counts(cluster, "hrsp_4xx")
+                direct = [
+                    await http.post(replica.base_url + "/mcp", json=_PING, headers=session.headers(OTHER_KEY))
+                    for replica in cluster.replicas
+                ]
+                # The owner's session is untouched, on every replica.
+                owned = [await session.try_request("ping") for _ in cluster.replicas]
+            finally:
+                await session.delete()
+
+    assert [after - before for before, after in zip(refused_before, refused_after, strict=True)] == [2, 2, 2]
+    for answer in stolen + deletes + direct:
+        assert answer.status_code == 404
+        assert answer.json()["error"]["message"] == "Session not found"
+    assert [answer.status_code for answer in owned] == [200, 200, 200]
+
+
+def _forget_windows(server: RedisServer, principal: str) -> None:
+    """Delete the rate-limit windows of `principal` in `server` (a fresh window)."""
+    with redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5) as client:
+        for key in client.keys(f"{KEY_PREFIX}ratelimit*{principal}*"):
+            client.delete(key)
+
+
 async def test_a_per_principal_rate_limit_holds_across_the_replicas_behind_the_balancer(
     replica_cluster: ReplicaCluster,
 ) -> None:
@@ -186,6 +476,8 @@ WORKERS = 4
 """Closed-loop clients of each load (each has at most one call in flight)."""
 CALLS_PER_STEP = 40
 """Calls to see completed before and after each step of a test (a bounded count, not a time)."""
+SESSION_CALLS_PER_STEP = 10
+"""The same for the one handshake-era client that runs beside the load (`run_session_load`)."""
 
 LOST_CONNECTION = ("RemoteProtocolError", "ReadError", "HTTP 502")
 """How a call fails through HAProxy when its replica dies under it."""
@@ -204,10 +496,13 @@ async def test_a_replica_killed_under_load_costs_only_the_calls_in_flight_on_it(
     await cluster.in_rotation()
     victim, survivors = cluster.replicas[0], cluster.replicas[1:]
     load = Load()
+    session_load = SessionLoad()
     with anyio.fail_after(120):
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_load, cluster.url, load, WORKERS)
+            tg.start_soon(run_session_load, cluster.url, session_load)
             await _calls_after(load, 0.0)
+            await _calls_after(session_load, 0.0, SESSION_CALLS_PER_STEP)
             killed_at = time.monotonic()
             victim.kill()
             status = await victim.exit_status()
@@ -219,7 +514,9 @@ async def test_a_replica_killed_under_load_costs_only_the_calls_in_flight_on_it(
             await cluster.balancer.wait_status({victim.name: "DOWN"})
             out_at = time.monotonic()
             await _calls_after(load, out_at)
+            await _calls_after(session_load, out_at, SESSION_CALLS_PER_STEP)
             load.stop.set()
+            session_load.stop.set()
         await victim.restart()
         await cluster.in_rotation()
 
@@ -233,19 +530,31 @@ async def test_a_replica_killed_under_load_costs_only_the_calls_in_flight_on_it(
     # or answered 502), not with an answer from another replica.
     assert all(str(call.error).startswith(LOST_CONNECTION) for call in failures), failures
     assert sum(1 for call in load.calls if call.started > out_at and call.error is None) >= CALLS_PER_STEP - WORKERS
+    # The handshake-era client kept its one session: at most its call in flight on the killed
+    # replica failed, and no request of it was ever answered "Session not found".
+    session_failures = session_load.failures
+    assert len(session_failures) <= 1, session_failures
+    assert all(call.started < gone_at and call.ended > killed_at for call in session_failures), session_failures
+    assert session_load.refused() == [] and session_load.initializes == 1, session_load.refused()
+    assert len(session_load.session_ids) == 1, session_load.session_ids
+    after_out = [call for call in session_load.calls if call.started > out_at]
+    assert len(after_out) >= SESSION_CALLS_PER_STEP - 1 and all(call.error is None for call in after_out), after_out
 
 
 async def test_a_rolling_restart_of_every_replica_under_load_loses_no_call(replica_cluster: ReplicaCluster) -> None:
     cluster = replica_cluster
     await cluster.in_rotation()
     load = Load()
+    session_load = SessionLoad()
     statuses: list[int] = []
     drained: list[dict[str, object]] = []
     served_after_restart: list[int] = []
     with anyio.fail_after(180):
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_load, cluster.url, load, WORKERS)
+            tg.start_soon(run_session_load, cluster.url, session_load)
             await _calls_after(load, 0.0)
+            await _calls_after(session_load, 0.0, SESSION_CALLS_PER_STEP)
             for replica in cluster.replicas:
                 replica.terminate()
                 drained.append(await replica.wait_event("drained", SHUTDOWN_GRACE_SECONDS + DRAIN_TIMEOUT_SECONDS + 15))
@@ -255,11 +564,19 @@ async def test_a_rolling_restart_of_every_replica_under_load_loses_no_call(repli
                 back_at = time.monotonic()
                 answered = int((await cluster.balancer.stats())[replica.name]["hrsp_2xx"] or 0)
                 await _calls_after(load, back_at)
+                await _calls_after(session_load, back_at, SESSION_CALLS_PER_STEP)
                 # The restarted replica serves again before the next one goes.
                 served_after_restart.append(int((await cluster.balancer.stats())[replica.name]["hrsp_2xx"]) - answered)
             load.stop.set()
+            session_load.stop.set()
 
     assert load.failures == [], load.failures[:5]
+    # The handshake-era client's session outlived every replica: no call lost, never "Session
+    # not found", never a second `initialize`, one session id from start to end.
+    assert session_load.failures == [], session_load.failures[:5]
+    assert session_load.refused() == [] and session_load.initializes == 1, session_load.refused()
+    assert len(session_load.session_ids) == 1, session_load.session_ids
+    assert len(session_load.calls) >= 4 * SESSION_CALLS_PER_STEP
     assert statuses == [0, 0, 0]
     assert [event["requests_failed"] for event in drained] == [0, 0, 0]
     assert all(count >= 1 for count in served_after_restart), served_after_restart
