@@ -10,13 +10,15 @@
   `fx__echo` through the balancer in a bounded loop, recording each call as `tests.replica_load`
   does, and every session id it sent and every HTTP status it got (so a test can say that the
   client kept one session and never saw 404 "Session not found").
+- Which replica did what, read from HAProxy's per-replica answer counts (`served_by`) and each
+  replica's `/metrics` (`mcphub_sessions`: the sessions it holds a copy of).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -24,15 +26,18 @@ from typing import Any, Final
 import anyio
 import anyio.abc
 import httpx2
+import redis
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.cluster_fixtures import CALLER_KEY
-from tests.conftest import tool_text
+from hub.cluster.redis_store import KEY_PREFIX
+from tests.cluster_fixtures import CALLER_KEY, RedisServer
+from tests.conftest import tool_text, until
+from tests.replica_fixtures import Replica, ReplicaCluster, counter
 from tests.replica_load import LOAD_PAUSE_SECONDS, CallRecord, Load
 
 HANDSHAKE_VERSION: Final = "2025-11-25"
-CLIENT_CAPABILITIES: Final = {"sampling": {}, "elicitation": {"form": {}}}
+CLIENT_CAPABILITIES: Final[dict[str, Any]] = {"sampling": {}, "elicitation": {"form": {}}}
 """What the raw client declares: the hub relays a server's sampling and elicitation requests
 only to a client that can answer them."""
 
@@ -64,6 +69,10 @@ class Stream:
     def methods(self, method: str) -> list[dict[str, Any]]:
         """The notifications named `method` that arrived, in order."""
         return [message for message in self.messages if message.get("method") == method]
+
+    def arrived(self, method: str, count: int = 1) -> Callable[[], bool]:
+        """The condition that at least `count` notifications `method` arrived (for `until`)."""
+        return lambda: len(self.methods(method)) >= count
 
 
 @dataclass
@@ -225,7 +234,7 @@ async def run_session_load(
     async def on_response(response: httpx2.Response) -> None:
         load.statuses.append((response.request.method, response.status_code))
 
-    hooks = {"request": [on_request], "response": [on_response]}
+    hooks: dict[str, list[Callable[..., Any]]] = {"request": [on_request], "response": [on_response]}
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {CALLER_KEY}"}, timeout=30, event_hooks=hooks) as http,
         Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
@@ -246,3 +255,64 @@ async def run_session_load(
                 error = f"MCPError {exc.error.code}: {exc.error.message}"
             load.calls.append(CallRecord(started, time.monotonic(), error))
             await anyio.sleep(LOAD_PAUSE_SECONDS)
+
+
+# ---------------------------------------------------------------- which replica did what
+
+
+async def answer_counts(cluster: ReplicaCluster, kind: str) -> list[int]:
+    """Answers of `kind` (`hrsp_2xx`, `hrsp_4xx`) HAProxy relayed from each replica."""
+    stats = await cluster.balancer.stats()
+    return [int(stats[r.name][kind] or 0) for r in cluster.replicas]
+
+
+async def served_by(cluster: ReplicaCluster, before: list[int], kind: str = "hrsp_2xx") -> int:
+    """The replica HAProxy relayed exactly one `kind` answer from since the counts `before`
+    (and no other replica any)."""
+    after = await answer_counts(cluster, kind)
+    grown = {index: a - b for index, (b, a) in enumerate(zip(before, after, strict=True)) if a != b}
+    assert list(grown.values()) == [1], (kind, before, after)
+    (index,) = grown
+    return index
+
+
+async def sessions_per_replica(cluster: ReplicaCluster) -> list[float]:
+    """`mcphub_sessions` of each replica: the handshake-era sessions it holds a copy of."""
+    return [counter(await cluster.metrics(r), "mcphub_sessions") for r in cluster.replicas]
+
+
+async def sessions_are(cluster: ReplicaCluster, wanted: list[float]) -> bool:
+    """Whether each replica holds `wanted` handshake-era sessions."""
+    return await sessions_per_replica(cluster) == wanted
+
+
+async def rebuilt_on(cluster: ReplicaCluster, replica: Replica, timeout_seconds: float = 30) -> None:
+    """Wait (bounded) until `replica` holds one handshake-era session (`mcphub_sessions`): a
+    replica started after the session opened holds one only by rebuilding it from its id."""
+
+    async def holds_one() -> bool:
+        return counter(await cluster.metrics(replica), "mcphub_sessions") == 1
+
+    with anyio.fail_after(timeout_seconds):
+        await until(holds_one)
+
+
+async def next_with_id(messages: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    """The next message on a stream that has an id (a request to the client, or the answer)."""
+    async for message in messages:
+        if "id" in message:
+            return message
+    raise AssertionError("the stream ended")
+
+
+def result_text(result: dict[str, Any]) -> str:
+    """The text of a raw `CallToolResult`'s first content block."""
+    text: str = result["content"][0]["text"]
+    return text
+
+
+def forget_windows(server: RedisServer, principal: str) -> None:
+    """Delete the rate-limit windows of `principal` in `server` (a fresh window)."""
+    with redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5) as client:
+        for key in client.keys(f"{KEY_PREFIX}ratelimit*/{principal}/*"):
+            client.delete(key)

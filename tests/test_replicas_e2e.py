@@ -1,27 +1,33 @@
 """Three `mcphub serve` replicas behind a real HAProxy (round-robin, no stickiness), sharing a
-cluster key and a real Redis, API keys on (`tests.replica_fixtures`), in the modern era
-(2026-07-28). One module, so that the three replicas start once per run (the slow part).
+cluster key and a real Redis, API keys on (`tests.replica_fixtures`), in both protocol eras. One
+module, so that the three replicas start once per run (the slow part).
 
-Routing: a client's lists and calls land on every replica, a multi-round call continues on
-whichever replica its next round reaches, and a per-principal rate limit holds across the
-replicas. Which replica served what is read from each replica itself (its `/metrics`, asked
-directly) and from HAProxy's per-server counters.
+Routing, modern era (2026-07-28): a client's lists and calls land on every replica, a multi-round
+call continues on whichever replica its next round reaches, and a per-principal rate limit holds
+across the replicas. Which replica served what is read from each replica itself (its `/metrics`,
+asked directly) and from HAProxy's per-server counters.
 
-Faults, under a bounded load (`run_load`: closed-loop `fx__echo` calls through the balancer):
-one replica crashes, all of them are restarted one after another, their Redis dies and comes
-back. Each test records when every call started and ended and how it ended, and asserts on that
-record: which calls failed (only those in flight on a crashed replica), and that calls went on
-being served throughout.
+Sessions, handshake era (2025-11-25, `Mcp-Session-Id`; `tests.replica_sessions`): a session whose
+requests land on every replica in turn lists, calls and gets a call's progress (every replica
+holds a copy); the answers to sampling and elicitation asked mid-call, POSTed to other replicas,
+reach the one holding the call; a GET stream held by one replica gets `list_changed` and the
+updates of a subscription taken through another; a DELETE through one replica ends the session
+(and its GET stream) on all of them; another principal presenting the id gets 404 everywhere.
 
-Handshake-era sessions across replicas come with sealed session ids (issue 11, item 1) and are
-not tested here yet."""
+Faults, under a bounded load (`run_load`: closed-loop modern-era `fx__echo` calls through the
+balancer, and beside it one handshake-era SDK client in its session, `run_session_load`): one
+replica crashes, all of them are restarted one after another, their Redis dies and comes back.
+Each test records when every call started and ended and how it ended, and asserts on that record:
+which calls failed (only those in flight on a crashed replica), that calls went on being served
+throughout, and that the session outlived the replicas (one id, never "Session not found", a
+restarted replica serving it)."""
 
 from __future__ import annotations
 
 import itertools
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -45,7 +51,20 @@ from tests.replica_fixtures import (
     counter,
 )
 from tests.replica_load import Load, modern_call, modern_post, run_load
-from tests.replica_sessions import HANDSHAKE_VERSION, HandshakeSession, SessionLoad, run_session_load
+from tests.replica_sessions import (
+    HANDSHAKE_VERSION,
+    HandshakeSession,
+    SessionLoad,
+    answer_counts,
+    forget_windows,
+    next_with_id,
+    rebuilt_on,
+    result_text,
+    run_session_load,
+    served_by,
+    sessions_are,
+    sessions_per_replica,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -164,35 +183,6 @@ DELIVERY_WAIT_SECONDS = 2.0
 holds a small SSE event up to 200 ms (it asks the kernel for more data with MSG_MORE)."""
 
 
-async def _served_by(cluster: ReplicaCluster, before: list[int], kind: str = "hrsp_2xx") -> int:
-    """The replica HAProxy relayed exactly one `kind` answer from since the counts `before`
-    (and no other replica any)."""
-    after = await _answer_counts(cluster, kind)
-    grown = {index: a - b for index, (b, a) in enumerate(zip(before, after, strict=True)) if a != b}
-    assert list(grown.values()) == [1], (kind, before, after)
-    (index,) = grown
-    return index
-
-
-async def _answer_counts(cluster: ReplicaCluster, kind: str) -> list[int]:
-    """Answers of `kind` (`hrsp_2xx`, `hrsp_4xx`) HAProxy relayed from each replica."""
-    stats = await cluster.balancer.stats()
-    return [int(stats[r.name][kind] or 0) for r in cluster.replicas]
-
-
-async def _sessions_per_replica(cluster: ReplicaCluster) -> list[float]:
-    """`mcphub_sessions` of each replica: the handshake-era sessions it holds a copy of."""
-    return [counter(await cluster.metrics(r), "mcphub_sessions") for r in cluster.replicas]
-
-
-async def _next_request(messages: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
-    """The next message on a stream that has an id (a request to the client, or the answer)."""
-    async for message in messages:
-        if "id" in message:
-            return message
-    raise AssertionError("the stream ended")
-
-
 async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_and_gets_progress_in_one_session(
     replica_cluster: ReplicaCluster,
 ) -> None:
@@ -200,7 +190,7 @@ async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_and_
     await cluster.in_rotation()
     session_ids: set[str] = set()
     statuses: list[int] = []
-    progress: list[tuple[float, float | None, str | None]] = []
+    reported: list[tuple[float, float | None, str | None]] = []
 
     async def on_request(request: httpx2.Request) -> None:
         if "mcp-session-id" in request.headers:
@@ -209,11 +199,11 @@ async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_and_
     async def on_response(response: httpx2.Response) -> None:
         statuses.append(response.status_code)
 
-    async def on_progress(done: float, total: float | None, message: str | None) -> None:
-        progress.append((done, total, message))
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append((progress, total, message))
 
-    hooks = {"request": [on_request], "response": [on_response]}
-    sessions_before = await _sessions_per_replica(cluster)
+    hooks: dict[str, list[Callable[..., Any]]] = {"request": [on_request], "response": [on_response]}
+    sessions_before = await sessions_per_replica(cluster)
     answers_before = await _answers_per_replica(cluster)
     calls_before = await _calls_per_replica(cluster, "fx__echo")
     with anyio.fail_after(60):
@@ -229,11 +219,11 @@ async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_and_
             greeting = await client.get_prompt("fy__greet", {"name": "ada"})
             echoes = [tool_text(await client.call_tool("fx__echo", {"text": f"call {i}"})) for i in range(6)]
             slow = await client.call_tool("fx__slow", {"seconds": 0.3, "steps": 3}, progress_callback=on_progress)
-            sessions_held = await _sessions_per_replica(cluster)
+            sessions_held = await sessions_per_replica(cluster)
         answers_after = await _answers_per_replica(cluster)
         calls_after = await _calls_per_replica(cluster, "fx__echo")
         # The client's DELETE on leaving ended every replica's copy.
-        await until(lambda: _sessions_are(cluster, sessions_before))
+        await until(lambda: sessions_are(cluster, sessions_before))
 
     assert version == HANDSHAKE_VERSION
     assert {"fx__echo", "fx__ask", "fy__echo", "fy__whoami"} <= {tool.name for tool in tools.tools}
@@ -244,7 +234,7 @@ async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_and_
     assert greeting.messages[0].content.text == "Hello, ada!"
     assert echoes == [f"call {i}" for i in range(6)]
     assert tool_text(slow) == "done"
-    assert progress == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+    assert reported == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
     # One session throughout, never refused, and every replica held a copy of it.
     assert len(session_ids) == 1 and all(status < 400 for status in statuses), (session_ids, statuses)
     assert sessions_held == [count + 1 for count in sessions_before], (sessions_before, sessions_held)
@@ -256,10 +246,6 @@ async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_and_
 
 def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-async def _sessions_are(cluster: ReplicaCluster, wanted: list[float]) -> bool:
-    return await _sessions_per_replica(cluster) == wanted
 
 
 async def test_sampling_and_elicitation_asked_mid_call_are_answered_through_other_replicas_than_the_one_holding_it(
@@ -277,15 +263,15 @@ async def test_sampling_and_elicitation_asked_mid_call_are_answered_through_othe
             try:
                 before = await _answers_per_replica(cluster)
                 async with session.streaming("tools/call", {"name": "fx__ask", "arguments": {}}) as (_, messages):
-                    holder = await _served_by(cluster, before)  # its SSE stream is open there
+                    holder = await served_by(cluster, before)  # its SSE stream is open there
                     for answer in answers:
-                        request = await _next_request(messages)
+                        request = await next_with_id(messages)
                         asked.append(request)
                         before = await _answers_per_replica(cluster)
                         posted = await session.post({"jsonrpc": "2.0", "id": request["id"], "result": answer})
                         assert posted.status_code == 202, posted.text
-                        answered_by.append(await _served_by(cluster, before))
-                    final = await _next_request(messages)
+                        answered_by.append(await served_by(cluster, before))
+                    final = await next_with_id(messages)
             finally:
                 await session.delete()
 
@@ -312,16 +298,16 @@ async def test_a_get_stream_held_by_one_replica_gets_list_changed_and_updates_su
             try:
                 before = await _answers_per_replica(cluster)
                 async with session.listening() as stream:
-                    listener = await _served_by(cluster, before)
+                    listener = await served_by(cluster, before)
                     before = await _answers_per_replica(cluster)
                     subscribed = await session.request("resources/subscribe", {"uri": INFO_URI})
-                    subscriber = await _served_by(cluster, before)
+                    subscriber = await served_by(cluster, before)
                     # A touch may come before the listener's copy has the subscription: touch
                     # again (bounded) until one update arrives.
                     for _ in range(FIRST_TOUCHES):
-                        assert tool_text_of(await session.call("fx__touch")) == "touched"
+                        assert result_text(await session.call("fx__touch")) == "touched"
                         with anyio.move_on_after(DELIVERY_WAIT_SECONDS):
-                            await until(lambda: bool(stream.methods(UPDATED)))
+                            await until(stream.arrived(UPDATED))
                         if stream.methods(UPDATED):
                             break
                     delivered = len(stream.methods(UPDATED))
@@ -329,15 +315,15 @@ async def test_a_get_stream_held_by_one_replica_gets_list_changed_and_updates_su
                     for count in range(1, 4):
                         before = await _answers_per_replica(cluster)
                         await session.call("fx__touch")
-                        touched_by.append(await _served_by(cluster, before))
-                        await until(lambda count=count: len(stream.methods(UPDATED)) >= delivered + count)
+                        touched_by.append(await served_by(cluster, before))
+                        await until(stream.arrived(UPDATED, delivered + count))
                     # A tool added to fx on each replica: the listener's own catalog changes too.
                     for index in range(3):
                         before = await _answers_per_replica(cluster)
                         name = f"added_{index}_{secrets.token_hex(4)}"
-                        assert tool_text_of(await session.call("fx__add_tool", {"name": name})) == "added"
-                        changed_by.append(await _served_by(cluster, before))
-                    await until(lambda: bool(stream.methods(LIST_CHANGED)))
+                        assert result_text(await session.call("fx__add_tool", {"name": name})) == "added"
+                        changed_by.append(await served_by(cluster, before))
+                    await until(stream.arrived(LIST_CHANGED))
             finally:
                 await session.delete()
 
@@ -350,40 +336,34 @@ async def test_a_get_stream_held_by_one_replica_gets_list_changed_and_updates_su
     assert [message["params"]["uri"] for message in stream.methods(UPDATED)] == [INFO_URI] * 4
 
 
-def tool_text_of(result: dict[str, Any]) -> str:
-    """The text of a raw `CallToolResult`'s first content block."""
-    text: str = result["content"][0]["text"]
-    return text
-
-
 async def test_a_delete_through_one_replica_ends_the_session_and_its_get_stream_on_every_replica(
     replica_cluster: ReplicaCluster,
 ) -> None:
     cluster = replica_cluster
     await cluster.in_rotation()
-    sessions_before = await _sessions_per_replica(cluster)
+    sessions_before = await sessions_per_replica(cluster)
     with anyio.fail_after(60):
         async with httpx2.AsyncClient(timeout=30) as http:
             session = HandshakeSession(http, cluster.url)
             await session.open()
             before = await _answers_per_replica(cluster)
             async with session.listening() as stream:
-                listener = await _served_by(cluster, before)
+                listener = await served_by(cluster, before)
                 pings = [await session.request("ping") for _ in range(3)]
-                sessions_held = await _sessions_per_replica(cluster)
+                sessions_held = await sessions_per_replica(cluster)
                 before = await _answers_per_replica(cluster)
                 deleted = await session.delete()
-                deleter = await _served_by(cluster, before)
+                deleter = await served_by(cluster, before)
                 await stream.ended.wait()  # the listener's copy was dropped: its GET stream ended
-            refused_before = await _answer_counts(cluster, "hrsp_4xx")
+            refused_before = await answer_counts(cluster, "hrsp_4xx")
             refused = [await session.try_request("ping") for _ in cluster.replicas]
-            refused_after = await _answer_counts(cluster, "hrsp_4xx")
+            refused_after = await answer_counts(cluster, "hrsp_4xx")
             direct = [
                 await http.post(replica.base_url + "/mcp", json=_PING, headers=session.headers())
                 for replica in cluster.replicas
             ]
             deleted_again = await session.delete()
-            await until(lambda: _sessions_are(cluster, sessions_before))
+            await until(lambda: sessions_are(cluster, sessions_before))
 
     assert all("result" in ping for ping in pings), pings
     assert sessions_held == [count + 1 for count in sessions_before], (sessions_before, sessions_held)
@@ -404,16 +384,16 @@ async def test_another_principal_presenting_the_session_id_is_refused_by_every_r
 ) -> None:
     cluster = replica_cluster
     await cluster.in_rotation()
-    await anyio.to_thread.run_sync(_forget_windows, cluster.redis, "other")  # `other` has a small limit
+    await anyio.to_thread.run_sync(forget_windows, cluster.redis, "other")  # `other` has a small limit
     with anyio.fail_after(60):
         async with httpx2.AsyncClient(timeout=30) as http:
             session = HandshakeSession(http, cluster.url)
             await session.open()
             try:
-                refused_before = await _answer_counts(cluster, "hrsp_4xx")
+                refused_before = await answer_counts(cluster, "hrsp_4xx")
                 stolen = [await session.try_request("tools/list", key=OTHER_KEY) for _ in cluster.replicas]
                 deletes = [await session.delete(key=OTHER_KEY) for _ in cluster.replicas]
-                refused_after = await _answer_counts(cluster, "hrsp_4xx")
+                refused_after = await answer_counts(cluster, "hrsp_4xx")
                 direct = [
                     await http.post(replica.base_url + "/mcp", json=_PING, headers=session.headers(OTHER_KEY))
                     for replica in cluster.replicas
@@ -428,13 +408,6 @@ async def test_another_principal_presenting_the_session_id_is_refused_by_every_r
         assert answer.status_code == 404
         assert answer.json()["error"]["message"] == "Session not found"
     assert [answer.status_code for answer in owned] == [200, 200, 200]
-
-
-def _forget_windows(server: RedisServer, principal: str) -> None:
-    """Delete the rate-limit windows of `principal` in `server` (a fresh window)."""
-    with redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5) as client:
-        for key in client.keys(f"{KEY_PREFIX}ratelimit*{principal}*"):
-            client.delete(key)
 
 
 async def test_a_per_principal_rate_limit_holds_across_the_replicas_behind_the_balancer(
@@ -516,9 +489,13 @@ async def test_a_replica_killed_under_load_costs_only_the_calls_in_flight_on_it(
             await _calls_after(load, out_at)
             await _calls_after(session_load, out_at, SESSION_CALLS_PER_STEP)
             load.stop.set()
+            # The victim back (a new process): the session's next request there rebuilds it.
+            await victim.restart()
+            await cluster.in_rotation()
+            back_at = time.monotonic()
+            await _calls_after(session_load, back_at, SESSION_CALLS_PER_STEP)
+            await rebuilt_on(cluster, victim)
             session_load.stop.set()
-        await victim.restart()
-        await cluster.in_rotation()
 
     assert status == -9
     assert all(replica.running for replica in survivors)
@@ -539,6 +516,7 @@ async def test_a_replica_killed_under_load_costs_only_the_calls_in_flight_on_it(
     assert len(session_load.session_ids) == 1, session_load.session_ids
     after_out = [call for call in session_load.calls if call.started > out_at]
     assert len(after_out) >= SESSION_CALLS_PER_STEP - 1 and all(call.error is None for call in after_out), after_out
+    assert any(call.started > back_at for call in after_out)
 
 
 async def test_a_rolling_restart_of_every_replica_under_load_loses_no_call(replica_cluster: ReplicaCluster) -> None:
@@ -565,6 +543,7 @@ async def test_a_rolling_restart_of_every_replica_under_load_loses_no_call(repli
                 answered = int((await cluster.balancer.stats())[replica.name]["hrsp_2xx"] or 0)
                 await _calls_after(load, back_at)
                 await _calls_after(session_load, back_at, SESSION_CALLS_PER_STEP)
+                await rebuilt_on(cluster, replica)  # the session is served by the new process too
                 # The restarted replica serves again before the next one goes.
                 served_after_restart.append(int((await cluster.balancer.stats())[replica.name]["hrsp_2xx"]) - answered)
             load.stop.set()
