@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx2
 import mcp_types as types
 import pytest
@@ -19,6 +20,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import InitializeRequestParams
+from sse_starlette.sse import AppStatus
 
 from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
 from tests.conftest import RunningHub, fixture_entry, running_hub, tool_text, until
@@ -53,6 +55,10 @@ class RoundRobin(httpx2.AsyncBaseTransport):
         request.url = request.url.copy_with(port=self._ports[index])
         self.served.append((request.method, index))
         return await self._inner.handle_async_request(request)
+
+    def replace(self, index: int, hub: RunningHub) -> None:
+        """Send what goes to replica `index` to `hub` from now on (a replica restarted)."""
+        self._ports[index] = httpx2.URL(hub.base_url).port
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -372,3 +378,35 @@ async def test_a_profile_session_opens_on_that_profile_of_another_replica_only(r
                 assert hubs[1].hub.endpoint.session_manager("profile:echoes").rebuilt == 1
                 for elsewhere in (hubs[1].url, hubs[1].server_url("fx")):  # another face: unknown there
                     assert (await _list_tools(http, elsewhere, CALLER_KEY, session_id)).status_code == 404
+
+
+async def test_a_client_keeps_its_session_while_every_replica_restarts_in_turn(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The replicas share this process: sse-starlette would end every SSE response of the
+    # process when one of them stops (its shutdown watcher reads the stopping uvicorn server);
+    # separate processes, as in a deployment, do not share that.
+    monkeypatch.setattr(AppStatus, "enable_automatic_graceful_drain", False)
+    cluster = {"redis_url": redis_server.url, "redis_timeout_seconds": 2.0, **CLUSTER}
+
+    async def replica(stop: anyio.Event, *, task_status: anyio.abc.TaskStatus[RunningHub]) -> None:
+        async with running_hub(SERVERS, auth=api_keys(), cluster=cluster) as hub:
+            task_status.started(hub)
+            await stop.wait()
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            stops = [anyio.Event() for _ in range(2)]
+            hubs = [await tg.start(replica, stop) for stop in stops]
+            async with spread_client(hubs, CALLER_KEY) as (client, balancer):
+                assert tool_text(await client.call_tool("fx__echo", {"text": "before"})) == "before"
+                for index in range(2):
+                    stops[index].set()  # the replica stops (first the one that opened the session)
+                    await until(lambda index=index: hubs[index].hub.endpoint.open_sessions() == 0)
+                    stops[index] = anyio.Event()
+                    hubs[index] = await tg.start(replica, stops[index])
+                    balancer.replace(index, hubs[index])
+                    for _ in range(2):  # one call on each replica
+                        assert tool_text(await client.call_tool("fx__echo", {"text": "after"})) == "after"
+            for stop in stops:
+                stop.set()
