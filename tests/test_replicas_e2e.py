@@ -178,7 +178,7 @@ LIST_CHANGED = "notifications/tools/list_changed"
 FIRST_TOUCHES = 5
 """Touches allowed before the first update reaches the GET stream: a subscription reaches the
 copies other replicas hold over Redis pub/sub, so an update in the same instant may miss it."""
-DELIVERY_WAIT_SECONDS = 2.0
+DELIVERY_WAIT_SECONDS = 5.0
 """How long each of those touches waits for its update. HAProxy without `option http-no-delay`
 holds a small SSE event up to 200 ms (it asks the kernel for more data with MSG_MORE)."""
 
