@@ -8,8 +8,8 @@ across the replicas. Which replica served what is read from each replica itself 
 asked directly) and from HAProxy's per-server counters.
 
 Sessions, handshake era (2025-11-25, `Mcp-Session-Id`; `tests.replica_sessions`): a session whose
-requests land on every replica in turn lists, calls and gets a call's progress (every replica
-holds a copy); the answers to sampling and elicitation asked mid-call, POSTed to other replicas,
+requests land on every replica in turn lists, calls, gets a call's progress and answers what a
+call asks (every replica holds a copy); the answers to sampling and elicitation asked mid-call, POSTed to other replicas,
 reach the one holding the call; a GET stream held by one replica gets `list_changed` and the
 updates of a subscription taken through another; a DELETE through one replica ends the session
 (and its GET stream) on all of them; another principal presenting the id gets 404 everywhere.
@@ -37,6 +37,7 @@ import mcp_types as types
 import pytest
 import redis
 from mcp import Client
+from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
 from hub.cluster.answers import ID_PREFIX
@@ -183,7 +184,7 @@ DELIVERY_WAIT_SECONDS = 5.0
 holds a small SSE event up to 200 ms (it asks the kernel for more data with MSG_MORE)."""
 
 
-async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_and_gets_progress_in_one_session(
+async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_gets_progress_and_answers_sampling(
     replica_cluster: ReplicaCluster,
 ) -> None:
     cluster = replica_cluster
@@ -202,6 +203,14 @@ async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_and_
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         reported.append((progress, total, message))
 
+    async def sampling(
+        context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        return _SAMPLED
+
+    async def elicitation(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return _ELICITED
+
     hooks: dict[str, list[Callable[..., Any]]] = {"request": [on_request], "response": [on_response]}
     sessions_before = await sessions_per_replica(cluster)
     answers_before = await _answers_per_replica(cluster)
@@ -209,7 +218,12 @@ async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_and_
     with anyio.fail_after(60):
         async with (
             httpx2.AsyncClient(headers=_bearer(CALLER_KEY), timeout=30, event_hooks=hooks) as http,
-            Client(streamable_http_client(cluster.url, http_client=http), mode="legacy") as client,
+            Client(
+                streamable_http_client(cluster.url, http_client=http),
+                mode="legacy",
+                sampling_callback=sampling,
+                elicitation_callback=elicitation,
+            ) as client,
         ):
             version = client.protocol_version
             tools = await client.list_tools()
@@ -219,6 +233,8 @@ async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_and_
             greeting = await client.get_prompt("fy__greet", {"name": "ada"})
             echoes = [tool_text(await client.call_tool("fx__echo", {"text": f"call {i}"})) for i in range(6)]
             slow = await client.call_tool("fx__slow", {"seconds": 0.3, "steps": 3}, progress_callback=on_progress)
+            # The SDK's answers to the relayed sampling and elicitation: POSTs to other replicas.
+            asked = await client.call_tool("fx__ask", {})
             sessions_held = await sessions_per_replica(cluster)
         answers_after = await _answers_per_replica(cluster)
         calls_after = await _calls_per_replica(cluster, "fx__echo")
@@ -235,6 +251,7 @@ async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_and_
     assert echoes == [f"call {i}" for i in range(6)]
     assert tool_text(slow) == "done"
     assert reported == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+    assert tool_text(asked) == "sampled=hi elicited=ada action=accept"
     # One session throughout, never refused, and every replica held a copy of it.
     assert len(session_ids) == 1 and all(status < 400 for status in statuses), (session_ids, statuses)
     assert sessions_held == [count + 1 for count in sessions_before], (sessions_before, sessions_held)
