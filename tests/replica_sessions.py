@@ -37,6 +37,15 @@ from tests.replica_fixtures import Replica, ReplicaCluster, counter
 from tests.replica_load import LOAD_PAUSE_SECONDS, CallRecord, Load
 
 HANDSHAKE_VERSION: Final = "2025-11-25"
+INFO_URI: Final = "fx+fixture://info"
+"""The fixture server `fx`'s resource, as the hub exposes it (`fx__touch` announces it changed)."""
+UPDATED: Final = "notifications/resources/updated"
+FIRST_TOUCHES: Final = 5
+"""Touches allowed before the first update reaches a GET stream: a subscription reaches the
+copies other replicas hold over Redis pub/sub, so an update in the same instant may miss it."""
+DELIVERY_WAIT_SECONDS: Final = 5.0
+"""How long each of those touches waits for its update. HAProxy without `option http-no-delay`
+holds a small SSE event up to 200 ms (it asks the kernel for more data with MSG_MORE)."""
 CLIENT_CAPABILITIES: Final[dict[str, Any]] = {"sampling": {}, "elicitation": {"form": {}}}
 """What the raw client declares: the hub relays a server's sampling and elicitation requests
 only to a client that can answer them."""
@@ -143,14 +152,20 @@ class HandshakeSession:
                 raise SessionRefused(f"{method}: HTTP {response.status_code}: {response.text[:200]}")
             yield response, sse_messages(response)
 
-    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Send the request `method` and return its answer (`result` or `error`), skipping what
-        comes before it on the stream (notifications)."""
+    async def exchange(self, method: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Send the request `method` and return the messages of its stream: what came before
+        its answer (notifications: progress, log messages), then the answer."""
+        seen: list[dict[str, Any]] = []
         async with self.streaming(method, params) as (_, messages):
             async for message in messages:
+                seen.append(message)
                 if "method" not in message:
-                    return message
+                    return seen
         raise SessionRefused(f"{method}: the stream ended without an answer")
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send the request `method` and return its answer (`result` or `error`)."""
+        return (await self.exchange(method, params))[-1]
 
     async def call(self, tool: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
         """`tools/call`; its `result`.
@@ -316,3 +331,18 @@ def forget_windows(server: RedisServer, principal: str) -> None:
     with redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5) as client:
         for key in client.keys(f"{KEY_PREFIX}ratelimit*/{principal}/*"):
             client.delete(key)
+
+
+async def touch_until_updated(session: HandshakeSession, stream: Stream) -> int:
+    """Call `fx__touch` through the session until an update of `INFO_URI` arrives on its GET
+    stream `stream` (at most `FIRST_TOUCHES` touches, each waiting `DELIVERY_WAIT_SECONDS`);
+    the updates that arrived.
+
+    :raises AssertionError: none arrived."""
+    for _ in range(FIRST_TOUCHES):
+        assert result_text(await session.call("fx__touch")) == "touched"
+        with anyio.move_on_after(DELIVERY_WAIT_SECONDS):
+            await until(stream.arrived(UPDATED))
+        if stream.methods(UPDATED):
+            return len(stream.methods(UPDATED))
+    raise AssertionError(f"no update of {INFO_URI} after {FIRST_TOUCHES} touches: {stream.messages}")

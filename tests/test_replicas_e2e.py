@@ -9,10 +9,11 @@ asked directly) and from HAProxy's per-server counters.
 
 Sessions, handshake era (2025-11-25, `Mcp-Session-Id`; `tests.replica_sessions`): a session whose
 requests land on every replica in turn lists, calls, gets a call's progress and answers what a
-call asks (every replica holds a copy); the answers to sampling and elicitation asked mid-call, POSTed to other replicas,
-reach the one holding the call; a GET stream held by one replica gets `list_changed` and the
-updates of a subscription taken through another; a DELETE through one replica ends the session
-(and its GET stream) on all of them; another principal presenting the id gets 404 everywhere.
+call asks (every replica holds a copy); the answers to sampling and elicitation asked mid-call,
+POSTed to other replicas, reach the one holding the call; a GET stream held by one replica gets
+`list_changed` and the updates of a subscription taken through another; a DELETE through one
+replica ends the session (and its GET stream) on all of them; another principal presenting the
+id gets 404 everywhere.
 
 Faults, under a bounded load (`run_load`: closed-loop modern-era `fx__echo` calls through the
 balancer, and beside it one handshake-era SDK client in its session, `run_session_load`): one
@@ -20,7 +21,8 @@ replica crashes, all of them are restarted one after another, their Redis dies a
 Each test records when every call started and ended and how it ended, and asserts on that record:
 which calls failed (only those in flight on a crashed replica), that calls went on being served
 throughout, and that the session outlived the replicas (one id, never "Session not found", a
-restarted replica serving it)."""
+restarted replica serving it; an idle session's level and subscription restored after the
+rolling restart)"""
 
 from __future__ import annotations
 
@@ -54,6 +56,8 @@ from tests.replica_fixtures import (
 from tests.replica_load import Load, modern_call, modern_post, run_load
 from tests.replica_sessions import (
     HANDSHAKE_VERSION,
+    INFO_URI,
+    UPDATED,
     HandshakeSession,
     SessionLoad,
     answer_counts,
@@ -65,6 +69,7 @@ from tests.replica_sessions import (
     served_by,
     sessions_are,
     sessions_per_replica,
+    touch_until_updated,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -173,15 +178,7 @@ async def test_a_multi_round_call_continues_on_whichever_replica_its_next_round_
 
 # ---------------------------------------------------------------- handshake-era sessions
 
-INFO_URI = "fx+fixture://info"
-UPDATED = "notifications/resources/updated"
 LIST_CHANGED = "notifications/tools/list_changed"
-FIRST_TOUCHES = 5
-"""Touches allowed before the first update reaches the GET stream: a subscription reaches the
-copies other replicas hold over Redis pub/sub, so an update in the same instant may miss it."""
-DELIVERY_WAIT_SECONDS = 5.0
-"""How long each of those touches waits for its update. HAProxy without `option http-no-delay`
-holds a small SSE event up to 200 ms (it asks the kernel for more data with MSG_MORE)."""
 
 
 async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_gets_progress_and_answers_sampling(
@@ -319,15 +316,8 @@ async def test_a_get_stream_held_by_one_replica_gets_list_changed_and_updates_su
                     before = await _answers_per_replica(cluster)
                     subscribed = await session.request("resources/subscribe", {"uri": INFO_URI})
                     subscriber = await served_by(cluster, before)
-                    # A touch may come before the listener's copy has the subscription: touch
-                    # again (bounded) until one update arrives.
-                    for _ in range(FIRST_TOUCHES):
-                        assert result_text(await session.call("fx__touch")) == "touched"
-                        with anyio.move_on_after(DELIVERY_WAIT_SECONDS):
-                            await until(stream.arrived(UPDATED))
-                        if stream.methods(UPDATED):
-                            break
-                    delivered = len(stream.methods(UPDATED))
+                    # A touch may come before the listener's copy has the subscription.
+                    delivered = await touch_until_updated(session, stream)
                     # Then a touch through each replica (its own fx process reports the update).
                     for count in range(1, 4):
                         before = await _answers_per_replica(cluster)
@@ -545,26 +535,43 @@ async def test_a_rolling_restart_of_every_replica_under_load_loses_no_call(repli
     drained: list[dict[str, object]] = []
     served_after_restart: list[int] = []
     with anyio.fail_after(180):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run_load, cluster.url, load, WORKERS)
-            tg.start_soon(run_session_load, cluster.url, session_load)
-            await _calls_after(load, 0.0)
-            await _calls_after(session_load, 0.0, SESSION_CALLS_PER_STEP)
-            for replica in cluster.replicas:
-                replica.terminate()
-                drained.append(await replica.wait_event("drained", SHUTDOWN_GRACE_SECONDS + DRAIN_TIMEOUT_SECONDS + 15))
-                statuses.append(await replica.exit_status())
-                await replica.restart()
-                await cluster.balancer.wait_status({replica.name: "UP"})
-                back_at = time.monotonic()
-                answered = int((await cluster.balancer.stats())[replica.name]["hrsp_2xx"] or 0)
-                await _calls_after(load, back_at)
-                await _calls_after(session_load, back_at, SESSION_CALLS_PER_STEP)
-                await rebuilt_on(cluster, replica)  # the session is served by the new process too
-                # The restarted replica serves again before the next one goes.
-                served_after_restart.append(int((await cluster.balancer.stats())[replica.name]["hrsp_2xx"]) - answered)
-            load.stop.set()
-            session_load.stop.set()
+        async with httpx2.AsyncClient(timeout=30) as http:
+            # A second session, idle through the restart, with a level and a subscription taken before.
+            idle = HandshakeSession(http, cluster.url)
+            await idle.open()
+            await idle.request("logging/setLevel", {"level": "error"})
+            await idle.request("resources/subscribe", {"uri": INFO_URI})
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_load, cluster.url, load, WORKERS)
+                tg.start_soon(run_session_load, cluster.url, session_load)
+                await _calls_after(load, 0.0)
+                await _calls_after(session_load, 0.0, SESSION_CALLS_PER_STEP)
+                for replica in cluster.replicas:
+                    replica.terminate()
+                    drained.append(
+                        await replica.wait_event("drained", SHUTDOWN_GRACE_SECONDS + DRAIN_TIMEOUT_SECONDS + 15)
+                    )
+                    statuses.append(await replica.exit_status())
+                    await replica.restart()
+                    await cluster.balancer.wait_status({replica.name: "UP"})
+                    back_at = time.monotonic()
+                    answered = int((await cluster.balancer.stats())[replica.name]["hrsp_2xx"] or 0)
+                    await _calls_after(load, back_at)
+                    await _calls_after(session_load, back_at, SESSION_CALLS_PER_STEP)
+                    await rebuilt_on(cluster, replica)  # the session is served by the new process too
+                    # The restarted replica serves again before the next one goes.
+                    served_after_restart.append(
+                        int((await cluster.balancer.stats())[replica.name]["hrsp_2xx"]) - answered
+                    )
+                load.stop.set()
+                session_load.stop.set()
+
+            # Every process is new: the idle session is rebuilt where it lands, its level and its
+            # subscription restored from Redis.
+            async with idle.listening() as stream:
+                await touch_until_updated(idle, stream)
+            logged = await idle.exchange("tools/call", {"name": "fx__log", "arguments": {}})
+            await idle.delete()
 
     assert load.failures == [], load.failures[:5]
     # The handshake-era client's session outlived every replica: no call lost, never "Session
@@ -577,6 +584,8 @@ async def test_a_rolling_restart_of_every_replica_under_load_loses_no_call(repli
     assert [event["requests_failed"] for event in drained] == [0, 0, 0]
     assert all(count >= 1 for count in served_after_restart), served_after_restart
     assert len(load.calls) >= 4 * CALLS_PER_STEP
+    assert [message["params"]["level"] for message in logged if "method" in message] == ["error"]
+    assert result_text(logged[-1]["result"]) == "logged"
 
 
 async def test_while_redis_is_down_every_replica_keeps_serving_and_shared_state_recovers_when_it_returns(
