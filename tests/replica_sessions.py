@@ -181,6 +181,14 @@ class HandshakeSession:
         """One request `method` (no params) under `key`, its whole answer, whatever its status."""
         return await self.http.post(self.url, json=self._request(method, None), headers=self.headers(key))
 
+    async def try_listening(self, key: str | None = None) -> httpx2.Response:
+        """Open the session's GET stream under `key` and close it at once: its answer (the body
+        read only when it is not a stream)."""
+        async with self.http.stream("GET", self.url, headers=self.headers(key)) as answer:
+            if answer.status_code != 200:
+                await answer.aread()
+            return answer
+
     @asynccontextmanager
     async def listening(self) -> AsyncIterator[Stream]:
         """Hold the session's GET stream while the block runs (entered once its headers came):

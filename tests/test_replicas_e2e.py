@@ -179,6 +179,7 @@ async def test_a_multi_round_call_continues_on_whichever_replica_its_next_round_
 # ---------------------------------------------------------------- handshake-era sessions
 
 LIST_CHANGED = "notifications/tools/list_changed"
+_PING = {"jsonrpc": "2.0", "id": 99, "method": "ping"}
 
 
 async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_gets_progress_and_answers_sampling(
@@ -383,9 +384,6 @@ async def test_a_delete_through_one_replica_ends_the_session_and_its_get_stream_
     assert deleted_again.status_code == 404
 
 
-_PING = {"jsonrpc": "2.0", "id": 99, "method": "ping"}
-
-
 async def test_another_principal_presenting_the_session_id_is_refused_by_every_replica(
     replica_cluster: ReplicaCluster,
 ) -> None:
@@ -399,19 +397,17 @@ async def test_another_principal_presenting_the_session_id_is_refused_by_every_r
             try:
                 refused_before = await answer_counts(cluster, "hrsp_4xx")
                 stolen = [await session.try_request("tools/list", key=OTHER_KEY) for _ in cluster.replicas]
+                listens = [await session.try_listening(key=OTHER_KEY) for _ in cluster.replicas]
                 deletes = [await session.delete(key=OTHER_KEY) for _ in cluster.replicas]
                 refused_after = await answer_counts(cluster, "hrsp_4xx")
-                direct = [
-                    await http.post(replica.base_url + "/mcp", json=_PING, headers=session.headers(OTHER_KEY))
-                    for replica in cluster.replicas
-                ]
                 # The owner's session is untouched, on every replica.
                 owned = [await session.try_request("ping") for _ in cluster.replicas]
             finally:
                 await session.delete()
 
-    assert [after - before for before, after in zip(refused_before, refused_after, strict=True)] == [2, 2, 2]
-    for answer in stolen + deletes + direct:
+    # Nine requests of `other` (a POST, a GET stream, a DELETE on each replica): nine 404s.
+    assert [after - before for before, after in zip(refused_before, refused_after, strict=True)] == [3, 3, 3]
+    for answer in stolen + listens + deletes:
         assert answer.status_code == 404
         assert answer.json()["error"]["message"] == "Session not found"
     assert [answer.status_code for answer in owned] == [200, 200, 200]
