@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import anyio
-import anyio.abc
 import httpx2
 import redis
 from mcp import Client, MCPError
@@ -239,13 +238,11 @@ class SessionLoad(Load):
         return [(method, status) for method, status in self.statuses if status in (400, 404)]
 
 
-async def run_session_load(
-    url: str, load: SessionLoad, *, ready: anyio.Event | None = None, max_calls: int = 5_000
-) -> None:
+async def run_session_load(url: str, load: SessionLoad, max_calls: int = 5_000) -> None:
     """One stock SDK client in the handshake era calling `fx__echo` through `url` in a closed
     loop (one call in flight, `LOAD_PAUSE_SECONDS` between calls) until `load.stop` is set or
-    `max_calls` calls were made; the caller bounds the time. `ready` is set once the session is
-    open. A call counts as failed unless it answered the echo of its text."""
+    `max_calls` calls were made; the caller bounds the time. A call counts as failed unless it
+    answered the echo of its text."""
 
     async def on_request(request: httpx2.Request) -> None:
         session_id = request.headers.get("mcp-session-id")
@@ -262,8 +259,6 @@ async def run_session_load(
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {CALLER_KEY}"}, timeout=30, event_hooks=hooks) as http,
         Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
     ):
-        if ready is not None:
-            ready.set()
         for count in range(max_calls):
             if load.stop.is_set():
                 break
