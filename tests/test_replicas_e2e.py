@@ -1,27 +1,37 @@
 """Three `mcphub serve` replicas behind a real HAProxy (round-robin, no stickiness), sharing a
-cluster key and a real Redis, API keys on (`tests.replica_fixtures`), in the modern era
-(2026-07-28). One module, so that the three replicas start once per run (the slow part).
+cluster key and a real Redis, API keys on (`tests.replica_fixtures`), in both protocol eras. One
+module, so that the three replicas start once per run (the slow part).
 
-Routing: a client's lists and calls land on every replica, a multi-round call continues on
-whichever replica its next round reaches, and a per-principal rate limit holds across the
-replicas. Which replica served what is read from each replica itself (its `/metrics`, asked
-directly) and from HAProxy's per-server counters.
+Routing, modern era (2026-07-28): a client's lists and calls land on every replica, a multi-round
+call continues on whichever replica its next round reaches, and a per-principal rate limit holds
+across the replicas. Which replica served what is read from each replica itself (its `/metrics`,
+asked directly) and from HAProxy's per-server counters.
 
-Faults, under a bounded load (`run_load`: closed-loop `fx__echo` calls through the balancer):
-one replica crashes, all of them are restarted one after another, their Redis dies and comes
-back. Each test records when every call started and ended and how it ended, and asserts on that
-record: which calls failed (only those in flight on a crashed replica), and that calls went on
-being served throughout.
+Sessions, handshake era (2025-11-25, `Mcp-Session-Id`; `tests.replica_sessions`): a session whose
+requests land on every replica in turn lists, calls, gets a call's progress and answers what a
+call asks (every replica holds a copy); the answers to sampling and elicitation asked mid-call,
+POSTed to other replicas, reach the one holding the call; a GET stream held by one replica gets
+`list_changed` and the updates of a subscription taken through another; a DELETE through one
+replica ends the session (and its GET stream) on all of them; another principal presenting the
+id gets 404 everywhere.
 
-Handshake-era sessions across replicas come with sealed session ids (issue 11, item 1) and are
-not tested here yet."""
+Faults, under a bounded load (`run_load`: closed-loop modern-era `fx__echo` calls through the
+balancer, and beside it one handshake-era SDK client in its session, `run_session_load`): one
+replica crashes, all of them are restarted one after another, their Redis dies and comes back.
+Each test records when every call started and ended and how it ended, and asserts on that record:
+which calls failed (only those in flight on a crashed replica), that calls went on being served
+throughout, and that the session outlived the replicas (one id, never "Session not found", a
+restarted replica serving it; an idle session's level and subscription restored after the
+rolling restart)"""
 
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import httpx2
@@ -29,8 +39,10 @@ import mcp_types as types
 import pytest
 import redis
 from mcp import Client
+from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
+from hub.cluster.answers import ID_PREFIX
 from hub.cluster.redis_store import KEY_PREFIX
 from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer
 from tests.conftest import tool_text, until
@@ -42,6 +54,23 @@ from tests.replica_fixtures import (
     counter,
 )
 from tests.replica_load import Load, modern_call, modern_post, run_load
+from tests.replica_sessions import (
+    HANDSHAKE_VERSION,
+    INFO_URI,
+    UPDATED,
+    HandshakeSession,
+    SessionLoad,
+    answer_counts,
+    forget_windows,
+    next_with_id,
+    rebuilt_on,
+    result_text,
+    run_session_load,
+    served_by,
+    sessions_are,
+    sessions_per_replica,
+    touch_until_updated,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -147,6 +176,243 @@ async def test_a_multi_round_call_continues_on_whichever_replica_its_next_round_
     assert len(set(served_by)) >= 2, served_by  # a later round was served by another replica
 
 
+# ---------------------------------------------------------------- handshake-era sessions
+
+LIST_CHANGED = "notifications/tools/list_changed"
+_PING = {"jsonrpc": "2.0", "id": 99, "method": "ping"}
+
+
+async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_gets_progress_and_answers_sampling(
+    replica_cluster: ReplicaCluster,
+) -> None:
+    cluster = replica_cluster
+    await cluster.in_rotation()
+    session_ids: set[str] = set()
+    statuses: list[int] = []
+    reported: list[tuple[float, float | None, str | None]] = []
+
+    async def on_request(request: httpx2.Request) -> None:
+        if "mcp-session-id" in request.headers:
+            session_ids.add(request.headers["mcp-session-id"])
+
+    async def on_response(response: httpx2.Response) -> None:
+        statuses.append(response.status_code)
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append((progress, total, message))
+
+    async def sampling(
+        context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        return _SAMPLED
+
+    async def elicitation(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return _ELICITED
+
+    hooks: dict[str, list[Callable[..., Any]]] = {"request": [on_request], "response": [on_response]}
+    sessions_before = await sessions_per_replica(cluster)
+    answers_before = await _answers_per_replica(cluster)
+    calls_before = await _calls_per_replica(cluster, "fx__echo")
+    with anyio.fail_after(60):
+        async with (
+            httpx2.AsyncClient(headers=_bearer(CALLER_KEY), timeout=30, event_hooks=hooks) as http,
+            Client(
+                streamable_http_client(cluster.url, http_client=http),
+                mode="legacy",
+                sampling_callback=sampling,
+                elicitation_callback=elicitation,
+            ) as client,
+        ):
+            version = client.protocol_version
+            tools = await client.list_tools()
+            resources = await client.list_resources()
+            templates = await client.list_resource_templates()
+            prompts = await client.list_prompts()
+            greeting = await client.get_prompt("fy__greet", {"name": "ada"})
+            echoes = [tool_text(await client.call_tool("fx__echo", {"text": f"call {i}"})) for i in range(6)]
+            slow = await client.call_tool("fx__slow", {"seconds": 0.3, "steps": 3}, progress_callback=on_progress)
+            # The SDK's answers to the relayed sampling and elicitation: POSTs to other replicas.
+            asked = await client.call_tool("fx__ask", {})
+            sessions_held = await sessions_per_replica(cluster)
+        answers_after = await _answers_per_replica(cluster)
+        calls_after = await _calls_per_replica(cluster, "fx__echo")
+        # The client's DELETE on leaving ended every replica's copy.
+        await until(lambda: sessions_are(cluster, sessions_before))
+
+    assert version == HANDSHAKE_VERSION
+    assert {"fx__echo", "fx__ask", "fy__echo", "fy__whoami"} <= {tool.name for tool in tools.tools}
+    assert {str(r.uri) for r in resources.resources} == {"fx+fixture://info", "fy+fixture://info"}
+    assert len(templates.resource_templates) == 2
+    assert {p.name for p in prompts.prompts} == {"fx__greet", "fy__greet"}
+    assert isinstance(greeting.messages[0].content, types.TextContent)
+    assert greeting.messages[0].content.text == "Hello, ada!"
+    assert echoes == [f"call {i}" for i in range(6)]
+    assert tool_text(slow) == "done"
+    assert reported == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+    assert tool_text(asked) == "sampled=hi elicited=ada action=accept"
+    # One session throughout, never refused, and every replica held a copy of it.
+    assert len(session_ids) == 1 and all(status < 400 for status in statuses), (session_ids, statuses)
+    assert sessions_held == [count + 1 for count in sessions_before], (sessions_before, sessions_held)
+    answered = [after - before for before, after in zip(answers_before, answers_after, strict=True)]
+    assert all(count >= 3 for count in answered), answered
+    called = [after - before for before, after in zip(calls_before, calls_after, strict=True)]
+    assert sum(called) == 6 and all(count >= 1 for count in called), called
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_sampling_and_elicitation_asked_mid_call_are_answered_through_other_replicas_than_the_one_holding_it(
+    replica_cluster: ReplicaCluster,
+) -> None:
+    cluster = replica_cluster
+    await cluster.in_rotation()
+    answers = [_SAMPLED.model_dump(mode="json", exclude_none=True), _ELICITED.model_dump(mode="json")]
+    asked: list[dict[str, Any]] = []
+    answered_by: list[int] = []
+    with anyio.fail_after(60):
+        async with httpx2.AsyncClient(timeout=30) as http:
+            session = HandshakeSession(http, cluster.url)
+            await session.open()
+            try:
+                before = await _answers_per_replica(cluster)
+                async with session.streaming("tools/call", {"name": "fx__ask", "arguments": {}}) as (_, messages):
+                    holder = await served_by(cluster, before)  # its SSE stream is open there
+                    for answer in answers:
+                        request = await next_with_id(messages)
+                        asked.append(request)
+                        before = await _answers_per_replica(cluster)
+                        posted = await session.post({"jsonrpc": "2.0", "id": request["id"], "result": answer})
+                        assert posted.status_code == 202, posted.text
+                        answered_by.append(await served_by(cluster, before))
+                    final = await next_with_id(messages)
+            finally:
+                await session.delete()
+
+    assert [request["method"] for request in asked] == ["sampling/createMessage", "elicitation/create"]
+    # The ids name the replica that asked (`mcphub:<replica>:<n>`), the same for both questions.
+    prefixes = {str(request["id"]).rpartition(":")[0] for request in asked}
+    assert len(prefixes) == 1 and prefixes.pop().startswith(ID_PREFIX), asked
+    # Each answer was POSTed to another replica than the one holding the call, which went on.
+    assert holder not in answered_by, (holder, answered_by)
+    assert final["result"]["content"][0]["text"] == "sampled=hi elicited=ada action=accept"
+
+
+async def test_a_get_stream_held_by_one_replica_gets_list_changed_and_updates_subscribed_through_another(
+    replica_cluster: ReplicaCluster,
+) -> None:
+    cluster = replica_cluster
+    await cluster.in_rotation()
+    touched_by: list[int] = []
+    changed_by: list[int] = []
+    with anyio.fail_after(60):
+        async with httpx2.AsyncClient(timeout=30) as http:
+            session = HandshakeSession(http, cluster.url)
+            await session.open()
+            try:
+                before = await _answers_per_replica(cluster)
+                async with session.listening() as stream:
+                    listener = await served_by(cluster, before)
+                    before = await _answers_per_replica(cluster)
+                    subscribed = await session.request("resources/subscribe", {"uri": INFO_URI})
+                    subscriber = await served_by(cluster, before)
+                    # A touch may come before the listener's copy has the subscription.
+                    delivered = await touch_until_updated(session, stream)
+                    # Then a touch through each replica (its own fx process reports the update).
+                    for count in range(1, 4):
+                        before = await _answers_per_replica(cluster)
+                        await session.call("fx__touch")
+                        touched_by.append(await served_by(cluster, before))
+                        await until(stream.arrived(UPDATED, delivered + count))
+                    # A tool added to fx on each replica: the listener's own catalog changes too.
+                    for index in range(3):
+                        before = await _answers_per_replica(cluster)
+                        name = f"added_{index}_{secrets.token_hex(4)}"
+                        assert result_text(await session.call("fx__add_tool", {"name": name})) == "added"
+                        changed_by.append(await served_by(cluster, before))
+                    await until(stream.arrived(LIST_CHANGED))
+            finally:
+                await session.delete()
+
+    assert "result" in subscribed, subscribed
+    assert subscriber != listener  # the subscription was taken on another replica than the GET's
+    assert delivered == 1
+    # A touch through each replica (its own fx process reported the update), each delivered once
+    # (all came before list_changed, sent later on the same stream).
+    assert sorted(touched_by) == [0, 1, 2] and sorted(changed_by) == [0, 1, 2]
+    assert [message["params"]["uri"] for message in stream.methods(UPDATED)] == [INFO_URI] * 4
+
+
+async def test_a_delete_through_one_replica_ends_the_session_and_its_get_stream_on_every_replica(
+    replica_cluster: ReplicaCluster,
+) -> None:
+    cluster = replica_cluster
+    await cluster.in_rotation()
+    sessions_before = await sessions_per_replica(cluster)
+    with anyio.fail_after(60):
+        async with httpx2.AsyncClient(timeout=30) as http:
+            session = HandshakeSession(http, cluster.url)
+            await session.open()
+            before = await _answers_per_replica(cluster)
+            async with session.listening() as stream:
+                listener = await served_by(cluster, before)
+                pings = [await session.request("ping") for _ in range(3)]
+                sessions_held = await sessions_per_replica(cluster)
+                before = await _answers_per_replica(cluster)
+                deleted = await session.delete()
+                deleter = await served_by(cluster, before)
+                await stream.ended.wait()  # the listener's copy was dropped: its GET stream ended
+            refused_before = await answer_counts(cluster, "hrsp_4xx")
+            refused = [await session.try_request("ping") for _ in cluster.replicas]
+            refused_after = await answer_counts(cluster, "hrsp_4xx")
+            direct = [
+                await http.post(replica.base_url + "/mcp", json=_PING, headers=session.headers())
+                for replica in cluster.replicas
+            ]
+            deleted_again = await session.delete()
+            await until(lambda: sessions_are(cluster, sessions_before))
+
+    assert all("result" in ping for ping in pings), pings
+    assert sessions_held == [count + 1 for count in sessions_before], (sessions_before, sessions_held)
+    assert deleted.status_code == 200 and deleter != listener
+    # Every replica answers 404 "Session not found" now, through the balancer and directly.
+    assert [after - before for before, after in zip(refused_before, refused_after, strict=True)] == [1, 1, 1]
+    for answer in refused + direct:
+        assert answer.status_code == 404
+        assert answer.json()["error"]["message"] == "Session not found"
+    assert deleted_again.status_code == 404
+
+
+async def test_another_principal_presenting_the_session_id_is_refused_by_every_replica(
+    replica_cluster: ReplicaCluster,
+) -> None:
+    cluster = replica_cluster
+    await cluster.in_rotation()
+    await anyio.to_thread.run_sync(forget_windows, cluster.redis, "other")  # `other` has a small limit
+    with anyio.fail_after(60):
+        async with httpx2.AsyncClient(timeout=30) as http:
+            session = HandshakeSession(http, cluster.url)
+            await session.open()
+            try:
+                refused_before = await answer_counts(cluster, "hrsp_4xx")
+                stolen = [await session.try_request("tools/list", key=OTHER_KEY) for _ in cluster.replicas]
+                listens = [await session.try_listening(key=OTHER_KEY) for _ in cluster.replicas]
+                deletes = [await session.delete(key=OTHER_KEY) for _ in cluster.replicas]
+                refused_after = await answer_counts(cluster, "hrsp_4xx")
+                # The owner's session is untouched, on every replica.
+                owned = [await session.try_request("ping") for _ in cluster.replicas]
+            finally:
+                await session.delete()
+
+    # Nine requests of `other` (a POST, a GET stream, a DELETE on each replica): nine 404s.
+    assert [after - before for before, after in zip(refused_before, refused_after, strict=True)] == [3, 3, 3]
+    for answer in stolen + listens + deletes:
+        assert answer.status_code == 404
+        assert answer.json()["error"]["message"] == "Session not found"
+    assert [answer.status_code for answer in owned] == [200, 200, 200]
+
+
 async def test_a_per_principal_rate_limit_holds_across_the_replicas_behind_the_balancer(
     replica_cluster: ReplicaCluster,
 ) -> None:
@@ -186,6 +452,8 @@ WORKERS = 4
 """Closed-loop clients of each load (each has at most one call in flight)."""
 CALLS_PER_STEP = 40
 """Calls to see completed before and after each step of a test (a bounded count, not a time)."""
+SESSION_CALLS_PER_STEP = 10
+"""The same for the one handshake-era client that runs beside the load (`run_session_load`)."""
 
 LOST_CONNECTION = ("RemoteProtocolError", "ReadError", "HTTP 502")
 """How a call fails through HAProxy when its replica dies under it."""
@@ -204,10 +472,13 @@ async def test_a_replica_killed_under_load_costs_only_the_calls_in_flight_on_it(
     await cluster.in_rotation()
     victim, survivors = cluster.replicas[0], cluster.replicas[1:]
     load = Load()
+    session_load = SessionLoad()
     with anyio.fail_after(120):
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_load, cluster.url, load, WORKERS)
+            tg.start_soon(run_session_load, cluster.url, session_load)
             await _calls_after(load, 0.0)
+            await _calls_after(session_load, 0.0, SESSION_CALLS_PER_STEP)
             killed_at = time.monotonic()
             victim.kill()
             status = await victim.exit_status()
@@ -219,9 +490,15 @@ async def test_a_replica_killed_under_load_costs_only_the_calls_in_flight_on_it(
             await cluster.balancer.wait_status({victim.name: "DOWN"})
             out_at = time.monotonic()
             await _calls_after(load, out_at)
+            await _calls_after(session_load, out_at, SESSION_CALLS_PER_STEP)
             load.stop.set()
-        await victim.restart()
-        await cluster.in_rotation()
+            # The victim back (a new process): the session's next request there rebuilds it.
+            await victim.restart()
+            await cluster.in_rotation()
+            back_at = time.monotonic()
+            await _calls_after(session_load, back_at, SESSION_CALLS_PER_STEP)
+            await rebuilt_on(cluster, victim)
+            session_load.stop.set()
 
     assert status == -9
     assert all(replica.running for replica in survivors)
@@ -233,37 +510,78 @@ async def test_a_replica_killed_under_load_costs_only_the_calls_in_flight_on_it(
     # or answered 502), not with an answer from another replica.
     assert all(str(call.error).startswith(LOST_CONNECTION) for call in failures), failures
     assert sum(1 for call in load.calls if call.started > out_at and call.error is None) >= CALLS_PER_STEP - WORKERS
+    # The handshake-era client kept its one session: at most its call in flight on the killed
+    # replica failed, and no request of it was ever answered "Session not found".
+    session_failures = session_load.failures
+    assert len(session_failures) <= 1, session_failures
+    assert all(call.started < gone_at and call.ended > killed_at for call in session_failures), session_failures
+    assert session_load.refused() == [] and session_load.initializes == 1, session_load.refused()
+    assert len(session_load.session_ids) == 1, session_load.session_ids
+    after_out = [call for call in session_load.calls if call.started > out_at]
+    assert len(after_out) >= SESSION_CALLS_PER_STEP - 1 and all(call.error is None for call in after_out), after_out
+    assert any(call.started > back_at for call in after_out)
 
 
 async def test_a_rolling_restart_of_every_replica_under_load_loses_no_call(replica_cluster: ReplicaCluster) -> None:
     cluster = replica_cluster
     await cluster.in_rotation()
     load = Load()
+    session_load = SessionLoad()
     statuses: list[int] = []
     drained: list[dict[str, object]] = []
     served_after_restart: list[int] = []
     with anyio.fail_after(180):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run_load, cluster.url, load, WORKERS)
-            await _calls_after(load, 0.0)
-            for replica in cluster.replicas:
-                replica.terminate()
-                drained.append(await replica.wait_event("drained", SHUTDOWN_GRACE_SECONDS + DRAIN_TIMEOUT_SECONDS + 15))
-                statuses.append(await replica.exit_status())
-                await replica.restart()
-                await cluster.balancer.wait_status({replica.name: "UP"})
-                back_at = time.monotonic()
-                answered = int((await cluster.balancer.stats())[replica.name]["hrsp_2xx"] or 0)
-                await _calls_after(load, back_at)
-                # The restarted replica serves again before the next one goes.
-                served_after_restart.append(int((await cluster.balancer.stats())[replica.name]["hrsp_2xx"]) - answered)
-            load.stop.set()
+        async with httpx2.AsyncClient(timeout=30) as http:
+            # A second session, idle through the restart, with a level and a subscription taken before.
+            idle = HandshakeSession(http, cluster.url)
+            await idle.open()
+            await idle.request("logging/setLevel", {"level": "error"})
+            await idle.request("resources/subscribe", {"uri": INFO_URI})
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_load, cluster.url, load, WORKERS)
+                tg.start_soon(run_session_load, cluster.url, session_load)
+                await _calls_after(load, 0.0)
+                await _calls_after(session_load, 0.0, SESSION_CALLS_PER_STEP)
+                for replica in cluster.replicas:
+                    replica.terminate()
+                    drained.append(
+                        await replica.wait_event("drained", SHUTDOWN_GRACE_SECONDS + DRAIN_TIMEOUT_SECONDS + 15)
+                    )
+                    statuses.append(await replica.exit_status())
+                    await replica.restart()
+                    await cluster.balancer.wait_status({replica.name: "UP"})
+                    back_at = time.monotonic()
+                    answered = int((await cluster.balancer.stats())[replica.name]["hrsp_2xx"] or 0)
+                    await _calls_after(load, back_at)
+                    await _calls_after(session_load, back_at, SESSION_CALLS_PER_STEP)
+                    await rebuilt_on(cluster, replica)  # the session is served by the new process too
+                    # The restarted replica serves again before the next one goes.
+                    served_after_restart.append(
+                        int((await cluster.balancer.stats())[replica.name]["hrsp_2xx"]) - answered
+                    )
+                load.stop.set()
+                session_load.stop.set()
+
+            # Every process is new: the idle session is rebuilt where it lands, its level and its
+            # subscription restored from Redis.
+            async with idle.listening() as stream:
+                await touch_until_updated(idle, stream)
+            logged = await idle.exchange("tools/call", {"name": "fx__log", "arguments": {}})
+            await idle.delete()
 
     assert load.failures == [], load.failures[:5]
+    # The handshake-era client's session outlived every replica: no call lost, never "Session
+    # not found", never a second `initialize`, one session id from start to end.
+    assert session_load.failures == [], session_load.failures[:5]
+    assert session_load.refused() == [] and session_load.initializes == 1, session_load.refused()
+    assert len(session_load.session_ids) == 1, session_load.session_ids
+    assert len(session_load.calls) >= 4 * SESSION_CALLS_PER_STEP
     assert statuses == [0, 0, 0]
     assert [event["requests_failed"] for event in drained] == [0, 0, 0]
     assert all(count >= 1 for count in served_after_restart), served_after_restart
     assert len(load.calls) >= 4 * CALLS_PER_STEP
+    assert [message["params"]["level"] for message in logged if "method" in message] == ["error"]
+    assert result_text(logged[-1]["result"]) == "logged"
 
 
 async def test_while_redis_is_down_every_replica_keeps_serving_and_shared_state_recovers_when_it_returns(
