@@ -266,17 +266,20 @@ def spawn_hub(
     runner: Path = HUB_RUNNER,
     profile: str | None = None,
     key: str | None = None,
+    env: dict[str, str] | None = None,
     stop_timeout_seconds: float = STOP_TIMEOUT_SECONDS,
 ) -> tuple[Process, Callable[[], int]]:
     """Start `runner --config FILE` (the hub serving `config`) and return it with a function that
-    waits for its port. The caller waits for readiness (what "ready" means depends on the run)."""
+    waits for its port. The caller waits for readiness (what "ready" means depends on the run).
+    `key` is the API key (in `BENCH_KEY_ENV`); `env` adds environment variables."""
     path = workdir / f"{name}.json"
     path.write_text(json.dumps(config), encoding="utf-8")
     argv = [sys.executable, str(runner), "--config", str(path)]
     if profile:
         out = Path(profile).resolve()
         argv += ["--pyinstrument" if out.suffix == ".html" else "--profile", str(out)]
-    process = Process(name, argv, env={BENCH_KEY_ENV: key} if key else None, stop_timeout_seconds=stop_timeout_seconds)
+    environment = ({BENCH_KEY_ENV: key} if key else {}) | (env or {})
+    process = Process(name, argv, env=environment or None, stop_timeout_seconds=stop_timeout_seconds)
     processes.append(process)
     return process, process.wait_port
 

@@ -1,13 +1,15 @@
 """Calls/s of one hub replica against three behind a real HAProxy (round-robin) sharing a real Redis,
 and the latency each call gains from the Redis round trips (issue 11), side by side in one run.
 
-    python benchmarks/replicas.py [--reps 2] [--seconds 3] [--warmup 1] [--concurrency 1,16,64] [--json]
+    python benchmarks/replicas.py [--era modern|handshake] [--reps 2] [--seconds 3] [--warmup 1]
+                                  [--concurrency 1,16,64] [--json]
 
 Every hub is the benchmark's governed hub (`_peers.hub_config`: an API key, a policy, a
 per-principal and a per-route rate limit far above the load, metrics) in front of the fixture
 server over stdio. The targets, measured interleaved by the same load generator as `bench.py`
-(`_load.measure`, modern era: a handshake-era session is bound to the replica that opened it
-until sessions any replica can serve land):
+(`_load.measure`, in the modern era by default; with `--era handshake` each client opens one
+session and its requests land on every replica in turn, which rebuilds it from its sealed id
+on first sight and checks its revocation in Redis on every request):
 
 - `1 memory`: one hub, asked directly, rate limits counted in memory (no `cluster`);
 - `1 redis`: one hub, asked directly, with `cluster.redis_url` (each call checks two limits in
@@ -56,6 +58,8 @@ except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
 TARGETS = ("1 memory", "1 redis", "1 redis+lb", "3 redis+lb")
 CHECK_INTERVAL_MS = 2000
 """HAProxy's health checks here: the compose deployment's interval, so checks cost what they do there."""
+CLUSTER_KEY_ENV = "MCPHUB_BENCH_CLUSTER_KEY"
+"""The environment variable holding the replicas' shared key (`cluster.secret_env`)."""
 
 
 @dataclass
@@ -79,14 +83,16 @@ def _start_hubs(
 ) -> dict[str, Replica]:
     """`memory` (no cluster) and `r1`..`r3` (sharing `redis_url`), started at once, each ready."""
     spawned: dict[str, tuple[Process, Callable[[], int]]] = {}
+    # The replicas' shared key: a session (or requestState) one seals, any other opens.
+    cluster_key = {CLUSTER_KEY_ENV: secrets.token_hex(32)}
     for name in ("memory", "r1", "r2", "r3"):
         state = work / f"{name}-state"
         state.mkdir()
         config = hub_config({"fx": {"command": sys.executable, "args": [str(FIXTURE)]}}, str(state), True)
         config["allowed_hosts"] = allowed_hosts
         if name != "memory":
-            config["cluster"] = {"redis_url": redis_url, "redis_timeout_seconds": 2.0}
-        spawned[name] = spawn_hub(processes, name, config, work, key=key)
+            config["cluster"] = {"secret_env": CLUSTER_KEY_ENV, "redis_url": redis_url, "redis_timeout_seconds": 2.0}
+        spawned[name] = spawn_hub(processes, name, config, work, key=key, env=cluster_key)
     hubs = {}
     for name, (process, wait_port) in spawned.items():
         port = wait_port()
@@ -103,7 +109,7 @@ async def _measure(
 ) -> Measurement:
     log(f"rep {rep + 1}/{args.reps} {target:11} C={c}")
     result = await measure(
-        target=target, url=url, tool="fx__echo", era="modern", concurrency=c, warmup=args.warmup,
+        target=target, url=url, tool="fx__echo", era=args.era, concurrency=c, warmup=args.warmup,
         seconds=args.seconds, max_calls=args.max_calls, cpu_pids=pids,
         headers={"authorization": f"Bearer {key}"}, rep=rep,
     )  # fmt: skip
@@ -171,6 +177,7 @@ def _report(results: list[Measurement], concurrency: list[int]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--era", choices=("modern", "handshake"), default="modern", help="default modern")
     parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions; medians shown (default 2)")
     parser.add_argument("--seconds", type=float, default=3.0, help="measurement window, seconds (default 3)")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up before each window, seconds (default 1)")
@@ -227,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"{now}; {os.cpu_count()} CPUs; load average {load_before[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end;"
-        f" modern era; {args.reps} interleaved rep(s) of {args.warmup:g} s warm-up + {args.seconds:g} s\n"
+        f" {args.era} era; {args.reps} interleaved rep(s) of {args.warmup:g} s warm-up + {args.seconds:g} s\n"
     )
     print("\n".join(_report(results, args.concurrency)))
     return 0

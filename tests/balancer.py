@@ -72,6 +72,7 @@ defaults
     retries 3
     option redispatch 1
     retry-on conn-failure
+    option http-no-delay
 
 frontend mcp
     bind 127.0.0.1:{port}
