@@ -221,3 +221,17 @@ def npm_servers() -> Path:
             pytest.skip(f"npm install of the reference servers failed: {detail.decode(errors='replace')[-300:]}")
         stamp.write_text(wanted)
     return bin_dir
+
+
+class Recorder:
+    """A `ResilienceEvents` target (the fleet's event sink) that records every event as
+    `(name, *args)`."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: self.events.append((name, *args))
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        return [event for event in self.events if event[0] == name]

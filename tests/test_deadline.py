@@ -14,24 +14,11 @@ from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from hub.deadline import RequestDeadline
 from hub.limits import BreakerState
-from tests.conftest import faulty_entry, running_hub
+from tests.conftest import Recorder, faulty_entry, running_hub
 from tests.conftest import tool_text as _text
 from tests.conftest import until as _until
 
 pytestmark = pytest.mark.anyio
-
-
-class Recorder:
-    """A `ResilienceEvents` target that records every event as `(name, *args)`."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args: self.events.append((name, *args))
-
-    def named(self, name: str) -> list[tuple[Any, ...]]:
-        return [event for event in self.events if event[0] == name]
 
 
 # ---------------------------------------------------------------- the deadline itself

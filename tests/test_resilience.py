@@ -11,7 +11,6 @@ import signal
 from collections.abc import Awaitable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx2
@@ -24,24 +23,11 @@ from hub.config import BreakerConfig
 from hub.errors import ServerUnavailable
 from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter, RetryBudget
 from hub.resilience import oversized
-from tests.conftest import faulty_entry, faulty_http, fixture_entry, running_hub
+from tests.conftest import Recorder, faulty_entry, faulty_http, fixture_entry, running_hub
 from tests.conftest import tool_text as _text
 from tests.conftest import until as _until
 
 pytestmark = pytest.mark.anyio
-
-
-class Recorder:
-    """A `ResilienceEvents` target that records every event as `(name, *args)`."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args: self.events.append((name, *args))
-
-    def named(self, name: str) -> list[tuple[Any, ...]]:
-        return [event for event in self.events if event[0] == name]
 
 
 def _counters(path: Path) -> dict[str, int]:

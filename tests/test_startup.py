@@ -50,6 +50,7 @@ from hub.startup import StartSlots, StartupGate, default_max_concurrent_starts
 from tests.conftest import (
     FIXTURE_SERVER,
     ROOT,
+    Recorder,
     RunningHub,
     faulty_entry,
     fixture_entry,
@@ -103,19 +104,6 @@ async def _until_state(connection: ServerConnection, predicate: Any) -> None:
     while not predicate(connection):
         with anyio.move_on_after(0.05):
             await connection.wait_state_change()
-
-
-class Recorder:
-    """A `ResilienceEvents` target that records every event as `(name, *args)`."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args: self.events.append((name, *args))
-
-    def named(self, name: str) -> list[tuple[Any, ...]]:
-        return [event for event in self.events if event[0] == name]
 
 
 # ---------------------------------------------------------------- item 1: lists and calls wait
