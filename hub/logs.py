@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import contextvars
 import datetime
-import json
 import logging
 import secrets
 import sys
 import warnings
 from typing import Any, Final, Literal, TextIO
 
+import pythonjsonlogger.json
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from hub.redaction import install_log_redaction
@@ -109,25 +109,37 @@ def _context_of(record: logging.LogRecord) -> tuple[str | None, str | None]:
     return request_id, server_id
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: `time` (UTC, ISO 8601 with milliseconds), `level`, `logger`,
-    `message`, and when known `server_id`, `request_id`, `exception` (the formatted traceback)."""
+class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
+    """One JSON object per line (python-json-logger): `time` (UTC, ISO 8601 with milliseconds),
+    `level`, `logger`, `message`, and when known `server_id`, `request_id`, `exception` (the
+    formatted traceback) and `stack`.
 
-    def format(self, record: logging.LogRecord) -> str:
+    Only these fields: the library's default of adding every `extra=` attribute of a record is
+    turned off, because the hub masks secrets in a record's message and traceback
+    (`hub.redaction`) and cannot vouch for what a library puts in its extras.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(json_ensure_ascii=False)
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         request_id, server_id = _context_of(record)
-        entry: dict[str, Any] = {
-            "time": datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        log_data["time"] = datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC).isoformat(
+            timespec="milliseconds"
+        )
+        log_data["level"] = record.levelname.lower()
+        log_data["logger"] = record.name
+        log_data["message"] = record.message or record.getMessage()  # a dict message as its text
         if server_id is not None:
-            entry["server_id"] = server_id
+            log_data["server_id"] = server_id
         if request_id is not None:
-            entry["request_id"] = request_id
-        if record.exc_info:
-            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+            log_data["request_id"] = request_id
+        # The traceback as `hub.redaction` masked it (`exc_text`) before the library's own text.
+        exception = record.exc_text or message_dict.get("exc_info")
+        if exception:
+            log_data["exception"] = exception
+        if message_dict.get("stack_info"):
+            log_data["stack"] = message_dict["stack_info"]
 
 
 class TextFormatter(logging.Formatter):

@@ -217,3 +217,13 @@ def test_a_python_warning_becomes_one_warning_log_line_once_per_place() -> None:
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert _LOG_LINE.match(lines[0]) and " WARNING py.warnings: UserWarning: disk almost full (" in lines[0]
+
+
+def test_a_json_line_holds_no_extra_fields_and_the_masked_traceback() -> None:
+    record = _record("failed", exc_info=True)
+    record.authorization = "Bearer sk-should-not-appear"  # as `extra=` would set it
+    record.exc_text = "Traceback (most recent call last):\nValueError: ***"  # what hub.redaction leaves
+    entry = json.loads(JsonFormatter().format(record))
+    assert set(entry) == {"time", "level", "logger", "message", "exception"}
+    assert entry["exception"].endswith("ValueError: ***")
+    assert "sk-should-not-appear" not in json.dumps(entry)
