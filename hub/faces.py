@@ -69,7 +69,7 @@ from hub.catalog import Catalog, Kind, listing_key
 from hub.cluster.session_state import SessionState
 from hub.config import DEFAULT_LIST_PAGE_SIZE
 from hub.errors import HubError, RateLimited, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
-from hub.federation import FEDERATION_KEY, Federation, FederationLoop, inbound_chain
+from hub.federation import FEDERATION_KEY, FederationLoop, inbound_chain
 from hub.found import LISTENER_KEY, TargetedBus
 from hub.list_freshness import LIST_TTL_MS, list_ttl_ms
 from hub.logs import new_request_id, server_id_var
@@ -588,7 +588,7 @@ class _ListenHandler(ListenHandler):
     """`subscriptions/listen` (2026-07-28) whose `resourceSubscriptions` are forwarded to the
     owning servers for as long as the stream is open (through the shared `Subscriptions`)."""
 
-    def __init__(self, bus: InMemorySubscriptionBus, face: Face, services: FaceServices | None, access: Access) -> None:
+    def __init__(self, bus: InMemorySubscriptionBus, face: Face, services: FaceServices, access: Access) -> None:
         super().__init__(bus)
         self._face = face
         self._services = services
@@ -609,7 +609,7 @@ class _ListenHandler(ListenHandler):
         self, ctx: ServerRequestContext[Any, Any], params: types.SubscriptionsListenRequestParams
     ) -> types.SubscriptionsListenResult:
         uris = params.notifications.resource_subscriptions or []
-        if self._services is None or not uris:
+        if not uris:
             return await super().__call__(ctx, params)
         subscriptions = self._services.subscriptions
         key = f"listen:{secrets.token_hex(8)}"
@@ -664,7 +664,7 @@ def build_mcp_server(
     name: str,
     instructions: str,
     access: Access,
-    services: FaceServices | None = None,
+    services: FaceServices,
     *,
     metrics: HubMetrics | None = None,
     tracer: CallTracer | None = None,
@@ -676,12 +676,13 @@ def build_mcp_server(
     go through `router` under original names, progress is relayed when the caller asked for it
     (`_meta.progressToken`), and `subscriptions/listen` streams `bus` events (modern era).
 
-    With `services`: server-to-client requests and log messages are relayed to the calling
-    client (`hub.relay`); multi-round-trip requests of modern-era clients are passed through
-    (modern-era servers) or bridged (`hub.bridge`); `requestState` is sealed and verified;
-    `resources/subscribe`/`unsubscribe` and `logging/setLevel` are forwarded to the owning
-    servers (handshake era). With `services.tasks`, tasks are relayed in both eras (`hub.tasks`:
-    `tasks/*` handlers, task results of `tools/call`, the advertised capability).
+    With `services` (the fleet, bridge, subscriptions, tasks and sessions the face works with):
+    server-to-client requests and log messages are relayed to the calling client (`hub.relay`);
+    multi-round-trip requests of modern-era clients are passed through (modern-era servers) or
+    bridged (`hub.bridge`); `requestState` is sealed and verified; `resources/subscribe`/
+    `unsubscribe` and `logging/setLevel` are forwarded to the owning servers (handshake era).
+    With `services.tasks`, tasks are relayed in both eras (`hub.tasks`: `tasks/*` handlers, task
+    results of `tools/call`, the advertised capability).
 
     Every list is filtered, and every use guarded, by `access` for the request's principal: a
     route the principal may not use is absent from its lists and answers exactly like an
@@ -705,22 +706,20 @@ def build_mcp_server(
     advertisement (`hub.federation`).
     """
 
-    federation: Federation | None = services.fleet.federation if services is not None else None
+    federation = services.fleet.federation
 
-    def advertised() -> dict[str, Any] | None:
+    def advertised() -> dict[str, Any]:
         """List results' `_meta`: this hub's federation advertisement (hub.federation)."""
-        return {FEDERATION_KEY: federation.advertisement(scope)} if federation is not None else None
+        return {FEDERATION_KEY: federation.advertisement(scope)}
 
     def ttl() -> int:
         """List results' `ttlMs`: until the face's servers' lists could next change by expiry
         (every member of a replicated server), at most `LIST_TTL_MS` (hub.list_freshness)."""
-        if services is None:
-            return LIST_TTL_MS
         fleet = services.fleet
         return list_ttl_ms(fleet.members(services.scope) if services.scope else fleet.connections.values())
 
     tasks: FaceTasks | None = None
-    if services is not None and services.tasks is not None:
+    if services.tasks is not None:
         tasks = services.tasks.face(
             services.scope,
             lambda ctx: SessionChannel(
@@ -731,7 +730,7 @@ def build_mcp_server(
             registry.standing,
         )
     # The one server this face fronts (None: the whole fleet): what its lists wait for.
-    scope = services.scope if services is not None else None
+    scope = services.scope
 
     async def started() -> None:
         """Lists wait until every server of the face has had its first start attempt (each
@@ -823,8 +822,6 @@ def build_mcp_server(
         send: Callable[..., Awaitable[types.Result]],
     ) -> Any:
         """Send one routed request with the caller's channel in context, in the caller's era."""
-        if services is None:
-            return _restamp(await send())
         modern_client = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         level = None if modern_client else registry.level(ctx.session)
         channel = SessionChannel(ctx, _client_key(ctx), level)
@@ -908,7 +905,7 @@ def build_mcp_server(
         level = log_level(ctx)
 
         async def send(**mrtr: Any) -> types.Result:
-            extra = {"log_level": level, **mrtr} if services is not None else mrtr
+            extra = {"log_level": level, **mrtr}
             if tasks is not None and (task := tasks.task_param(ctx, params)) is not None:
                 extra["task"] = task
             return await router.call_tool(owner[0], owner[1], params.arguments, progress, **extra)
@@ -1001,7 +998,6 @@ def build_mcp_server(
         return _restamp(await router.complete(owner[0], original_ref, argument, context))
 
     async def subscribe(ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams) -> types.EmptyResult:
-        assert services is not None
         exposed = str(params.uri)
         owner = face.resolve_uri(exposed)
         if owner is None or not (await admitted(ctx, "resources", exposed))[0]:
@@ -1012,7 +1008,6 @@ def build_mcp_server(
         return types.EmptyResult()
 
     async def unsubscribe(ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams) -> types.EmptyResult:
-        assert services is not None
         exposed = str(params.uri)
         owner = face.resolve_uri(exposed)
         if owner is not None:
@@ -1025,7 +1020,6 @@ def build_mcp_server(
         """Record the session's level (the hub filters what it relays) and forward it to every
         server of the face (handshake-era servers: `logging/setLevel`; modern-era servers: the
         per-request opt-in); a server that fails is logged and skipped."""
-        assert services is not None
         registry.set_level(ctx.session, params.level)
         if (session_id := _session_id(ctx)) is not None and services.sessions is not None:
             await services.sessions.set_log_level(session_id, params.level)
@@ -1042,13 +1036,11 @@ def build_mcp_server(
                     tg.start_soon(forward, connection)
         return types.EmptyResult()
 
-    handshake_only: dict[str, Any] = {}
-    if services is not None:
-        handshake_only = {
-            "on_subscribe_resource": subscribe,
-            "on_unsubscribe_resource": unsubscribe,
-            "on_set_logging_level": set_level,
-        }
+    handshake_only: dict[str, Any] = {
+        "on_subscribe_resource": subscribe,
+        "on_unsubscribe_resource": unsubscribe,
+        "on_set_logging_level": set_level,
+    }
     with warnings.catch_warnings():
         # logging/setLevel is served for handshake-era clients; the SDK flags it as deprecated at 2026-07-28.
         warnings.simplefilter("ignore", MCPDeprecationWarning)
@@ -1166,9 +1158,8 @@ def build_mcp_server(
 
     # The SDK's OpenTelemetry middleware costs ~7% CPU with no exporter (PERFORMANCE.md).
     server.middleware[:] = [boundary]
-    if services is not None:
-        # Seals every requestState the face returns and verifies every one it is sent.
-        server.middleware.append(services.bridge.boundary(name))
+    # Seals every requestState the face returns and verifies every one it is sent.
+    server.middleware.append(services.bridge.boundary(name))
     if tasks is not None:
         # Passes a handshake-era CreateTaskResult past the SDK's CallToolResult shaping.
         server.middleware.append(tasks.middleware)
