@@ -235,3 +235,14 @@ class Recorder:
 
     def named(self, name: str) -> list[tuple[Any, ...]]:
         return [event for event in self.events if event[0] == name]
+
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
+}
+"""A handshake-era `initialize` request, for raw HTTP tests."""
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+"""The headers a Streamable HTTP POST carries."""

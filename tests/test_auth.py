@@ -36,7 +36,7 @@ from hub.app import DEMO_FLEET_PATH
 from hub.config import load_config, parse_config
 from hub.errors import ConfigError
 from hub.faces import RATE_LIMITED
-from tests.conftest import ROOT, RunningHub, fixture_entry, running_hub, serve_app
+from tests.conftest import INITIALIZE, MCP_HEADERS, ROOT, RunningHub, fixture_entry, running_hub, serve_app
 
 pytestmark = pytest.mark.anyio
 
@@ -49,18 +49,6 @@ ADMIN_KEY = "admin-key-0123456789abcdef"
 BOT_KEY = "bot-key-0123456789abcdef"
 NO_CALL_KEY = "no-call-key-0123456789abcdef"
 ALL_KEYS = (TEAM_A_KEY, TEAM_B_KEY, ADMIN_KEY, BOT_KEY, NO_CALL_KEY)
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 def _sha(key: str) -> str:

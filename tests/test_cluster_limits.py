@@ -18,17 +18,9 @@ from hub.config import TokenBucketConfig
 from hub.faces import RATE_LIMITED
 from hub.ratelimit import window_for
 from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
-from tests.conftest import fixture_entry, tool_text
+from tests.conftest import INITIALIZE, MCP_HEADERS, fixture_entry, tool_text
 
 pytestmark = pytest.mark.anyio
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 @asynccontextmanager

@@ -19,18 +19,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from tests.cluster_fixtures import ADMIN_KEY, CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
-from tests.conftest import RunningHub, fixture_entry, tool_text, until
+from tests.conftest import INITIALIZE, MCP_HEADERS, RunningHub, fixture_entry, tool_text, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 URI = "fx+fixture://info"
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 MAX_LOAD_CALLS = 2000
 
 
