@@ -21,13 +21,28 @@ of `PRIVATE_NAMES`.
   with a session manager of its own (`hub.cluster.sessions`: sealed session ids any replica
   serves, which the SDK's manager cannot mint or rebuild), and routes modern-era requests to
   the same handler so both eras behave exactly as with the SDK's manager.
+- `send_related_request` (`JSONRPCDispatcher.send_raw_request(_related_request_id=)`): a
+  server-to-client request on a handshake-era session's dispatcher routed onto one request's
+  stream. The lean request path (`hub.cluster.fast_path`) serves a request outside the
+  dispatcher, so it has no `DispatchContext` of the dispatcher's that would pass the id, but the
+  client's answer must still settle through that dispatcher (and `hub.cluster.answers`).
+- `open_request_stream`, `close_request_stream` (`StreamableHTTPServerTransport._request_streams`):
+  where the transport's message router puts what is routed to a request (the request above);
+  the lean path registers its request there while it waits for the client's answer.
+- `request_in_flight` (`StreamableHTTPServerTransport._requests_in_flight`, `._idle_timeout`):
+  a request served outside `handle_request` holds the session's idle countdown as one served
+  through it does (`session_idle_timeout_seconds`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
 from mcp.client._transport import Transport, TransportStreams
 from mcp.client.session import ClientSession
 from mcp.client.stdio import _create_platform_compatible_process as create_process
@@ -35,18 +50,25 @@ from mcp.client.stdio import _drain_stdout as drain_stdout
 from mcp.client.stdio import _stop_server_process as stop_process
 from mcp.server._streamable_http_modern import handle_modern_request
 from mcp.server.session import ServerSession
+from mcp.server.streamable_http import REQUEST_STREAM_BUFFER_SIZE, EventMessage, StreamableHTTPServerTransport
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+from mcp_types import RequestId
 
 __all__ = [
     "PRIVATE_NAMES",
     "Transport",
     "TransportStreams",
+    "close_request_stream",
     "connection_of",
     "create_process",
     "drain_stdout",
     "handle_modern_request",
     "on_connection_closed",
+    "open_request_stream",
+    "request_in_flight",
     "send_raw_request",
+    "send_related_request",
     "stamp_each_request",
     "stop_process",
 ]
@@ -65,6 +87,9 @@ PRIVATE_ATTRIBUTES: Final[tuple[tuple[str, str], ...]] = (
     ("ClientSession", "_stamp"),
     ("ClientSession", "_dispatcher"),
     ("ServerSession", "_connection"),
+    ("StreamableHTTPServerTransport", "_request_streams"),
+    ("StreamableHTTPServerTransport", "_requests_in_flight"),
+    ("StreamableHTTPServerTransport", "_idle_timeout"),
 )
 """`(class, attribute)` of every private instance attribute used here (checked on live objects)."""
 
@@ -123,3 +148,66 @@ def on_connection_closed(session: ServerSession, callback: Callable[[], None]) -
     """Call `callback` once, when the client connection of `session` closes (its exit stack
     unwinds: DELETE, idle expiry, the client gone, the hub stopping)."""
     session._connection.exit_stack.callback(callback)
+
+
+async def send_related_request(
+    dispatcher: JSONRPCDispatcher[Any],
+    related_request_id: RequestId,
+    method: str,
+    params: Mapping[str, Any] | None,
+    opts: CallOptions | None = None,
+) -> dict[str, Any]:
+    """Send a server-to-client request on `dispatcher` routed onto the stream of the client
+    request `related_request_id` (what the dispatcher's own request context does), and return
+    the client's result.
+
+    :raises MCPError: the client's error, REQUEST_TIMEOUT, or CONNECTION_CLOSED.
+    """
+    return await dispatcher.send_raw_request(method, params, opts, _related_request_id=related_request_id)
+
+
+def open_request_stream(
+    transport: StreamableHTTPServerTransport, request_id: RequestId
+) -> MemoryObjectReceiveStream[EventMessage] | None:
+    """Register a stream for what the transport's message router routes to `request_id` (its
+    `related_request_id` messages); None when a request with that id already has one."""
+    streams = transport._request_streams
+    key = str(request_id)  # the router looks requests up by their id as a string
+    if key in streams:
+        return None
+    send, receive = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
+    streams[key] = (send, receive)
+    return receive
+
+
+def close_request_stream(
+    transport: StreamableHTTPServerTransport, request_id: RequestId, stream: MemoryObjectReceiveStream[EventMessage]
+) -> None:
+    """Unregister and close the stream `open_request_stream` returned (once it is still the one
+    registered for `request_id`)."""
+    streams = transport._request_streams
+    key = str(request_id)
+    pair = streams.get(key)
+    if pair is not None and pair[1] is stream:
+        del streams[key]
+        pair[0].close()
+    stream.close()
+
+
+@contextlib.contextmanager
+def request_in_flight(transport: StreamableHTTPServerTransport) -> Iterator[None]:
+    """Count a request served outside `transport.handle_request` as in flight on its session
+    while the block runs: the idle countdown stops, and restarts when the last request ends
+    (what `handle_request` does around each request it serves)."""
+    idle_scope, idle_timeout = transport.idle_scope, transport._idle_timeout
+    if idle_scope is None or idle_timeout is None:
+        yield
+        return
+    transport._requests_in_flight += 1
+    idle_scope.deadline = math.inf
+    try:
+        yield
+    finally:
+        transport._requests_in_flight -= 1
+        if not transport._requests_in_flight:
+            idle_scope.deadline = anyio.current_time() + idle_timeout

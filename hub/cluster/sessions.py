@@ -21,7 +21,10 @@ what the SDK cannot be told (MCP transport spec 2025-11-25, "Session Management"
   replica sent it mid-call is passed to that replica (`hub.cluster.answers`).
 
 Modern-era requests (`MCP-Protocol-Version` not a handshake-era version) have no session and go
-to the SDK's single-exchange handler, as in the SDK's manager.
+to the SDK's single-exchange handler, as in the SDK's manager. In both eras a plain request
+(`tools/call`, `resources/read`, `prompts/get`, `completion/complete`) takes the lean path
+instead (`hub.cluster.fast_path`): served in the request's own task, answered with JSON unless
+the call streams.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from starlette.types import Message, Receive, Scope, Send
 from adapters._sdk import handle_modern_request
 from hub.auth import principal_of
 from hub.cluster.answers import Answers
+from hub.cluster.fast_path import FastPath
 from hub.cluster.session_ids import SessionClaims, SessionIds, SessionIdTooLarge, session_key
 from hub.cluster.session_state import SessionState
 
@@ -155,6 +159,7 @@ class SessionManager:
         self._tg: anyio.abc.TaskGroup | None = None
         self._lifespan_state: Any = None
         self._app = RequestBodyLimitMiddleware(self._handle, max_body_bytes)
+        self._fast = FastPath(server)
         self.rebuilt = 0
         """Sessions rebuilt here from their id (for tests and diagnostics)."""
         self.applied = 0
@@ -182,6 +187,7 @@ class SessionManager:
         session held ends when the block exits."""
         async with self.server.lifespan(self.server) as lifespan_state, anyio.create_task_group() as tg:
             self._lifespan_state, self._tg = lifespan_state, tg
+            self._fast.lifespan_state = lifespan_state
             try:
                 yield
             finally:
@@ -199,6 +205,12 @@ class SessionManager:
         headers = {name: value for name, value in scope["headers"] if name in _HEADERS}
         version = headers.get(_VERSION_HEADER)
         if version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
+            if scope["method"] == "POST":  # a plain request takes the lean path (hub.cluster.fast_path)
+                request = Request(scope, receive)
+                posted = await request.body()
+                if await self._fast.serve_modern(posted, request, receive, send):
+                    return
+                receive = _replay(posted, receive)
             await handle_modern_request(self.server, None, False, self._lifespan_state, scope, receive, send)
             return
         raw_id = headers.get(_SESSION_HEADER)
@@ -214,18 +226,26 @@ class SessionManager:
             await self._state.revoke(session_id, claims)
             await Response(status_code=200, headers={MCP_SESSION_ID_HEADER: session_id})(scope, receive, send)
             return
-        if scope["method"] == "POST" and self._answers is not None:
-            routed = self._answers.route(await Request(scope, receive).body())
-            if routed.forward_to is not None:
-                # The client's answer to a request another replica sent: that replica waits.
-                await self._answers.forward(routed.forward_to, session_key(session_id), routed.body)
-                await Response(status_code=202, headers={MCP_SESSION_ID_HEADER: session_id})(scope, receive, send)
-                return
-            receive = _replay(routed.body, receive)
+        body: bytes | None = None
+        if scope["method"] == "POST":
+            request = Request(scope, receive)
+            body = await request.body()
+            if self._answers is not None:
+                routed = self._answers.route(body)
+                if routed.forward_to is not None:
+                    # The client's answer to a request another replica sent: that replica waits.
+                    await self._answers.forward(routed.forward_to, session_key(session_id), routed.body)
+                    await Response(status_code=202, headers={MCP_SESSION_ID_HEADER: session_id})(scope, receive, send)
+                    return
+                body = routed.body
         held = await self._held_or_rebuilt(session_id, claims)
         if held is None:
             await self._at_capacity(scope, receive, send)
             return
+        if body is not None:
+            if await self._fast.serve_session(body, held.transport, held.connection, request, receive, send):
+                return
+            receive = _replay(body, receive)
         await held.transport.handle_request(scope, receive, send)
 
     async def _deliver_answer(self, held: _Held, body: bytes) -> None:
@@ -358,6 +378,7 @@ class SessionManager:
                 logger.exception("session %s crashed", held.key)
             finally:
                 self._forget(session_id, transport)
+                self._fast.end_session(session_id)
                 with anyio.CancelScope(shield=True):
                     await transport.terminate()
 
