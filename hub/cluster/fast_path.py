@@ -349,8 +349,16 @@ class FastPath:
         self.server = server
         self.lifespan_state: Any = None
         self._calls: dict[str, dict[RequestId, _Call]] = {}
+        self.enabled = True
+        """False: every request takes the SDK's path (to compare the two, or to rule the lean
+        path out when diagnosing)."""
         self.served = 0
         """Requests served on the lean path (for tests and diagnostics)."""
+
+    @property
+    def in_flight(self) -> int:
+        """Handshake-era requests being served on the lean path now."""
+        return sum(len(calls) for calls in self._calls.values())
 
     # ---- handshake era ----
 
@@ -369,6 +377,8 @@ class FastPath:
         `receive` is the request's, past its body; a `notifications/cancelled` for a request
         served here cancels it (and still takes the SDK's path, which acknowledges it).
         """
+        if not self.enabled:
+            return False
         message = decode(body)
         if type(message) is dict and message.get("method") == "notifications/cancelled" and "id" not in message:
             self._cancel(transport.mcp_session_id, message.get("params"))
@@ -454,6 +464,8 @@ class FastPath:
     async def serve_modern(self, body: bytes, request: Request, receive: Receive, send: Send) -> bool:
         """Serve the modern-era (2026-07-28) POST `body`; False when it must take the SDK's
         single-exchange handler (nothing was read from `receive` or written to `send`)."""
+        if not self.enabled:
+            return False
         message = decode(body)
         if not _plain(message) or not _json_content(request) or not all(check_accept_headers(request)):
             return False

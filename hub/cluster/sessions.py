@@ -177,6 +177,11 @@ class SessionManager:
         """The transports of the sessions held now (to end their GET streams on a drain)."""
         return [held.transport for held in self._held.values()]
 
+    @property
+    def fast_path(self) -> FastPath:
+        """The lean path of this face's plain requests (`hub.cluster.fast_path`)."""
+        return self._fast
+
     def holds(self, session_id: str) -> bool:
         """Whether this replica holds the session of `session_id` now."""
         return session_id in self._held

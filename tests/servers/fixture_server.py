@@ -128,10 +128,14 @@ def build_server(
         types.Tool(name="pid", description="The server's process id.", input_schema=_EMPTY_SCHEMA),
         types.Tool(
             name="slow",
-            description="Report progress, then answer.",
+            description="Wait `delay` s, report progress `steps` times over `seconds` s, then answer.",
             input_schema={
                 "type": "object",
-                "properties": {"seconds": {"type": "number"}, "steps": {"type": "integer"}},
+                "properties": {
+                    "seconds": {"type": "number"},
+                    "steps": {"type": "integer"},
+                    "delay": {"type": "number"},
+                },
             },
         ),
         types.Tool(name="crash", description="Exit the process mid-call.", input_schema=_EMPTY_SCHEMA),
@@ -213,6 +217,7 @@ def build_server(
         if tool == "slow":
             seconds, steps = float(args.get("seconds", 0.2)), int(args.get("steps", 2))
             try:
+                await anyio.sleep(float(args.get("delay", 0)))  # silent before the first progress
                 for step in range(1, steps + 1):
                     await ctx.session.report_progress(step, steps, f"step {step}")
                     await anyio.sleep(seconds / max(steps, 1))
