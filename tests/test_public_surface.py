@@ -113,6 +113,8 @@ EXPORTS = {
     "hub.cluster.session_copies": ["SessionCopies"],
     "hub.cluster.session_state": ["CHANNEL", "MAX_SHARED_SUBSCRIPTIONS", "SessionState"],
     "hub.cluster.sessions": ["DEFAULT_MAX_SESSIONS", "SessionHooks", "SessionManager", "principal_name"],
+    "hub.cluster.fast_path": ["PLAIN_METHODS", "FastPath", "decode"],
+    "hub.cluster.lean_call": ["LeanCall", "dumps"],
     "hub.cluster.fanout": ["CHANNEL", "HEARTBEAT_SECONDS", "INTEREST_TTL_SECONDS", "ResourceFanout"],
     "hub.cluster.pins": ["CHANNEL", "HASH_KEY", "PinSync", "RedisPinStore", "flatten", "unflatten"],
     "hub.state": ["STATE_FILE_NAME", "StateFile", "default_state_path", "new_hub_id", "state_path"],

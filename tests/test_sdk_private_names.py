@@ -4,6 +4,9 @@ exist: an SDK upgrade that removes or renames one fails here, naming it, before 
 from __future__ import annotations
 
 import importlib
+import json
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -12,15 +15,23 @@ import pytest
 from mcp import Client
 from mcp.server import Server, ServerRequestContext
 from mcp.server.session import ServerSession
+from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.shared.dispatcher import DispatchContext
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+from mcp.shared.transport_context import TransportContext
 from starlette.types import Receive, Scope, Send
 
 from adapters._sdk import (
     PRIVATE_ATTRIBUTES,
     PRIVATE_NAMES,
+    close_request_stream,
     connection_of,
     handle_modern_request,
     on_connection_closed,
+    open_request_stream,
+    request_in_flight,
     send_raw_request,
+    send_related_request,
     stamp_each_request,
 )
 from tests.conftest import serve_app
@@ -57,6 +68,7 @@ async def test_each_private_attribute_the_hub_uses_exists_on_live_sdk_objects() 
     objects = {
         "ClientSession": client_session,
         "ServerSession": seen["server_session"],
+        "StreamableHTTPServerTransport": StreamableHTTPServerTransport(mcp_session_id="s", idle_timeout=5),
     }
     for owner, attribute in PRIVATE_ATTRIBUTES:
         assert hasattr(objects[owner], attribute), f"{owner}.{attribute} is gone: see adapters/_sdk.py"
@@ -87,3 +99,75 @@ async def test_the_sdk_modern_era_handler_serves_a_modern_request_given_the_argu
             called = await client.call_tool("t", {})
     assert [tool.name for tool in listed.tools] == ["t"]
     assert called.content[0].type == "text" and called.content[0].text == "era 2026-07-28"
+
+
+async def test_a_related_request_reaches_the_stream_registered_for_its_request_and_the_answer_settles_it() -> None:
+    """`send_related_request`, `open_request_stream`, `close_request_stream`: a server-to-client
+    request sent for request 7 is routed to the stream registered for 7, and the client's answer
+    POSTed to the transport settles it (what `hub.cluster.fast_path` relies on)."""
+    transport = StreamableHTTPServerTransport(mcp_session_id="s")
+
+    async def on_request(dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None) -> Any:
+        return {}
+
+    async def on_notify(dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None) -> None:
+        return None
+
+    async def post_answer(answer: dict[str, Any]) -> int:
+        body = json.dumps(answer).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"accept", b"application/json, text/event-stream"),
+            (b"mcp-session-id", b"s"),
+        ]
+        scope: Scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"", "headers": headers}
+        sent: list[int] = []
+        delivered = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if delivered:
+                await anyio.sleep_forever()
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                sent.append(message["status"])
+
+        await transport.handle_request(scope, receive, send)
+        return sent[0]
+
+    result: dict[str, Any] = {}
+    with anyio.fail_after(10):
+        async with transport.connect() as (read_stream, write_stream), anyio.create_task_group() as tg:
+            dispatcher: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(read_stream, write_stream)
+            await tg.start(dispatcher.run, on_request, on_notify)
+            relayed = open_request_stream(transport, 7)
+            assert relayed is not None and open_request_stream(transport, 7) is None  # one per request id
+
+            answered = anyio.Event()
+
+            async def ask() -> None:
+                result.update(await send_related_request(dispatcher, 7, "roots/list", None))
+                answered.set()
+
+            tg.start_soon(ask)
+            routed = await relayed.receive()
+            assert isinstance(routed.message, types.JSONRPCRequest) and routed.message.method == "roots/list"
+            assert await post_answer({"jsonrpc": "2.0", "id": routed.message.id, "result": {"roots": []}}) == 202
+            await answered.wait()
+            close_request_stream(transport, 7, relayed)
+            assert open_request_stream(transport, 7) is not None  # unregistered
+            tg.cancel_scope.cancel()
+    assert result == {"roots": []}
+
+
+async def test_a_request_served_outside_the_transport_holds_the_session_idle_countdown() -> None:
+    transport = StreamableHTTPServerTransport(mcp_session_id="s", idle_timeout=5)
+    async with transport.connect():
+        idle_scope = transport.idle_scope
+        assert idle_scope is not None
+        with request_in_flight(transport):
+            assert idle_scope.deadline == math.inf
+        assert idle_scope.deadline != math.inf

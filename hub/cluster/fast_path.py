@@ -6,7 +6,7 @@ A POST whose body is one JSON-RPC request for `tools/call`, `resources/read`, `p
 and dispatcher: the body is parsed once (orjson), and the face server's own handler chain runs
 (`ServerRunner.on_request` in the handshake era, on the session's `Connection`; `serve_one` in
 the modern era, on a `Connection` built from the request's `_meta` envelope, as the SDK's
-single-exchange handler builds it) with a `DispatchContext` of this module's, `_Call`. So the
+single-exchange handler builds it) with a `DispatchContext` of this module's, `LeanCall`. So the
 middleware (drain, trace context, federation, policy, rate limits, metrics, the bridge
 boundary, tasks), the params validation, the init gate and the result shaping are the SDK's,
 in the SDK's order; what changes is the wire around them:
@@ -40,7 +40,6 @@ refuses (so the SDK writes the refusal), or a face without `get_tool_input_schem
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -48,20 +47,15 @@ from typing import Any, Final
 
 import anyio
 import orjson
-import pydantic_core
-from anyio.streams.memory import MemoryObjectReceiveStream
 from mcp.server.connection import Connection
 from mcp.server.lowlevel.server import Server
 from mcp.server.runner import ServerRunner, modern_error_data, serve_one
 from mcp.server.streamable_http import (
-    MCP_SESSION_ID_HEADER,
     REQUEST_CANCELLED,
-    EventMessage,
     StreamableHTTPServerTransport,
     check_accept_headers,
 )
-from mcp.shared.dispatcher import CallOptions, coerce_request_id
-from mcp.shared.exceptions import NoBackChannelError
+from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     InboundLadderRejection,
@@ -73,15 +67,13 @@ from mcp.shared.jsonrpc_dispatcher import (
     JSONRPCDispatcher,
     cancelled_request_id_from_params,
     handler_exception_to_error_data,
-    progress_token_from_params,
 )
-from mcp.shared.message import ServerMessageMetadata
-from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, ErrorData, JSONRPCError, RequestId
 from starlette.requests import Request
 from starlette.types import Receive, Send
 
-from adapters._sdk import close_request_stream, open_request_stream, request_in_flight, send_related_request
+from adapters._sdk import request_in_flight
+from hub.cluster.lean_call import LeanCall, dumps
 
 __all__ = ["PLAIN_METHODS", "FastPath", "decode"]
 
@@ -91,18 +83,7 @@ PLAIN_METHODS: Final = frozenset({"tools/call", "resources/read", "prompts/get",
 """The methods served on the lean path."""
 
 _ENVELOPE: Final = frozenset({"jsonrpc", "id", "method", "params"})
-_WATCH_AFTER_SECONDS: Final = 0.1
-"""How long a call runs before its client's disconnect is watched for."""
-_PING_SECONDS: Final = 15.0
-"""Silence after which a response commits to SSE and pings (the SDK's interval)."""
 _CLOSE_WRITE_SECONDS: Final = 1.0
-_SSE_HEADERS: Final = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache, no-transform"),
-    (b"connection", b"keep-alive"),
-    (b"x-accel-buffering", b"no"),
-]
-_PING: Final = b": ping\r\n\r\n"
 
 
 def decode(body: bytes) -> Any:
@@ -124,13 +105,6 @@ def _plain(message: Any) -> bool:
         and message.keys() <= _ENVELOPE
         and (params is None or (type(params) is dict and "task" not in params))
     )
-
-
-def _dumps(message: dict[str, Any]) -> bytes:
-    try:
-        return orjson.dumps(message)
-    except TypeError:  # an integer past 64 bits, a type orjson does not know
-        return pydantic_core.to_json(message)
 
 
 def _handshake_error(request_id: RequestId, error: ErrorData) -> bytes:
@@ -155,192 +129,6 @@ def _json_content(request: Request) -> bool:
     return request.headers.get("content-type", "").split(";")[0].strip() == "application/json"
 
 
-class _Call:
-    """One request served on the lean path: the `DispatchContext` its handler chain sees (the
-    back-channel to its client) and its HTTP response."""
-
-    def __init__(
-        self,
-        send: Send,
-        receive: Receive,
-        request: Request,
-        request_id: RequestId,
-        params: Mapping[str, Any] | None,
-        *,
-        session: tuple[StreamableHTTPServerTransport, JSONRPCDispatcher[Any]] | None,
-    ) -> None:
-        self._send, self._receive = send, receive
-        self.request_id: RequestId = request_id
-        self._progress_token = progress_token_from_params(params)
-        self._session = session
-        if session is None:  # modern era: what the SDK's single-exchange handler builds
-            self.transport = TransportContext(kind="streamable-http", can_send_request=False, headers=request.headers)
-            self._headers: list[tuple[bytes, bytes]] = []
-        else:  # handshake era: what the dispatcher builds for a message of the transport
-            self.transport = TransportContext(kind="jsonrpc", can_send_request=True)
-            session_id = session[0].mcp_session_id or ""
-            self._headers = [(MCP_SESSION_ID_HEADER.lower().encode(), session_id.encode())]
-        self.message_metadata = ServerMessageMetadata(request_context=request)
-        self.scope = anyio.CancelScope()
-        self._cancel_requested: anyio.Event | None = None
-        self._lock = anyio.Lock()
-        self._relayed: MemoryObjectReceiveStream[EventMessage] | None = None
-        self._late: list[EventMessage] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._watcher: asyncio.Task[None] | None = None
-        self.streaming = self.closed = self.disconnected = False
-
-    # ---- DispatchContext ----
-
-    @property
-    def can_send_request(self) -> bool:
-        return self._session is not None and not self.closed
-
-    @property
-    def cancel_requested(self) -> anyio.Event:
-        if self._cancel_requested is None:
-            self._cancel_requested = anyio.Event()
-        return self._cancel_requested
-
-    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> None:
-        if self.closed:
-            logger.debug("dropped %s: the request is answered", method)
-            return
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            message["params"] = dict(params)
-        await self._event(_dumps(message))
-
-    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
-        if self._progress_token is None:
-            return
-        params: dict[str, Any] = {"progressToken": self._progress_token, "progress": progress}
-        if total is not None:
-            params["total"] = total
-        if message is not None:
-            params["message"] = message
-        await self.notify("notifications/progress", params)
-
-    async def send_raw_request(
-        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
-    ) -> dict[str, Any]:
-        if self._session is None or self.closed:
-            raise NoBackChannelError(method)
-        transport, dispatcher = self._session
-        if self._relayed is None:
-            self._relayed = open_request_stream(transport, self.request_id)
-            if self._relayed is None:  # the client has another request with this id in flight
-                raise NoBackChannelError(method)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._forward, self._relayed)
-            try:
-                result = await send_related_request(dispatcher, self.request_id, method, params, opts)
-            finally:
-                tg.cancel_scope.cancel()
-        return result
-
-    # ---- the response ----
-
-    async def _forward(self, relayed: MemoryObjectReceiveStream[EventMessage]) -> None:
-        """Write what the transport's router routes to this request (its server-to-client
-        requests) as SSE events."""
-        try:
-            async for routed in relayed:
-                await self._event(routed.message.model_dump_json(by_alias=True, exclude_unset=True).encode())
-        except anyio.ClosedResourceError:  # the session ended
-            pass
-
-    async def _start_stream(self) -> None:
-        self.streaming = True
-        await self._send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + self._headers})
-
-    async def _write(self, chunk: bytes, *, more: bool = True) -> None:
-        try:
-            await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
-        except OSError:  # the client is gone
-            self._gone()
-
-    async def _event(self, payload: bytes) -> None:
-        async with self._lock:
-            if not self.streaming:
-                await self._start_stream()
-            await self._write(b"event: message\r\ndata: " + payload + b"\r\n\r\n")
-
-    async def answer(self, payload: bytes, status: int = 200) -> None:
-        """End the response with `payload` (the JSON-RPC response or error): the last SSE event
-        once streaming, else a JSON body with `status`."""
-        async with self._lock:
-            if self.streaming:
-                await self._write(b"event: message\r\ndata: " + payload + b"\r\n\r\n", more=False)
-                return
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *self._headers,
-            ]
-            await self._send({"type": "http.response.start", "status": status, "headers": headers})
-            await self._send({"type": "http.response.body", "body": payload, "more_body": False})
-
-    def _gone(self) -> None:
-        self.disconnected = True
-        self.scope.cancel()
-
-    # ---- watching the client ----
-
-    def arm(self) -> None:
-        """Watch the client once the call has run for `_WATCH_AFTER_SECONDS`. A timer, not a
-        task: most calls end first, and cancelling a timer costs next to nothing (the hub
-        serves HTTP with uvicorn on asyncio)."""
-        self._timer = asyncio.get_running_loop().call_later(_WATCH_AFTER_SECONDS, self._start_watching)
-
-    def _start_watching(self) -> None:
-        self._timer = None
-        if not self.closed:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
-
-    async def _watch(self) -> None:
-        """Cancel the call when its client disconnects; commit to SSE and ping every
-        `_PING_SECONDS` of silence."""
-        while True:
-            with anyio.move_on_after(_PING_SECONDS):
-                while (await self._receive())["type"] != "http.disconnect":
-                    pass
-                self._gone()
-                return
-            async with self._lock:
-                if not self.streaming:
-                    await self._start_stream()
-                await self._write(_PING)
-
-    def close(self) -> None:
-        """The call is over: its back-channel closes and its watching stops."""
-        self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._watcher is not None:
-            self._watcher.cancel()
-        if self._relayed is not None and self._session is not None:
-            relayed = self._relayed
-            self._relayed = None
-            self._late = _drain(relayed)
-            close_request_stream(self._session[0], self.request_id, relayed)
-
-    async def flush(self) -> None:
-        """Write what was routed to the request after its last server-to-client request
-        returned (a courtesy cancel of the dispatcher's) before the answer."""
-        for routed in self._late:
-            await self._event(routed.message.model_dump_json(by_alias=True, exclude_unset=True).encode())
-
-
-def _drain(stream: MemoryObjectReceiveStream[EventMessage]) -> list[EventMessage]:
-    items: list[EventMessage] = []
-    while True:
-        try:
-            items.append(stream.receive_nowait())
-        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-            return items
-
-
 class FastPath:
     """The lean path of one face's sessions (see the module docstring). `lifespan_state` is set
     by the session manager once the face server's lifespan is entered."""
@@ -348,7 +136,8 @@ class FastPath:
     def __init__(self, server: Server[Any]) -> None:
         self.server = server
         self.lifespan_state: Any = None
-        self._calls: dict[str, dict[RequestId, _Call]] = {}
+        self._calls: dict[StreamableHTTPServerTransport, dict[RequestId, LeanCall]] = {}
+        """The handshake-era calls in flight, by the session copy (its transport) they belong to."""
         self.enabled = True
         """False: every request takes the SDK's path (to compare the two, or to rule the lean
         path out when diagnosing)."""
@@ -381,7 +170,7 @@ class FastPath:
             return False
         message = decode(body)
         if type(message) is dict and message.get("method") == "notifications/cancelled" and "id" not in message:
-            self._cancel(transport.mcp_session_id, message.get("params"))
+            self._cancel(transport, message.get("params"))
             return False
         dispatcher = connection.outbound if connection is not None else None
         if (
@@ -394,10 +183,9 @@ class FastPath:
             or not all(check_accept_headers(request))
         ):
             return False
-        session_id = transport.mcp_session_id or ""
         request_id, method, params = message["id"], message["method"], message.get("params")
-        call = _Call(send, receive, request, request_id, params, session=(transport, dispatcher))
-        calls = self._calls.setdefault(session_id, {})
+        call = LeanCall(send, receive, request, request_id, params, session=(transport, dispatcher))
+        calls = self._calls.setdefault(transport, {})
         key = coerce_request_id(request_id)
         calls[key] = call  # a duplicate id replaces the earlier one, as in the SDK's dispatcher
         self.served += 1
@@ -409,11 +197,11 @@ class FastPath:
         finally:
             if calls.get(key) is call:
                 del calls[key]
-                if not calls:
-                    self._calls.pop(session_id, None)
+                if not calls and self._calls.get(transport) is calls:
+                    del self._calls[transport]
         return True
 
-    async def _serve_handshake(self, call: _Call, runner: ServerRunner[Any], method: str, params: Any) -> None:
+    async def _serve_handshake(self, call: LeanCall, runner: ServerRunner[Any], method: str, params: Any) -> None:
         request_id = call.request_id
         outcome: bytes | None = None
         call.arm()
@@ -421,7 +209,7 @@ class FastPath:
             try:
                 with call.scope:
                     result = await runner.on_request(call, method, params)
-                    outcome = _dumps({"jsonrpc": "2.0", "id": request_id, "result": result})
+                    outcome = dumps({"jsonrpc": "2.0", "id": request_id, "result": result})
             except Exception as exc:  # the dispatcher's exception-to-wire mapping
                 error = handler_exception_to_error_data(exc)
                 if error is None:
@@ -446,17 +234,18 @@ class FastPath:
             outcome = _handshake_error(request_id, ErrorData(code=CONNECTION_CLOSED, message="Connection closed"))
         await call.answer(outcome)
 
-    def _cancel(self, session_id: str | None, params: Any) -> None:
-        calls = self._calls.get(session_id or "")
+    def _cancel(self, transport: StreamableHTTPServerTransport, params: Any) -> None:
+        calls = self._calls.get(transport)
         request_id = cancelled_request_id_from_params(params if isinstance(params, Mapping) else None)
         call = calls.get(coerce_request_id(request_id)) if calls and request_id is not None else None
         if call is not None:
             call.cancel_requested.set()
             call.scope.cancel()
 
-    def end_session(self, session_id: str) -> None:
-        """The session ended here: cancel its calls still in flight (answered CONNECTION_CLOSED)."""
-        for call in self._calls.pop(session_id, {}).values():
+    def end_session(self, transport: StreamableHTTPServerTransport) -> None:
+        """The session copy of `transport` ended: cancel its calls still in flight (answered
+        CONNECTION_CLOSED)."""
+        for call in self._calls.pop(transport, {}).values():
             call.scope.cancel()
 
     # ---- modern era ----
@@ -478,7 +267,7 @@ class FastPath:
         connection = Connection.from_envelope(
             verdict.protocol_version, verdict.client_info, verdict.client_capabilities
         )
-        call = _Call(send, receive, request, request_id, params, session=None)
+        call = LeanCall(send, receive, request, request_id, params, session=None)
         self.served += 1
         call.arm()
         outcome, status = b"", 200
@@ -487,7 +276,7 @@ class FastPath:
                 result = await serve_one(
                     self.server, call, method, params, connection=connection, lifespan_state=self.lifespan_state
                 )
-                outcome = _dumps({"jsonrpc": "2.0", "id": request_id, "result": result})
+                outcome = dumps({"jsonrpc": "2.0", "id": request_id, "result": result})
         except Exception as exc:  # the SDK's modern-era mapping (handler internals never reach the wire)
             error = modern_error_data(exc)
             outcome, status = _modern_error(request_id, error), ERROR_CODE_HTTP_STATUS.get(error.code, 200)

@@ -383,7 +383,7 @@ class SessionManager:
                 logger.exception("session %s crashed", held.key)
             finally:
                 self._forget(session_id, transport)
-                self._fast.end_session(session_id)
+                self._fast.end_session(transport)
                 with anyio.CancelScope(shield=True):
                     await transport.terminate()
 
