@@ -23,7 +23,7 @@ in the SDK's order; what changes is the wire around them:
   (`adapters._sdk.open_request_stream`).
 - **Cancellation.** A client's `notifications/cancelled` for a request served here cancels it
   (`FastPath.cancel`) and the client gets the same -32800 error as on the SDK's path; a client
-  that disconnects cancels it too (watched only once a call has run for 0.1 s, so a quick call
+  that disconnects cancels it too (watched only once a call has run for 1 s, so a quick call
   pays for no watcher task); the session ending answers CONNECTION_CLOSED. The routed call's
   cancellation sends the server `notifications/cancelled` (the SDK client does).
 

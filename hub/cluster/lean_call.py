@@ -8,7 +8,7 @@ sends something before its result, SSE from then on.
   id as `related_request_id`; the transport's message router puts the request on a stream
   registered for this request, which a task forwards to the response while the request waits
   for the client's answer (POSTed to the session and settled by the dispatcher).
-- `arm` starts watching the client once the call has run for 0.1 s: a disconnect cancels the
+- `arm` starts watching the client once the call has run for 1 s: a disconnect cancels the
   call (`scope`), and 15 s of silence commit to SSE and ping, as the SDK's responses do.
 """
 
@@ -39,8 +39,9 @@ __all__ = ["LeanCall", "dumps"]
 
 logger = logging.getLogger(__name__)
 
-_WATCH_AFTER_SECONDS: Final = 0.1
-"""How long a call runs before its client's disconnect is watched for."""
+_WATCH_AFTER_SECONDS: Final = 1.0
+"""How long a call runs before its client's disconnect is watched for (a task per watched call:
+under load most calls queue for more than 0.1 s, so a short delay would watch nearly all)."""
 _PING_SECONDS: Final = 15.0
 """Silence after which a response commits to SSE and pings (the SDK's interval)."""
 
