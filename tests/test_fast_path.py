@@ -99,9 +99,15 @@ async def test_a_plain_call_is_answered_with_json_in_both_eras() -> None:
         got = await http.post(
             hub.url, json={**prompt, "params": {"name": "fx__greet", "arguments": {"name": "Ada"}}}, headers=headers
         )
+        complete = {"ref": {"type": "ref/prompt", "name": "fx__greet"}, "argument": {"name": "name", "value": "al"}}
+        completed = await http.post(
+            hub.url,
+            json={"jsonrpc": "2.0", "id": 10, "method": "completion/complete", "params": complete},
+            headers=headers,
+        )
         body, modern_headers = _modern(_call(9, "fx__echo", {"text": "modern"}))
         modern = await http.post(hub.url, json=body, headers=modern_headers)
-        for response in (echo, read, got, modern):
+        for response in (echo, read, got, completed, modern):
             assert response.status_code == 200
             assert response.headers["content-type"] == "application/json"
         assert echo.json() == {
@@ -116,9 +122,10 @@ async def test_a_plain_call_is_answered_with_json_in_both_eras() -> None:
         assert echo.headers["mcp-session-id"] == headers["mcp-session-id"]
         assert read.json()["id"] == "r" and read.json()["result"]["contents"][0]["text"] == "fx"
         assert got.json()["result"]["messages"][0]["content"]["text"] == "Hello, Ada!"
+        assert completed.json()["result"]["completion"]["values"] == ["alice", "albert"]
         assert modern.json()["id"] == 9 and _text(modern.json()) == "modern"
         assert modern.json()["result"]["resultType"] == "complete"
-        assert fast.served == served + 4
+        assert fast.served == served + 5
 
 
 @pytest.mark.parametrize("era", ["handshake", "modern"])
