@@ -13,7 +13,7 @@ top to bottom as four steps:
    caller's relay channel in context (`hub.relay`), in the caller's era (multi-round-trip
    requests passed through or bridged, `hub.bridge`);
 4. **expose** the answer: resource URIs moved into the face's namespace (`Face.expose_result`)
-   and the server's hop-level `_meta` stamps dropped (`_restamp`).
+   and the server's hop-level `_meta` stamps dropped (`hub.era_routing.restamped`).
 
 Lists read the catalog (no server round trip): filtered by policy for the principal, a page at a
 time with keyset cursors (`hub.pages`; an invalid cursor -> `InvalidCursor`, -32602), with the
@@ -33,11 +33,11 @@ import mcp_types as types
 from mcp import MCPError
 from mcp.server import ServerRequestContext
 from mcp.server.subscriptions import InMemorySubscriptionBus, ToolsListChanged
-from mcp_types import INVALID_PARAMS, LOG_LEVEL_META_KEY, PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY
+from mcp_types import LOG_LEVEL_META_KEY
 
-from hub.bridge import HANDLE_PREFIX, SERVER_STATE_PREFIX
 from hub.callers import caller_principal, client_channel, client_key, is_modern, session_id
 from hub.catalog import Kind, listing_key
+from hub.era_routing import restamped, send_in_callers_era
 from hub.errors import HubError, RouteNotFound, ServerUnavailable
 from hub.face_services import FaceServices
 from hub.faces import AggregateFace, Face
@@ -46,7 +46,6 @@ from hub.found import TargetedBus
 from hub.list_freshness import list_ttl_ms
 from hub.pages import Page, page_of
 from hub.policy import Access
-from hub.push_era import PushNeedsHandshakeEra
 from hub.relay import CURRENT_CHANNEL
 from hub.router import Router
 from hub.search_mode import FaceSearch
@@ -60,14 +59,9 @@ __all__ = ["FaceHandlers"]
 # The request path's modules share the faces' logger: operators and tests filter on "hub.faces".
 logger = logging.getLogger("hub.faces")
 
-_ResultT = TypeVar("_ResultT", bound=types.Result)
 _ItemT = TypeVar("_ItemT", types.Tool, types.Prompt, types.Resource, types.ResourceTemplate)
 _Owner = tuple[str, str] | None
 _Context = ServerRequestContext[Any]
-
-_HOP_META_KEYS = (SERVER_INFO_META_KEY, PROTOCOL_VERSION_META_KEY)
-"""`_meta` stamps that describe one hop (who answered, in which era): a server's stamps are
-dropped so that the hub's own are the ones its clients see."""
 
 
 class FaceHandlers:
@@ -197,8 +191,8 @@ class FaceHandlers:
         )
 
     async def read_resource(self, ctx: _Context, params: types.ReadResourceRequestParams) -> Any:
-        """`resources/read` of an exposed URI: resolve, admit, route, expose (always
-        `cacheScope: private` behind the hub)."""
+        """`resources/read` of an exposed URI: resolve, admit, route, expose (a server's
+        `cacheScope` becomes `private`: behind the hub, the caller is a principal)."""
         face = self._face
         owner = face.resolve_uri(str(params.uri))
         if owner is None or not (await self.admitted(ctx, "resources", str(params.uri)))[0]:
@@ -285,7 +279,7 @@ class FaceHandlers:
             original_ref = ref.model_copy(update={"uri": owner[1]})
         argument = {"name": params.argument.name, "value": params.argument.value}
         context = params.context.arguments if params.context else None
-        return _restamp(await self._router.complete(owner[0], original_ref, argument, context))
+        return restamped(await self._router.complete(owner[0], original_ref, argument, context))
 
     # ------------------------------------------------------------ logging
 
@@ -398,43 +392,18 @@ class FaceHandlers:
         request_state: str | None,
         send: Callable[..., Awaitable[types.Result]],
     ) -> Any:
-        """Send one routed request with the caller's channel in context, in the caller's era:
-        a handshake-era client's request as is (once more after the server turned out to
-        push, `hub.push_era`); a modern-era client's passed through to a modern-era server
-        (its `InputRequiredResult` state wrapped for the hub's `requestState` boundary) or
-        bridged to a handshake-era one (`hub.bridge`), or resumed from a bridged call's handle.
+        """Send one routed request with the caller's channel in context (`hub.relay`: the
+        server's requests, logs and progress reach this client), in the caller's era
+        (`hub.era_routing`: passed through, or bridged, `hub.bridge`).
 
         :raises MCPError: -32602 `invalid_request_state` for a `requestState` the hub did not make.
         """
-        modern_client = is_modern(ctx)
         channel = client_channel(ctx, self._registry)
         token = CURRENT_CHANNEL.set(channel)
         try:
-            if not modern_client:
-                try:
-                    return _restamp(await send())
-                except PushNeedsHandshakeEra:  # sent once more, over the handshake-era connection
-                    return _restamp(await send())
-            bridge = self._services.bridge
-            if request_state is not None and request_state.startswith(HANDLE_PREFIX):
-                return await bridge.resume(ctx, request_state, input_responses)
-            server_state: str | None = None
-            if request_state is not None:
-                if not request_state.startswith(SERVER_STATE_PREFIX):
-                    raise MCPError(
-                        INVALID_PARAMS, "Invalid or expired requestState", {"reason": "invalid_request_state"}
-                    )
-                server_state = request_state[len(SERVER_STATE_PREFIX) :] or None
-            if self._services.is_modern(server_id):
-                try:
-                    result = await send(
-                        allow_input_required=True, input_responses=input_responses, request_state=server_state
-                    )
-                except PushNeedsHandshakeEra:
-                    pass  # sent once more below, bridged, over the handshake-era connection
-                else:
-                    return _wrap_server_state(result)
-            return _restamp(await bridge.start(ctx, channel.client_key, channel, send))
+            return await send_in_callers_era(
+                ctx, channel, self._services, server_id, input_responses, request_state, send
+            )
         finally:
             CURRENT_CHANNEL.reset(token)
 
@@ -492,20 +461,3 @@ def _refuse_held(face: Face, kind: Kind, owner: tuple[str, str], name: str) -> N
     held = face.hold(kind, owner, name)
     if held is not None:
         raise held
-
-
-def _restamp(result: _ResultT) -> _ResultT:
-    """`result` without the server's hop-level `_meta` stamps (content is untouched)."""
-    meta = result.meta
-    if not meta or not any(key in meta for key in _HOP_META_KEYS):
-        return result
-    kept = {key: value for key, value in meta.items() if key not in _HOP_META_KEYS}
-    return result.model_copy(update={"meta": kept or None})
-
-
-def _wrap_server_state(result: types.Result) -> types.Result:
-    """A modern-era server's `InputRequiredResult` with its `request_state` wrapped for the
-    hub's boundary (sealed on the way out, unwrapped unchanged on the way back)."""
-    if isinstance(result, types.InputRequiredResult):
-        return result.model_copy(update={"request_state": SERVER_STATE_PREFIX + (result.request_state or "")})
-    return _restamp(result)

@@ -162,6 +162,7 @@ EXPORTS = {
     "hub.session_registry": ["NOTIFY_TIMEOUT_SECONDS", "SessionRegistry"],
     "hub.callers": ["caller_principal", "client_channel", "client_key", "is_modern", "session_id"],
     "hub.handlers": ["FaceHandlers"],
+    "hub.era_routing": ["restamped", "send_in_callers_era"],
     "hub.listen": ["FaceListenHandler"],
     "hub.request_boundary": ["ROUTED_METHODS", "ErrorAnswer", "RequestBoundary", "answer_of"],
     "hub.mcp_server": ["CACHE_HINTS", "HUB_NAME", "HubServer", "build_mcp_server"],
