@@ -6,8 +6,8 @@ Errors are mapped once per direction:
 - **outbound** (talking to a server): what an exception from the SDK, a transport or anyio
   means is decided in `hub.servers.failures` (`classify`, `request_errors`): a lost
   connection becomes `ConnectionLost`, a server's own JSON-RPC error passes through as
-  `MCPError`, and so on. The router then only decides, from those `HubError`s, whether to send
-  again (`hub.resilience.classify_failure`); it maps nothing.
+  `MCPError`, and so on. The router then only decides, from those errors, whether to send
+  again and what its breaker records (`hub.resilience.classify_failure`); it maps nothing.
 - **inbound** (answering the client): here, in `RequestBoundary`. A `HubError` raised anywhere
   while a request is served becomes the `MCPError` of `answer_of` (code, message, `data`
   naming the route or server) with the request's `outcome` label; a server's `MCPError` passes
@@ -28,6 +28,10 @@ raised                                   JSON-RPC code           outcome label
 any other `HubError` (`ServerError`...)  -32603 INTERNAL_ERROR   `internal_error`
 a server's `MCPError`                    its own                 `server_error`
                                                                  (-32602: `invalid`)
+params that fail validation              -32602 (by the SDK)     `invalid`
+any other exception (a bug)              -32603 INTERNAL_ERROR   `internal_error`
+cancellation (the client went away)      (none)                  `cancelled`
+a result with `isError: true`            (a result)              `tool_error`
 =======================================  ======================  =================
 
 Each request also gets, in this order: its W3C trace context in context (`hub.trace_context`),
