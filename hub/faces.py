@@ -78,6 +78,7 @@ from hub.naming import exposed_resource_uri
 from hub.pages import InvalidCursor, Page, page_of
 from hub.pins import DEFINITION_HELD, DefinitionHeld
 from hub.policy import Access, audit_logger
+from hub.prepared_lists import PreparedLists
 from hub.push_era import PushNeedsHandshakeEra
 from hub.redaction import mask_error
 from hub.relay import CURRENT_CHANNEL, SessionChannel, Subscriptions, principal_id
@@ -712,6 +713,10 @@ def build_mcp_server(
         """List results' `_meta`: this hub's federation advertisement (hub.federation)."""
         return {FEDERATION_KEY: federation.advertisement(scope)}
 
+    def envelope() -> dict[str, Any]:
+        """A list result's `_meta` and `ttlMs` (wire keys)."""
+        return {"_meta": advertised(), "ttlMs": ttl()}
+
     def ttl() -> int:
         """List results' `ttlMs`: until the face's servers' lists could next change by expiry
         (every member of a replicated server), at most `LIST_TTL_MS` (hub.list_freshness)."""
@@ -731,6 +736,7 @@ def build_mcp_server(
         )
     # The one server this face fronts (None: the whole fleet): what its lists wait for.
     scope = services.scope
+    lists = PreparedLists(access, face.route_key, page_size, face.cursor_scope)
 
     async def started() -> None:
         """Lists wait until every server of the face has had its first start attempt (each
@@ -865,13 +871,12 @@ def build_mcp_server(
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListToolsResult:
+    ) -> Any:  # a dict of wire keys (hub.prepared_lists), or search mode's model
         await started()
         searching = search.listing(_principal(ctx), _client_key(ctx)) if search is not None else None
         if searching is None:
-            page = listed(ctx, "tools", face.tools(), params)
-        else:
-            page = listed(ctx, "tools", searching, params, narrowed=True)
+            return lists.result(ctx, _principal(ctx), "tools", face.tools(), params, envelope())
+        page = listed(ctx, "tools", searching, params, narrowed=True)
         return types.ListToolsResult(tools=page.items, next_cursor=page.next_cursor, _meta=advertised(), ttl_ms=ttl())
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
@@ -917,21 +922,15 @@ def build_mcp_server(
 
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourcesResult:
+    ) -> Any:  # a dict of wire keys (hub.prepared_lists)
         await started()
-        page = listed(ctx, "resources", face.resources(), params)
-        return types.ListResourcesResult(
-            resources=page.items, next_cursor=page.next_cursor, _meta=advertised(), ttl_ms=ttl()
-        )
+        return lists.result(ctx, _principal(ctx), "resources", face.resources(), params, envelope())
 
     async def list_resource_templates(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourceTemplatesResult:
+    ) -> Any:  # a dict of wire keys (hub.prepared_lists)
         await started()
-        page = listed(ctx, "resource_templates", face.resource_templates(), params)
-        return types.ListResourceTemplatesResult(
-            resource_templates=page.items, next_cursor=page.next_cursor, _meta=advertised(), ttl_ms=ttl()
-        )
+        return lists.result(ctx, _principal(ctx), "resource_templates", face.resource_templates(), params, envelope())
 
     async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> Any:
         owner = face.resolve_uri(str(params.uri))
@@ -952,12 +951,9 @@ def build_mcp_server(
 
     async def list_prompts(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListPromptsResult:
+    ) -> Any:  # a dict of wire keys (hub.prepared_lists)
         await started()
-        page = listed(ctx, "prompts", face.prompts(), params)
-        return types.ListPromptsResult(
-            prompts=page.items, next_cursor=page.next_cursor, _meta=advertised(), ttl_ms=ttl()
-        )
+        return lists.result(ctx, _principal(ctx), "prompts", face.prompts(), params, envelope())
 
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> Any:
         owner = await settled(ctx, params.name, face.resolve_prompt)
@@ -1163,6 +1159,8 @@ def build_mcp_server(
     if tasks is not None:
         # Passes a handshake-era CreateTaskResult past the SDK's CallToolResult shaping.
         server.middleware.append(tasks.middleware)
+    # Puts each list's prepared page in the result the SDK shaped around an empty one.
+    server.middleware.append(lists.middleware)
     return server
 
 
