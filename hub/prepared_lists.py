@@ -141,15 +141,15 @@ class PreparedLists:
 
     def page(
         self,
-        ctx: ServerRequestContext[Any],
+        version: str,
         principal: Principal,
         kind: Kind,
         source: Sequence[_ItemT],
         params: types.PaginatedRequestParams | None,
     ) -> WirePage:
         """The page of list `kind` (the face serves `source`, sorted by listing key) that the
-        request's cursor asks for, as `principal` may see it, in the wire form of the request's
-        protocol version.
+        request's cursor asks for, as `principal` may see it, in the wire form of protocol
+        `version`.
 
         :raises InvalidCursor: the cursor is not one of this list on this face (-32602).
         :raises ValueError: the request's protocol version is unknown to the SDK.
@@ -158,7 +158,6 @@ class PreparedLists:
         cursor = params.cursor if params is not None else None
         after = None if cursor is None else decode_cursor(cursor, kind, self._scope)
         prepared = view.pages.get(after)
-        version = ctx.protocol_version
         if prepared is None:  # not a page boundary of this view: cut it as hub.pages does, unkept
             page = page_of(view.items, kind, cursor, self._page_size, scope=self._scope)
             return WirePage(_wire_items(kind, version, page.items), page.next_cursor)
@@ -208,7 +207,7 @@ class PreparedLists:
 
         :raises InvalidCursor: the cursor is not one of this list on this face (-32602).
         """
-        page = self.page(ctx, principal, kind, source, params)
+        page = self.page(ctx.protocol_version, principal, kind, source, params)
         # `resultType` as the typed results default it (the handshake era's schema drops it).
         items = [] if self.hold(page) else list(page.items)
         result: dict[str, Any] = {"resultType": "complete", **envelope, _FIELD_OF[kind]: items}
