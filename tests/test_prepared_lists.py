@@ -170,13 +170,11 @@ def test_a_new_catalog_list_replaces_every_prepared_view_of_it() -> None:
     before = _tools({"alpha": 9, "beta": 9})
     first = lists.page(VERSIONS[0], TEAM, "tools", before, None)
     assert lists.page(VERSIONS[0], TEAM, "tools", before, None).items is first.items
-    after = _tools({"alpha": 9, "beta": 9, "aardvark": 2}) + (
-        types.Tool(name="alpha__a_new_one", input_schema={"type": "object"}),
-    )
-    after = tuple(sorted(after, key=listing_key))
+    added = types.Tool(name="alpha__a_new_one", input_schema={"type": "object"})
+    after = tuple(sorted([*_tools({"alpha": 9, "beta": 9, "aardvark": 2}), added], key=listing_key))
     fresh = lists.page(VERSIONS[0], TEAM, "tools", after, None)
     assert fresh.items[0]["name"] == "alpha__a_new_one"
-    assert [item["name"] for item in first.items][0] != "alpha__a_new_one"
+    assert first.items[0]["name"] != "alpha__a_new_one"
 
 
 def test_a_cursor_between_page_boundaries_gets_the_page_page_of_cuts_from_there() -> None:
