@@ -34,8 +34,10 @@ the handler chain, and a middleware's result is the one thing it passes as is
 from __future__ import annotations
 
 import contextvars
+import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, Generic, TypeVar
 
 import mcp_types as types
@@ -117,6 +119,37 @@ def _wire_items(kind: Kind, version: str, items: Sequence[_ItemT]) -> list[dict[
     return result
 
 
+class _Wired:
+    """The wire dicts of listed definitions, per protocol version, each kept for as long as the
+    definition object lives (as `hub.pages` keeps their sizes): the catalog keeps a definition
+    object across changes that leave it alone, so a change re-serializes only what changed, and
+    the faces that list the same objects (the aggregated face and its profiles) share them."""
+
+    def __init__(self) -> None:
+        self._wire: dict[int, tuple[weakref.ref[object], dict[str, dict[str, Any]]]] = {}
+
+    def __call__(self, kind: Kind, version: str, items: Sequence[_ItemT]) -> list[dict[str, Any]]:
+        wire = self._wire
+        missing = [item for item in items if version not in wire.get(id(item), (None, {}))[1]]
+        if missing:
+            for item, shaped in zip(missing, _wire_items(kind, version, missing), strict=True):
+                key = id(item)
+                entry = wire.get(key)
+                if entry is None:
+                    # The callback runs as the definition is freed, before its id can be reused.
+                    entry = wire[key] = (weakref.ref(item, partial(self._forget, key)), {})
+                entry[1][version] = shaped
+        return [wire[id(item)][1][version] for item in items]
+
+    def _forget(self, key: int, ref: weakref.ref[object]) -> None:
+        entry = self._wire.get(key)
+        if entry is not None and entry[0] is ref:
+            del self._wire[key]
+
+
+_wired = _Wired()
+
+
 class PreparedLists:
     """The prepared pages of one face's lists (module docstring).
 
@@ -160,10 +193,10 @@ class PreparedLists:
         prepared = view.pages.get(after)
         if prepared is None:  # not a page boundary of this view: cut it as hub.pages does, unkept
             page = page_of(view.items, kind, cursor, self._page_size, scope=self._scope)
-            return WirePage(_wire_items(kind, version, page.items), page.next_cursor)
+            return WirePage(_wired(kind, version, page.items), page.next_cursor)
         wire = view.wire.get((after, version))
         if wire is None:
-            wire = view.wire[(after, version)] = _wire_items(kind, version, prepared.items)
+            wire = view.wire[(after, version)] = _wired(kind, version, prepared.items)
         return WirePage(wire, prepared.next_cursor)
 
     def _view(self, principal: Principal, kind: Kind, source: Sequence[_ItemT]) -> _View[_ItemT]:

@@ -14,12 +14,13 @@ from mcp import MCPError
 from mcp_types import INVALID_PARAMS
 
 from hub.auth import Principal
-from hub.catalog import Kind, listing_key
+from hub.catalog import Catalog, Kind, listing_key
 from hub.config import PolicyRule, RateLimitsConfig, parse_config
 from hub.pages import PAGE_MAX_BYTES, InvalidCursor, encode_cursor, page_of
 from hub.policy import Access, Policy
 from hub.prepared_lists import PreparedLists
 from hub.ratelimit import RateLimiter
+from hub.servers import ServerSnapshot
 from tests.conftest import fixture_entry, running_hub, until
 from tests.test_pagination import ERAS, client_for, flat, walk
 
@@ -199,6 +200,24 @@ def test_a_cursor_the_hub_did_not_make_for_the_list_and_face_is_refused(cursor: 
 
 
 # ---------------------------------------------------------------- through the hub
+
+
+@pytest.mark.anyio
+async def test_a_change_of_one_server_keeps_the_other_servers_listed_definitions_and_makes_a_new_list() -> None:
+    config = parse_config({"servers": {"alpha": {"command": "x"}, "beta": {"command": "x"}}}, file="<test>")
+    catalog = Catalog(config)
+    plain = {"type": "object"}
+    await catalog.set_snapshot("alpha", ServerSnapshot(tools=(types.Tool(name="a", input_schema=plain),)))
+    await catalog.set_snapshot("beta", ServerSnapshot(tools=(types.Tool(name="b", input_schema=plain),)))
+    before = catalog.tools
+    await catalog.set_snapshot("beta", ServerSnapshot(tools=(types.Tool(name="c", input_schema=plain),)))
+    after = catalog.tools
+    assert [tool.name for tool in before] == ["alpha__a", "beta__b"]
+    assert [tool.name for tool in after] == ["alpha__a", "beta__c"]
+    assert after is not before  # the list a prepared view was made from is gone: the view is stale
+    assert after[0] is before[0]  # alpha's definition kept its identity (and its cached wire form)
+    await catalog.reconfigure({"alpha": config.servers["alpha"].model_copy(update={"prefix": "x"})})
+    assert [tool.name for tool in catalog.tools] == ["x__a"] and catalog.tools[0] is not before[0]
 
 
 @pytest.mark.anyio
