@@ -16,7 +16,9 @@ protocol version's result schema (`mcp_types.methods.serialize_server_result`, t
   `page_of` on the view, unprepared and not kept. An invalid cursor still raises `InvalidCursor`
   (-32602).
 - **Serialized per protocol version, once.** A page's items are kept as the wire dicts the SDK
-  would send for that version (its own sieve, run once per page and version).
+  would send for that version (its own sieve), and each definition's wire dict is kept for as
+  long as the definition object lives (`_Wired`): the catalog keeps unchanged servers'
+  definition objects across changes, so a change re-serializes only what changed.
 - **Invalidated by the catalog's generation.** Every catalog change builds new list objects
   (`Catalog._rebuild` replaces each list and server view; a profile's narrowed list follows
   its source), so the identity of the list a face serves is its generation: a prepared view is

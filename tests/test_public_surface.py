@@ -257,6 +257,7 @@ EXPORTS = {
         "required_scope",
     ],
     "hub.policy": ["Access", "Decision", "Policy", "audit_logger", "audit_refusal"],
+    "hub.prepared_lists": ["LIST_METHODS", "MAX_VIEWS", "PreparedLists", "WirePage"],
     "hub.ratelimit": ["RateLimiter", "retry_after", "window_for"],
     "hub.search": [
         "DEFAULT_LIMIT",
