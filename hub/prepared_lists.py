@@ -21,8 +21,8 @@ protocol version's result schema (`mcp_types.methods.serialize_server_result`, t
   definition objects across changes, so a change re-serializes only what changed.
 - **Invalidated by the catalog's generation.** Every catalog change builds new list objects
   (`Catalog._rebuild` replaces each list and server view; a profile's narrowed list follows
-  its source), so the identity of the list a face serves is its generation: a prepared view is
-  used only while the face still serves the very list object it was made from, and the first
+  its source), so the identity of the list a face serves is its generation: prepared views are
+  used only while the face still serves the very list object they were made from, and the first
   request that finds another one drops every view of that list. Views are bounded
   (`cachetools.LRUCache`, `MAX_VIEWS` per face and list).
 
@@ -86,11 +86,9 @@ class WirePage:
 
 @dataclass(slots=True)
 class _View(Generic[_ItemT]):
-    """One policy view of one list: the face's list it was made from, what the view may see,
-    and its pages from the start, by the listing key their cursor continues after (None: the
-    first page)."""
+    """One policy view of one list: what the view may see, and its pages from the start, by the
+    listing key their cursor continues after (None: the first page)."""
 
-    source: Sequence[_ItemT]
     items: Sequence[_ItemT]
     pages: dict[str | None, Page[_ItemT]]
     wire: dict[tuple[str | None, str], list[dict[str, Any]]] = field(default_factory=dict)
@@ -173,6 +171,8 @@ class PreparedLists:
         self._page_size = page_size
         self._scope = scope
         self._views: dict[Kind, LRUCache[Hashable, _View[Any]]] = {}
+        self._sources: dict[Kind, Sequence[Any]] = {}
+        """The list each kind's views were made from (the catalog's generation of it)."""
 
     def page(
         self,
@@ -203,14 +203,15 @@ class PreparedLists:
 
     def _view(self, principal: Principal, kind: Kind, source: Sequence[_ItemT]) -> _View[_ItemT]:
         views = self._views.get(kind)
-        if views is None:
+        if views is None or self._sources.get(kind) is not source:
+            # First use, or the catalog changed: every view of this list is stale (dropped now,
+            # so that they do not keep the old definitions alive).
             views = self._views[kind] = LRUCache(MAX_VIEWS)
+            self._sources[kind] = source
         key = self._access.view_of(principal)
         view: _View[_ItemT] | None = views.get(key)
-        if view is not None and view.source is source:
+        if view is not None:
             return view
-        if view is not None:  # the catalog changed: every view of this list is stale
-            views.clear()
         items: Sequence[_ItemT] = source
         if self._access.restricts(principal):
             items = [
@@ -224,7 +225,7 @@ class PreparedLists:
             if page.next_cursor is None:
                 break
             after, cursor = listing_key(page.items[-1]), page.next_cursor
-        view = views[key] = _View(source, items, pages)
+        view = views[key] = _View(items, pages)
         return view
 
     def result(
