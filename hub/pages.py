@@ -53,6 +53,7 @@ __all__ = [
     "InvalidCursor",
     "Page",
     "decode_cursor",
+    "definition_size",
     "encode_cursor",
     "page_of",
 ]
@@ -148,6 +149,11 @@ class _Sizes:
 
 
 _size_of = _Sizes()
+
+
+def definition_size(item: types.Tool | types.Prompt | types.Resource | types.ResourceTemplate) -> int:
+    """Bytes of `item`'s JSON as a page counts it (measured once per definition object)."""
+    return _size_of(item)
 
 
 def page_of(

@@ -47,13 +47,18 @@ from cachetools import LRUCache
 from mcp.server import ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
 from mcp_types.methods import serialize_server_result
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from hub.auth import Principal
-from hub.catalog import Kind, listing_key
-from hub.pages import Page, decode_cursor, page_of
+from hub.catalog import Catalog, ChangeListener, Kind, listing_key
+from hub.pages import Page, decode_cursor, definition_size, page_of
 from hub.policy import Access
 
-__all__ = ["LIST_METHODS", "MAX_VIEWS", "PreparedLists", "WirePage"]
+__all__ = ["LIST_METHODS", "MAX_VIEWS", "WARM_VERSIONS", "PreparedLists", "WirePage", "warm_lists"]
+
+WARM_VERSIONS: Final = (HANDSHAKE_PROTOCOL_VERSIONS[-1], MODERN_PROTOCOL_VERSIONS[-1])
+"""The protocol versions `warm_lists` serializes new definitions for: the latest of each era
+(what the SDK's clients negotiate); other versions are serialized at their first list."""
 
 MAX_VIEWS: Final = 64
 """Policy views kept per face and list (least recently used dropped first)."""
@@ -148,6 +153,30 @@ class _Wired:
 
 
 _wired = _Wired()
+
+
+def warm_lists(catalog: Catalog) -> ChangeListener:
+    """A `Catalog` change listener that measures (`hub.pages.definition_size`) and serializes
+    (for each of `WARM_VERSIONS`) every listed definition of a changed list that no earlier list
+    or change did: only the new ones, since both are kept per definition object. The first list
+    request after a change then only filters and cuts, so a fleet that starts does this work as
+    each server arrives, not after the slowest one."""
+
+    async def warm(server_id: str, kinds: frozenset[Kind]) -> None:
+        lists: dict[Kind, Sequence[Any]] = {
+            "tools": catalog.tools,
+            "resources": catalog.resources,
+            "resource_templates": catalog.resource_templates,
+            "prompts": catalog.prompts,
+        }
+        for kind in kinds:
+            items = lists[kind]
+            for item in items:
+                definition_size(item)
+            for version in WARM_VERSIONS:
+                _wired(kind, version, items)
+
+    return warm
 
 
 class PreparedLists:

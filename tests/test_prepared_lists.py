@@ -18,7 +18,7 @@ from hub.catalog import Catalog, Kind, listing_key
 from hub.config import PolicyRule, RateLimitsConfig, parse_config
 from hub.pages import PAGE_MAX_BYTES, InvalidCursor, encode_cursor, page_of
 from hub.policy import Access, Policy
-from hub.prepared_lists import PreparedLists
+from hub.prepared_lists import WARM_VERSIONS, PreparedLists, _wired, warm_lists
 from hub.ratelimit import RateLimiter
 from hub.servers import ServerSnapshot
 from tests.conftest import fixture_entry, running_hub, until
@@ -218,6 +218,23 @@ async def test_a_change_of_one_server_keeps_the_other_servers_listed_definitions
     assert after[0] is before[0]  # alpha's definition kept its identity (and its cached wire form)
     await catalog.reconfigure({"alpha": config.servers["alpha"].model_copy(update={"prefix": "x"})})
     assert [tool.name for tool in catalog.tools] == ["x__a"] and catalog.tools[0] is not before[0]
+
+
+@pytest.mark.anyio
+async def test_a_catalog_change_serializes_only_its_new_definitions_before_any_list_asks() -> None:
+    config = parse_config({"servers": {"alpha": {"command": "x"}, "beta": {"command": "x"}}}, file="<test>")
+    catalog = Catalog(config)
+    catalog.add_listener(warm_lists(catalog))
+    plain = {"type": "object"}
+    await catalog.set_snapshot("alpha", ServerSnapshot(tools=(types.Tool(name="a", input_schema=plain),)))
+    warmed = {version: _wired("tools", version, catalog.tools) for version in WARM_VERSIONS}
+    await catalog.set_snapshot("beta", ServerSnapshot(tools=(types.Tool(name="b", input_schema=plain),)))
+    for version in WARM_VERSIONS:  # alpha's wire form was kept; beta's was made by the change
+        kept, made = _wired._wire[id(catalog.tools[0])][1][version], _wired._wire[id(catalog.tools[1])][1][version]
+        assert kept is warmed[version][0] and made["name"] == "beta__b"
+    lists = _prepared(_access(None))
+    page = lists.page(WARM_VERSIONS[1], OPS, "tools", catalog.tools, None)
+    assert page.items[0] is warmed[WARM_VERSIONS[1]][0]
 
 
 @pytest.mark.anyio
