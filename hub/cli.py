@@ -44,8 +44,7 @@ from hub.cli_options import DEFAULT_URL, ConfigOption, JsonOption, TokenOption, 
 from hub.config import ApiKeyConfig, HubConfig, load_config, require_auth_beyond_loopback
 from hub.drain import DrainPhase, DrainReport
 from hub.endpoint import HttpServer, bind_socket, run_event_loop
-from hub.errors import ConfigError, HubError
-from hub.faces import RATE_LIMITED
+from hub.errors import RATE_LIMITED, ConfigError, HubError
 from hub.http_server import HttpLimits
 from hub.logs import LogFormat, counted, setup_logging
 from hub.servers import ServerState, ServerStatus

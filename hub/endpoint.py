@@ -20,7 +20,8 @@ While the hub drains for a deploy (`hub.drain`), `/readyz` answers 503 with `sta
 draining`, the `DrainGate` in front of everything closes connections and then refuses new
 requests, and `end_streams` ends the open SSE streams with a proper end.
 
-The faces themselves (handlers, error translation) are in `hub.faces`.
+The faces themselves are in `hub.faces`, their handlers in `hub.handlers`, the error
+translation in `hub.request_boundary`, and the MCP server wiring them in `hub.mcp_server`.
 """
 
 from __future__ import annotations
@@ -64,10 +65,12 @@ from hub.cluster.store import MemoryStore, SharedStore
 from hub.config import HubConfig
 from hub.drain import Drain, DrainGate
 from hub.explain import explain, principal_for
-from hub.faces import HUB_NAME, AggregateFace, FaceServices, HubServer, ServerFace, SessionRegistry, build_mcp_server
+from hub.face_services import FaceServices
+from hub.faces import AggregateFace, ServerFace
 from hub.found import FoundTools, TargetedBus
 from hub.http_guards import HostOriginGuard, RequestGate
 from hub.http_server import HttpServer, bind_socket
+from hub.mcp_server import HUB_NAME, HubServer, build_mcp_server
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import HubMetrics
 from hub.policy import Access, Policy
@@ -78,6 +81,7 @@ from hub.relay import Subscriptions
 from hub.router import Router
 from hub.search_mode import MAX_QUERY_CHARS, MAX_SEARCH_LIMIT, FaceSearch, search_configured
 from hub.servers import Fleet, ServerConnection, ServerState
+from hub.session_registry import SessionRegistry
 from hub.tasks import TaskRelay
 from hub.tracing import CallTracer
 from hub.trust_admin import pin_diff, trust_routes

@@ -1,4 +1,5 @@
-"""The hub's error hierarchy; JSON-RPC translation happens once, in the endpoint.
+"""The hub's error hierarchy; JSON-RPC translation happens once, in the endpoint
+(`hub.request_boundary`; what a server's failure means is decided in `hub.servers.failures`).
 
 ```
 HubError
@@ -19,12 +20,14 @@ An `MCPError` answered by a server passes through with its code; a `CallToolResu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 import httpx2
 from mcp import MCPError
 from mcp.client.auth.exceptions import OAuthTokenError
 
 __all__ = [
+    "RATE_LIMITED",
     "AuthError",
     "ConfigError",
     "HubError",
@@ -36,6 +39,11 @@ __all__ = [
     "ServerUnavailable",
     "describe_failure",
 ]
+
+
+RATE_LIMITED: Final = -32029
+"""JSON-RPC error code of a call refused by a per-route rate limit (`RateLimited`; server-defined
+range; `data.retry_after_seconds` says when to retry)."""
 
 
 class HubError(Exception):

@@ -181,7 +181,8 @@ class Failure(enum.Enum):
 
 def classify_failure(exc: BaseException) -> Failure | None:
     """The `Failure` kind of an attempt's exception, or None when it is an answer to pass on
-    (a server's JSON-RPC error other than -32603, or anything that is not a server failure)."""
+    (a server's JSON-RPC error other than -32603, or anything that is not a server failure).
+    The router's retry rules and its breaker verdicts both follow it."""
     if isinstance(exc, ServerUnavailable):
         return Failure.LOST if exc.delivered else Failure.NOT_DELIVERED
     if isinstance(exc, ServerTimeout):

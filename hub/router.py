@@ -58,7 +58,6 @@ import anyio
 import mcp_types as types
 from mcp import MCPError
 from mcp.shared.dispatcher import ProgressFnT
-from mcp_types import INTERNAL_ERROR
 from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
 from hub.catalog import Kind, snapshot_offers
@@ -453,21 +452,16 @@ class Router:
             async with connection.limiter.slot(deadline.remaining(), request_seconds=deadline.seconds):
                 deadline.queued_seconds += anyio.current_time() - queued
                 result = await send(connection, deadline)
-        except ServerUnavailable as exc:
-            if exc.delivered:
+        except (ServerUnavailable, ServerTimeout, MCPError) as exc:
+            # The breaker's verdict follows the same classification as the retry rules.
+            failure = classify_failure(exc)
+            if failure is Failure.NOT_DELIVERED:
+                breaker.release()
+            elif failure is None:
+                breaker.record_success()  # the server answered: its own JSON-RPC error
+            else:
                 # Every request in flight on a lost connection fails at once: one failure.
                 breaker.record_failure(exc.generation if isinstance(exc, ConnectionLost) else None)
-            else:
-                breaker.release()
-            raise
-        except ServerTimeout:
-            breaker.record_failure()
-            raise
-        except MCPError as exc:
-            if exc.code == INTERNAL_ERROR:
-                breaker.record_failure()
-            else:
-                breaker.record_success()
             raise
         except ResultTooLarge:
             breaker.record_success()

@@ -34,8 +34,7 @@ from starlette.routing import Route
 
 from hub.app import DEMO_FLEET_PATH
 from hub.config import load_config, parse_config
-from hub.errors import ConfigError
-from hub.faces import RATE_LIMITED
+from hub.errors import RATE_LIMITED, ConfigError
 from tests.conftest import INITIALIZE, MCP_HEADERS, ROOT, RunningHub, fixture_entry, running_hub, serve_app
 
 pytestmark = pytest.mark.anyio

@@ -21,7 +21,7 @@ from conftest import fixture_entry, free_port
 from mcp_types import INVALID_PARAMS
 
 from hub.config import parse_config
-from hub.faces import RATE_LIMITED
+from hub.errors import RATE_LIMITED
 from tests.test_cli import ONE_SHOT_TIMEOUT_SECONDS, _assert_one_error_line, _cli_env, _Served, _serving, _write_config
 
 pytestmark = pytest.mark.anyio

@@ -15,7 +15,7 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from hub.config import TokenBucketConfig
-from hub.faces import RATE_LIMITED
+from hub.errors import RATE_LIMITED
 from hub.ratelimit import window_for
 from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
 from tests.conftest import INITIALIZE, MCP_HEADERS, fixture_entry, tool_text

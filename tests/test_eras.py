@@ -19,7 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import INVALID_PARAMS
 
 from hub.app import Hub
-from hub.faces import LIST_TTL_MS
+from hub.list_freshness import LIST_TTL_MS
 from tests.conftest import fixture_entry, running_hub
 from tests.conftest import tool_text as _text
 

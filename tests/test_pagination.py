@@ -25,8 +25,8 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 
 from hub.catalog import listing_key
 from hub.config import parse_config
-from hub.faces import LIST_TTL_MS
 from hub.federation import FEDERATION_KEY
+from hub.list_freshness import LIST_TTL_MS
 from hub.pages import PAGE_MAX_BYTES, InvalidCursor, decode_cursor, encode_cursor, page_of
 from tests.conftest import RunningHub, fixture_entry, running_hub, until
 

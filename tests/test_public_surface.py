@@ -9,6 +9,7 @@ import pytest
 
 EXPORTS = {
     "hub.errors": [
+        "RATE_LIMITED",
         "AuthError",
         "ConfigError",
         "HubError",
@@ -157,19 +158,15 @@ EXPORTS = {
         "oversized",
         "track_delivery",
     ],
-    "hub.faces": [
-        "AggregateFace",
-        "Face",
-        "HUB_NAME",
-        "CACHE_HINTS",
-        "FaceServices",
-        "HubServer",
-        "LIST_TTL_MS",
-        "RATE_LIMITED",
-        "ServerFace",
-        "SessionRegistry",
-        "build_mcp_server",
-    ],
+    "hub.faces": ["AggregateFace", "Face", "ServerFace"],
+    "hub.face_services": ["FaceServices"],
+    "hub.session_registry": ["NOTIFY_TIMEOUT_SECONDS", "SessionRegistry"],
+    "hub.callers": ["caller_principal", "client_channel", "client_key", "is_modern", "session_id"],
+    "hub.handlers": ["FaceHandlers"],
+    "hub.era_routing": ["restamped", "send_in_callers_era"],
+    "hub.listen": ["FaceListenHandler"],
+    "hub.request_boundary": ["ROUTED_METHODS", "ErrorAnswer", "RequestBoundary", "answer_of"],
+    "hub.mcp_server": ["CACHE_HINTS", "HUB_NAME", "HubServer", "build_mcp_server"],
     "hub.relay": [
         "ANONYMOUS",
         "CURRENT_CHANNEL",

@@ -30,7 +30,8 @@ from hub.auth import Principal
 from hub.catalog import Catalog
 from hub.catalog_search import CatalogSearch
 from hub.config import PolicyRule, RateLimitsConfig, parse_config
-from hub.faces import RATE_LIMITED, AggregateFace
+from hub.errors import RATE_LIMITED
+from hub.faces import AggregateFace
 from hub.found import LISTENER_KEY, FoundTools, TargetedBus
 from hub.pins import DEFINITION_HELD
 from hub.policy import Access, Policy

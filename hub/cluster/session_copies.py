@@ -26,8 +26,8 @@ from mcp.server.connection import Connection
 
 from hub.cluster.session_state import SessionState
 from hub.errors import HubError
-from hub.faces import SessionRegistry
 from hub.relay import Subscriptions
+from hub.session_registry import SessionRegistry
 
 __all__ = ["SessionCopies"]
 

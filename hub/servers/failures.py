@@ -11,7 +11,9 @@ why a connection ended classify theirs the same way). Only the consequence diffe
 - a health check counts a failure against the breaker;
 - a re-list on expiry keeps the last listing unless the connection itself is gone.
 
-JSON-RPC translation of the resulting `HubError`s happens once, in the endpoint.
+This is the outbound direction's one place. The router only decides, from the resulting errors,
+whether to send again and what its breaker records (`hub.resilience.classify_failure`); their
+JSON-RPC translation happens once, in the endpoint (`hub.request_boundary`).
 """
 
 from __future__ import annotations
