@@ -42,10 +42,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check hub adapters
 	$(BIN)/mypy
 
-## the hub against direct SSE/JSON and mcp-proxy 0.13 in one run, then tool search quality and
-## speed, then search mode as served by a hub of 5,000 and 10,000 tools (prints tables; see benchmarks/README.md)
+## the hub against direct SSE/JSON and mcp-proxy 0.13 in one run, the scale rows (big catalogs,
+## memory, start-up), then tool search quality and speed, then search mode as served by a hub of
+## 5,000 and 10,000 tools (prints tables; see benchmarks/README.md)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/bench.py --scale --reps 1
 	$(BIN)/python benchmarks/tool_search/run.py
 	$(BIN)/python benchmarks/tool_search/served.py
 

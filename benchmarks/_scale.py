@@ -10,6 +10,15 @@
   past its first start, against the servers' own floor: the same N fixture servers started at
   once over stdio by `mcp.Client` (`mode="auto"`, as the hub connects), each timed from spawn to
   the end of its first full `tools/list`.
+- **Start-up delay** (exact, in the same run): a client walks the hub's `tools/list` from the
+  moment the hub listens (the hub answers lists once every server had its first start); each
+  fixture writes the wall-clock time it answered its own first full `tools/list` (to the hub;
+  `--first-list-stamp`); the row is the end of that walk minus the slowest server's stamp.
+
+The three goal rows of issue 12 item 5 are printed last, each MET or MISSED: a full paginated
+`tools/list` of the N x M catalog in <= `GOAL_LIST_MS` of hub CPU (a walk's CPU time of the hub
+process, servers idle; the walk's wall time beside it); hub idle RSS with N servers <=
+`GOAL_RSS_BASE_MB` + `GOAL_RSS_PER_SERVER_MB` x N; the start-up delay <= `GOAL_STARTUP_DELAY_MS`.
 
 The hub runs with `auth: none` here (authentication does not change catalog size or start-up),
 a start-up timeout of `STARTUP_TIMEOUT_SECONDS` per server (20 Python servers starting at once on
@@ -30,7 +39,7 @@ from typing import Any, TextIO
 import httpx2
 from _load import REQUEST_TIMEOUT_SECONDS, CallError, Worker, list_all
 from _peers import FIXTURE, fixture_argv, hub_config, spawn_hub
-from _procs import Process, Processes, log, rss_bytes, wait_ready
+from _procs import Process, Processes, cpu_times, log, rss_bytes, wait_ready
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -38,6 +47,14 @@ STARTUP_TIMEOUT_SECONDS = 180.0
 """Per-server `startup_timeout_seconds` of the scale hubs, and the bound on reaching a full catalog."""
 HUB_STOP_TIMEOUT_SECONDS = 60.0
 """How long a scale hub may take to stop (it stops every server it started) before it is killed."""
+GOAL_LIST_MS = 20.0
+"""Goal: hub CPU (ms) of one full paginated `tools/list` of the N x M catalog (issue 12 item 5)."""
+GOAL_RSS_BASE_MB = 60.0
+GOAL_RSS_PER_SERVER_MB = 1.0
+"""Goal: hub idle RSS <= `GOAL_RSS_BASE_MB` + `GOAL_RSS_PER_SERVER_MB` per server (MB)."""
+GOAL_STARTUP_DELAY_MS = 100.0
+"""Goal: the hub's first full `tools/list` ends at most this long after its slowest server
+answered its own first one (ms)."""
 
 
 @dataclass
@@ -48,6 +65,9 @@ class ListStats:
     items: int
     pages: int
     body_bytes: int
+    hub_cpu_ms: float | None = None
+    """CPU time (user + system) of the hub process per timed walk (mean over the walks; the
+    kernel counts it in ticks of 10 ms, so more walks read finer)."""
 
 
 @dataclass
@@ -59,6 +79,10 @@ class HubStart:
     """From spawning the hub to `/readyz` 200 with every server past its first start."""
     idle_rss_bytes: int | None
     servers_ready: int
+    startup_delay_ms: float | None = None
+    """The end of the hub's first full `tools/list` (asked for as the hub started listening)
+    minus the time its slowest server answered its own first full `tools/list`; None when a
+    server wrote no stamp (not every server started)."""
 
 
 @dataclass
@@ -99,36 +123,78 @@ async def own_first_lists(servers: int, extra_tools: int, errlog: TextIO) -> lis
         return await asyncio.gather(*(_own_first_list(extra_tools, errlog) for _ in range(servers)))
 
 
-async def _list_stats(url: str, era: str, lists: int) -> ListStats:
-    """One warm-up listing, then `lists` timed full listings (walking `nextCursor`)."""
+async def _list_stats(url: str, era: str, lists: int, pid: int | None = None) -> ListStats:
+    """One warm-up listing, then `lists` timed full listings (walking `nextCursor`); with `pid`
+    (the hub), also the CPU time that process spent per timed listing."""
     timeout = httpx2.Timeout(REQUEST_TIMEOUT_SECONDS)
     async with httpx2.AsyncClient(timeout=timeout, trust_env=False) as client:
         worker = Worker(client, url, era)
         await worker.open()
         try:
             await list_all(worker)
+            before = cpu_times(pid) if pid is not None else None
             walks = [await list_all(worker) for _ in range(lists)]
+            after = cpu_times(pid) if pid is not None else None
         finally:
             await worker.close()
     last = walks[-1]
-    return ListStats(statistics.median(w.seconds for w in walks) * 1000, last.items, last.pages, last.body_bytes)
+    cpu_ms = None
+    if before is not None and after is not None:
+        cpu_ms = (sum(after) - sum(before)) / len(walks) * 1000
+    return ListStats(
+        statistics.median(w.seconds for w in walks) * 1000, last.items, last.pages, last.body_bytes, cpu_ms
+    )
 
 
-def _servers(count: int, extra_tools: int) -> dict[str, Any]:
+async def _first_full_list(url: str, era: str) -> float:
+    """Walk the hub's `tools/list` once, from as soon as it listens: the wall-clock time
+    (`time.time()`) the walk ended (the hub answers lists once every server had its first start)."""
+    timeout = httpx2.Timeout(STARTUP_TIMEOUT_SECONDS)
+    async with httpx2.AsyncClient(timeout=timeout, trust_env=False) as client:
+        worker = Worker(client, url, era)
+        await worker.open()
+        try:
+            await list_all(worker)
+        finally:
+            await worker.close()
+    return time.time()
+
+
+def _slowest_stamp(stamps: Path, servers: int) -> float | None:
+    """The latest time a server of the run answered its own first full `tools/list`, or None
+    unless every one of the `servers` wrote its stamp."""
+    times = [float(path.read_text(encoding="utf-8")) for path in stamps.glob("s*") if path.stat().st_size]
+    return max(times) if len(times) == servers else None
+
+
+def _servers(count: int, extra_tools: int, stamps: Path) -> dict[str, Any]:
+    """`count` fixture servers `s00`, `s01`...; each writes its first-list stamp into `stamps`."""
     args = [str(FIXTURE), *(["--extra-tools", str(extra_tools)] if extra_tools else [])]
-    entry = {"command": sys.executable, "args": args, "startup_timeout_seconds": STARTUP_TIMEOUT_SECONDS}
-    return {f"s{i:02d}": dict(entry) for i in range(count)}
+    return {
+        f"s{i:02d}": {
+            "command": sys.executable,
+            "args": [*args, "--first-list-stamp", str(stamps / f"s{i:02d}")],
+            "startup_timeout_seconds": STARTUP_TIMEOUT_SECONDS,
+        }
+        for i in range(count)
+    }
 
 
-def _start_hub(processes: Processes, work: Path, name: str, servers: dict[str, Any]) -> tuple[Process, str, HubStart]:
+def _start_hub(
+    runner: asyncio.Runner, processes: Processes, work: Path, name: str, servers: dict[str, Any], era: str
+) -> tuple[Process, str, HubStart]:
     state_dir = work / f"{name}-state"
     state_dir.mkdir(exist_ok=True)
+    stamps = work / f"{name}-stamps"
+    stamps.mkdir(exist_ok=True)
     config = hub_config(servers, str(state_dir), governance=False)
     # Stopping 20 stdio servers takes a while on a loaded machine; a graceful stop beats a kill.
     process, wait_port = spawn_hub(processes, name, config, work, stop_timeout_seconds=HUB_STOP_TIMEOUT_SECONDS)
     port = wait_port()
+    listed_at = runner.run(_first_full_list(f"http://127.0.0.1:{port}/mcp", era))
     response = wait_ready(f"http://127.0.0.1:{port}/readyz", process, timeout=STARTUP_TIMEOUT_SECONDS + 30)
     ready_seconds = time.perf_counter() - process.started_at
+    slowest = _slowest_stamp(stamps, len(servers)) if servers else None
     process.adopt_descendants()
     body = response.json()
     statuses = body.get("servers", [])
@@ -138,10 +204,13 @@ def _start_hub(processes: Processes, work: Path, name: str, servers: dict[str, A
         ready_seconds=ready_seconds,
         idle_rss_bytes=rss_bytes(process.pid),
         servers_ready=sum(1 for s in statuses if s.get("state") == "ready"),
+        startup_delay_ms=None if slowest is None else (listed_at - slowest) * 1000,
     )
+    delay = "-" if start.startup_delay_ms is None else f"{start.startup_delay_ms:.0f} ms"
     log(
         f"{name}: {start.servers_ready}/{start.servers} servers ready, {start.tools} tools, "
-        f"{ready_seconds:.2f} s from spawn, idle RSS {(start.idle_rss_bytes or 0) / 2**20:.1f} MB"
+        f"{ready_seconds:.2f} s from spawn, idle RSS {(start.idle_rss_bytes or 0) / 2**20:.1f} MB, "
+        f"first full list {delay} after the slowest server's own"
     )
     return process, f"http://127.0.0.1:{port}/mcp", start
 
@@ -167,14 +236,15 @@ def run_scale(
     run.own_first_list_seconds = sorted(s for s, _ in own)
     run.own_tools = sum(n for _, n in own)
 
-    for name, fleet in (("empty", {}), ("small", _servers(servers, 0)), ("full", _servers(servers, extra))):
-        process, url, start = _start_hub(processes, work, f"hub-scale-{name}", fleet)
+    for name, count, extra_of_name in (("empty", 0, 0), ("small", servers, 0), ("full", servers, extra)):
+        fleet = _servers(count, extra_of_name, work / f"hub-scale-{name}-stamps")
+        process, url, start = _start_hub(runner, processes, work, f"hub-scale-{name}", fleet, eras[0])
         run.hubs[name] = start
         if name == "full":
             for era in eras:
                 log(f"  full tools/list through the hub, {era} era, {lists} times")
                 try:
-                    run.hub_lists[era] = runner.run(_list_stats(url, era, lists))
+                    run.hub_lists[era] = runner.run(_list_stats(url, era, lists, process.pid))
                 except (CallError, httpx2.HTTPError) as exc:
                     log(f"  FAILED: {type(exc).__name__}: {exc}")
         processes.stop(process)
@@ -250,11 +320,8 @@ def scale_report(runs: list[ScaleRun], eras: list[str]) -> list[str]:
                 rows.append(f"    {label:28} {era:9}  FAILED")
                 continue
             last = stats[-1]
-            note = (
-                "  (one whole list: the hub does not paginate tools/list yet)"
-                if (attr == "hub_lists" and last.pages == 1)
-                else ""
-            )
+            cpu = _median([s.hub_cpu_ms for s in stats if s.hub_cpu_ms is not None])
+            note = f"  hub CPU {_fmt(cpu, '.0f')} ms" if attr == "hub_lists" else ""
             rows.append(
                 f"    {label:28} {era:9} {_fmt(_median([s.median_ms for s in stats]), '8.0f')} ms"
                 f"  {last.items:>6,} tools  {last.pages:>3} page(s)  {last.body_bytes / 2**20:5.2f} MB{note}"
@@ -262,4 +329,36 @@ def scale_report(runs: list[ScaleRun], eras: list[str]) -> list[str]:
     one_rss = _median([float(r.one_server_rss_bytes) for r in runs if r.one_server_rss_bytes])
     lines += ["  full tools/list, walked through nextCursor (median per full list):", *rows]
     lines.append(f"  one server holding them all: RSS {mb(one_rss)} MB after listing")
+    return lines + _goal_rows(runs, eras, rss["small"])
+
+
+def _verdict(value: float | None, goal: float) -> str:
+    return "-" if value is None else ("MET" if value <= goal else "MISSED")
+
+
+def _goal_rows(runs: list[ScaleRun], eras: list[str], small_rss: float | None) -> list[str]:
+    """The three goals of issue 12 item 5, each with its measured figure and MET or MISSED."""
+    first = runs[0]
+    servers, tools = first.servers, first.servers * (first.base_tools + first.extra_tools)
+    lines = ["  goals (issue 12 item 5):"]
+    for era in eras:
+        stats = [r.hub_lists[era] for r in runs if era in r.hub_lists]
+        cpu = _median([s.hub_cpu_ms for s in stats if s.hub_cpu_ms is not None])
+        wall = _median([s.median_ms for s in stats])
+        lines.append(
+            f"    full paginated tools/list of {tools:,} tools, {era:9} hub CPU {_fmt(cpu, '6.1f')} ms"
+            f" (wall {_fmt(wall, '.0f')} ms) <= {GOAL_LIST_MS:g} ms: {_verdict(cpu, GOAL_LIST_MS)}"
+        )
+    limit = GOAL_RSS_BASE_MB + GOAL_RSS_PER_SERVER_MB * servers
+    rss = None if small_rss is None else small_rss / 2**20
+    lines.append(
+        f"    hub idle RSS with {servers} servers {_fmt(rss, '6.1f')} MB <= {GOAL_RSS_BASE_MB:g} +"
+        f" {GOAL_RSS_PER_SERVER_MB:g} x {servers} = {limit:g} MB: {_verdict(rss, limit)}"
+    )
+    delays = [r.hubs["full"].startup_delay_ms for r in runs if "full" in r.hubs]
+    delay = _median([d for d in delays if d is not None])
+    lines.append(
+        f"    first full tools/list after the slowest server's own ({servers} x {first.base_tools + first.extra_tools}"
+        f" tools) {_fmt(delay, '6.0f')} ms <= {GOAL_STARTUP_DELAY_MS:g} ms: {_verdict(delay, GOAL_STARTUP_DELAY_MS)}"
+    )
     return lines

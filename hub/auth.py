@@ -38,12 +38,11 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import parse_qs
 
 import anyio
 import httpx2
-import jwt
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from starlette.authentication import AuthCredentials
@@ -54,6 +53,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hub.config import HUB_SCOPES, AuthConfig, HubConfig, JwtConfig
 from hub.errors import AuthError
 from hub.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    import jwt
 
 __all__ = [
     "ANONYMOUS",
@@ -169,6 +171,8 @@ class JwksCache:
         return self._keys.get(kid)
 
     async def _refresh(self, *, min_age: float) -> None:
+        import jwt  # PyJWT loads with the first JWKS: a hub without `auth.jwt` never imports it
+
         async with self._lock:
             if self.fetches and time.monotonic() - self._fetched_at < min_age:
                 return  # another request refreshed while this one waited
@@ -268,6 +272,8 @@ class Authenticator:
         return Principal(found.id, self.hierarchy.expand(found.scopes), "api_key")
 
     async def _from_jwt(self, token: str, config: JwtConfig) -> Principal:
+        import jwt  # PyJWT loads at the first JWT: a hub without `auth.jwt` never imports it
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

@@ -160,6 +160,32 @@ def _sorted(items: Iterable[_ListedT]) -> tuple[_ListedT, ...]:
     return tuple(sorted(items, key=listing_key))
 
 
+class _Renamed:
+    """Renamed copies of definitions (exposed name, or exposed URI or URI template), kept from
+    one rebuild to the next while a server's definition object and its exposed name stay the
+    same: a change of one server then copies only its own definitions, not the whole catalog
+    (10,000 tools: ~0.2 s per change otherwise), and the definitions that stay keep their
+    identity, which the caches of `hub.pages` and `hub.prepared_lists` are keyed by."""
+
+    def __init__(self) -> None:
+        self._copies: dict[tuple[int, str, str], tuple[object, object]] = {}
+        self._used: dict[tuple[int, str, str], tuple[object, object]] = {}
+
+    def __call__(self, item: _ListedT, field_name: str, exposed: str) -> _ListedT:
+        key = (id(item), field_name, exposed)
+        kept = self._copies.get(key)
+        if kept is not None and kept[0] is item:  # the entry holds `item`, so its id is not reused
+            copy: _ListedT = kept[1]  # type: ignore[assignment]
+        else:
+            copy = item.model_copy(update={field_name: exposed})
+        self._used[key] = (item, copy)
+        return copy
+
+    def settle(self) -> None:
+        """Keep only the copies the rebuild that just ended used."""
+        self._copies, self._used = self._used, {}
+
+
 def _not_held(held: Callable[[str, Kind, str], bool], server_id: str, kind: Kind, original: str) -> bool:
     return not held(server_id, kind, original)
 
@@ -194,6 +220,9 @@ class Catalog:
         self._descriptions_default = config.descriptions
         self.pins = pins
         self._flush_lock = anyio.Lock()
+        self._merge_lock = anyio.Lock()
+        self._unmerged: set[str] = set()
+        """Servers whose new snapshot no rebuild has merged yet (`set_snapshot`)."""
         self._set_configs(config.servers)
         self._snapshots: dict[str, ServerSnapshot] = {}
         """Live snapshots by connection id (a server_id, or a replica member `<server_id>/<n>`)."""
@@ -216,6 +245,7 @@ class Catalog:
         self._statuses: dict[tuple[str, str, str], PinStatus] = {}
         self._input_schemas: dict[str, dict[str, object]] = {}
         self._exposed_names: dict[tuple[Kind, str, str], str] = {}
+        self._renamed = _Renamed()
 
     def _set_configs(self, servers: Mapping[str, ServerConfig]) -> None:
         self._configs = dict(servers)
@@ -246,11 +276,23 @@ class Catalog:
         """Replace one server's (or replica member's, `<server_id>/<n>`) live contribution (None:
         it is down; its last known snapshot keeps its names reserved) and tell listeners."""
         if snapshot is None:
+            if server_id not in self._snapshots:
+                return  # it was not contributing: nothing changes
             self._snapshots.pop(server_id, None)
         else:
             self._snapshots[server_id] = snapshot
-        await self._notify(server_id, self._rebuild())
-        await self.flush_pins()
+        # Snapshots that arrive while an earlier change is still being told or stored (a fleet
+        # starting) are merged by one rebuild: each rebuild costs the whole catalog (10,000
+        # tools: ~0.1-0.2 s), so one per server would queue up behind each other.
+        self._unmerged.add(server_id)
+        async with self._merge_lock:
+            if server_id not in self._unmerged:
+                return  # merged (and told) by the rebuild of a snapshot that came meanwhile
+            merged, self._unmerged = self._unmerged, set()
+            changed = self._rebuild()
+            for merged_id in sorted(merged):
+                await self._notify(merged_id, changed)
+            await self.flush_pins()
 
     async def refresh(self) -> None:
         """Rebuild after the pins changed (an approval, a new lockfile), tell listeners, and store
@@ -377,10 +419,13 @@ class Catalog:
         self._tool_routes, self.tools = self._namespace_names("tools", exposed, route, lambda s: s.tools)
         self._prompt_routes, self.prompts = self._namespace_names("prompts", exposed, route, lambda s: s.prompts)
         self._input_schemas = {tool.name: tool.input_schema for tool in self.tools}
-        self._resource_routes, self.resources = _namespace_uris("resources", exposed, route, lambda s: s.resources)
-        self._template_routes, self.resource_templates = _namespace_uris(
-            "resource_templates", exposed, route, lambda s: s.resource_templates
+        self._resource_routes, self.resources = _namespace_uris(
+            "resources", exposed, route, lambda s: s.resources, self._renamed
         )
+        self._template_routes, self.resource_templates = _namespace_uris(
+            "resource_templates", exposed, route, lambda s: s.resource_templates, self._renamed
+        )
+        self._renamed.settle()
         self._views = {sid: _make_view(known[sid].clean, partial(_not_held, held, sid)) for sid in live}
         every = (*self._tool_routes.values(), *self._prompt_routes.values(), *self._resource_routes)
         self._by_original = {(r.kind, r.server_id, r.original): r for r in (*every, *self._template_routes)}
@@ -418,7 +463,7 @@ class Catalog:
         for a in assignments:
             routes[a.exposed] = made = route(kind, a.exposed, a.server_id, a.original, a.note)
             if made.listed:
-                listed.append(definitions[(a.server_id, a.original)].model_copy(update={"name": a.exposed}))
+                listed.append(self._renamed(definitions[(a.server_id, a.original)], "name", a.exposed))
         return routes, _sorted(listed)
 
     # ---- lookups (the request path: dictionary reads only) ----
@@ -527,6 +572,7 @@ def _namespace_uris(
     snapshots: dict[str, ServerSnapshot],
     route: Callable[[Kind, str, str, str, str | None], Route],
     items_of: Callable[[ServerSnapshot], tuple[_UriT, ...]],
+    renamed: _Renamed,
 ) -> tuple[list[Route], tuple[_UriT, ...]]:
     """Routes and listed (re-addressed) definitions for resources or templates (`<server_id>+<uri>`;
     listed in exposed-URI order)."""
@@ -539,5 +585,5 @@ def _namespace_uris(
             exposed = exposed_resource_uri(server_id, original)
             routes.append(made := route(kind, exposed, server_id, original, None))
             if made.listed:
-                listed.append(item.model_copy(update={field_name: exposed}))
+                listed.append(renamed(item, field_name, exposed))
     return routes, _sorted(listed)

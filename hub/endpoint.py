@@ -74,6 +74,7 @@ from hub.mcp_server import HUB_NAME, HubServer, build_mcp_server
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import HubMetrics
 from hub.policy import Access, Policy
+from hub.prepared_lists import warm_lists
 from hub.profiles import PROFILE_PREFIX, ProfileFace
 from hub.ratelimit import RateLimiter
 from hub.relay import Subscriptions
@@ -262,6 +263,7 @@ class Endpoint:
         """Called by `POST /admin/reload`; returns `(HTTP status, JSON body)` (set by the Hub)."""
         catalog.add_listener(self._on_catalog_change)
         catalog.add_listener(self.search.on_catalog_change)
+        catalog.add_listener(warm_lists(catalog))  # list pages' definitions, as servers arrive
         # A changed set of federated hubs is re-advertised on list results: clients re-list.
         fleet.federation.add_listener(lambda: self._on_catalog_change("", frozenset({"tools"}), every_face=True))
 

@@ -46,6 +46,7 @@ from hub.found import TargetedBus
 from hub.list_freshness import list_ttl_ms
 from hub.pages import Page, page_of
 from hub.policy import Access
+from hub.prepared_lists import PreparedLists
 from hub.relay import CURRENT_CHANNEL
 from hub.router import Router
 from hub.search_mode import FaceSearch
@@ -107,19 +108,21 @@ class FaceHandlers:
         self._tasks = tasks
         self._page_size = page_size
         self._search = search
+        self.lists = PreparedLists(access, face.route_key, page_size, face.cursor_scope)
+        """The face's prepared list pages (`hub.prepared_lists`; its middleware is in the chain)."""
         self._scope = services.scope
         """The one server this face fronts (None: the whole fleet): what its lists wait for."""
 
     # ------------------------------------------------------------ tools
 
-    async def list_tools(self, ctx: _Context, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    async def list_tools(self, ctx: _Context, params: types.PaginatedRequestParams | None) -> Any:
+        """A dict of wire keys (`hub.prepared_lists`), or search mode's `ListToolsResult`."""
         await self.started()
         search = self._search
         searching = search.listing(caller_principal(ctx), client_key(ctx)) if search is not None else None
         if searching is None:
-            page = self.listed(ctx, "tools", self._face.tools(), params)
-        else:
-            page = self.listed(ctx, "tools", searching, params, narrowed=True)
+            return self.lists.result(ctx, caller_principal(ctx), "tools", self._face.tools(), params, self.envelope())
+        page = self.listed(ctx, "tools", searching, params, narrowed=True)
         return types.ListToolsResult(
             tools=page.items, next_cursor=page.next_cursor, _meta=self.advertised(), ttl_ms=self.ttl()
         )
@@ -172,23 +175,18 @@ class FaceHandlers:
 
     # ------------------------------------------------------------ resources
 
-    async def list_resources(
-        self, ctx: _Context, params: types.PaginatedRequestParams | None
-    ) -> types.ListResourcesResult:
+    async def list_resources(self, ctx: _Context, params: types.PaginatedRequestParams | None) -> Any:
+        """A dict of wire keys (`hub.prepared_lists`)."""
         await self.started()
-        page = self.listed(ctx, "resources", self._face.resources(), params)
-        return types.ListResourcesResult(
-            resources=page.items, next_cursor=page.next_cursor, _meta=self.advertised(), ttl_ms=self.ttl()
+        return self.lists.result(
+            ctx, caller_principal(ctx), "resources", self._face.resources(), params, self.envelope()
         )
 
-    async def list_resource_templates(
-        self, ctx: _Context, params: types.PaginatedRequestParams | None
-    ) -> types.ListResourceTemplatesResult:
+    async def list_resource_templates(self, ctx: _Context, params: types.PaginatedRequestParams | None) -> Any:
+        """A dict of wire keys (`hub.prepared_lists`)."""
         await self.started()
-        page = self.listed(ctx, "resource_templates", self._face.resource_templates(), params)
-        return types.ListResourceTemplatesResult(
-            resource_templates=page.items, next_cursor=page.next_cursor, _meta=self.advertised(), ttl_ms=self.ttl()
-        )
+        templates = self._face.resource_templates()
+        return self.lists.result(ctx, caller_principal(ctx), "resource_templates", templates, params, self.envelope())
 
     async def read_resource(self, ctx: _Context, params: types.ReadResourceRequestParams) -> Any:
         """`resources/read` of an exposed URI: resolve, admit, route, expose (a server's
@@ -236,12 +234,10 @@ class FaceHandlers:
 
     # ------------------------------------------------------------ prompts and completions
 
-    async def list_prompts(self, ctx: _Context, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+    async def list_prompts(self, ctx: _Context, params: types.PaginatedRequestParams | None) -> Any:
+        """A dict of wire keys (`hub.prepared_lists`)."""
         await self.started()
-        page = self.listed(ctx, "prompts", self._face.prompts(), params)
-        return types.ListPromptsResult(
-            prompts=page.items, next_cursor=page.next_cursor, _meta=self.advertised(), ttl_ms=self.ttl()
-        )
+        return self.lists.result(ctx, caller_principal(ctx), "prompts", self._face.prompts(), params, self.envelope())
 
     async def get_prompt(self, ctx: _Context, params: types.GetPromptRequestParams) -> Any:
         """`prompts/get` of an exposed name: resolve, admit, route, expose."""
@@ -447,6 +443,10 @@ class FaceHandlers:
     def advertised(self) -> dict[str, Any]:
         """List results' `_meta`: this hub's federation advertisement (hub.federation)."""
         return {FEDERATION_KEY: self._services.fleet.federation.advertisement(self._scope)}
+
+    def envelope(self) -> dict[str, Any]:
+        """A list result's `_meta` and `ttlMs` (wire keys)."""
+        return {"_meta": self.advertised(), "ttlMs": self.ttl()}
 
     def ttl(self) -> int:
         """List results' `ttlMs`: until the face's servers' lists could next change by expiry

@@ -12,6 +12,8 @@ The middleware chain of every face, outermost first (`HubServer.middleware`):
    `requestState` the face returns and verifies every one it is sent;
 4. the tasks middleware (`hub.tasks.FaceTasks.middleware`): a handshake-era `CreateTaskResult`
    past the SDK's `CallToolResult` shaping;
+5. the prepared lists' middleware (`hub.prepared_lists.PreparedLists.middleware`): puts a list's
+   prepared page (wire dicts) in the result the SDK shaped around an empty one;
 
 then the SDK's params validation and the request's handler (`get_request_handler(method)`).
 """
@@ -212,6 +214,7 @@ def build_mcp_server(
         RequestBoundary(face, registry, services.fleet.federation, metrics=metrics, tracer=tracer),
         services.bridge.boundary(name),
         tasks.middleware,
+        handlers.lists.middleware,
     ]
     return server
 

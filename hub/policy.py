@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -90,6 +90,17 @@ class Policy:
         so listings need no per-item decision."""
         return (self._rules is not None and principal.source != "local") or "hub:call" not in principal.scopes
 
+    def view_of(self, principal: Principal) -> Hashable:
+        """What `principal`'s listings depend on: "all" (nothing restricts it), "none" (it may
+        see nothing: no `hub:call`, or no rule applies) or the index of the rule that decides
+        for it. `decide` gives two principals with the same view the same answer for every
+        route, so they can share prepared lists (`hub.prepared_lists`)."""
+        if "hub:call" not in principal.scopes:
+            return "none"
+        if self._rules is None or principal.source == "local":
+            return "all"
+        return next((index for index, rule in enumerate(self._rules) if _applies(rule, principal)), "none")
+
     def rule_for(self, principal: Principal) -> PolicyRule | None:
         """The rule that decides for `principal`: the first that applies to it (by principal id
         or by scope), whatever the route; None without `policies:`, for the stdio client
@@ -153,6 +164,10 @@ class Access:
     def restricts(self, principal: Principal) -> bool:
         """See `Policy.restricts`."""
         return self.policy.restricts(principal)
+
+    def view_of(self, principal: Principal) -> Hashable:
+        """See `Policy.view_of`."""
+        return self.policy.view_of(principal)
 
     def visible(self, principal: Principal, route: tuple[str, str] | None) -> bool:
         """May `principal` see `route` (`(server_id, exposed)`; None for no route) in a listing?"""

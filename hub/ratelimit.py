@@ -25,14 +25,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final, cast
 
-from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
-
 from hub.cluster.store import SharedStore
 from hub.config import RateLimitsConfig, TokenBucketConfig
 
 if TYPE_CHECKING:
+    from limits import RateLimitItem
+    from limits.aio.strategies import MovingWindowRateLimiter
+
     from hub.cluster.redis_limits import SharedWindows
     from hub.cluster.redis_store import RedisStore
 
@@ -47,6 +46,8 @@ _ROUTE_NAMESPACE: Final = "route"
 
 def window_for(limit: TokenBucketConfig, namespace: str = "LIMITER") -> RateLimitItem:
     """The moving window enforcing `limit` (see the module docstring): `n` requests per `w` s."""
+    from limits import RateLimitItemPerSecond  # the `limits` library loads only when a limit is used
+
     seconds = max(1, round(limit.burst / limit.requests_per_second))
     amount = max(1, round(limit.requests_per_second * seconds))
     return RateLimitItemPerSecond(amount, seconds, namespace=namespace)
@@ -62,7 +63,7 @@ class RateLimiter:
 
     def __init__(self, config: RateLimitsConfig, store: SharedStore | None = None) -> None:
         self._config = config
-        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._local_limiter: MovingWindowRateLimiter | None = None
         self._shared: SharedWindows | None = None
         if store is not None and store.shared:
             # Imported only for replicas: redis-py loads OpenTelemetry's SDK when it is installed.
@@ -116,9 +117,20 @@ class RateLimiter:
         if self._shared is not None and not self._counting_locally:
             self._counting_locally = True
             logger.warning("rate limits: Redis unavailable, counting on this replica only until it is back")
-        if await self._local.hit(item, *identifiers):
+        local = self._local()
+        if await local.hit(item, *identifiers):
             return 0.0
-        return retry_after(await self._local.get_window_stats(item, *identifiers))
+        return retry_after(await local.get_window_stats(item, *identifiers))
+
+    def _local(self) -> MovingWindowRateLimiter:
+        """The in-memory windows, made at the first limited request: a hub with no
+        `rate_limits:` never imports the `limits` library (~1.6 MB of RSS)."""
+        if self._local_limiter is None:
+            from limits.aio.storage import MemoryStorage
+            from limits.aio.strategies import MovingWindowRateLimiter
+
+            self._local_limiter = MovingWindowRateLimiter(MemoryStorage())
+        return self._local_limiter
 
 
 def retry_after(stats: tuple[float, int]) -> float:

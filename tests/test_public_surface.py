@@ -126,6 +126,7 @@ EXPORTS = {
         "InvalidCursor",
         "Page",
         "decode_cursor",
+        "definition_size",
         "encode_cursor",
         "page_of",
     ],
@@ -256,6 +257,7 @@ EXPORTS = {
         "required_scope",
     ],
     "hub.policy": ["Access", "Decision", "Policy", "audit_logger", "audit_refusal"],
+    "hub.prepared_lists": ["LIST_METHODS", "MAX_VIEWS", "WARM_VERSIONS", "PreparedLists", "WirePage", "warm_lists"],
     "hub.ratelimit": ["RateLimiter", "retry_after", "window_for"],
     "hub.search": [
         "DEFAULT_LIMIT",

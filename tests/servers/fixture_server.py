@@ -42,7 +42,9 @@ import contextlib
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -50,6 +52,7 @@ import mcp_types as types
 import uvicorn
 from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
@@ -409,6 +412,22 @@ async def _serve_stdio(server: Server[Any]) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
+def _first_list_stamp(path: Path) -> Callable[[ServerRequestContext[Any], CallNext], Awaitable[HandlerResult]]:
+    """A middleware that writes the time its server answers the last page of its first
+    `tools/list` (for the scale benchmark's start-up row)."""
+    done = False
+
+    async def stamp(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
+        nonlocal done
+        result = await call_next(ctx)
+        if not done and ctx.method == "tools/list" and isinstance(result, dict) and not result.get("nextCursor"):
+            done = True
+            await anyio.Path(path).write_text(f"{time.time():.6f}", encoding="utf-8")
+        return result
+
+    return stamp
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
@@ -425,10 +444,17 @@ def main() -> None:
     parser.add_argument(
         "--stderr-env", metavar="NAME", help="write NAME=<its value> to stderr at start (a leaky server)"
     )
+    parser.add_argument(
+        "--first-list-stamp",
+        metavar="FILE",
+        help="write the wall-clock time (time.time()) to FILE as the first full tools/list is answered",
+    )
     args = parser.parse_args()
     gate = _AuthorizationGate() if args.probe_tools else None
     server = build_server(args.name, args.extra_tools, args.page_size, args.weird_names, gate, args.filler_bytes)
     server.middleware.clear()
+    if args.first_list_stamp:
+        server.middleware.append(_first_list_stamp(Path(args.first_list_stamp)))
     print(f"fixture server {args.name} starting ({args.transport})", file=sys.stderr, flush=True)
     if args.stderr_env:
         print(f"{args.stderr_env}={os.environ.get(args.stderr_env)}", file=sys.stderr, flush=True)
