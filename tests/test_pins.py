@@ -117,6 +117,25 @@ def test_a_first_listing_is_pinned_whole_and_a_change_is_flagged_in_warn_and_hel
     assert "IMPORTANT" not in message and "id_rsa" not in message  # never the definition itself
 
 
+def test_the_stored_document_is_a_copy_even_with_an_integer_past_64_bits_in_a_schema() -> None:
+    pins = Pins(MemoryPinStore())
+    huge = {**_tool(), "inputSchema": {"type": "object", "properties": {"n": {"type": "integer", "maximum": 2**70}}}}
+    pins.observe("rp", "warn", _current(echo=_tool()))
+    plain = pins.document()
+    plain["pins"]["rp"]["tools"]["echo"]["definition"]["name"] = "changed"
+    assert pins.document()["pins"]["rp"]["tools"]["echo"]["definition"]["name"] == "echo"
+    pins.observe("big", "warn", _current(echo=huge))
+
+    document = pins.document()
+    stored = document["pins"]["big"]["tools"]["echo"]["definition"]
+    assert stored["inputSchema"]["properties"]["n"]["maximum"] == 2**70
+    stored["inputSchema"]["properties"]["n"]["maximum"] = 0  # the copy is the caller's own
+    document["pins"]["rp"]["tools"]["echo"]["fingerprint"] = "changed"
+    again = pins.document()
+    assert again["pins"]["big"]["tools"]["echo"]["definition"]["inputSchema"]["properties"]["n"]["maximum"] == 2**70
+    assert again["pins"]["rp"]["tools"]["echo"]["fingerprint"] == fingerprint(_tool())
+
+
 def test_a_new_definition_on_a_pinned_server_is_new_and_approval_pins_it() -> None:
     pins = Pins(MemoryPinStore())
     pins.observe("rp", "block", _current(echo=_tool()))
