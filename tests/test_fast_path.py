@@ -128,6 +128,34 @@ async def test_a_plain_call_is_answered_with_json_in_both_eras() -> None:
         assert fast.served == served + 5
 
 
+async def test_lists_take_the_lean_path_with_the_same_pages_as_the_sdks_path() -> None:
+    async with _hub() as (hub, http):
+        fast = hub.hub.endpoint.session_manager("").fast_path
+        headers = await _session(http, hub.url)
+        methods = ("tools/list", "resources/list", "resources/templates/list", "prompts/list")
+        served = fast.served
+        lean = [
+            await http.post(hub.url, json={"jsonrpc": "2.0", "id": n, "method": m}, headers=headers)
+            for n, m in enumerate(methods)
+        ]
+        body, modern_headers = _modern({"jsonrpc": "2.0", "id": 9, "method": "tools/list", "params": {}})
+        del modern_headers["mcp-name"]  # a list names nothing
+        modern = await http.post(hub.url, json=body, headers=modern_headers)
+        assert fast.served == served + 5
+        fast.enabled = False
+        sdk = [
+            await http.post(hub.url, json={"jsonrpc": "2.0", "id": n, "method": m}, headers=headers)
+            for n, m in enumerate(methods)
+        ]
+        modern_sdk = await http.post(hub.url, json=body, headers=modern_headers)
+        assert fast.served == served + 5
+        for response in (*lean, modern):
+            assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+        assert [response.json() for response in lean] == [_messages(response)[-1] for response in sdk]
+        assert modern.json() == modern_sdk.json()
+        assert "fx__echo" in {tool["name"] for tool in lean[0].json()["result"]["tools"]}
+
+
 @pytest.mark.parametrize("era", ["handshake", "modern"])
 async def test_a_call_that_reports_progress_after_100_ms_streams_it_as_sse_then_the_result(era: str) -> None:
     async with _hub() as (hub, http):

@@ -1,15 +1,16 @@
 """The lean path of one plain request: served in the ASGI request's own task, answered with JSON
 unless the call streams (issue 12, item 2).
 
-A POST whose body is one JSON-RPC request for `tools/call`, `resources/read`, `prompts/get` or
-`completion/complete` (`PLAIN_METHODS`) is served here instead of through the SDK's transport
-and dispatcher: the body is parsed once (orjson), and the face server's own handler chain runs
-(`ServerRunner.on_request` in the handshake era, on the session's `Connection`; `serve_one` in
-the modern era, on a `Connection` built from the request's `_meta` envelope, as the SDK's
-single-exchange handler builds it) with a `DispatchContext` of this module's, `LeanCall`. So the
-middleware (drain, trace context, federation, policy, rate limits, metrics, the bridge
-boundary, tasks), the params validation, the init gate and the result shaping are the SDK's,
-in the SDK's order; what changes is the wire around them:
+A POST whose body is one JSON-RPC request for `tools/call`, `resources/read`, `prompts/get`,
+`completion/complete` or one of the four lists (`PLAIN_METHODS`) is served here instead of
+through the SDK's transport and dispatcher: the body is parsed once (orjson), and the face
+server's own handler chain runs (`ServerRunner.on_request` in the handshake era, on the
+session's `Connection`; `serve_one` in the modern era, on a `Connection` built from the
+request's `_meta` envelope, as the SDK's single-exchange handler builds it) with a
+`DispatchContext` of this module's, `LeanCall`. So the middleware (drain, trace context,
+federation, policy, rate limits, metrics, the bridge boundary, tasks), the params validation,
+the init gate and the result shaping are the SDK's, in the SDK's order; what changes is the wire
+around them:
 
 - **JSON until the call streams.** A call that sends nothing before its result is answered
   `application/json`. At the first message of the call (progress, a log message, a
@@ -79,8 +80,20 @@ __all__ = ["PLAIN_METHODS", "FastPath", "decode"]
 
 logger = logging.getLogger(__name__)
 
-PLAIN_METHODS: Final = frozenset({"tools/call", "resources/read", "prompts/get", "completion/complete"})
-"""The methods served on the lean path."""
+PLAIN_METHODS: Final = frozenset(
+    {
+        "tools/call",
+        "resources/read",
+        "prompts/get",
+        "completion/complete",
+        "tools/list",
+        "resources/list",
+        "resources/templates/list",
+        "prompts/list",
+    }
+)
+"""The methods served on the lean path: the routed requests, and the lists (whose prepared pages,
+`hub.prepared_lists`, are then written by orjson rather than re-dumped by the SDK's transport)."""
 
 _ENVELOPE: Final = frozenset({"jsonrpc", "id", "method", "params"})
 _CLOSE_WRITE_SECONDS: Final = 1.0
