@@ -160,7 +160,9 @@ def warm_lists(catalog: Catalog) -> ChangeListener:
     (for each of `WARM_VERSIONS`) every listed definition of a changed list that no earlier list
     or change did: only the new ones, since both are kept per definition object. The first list
     request after a change then only filters and cuts, so a fleet that starts does this work as
-    each server arrives, not after the slowest one."""
+    each server arrives, not after the slowest one. A rebuild that merged several servers'
+    snapshots tells the listeners once per server with the same new lists: those are walked once."""
+    warmed: dict[Kind, Sequence[Any]] = {}  # the last list of each kind walked (a tuple of references)
 
     async def warm(server_id: str, kinds: frozenset[Kind]) -> None:
         lists: dict[Kind, Sequence[Any]] = {
@@ -171,6 +173,9 @@ def warm_lists(catalog: Catalog) -> ChangeListener:
         }
         for kind in kinds:
             items = lists[kind]
+            if warmed.get(kind) is items:
+                continue  # this very list was walked already (a change told once per merged server)
+            warmed[kind] = items
             for item in items:
                 definition_size(item)
             for version in WARM_VERSIONS:

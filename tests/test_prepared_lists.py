@@ -238,6 +238,24 @@ async def test_a_catalog_change_serializes_only_its_new_definitions_before_any_l
 
 
 @pytest.mark.anyio
+async def test_a_change_told_once_per_merged_server_walks_the_new_list_once() -> None:
+    config = parse_config({"servers": {"alpha": {"command": "x"}, "beta": {"command": "x"}}}, file="<test>")
+    catalog = Catalog(config)
+    warm = warm_lists(catalog)
+    plain = {"type": "object"}
+    await catalog.set_snapshot("alpha", ServerSnapshot(tools=(types.Tool(name="a", input_schema=plain),)))
+    await warm("alpha", frozenset({"tools"}))
+    first = catalog.tools[0]
+    assert id(first) in _wired._wire
+    del _wired._wire[id(first)]  # forgotten: a second walk of the same list would make it again
+    await warm("beta", frozenset({"tools"}))  # the same rebuild told for another merged server
+    assert id(first) not in _wired._wire
+    await catalog.set_snapshot("beta", ServerSnapshot(tools=(types.Tool(name="b", input_schema=plain),)))
+    await warm("beta", frozenset({"tools"}))  # a new list is walked
+    assert {id(tool) for tool in catalog.tools} <= set(_wired._wire)
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("mode", ERAS)
 async def test_a_servers_list_changed_and_a_reload_reach_the_next_walk_of_prepared_pages(mode: str) -> None:
     servers = {"fx": fixture_entry("fx", "--extra-tools", "6")}
