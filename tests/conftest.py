@@ -29,9 +29,10 @@ from hub.app import Hub
 from hub.config import HubConfig, parse_config
 from hub.endpoint import HttpServer, bind_socket
 
-pytest_plugins = ["tests.cluster_fixtures", "tests.replica_fixtures"]
-"""Real Redis for the cluster tests (`redis_server`); three `mcphub serve` replicas behind a real
-HAProxy for the replica end-to-end tests (`replica_cluster`)."""
+pytest_plugins = ["tests.parallel", "tests.cluster_fixtures", "tests.replica_fixtures"]
+"""How tests share out among parallel workers (`tests.parallel`: `xdist_group`s); real Redis for
+the cluster tests (`redis_server`); three `mcphub serve` replicas behind a real HAProxy for the
+replica end-to-end tests (`replica_cluster`)."""
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_SERVER = str(ROOT / "tests" / "servers" / "fixture_server.py")
