@@ -22,8 +22,8 @@ run: $(STAMP)
 PYTEST_WORKERS ?= 4
 PYTEST_PARALLEL ?= -n $(PYTEST_WORKERS) --dist loadgroup
 # The coverage of hub/ and adapters/ in the test processes ([tool.coverage.*] in pyproject.toml);
-# `make test` fails below the floor.
-COVERAGE_FLOOR := 0
+# `make test` fails below the floor: 90.0% measured on 2026-11-30, the floor 2 points below.
+COVERAGE_FLOOR := 88
 PYTEST_COVERAGE ?= --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 ## lint, type-check and run every test, in parallel, with the coverage floor (npm servers are

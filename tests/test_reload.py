@@ -211,6 +211,7 @@ async def test_a_removed_server_finishes_its_in_flight_call_and_one_past_the_dra
     assert stuck.state.value == "stopped"
 
 
+@pytest.mark.slow
 async def test_no_call_is_lost_on_unchanged_or_replaced_servers_during_a_reload(tmp_path: Path) -> None:
     config_file = tmp_path / "hub.yaml"
     write_config(config_file, {"keep": faulty("keep"), "swap": faulty("swap")})
