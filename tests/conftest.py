@@ -29,9 +29,10 @@ from hub.app import Hub
 from hub.config import HubConfig, parse_config
 from hub.endpoint import HttpServer, bind_socket
 
-pytest_plugins = ["tests.cluster_fixtures", "tests.replica_fixtures"]
-"""Real Redis for the cluster tests (`redis_server`); three `mcphub serve` replicas behind a real
-HAProxy for the replica end-to-end tests (`replica_cluster`)."""
+pytest_plugins = ["tests.parallel", "tests.cluster_fixtures", "tests.replica_fixtures"]
+"""How tests share out among parallel workers (`tests.parallel`: `xdist_group`s); real Redis for
+the cluster tests (`redis_server`); three `mcphub serve` replicas behind a real HAProxy for the
+replica end-to-end tests (`replica_cluster`)."""
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_SERVER = str(ROOT / "tests" / "servers" / "fixture_server.py")
@@ -149,7 +150,9 @@ async def http_fixture(
     )
     try:
         assert process.stdout is not None
-        with anyio.fail_after(20):
+        # Importing the SDK takes 1.5 s of CPU; on 2 cores shared by parallel workers (and other
+        # test runs) a start took over 20 s.
+        with anyio.fail_after(60):
             buffer = b""
             while b"\n" not in buffer:
                 buffer += await process.stdout.receive()

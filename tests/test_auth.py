@@ -474,6 +474,7 @@ async def test_refused_calls_are_audit_logged_with_principal_route_and_rule(
     assert TEAM_A_KEY not in caplog.text
 
 
+@pytest.mark.slow
 async def test_generated_policies_filter_lists_exactly_as_they_guard_calls(issuer: Issuer) -> None:
     """Property test: for random policies over the fixture's tool names, each principal's
     tools/list is exactly the set of tools it can call."""

@@ -159,6 +159,7 @@ async def test_the_fixture_answers_json_with_json_response_and_sse_without() -> 
     assert seen == {(): "text/event-stream", ("--json-response",): "application/json"}
 
 
+@pytest.mark.slow
 def test_mcp_proxy_is_reported_unavailable_when_the_registry_cannot_serve_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

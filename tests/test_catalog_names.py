@@ -153,6 +153,7 @@ async def _replay(catalog: Catalog, originals: dict[str, list[str]], events: Seq
     ),
     random.Random(0),
 )
+@pytest.mark.slow
 def test_in_any_fleet_going_up_and_down_names_stay_unique_valid_owned_and_order_independent(
     fleet: tuple[dict[str, str | None], dict[str, list[str]], list[tuple[str, bool]]], rng: random.Random
 ) -> None:

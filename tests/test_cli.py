@@ -26,7 +26,8 @@ from mcp import Client, StdioServerParameters
 from mcp_types import INVALID_PARAMS
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_MODERN_VERSION
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+"""`slow`: every test here runs `mcphub` as a subprocess (1.5 s of CPU to import the SDK, each)."""
 
 ONE_SHOT_TIMEOUT_SECONDS = 60.0
 SERVE_START_TIMEOUT_SECONDS = 30.0

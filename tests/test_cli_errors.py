@@ -24,7 +24,8 @@ from hub.config import parse_config
 from hub.errors import RATE_LIMITED
 from tests.test_cli import ONE_SHOT_TIMEOUT_SECONDS, _assert_one_error_line, _cli_env, _Served, _serving, _write_config
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+"""`slow`: every test here runs `mcphub` as a subprocess (1.5 s of CPU to import the SDK, each)."""
 
 TEAM_KEY = "errors-team-key-0123456789abcdef"
 BUSY_KEY = "errors-busy-key-0123456789abcdef"

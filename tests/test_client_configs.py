@@ -463,6 +463,7 @@ async def test_a_pasted_client_config_gives_its_server_the_credentials_of_env_re
     assert tool_text(from_file) == "file-value"
 
 
+@pytest.mark.slow
 def test_mcphub_check_of_a_claude_desktop_config_exits_0_and_shows_the_warning() -> None:
     path = CONFIGS / "claude_desktop_config.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCPHUB_")}

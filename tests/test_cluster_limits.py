@@ -47,6 +47,7 @@ def test_a_rate_and_burst_map_onto_n_requests_per_whole_seconds_window(
     assert (item.amount, item.get_expiry()) == window
 
 
+@pytest.mark.slow
 async def test_requests_spread_over_three_replicas_get_the_per_principal_limit_of_one(
     redis_server: RedisServer,
 ) -> None:

@@ -118,6 +118,7 @@ async def _list_tools(http: httpx2.AsyncClient, url: str, key: str, session_id: 
     )
 
 
+@pytest.mark.slow
 async def test_a_session_opened_on_one_replica_lists_and_calls_on_the_others(redis_server: RedisServer) -> None:
     async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
         with anyio.fail_after(60):
@@ -134,6 +135,7 @@ async def test_a_session_opened_on_one_replica_lists_and_calls_on_the_others(red
                 assert [h.hub.endpoint.session_manager("").rebuilt for h in hubs] == [0, 1, 1]
 
 
+@pytest.mark.slow
 async def test_another_principal_presenting_the_session_id_gets_404_on_every_replica(
     redis_server: RedisServer,
 ) -> None:
@@ -152,6 +154,7 @@ async def test_another_principal_presenting_the_session_id_gets_404_on_every_rep
                 assert [h.hub.endpoint.session_manager("").rebuilt for h in hubs] == [0, 1, 1]
 
 
+@pytest.mark.slow
 async def test_a_delete_on_one_replica_ends_the_session_on_every_replica(redis_server: RedisServer) -> None:
     async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
         with anyio.fail_after(60):
@@ -380,6 +383,7 @@ async def test_a_profile_session_opens_on_that_profile_of_another_replica_only(r
                     assert (await _list_tools(http, elsewhere, CALLER_KEY, session_id)).status_code == 404
 
 
+@pytest.mark.slow
 async def test_a_client_keeps_its_session_while_every_replica_restarts_in_turn(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -199,6 +199,7 @@ async def test_a_protocol_both_server_learns_that_its_tools_push_for_modern_era_
     assert _counts(record) == "confirm:2/1 summarize:1/1"
 
 
+@pytest.mark.slow
 async def test_per_client_connections_of_a_server_found_to_push_speak_the_handshake_era(tmp_path: Path) -> None:
     record = tmp_path / "record"
     async with running_hub({"push": push_entry("push", record, isolation="per_client")}) as hub:

@@ -158,6 +158,7 @@ def _mcphub(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 async def test_mcphub_explain_answers_why_a_principal_cannot_call_a_tool_in_one_command(tmp_path: Path) -> None:
     config = _write_config(tmp_path / "hub.yaml", {**_config(), "state_dir": str(tmp_path / "state")})
     async with _serving(config, tmp_path / "serve.log") as served:

@@ -89,6 +89,7 @@ async def test_an_unexposed_server_adds_no_names_and_serves_a_primary_whose_circ
     assert routes["a__pid"]["serving"] == "spare"
 
 
+@pytest.mark.slow
 async def test_replicas_are_served_round_robin_under_one_set_of_names_and_shown_as_members() -> None:
     member = faulty_entry("m")
     servers = {"search": {"replicas": [{k: member[k] for k in ("command", "args")}] * 2}}
@@ -110,6 +111,7 @@ async def test_replicas_are_served_round_robin_under_one_set_of_names_and_shown_
     assert cli.returncode == 0 and b"search/1" in cli.stdout and b"replica of search" in cli.stdout
 
 
+@pytest.mark.slow
 async def test_killing_a_replica_mid_load_costs_no_failed_call_on_idempotent_tools() -> None:
     member = faulty_entry("m")
     replica = {k: member[k] for k in ("command", "args")}

@@ -54,6 +54,7 @@ async def _call_error(client: Client, name: str) -> tuple[int, str]:
     return raised.value.code, raised.value.message
 
 
+@pytest.mark.slow
 async def test_a_shadow_never_takes_or_lists_under_a_failed_servers_name_and_callers_learn_it_is_down() -> None:
     auth = {
         "api_keys": [
@@ -111,6 +112,7 @@ async def test_a_shadow_never_takes_or_lists_under_a_failed_servers_name_and_cal
     assert cli.returncode == 0 and b"reserved for server fx" in cli.stdout
 
 
+@pytest.mark.slow
 async def test_under_load_no_call_to_a_killed_servers_name_is_ever_answered_by_the_shadow() -> None:
     workers, max_calls_per_worker, kills = 4, 200, 3
     servers = {"fx": faulty_entry("fx"), "shadow": _shadow_entry()}

@@ -178,6 +178,7 @@ async def test_counts_in_log_lines_are_singular_for_one() -> None:
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
 
 
+@pytest.mark.slow
 async def test_serve_writes_only_formatted_lines_to_stderr_when_the_sdk_warns_of_deprecations(tmp_path: Path) -> None:
     # Relaying log messages to, and subscribing for, a handshake-era client makes the SDK warn.
     config = _write_config(tmp_path / "hub.yaml", {"servers": {"fx": fixture_entry("fx", protocol="legacy")}})

@@ -323,6 +323,7 @@ async def test_in_warn_mode_a_rug_pull_is_served_but_flagged_in_the_audit_log_me
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 async def test_in_block_mode_a_rug_pull_is_hidden_and_refused_until_approved_by_the_cli_and_the_admin_api() -> None:
     async with running_hub({"rp": _rugpull()}, pinning="block") as hub:
         url = hub.base_url
@@ -404,6 +405,7 @@ async def test_pins_survive_a_hub_restart_so_a_server_that_changed_meanwhile_is_
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 async def test_a_locked_hub_refuses_what_the_lockfile_lacks_until_a_new_lockfile_is_reviewed_and_reloaded(
     tmp_path: Path,
 ) -> None:

@@ -192,6 +192,7 @@ async def test_a_profile_has_the_auth_of_mcp_its_own_protected_resource_metadata
     assert no_metadata.status_code == 404
 
 
+@pytest.mark.slow
 async def test_admin_routes_me_routes_and_mcphub_routes_show_exactly_a_profiles_routes() -> None:
     async with _hub() as hub:
         base = hub.base_url

@@ -398,6 +398,7 @@ _rules = st.lists(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 @given(rules=_rules, target=st.integers(min_value=0, max_value=110), scopes=st.sets(st.sampled_from(["hub:call", "x"])))
+@pytest.mark.slow
 def test_search_returns_the_allowed_tool_for_its_name_and_never_a_tool_the_policy_denies(
     rules: list[dict[str, Any]], target: int, scopes: set[str]
 ) -> None:
@@ -528,6 +529,7 @@ async def test_a_prefix_false_server_cannot_take_a_search_mode_tool_name() -> No
     assert _text(own) == "the server's" and hubs[0] == "echo"
 
 
+@pytest.mark.slow
 async def test_mcphub_search_prints_what_search_tools_answers_the_same_principal() -> None:
     policies = [{"principal": "alice", "allow": ["fx__*"], "deny": ["fx__echo"]}]
     async with running_hub({"fx": fixture_entry("fx")}, catalog=SEARCH, auth=_auth(), policies=policies) as hub:

@@ -41,6 +41,7 @@ async def test_a_stdio_server_that_prints_its_secret_env_has_it_masked_in_the_lo
     assert STDIO_SECRET not in outputs
 
 
+@pytest.mark.slow
 async def test_a_remote_servers_header_secret_appears_in_no_log_or_admin_output(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -67,6 +67,7 @@ def _text(result: types.CallToolResult) -> str:
     return block.text if isinstance(block, types.TextContent) else f"<{block.type}>"
 
 
+@pytest.mark.no_cover  # a load test: tracing its clients only slows it (its paths are covered elsewhere)
 async def test_thousands_of_calls_survive_random_kills_and_a_reload_with_nothing_lost_or_crossed(
     tmp_path: Path,
 ) -> None:

@@ -411,6 +411,7 @@ async def test_a_child_that_exits_at_start_shows_its_meaningful_stderr_lines_in_
         assert "npm error 404 | " not in error  # npm's bare repeats carry nothing
 
 
+@pytest.mark.slow
 async def test_check_connect_reports_after_each_servers_first_attempt_with_its_stderr_and_the_path_searched(
     tmp_path: Path,
 ) -> None:

@@ -206,6 +206,7 @@ async def test_crash_times_counts_across_restarts_in_the_state_file(tmp_path: Pa
     assert _text(result) == "ok after 2 crashes"
 
 
+@pytest.mark.slow
 async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_it(tmp_path: Path) -> None:
     flag = tmp_path / "may-start"
     script = (

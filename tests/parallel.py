@@ -1,0 +1,56 @@
+"""How the suite shares out among parallel workers (pytest-xdist, `--dist loadgroup`: `make test`).
+
+Each worker is a process of its own, so what a test changes in its process (environment
+variables, sse-starlette's `AppStatus`, its file descriptors and child processes) is seen by no
+other test running at the same time. What crosses processes is made safe where it is created:
+every server listens on 127.0.0.1 port 0, every hub keeps its state in a temporary directory,
+each worker starts its own Redis (`tests.cluster_fixtures`), the one-time installs into `.cache/`
+(npm reference servers, the conformance suite, mcp-proxy's venv) and of the OS packages run
+under a file lock.
+
+Every test runs on whichever worker is free next, except the tests of one `xdist_group`, which run
+on one worker one after another in file order. A test joins a group
+
+- by its marker, `@pytest.mark.xdist_group(name)`, for a test that shares with others something
+  that cannot be shared across processes at once (none does today: see README "Tests"), or
+- here, when it uses a fixture of module, class or package scope (a served hub, three replicas
+  behind HAProxy, a rendered kustomization): it joins the group of its module, so that fixture is
+  built once per run rather than once per worker that happens to get one of its tests, and tests
+  that rely on the state the module's earlier tests left (a replica restarted, a Redis killed)
+  still run after them. A module-scoped `anyio_backend` (a string, free to build) does not count.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+_SHARED_SCOPES = frozenset({"module", "class", "package"})
+_FREE_FIXTURES = frozenset({"anyio_backend"})
+"""Module-scoped fixtures that hold nothing (building them on every worker costs nothing)."""
+
+
+def module_group(item: pytest.Item) -> str | None:
+    """The group (the module's path, e.g. `tests/test_cli.py`) of a test that uses a fixture of
+    module, class or package scope other than `_FREE_FIXTURES`; None for any other test."""
+    # `_fixtureinfo` is pytest's private record of a test function's fixture closure (public
+    # `Item` API has only the names); items that are not functions (e.g. doctests) lack it.
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    for name, definitions in info.name2fixturedefs.items():
+        # The last definition is the one this test gets (the closest override).
+        if name not in _FREE_FIXTURES and definitions and definitions[-1].scope in _SHARED_SCOPES:
+            return item.nodeid.split("::", 1)[0]
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns groups into node ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return  # no workers: nothing to share out (and no `xdist_group` marker registered)
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        group = module_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
