@@ -263,7 +263,9 @@ class ConcurrencyLimiter:
                 )
                 raise ServerRejected(self.server_id, f"busy: no free slot {within} ({self.max_concurrency} in flight)")
         else:
-            await self._semaphore.acquire()
+            # A free slot is taken at once: `acquire()` would also yield to the event loop, and
+            # under load that pause would be counted as queue wait (`hub.deadline`).
+            self._semaphore.acquire_nowait()
         try:
             yield
         finally:
