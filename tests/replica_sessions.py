@@ -3,7 +3,7 @@
 - `HandshakeSession`: raw HTTP, one HTTP request per JSON-RPC message, so that HAProxy's count of
   each replica's answers tells which replica served which request. `initialize` opens the
   session; every later request carries `Mcp-Session-Id`. A request's answer is read from its
-  SSE stream (the hub answers a handshake-era POST with `text/event-stream`) message by message,
+  SSE stream (or its JSON body: the hub answers JSON unless the call streams) message by message,
   so a test can answer what the hub asks the client in the middle of a call; `listening` holds
   the session's GET stream and collects what arrives on it.
 - `run_session_load`: the stock SDK client (`mode="legacy"`: `initialize`, then a session) calling
@@ -48,6 +48,11 @@ holds a small SSE event up to 200 ms (it asks the kernel for more data with MSG_
 CLIENT_CAPABILITIES: Final[dict[str, Any]] = {"sampling": {}, "elicitation": {"form": {}}}
 """What the raw client declares: the hub relays a server's sampling and elicitation requests
 only to a client that can answer them."""
+
+
+async def _one(message: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """A JSON answer as a stream of one message."""
+    yield message
 
 
 class SessionRefused(AssertionError):
@@ -141,12 +146,19 @@ class HandshakeSession:
         """POST the request `method` and yield its response (headers received) and the messages
         of its SSE body as they arrive: what the hub asks mid-call, then the answer.
 
-        :raises SessionRefused: the request was not answered 200 with an SSE body."""
+        A plain answer may come as `application/json` instead (the hub's lean path answers JSON
+        unless the call streams; MCP transports 2025-11-25 "Sending Messages to the Server":
+        either is allowed): it is then the stream's one message.
+
+        :raises SessionRefused: the request was not answered 200 with an SSE or JSON body."""
         request = self._request(method, params)
         async with self.http.stream("POST", self.url, json=request, headers=self.headers()) as response:
-            if response.status_code != 200 or not response.headers.get("content-type", "").startswith(
-                "text/event-stream"
-            ):
+            kind = response.headers.get("content-type", "")
+            if response.status_code == 200 and kind.startswith("application/json"):
+                await response.aread()
+                yield response, _one(response.json())
+                return
+            if response.status_code != 200 or not kind.startswith("text/event-stream"):
                 await response.aread()
                 raise SessionRefused(f"{method}: HTTP {response.status_code}: {response.text[:200]}")
             yield response, sse_messages(response)
