@@ -311,6 +311,7 @@ async def test_mcphub_reload_and_sighup_make_a_running_mcphub_serve_reload_its_f
 
 @pytest.mark.e2e
 @pytest.mark.no_cover  # a load test: tracing its 1,000 in-process clients only adds CPU
+@pytest.mark.serial  # beside other workers' tests it misses its bounds (measured: README, Tests)
 async def test_a_thousand_calls_in_flight_across_a_reload_are_all_answered(tmp_path: Path) -> None:
     """SECURITY.md case 45: hot reload with 1,000 calls in flight loses none (half of them on a
     server the reload replaces, which is drained while the new one takes new calls)."""
