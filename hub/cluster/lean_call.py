@@ -159,7 +159,7 @@ class LeanCall:
         requests) as SSE events."""
         try:
             async for routed in relayed:
-                await self._event(routed.message.model_dump_json(by_alias=True, exclude_unset=True).encode())
+                await self._event(_wire(routed))
         except anyio.ClosedResourceError:  # the session ended
             pass
 
@@ -177,14 +177,14 @@ class LeanCall:
         async with self._lock:
             if not self.streaming:
                 await self._start_stream()
-            await self._write(b"event: message\r\ndata: " + payload + b"\r\n\r\n")
+            await self._write(_sse(payload))
 
     async def answer(self, payload: bytes, status: int = 200) -> None:
         """End the response with `payload` (the JSON-RPC response or error): the last SSE event
         once streaming, else a JSON body with `status`."""
         async with self._lock:
             if self.streaming:
-                await self._write(b"event: message\r\ndata: " + payload + b"\r\n\r\n", more=False)
+                await self._write(_sse(payload), more=False)
                 return
             headers = [
                 (b"content-type", b"application/json"),
@@ -245,7 +245,17 @@ class LeanCall:
         """Write what was routed to the request after its last server-to-client request
         returned (a courtesy cancel of the dispatcher's) before the answer."""
         for routed in self._late:
-            await self._event(routed.message.model_dump_json(by_alias=True, exclude_unset=True).encode())
+            await self._event(_wire(routed))
+
+
+def _sse(payload: bytes) -> bytes:
+    """One SSE `message` event carrying the JSON-RPC message `payload`."""
+    return b"event: message\r\ndata: " + payload + b"\r\n\r\n"
+
+
+def _wire(routed: EventMessage) -> bytes:
+    """A message the transport's router routed to the request, as JSON bytes."""
+    return routed.message.model_dump_json(by_alias=True, exclude_unset=True).encode()
 
 
 def _drain(stream: MemoryObjectReceiveStream[EventMessage]) -> list[EventMessage]:
