@@ -152,20 +152,31 @@ def normalize_uri(uri: str) -> str:
     return out
 
 
-def _normalize_template(template: str) -> str:
-    match = _SCHEME.match(template)
+def _scheme_and_authority(text: str) -> tuple[str, str | None, str] | None:
+    """`(scheme, authority, rest)` of a URI template or glob, whose path, query or fragment may
+    hold `{...}` or glob characters (so it is not split further); None without a scheme."""
+    match = _SCHEME.match(text)
     if match is None:
+        return None
+    rest = text[match.end() :]
+    if not rest.startswith("//"):
+        return match.group(1), None, rest
+    end = len(rest)
+    for delimiter in "/?#":
+        found = rest.find(delimiter, 2)
+        if found >= 0:
+            end = min(end, found)
+    return match.group(1), rest[2:end], rest[end:]
+
+
+def _normalize_template(template: str) -> str:
+    parts = _scheme_and_authority(template)
+    if parts is None:
         return _outside_expressions(template)
-    rest = template[match.end() :]
-    out = f"{match.group(1).lower()}:"
-    if rest.startswith("//"):
-        end = len(rest)
-        for delimiter in "/?#":
-            found = rest.find(delimiter, 2)
-            if found >= 0:
-                end = min(end, found)
-        out += "//" + _authority(rest[2:end], template=True)
-        rest = rest[end:]
+    scheme, authority, rest = parts
+    out = f"{scheme.lower()}:"
+    if authority is not None:
+        out += "//" + _authority(authority, template=True)
     return out + _outside_expressions(rest)
 
 
@@ -174,18 +185,12 @@ def normalize_uri_pattern(pattern: str) -> str:
     percent-encodings), so `fx+FIXTURE://Info*` denies what `fx+fixture://info*` denies.
     Globs without a scheme (tool and prompt names) are returned unchanged; glob characters
     and dot segments are left as written."""
-    match = _SCHEME.match(pattern)
-    if match is None:
+    parts = _scheme_and_authority(pattern)
+    if parts is None:
         return pattern
-    rest = pattern[match.end() :]
-    out = f"{match.group(1).lower()}:"
-    if rest.startswith("//"):
-        end = len(rest)
-        for delimiter in "/?#":
-            found = rest.find(delimiter, 2)
-            if found >= 0:
-                end = min(end, found)
-        userinfo, at, hostport = rest[2:end].rpartition("@")
+    scheme, authority, rest = parts
+    out = f"{scheme.lower()}:"
+    if authority is not None:
+        userinfo, at, hostport = authority.rpartition("@")
         out += f"//{_percent(userinfo)}{at}{_percent(hostport).lower()}"
-        rest = rest[end:]
     return out + _percent(rest)

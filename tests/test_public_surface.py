@@ -92,6 +92,7 @@ EXPORTS = {
         "SharedStateUnavailable",
         "SharedStore",
         "StoreHealth",
+        "listening",
         "store_for",
     ],
     "hub.cluster.redis_limits": ["SharedWindows"],

@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
 
-import anyio
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCRequest
 
-from hub.cluster.store import SharedStateUnavailable, SharedStore
+from hub.cluster.store import SharedStateUnavailable, SharedStore, listening
 
 __all__ = ["ID_PREFIX", "Answers", "Routed"]
 
@@ -151,15 +150,8 @@ class Answers:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Take answers from the other replicas while the block runs (with Redis only)."""
-        if not self.enabled:
+        async with listening(self._listen, enabled=self.enabled):
             yield
-            return
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._listen)
-            try:
-                yield
-            finally:
-                tg.cancel_scope.cancel()
 
     async def _listen(self) -> None:
         async with self._store.subscribe(f"answers:{self._store.replica_id}") as items:

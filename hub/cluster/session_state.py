@@ -37,11 +37,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
-import anyio
 from cachetools import TTLCache
 
 from hub.cluster.session_ids import SessionClaims, SessionIds, session_key
-from hub.cluster.store import SharedStateUnavailable, SharedStore
+from hub.cluster.store import SharedStateUnavailable, SharedStore, listening
 
 __all__ = ["CHANNEL", "MAX_SHARED_SUBSCRIPTIONS", "SessionState"]
 
@@ -204,17 +203,10 @@ class SessionState:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Listen for the other replicas' revocations while the block runs (with Redis only)."""
-        if not self._store.shared:
+        # Until it subscribes (Redis down at start), `revoked` asks the store (or knows only
+        # this replica's revocations).
+        async with listening(self._listen, enabled=self._store.shared):
             yield
-            return
-        async with anyio.create_task_group() as tg:
-            # Not waited for: with Redis down at start it subscribes once Redis is back, and
-            # meanwhile `revoked` asks the store (or knows only this replica's revocations).
-            tg.start_soon(self._listen)
-            try:
-                yield
-            finally:
-                tg.cancel_scope.cancel()
 
     async def _listen(self) -> None:
         async with self._store.subscribe(CHANNEL) as items:

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
@@ -46,6 +46,7 @@ __all__ = [
     "SharedStateUnavailable",
     "SharedStore",
     "StoreHealth",
+    "listening",
     "store_for",
 ]
 
@@ -276,3 +277,19 @@ def store_for(cluster: ClusterConfig | None, *, on_error: Callable[[str], None] 
     from hub.cluster.redis_store import RedisStore
 
     return RedisStore(cluster.redis_url, timeout_seconds=cluster.redis_timeout_seconds, on_error=on_error)
+
+
+@contextlib.asynccontextmanager
+async def listening(listen: Callable[[], Coroutine[Any, Any, None]], *, enabled: bool = True) -> AsyncIterator[None]:
+    """Run `listen` (a loop over one of the store's channels) in the background while the block
+    runs, cancelled when it ends; nothing when not `enabled` (a store shared by no replica).
+    Not waited for: with Redis down at start the subscription is made once Redis is back."""
+    if not enabled:
+        yield
+        return
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listen)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()
