@@ -18,6 +18,7 @@ from hub.catalog import Catalog
 from hub.cluster.keys import ClusterKeys
 from hub.cluster.store import store_for
 from hub.config import HubConfig, ServerConfig, load_config
+from hub.config.trust import lockfile_path, pinning_for
 from hub.drain import DrainPhase, DrainReport
 from hub.endpoint import Endpoint
 from hub.errors import ConfigError
@@ -33,7 +34,6 @@ from hub.servers import Fleet, ServerConnection, ServerStatus
 from hub.startup import default_max_concurrent_starts
 from hub.state import StateFile, state_path
 from hub.tracing import CallTracer, tracer_provider_from_config
-from hub.trust_config import lockfile_path, pinning_for
 
 if TYPE_CHECKING:
     from hub.cluster.pins import PinSync, RedisPinStore

@@ -40,11 +40,11 @@ import anyio
 import mcp_types as types
 
 from hub.config import HubConfig, ServerConfig
+from hub.config.trust import DescriptionsConfig, PinningMode
 from hub.logs import counted
 from hub.naming import RESERVED_TOOL_NAMES, SEPARATOR, assign_names, exposed_resource_uri, split_resource_uri
 from hub.pins import DefinitionHeld, Definitions, Pins, PinStatus
 from hub.servers import ServerSnapshot
-from hub.trust_config import DescriptionsConfig, PinningMode
 from hub.uris import normalize_uri
 from hub.vetting import VettedSnapshot, vet
 

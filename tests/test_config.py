@@ -1,4 +1,4 @@
-"""hub/config.py: YAML/JSON -> HubConfig, ${ENV} interpolation, mcpServers import, ConfigError."""
+"""hub/config/: YAML/JSON -> HubConfig, ${ENV} interpolation, mcpServers import, ConfigError."""
 
 from __future__ import annotations
 

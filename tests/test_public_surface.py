@@ -49,7 +49,7 @@ EXPORTS = {
         "load_config",
         "parse_config",
     ],
-    "hub.config_loader": [
+    "hub.config.documents": [
         "CLIENT_SERVER_TYPES",
         "IGNORED_CLIENT_ENTRY_KEYS",
         "ConfigDocument",
@@ -59,7 +59,7 @@ EXPORTS = {
         "server_id_from_client_name",
         "workspace_folder",
     ],
-    "hub.config_schema": ["REMOTE_ONLY_KEYS", "REPLICA_MEMBER_KEYS", "STDIO_ONLY_KEYS", "complete_schema"],
+    "hub.config.schema": ["REMOTE_ONLY_KEYS", "REPLICA_MEMBER_KEYS", "STDIO_ONLY_KEYS", "complete_schema"],
     "hub.naming": [
         "MAX_NAME_LENGTH",
         "NAME_PATTERN",
@@ -76,7 +76,7 @@ EXPORTS = {
     "hub.cli_explain": ["print_explanation"],
     "hub.cli_options": ["DEFAULT_URL", "ConfigOption", "JsonOption", "TokenOption", "UrlOption"],
     "adapters.write_stream": ["WriteStreamWrapper"],
-    "hub.cluster.config": [
+    "hub.config.cluster": [
         "DEFAULT_SESSION_MAX_LIFETIME_SECONDS",
         "MIN_CLUSTER_KEY_BYTES",
         "ClusterConfig",
@@ -357,7 +357,7 @@ EXPORTS = {
         "secret_words",
     ],
     "hub.uris": ["UNRESERVED", "normalize_uri", "normalize_uri_pattern", "remove_dot_segments"],
-    "hub.trust_config": [
+    "hub.config.trust": [
         "DEFAULT_MAX_DESCRIPTION_CHARS",
         "DescriptionsConfig",
         "DescriptionsOverride",
@@ -392,7 +392,7 @@ EXPORTS = {
     "hub.vetting": ["SNAPSHOT_KINDS", "VettedSnapshot", "original_of", "vet"],
     "hub.trust_admin": ["approve", "pin_diff", "pin_rows", "trust_routes"],
     "hub.cli_trust": ["lock", "pins_app"],
-    "hub.catalog_config": [
+    "hub.config.catalog": [
         "DEFAULT_MAX_FOUND",
         "PROFILE_NAME_PATTERN",
         "CatalogConfig",

@@ -4,7 +4,7 @@ The file shape is documented in DESIGN.md ("Config file") and in README.md; `con
 is generated from these models (`python -m hub.config > config/hub.schema.json`), and a test fails
 when it is stale.
 
-Loading (`load_config`, `parse_config`) goes through `hub.config_loader`: a file may be the hub's
+Loading (`load_config`, `parse_config`) goes through `hub.config.documents`: a file may be the hub's
 own shape, a client's MCP config pasted as-is (`mcpServers` of Claude Desktop, Cursor and Claude
 Code; VS Code's `servers`/`inputs`), or both; string values may hold `${VAR}`, `${VAR:-default}`,
 `${env:VAR}` and a few editor variables (`$${` is a literal `${`). Every error is a
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import logging
 import os
 import re
@@ -35,11 +34,11 @@ from pydantic import (
 )
 
 from hub.authority import parse_allowed_host, parse_authority
-from hub.catalog_config import CatalogOverride, HubCatalogSettings
-from hub.cluster.config import HubClusterSettings
-from hub.config_loader import config_error, prepare_document, read_document, workspace_folder
-from hub.config_schema import REMOTE_ONLY_KEYS, REPLICA_MEMBER_KEYS, STDIO_ONLY_KEYS, complete_schema
-from hub.trust_config import HubTrustSettings, ServerTrustSettings
+from hub.config.catalog import CatalogOverride, HubCatalogSettings
+from hub.config.cluster import HubClusterSettings
+from hub.config.documents import config_error, prepare_document, read_document, workspace_folder
+from hub.config.schema import REMOTE_ONLY_KEYS, REPLICA_MEMBER_KEYS, STDIO_ONLY_KEYS, complete_schema
+from hub.config.trust import HubTrustSettings, ServerTrustSettings
 
 __all__ = [
     "DEFAULT_HOST",
@@ -1003,7 +1002,7 @@ def parse_config(
 
     The document may be the hub's own shape, a client config pasted as-is (`mcpServers`, VS
     Code's `servers`/`inputs`) or both; `${...}` references are resolved. The rules are in
-    `hub.config_loader`. What the loader ignored is logged once (a warning) and kept in
+    `hub.config.documents`. What the loader ignored is logged once (a warning) and kept in
     `HubConfig.warnings`.
 
     :param data: the document (a mapping), as `yaml.safe_load` returns it.
@@ -1101,9 +1100,5 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Hu
 
 def json_schema() -> dict[str, Any]:
     """The JSON schema of the config file (what `config/hub.schema.json` holds): the models'
-    schema, completed with what the loader accepts beyond them (`hub.config_schema`)."""
+    schema, completed with what the loader accepts beyond them (`hub.config.schema`)."""
     return complete_schema(HubConfig.model_json_schema(), hub_keys=HubConfig.model_fields.keys())
-
-
-if __name__ == "__main__":  # pragma: no cover - `python -m hub.config --schema > config/hub.schema.json`
-    print(json.dumps(json_schema(), indent=2, sort_keys=True))

@@ -1,7 +1,7 @@
 """The JSON schema of the config file (`config/hub.schema.json`, JSON Schema 2020-12).
 
 `complete_schema` takes the models' own schema (`HubConfig.model_json_schema()`) and adds what
-the loader (`hub.config_loader`) accepts beyond the models, and those rules of the models'
+the loader (`hub.config.documents`) accepts beyond the models, and those rules of the models'
 validators that JSON Schema can express, so that an editor accepts exactly the files the hub
 loads and flags the same shape mistakes:
 
@@ -26,7 +26,7 @@ import copy
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from hub.config_loader import CLIENT_SERVER_TYPES, IGNORED_CLIENT_ENTRY_KEYS
+from hub.config.documents import CLIENT_SERVER_TYPES, IGNORED_CLIENT_ENTRY_KEYS
 
 __all__ = ["REMOTE_ONLY_KEYS", "REPLICA_MEMBER_KEYS", "STDIO_ONLY_KEYS", "complete_schema"]
 
@@ -159,7 +159,7 @@ def complete_schema(schema: dict[str, Any], *, hub_keys: Collection[str]) -> dic
 
 
 def _client_document(hub_keys: Collection[str]) -> dict[str, Any]:
-    """A client config (`hub.config_loader`): a client server map and no hub settings; its
+    """A client config (`hub.config.documents`): a client server map and no hub settings; its
     other top-level keys are then allowed (and ignored)."""
     return {
         "allOf": [
@@ -208,7 +208,7 @@ def _server_rules(stdio_only: Iterable[str]) -> list[dict[str, Any]]:
 
 
 def _client_rules() -> list[dict[str, Any]]:
-    """`hub.config_loader`'s checks of a client entry."""
+    """`hub.config.documents`'s checks of a client entry."""
     return [
         {"not": {"required": ["type", "transport"]}},
         {"not": {"required": ["disabled", "enabled"]}},

@@ -1,0 +1,66 @@
+"""The hub's configuration: YAML (or JSON) -> validated pydantic models.
+
+`from hub.config import HubConfig, load_config, ...` is the way in; the modules hold one
+concept each (see docs/architecture.md, "Configuration"). `python -m hub.config` prints the
+JSON schema (`config/hub.schema.json`).
+"""
+
+from __future__ import annotations
+
+from hub.config.hub import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    HUB_ID_PATTERN,
+    HUB_SCOPES,
+    LOOPBACK_HOSTS,
+    SERVER_ID_PATTERN,
+    ApiKeyConfig,
+    AuthConfig,
+    BreakerConfig,
+    FilterConfig,
+    HubConfig,
+    JwtConfig,
+    ListenConfig,
+    OAuthConfig,
+    PolicyRule,
+    RateLimitsConfig,
+    ReplicaConfig,
+    RetryConfig,
+    ServerConfig,
+    TokenBucketConfig,
+    TracingConfig,
+    is_loopback_url,
+    json_schema,
+    load_config,
+    parse_config,
+    require_auth_beyond_loopback,
+)
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "HUB_ID_PATTERN",
+    "HUB_SCOPES",
+    "LOOPBACK_HOSTS",
+    "SERVER_ID_PATTERN",
+    "ApiKeyConfig",
+    "AuthConfig",
+    "BreakerConfig",
+    "FilterConfig",
+    "HubConfig",
+    "JwtConfig",
+    "ListenConfig",
+    "OAuthConfig",
+    "PolicyRule",
+    "RateLimitsConfig",
+    "ReplicaConfig",
+    "RetryConfig",
+    "ServerConfig",
+    "TokenBucketConfig",
+    "TracingConfig",
+    "is_loopback_url",
+    "json_schema",
+    "load_config",
+    "parse_config",
+    "require_auth_beyond_loopback",
+]
