@@ -7,33 +7,27 @@ JSON schema (`config/hub.schema.json`).
 
 from __future__ import annotations
 
+from hub.config.auth import HUB_SCOPES, ApiKeyConfig, AuthConfig, JwtConfig
+from hub.config.base import LOOPBACK_HOSTS, is_loopback_url
 from hub.config.hub import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     HUB_ID_PATTERN,
-    HUB_SCOPES,
-    LOOPBACK_HOSTS,
+    HubConfig,
+    ListenConfig,
+    TracingConfig,
+    require_auth_beyond_loopback,
+)
+from hub.config.loader import json_schema, load_config, parse_config
+from hub.config.policies import PolicyRule, RateLimitsConfig, TokenBucketConfig
+from hub.config.servers import (
     SERVER_ID_PATTERN,
-    ApiKeyConfig,
-    AuthConfig,
     BreakerConfig,
     FilterConfig,
-    HubConfig,
-    JwtConfig,
-    ListenConfig,
     OAuthConfig,
-    PolicyRule,
-    RateLimitsConfig,
     ReplicaConfig,
     RetryConfig,
     ServerConfig,
-    TokenBucketConfig,
-    TracingConfig,
-    is_loopback_url,
-    json_schema,
-    load_config,
-    parse_config,
-    require_auth_beyond_loopback,
 )
 
 __all__ = [

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import json
 
-from hub.config.hub import json_schema
+from hub.config.loader import json_schema
 
 print(json.dumps(json_schema(), indent=2, sort_keys=True))
