@@ -20,14 +20,15 @@ from hub.config.hub import (
 )
 from hub.config.loader import json_schema, load_config, parse_config
 from hub.config.policies import PolicyRule, RateLimitsConfig, TokenBucketConfig
+from hub.config.server_settings import BreakerConfig, FilterConfig, OAuthConfig, RetryConfig, ServerSettings
 from hub.config.servers import (
     SERVER_ID_PATTERN,
-    BreakerConfig,
-    FilterConfig,
-    OAuthConfig,
+    MemberConfig,
+    RemoteServer,
     ReplicaConfig,
-    RetryConfig,
-    ServerConfig,
+    ReplicaGroup,
+    ServerEntry,
+    StdioServer,
 )
 
 __all__ = [
@@ -44,12 +45,17 @@ __all__ = [
     "HubConfig",
     "JwtConfig",
     "ListenConfig",
+    "MemberConfig",
     "OAuthConfig",
     "PolicyRule",
     "RateLimitsConfig",
+    "RemoteServer",
     "ReplicaConfig",
+    "ReplicaGroup",
     "RetryConfig",
-    "ServerConfig",
+    "ServerEntry",
+    "ServerSettings",
+    "StdioServer",
     "TokenBucketConfig",
     "TracingConfig",
     "is_loopback_url",

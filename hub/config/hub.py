@@ -14,7 +14,7 @@ from hub.config.base import LOOPBACK_HOSTS, Model
 from hub.config.catalog import HubCatalogSettings
 from hub.config.cluster import HubClusterSettings
 from hub.config.policies import PolicyRule, RateLimitsConfig
-from hub.config.servers import ServerConfig, ServerId
+from hub.config.servers import ServerEntry, ServerId
 from hub.config.trust import HubTrustSettings
 
 __all__ = [
@@ -158,7 +158,7 @@ class HubConfig(Model, HubTrustSettings, HubClusterSettings, HubCatalogSettings)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     """OpenTelemetry spans per routed request (needs the `otel` extra)."""
 
-    servers: dict[ServerId, ServerConfig] = Field(default_factory=dict)
+    servers: dict[ServerId, ServerEntry] = Field(default_factory=dict)
     """The fleet, keyed by server_id (`^[a-z][a-z0-9-]{0,31}$`)."""
 
     auth: Literal["none"] | AuthConfig = "none"

@@ -25,7 +25,7 @@ from hub.config.base import Model
 from hub.config.documents import config_error, prepare_document, read_document, workspace_folder
 from hub.config.hub import HubConfig
 from hub.config.schema import complete_schema
-from hub.config.servers import SERVER_ID_PATTERN
+from hub.config.servers import SERVER_ID_PATTERN, SERVER_KIND_TAGS
 
 __all__ = ["json_schema", "load_config", "parse_config"]
 
@@ -111,6 +111,8 @@ def _validation_problems(exc: ValidationError, origins: Mapping[str, str]) -> li
     errors = exc.errors(include_url=False)
     for error in errors:
         location = [str(part) for part in error["loc"]]
+        if len(location) >= 3 and location[0] == "servers" and location[2] in SERVER_KIND_TAGS:
+            del location[2]  # the kind `ServerEntry` chose for the entry, not a key of the file
         if any(part.startswith("literal[") for part in location) and len(errors) > 1:
             continue  # `auth: none | {...}`: the mapping branch's errors say what is wrong
         location = [part for part in location if not _is_union_branch(part)]
@@ -119,6 +121,8 @@ def _validation_problems(exc: ValidationError, origins: Mapping[str, str]) -> li
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = f"unknown key {location[-1]!r}"
+        elif error["type"] == "model_type" and len(location) == 2 and location[0] == "servers":
+            message = "must be a mapping with 'command' (stdio server), 'url' (remote server) or 'replicas'"
         elif error["type"] == "string_pattern_mismatch" and len(location) >= 2 and location[0] == "servers":
             message = f"server_id {location[1]!r} must match {SERVER_ID_PATTERN}"
             location = location[:2]

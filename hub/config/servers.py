@@ -1,174 +1,236 @@
-"""Server entries: one server of the fleet (`servers.<server_id>`) and the settings that
-shape how the hub reaches and calls it (filters, retry, circuit breaker, OAuth client
-credentials)."""
+"""Server entries (`servers.<server_id>`): a stdio server, a remote server or a replica group.
+
+An entry is one of three models, told apart by the key it has, since YAML entries carry no
+type key: `command` makes a `StdioServer` (a subprocess spoken to over stdin/stdout), `url` a
+`RemoteServer` (Streamable HTTP or legacy SSE), `replicas` a `ReplicaGroup` (several members
+served round-robin under one set of names). All three share `ServerSettings` (timeouts, names,
+limits, retry, breaker, fallbacks); a key of another kind is refused with a message naming the
+kind it applies to, and an entry with both or neither of `command` and `url` is refused in one
+line. A connection always runs a `MemberConfig` (`StdioServer | RemoteServer`):
+`ServerEntry.members()` gives them, one for a server, one per member for a group.
+"""
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator, model_validator
 
-from hub.config.base import Model, check_secure_url, secret_from_env
-from hub.config.schema import REMOTE_ONLY_KEYS, REPLICA_MEMBER_KEYS, STDIO_ONLY_KEYS
-from hub.config.trust import ServerTrustSettings
+from hub.config.base import Model, secret_from_env
+from hub.config.server_settings import OAuthConfig, ServerSettings
 
 __all__ = [
+    "REMOTE_ONLY_KEYS",
+    "REPLICA_MEMBER_KEYS",
     "SERVER_ID_PATTERN",
-    "BreakerConfig",
-    "FilterConfig",
-    "OAuthConfig",
+    "SERVER_KIND_TAGS",
+    "STDIO_ONLY_KEYS",
+    "MemberConfig",
+    "RemoteServer",
     "ReplicaConfig",
-    "RetryConfig",
-    "ServerConfig",
+    "ReplicaGroup",
+    "ServerEntry",
     "ServerId",
+    "StdioServer",
 ]
-
-
-DEFAULT_TIMEOUT_SECONDS = 60.0
-DEFAULT_STARTUP_TIMEOUT_SECONDS = 30.0
-
-
-DEFAULT_MAX_RESULT_BYTES = 1024 * 1024  # bytes (1 MiB), FastMCP's response limit (SECURITY.md figures)
-DEFAULT_MAX_CONCURRENCY = 64
-DEFAULT_MAX_QUEUE = 256
-DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS = 30.0
-
 
 DEFAULT_MAX_RESTARTS = 5
 DEFAULT_RESTART_WINDOW_SECONDS = 60.0
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024  # bytes (4 MiB): a stdio stdout line
-DEFAULT_MAX_TOOLS = 1000
-
 
 SERVER_ID_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 """A server_id: lowercase, starts with a letter, at most 32 characters, no `_` and no `+`, so
 `<server_id>__<tool>` and `<server_id>+<uri>` are unambiguous."""
 
-_PREFIX_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$"
+ServerId = Annotated[str, Field(pattern=SERVER_ID_PATTERN)]
+
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_KIND_KEYS = ("command", "url", "replicas")
+
+STDIO_ONLY_KEYS = ("args", "env", "cwd", "max_restarts", "restart_window_seconds", "max_line_bytes")
+"""`StdioServer`'s keys besides `command`: refused beside `url` with a message naming the kind
+(the models and the schema share it; a test checks it against the models)."""
+
+REMOTE_ONLY_KEYS = ("transport", "headers", "bearer_token_env", "oauth")
+"""`RemoteServer`'s keys besides `url`: refused beside `command` (shared likewise)."""
+
+REPLICA_MEMBER_KEYS = ("args", "env", "cwd", "transport", "headers")
+"""Keys that belong in each replica, never beside `replicas` (shared likewise)."""
+_ONE_KIND = "give exactly one of 'command' (stdio server) or 'url' (remote server)"
 
 
-class FilterConfig(Model):
-    """Glob filters (fnmatch syntax, case-sensitive) on a server's original names."""
-
-    include: list[str] = Field(default_factory=lambda: ["*"])
-    """Names to keep. Default: everything."""
-
-    exclude: list[str] = Field(default_factory=list)
-    """Names to drop; wins over `include`. Default: nothing."""
-
-    def allows(self, name: str) -> bool:
-        """Whether `name` matches an `include` glob and no `exclude` glob."""
-        return any(fnmatch.fnmatchcase(name, p) for p in self.include) and not any(
-            fnmatch.fnmatchcase(name, p) for p in self.exclude
-        )
+def _url_checked(value: str | None) -> str | None:
+    if value is not None and not re.match(r"https?://[^\s/]+(/\S*)?\Z", value):
+        raise ValueError("url must be an http:// or https:// URL")
+    return value
 
 
-class OAuthConfig(Model):
-    """OAuth 2.0 client credentials grant (RFC 6749 section 4.4) for the hub's connection to one
-    remote server: the hub gets its own access token from the token endpoint, caches it, renews
-    it before it expires, and once more when the server answers HTTP 401."""
+def _not_given(key: str, value: Any) -> bool:
+    """A null `command`, `url` or `replicas`, or an empty `replicas`, counts as not given."""
+    return key in _KIND_KEYS and (value is None or (key == "replicas" and value == []))
 
-    token_url: str
-    """The authorization server's token endpoint: https (plain http only on loopback)."""
 
-    client_id: str = Field(min_length=1)
-    """The client id the hub is registered with at that authorization server."""
+def _given(data: Any) -> Any:
+    """An entry's keys without the kind keys it does not give (`_not_given`)."""
+    if not isinstance(data, dict):
+        return data
+    return {key: value for key, value in data.items() if not _not_given(key, value)}
 
-    client_secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    """Environment variable holding the client secret, read once at load (unset or empty fails
-    the load). The secret itself never belongs in the file; it is sent only to `token_url`."""
 
-    scope: str | None = None
-    """Space-separated scopes to request (RFC 6749 section 3.3). Default: none (the
-    authorization server's default)."""
+def _refuse_keys(data: Any, keys: tuple[str, ...], applies_to: str) -> Any:
+    """A `mode="before"` check: the keys of another kind given in `data`, in one message naming
+    the kind they apply to (rather than one "unknown key" each)."""
+    data = _given(data)
+    wrong = [key for key in keys if isinstance(data, dict) and key in data]
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} only apply to {applies_to}")
+    return data
 
-    audience: str | None = None
-    """Sent as `audience`, for authorization servers that name the API that way (Auth0, Okta).
-    Default: not sent."""
 
-    resource: str | Literal[False] | None = None
-    """The RFC 8707 `resource` parameter (the MCP authorization spec has clients send it).
-    Default: the server's `url`; `false` leaves it out (for authorization servers that reject
-    it, e.g. Microsoft Entra ID v2, which takes `scope: api://<app>/.default` instead)."""
+class _StdioLimits(Model):
+    """How a stdio process is kept in check (a stdio server, and a replica group's stdio members)."""
 
-    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
-    """How the hub authenticates to the token endpoint (RFC 6749 section 2.3.1): HTTP Basic
-    (default) or `client_id`/`client_secret` form fields."""
+    max_restarts: int = Field(default=DEFAULT_MAX_RESTARTS, ge=0, le=1000)
+    """Crash-loop cap of a stdio server: how many times it is restarted (jittered exponential
+    backoff, 0.5 s doubling to 30 s) within `restart_window_seconds`. One more exit in the window
+    leaves it `failed` until a reload or `mcphub restart <server_id>`. Default: 5."""
 
-    _client_secret: str = PrivateAttr(default="")
+    restart_window_seconds: float = Field(default=DEFAULT_RESTART_WINDOW_SECONDS, gt=0, le=86_400)
+    """The sliding window, in seconds, over which `max_restarts` counts exits. Default: 60."""
 
-    @field_validator("token_url")
+    max_line_bytes: int = Field(default=DEFAULT_MAX_LINE_BYTES, ge=1024, le=1024**3)
+    """Longest stdout line, in bytes, a stdio server may write; a longer line is discarded as it
+    streams, never held whole. An answer over it fails only the call it answers (an `isError`
+    result "result from <server> exceeded N bytes" for a tool call) and the child keeps serving;
+    a longer line that is not JSON-RPC, or whose id cannot be read, or that goes on past 256
+    times this, kills and restarts the child (its in-flight calls fail). Default: 4194304 (4 MiB)."""
+
+
+class _RemoteCredentials(Model):
+    """The one credential a remote server's connection sends (a remote server, and a replica
+    group's remote members). A client's own token never reaches a server (MCP authorization
+    spec, "Token Passthrough")."""
+
+    bearer_token_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    """Environment variable holding a static bearer token for a remote server, sent as
+    `Authorization: Bearer <token>` (RFC 6750); read once at load (unset or empty fails the load)."""
+
+    oauth: OAuthConfig | None = None
+    """OAuth 2.0 client credentials for a remote server: the hub fetches, caches and renews its
+    own access token. The token a client presents to the hub is never sent to any server."""
+
+    _bearer_token: str = PrivateAttr(default="")
+
+    @field_validator("bearer_token_env")
     @classmethod
-    def _check_token_url(cls, value: str) -> str:
-        return check_secure_url(value, "token_url")
-
-    @field_validator("client_secret_env")
-    @classmethod
-    def _check_secret_set(cls, value: str, info: ValidationInfo) -> str:
-        secret_from_env(value, info)
+    def _check_token_set(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            secret_from_env(value, info)
         return value
 
+    def _resolve_credential(self, info: ValidationInfo, headers: dict[str, str]) -> None:
+        """One credential at most (`headers.Authorization`, `bearer_token_env`, `oauth`); reads the token."""
+        given = [name for name in ("bearer_token_env", "oauth") if getattr(self, name) is not None]
+        if any(header.lower() == "authorization" for header in headers):
+            given.insert(0, "headers.Authorization")
+        if len(given) > 1:
+            raise ValueError(f"give one credential for a server, not {' and '.join(given)}")
+        if self.bearer_token_env is not None:
+            self._bearer_token = secret_from_env(self.bearer_token_env, info)
+
+    def _credential_secrets(self) -> list[str]:
+        return [self._bearer_token, self.oauth.client_secret if self.oauth is not None else ""]
+
+
+class StdioServer(_StdioLimits, ServerSettings):
+    """A server the hub runs as a subprocess and speaks to over stdin/stdout (`command`)."""
+
+    command: str
+    """Executable of a stdio server, looked up on PATH."""
+
+    args: list[str] = Field(default_factory=list)
+    """Arguments of a stdio server."""
+
+    env: dict[str, str] = Field(default_factory=dict)
+    """Environment of a stdio server. Only these plus a safe minimum (HOME, LOGNAME, PATH, SHELL,
+    TERM, USER) reach the child; never the hub's own environment."""
+
+    cwd: str | None = None
+    """Working directory of a stdio server. Default: the hub's."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_remote_keys(cls, data: Any) -> Any:
+        return _refuse_keys(data, REMOTE_ONLY_KEYS, "a remote server ('url')")
+
+    @property
+    def kind(self) -> Literal["stdio"]:
+        """How the hub reaches this server: `stdio`."""
+        return "stdio"
+
+    def members(self, server_id: str) -> list[tuple[str, MemberConfig]]:
+        """`[(server_id, self)]`: the one connection this entry runs."""
+        return [(server_id, self)]
+
+    def secret_values(self) -> list[str]:
+        """Configured values to mask in anything the hub shows: the `env` values."""
+        return [value for value in self.env.values() if value]
+
+
+class RemoteServer(_RemoteCredentials, ServerSettings):
+    """A server the hub reaches over HTTP (`url`): Streamable HTTP, or legacy SSE."""
+
+    url: str
+    """Endpoint URL of a remote server (http or https)."""
+
+    transport: Literal["streamable_http", "sse"] | None = None
+    """How to reach a remote server: `streamable_http` (default) or legacy `sse`."""
+
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra HTTP headers sent to a remote server (e.g. `Authorization: "Bearer ${TOKEN}"`).
+    Never logged."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return _url_checked(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_stdio_keys(cls, data: Any) -> Any:
+        return _refuse_keys(data, STDIO_ONLY_KEYS, "a stdio server ('command')")
+
     @model_validator(mode="after")
-    def _resolve_secret(self, info: ValidationInfo) -> OAuthConfig:
-        self._client_secret = secret_from_env(self.client_secret_env, info)
+    def _one_credential(self, info: ValidationInfo) -> RemoteServer:
+        self._resolve_credential(info, self.headers)
         return self
 
     @property
-    def client_secret(self) -> str:
-        """The client secret read from `client_secret_env`."""
-        return self._client_secret
+    def kind(self) -> Literal["streamable_http", "sse"]:
+        """How the hub reaches this server: `streamable_http` (the default) or `sse`."""
+        return self.transport or "streamable_http"
 
+    def members(self, server_id: str) -> list[tuple[str, MemberConfig]]:
+        """`[(server_id, self)]`: the one connection this entry runs."""
+        return [(server_id, self)]
 
-class RetryConfig(Model):
-    """When and how often a failed request is sent again (hub/resilience.py has the rules).
+    def http_headers(self) -> dict[str, str]:
+        """The headers sent with every request: `headers`, plus `Authorization: Bearer ...`
+        when `bearer_token_env` is set."""
+        if not self._bearer_token:
+            return dict(self.headers)
+        return {**self.headers, "Authorization": f"Bearer {self._bearer_token}"}
 
-    A request is retried only when it provably never reached a server (not connected, circuit
-    open, queue full, refused before the write) or its tool is listed under `idempotent`; a
-    result with `isError: true` is an answer and never retried. Rounds after the first wait a
-    jittered exponential backoff and need the server's retry budget (Envoy's: retries in flight
-    <= `budget_ratio` x active calls, at least `budget_min`).
-    """
-
-    attempts: int = Field(default=3, ge=1, le=10)
-    """Rounds over the route's servers (replicas and fallbacks) per request, the first included.
-    Default: 3; 1 disables retry (moving to a not yet tried replica or fallback still happens)."""
-
-    backoff_initial_seconds: float = Field(default=0.1, gt=0, le=60)
-    """Upper bound of the first backoff, in seconds; each round doubles it (full jitter: the
-    wait is uniform in [0, bound]). Default: 0.1."""
-
-    backoff_max_seconds: float = Field(default=1.0, gt=0, le=300)
-    """Cap of the backoff bound, in seconds (Envoy: 10x the base). Default: 1."""
-
-    budget_ratio: float = Field(default=0.2, ge=0, le=1)
-    """Retries in flight to this server may be at most this share of its active calls.
-    Default: 0.2 (Envoy's retry budget)."""
-
-    budget_min: int = Field(default=3, ge=0, le=1000)
-    """Retries in flight always allowed, whatever the ratio. Default: 3 (Envoy's)."""
-
-
-class BreakerConfig(Model):
-    """Circuit breaker per server connection (per replica member): it opens after `failures`
-    consecutive failures (timeouts, broken connections, JSON-RPC internal errors; never a tool's
-    `isError` result), fails calls fast while open, lets one probe through after the cool-down
-    (half-open) and closes on its success; the cool-down doubles each time it re-opens."""
-
-    failures: int = Field(default=5, ge=1, le=1000)
-    """Consecutive failures that open the circuit. Default: 5 (Envoy outlier detection)."""
-
-    cooldown_seconds: float = Field(default=30.0, gt=0, le=3600)
-    """Seconds the circuit stays open before a half-open probe. Default: 30."""
-
-    cooldown_max_seconds: float = Field(default=300.0, gt=0, le=86_400)
-    """Cap of the doubling cool-down, in seconds. Default: 300."""
+    def secret_values(self) -> list[str]:
+        """Configured values to mask in anything the hub shows: the `headers` values, the bearer
+        token and the OAuth client secret."""
+        return [value for value in (*self.headers.values(), *self._credential_secrets()) if value]
 
 
 class ReplicaConfig(Model):
-    """One member of a replicated server: how to reach it (stdio `command` or remote `url`).
-    Every other setting (timeouts, filters, retry, ...) comes from the logical server."""
+    """One member of a replica group: how to reach it (stdio `command` or remote `url`). Every
+    other setting (timeouts, filters, retry, ...) comes from the group."""
 
     command: str | None = None
     """Executable of a stdio member, looked up on PATH."""
@@ -191,268 +253,114 @@ class ReplicaConfig(Model):
     headers: dict[str, str] = Field(default_factory=dict)
     """Extra HTTP headers sent to a remote member. Never logged."""
 
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return _url_checked(value)
+
     @model_validator(mode="after")
     def _one_kind(self) -> ReplicaConfig:
         if (self.command is None) == (self.url is None):
             raise ValueError("give exactly one of 'command' (stdio member) or 'url' (remote member)")
-        return self
-
-
-class ServerConfig(Model, ServerTrustSettings):
-    """One server in the fleet: a stdio subprocess (`command`) or a remote server (`url`)."""
-
-    command: str | None = None
-    """Executable of a stdio server, looked up on PATH."""
-
-    args: list[str] = Field(default_factory=list)
-    """Arguments of a stdio server."""
-
-    env: dict[str, str] = Field(default_factory=dict)
-    """Environment of a stdio server. Only these plus a safe minimum (HOME, LOGNAME, PATH, SHELL,
-    TERM, USER) reach the child; never the hub's own environment."""
-
-    cwd: str | None = None
-    """Working directory of a stdio server. Default: the hub's."""
-
-    url: str | None = None
-    """Endpoint URL of a remote server (http or https)."""
-
-    transport: Literal["streamable_http", "sse"] | None = None
-    """How to reach a remote server: `streamable_http` (default) or legacy `sse`."""
-
-    headers: dict[str, str] = Field(default_factory=dict)
-    """Extra HTTP headers sent to a remote server (e.g. `Authorization: "Bearer ${TOKEN}"`).
-    Never logged."""
-
-    bearer_token_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    """Environment variable holding a static bearer token for a remote server, sent as
-    `Authorization: Bearer <token>` (RFC 6750); read once at load (unset or empty fails the load)."""
-
-    oauth: OAuthConfig | None = None
-    """OAuth 2.0 client credentials for a remote server: the hub fetches, caches and renews its
-    own access token. The token a client presents to the hub is never sent to any server."""
-
-    _bearer_token: str = PrivateAttr(default="")
-
-    protocol: Literal["auto", "legacy", "modern", "both"] = "auto"
-    """Protocol era to speak: `auto` probes `server/discover` (2026-07-28) and falls back to the
-    `initialize` handshake; `legacy` forces the handshake era; `modern` forces 2026-07-28;
-    `both` (a server that serves both eras) keeps a modern-era connection and, from the first
-    call of a handshake-era client on, a second handshake-era one (a second process for a stdio
-    server), so each client gets the server's behaviour of its own era (e.g. sampling pushed
-    mid-call rather than an `InputRequiredResult`). Under `auto` and `both`, a server whose tool
-    pushes sampling, elicitation or roots/list mid-call in the modern era (as mcp 1.x code does),
-    which that era refuses, is noticed at the first such call: the hub opens the handshake-era
-    connection then, sends that call once more over it, and sends the server's later calls that
-    may push there too (README, "Servers whose tools push")."""
-
-    timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=86_400)
-    """Seconds to wait for the answer to a request (call, read, get, complete, list) before it
-    fails with a timeout naming the server, and the server is sent a cancellation. Default: 60."""
-
-    startup_timeout_seconds: float = Field(default=DEFAULT_STARTUP_TIMEOUT_SECONDS, gt=0, le=3600)
-    """Seconds a server may take to start (or connect) and negotiate before the attempt counts
-    as failed and is retried with backoff. Default: 30."""
-
-    max_restarts: int = Field(default=DEFAULT_MAX_RESTARTS, ge=0, le=1000)
-    """Crash-loop cap of a stdio server: how many times it is restarted (jittered exponential
-    backoff, 0.5 s doubling to 30 s) within `restart_window_seconds`. One more exit in the window
-    leaves it `failed` until a reload or `mcphub restart <server_id>`. Default: 5."""
-
-    restart_window_seconds: float = Field(default=DEFAULT_RESTART_WINDOW_SECONDS, gt=0, le=86_400)
-    """The sliding window, in seconds, over which `max_restarts` counts exits. Default: 60."""
-
-    max_line_bytes: int = Field(default=DEFAULT_MAX_LINE_BYTES, ge=1024, le=1024**3)
-    """Longest stdout line, in bytes, a stdio server may write; a longer line is discarded as it
-    streams, never held whole. An answer over it fails only the call it answers (an `isError`
-    result "result from <server> exceeded N bytes" for a tool call) and the child keeps serving;
-    a longer line that is not JSON-RPC, or whose id cannot be read, or that goes on past 256
-    times this, kills and restarts the child (its in-flight calls fail). Default: 4194304 (4 MiB)."""
-
-    prefix: str | Literal[False] | None = None
-    """Namespace of this server's tool and prompt names (`<prefix>__<name>`). Default: the
-    server_id. `false` exposes original names (a collision then falls back to the server_id)."""
-
-    tools: FilterConfig = Field(default_factory=FilterConfig)
-    """Which of the server's tools to expose, by original name."""
-
-    enabled: bool = True
-    """`false` keeps the entry in the file without starting it."""
-
-    isolation: Literal["shared", "per_client"] = "shared"
-    """`shared`: one server connection serves every client. `per_client`: each client session
-    (handshake era) or principal (modern era) gets a server connection of its own, started on
-    its first call and closed when the session ends. Use `per_client` for handshake-era stdio or
-    SSE servers that send sampling/elicitation/roots requests mid-call (their requests carry no
-    link to the call that caused them, so on a shared connection they can be relayed only while
-    exactly one call is in flight) and for servers that keep per-user state."""
-    timeouts: dict[str, Annotated[float, Field(gt=0, le=86_400)]] = Field(default_factory=dict)
-    """Per-route timeouts: `{glob on original tool names: seconds}`; the first matching glob (in
-    file order) replaces `timeout_seconds` for that tool's calls. Default: none."""
-
-    max_timeout_seconds: float | None = Field(default=None, gt=0, le=86_400)
-    """Hard maximum of one request, in seconds. A progress notification from the server restarts
-    the ordinary timeout, but never beyond this; on expiry the server is sent a cancellation and
-    the client gets a timeout naming the server. Default: 5x the request's timeout."""
-
-    idempotent: list[str] = Field(default_factory=list)
-    """Globs on original tool names the operator declares safe to send twice: only these are
-    retried (or moved to a replica or fallback) after the request may have reached the server.
-    Server-declared annotations (`idempotentHint`) are untrusted and ignored. Default: none."""
-
-    retry: RetryConfig = Field(default_factory=RetryConfig)
-    """Retry rounds, backoff and retry budget."""
-
-    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
-    """Circuit breaker thresholds."""
-
-    health_check_interval_seconds: float = Field(default=DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS, ge=0, le=86_400)
-    """A server idle this long gets a health check (`ping` in the handshake era, one `tools/list`
-    page in the modern era); a failed check counts as a failure (state `degraded`, breaker).
-    Default: 30; 0 disables health checks."""
-
-    max_tools: int = Field(default=DEFAULT_MAX_TOOLS, ge=1, le=1_000_000)
-    """Most tools taken from this server's listing (after the `tools` filters): the rest of the
-    listing is dropped, with a warning naming the server and the counts, so one server (or a
-    federation loop) can never grow the catalog without bound. Default: 1000."""
-
-    max_result_bytes: int = Field(default=DEFAULT_MAX_RESULT_BYTES, ge=1024)
-    """Largest result accepted from this server, in bytes of serialized JSON; a larger one is
-    replaced by an `isError` result "result from <server> exceeded N bytes". Default: 1 MiB."""
-
-    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, le=100_000)
-    """Requests in flight to this server (to each replica member) at most. Default: 64."""
-
-    max_queue: int = Field(default=DEFAULT_MAX_QUEUE, ge=0, le=1_000_000)
-    """Requests that may wait for a slot beyond `max_concurrency`; one more fails fast with
-    "server busy" (never an unbounded queue). Default: 256."""
-
-    fallback: list[str] = Field(default_factory=list)
-    """Server_ids that serve this server's routes, in order, when it is down, its circuit is open
-    or a request failed before it was sent (or failed after, for an `idempotent` tool). A
-    fallback serves a route only if it has the same original tool, resource or prompt."""
-
-    expose: bool = True
-    """`false`: the server contributes no names of its own to `/mcp` and serves only as a
-    fallback of others (it still has `/servers/<server_id>/mcp`)."""
-
-    replicas: list[ReplicaConfig] = Field(default_factory=list)
-    """Members of one logical server (instead of `command`/`url`), served round-robin under one
-    set of names; member ids are `<server_id>/1`, `<server_id>/2`, ... in status and logs."""
-
-    @field_validator("prefix")
-    @classmethod
-    def _check_prefix(cls, value: str | Literal[False] | None) -> str | Literal[False] | None:
-        if value is True:  # type: ignore[comparison-overlap]
-            raise ValueError("prefix must be a string or false")
-        if isinstance(value, str) and (not re.fullmatch(_PREFIX_PATTERN, value) or "--" in value or len(value) > 32):
-            raise ValueError(
-                f"prefix {value!r} must be 1-32 letters, digits or inner '-' (it is joined to names with '__')"
-            )
-        return value
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"https?://[^\s/]+(/\S*)?\Z", value):
-            raise ValueError("url must be an http:// or https:// URL")
-        return value
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> ServerConfig:
-        if self.replicas:
-            if self.command is not None or self.url is not None:
-                raise ValueError("give either 'replicas' or 'command'/'url', not both")
-            per_member = [n for n in REPLICA_MEMBER_KEYS if n in self.model_fields_set]
-            if per_member:
-                raise ValueError(f"{', '.join(per_member)} belong in each replica, not beside 'replicas'")
-            return self
-        if (self.command is None) == (self.url is None):
-            raise ValueError("give exactly one of 'command' (stdio server) or 'url' (remote server)")
-        remote_only, stdio_only = REMOTE_ONLY_KEYS, STDIO_ONLY_KEYS
         misplaced, kind = (
-            (remote_only, "a remote server ('url')") if self.command else (stdio_only, "a stdio server ('command')")
+            (("transport", "headers"), "a remote member ('url')")
+            if self.command is not None
+            else (("args", "env", "cwd"), "a stdio member ('command')")
         )
         wrong = [name for name in misplaced if name in self.model_fields_set]
         if wrong:
             raise ValueError(f"{', '.join(wrong)} only apply to {kind}")
         return self
 
-    @field_validator("bearer_token_env")
+
+class ReplicaGroup(_StdioLimits, _RemoteCredentials, ServerSettings):
+    """Members of one logical server (`replicas`), served round-robin under one set of names.
+    The group's settings apply to every member; `max_restarts`, `restart_window_seconds` and
+    `max_line_bytes` to its stdio members, `bearer_token_env` and `oauth` to its remote ones."""
+
+    replicas: list[ReplicaConfig] = Field(min_length=1)
+    """Members of one logical server (instead of `command`/`url`), served round-robin under one
+    set of names; member ids are `<server_id>/1`, `<server_id>/2`, ... in status and logs."""
+
+    @model_validator(mode="before")
     @classmethod
-    def _check_token_set(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None:
-            secret_from_env(value, info)
-        return value
+    def _refuse_member_keys(cls, data: Any) -> Any:
+        data = _given(data)
+        if isinstance(data, dict):
+            if "command" in data or "url" in data:
+                raise ValueError("give either 'replicas' or 'command'/'url', not both")
+            per_member = [key for key in REPLICA_MEMBER_KEYS if key in data]
+            if per_member:
+                raise ValueError(f"{', '.join(per_member)} belong in each replica, not beside 'replicas'")
+        return data
 
     @model_validator(mode="after")
-    def _one_credential(self, info: ValidationInfo) -> ServerConfig:
-        given = [name for name in ("bearer_token_env", "oauth") if getattr(self, name) is not None]
-        if any(header.lower() == "authorization" for header in self.headers):
-            given.insert(0, "headers.Authorization")
-        if len(given) > 1:
-            raise ValueError(f"give one credential for a server, not {' and '.join(given)}")
-        if self.bearer_token_env is not None:
-            self._bearer_token = secret_from_env(self.bearer_token_env, info)
+    def _one_credential(self, info: ValidationInfo) -> ReplicaGroup:
+        for replica in self.replicas:  # a member's Authorization header is a credential too
+            self._resolve_credential(info, replica.headers)
         return self
 
-    def http_headers(self) -> dict[str, str]:
-        """The headers sent with every request to a remote server: `headers`, plus
-        `Authorization: Bearer ...` when `bearer_token_env` is set."""
-        if not self._bearer_token:
-            return dict(self.headers)
-        return {**self.headers, "Authorization": f"Bearer {self._bearer_token}"}
+    @property
+    def kind(self) -> Literal["replicas"]:
+        """How the hub reaches this server: through its members."""
+        return "replicas"
+
+    def members(self, server_id: str) -> list[tuple[str, MemberConfig]]:
+        """`(member id, config)` of each member: `<server_id>/1`, `<server_id>/2`, ... (a `/`
+        never occurs in a server_id), each a `StdioServer` or `RemoteServer` with the group's
+        settings and its own address."""
+        shared: dict[str, Any] = {name: getattr(self, name) for name in ServerSettings.model_fields}
+        members: list[tuple[str, MemberConfig]] = []
+        for index, replica in enumerate(self.replicas, start=1):
+            member: MemberConfig
+            if replica.command is not None:
+                limits = {name: getattr(self, name) for name in _StdioLimits.model_fields}
+                address = replica.model_dump(include={"command", "args", "env", "cwd"})
+                member = StdioServer.model_construct(**{**shared, **limits, **address})
+            else:
+                credentials = {name: getattr(self, name) for name in _RemoteCredentials.model_fields}
+                address = replica.model_dump(include={"url", "transport", "headers"})
+                member = RemoteServer.model_construct(**{**shared, **credentials, **address})
+                member._bearer_token = self._bearer_token
+            members.append((f"{server_id}/{index}", member))
+        return members
 
     def secret_values(self) -> list[str]:
-        """Configured values to mask in anything the hub shows: `env` and `headers` values, the
-        bearer token and the OAuth client secret."""
-        values = [*self.env.values(), *self.headers.values(), self._bearer_token]
-        if self.oauth is not None:
-            values.append(self.oauth.client_secret)
-        return [value for value in values if value]
-
-    @property
-    def kind(self) -> Literal["stdio", "streamable_http", "sse", "replicas"]:
-        """How the hub reaches this server (`replicas`: through its members)."""
-        if self.replicas:
-            return "replicas"
-        if self.command is not None:
-            return "stdio"
-        return self.transport or "streamable_http"
-
-    def members(self, server_id: str) -> list[tuple[str, ServerConfig]]:
-        """`(member id, config)` of each connection this entry runs: itself under `server_id`,
-        or for `replicas` one per member, `<server_id>/1`, `<server_id>/2`, ... (a `/` never
-        occurs in a server_id), each with the logical server's settings and its own address."""
-        if not self.replicas:
-            return [(server_id, self)]
-        return [
-            (f"{server_id}/{index}", self.model_copy(update={**replica.model_dump(), "replicas": []}))
-            for index, replica in enumerate(self.replicas, start=1)
-        ]
-
-    def timeout_for(self, tool: str | None) -> float:
-        """Seconds a request may wait for its answer: the first `timeouts` glob matching the
-        original tool name, else `timeout_seconds`."""
-        if tool is not None:
-            for pattern, seconds in self.timeouts.items():
-                if fnmatch.fnmatchcase(tool, pattern):
-                    return seconds
-        return self.timeout_seconds
-
-    def hard_timeout_for(self, tool: str | None) -> float:
-        """The hard maximum of one request in seconds (`max_timeout_seconds`, default 5x its timeout)."""
-        return self.max_timeout_seconds if self.max_timeout_seconds is not None else 5 * self.timeout_for(tool)
-
-    def is_idempotent(self, tool: str) -> bool:
-        """Whether the operator listed the original tool name under `idempotent`."""
-        return any(fnmatch.fnmatchcase(tool, pattern) for pattern in self.idempotent)
-
-    def exposed_prefix(self, server_id: str) -> str | None:
-        """The namespace used for tool and prompt names, or None for original names."""
-        if self.prefix is False:
-            return None
-        return self.prefix or server_id
+        """Configured values to mask in anything the hub shows: every member's `env` and
+        `headers` values, the bearer token and the OAuth client secret."""
+        values = [value for replica in self.replicas for value in (*replica.env.values(), *replica.headers.values())]
+        return [value for value in (*values, *self._credential_secrets()) if value]
 
 
-ServerId = Annotated[str, Field(pattern=SERVER_ID_PATTERN)]
+MemberConfig: TypeAlias = StdioServer | RemoteServer
+"""The config of one server connection: a stdio server, a remote server, or a member of a
+replica group (`ServerEntry.members()`)."""
+
+
+def _entry_kind(value: Any) -> str | None:
+    """Which model validates an entry: `replicas` if it has replicas, else `stdio` for a
+    `command`, `remote` for a `url`; None (one error, `_ONE_KIND`) for both or neither."""
+    for model, tag in ((StdioServer, "stdio"), (RemoteServer, "remote"), (ReplicaGroup, "replicas")):
+        if isinstance(value, model):
+            return tag
+    if not isinstance(value, dict):
+        return "stdio"  # not a mapping: the model's own error says so
+    given = [key for key in _KIND_KEYS if key in value and not _not_given(key, value[key])]
+    if "replicas" in given:
+        return "replicas"
+    if given == ["command"]:
+        return "stdio"
+    return "remote" if given == ["url"] else None
+
+
+SERVER_KIND_TAGS = ("stdio", "remote", "replicas")
+"""The tags of `ServerEntry`'s members: pydantic adds the chosen one to an error's location."""
+
+ServerEntry = Annotated[
+    Annotated[StdioServer, Tag("stdio")]
+    | Annotated[RemoteServer, Tag("remote")]
+    | Annotated[ReplicaGroup, Tag("replicas")],
+    Discriminator(_entry_kind, custom_error_type="server_kind", custom_error_message=_ONE_KIND),
+]
+"""One entry of `servers`: a `StdioServer`, a `RemoteServer` or a `ReplicaGroup`, chosen by the
+key it has (`command`, `url`, `replicas`)."""
