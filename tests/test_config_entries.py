@@ -163,6 +163,28 @@ def test_a_group_credential_and_a_member_authorization_header_are_refused_togeth
     )
 
 
+@pytest.mark.parametrize(
+    ("group", "reason"),
+    [
+        pytest.param(
+            {"replicas": [{"url": _URL}], "max_restarts": 2, "max_line_bytes": 4096},
+            "max_restarts, max_line_bytes only apply to a stdio member ('command'), and this group has none",
+            id="stdio-settings-without-a-stdio-member",
+        ),
+        pytest.param(
+            {"replicas": [{"command": "c"}], "bearer_token_env": "TOKEN"},
+            "bearer_token_env only apply to a remote member ('url'), and this group has none",
+            id="credential-without-a-remote-member",
+        ),
+    ],
+)
+def test_a_groups_settings_of_one_kind_need_a_member_of_that_kind(group: dict[str, Any], reason: str) -> None:
+    error = _refused(group)
+
+    assert (error.key_path, error.reason) == ("servers.a", reason)
+    assert schema_errors({"servers": {"a": group}}) != []
+
+
 def test_a_groups_members_are_stdio_and_remote_servers_with_the_groups_settings() -> None:
     group = {
         "replicas": [{"command": "c", "args": ["-v"]}, {"url": _URL, "transport": "sse", "headers": {"X": "y"}}],

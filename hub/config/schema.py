@@ -14,7 +14,8 @@ loads and flags the same shape mistakes:
 - a server entry is one of `StdioServer`, `RemoteServer`, `ReplicaGroup` (the models' own
   `oneOf`, each closed); a client entry, which may hold any kind's keys, gets exactly one of
   `command`/`url`/`replicas` and the stdio-only and remote-only keys as rules; one credential
-  per server; a replica's `command` or `url` and the keys of its kind; exactly one key source
+  per server; a replica's `command` or `url` and the keys of its kind; a replica group's
+  stdio settings and credentials only with a member of their kind; exactly one key source
   per API key and JWT config, one subject per policy rule, `auth` with api_keys and/or jwt.
 
 What stays with the loader: values only known at load (unset variables, `*_env` secrets),
@@ -96,7 +97,12 @@ def complete_schema(schema: dict[str, Any], *, hub_keys: Collection[str]) -> dic
         "the resolved text must be a valid value here.",
     }
     defs["RemoteServer"]["allOf"] = _credential_rules()
-    defs["ReplicaGroup"]["allOf"] = _credential_rules()
+    group = defs["ReplicaGroup"]["properties"]
+    defs["ReplicaGroup"]["allOf"] = [
+        *_credential_rules(),
+        {"if": _any_of(key for key in STDIO_ONLY_KEYS if key in group), "then": _a_member("command")},
+        {"if": _any_of(key for key in REMOTE_ONLY_KEYS if key in group), "then": _a_member("url")},
+    ]
     defs["ClientServerEntry"]["allOf"] = [
         *_kind_rules((*STDIO_ONLY_KEYS, "envFile")),
         *_credential_rules(),
@@ -270,6 +276,16 @@ def _given(key: str) -> dict[str, Any]:
 def _non_empty(key: str) -> dict[str, Any]:
     """`key` is present and a non-empty list."""
     return {"required": [key], "properties": {key: {"type": "array", "minItems": 1}}}
+
+
+def _any_of(keys: Iterable[str]) -> dict[str, Any]:
+    """One of `keys` is present."""
+    return {"anyOf": [{"required": [key]} for key in keys]}
+
+
+def _a_member(key: str) -> dict[str, Any]:
+    """A replica group with a member that gives `key` (`command` or `url`)."""
+    return {"properties": {"replicas": {"contains": _given(key)}}}
 
 
 def _none_of(keys: Iterable[str]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ REMOTE_ONLY_KEYS = ("transport", "headers", "bearer_token_env", "oauth")
 
 REPLICA_MEMBER_KEYS = ("args", "env", "cwd", "transport", "headers")
 """Keys that belong in each replica, never beside `replicas` (shared likewise)."""
+
 _ONE_KIND = "give exactly one of 'command' (stdio server) or 'url' (remote server)"
 
 
@@ -298,6 +299,26 @@ class ReplicaGroup(_StdioLimits, _RemoteCredentials, ServerSettings):
     def _one_credential(self, info: ValidationInfo) -> ReplicaGroup:
         for replica in self.replicas:  # a member's Authorization header is a credential too
             self._resolve_credential(info, replica.headers)
+        return self
+
+    @model_validator(mode="after")
+    def _settings_for_its_members(self) -> ReplicaGroup:
+        """The stdio settings need a stdio member, the remote credentials a remote one."""
+        for keys, kind, members in (
+            (
+                _StdioLimits.model_fields,
+                "a stdio member ('command')",
+                [r for r in self.replicas if r.command is not None],
+            ),
+            (
+                _RemoteCredentials.model_fields,
+                "a remote member ('url')",
+                [r for r in self.replicas if r.url is not None],
+            ),
+        ):
+            wrong = [key for key in keys if key in self.model_fields_set]
+            if wrong and not members:
+                raise ValueError(f"{', '.join(wrong)} only apply to {kind}, and this group has none")
         return self
 
     @property
