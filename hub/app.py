@@ -17,7 +17,8 @@ from starlette.types import ASGIApp
 from hub.catalog import Catalog
 from hub.cluster.keys import ClusterKeys
 from hub.cluster.store import store_for
-from hub.config import HubConfig, ServerConfig, load_config
+from hub.config import HubConfig, MemberConfig, ServerEntry, load_config
+from hub.config.trust import lockfile_path, pinning_for
 from hub.drain import DrainPhase, DrainReport
 from hub.endpoint import Endpoint
 from hub.errors import ConfigError
@@ -33,7 +34,6 @@ from hub.servers import Fleet, ServerConnection, ServerStatus
 from hub.startup import default_max_concurrent_starts
 from hub.state import StateFile, state_path
 from hub.tracing import CallTracer, tracer_provider_from_config
-from hub.trust_config import lockfile_path, pinning_for
 
 if TYPE_CHECKING:
     from hub.cluster.pins import PinSync, RedisPinStore
@@ -70,7 +70,7 @@ def startup_bound_seconds(config: HubConfig) -> float:
     attempt (start-up timeout plus the listing's timeout), once per round of stdio servers the
     start slots (`max_concurrent_starts`) let through, plus 5 s."""
     attempts = [s.startup_timeout_seconds + s.timeout_seconds for s in config.servers.values()]
-    stdio = sum(1 for sid, s in config.servers.items() for _, m in s.members(sid) if m.command is not None)
+    stdio = sum(1 for sid, s in config.servers.items() for _, m in s.members(sid) if m.kind == "stdio")
     slots = config.max_concurrent_starts or default_max_concurrent_starts()
     return max(attempts, default=0.0) * max(1, math.ceil(stdio / slots)) + 5.0
 
@@ -254,7 +254,7 @@ class Hub:
         plan = report.plan
         # Removed servers leave the catalog at once; replaced ones keep their old entry until
         # their new connection is switched in.
-        entries: dict[str, ServerConfig] = {
+        entries: dict[str, ServerEntry] = {
             sid: (old.servers[sid] if sid in plan.replaced else server) for sid, server in new.servers.items()
         }
         await self.catalog.reconfigure(entries)
@@ -280,7 +280,7 @@ class Hub:
             with `gate`, list requests wait for it until it is switched in (an added server)."""
             started: dict[str, ServerConnection] = {}
 
-            async def start_one(member_id: str, member: ServerConfig) -> None:
+            async def start_one(member_id: str, member: MemberConfig) -> None:
                 started[member_id] = await self.fleet.start(member_id, member, gate=gate)
 
             async with anyio.create_task_group() as tg:

@@ -39,12 +39,12 @@ from typing import Literal, TypeVar
 import anyio
 import mcp_types as types
 
-from hub.config import HubConfig, ServerConfig
+from hub.config import HubConfig, ServerEntry
+from hub.config.trust import DescriptionsConfig, PinningMode
 from hub.logs import counted
 from hub.naming import RESERVED_TOOL_NAMES, SEPARATOR, assign_names, exposed_resource_uri, split_resource_uri
 from hub.pins import DefinitionHeld, Definitions, Pins, PinStatus
 from hub.servers import ServerSnapshot
-from hub.trust_config import DescriptionsConfig, PinningMode
 from hub.uris import normalize_uri
 from hub.vetting import VettedSnapshot, vet
 
@@ -247,7 +247,7 @@ class Catalog:
         self._exposed_names: dict[tuple[Kind, str, str], str] = {}
         self._renamed = _Renamed()
 
-    def _set_configs(self, servers: Mapping[str, ServerConfig]) -> None:
+    def _set_configs(self, servers: Mapping[str, ServerEntry]) -> None:
         self._configs = dict(servers)
         self._prefix_owners = {
             prefix: server_id
@@ -255,7 +255,7 @@ class Catalog:
             if server.expose and (prefix := server.exposed_prefix(server_id)) is not None
         }
 
-    async def reconfigure(self, servers: Mapping[str, ServerConfig]) -> None:
+    async def reconfigure(self, servers: Mapping[str, ServerEntry]) -> None:
         """Replace the fleet's server entries (hot reload): prefixes and membership change, a
         server no longer listed stops contributing and loses its names (reserved ones too);
         listeners hear about what changed."""
@@ -559,7 +559,7 @@ class Catalog:
     def server_ids(self) -> Iterable[str]:
         return self._configs.keys()
 
-    def server_config(self, server_id: str) -> ServerConfig:
+    def server_config(self, server_id: str) -> ServerEntry:
         """A configured server's entry.
 
         :raises KeyError: `server_id` is not configured.

@@ -23,9 +23,9 @@ from rich.table import Table
 
 from hub.cli_options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
 from hub.config import HubConfig
+from hub.config.trust import lockfile_path
 from hub.errors import ConfigError
 from hub.lockfile import LockEntries, read_lockfile, write_lockfile
-from hub.trust_config import lockfile_path
 
 __all__ = ["lock", "pins_app"]
 

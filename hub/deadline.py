@@ -1,7 +1,7 @@
 """One deadline per request: the time a routed request may take, from its arrival to its answer.
 
 The router (`hub.router`) starts a `RequestDeadline` when a request arrives, from the route's
-timeout (`ServerConfig.timeout_for`, seconds) and its hard maximum (`hard_timeout_for`:
+timeout (`ServerSettings.timeout_for`, seconds) and its hard maximum (`hard_timeout_for`:
 `max_timeout_seconds`, default 5x the timeout). Every phase of the request spends the same
 clock:
 

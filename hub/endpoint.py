@@ -270,7 +270,7 @@ class Endpoint:
     def _runs_per_replica(self, server_id: str) -> bool:
         """Whether `server_id` is a stdio server (a process of its own on each replica)."""
         connection = self.fleet.get(server_id)
-        return connection is not None and connection.config.command is not None
+        return connection is not None and connection.config.kind == "stdio"
 
     def _client_gone(self, client_key: str) -> None:
         """A handshake-era client session ended: drop its subscriptions and found tools, and

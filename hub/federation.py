@@ -67,7 +67,7 @@ from mcp_types import INVALID_REQUEST, JSONRPCRequest
 
 from adapters._sdk import Transport, TransportStreams
 from adapters.write_stream import WriteStreamWrapper
-from hub.config import DEFAULT_MAX_FEDERATION_DEPTH, HUB_ID_PATTERN
+from hub.config.hub import DEFAULT_MAX_FEDERATION_DEPTH, HUB_ID_PATTERN
 from hub.errors import HubError, ServerError
 from hub.trace_context import Injector, outbound_fields
 

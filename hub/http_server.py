@@ -49,12 +49,8 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from hub.config import (
-    DEFAULT_BODY_TIMEOUT_SECONDS,
-    DEFAULT_HEADER_TIMEOUT_SECONDS,
-    DEFAULT_MAX_HEADER_BYTES,
-    HubConfig,
-)
+from hub.config import HubConfig
+from hub.config.hub import DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_MAX_HEADER_BYTES
 
 __all__ = ["LINGER_MAX_BYTES", "LINGER_SECONDS", "HttpLimits", "HttpServer", "HubHttpProtocol", "bind_socket"]
 

@@ -31,7 +31,7 @@ from typing import Any, Final, TypeVar
 
 import mcp_types as types
 
-from hub.trust_config import DescriptionsConfig
+from hub.config.trust import DescriptionsConfig
 
 __all__ = ["CUT_MARKER", "INVISIBLE_CATEGORIES", "clean_definition", "clean_text", "reveal"]
 

@@ -33,7 +33,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from hub.callers import client_channel
-from hub.config import DEFAULT_LIST_PAGE_SIZE
+from hub.config.hub import DEFAULT_LIST_PAGE_SIZE
 from hub.face_services import FaceServices
 from hub.faces import Face
 from hub.federation import FEDERATION_KEY

@@ -12,7 +12,7 @@ the server sent it, before description hygiene (`hub.hygiene`). The fields that 
 | resource templates | uriTemplate, name, title, description, mimeType, annotations |
 
 Pins are keyed by `(server_id, kind, original name or URI template)`. What happens to a
-definition depends on the server's `pinning` mode (`hub.trust_config`):
+definition depends on the server's `pinning` mode (`hub.config.trust`):
 
 - `warn` / `block`: a server seen for the first time has its whole listing pinned (trust on
   first use). Afterwards a definition whose fingerprint differs from its pin (`changed`), or one
@@ -44,9 +44,9 @@ from typing import Any, Final, Literal, cast
 import mcp_types as types
 import orjson
 
+from hub.config.trust import PinningMode
 from hub.errors import HubError
 from hub.pin_store import PinStore
-from hub.trust_config import PinningMode
 
 __all__ = [
     "DEFINITION_HELD",

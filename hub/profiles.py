@@ -1,6 +1,6 @@
 """Endpoint profiles (issue 14): curated URLs, each serving part of the catalog.
 
-A profile (`profiles.<name>` in the config, `hub.catalog_config.ProfileConfig`) is served at
+A profile (`profiles.<name>` in the config, `hub.config.catalog.ProfileConfig`) is served at
 `/profiles/<name>/mcp` in both eras, under the same authentication (scope `hub:call`) and policy
 as `/mcp`: a caller sees and uses what the profile's globs select *and* its policy allows.
 `ProfileFace` is the aggregated face (`hub.faces.AggregateFace`: exposed names, the same routes)
@@ -22,7 +22,7 @@ from typing import Final, Generic, TypeVar
 import mcp_types as types
 
 from hub.catalog import KINDS, Catalog, Kind, listing_key
-from hub.catalog_config import ProfileConfig
+from hub.config.catalog import ProfileConfig
 from hub.faces import AggregateFace
 from hub.uris import normalize_uri_pattern
 

@@ -1,6 +1,6 @@
 """Masking of configured secrets in everything the hub relays or logs.
 
-A server's configured secrets (`ServerConfig.secret_values()`: its `env` and `headers` values,
+A server's configured secrets (`secret_values()` of its entry: its `env` and `headers` values,
 its bearer token and OAuth client secret, plus the OAuth access token the hub currently holds
 for it) must never leave the hub through a path the server controls (SECURITY.md case 23,
 OWASP MCP01). A server can put them anywhere, so masking follows the data:

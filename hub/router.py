@@ -61,7 +61,7 @@ from mcp.shared.dispatcher import ProgressFnT
 from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
 from hub.catalog import Kind, snapshot_offers
-from hub.config import ServerConfig
+from hub.config import ServerEntry
 from hub.deadline import RequestDeadline
 from hub.errors import ServerError, ServerTimeout, ServerUnavailable
 from hub.limits import BreakerState, RetryBudget, ServerRejected
@@ -91,7 +91,7 @@ class _Call:
     method: str
     """The MCP method sent (`tools/call`, `resources/read`, `prompts/get`, `completion/complete`)."""
     original: str
-    config: ServerConfig
+    config: ServerEntry
     repeatable: bool
     """May be sent again after it may have reached a server (idempotent tool, or a read)."""
     deadline: RequestDeadline
@@ -249,7 +249,7 @@ class Router:
     # ---- dispatch ----
 
     def _candidates(
-        self, server_id: str, kind: Kind, original: str, config: ServerConfig, *, advance: bool
+        self, server_id: str, kind: Kind, original: str, config: ServerEntry, *, advance: bool
     ) -> list[ServerConnection]:
         order: list[ServerConnection] = []
         for index, sid in enumerate([server_id, *config.fallback]):

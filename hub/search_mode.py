@@ -2,7 +2,7 @@
 of the catalog itself.
 
 In search mode (`catalog.mode: search`: hub-wide, per profile, or per caller through the first
-policy rule that applies to it; `hub.catalog_config`) a face lists, for each caller:
+policy rule that applies to it; `hub.config.catalog`) a face lists, for each caller:
 
 - `search_tools(query, limit=8)`: the tools that best answer `query`, best first, among those
   the caller may use on this face (policy, and the profile's globs), with their full
@@ -40,8 +40,8 @@ from cachetools import LRUCache
 from mcp.server import ServerRequestContext
 
 from hub.auth import Principal
-from hub.catalog_config import CatalogConfig, CatalogOverride
 from hub.catalog_search import CatalogSearch
+from hub.config.catalog import CatalogConfig, CatalogOverride
 from hub.errors import RateLimited
 from hub.found import FoundTools
 from hub.naming import RESERVED_TOOL_NAMES

@@ -194,7 +194,7 @@ class CallTracer:
         attributes: dict[str, Any] = {
             "mcp.method.name": method,
             "mcphub.server_id": connection.server_id,
-            "network.transport": "pipe" if connection.config.command is not None else "tcp",
+            "network.transport": "pipe" if connection.config.kind == "stdio" else "tcp",
         }
         if kind == "tools":
             attributes["gen_ai.tool.name"] = original

@@ -10,10 +10,10 @@ from typing import Any
 
 import mcp_types as types
 
+from hub.config.trust import DescriptionsConfig
 from hub.hygiene import clean_definition
 from hub.pins import PINNED_KINDS, definition_of, fingerprint
 from hub.servers import ServerSnapshot
-from hub.trust_config import DescriptionsConfig
 
 __all__ = ["SNAPSHOT_KINDS", "VettedSnapshot", "original_of", "vet"]
 

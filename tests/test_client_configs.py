@@ -1,4 +1,4 @@
-"""Pasting a client's MCP config as it is (hub/config_loader.py): Claude Desktop, Cursor, VS Code
+"""Pasting a client's MCP config as it is (hub/config/documents.py): Claude Desktop, Cursor, VS Code
 and Claude Code files load; `${env:VAR}` and the editor variables the hub understands are
 resolved, every other `${...}` form is an error naming the key path; a client config's other
 top-level keys are ignored with one warning, a hub config's unknown keys stay errors."""
@@ -35,7 +35,7 @@ def _error(data: Any, env: dict[str, str] | None = None) -> ConfigError:
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "hub.config" and r.levelno == logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name == "hub.config.loader" and r.levelno == logging.WARNING]
 
 
 # --- whole client files ---------------------------------------------------------------------------
@@ -46,7 +46,7 @@ def test_a_whole_claude_desktop_config_loads_its_mcp_servers_and_warns_once_nami
 ) -> None:
     path = CONFIGS / "claude_desktop_config.json"
 
-    with caplog.at_level(logging.WARNING, logger="hub.config"):
+    with caplog.at_level(logging.WARNING, logger="hub.config.loader"):
         config = load_checked(path)
 
     assert sorted(config.servers) == ["brave-search", "filesystem"]
@@ -122,7 +122,7 @@ def test_a_client_config_whose_variable_is_unset_fails_naming_its_key_path() -> 
 
 
 def test_a_client_config_without_other_keys_loads_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="hub.config"):
+    with caplog.at_level(logging.WARNING, logger="hub.config.loader"):
         config = parse_checked({"mcpServers": {"a": {"command": "c"}}})
 
     assert config.warnings == ()

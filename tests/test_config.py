@@ -1,4 +1,4 @@
-"""hub/config.py: YAML/JSON -> HubConfig, ${ENV} interpolation, mcpServers import, ConfigError."""
+"""hub/config/: YAML/JSON -> HubConfig, ${ENV} interpolation, mcpServers import, ConfigError."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hub.config import DEFAULT_HOST, DEFAULT_PORT, HubConfig, load_config, parse_config
+from hub.config import DEFAULT_HOST, DEFAULT_PORT, HubConfig, RemoteServer, StdioServer, load_config, parse_config
 from hub.errors import ConfigError
 from tests.schema_validation import load_checked, parse_checked
 
@@ -43,7 +43,7 @@ def test_a_stdio_server_parses_with_its_command_args_and_env() -> None:
     assert server.command == "mcp-server-time"
     assert server.args == ["--local-timezone", "UTC"]
     assert server.env == {"TZ": "UTC"}
-    assert server.url is None
+    assert isinstance(server, StdioServer)
     assert server.kind == "stdio"
 
 
@@ -65,7 +65,7 @@ def test_a_remote_server_parses_with_its_url_headers_and_timeout() -> None:
     assert server.url == "http://127.0.0.1:3101/mcp"
     assert server.headers == {"Authorization": "Bearer abc"}
     assert server.timeout_seconds == 30.0
-    assert server.command is None
+    assert isinstance(server, RemoteServer)
 
 
 def test_a_server_without_optional_fields_gets_the_documented_defaults() -> None:
@@ -80,7 +80,7 @@ def test_a_server_without_optional_fields_gets_the_documented_defaults() -> None
     assert server.enabled is True
     assert server.args == []
     assert server.env == {}
-    assert server.headers == {}
+    assert isinstance(server, StdioServer) and server.cwd is None
 
 
 def test_an_empty_document_is_a_hub_with_no_servers_on_the_default_address() -> None:

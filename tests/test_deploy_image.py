@@ -185,7 +185,7 @@ def test_the_build_context_holds_what_the_dockerfile_copies_and_nothing_local() 
     for source in sources:
         assert (ROOT / source).exists(), source
         assert _sent_to_the_builder(source, patterns), f"{source} is left out of the build context"
-    assert _sent_to_the_builder("hub/config.py", patterns)
+    assert _sent_to_the_builder("hub/config/__init__.py", patterns)
     for local in (".venv/bin/python", ".git/config", ".cache/npm", "hub/__pycache__/app.cpython-311.pyc"):
         assert not _sent_to_the_builder(local, patterns), local
     assert not _sent_to_the_builder("deploy/kubernetes/secrets.env", patterns)

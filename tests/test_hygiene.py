@@ -17,8 +17,8 @@ import mcp_types as types
 import pytest
 from mcp import Client
 
+from hub.config.trust import DescriptionsConfig
 from hub.hygiene import clean_definition, clean_text, reveal
-from hub.trust_config import DescriptionsConfig
 from tests.conftest import ROOT, running_hub
 from tests.servers.poisoned_server import (
     ARGUMENT,

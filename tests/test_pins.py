@@ -493,7 +493,7 @@ def test_pinning_and_descriptions_apply_per_server_over_the_global_values_and_se
     tmp_path: Path,
 ) -> None:
     from hub.config import load_config
-    from hub.trust_config import descriptions_for, force_locked, lockfile_path, pinning_for
+    from hub.config.trust import descriptions_for, force_locked, lockfile_path, pinning_for
 
     config_path = tmp_path / "conf" / "hub.json"
     config_path.parent.mkdir()

@@ -25,8 +25,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import INVALID_PARAMS
 
 from hub.catalog import Catalog
-from hub.catalog_config import ProfileConfig
 from hub.config import parse_config
+from hub.config.catalog import ProfileConfig
 from hub.profiles import ProfileFace
 from hub.search_mode import CALL_TOOL, SEARCH_TOOLS
 from hub.servers import ServerSnapshot

@@ -51,11 +51,17 @@ def test_the_json_schema_describes_the_config_file() -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["title"] == "MCP federation hub configuration"
     assert schema["$defs"]["ServerMap"]["patternProperties"] == {
-        "^[a-z][a-z0-9-]{0,31}$": {"$ref": "#/$defs/ServerConfig"}
+        "^[a-z][a-z0-9-]{0,31}$": {
+            "oneOf": [
+                {"$ref": "#/$defs/StdioServer"},
+                {"$ref": "#/$defs/RemoteServer"},
+                {"$ref": "#/$defs/ReplicaGroup"},
+            ]
+        }
     }
     assert schema["$defs"]["ServerMap"]["additionalProperties"] is False
     assert {"mcpServers", "inputs", "$schema", "servers", "listen", "auth"} <= set(schema["properties"])
-    assert {"FilterConfig", "ListenConfig", "ServerConfig", "AuthConfig", "PolicyRule", "ClientServerEntry"} <= set(
+    assert {"FilterConfig", "ListenConfig", "StdioServer", "AuthConfig", "PolicyRule", "ClientServerEntry"} <= set(
         schema["$defs"]
     )
     assert schema["properties"]["auth"]["default"] == "none"

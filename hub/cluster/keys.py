@@ -19,7 +19,7 @@ from typing import Final, Literal
 
 from mcp.server.request_state import AESGCMRequestStateCodec
 
-from hub.cluster.config import ClusterConfig
+from hub.config.cluster import ClusterConfig
 
 __all__ = ["ClusterKeys", "Purpose"]
 

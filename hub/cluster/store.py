@@ -34,7 +34,7 @@ from typing import Any, Final, Literal, Protocol
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from hub.cluster.config import ClusterConfig
+from hub.config.cluster import ClusterConfig
 from hub.errors import HubError
 
 __all__ = [

@@ -51,7 +51,7 @@ from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters import HttpPool
-from hub.config import ServerConfig
+from hub.config import MemberConfig
 from hub.deadline import RequestDeadline
 from hub.errors import ServerProtocolError, ServerUnavailable
 from hub.federation import Federation
@@ -89,7 +89,7 @@ class ServerConnection:
     """
 
     server_id: str
-    config: ServerConfig
+    config: MemberConfig
     pool: HttpPool
     on_snapshot: Callable[[str, ServerSnapshot | None], Awaitable[None]] | None = None
     state: ServerState = ServerState.STARTING

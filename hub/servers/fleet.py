@@ -17,7 +17,7 @@ import anyio
 import anyio.abc
 
 from adapters import HttpPool
-from hub.config import HubConfig, ServerConfig
+from hub.config import HubConfig, MemberConfig
 from hub.federation import Federation
 from hub.logs import server_id_var
 from hub.push_era import PushingServers
@@ -83,7 +83,7 @@ class Fleet:
         self._runs: dict[ServerConnection, tuple[anyio.CancelScope, anyio.Event]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
-    def _new_connection(self, server_id: str, server: ServerConfig) -> ServerConnection:
+    def _new_connection(self, server_id: str, server: MemberConfig) -> ServerConnection:
         connection = ServerConnection(
             server_id,
             server,
@@ -183,7 +183,7 @@ class Fleet:
         found = [(key, c) for key, c in self.connections.items() if key.startswith(prefix)]
         return [c for _, c in sorted(found, key=lambda item: int(item[0].rpartition("/")[2]))]
 
-    async def start(self, server_id: str, server: ServerConfig, *, gate: bool = False) -> ServerConnection:
+    async def start(self, server_id: str, server: MemberConfig, *, gate: bool = False) -> ServerConnection:
         """Start a connection for `server` beside the current one (if any), without routing to
         it, and return it once its first attempt has succeeded or failed (bounded by the
         server's `startup_timeout_seconds` plus `timeout_seconds` for the listing; a stdio

@@ -38,6 +38,7 @@ from mcp import Client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters import watch_closed
+from hub.config import StdioServer
 from hub.errors import ServerProtocolError, ServerUnavailable
 from hub.federation import Advertisement, inbound_chain, looping_server
 from hub.launch import CannotLaunch
@@ -121,15 +122,17 @@ class Supervisor:
                 now = time.monotonic()
                 if loop is None:
                     exits.append(now)
-                while exits and exits[0] < now - config.restart_window_seconds:
+                # Only a stdio server has a crash-loop cap; a remote one is reconnected with backoff.
+                stdio = config if isinstance(config, StdioServer) else None
+                while exits and (stdio is None or exits[0] < now - stdio.restart_window_seconds):
                     exits.popleft()
-                crash_loop = config.command is not None and len(exits) > config.max_restarts
+                crash_loop = stdio is not None and len(exits) > stdio.max_restarts
                 # A federation loop is held like a crash loop: retrying would only loop again.
                 if cannot_launch or loop is not None or crash_loop:
-                    if crash_loop and not cannot_launch and loop is None:
+                    if stdio is not None and crash_loop and not cannot_launch and loop is None:
                         connection.last_error = (
-                            f"crash loop: exited {len(exits)} times within {config.restart_window_seconds:g} s"
-                            f" (max_restarts {config.max_restarts}); not restarting until a reload or"
+                            f"crash loop: exited {len(exits)} times within {stdio.restart_window_seconds:g} s"
+                            f" (max_restarts {stdio.max_restarts}); not restarting until a reload or"
                             f" `mcphub restart {connection.server_id}`; last failure: {connection.last_error}"
                         )
                     elif cannot_launch:
@@ -194,7 +197,7 @@ class Supervisor:
             else "auto"
         )
         transport = watch_closed(connection.link.transport(), closed)
-        slots = connection.start_slots if config.command is not None else None
+        slots = connection.start_slots if config.kind == "stdio" else None
         slot: contextlib.AbstractAsyncContextManager[Callable[[], None]] = (
             slots.hold(connection.server_id) if slots is not None else contextlib.nullcontext(_no_release)
         )

@@ -18,6 +18,7 @@ from mcp.shared.auth_utils import resource_url_from_server_url
 
 from adapters import ClientCredentialsAuth, sse_transport, stdio_transport, streamable_http_transport
 from adapters._sdk import Transport
+from hub.config import RemoteServer, StdioServer
 from hub.errors import describe_failure
 from hub.launch import CannotLaunch, StderrTail, resolve_command
 from hub.redaction import secret_words
@@ -53,10 +54,11 @@ class ServerLink:
 
     def _oauth(self) -> ClientCredentialsAuth | None:
         connection = self.connection
-        oauth, url = connection.config.oauth, connection.config.url
-        if oauth is None or url is None:
+        config = connection.config
+        if not isinstance(config, RemoteServer) or config.oauth is None:
             return None
-        resource = resource_url_from_server_url(url) if oauth.resource is None else oauth.resource or None
+        oauth = config.oauth
+        resource = resource_url_from_server_url(config.url) if oauth.resource is None else oauth.resource or None
         return ClientCredentialsAuth(
             oauth.token_url,
             oauth.client_id,
@@ -77,7 +79,7 @@ class ServerLink:
             bad cwd).
         """
         server_id, config = self.connection.server_id, self.connection.config
-        if config.command is not None:
+        if isinstance(config, StdioServer):
             return stdio_transport(
                 server_id,
                 resolve_command(server_id, config.command, config.cwd),
@@ -89,7 +91,6 @@ class ServerLink:
                 on_close_reason=self._on_close_reason,
                 redact=self.redact,
             )
-        assert config.url is not None
         # Only the server's own configured credential goes out: the hub makes its own connections,
         # so a client's token never reaches a server (MCP authorization spec, "Token Passthrough").
         if config.kind == "sse":
@@ -145,7 +146,7 @@ class ServerLink:
         while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
         lost = classify(exc) in (Breakage.UNAVAILABLE, Breakage.CLOSED)
-        if self.connection.config.command is not None and lost and not isinstance(exc, CannotLaunch):
+        if self.connection.config.kind == "stdio" and lost and not isinstance(exc, CannotLaunch):
             tail = self.stderr_tail.summary()
             if self.close_reason:
                 text = self.close_reason

@@ -1,8 +1,8 @@
 """Config of the catalog's trust features: tool-definition pinning (`pinning`, `lockfile`) and
 description hygiene (`descriptions`), globally and per server.
 
-The fields live on two mixins that `hub.config` adds to `HubConfig` and `ServerConfig`, so the
-file shape stays one document:
+The fields live on two mixins that `hub.config` adds to `HubConfig` and to every server entry
+(`ServerSettings`), so the file shape stays one document:
 
 ```yaml
 pinning: warn                 # off | warn | block | locked (default warn)
@@ -85,7 +85,7 @@ class DescriptionsOverride(_TrustModel):
 
 
 class ServerTrustSettings(_TrustModel):
-    """Per-server trust settings (a mixin of `ServerConfig`)."""
+    """Per-server trust settings (a mixin of `hub.config.server_settings.ServerSettings`)."""
 
     pinning: PinningMode | None = None
     """Tool-definition pinning of this server: `off`, `warn`, `block` or `locked` (see the

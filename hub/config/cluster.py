@@ -17,12 +17,12 @@ mixin that `hub.config` adds to `HubConfig`, so the file stays one document.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+
+from hub.config.base import secret_from_env
 
 __all__ = ["DEFAULT_SESSION_MAX_LIFETIME_SECONDS", "MIN_CLUSTER_KEY_BYTES", "ClusterConfig", "HubClusterSettings"]
 
@@ -35,17 +35,8 @@ DEFAULT_SESSION_MAX_LIFETIME_SECONDS: Final = 86_400.0
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
-def _env_of(info: ValidationInfo) -> Mapping[str, str]:
-    context = info.context if isinstance(info.context, dict) else {}
-    env = context.get("env")
-    return env if env is not None else os.environ
-
-
 def _key_from_env(name: str, info: ValidationInfo) -> bytes:
-    value = _env_of(info).get(name, "")
-    if not value:
-        raise ValueError(f"environment variable {name} is {'empty' if name in _env_of(info) else 'not set'}")
-    key = value.encode()
+    key = secret_from_env(name, info).encode()
     if len(key) < MIN_CLUSTER_KEY_BYTES:
         raise ValueError(
             f"environment variable {name} holds {len(key)} bytes; a cluster key needs at least "

@@ -1,7 +1,7 @@
 """The JSON schema of the config file (`config/hub.schema.json`, JSON Schema 2020-12).
 
 `complete_schema` takes the models' own schema (`HubConfig.model_json_schema()`) and adds what
-the loader (`hub.config_loader`) accepts beyond the models, and those rules of the models'
+the loader (`hub.config.documents`) accepts beyond the models, and those rules of the models'
 validators that JSON Schema can express, so that an editor accepts exactly the files the hub
 loads and flags the same shape mistakes:
 
@@ -11,9 +11,12 @@ loads and flags the same shape mistakes:
   goes: the loader resolves it before the value is checked (`EnvReference`);
 - closed maps: a `servers` key that is not a server_id is an error (as are the keys of other
   maps with a key pattern);
-- exactly one of `command`/`url`/`replicas` per server, stdio-only and remote-only keys, one
-  credential per server, exactly one key source per API key and JWT config, one subject per
-  policy rule, `auth` with api_keys and/or jwt.
+- a server entry is one of `StdioServer`, `RemoteServer`, `ReplicaGroup` (the models' own
+  `oneOf`, each closed); a client entry, which may hold any kind's keys, gets exactly one of
+  `command`/`url`/`replicas` and the stdio-only and remote-only keys as rules; one credential
+  per server; a replica's `command` or `url` and the keys of its kind; a replica group's
+  stdio settings and credentials only with a member of their kind; exactly one key source
+  per API key and JWT config, one subject per policy rule, `auth` with api_keys and/or jwt.
 
 What stays with the loader: values only known at load (unset variables, `*_env` secrets),
 URL rules, prefix clashes and fallback ids. Quoted numbers and booleans (`"30"`), which the
@@ -26,18 +29,10 @@ import copy
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from hub.config_loader import CLIENT_SERVER_TYPES, IGNORED_CLIENT_ENTRY_KEYS
+from hub.config.documents import CLIENT_SERVER_TYPES, IGNORED_CLIENT_ENTRY_KEYS
+from hub.config.servers import REMOTE_ONLY_KEYS, REPLICA_MEMBER_KEYS, STDIO_ONLY_KEYS
 
-__all__ = ["REMOTE_ONLY_KEYS", "REPLICA_MEMBER_KEYS", "STDIO_ONLY_KEYS", "complete_schema"]
-
-STDIO_ONLY_KEYS = ("args", "env", "cwd", "max_restarts", "restart_window_seconds", "max_line_bytes")
-"""Server keys that only apply beside `command` (the models' validator and the schema share it)."""
-
-REMOTE_ONLY_KEYS = ("transport", "headers", "bearer_token_env", "oauth")
-"""Server keys that only apply beside `url` (the models' validator and the schema share it)."""
-
-REPLICA_MEMBER_KEYS = ("args", "env", "cwd", "transport", "headers")
-"""Keys that belong in each replica, never beside `replicas` (shared likewise)."""
+__all__ = ["complete_schema"]
 
 _DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _TITLE = "MCP federation hub configuration"
@@ -46,6 +41,15 @@ _CONSTRAINED = ("pattern", "enum", "const")
 _ANNOTATIONS = ("title", "description", "default", "examples")
 _AUTHORIZATION = "^" + "".join(f"[{c.upper()}{c}]" for c in "authorization") + "$"
 _REMOTE_TYPES = sorted(kind for kind, transport in CLIENT_SERVER_TYPES.items() if transport is not None)
+
+_KIND_KEY = {"StdioServer": "command", "RemoteServer": "url", "ReplicaGroup": "replicas"}
+"""Each kind of server entry and the key that makes an entry that kind."""
+_NOT_GIVEN: dict[str, dict[str, Any]] = {
+    "command": {"type": "null"},
+    "url": {"type": "null"},
+    "replicas": {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]},
+}
+"""How a kind key may be written and count as not given."""
 
 _CLIENT_ENTRY_KEYS: dict[str, dict[str, Any]] = {
     "type": {
@@ -81,7 +85,8 @@ def complete_schema(schema: dict[str, Any], *, hub_keys: Collection[str]) -> dic
     defs: dict[str, Any] = schema["$defs"]
     _close_pattern_maps(schema)
     server_map = schema["properties"].pop("servers")
-    defs["ClientServerEntry"] = _client_entry(defs["ServerConfig"])
+    defs["ClientServerEntry"] = _client_entry(_merged_entry(defs))
+    _absent_kind_keys(defs)
     for model in [schema, *defs.values()]:
         for name, field in model.get("properties", {}).items():
             model["properties"][name] = _widen(field)
@@ -91,9 +96,23 @@ def complete_schema(schema: dict[str, Any], *, hub_keys: Collection[str]) -> dic
         "description": "A `${...}` reference (`${VAR}`, `${VAR:-default}`, `${env:VAR}`, ...), resolved at load; "
         "the resolved text must be a valid value here.",
     }
-    defs["ServerConfig"]["allOf"] = _server_rules(STDIO_ONLY_KEYS)
-    defs["ClientServerEntry"]["allOf"] = [*_server_rules((*STDIO_ONLY_KEYS, "envFile")), *_client_rules()]
+    defs["RemoteServer"]["allOf"] = _credential_rules()
+    group = defs["ReplicaGroup"]["properties"]
+    defs["ReplicaGroup"]["allOf"] = [
+        *_credential_rules(),
+        {"if": _any_of(key for key in STDIO_ONLY_KEYS if key in group), "then": _a_member("command")},
+        {"if": _any_of(key for key in REMOTE_ONLY_KEYS if key in group), "then": _a_member("url")},
+    ]
+    defs["ClientServerEntry"]["allOf"] = [
+        *_kind_rules((*STDIO_ONLY_KEYS, "envFile")),
+        *_credential_rules(),
+        *_client_rules(),
+    ]
     defs["ReplicaConfig"]["oneOf"] = [_given("command"), _given("url")]
+    defs["ReplicaConfig"]["allOf"] = [
+        {"if": _given("command"), "then": _none_of(("transport", "headers"))},
+        {"if": _given("url"), "then": _none_of(("args", "env", "cwd"))},
+    ]
     defs["ApiKeyConfig"]["oneOf"] = [_given("key_sha256"), _given("key_env")]
     defs["JwtConfig"]["oneOf"] = [_given("jwks_url"), _given("public_key_file"), _given("hs256_secret_env")]
     defs["PolicyRule"]["allOf"] = [
@@ -159,7 +178,7 @@ def complete_schema(schema: dict[str, Any], *, hub_keys: Collection[str]) -> dic
 
 
 def _client_document(hub_keys: Collection[str]) -> dict[str, Any]:
-    """A client config (`hub.config_loader`): a client server map and no hub settings; its
+    """A client config (`hub.config.documents`): a client server map and no hub settings; its
     other top-level keys are then allowed (and ignored)."""
     return {
         "allOf": [
@@ -175,6 +194,33 @@ def _typed_servers() -> dict[str, Any]:
     return {"required": ["servers"], "properties": {"servers": {"$ref": "#/$defs/TypedServerMap"}}}
 
 
+def _merged_entry(defs: dict[str, Any]) -> dict[str, Any]:
+    """One object with the keys of every kind of server entry (a client entry's shape: its
+    kind's rules are `_kind_rules`), each key as its kind's model has it; a kind key may also
+    be written as not given (`_NOT_GIVEN`)."""
+    properties: dict[str, Any] = {}
+    for kind in _KIND_KEY:
+        properties.update(copy.deepcopy(defs[kind]["properties"]))
+    for key, absent in _NOT_GIVEN.items():
+        given = properties[key]
+        properties[key] = {"anyOf": [given, absent], "title": given["title"], "description": given["description"]}
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+def _absent_kind_keys(defs: dict[str, Any]) -> None:
+    """Each kind of entry accepts the other kinds' keys written as not given (`null`, or `[]`
+    for `replicas`), as the loader does (`hub.config.servers`)."""
+    for kind, own in _KIND_KEY.items():
+        for key, absent in _NOT_GIVEN.items():
+            if key != own:
+                defs[kind]["properties"][key] = {
+                    **absent,
+                    "title": key.capitalize(),
+                    "description": f"Not given here (`null`{' or `[]`' if key == 'replicas' else ''}): a "
+                    f"`{key}` makes another kind of server entry.",
+                }
+
+
 def _client_entry(server: dict[str, Any]) -> dict[str, Any]:
     entry = copy.deepcopy(server)
     entry["title"] = "ClientServerEntry"
@@ -187,28 +233,33 @@ def _client_entry(server: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def _server_rules(stdio_only: Iterable[str]) -> list[dict[str, Any]]:
-    """`ServerConfig._one_kind` and `_one_credential` as JSON Schema."""
+def _kind_rules(stdio_only: Iterable[str]) -> list[dict[str, Any]]:
+    """`hub.config.servers`' choice of a kind, for a client entry (which has every kind's keys):
+    exactly one of `command`/`url`/`replicas`, and no key of another kind."""
+    return [
+        {"oneOf": [_given("command"), _given("url"), _non_empty("replicas")]},
+        {"if": _non_empty("replicas"), "then": _none_of(REPLICA_MEMBER_KEYS)},
+        {"if": _given("command"), "then": _none_of(REMOTE_ONLY_KEYS)},
+        {"if": _given("url"), "then": _none_of(stdio_only)},
+    ]
+
+
+def _credential_rules() -> list[dict[str, Any]]:
+    """One credential per server: no two of `headers.Authorization`, `bearer_token_env`, `oauth`."""
     authorization_header = {
         "required": ["headers"],
         "properties": {"headers": {"not": {"propertyNames": {"not": {"pattern": _AUTHORIZATION}}}}},
     }
     credentials = [authorization_header, _given("bearer_token_env"), _given("oauth")]
     return [
-        {"oneOf": [_given("command"), _given("url"), _non_empty("replicas")]},
-        {"if": _non_empty("replicas"), "then": _none_of(REPLICA_MEMBER_KEYS)},
-        {"if": _given("command"), "then": _none_of(REMOTE_ONLY_KEYS)},
-        {"if": _given("url"), "then": _none_of(stdio_only)},
-        *(
-            {"not": {"allOf": [first, second]}}
-            for index, first in enumerate(credentials)
-            for second in credentials[index + 1 :]
-        ),
+        {"not": {"allOf": [first, second]}}
+        for index, first in enumerate(credentials)
+        for second in credentials[index + 1 :]
     ]
 
 
 def _client_rules() -> list[dict[str, Any]]:
-    """`hub.config_loader`'s checks of a client entry."""
+    """`hub.config.documents`'s checks of a client entry."""
     return [
         {"not": {"required": ["type", "transport"]}},
         {"not": {"required": ["disabled", "enabled"]}},
@@ -225,6 +276,16 @@ def _given(key: str) -> dict[str, Any]:
 def _non_empty(key: str) -> dict[str, Any]:
     """`key` is present and a non-empty list."""
     return {"required": [key], "properties": {key: {"type": "array", "minItems": 1}}}
+
+
+def _any_of(keys: Iterable[str]) -> dict[str, Any]:
+    """One of `keys` is present."""
+    return {"anyOf": [{"required": [key]} for key in keys]}
+
+
+def _a_member(key: str) -> dict[str, Any]:
+    """A replica group with a member that gives `key` (`command` or `url`)."""
+    return {"properties": {"replicas": {"contains": _given(key)}}}
 
 
 def _none_of(keys: Iterable[str]) -> dict[str, Any]:
