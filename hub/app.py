@@ -18,8 +18,8 @@ from hub.catalog import Catalog
 from hub.cluster.keys import ClusterKeys
 from hub.cluster.store import store_for
 from hub.config import HubConfig, ServerConfig, load_config
-from hub.drain import DrainPhase, DrainReport
-from hub.endpoint import Endpoint
+from hub.endpoint.drain import DrainPhase, DrainReport
+from hub.endpoint.endpoint import Endpoint
 from hub.errors import ConfigError
 from hub.federation import Federation
 from hub.lockfile import LockEntries, read_lockfile
@@ -351,7 +351,7 @@ class Hub:
         stop_accepting: Callable[[], None],
         on_phase: Callable[[DrainPhase, DrainReport], Awaitable[None]] | None = None,
     ) -> DrainReport:
-        """Drain the HTTP endpoint before a stop (`hub.drain`): `/readyz` answers 503 at once;
+        """Drain the HTTP endpoint before a stop (`hub.endpoint.drain`): `/readyz` answers 503 at once;
         new requests are served for `grace_seconds`; then `stop_accepting()` (the HTTP server
         closes its listening socket) and new requests on open connections get 503; SSE streams
         end cleanly; requests in flight get `drain_timeout_seconds` (read now, so a reload's value

@@ -42,10 +42,10 @@ from hub.app import Hub, resolve_config, startup_bound_seconds
 from hub.cli_explain import print_explanation
 from hub.cli_options import DEFAULT_URL, ConfigOption, JsonOption, TokenOption, UrlOption
 from hub.config import ApiKeyConfig, HubConfig, load_config, require_auth_beyond_loopback
-from hub.drain import DrainPhase, DrainReport
-from hub.endpoint import HttpServer, bind_socket, run_event_loop
+from hub.endpoint.drain import DrainPhase, DrainReport
+from hub.endpoint.endpoint import HttpServer, bind_socket, run_event_loop
+from hub.endpoint.http_server import HttpLimits
 from hub.errors import RATE_LIMITED, ConfigError, HubError
-from hub.http_server import HttpLimits
 from hub.logs import LogFormat, counted, setup_logging
 from hub.servers import ServerState, ServerStatus
 from hub.shutdown import serve_until_signalled

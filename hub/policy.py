@@ -28,10 +28,10 @@ from typing import Final
 
 from cachetools import LRUCache
 
-from hub.auth import Principal
 from hub.config import PolicyRule
+from hub.endpoint.authentication import Principal
+from hub.endpoint.rate_limits import RateLimiter
 from hub.errors import RateLimited
-from hub.ratelimit import RateLimiter
 from hub.uris import normalize_uri_pattern
 
 __all__ = ["Access", "Decision", "Policy", "audit_logger", "audit_refusal"]
@@ -105,7 +105,7 @@ class Policy:
         """The rule that decides for `principal`: the first that applies to it (by principal id
         or by scope), whatever the route; None without `policies:`, for the stdio client
         (`local`), for a caller without `hub:call`, or when no rule applies. Its `catalog` sets
-        the caller's catalog mode (`hub.search_mode`)."""
+        the caller's catalog mode (`hub.endpoint.search_mode`)."""
         if self._rules is None or principal.source == "local" or "hub:call" not in principal.scopes:
             return None
         return next((rule for rule in self._rules if _applies(rule, principal)), None)
@@ -175,7 +175,7 @@ class Access:
 
     async def admit(self, principal: Principal, kind: str, route: tuple[str, str]) -> bool:
         """May `principal` use `route` now? A refusal is audit-logged. The per-route rate limit
-        is counted only for a use the policy allows (across replicas with Redis, `hub.ratelimit`).
+        is counted only for a use the policy allows (across replicas with Redis, `hub.endpoint.rate_limits`).
 
         :raises RateLimited: the principal is over its limit for this route.
         """

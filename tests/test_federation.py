@@ -25,7 +25,7 @@ from mcp_types import INVALID_REQUEST
 
 from hub.app import Hub
 from hub.config import parse_config
-from hub.endpoint import HttpServer, bind_socket
+from hub.endpoint.endpoint import HttpServer, bind_socket
 from hub.federation import (
     CHAIN_HEADER,
     CHAIN_META_KEY,

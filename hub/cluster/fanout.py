@@ -36,7 +36,7 @@ import anyio
 import anyio.abc
 
 from hub.cluster.store import SharedStateUnavailable, SharedStore
-from hub.relay import Subscriptions
+from hub.endpoint.server_requests import Subscriptions
 
 __all__ = ["CHANNEL", "HEARTBEAT_SECONDS", "INTEREST_TTL_SECONDS", "ResourceFanout"]
 
@@ -55,7 +55,7 @@ _Key = tuple[str, str]
 
 
 class ResourceFanout:
-    """The other replicas, for `hub.relay.Subscriptions` (its `SubscriptionPeers`).
+    """The other replicas, for `hub.endpoint.server_requests.Subscriptions` (its `SubscriptionPeers`).
 
     :param store: the shared store (a Redis one; see the module docstring).
     :param per_replica: whether a server_id runs as a process of its own on each replica (stdio).

@@ -1,7 +1,7 @@
 """What a replica's copy of a handshake-era session takes from the others: the client's
 `logging/setLevel` level and its resource subscriptions (`hub.cluster.session_state`).
 
-A session is served by whichever replica a request lands on (`hub.cluster.sessions`), so its
+A session is served by whichever replica a request lands on (`hub.endpoint.session_manager`), so its
 client may set its level or subscribe through replica A while its GET stream (where
 `notifications/resources/updated` and log messages of the session's standing channel go) is
 held by replica B. Each replica's copy therefore applies:
@@ -10,7 +10,7 @@ held by replica B. Each replica's copy therefore applies:
 - while it is held: what the other replicas announce for it.
 
 A subscription applied to a copy is a subscription of that copy's connection in the hub's
-subscription table (`hub.relay.Subscriptions`): updates of the resource reach the connection's
+subscription table (`hub.endpoint.server_requests.Subscriptions`): updates of the resource reach the connection's
 standing channel (its GET stream, when this replica holds it; dropped otherwise), and the
 server connection stays subscribed while any copy subscribes. A copy's subscriptions end with
 the copy (idle, DELETE, the hub stopping); the store keeps them for the next rebuild.
@@ -25,9 +25,9 @@ from mcp import MCPError
 from mcp.server.connection import Connection
 
 from hub.cluster.session_state import SessionState
+from hub.endpoint.server_requests import Subscriptions
+from hub.endpoint.session_registry import SessionRegistry
 from hub.errors import HubError
-from hub.relay import Subscriptions
-from hub.session_registry import SessionRegistry
 
 __all__ = ["SessionCopies"]
 

@@ -19,7 +19,7 @@ Channels:
 - `SessionChannel` relays to a handshake-era client as real server-to-client requests on the
   originating request's stream (`related_request_id`), and logs to a client of either era
   (modern-era clients receive only the levels they opted in to with `_meta` logLevel).
-- `hub.bridge.BridgedCall` turns requests into `InputRequiredResult` rounds for a modern-era
+- `hub.endpoint.era_bridge.BridgedCall` turns requests into `InputRequiredResult` rounds for a modern-era
   client.
 """
 
@@ -125,7 +125,7 @@ class SessionChannel:
     `roots/list` requests on the stream of the request being served (2025-11-25 "Sending
     Messages to the Server"; related_request_id), refused with -32600 when the client did not
     declare the capability. Modern-era clients cannot be sent requests (2026-07-28); their
-    calls to handshake-era servers go through `hub.bridge` instead, so here they are refused.
+    calls to handshake-era servers go through `hub.endpoint.era_bridge` instead, so here they are refused.
     """
 
     def __init__(self, ctx: ServerRequestContext[Any], client_key: str, min_log_level: str | None = None) -> None:

@@ -1,27 +1,27 @@
 """The hub's own MCP server face: the aggregated catalog at `/mcp`, one server at
-`/servers/<server_id>/mcp`, endpoint profiles at `/profiles/<name>/mcp` (`hub.profiles`), health
+`/servers/<server_id>/mcp`, endpoint profiles at `/profiles/<name>/mcp` (`hub.endpoint.profiles`), health
 routes, the admin API, the caller's own view (`/me`, `/me/routes`, `/me/search`), RFC 9728
 protected resource metadata, and stdio serving. `/mcp`, stdio and the profiles serve search mode
-for the callers it applies to (`hub.search_mode`), over one search index (`hub.catalog_search`).
+for the callers it applies to (`hub.endpoint.search_mode`), over one search index (`hub.catalog_search`).
 
-Every HTTP request passes, in order: the HTTP server's limits (`hub.http_server`: 431 past
+Every HTTP request passes, in order: the HTTP server's limits (`hub.endpoint.http_server`: 431 past
 `max_header_bytes`, 408 past `header_timeout_seconds`/`body_timeout_seconds`), Host/Origin
-validation (`hub.http_guards`: 421/403), authentication with the path's scope (`hub.auth`:
-401/403/429), and the request gate (`hub.http_guards`: 415 for a non-JSON POST to an MCP path,
+validation (`hub.endpoint.http_guards`: 421/403), authentication with the path's scope (`hub.endpoint.authentication`:
+401/403/429), and the request gate (`hub.endpoint.http_guards`: 415 for a non-JSON POST to an MCP path,
 413 past `max_body_bytes`, -32600 for a JSON-RPC batch) before any MCP handling.
 
-Both protocol eras are served on every face (`hub.cluster.sessions.SessionManager` picks the
+Both protocol eras are served on every face (`hub.endpoint.session_manager.SessionManager` picks the
 era per request from `MCP-Protocol-Version`, and gives handshake-era sessions sealed ids that any
 replica serves; stdio picks the era from the client's first request).
 `list_changed` reaches handshake-era clients as `notifications/*/list_changed` on their
 session's standing channel, and modern-era clients as `subscriptions/listen` events.
 
-While the hub drains for a deploy (`hub.drain`), `/readyz` answers 503 with `status:
+While the hub drains for a deploy (`hub.endpoint.drain`), `/readyz` answers 503 with `status:
 draining`, the `DrainGate` in front of everything closes connections and then refuses new
 requests, and `end_streams` ends the open SSE streams with a proper end.
 
-The faces themselves are in `hub.faces`, their handlers in `hub.handlers`, the error
-translation in `hub.request_boundary`, and the MCP server wiring them in `hub.mcp_server`.
+The faces themselves are in `hub.endpoint.faces`, their handlers in `hub.endpoint.handlers`, the error
+translation in `hub.endpoint.request_boundary`, and the MCP server wiring them in `hub.endpoint.mcp_server`.
 """
 
 from __future__ import annotations
@@ -48,9 +48,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hub.auth import PRM_PATH, Authenticator, AuthMiddleware, Principal, principal_of, protected_resource_metadata
 from hub.authority import parse_allowed_host
-from hub.bridge import Bridge
 from hub.catalog import Catalog, Kind
 from hub.catalog import Route as CatalogRoute
 from hub.catalog_search import CatalogSearch
@@ -60,31 +58,40 @@ from hub.cluster.keys import ClusterKeys
 from hub.cluster.session_copies import SessionCopies
 from hub.cluster.session_ids import SessionIds
 from hub.cluster.session_state import SessionState
-from hub.cluster.sessions import SessionManager
 from hub.cluster.store import MemoryStore, SharedStore
 from hub.config import HubConfig
-from hub.drain import Drain, DrainGate
+from hub.endpoint.authentication import (
+    PRM_PATH,
+    Authenticator,
+    AuthMiddleware,
+    Principal,
+    principal_of,
+    protected_resource_metadata,
+)
+from hub.endpoint.drain import Drain, DrainGate
+from hub.endpoint.era_bridge import Bridge
+from hub.endpoint.face_services import FaceServices
+from hub.endpoint.faces import AggregateFace, ServerFace
+from hub.endpoint.found_tools import FoundTools, TargetedBus
+from hub.endpoint.http_guards import HostOriginGuard, RequestGate
+from hub.endpoint.http_server import HttpServer, bind_socket
+from hub.endpoint.mcp_server import HUB_NAME, HubServer, build_mcp_server
+from hub.endpoint.pins_admin import pin_diff, trust_routes
+from hub.endpoint.profiles import PROFILE_PREFIX, ProfileFace
+from hub.endpoint.rate_limits import RateLimiter
+from hub.endpoint.search_mode import MAX_QUERY_CHARS, MAX_SEARCH_LIMIT, FaceSearch, search_configured
+from hub.endpoint.server_requests import Subscriptions
+from hub.endpoint.session_manager import SessionManager
+from hub.endpoint.session_registry import SessionRegistry
+from hub.endpoint.tasks import TaskRelay
 from hub.explain import explain, principal_for
-from hub.face_services import FaceServices
-from hub.faces import AggregateFace, ServerFace
-from hub.found import FoundTools, TargetedBus
-from hub.http_guards import HostOriginGuard, RequestGate
-from hub.http_server import HttpServer, bind_socket
-from hub.mcp_server import HUB_NAME, HubServer, build_mcp_server
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import HubMetrics
 from hub.policy import Access, Policy
 from hub.prepared_lists import warm_lists
-from hub.profiles import PROFILE_PREFIX, ProfileFace
-from hub.ratelimit import RateLimiter
-from hub.relay import Subscriptions
 from hub.router import Router
-from hub.search_mode import MAX_QUERY_CHARS, MAX_SEARCH_LIMIT, FaceSearch, search_configured
 from hub.servers import Fleet, ServerConnection, ServerState
-from hub.session_registry import SessionRegistry
-from hub.tasks import TaskRelay
 from hub.tracing import CallTracer
-from hub.trust_admin import pin_diff, trust_routes
 
 __all__ = ["Endpoint", "HttpServer", "allowed_hosts", "bind_socket", "run_event_loop"]
 
@@ -226,7 +233,7 @@ class Endpoint:
             connection.on_task_status = self.tasks.status_changed
         self._registry = SessionRegistry(self._client_gone)
         self.drain = Drain()
-        """The drain for a deploy (`hub.drain`): readiness, connection closing, refusals, failing."""
+        """The drain for a deploy (`hub.endpoint.drain`): readiness, connection closing, refusals, failing."""
         self.search = CatalogSearch(catalog, eager=search_configured(config))
         """The catalog's tool search index (`hub.catalog_search`), shared by every face."""
         aggregate = AggregateFace(catalog)
@@ -282,7 +289,7 @@ class Endpoint:
         self.fleet.release_client(client_key)
 
     def _face_search(self, face: AggregateFace, profile: str | None = None) -> FaceSearch:
-        """Search mode of the aggregated face or of a profile's (`hub.search_mode`)."""
+        """Search mode of the aggregated face or of a profile's (`hub.endpoint.search_mode`)."""
         override = self.config.profiles[profile].catalog if profile is not None else None
         return FaceSearch(
             self.search,
@@ -443,7 +450,7 @@ class Endpoint:
     # ---- HTTP ----
 
     def end_streams(self) -> None:
-        """End every open SSE stream on every face with a proper end (a drain, `hub.drain`):
+        """End every open SSE stream on every face with a proper end (a drain, `hub.endpoint.drain`):
         handshake-era GET streams end their body (the transport's `close_standalone_sse_stream`;
         the SDK client reconnects), `subscriptions/listen` streams send their
         `SubscriptionsListenResult` (`ListenHandler.close`, the spec's graceful closure)."""
@@ -464,7 +471,7 @@ class Endpoint:
         server is `ready`, else `degraded`; each server (each replica member) is listed with its
         state. With Redis configured, `shared_state` is `ok` or `unavailable` (with
         `shared_state_reason`, for `hub:admin` only); an unavailable Redis never makes the hub unready: it serves
-        with this replica's local state meanwhile. From the start of a drain (`hub.drain`: SIGTERM) on, 503
+        with this replica's local state meanwhile. From the start of a drain (`hub.endpoint.drain`: SIGTERM) on, 503
         with `status: draining` and `drain: {phase, requests_in_flight, open_streams}`, whatever the servers'
         states."""
         statuses = [c.status() for c in self.fleet.connections.values()]

@@ -23,7 +23,7 @@ The principal is attached to the ASGI scope three ways: `scope["state"]["princip
 hub's `Principal`, read back with `principal_of`), and `scope["user"]` / `scope["auth"]` as the
 SDK's `AuthenticatedUser` and Starlette's `AuthCredentials` (for SDK handlers that read them).
 Each handshake-era session is bound to the principal that opened it by the hub's session
-manager (`hub.cluster.sessions`: the principal is sealed into the session id; another
+manager (`hub.endpoint.session_manager`: the principal is sealed into the session id; another
 principal's request for it gets 404, exactly as for an unknown session).
 """
 
@@ -51,8 +51,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.config import HUB_SCOPES, AuthConfig, HubConfig, JwtConfig
+from hub.endpoint.rate_limits import RateLimiter
 from hub.errors import AuthError
-from hub.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     import jwt
