@@ -33,7 +33,7 @@ for path in (str(ROOT), str(HERE)):
 
 from hub.app import Hub  # noqa: E402
 from hub.config import parse_config  # noqa: E402
-from hub.endpoint.endpoint import HttpServer, bind_socket, run_event_loop  # noqa: E402
+from hub.endpoint import HttpServer, bind_socket, run_event_loop  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "servers" / "fixture_server.py"
 

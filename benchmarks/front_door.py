@@ -79,7 +79,7 @@ async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable
 
 def _serve_hub(port: int, protocol: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from hub.endpoint.endpoint import run_event_loop
+    from hub.endpoint import run_event_loop
     from hub.endpoint.http_server import HttpServer, bind_socket
 
     sock = bind_socket("127.0.0.1", port)

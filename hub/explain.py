@@ -19,8 +19,8 @@ from typing import Any
 
 from hub.catalog import Catalog, Kind, Route
 from hub.config import HubConfig, PolicyRule, TokenBucketConfig
-from hub.endpoint.authentication import Principal
 from hub.policy import Policy
+from hub.principals import Principal
 from hub.suggestions import close_names
 
 __all__ = ["explain", "principal_for"]

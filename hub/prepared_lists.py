@@ -50,9 +50,9 @@ from mcp_types.methods import serialize_server_result
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from hub.catalog import Catalog, ChangeListener, Kind, listing_key
-from hub.endpoint.authentication import Principal
 from hub.pages import Page, decode_cursor, definition_size, page_of
 from hub.policy import Access
+from hub.principals import Principal
 
 __all__ = ["LIST_METHODS", "MAX_VIEWS", "WARM_VERSIONS", "PreparedLists", "WirePage", "warm_lists"]
 

@@ -61,9 +61,9 @@ from mcp.shared.dispatcher import ProgressFnT
 from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
 from hub.catalog import Kind, snapshot_offers
+from hub.client_channel import CURRENT_CHANNEL
 from hub.config import ServerConfig
 from hub.deadline import RequestDeadline
-from hub.endpoint.server_requests import CURRENT_CHANNEL
 from hub.errors import ServerError, ServerTimeout, ServerUnavailable
 from hub.limits import BreakerState, RetryBudget, ServerRejected
 from hub.resilience import EventSink, Failure, ResultTooLarge, classify_failure, oversized

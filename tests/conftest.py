@@ -27,7 +27,7 @@ from starlette.types import ASGIApp
 
 from hub.app import Hub
 from hub.config import HubConfig, parse_config
-from hub.endpoint.endpoint import HttpServer, bind_socket
+from hub.endpoint import HttpServer, bind_socket
 
 pytest_plugins = ["tests.parallel", "tests.cluster_fixtures", "tests.replica_fixtures"]
 """How tests share out among parallel workers (`tests.parallel`: `xdist_group`s); real Redis for

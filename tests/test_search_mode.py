@@ -29,7 +29,6 @@ from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS
 from hub.catalog import Catalog
 from hub.catalog_search import CatalogSearch
 from hub.config import PolicyRule, RateLimitsConfig, parse_config
-from hub.endpoint.authentication import Principal
 from hub.endpoint.faces import AggregateFace
 from hub.endpoint.found_tools import LISTENER_KEY, FoundTools, TargetedBus
 from hub.endpoint.rate_limits import RateLimiter
@@ -37,6 +36,7 @@ from hub.endpoint.search_mode import CALL_TOOL, SEARCH_TOOLS, FaceSearch
 from hub.errors import RATE_LIMITED
 from hub.pins import DEFINITION_HELD
 from hub.policy import Access, Policy
+from hub.principals import Principal
 from hub.search import words
 from hub.servers import ServerSnapshot, ServerState
 from tests.conftest import ROOT, fixture_entry, running_hub, until

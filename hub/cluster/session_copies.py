@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mcp import MCPError
 from mcp.server.connection import Connection
 
 from hub.cluster.session_state import SessionState
-from hub.endpoint.server_requests import Subscriptions
-from hub.endpoint.session_registry import SessionRegistry
 from hub.errors import HubError
+
+if TYPE_CHECKING:  # the endpoint builds the copies; at run time this module never imports it
+    from hub.endpoint.server_requests import Subscriptions
+    from hub.endpoint.session_registry import SessionRegistry
 
 __all__ = ["SessionCopies"]
 
@@ -76,7 +79,7 @@ class SessionCopies:
         owner = self._resolve_uri(uri)
         if owner is None:
             return
-        client_key = SessionRegistry.key_of(connection)
+        client_key = self._registry.key_of(connection)
         if not present:
             await self._subscriptions.unsubscribe(client_key, uri, *owner)
             return

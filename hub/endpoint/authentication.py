@@ -36,9 +36,8 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
 import anyio
@@ -53,6 +52,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hub.config import HUB_SCOPES, AuthConfig, HubConfig, JwtConfig
 from hub.endpoint.rate_limits import RateLimiter
 from hub.errors import AuthError
+from hub.principals import Principal
 
 if TYPE_CHECKING:
     import jwt
@@ -65,7 +65,6 @@ __all__ = [
     "AuthMiddleware",
     "Authenticator",
     "JwksCache",
-    "Principal",
     "ScopeHierarchy",
     "principal_of",
     "protected_resource_metadata",
@@ -81,19 +80,6 @@ JWKS_FETCH_TIMEOUT_SECONDS: Final = 5.0
 MAX_JWKS_BYTES: Final = 1024 * 1024
 PRM_PATH: Final = "/.well-known/oauth-protected-resource"
 _BUILTIN_IMPLIES: Final[Mapping[str, tuple[str, ...]]] = {"hub:admin": ("hub:call", "hub:metrics")}
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller: `id` (API key id or the JWT's principal claim), its scopes
-    (hierarchy applied) and where it came from."""
-
-    id: str
-    scopes: frozenset[str]
-    source: Literal["api_key", "jwt", "none", "local"]
-
-    def as_json(self) -> dict[str, Any]:
-        return {"principal": self.id, "scopes": sorted(self.scopes), "source": self.source}
 
 
 ANONYMOUS: Final = Principal("anonymous", frozenset(HUB_SCOPES), "none")

@@ -16,9 +16,10 @@ from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
-from hub.endpoint.authentication import Principal, principal_of
+from hub.endpoint.authentication import principal_of
 from hub.endpoint.server_requests import SessionChannel, principal_id
 from hub.endpoint.session_registry import SessionRegistry
+from hub.principals import Principal
 
 __all__ = ["caller_principal", "client_channel", "client_key", "is_modern", "session_id"]
 

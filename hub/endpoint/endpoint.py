@@ -1,35 +1,34 @@
-"""The hub's own MCP server face: the aggregated catalog at `/mcp`, one server at
-`/servers/<server_id>/mcp`, endpoint profiles at `/profiles/<name>/mcp` (`hub.endpoint.profiles`), health
-routes, the admin API, the caller's own view (`/me`, `/me/routes`, `/me/search`), RFC 9728
-protected resource metadata, and stdio serving. `/mcp`, stdio and the profiles serve search mode
-for the callers it applies to (`hub.endpoint.search_mode`), over one search index (`hub.catalog_search`).
+"""The endpoint: the hub's MCP faces over one catalog and the session managers that serve them.
 
-Every HTTP request passes, in order: the HTTP server's limits (`hub.endpoint.http_server`: 431 past
-`max_header_bytes`, 408 past `header_timeout_seconds`/`body_timeout_seconds`), Host/Origin
-validation (`hub.endpoint.http_guards`: 421/403), authentication with the path's scope (`hub.endpoint.authentication`:
-401/403/429), and the request gate (`hub.endpoint.http_guards`: 415 for a non-JSON POST to an MCP path,
-413 past `max_body_bytes`, -32600 for a JSON-RPC batch) before any MCP handling.
+The faces: the aggregated catalog at `/mcp` (and on stdio), one server at
+`/servers/<server_id>/mcp`, endpoint profiles at `/profiles/<name>/mcp` (`hub.endpoint.profiles`).
+`/mcp`, stdio and the profiles serve search mode for the callers it applies to
+(`hub.endpoint.search_mode`), over one search index (`hub.catalog_search`). Each face is an MCP
+server of its own (`hub.endpoint.mcp_server`: its handlers, `hub.endpoint.handlers`, and the
+error translation, `hub.endpoint.request_boundary`); what it lists and how its names resolve is
+`hub.endpoint.faces`.
 
-Both protocol eras are served on every face (`hub.endpoint.session_manager.SessionManager` picks the
-era per request from `MCP-Protocol-Version`, and gives handshake-era sessions sealed ids that any
-replica serves; stdio picks the era from the client's first request).
-`list_changed` reaches handshake-era clients as `notifications/*/list_changed` on their
-session's standing channel, and modern-era clients as `subscriptions/listen` events.
+Both protocol eras are served on every face (`hub.endpoint.session_manager.SessionManager` picks
+the era per request from `MCP-Protocol-Version`, and gives handshake-era sessions sealed ids that
+any replica serves; stdio picks the era from the client's first request). `list_changed` reaches
+handshake-era clients as `notifications/*/list_changed` on their session's standing channel, and
+modern-era clients as `subscriptions/listen` events (`on_catalog_change`).
 
-While the hub drains for a deploy (`hub.endpoint.drain`), `/readyz` answers 503 with `status:
-draining`, the `DrainGate` in front of everything closes connections and then refuses new
-requests, and `end_streams` ends the open SSE streams with a proper end.
-
-The faces themselves are in `hub.endpoint.faces`, their handlers in `hub.endpoint.handlers`, the error
-translation in `hub.endpoint.request_boundary`, and the MCP server wiring them in `hub.endpoint.mcp_server`.
+The endpoint builds only its own parts (faces, their MCP servers, registries and session
+managers); every collaborator it shares (authentication, policy, rate limits, bridge,
+subscriptions, tasks, the drain) is built by the composition root (`hub.app`) and given in
+`EndpointServices`. The HTTP app is `hub.endpoint.http_app`, the JSON APIs
+`hub.endpoint.admin_api`; while the hub drains for a deploy (`hub.endpoint.drain`), `end_streams`
+ends the open SSE streams with a proper end.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -42,58 +41,38 @@ from mcp.server.subscriptions import (
     ResourcesListChanged,
     ToolsListChanged,
 )
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hub.authority import parse_allowed_host
 from hub.catalog import Catalog, Kind
-from hub.catalog import Route as CatalogRoute
 from hub.catalog_search import CatalogSearch
 from hub.cluster.answers import Answers
 from hub.cluster.fanout import ResourceFanout
-from hub.cluster.keys import ClusterKeys
 from hub.cluster.session_copies import SessionCopies
 from hub.cluster.session_ids import SessionIds
 from hub.cluster.session_state import SessionState
-from hub.cluster.store import MemoryStore, SharedStore
+from hub.cluster.store import SharedStore
 from hub.config import HubConfig
-from hub.endpoint.authentication import (
-    PRM_PATH,
-    Authenticator,
-    AuthMiddleware,
-    Principal,
-    principal_of,
-    protected_resource_metadata,
-)
-from hub.endpoint.drain import Drain, DrainGate
+from hub.endpoint.admin_api import AdminApi
+from hub.endpoint.authentication import Authenticator
+from hub.endpoint.drain import Drain
 from hub.endpoint.era_bridge import Bridge
 from hub.endpoint.face_services import FaceServices
 from hub.endpoint.faces import AggregateFace, ServerFace
 from hub.endpoint.found_tools import FoundTools, TargetedBus
-from hub.endpoint.http_guards import HostOriginGuard, RequestGate
-from hub.endpoint.http_server import HttpServer, bind_socket
 from hub.endpoint.mcp_server import HUB_NAME, HubServer, build_mcp_server
-from hub.endpoint.pins_admin import pin_diff, trust_routes
-from hub.endpoint.profiles import PROFILE_PREFIX, ProfileFace
+from hub.endpoint.profiles import ProfileFace
 from hub.endpoint.rate_limits import RateLimiter
-from hub.endpoint.search_mode import MAX_QUERY_CHARS, MAX_SEARCH_LIMIT, FaceSearch, search_configured
+from hub.endpoint.search_mode import FaceSearch
 from hub.endpoint.server_requests import Subscriptions
 from hub.endpoint.session_manager import SessionManager
 from hub.endpoint.session_registry import SessionRegistry
 from hub.endpoint.tasks import TaskRelay
-from hub.explain import explain, principal_for
-from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import HubMetrics
 from hub.policy import Access, Policy
-from hub.prepared_lists import warm_lists
 from hub.router import Router
-from hub.servers import Fleet, ServerConnection, ServerState
+from hub.servers import Fleet
 from hub.tracing import CallTracer
 
-__all__ = ["Endpoint", "HttpServer", "allowed_hosts", "bind_socket", "run_event_loop"]
+__all__ = ["Endpoint", "EndpointServices"]
 
 _PROFILE_FACE_PREFIX = "profile:"
 """How a profile's face is named in session ids and `session_manager` (a server_id has no `:`)."""
@@ -104,86 +83,52 @@ _SEARCH_INSTRUCTIONS = (
 )
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-
-_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
-def _best_state(members: list[ServerConnection]) -> str:
-    """A logical server's state for the route table: the best of its replica members'."""
-    states = [m.health_state for m in members]
-    for good in (ServerState.READY, ServerState.DEGRADED, ServerState.OPEN):
-        if good in states:
-            return good.value
-    return states[0].value if states else "unknown"
+@dataclass(frozen=True, slots=True)
+class EndpointServices:
+    """The collaborators the endpoint is given (built by the composition root, `hub.app`)."""
 
-
-def allowed_hosts(config: HubConfig) -> list[str]:
-    """Host header values the endpoint accepts (DNS-rebinding protection, MCP transport spec):
-    the loopback names on any port, the listen host, `public_url`'s host, and `allowed_hosts`."""
-    hosts = [f"{name}:*" for name in _LOOPBACK_NAMES] + list(_LOOPBACK_NAMES)
-    listen_host = config.listen.host
-    if listen_host not in ("0.0.0.0", "::", "") and listen_host not in _LOOPBACK_NAMES:
-        bracketed = f"[{listen_host}]" if ":" in listen_host else listen_host
-        hosts += [bracketed, f"{bracketed}:*"]
-    if config.public_url:
-        netloc = config.public_url.split("://", 1)[1]
-        hosts.append(netloc)
-        if ":" not in netloc.rsplit("]", 1)[-1]:
-            hosts.append(f"{netloc}:*")
-    hosts += config.allowed_hosts
-    # A listen host that is no Host value (an IPv6 address with a zone id) is left out, not fatal.
-    return [host for host in dict.fromkeys(hosts) if parse_allowed_host(host) is not None]
-
-
-class _TrimHeaderWhitespace:
-    """Strip optional whitespace around header values (RFC 9110 section 5.5: "a field value does
-    not include leading or trailing whitespace"). uvicorn's httptools parser keeps trailing
-    whitespace, and the SDK compares `Mcp-Name`/`Mcp-Method` with the body byte for byte."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = scope["headers"]
-            if any(value[:1] in _OWS or value[-1:] in _OWS for _, value in headers):
-                scope = {**scope, "headers": [(name, value.strip(b" \t")) for name, value in headers]}
-        await self._app(scope, receive, send)
-
-
-_OWS = (b" ", b"\t")
-
-
-class _PerServerApp:
-    """ASGI app for `/servers/{server_id}/mcp` (or `/profiles/{profile}/mcp`): the face's own
-    session manager, or 404."""
-
-    def __init__(self, apps: dict[str, SessionManager], param: str = "server_id", noun: str = "server") -> None:
-        self._apps = apps
-        self._param = param
-        self._noun = noun
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = scope["path_params"][self._param]
-        app = self._apps.get(key)
-        if app is None:
-            response = JSONResponse({"error": f"unknown {self._noun} {key!r}"}, status_code=404)
-            await response(scope, receive, send)
-            return
-        await app(scope, receive, send)
+    store: SharedStore
+    """The state replicas share (in memory for a hub alone)."""
+    authenticator: Authenticator
+    """Every HTTP request becomes a `Principal` (`hub.endpoint.authentication`)."""
+    policy: Policy
+    """Which principal may see and use which route (`hub.policy`)."""
+    rate_limiter: RateLimiter
+    """The per-principal and per-route rate limits (`hub.endpoint.rate_limits`)."""
+    access: Access
+    """The policy and the per-route rate limits, as the faces apply them."""
+    session_ids: SessionIds
+    """Mints and opens the sealed ids of handshake-era sessions (`hub.cluster.session_ids`)."""
+    session_state: SessionState
+    """Revocations (DELETE), log levels and subscriptions of sessions, shared by the replicas."""
+    answers: Answers
+    """Client answers routed to the replica that sent the request (with Redis)."""
+    bridge: Bridge
+    """Era bridging of multi-round requests (`hub.endpoint.era_bridge`)."""
+    subscriptions: Subscriptions
+    """Resource subscriptions of every client (`hub.endpoint.server_requests`)."""
+    tasks: TaskRelay
+    """Tasks through the hub (`hub.endpoint.tasks`)."""
+    search: CatalogSearch
+    """The catalog's tool search index (`hub.catalog_search`), shared by every face."""
+    drain: Drain
+    """The drain for a deploy (`hub.endpoint.drain`): readiness, connection closing, refusals, failing."""
+    fanout: ResourceFanout | None = None
+    """Resource updates between replicas (with Redis only; run by the hub's lifespan)."""
 
 
 class Endpoint:
-    """The hub's MCP faces over one catalog, and the HTTP app that serves them.
+    """The hub's MCP faces over one catalog, and the session managers that serve them.
 
-    :param config: the hub config (listen address, public_url, body cap).
+    :param config: the hub config (listen address, public_url, body cap, profiles).
     :param catalog: the merged catalog the faces read.
     :param fleet: the server connections (for health and admin).
     :param router: where routed requests go.
-    :param keys: what the hub seals with (default: from `config.cluster`, see `hub.cluster.keys`).
-    :param store: the state replicas share (`hub.cluster.store`; default: in memory): rate
-        limits, and with Redis resource-update fan-out between replicas.
+    :param services: the collaborators the faces share (`EndpointServices`).
+    :param metrics: the hub's metrics (`/metrics`; None: off).
+    :param tracer: per-request spans (None: tracing off).
     """
 
     def __init__(
@@ -192,50 +137,35 @@ class Endpoint:
         catalog: Catalog,
         fleet: Fleet,
         router: Router,
+        services: EndpointServices,
         *,
         metrics: HubMetrics | None = None,
         tracer: CallTracer | None = None,
-        keys: ClusterKeys | None = None,
-        store: SharedStore | None = None,
     ) -> None:
         self.config = config
-        self.store: SharedStore = store if store is not None else MemoryStore()
-        """The state replicas share (in memory for a hub alone)."""
         self.catalog = catalog
         self.fleet = fleet
+        self.router = router
         self.metrics = metrics
-        self._router = router
-        self._tracer = tracer
+        self.tracer = tracer
+        self.store = services.store
+        self.authenticator = services.authenticator
+        self.policy = services.policy
+        self.rate_limiter = services.rate_limiter
+        self.access = services.access
+        self.session_ids = services.session_ids
+        self.session_state = services.session_state
+        self.answers = services.answers
+        self.bridge = services.bridge
+        self.subscriptions = services.subscriptions
+        self.tasks = services.tasks
+        self.search = services.search
+        self.drain = services.drain
+        self.fanout = services.fanout
+        self.admin = AdminApi(self)
+        """Readiness, `/me` and the admin API (`hub.endpoint.admin_api`)."""
         self._bus = TargetedBus()
-        self.authenticator = Authenticator(config)
-        self.policy = Policy(config.policies)
-        self.access = Access(self.policy, RateLimiter(config.rate_limits, self.store))
-        self.keys = keys if keys is not None else ClusterKeys.from_config(config.cluster)
-        """What this hub seals with (shared by its replicas when `cluster.secret_env` is set)."""
-        self.session_ids = SessionIds(self.keys.codec("session-id"), config.session_max_lifetime_seconds)
-        """Mints and opens the sealed ids of handshake-era sessions (`hub.cluster.session_ids`)."""
-        self.session_state = SessionState(self.store, self.session_ids)
-        """Revocations (DELETE), log levels and subscriptions of sessions, shared by the replicas."""
-        self.answers = Answers(self.store)
-        """Client answers routed to the replica that sent the request (with Redis)."""
-        self.bridge = Bridge(config.input_required_ttl_seconds, self.keys.for_purpose("request-state"))
-        self.subscriptions = Subscriptions(fleet.get, self.bridge.spawn)
-        self.fanout: ResourceFanout | None = None
-        """Resource updates between replicas (with Redis only; run by the hub's lifespan)."""
-        if self.store.shared:
-            self.fanout = ResourceFanout(self.store, self._runs_per_replica)
-            self.fanout.attach(self.subscriptions)
-        fleet.on_resource_updated = self.subscriptions.updated
-        self.tasks = TaskRelay(fleet, self.access)
-        fleet.on_task_status = self.tasks.status_changed
-        for connection in fleet.connections.values():
-            connection.on_resource_updated = self.subscriptions.updated
-            connection.on_task_status = self.tasks.status_changed
         self._registry = SessionRegistry(self._client_gone)
-        self.drain = Drain()
-        """The drain for a deploy (`hub.endpoint.drain`): readiness, connection closing, refusals, failing."""
-        self.search = CatalogSearch(catalog, eager=search_configured(config))
-        """The catalog's tool search index (`hub.catalog_search`), shared by every face."""
         aggregate = AggregateFace(catalog)
         self._searches: dict[str, FaceSearch] = {"": self._face_search(aggregate)}
         """Search mode per face: `""` for `/mcp` (and stdio), else a profile's name."""
@@ -259,6 +189,8 @@ class Endpoint:
         for profile in config.profiles:
             self._profiles[profile] = self._build_profile_face(profile)
         self._profile_apps: dict[str, SessionManager] = {}
+        self._profile_managers: dict[str, SessionManager] = {}
+        self._aggregate_manager: SessionManager | None = None
         self._per_server: dict[str, tuple[HubServer, SessionRegistry, InMemorySubscriptionBus]] = {}
         for server_id in config.servers:
             self._per_server[server_id] = self._build_server_face(server_id)
@@ -268,16 +200,6 @@ class Endpoint:
         self._managers: dict[str, SessionManager] = {}
         self.reload_handler: Callable[[], Awaitable[tuple[int, dict[str, Any]]]] | None = None
         """Called by `POST /admin/reload`; returns `(HTTP status, JSON body)` (set by the Hub)."""
-        catalog.add_listener(self._on_catalog_change)
-        catalog.add_listener(self.search.on_catalog_change)
-        catalog.add_listener(warm_lists(catalog))  # list pages' definitions, as servers arrive
-        # A changed set of federated hubs is re-advertised on list results: clients re-list.
-        fleet.federation.add_listener(lambda: self._on_catalog_change("", frozenset({"tools"}), every_face=True))
-
-    def _runs_per_replica(self, server_id: str) -> bool:
-        """Whether `server_id` is a stdio server (a process of its own on each replica)."""
-        connection = self.fleet.get(server_id)
-        return connection is not None and connection.config.command is not None
 
     def _client_gone(self, client_key: str) -> None:
         """A handshake-era client session ended: drop its subscriptions and found tools, and
@@ -313,7 +235,7 @@ class Endpoint:
         instructions += " Tool and prompt names are <server>__<name>; resource URIs are <server>+<uri>."
         server = build_mcp_server(
             face,
-            self._router,
+            self.router,
             registry,
             bus,
             f"{HUB_NAME}/profiles/{profile}",
@@ -321,7 +243,7 @@ class Endpoint:
             self.access,
             FaceServices(self.fleet, self.bridge, self.subscriptions, tasks=self.tasks, sessions=self.session_state),
             metrics=self.metrics,
-            tracer=self._tracer,
+            tracer=self.tracer,
             page_size=self.config.list_page_size,
             search=search,
         )
@@ -337,7 +259,7 @@ class Endpoint:
         registry, bus = SessionRegistry(self._client_gone), InMemorySubscriptionBus()
         server = build_mcp_server(
             ServerFace(self.catalog, server_id),
-            self._router,
+            self.router,
             registry,
             bus,
             f"{HUB_NAME}/{server_id}",
@@ -352,7 +274,7 @@ class Endpoint:
                 sessions=self.session_state,
             ),
             metrics=self.metrics,
-            tracer=self._tracer,
+            tracer=self.tracer,
             page_size=self.config.list_page_size,
         )
         server.middleware.insert(0, self.drain.track)
@@ -426,7 +348,7 @@ class Endpoint:
         if scope is not None:
             scope.cancel()
 
-    async def _on_catalog_change(self, server_id: str, kinds: frozenset[Kind], *, every_face: bool = False) -> None:
+    async def on_catalog_change(self, server_id: str, kinds: frozenset[Kind], *, every_face: bool = False) -> None:
         """Tell the clients of every face whose lists changed (`every_face`: of every face, e.g.
         when what list results advertise changed)."""
         targets: list[tuple[SessionRegistry, InMemorySubscriptionBus, frozenset[Kind]]] = [
@@ -447,8 +369,6 @@ class Endpoint:
             if "prompts" in changed:
                 await bus.publish(PromptsListChanged())
 
-    # ---- HTTP ----
-
     def end_streams(self) -> None:
         """End every open SSE stream on every face with a proper end (a drain, `hub.endpoint.drain`):
         handshake-era GET streams end their body (the transport's `close_standalone_sse_stream`;
@@ -464,356 +384,63 @@ class Endpoint:
             if entry is not None and isinstance(entry.handler, ListenHandler):
                 entry.handler.close()
 
-    def readiness(self) -> tuple[int, dict[str, Any]]:
-        """`(HTTP status, body)` of /readyz: 200 when at least one server is connected (`ready`,
-        `degraded`, or `open`: discovery and fallbacks still work; or none is configured) and
-        every enabled server has finished its first start attempt. `status` is `ready` when every
-        server is `ready`, else `degraded`; each server (each replica member) is listed with its
-        state. With Redis configured, `shared_state` is `ok` or `unavailable` (with
-        `shared_state_reason`, for `hub:admin` only); an unavailable Redis never makes the hub unready: it serves
-        with this replica's local state meanwhile. From the start of a drain (`hub.endpoint.drain`: SIGTERM) on, 503
-        with `status: draining` and `drain: {phase, requests_in_flight, open_streams}`, whatever the servers'
-        states."""
-        statuses = [c.status() for c in self.fleet.connections.values()]
-        enabled = [s for s in statuses if s.state is not ServerState.DISABLED]
-        serving = [s for s in enabled if s.state in (ServerState.READY, ServerState.DEGRADED, ServerState.OPEN)]
-        ready = [s for s in enabled if s.state is ServerState.READY]
-        starting = [s for s in enabled if s.state is ServerState.STARTING]
-        if not enabled or (serving and not starting):
-            status = "ready" if len(ready) == len(enabled) else "degraded"
-            code = 200
-        else:
-            status = "starting" if starting else "unavailable"
-            code = 503
-        body: dict[str, Any] = {"status": status}
-        if self.store.shared:
-            health = self.store.health()
-            body["shared_state"] = health.status
-            if health.reason is not None:
-                body["shared_state_reason"] = health.reason
-        body["servers"] = [s.as_json() for s in statuses]
-        drain = self.drain
-        if drain.draining:
-            code, body["status"] = 503, "draining"
-            body["drain"] = {
-                "phase": drain.phase.value,
-                "requests_in_flight": drain.requests_in_flight,
-                "open_streams": drain.open_streams,
-            }
-        return code, body
-
-    def readiness_for(self, principal: Principal) -> tuple[int, dict[str, Any]]:
-        """`readiness()` as `principal` may see it: with authentication on, callers without
-        `hub:admin` get the overall status and per-state counts only (no server ids, errors or
-        addresses)."""
-        code, body = self.readiness()
-        if not self.authenticator.enabled or "hub:admin" in principal.scopes:
-            return code, body
-        counts: dict[str, int] = {}
-        for server in body["servers"]:
-            counts[server["state"]] = counts.get(server["state"], 0) + 1
-        reduced: dict[str, Any] = {"status": body["status"], "servers_by_state": counts}
-        if "shared_state" in body:
-            reduced["shared_state"] = body["shared_state"]
-        return code, reduced
-
-    def routes_json(
-        self, principal: Principal | None = None, profile: ProfileFace | None = None
-    ) -> list[dict[str, Any]]:
-        """Every route with its server's state, its fallback chain (`[server_id, fallbacks
-        offering the same original...]`), its candidate members in order and the member that
-        would serve it now (`serving`, None when none can), whether it is `served` (False: reserved
-        for its server while that server is down) and `listed`, its `pin` status (`hub.pins`, or
-        None), its `hygiene` findings and every `notes` line for people, for `/admin/routes`; or
-        only the routes `principal` may use (`/me/routes`, `mcphub routes`); with `profile`, only
-        the routes that profile serves (`?profile=`, `mcphub routes --profile`)."""
-        rows = []
-        for route in self.catalog.routes():
-            if principal is not None and not self.policy.allows(principal, route.server_id, route.exposed):
-                continue
-            if profile is not None and profile.route_key(route.kind, route.exposed) is None:
-                continue
-            plan = self._router.plan(route.server_id, route.kind, route.original)
-            members = self.fleet.members(route.server_id)
-            rows.append(
-                {
-                    "exposed": route.exposed,
-                    "kind": route.kind,
-                    "server_id": route.server_id,
-                    "original": route.original,
-                    "note": route.note,
-                    "server_state": _best_state(members),
-                    "fallbacks": list(route.fallbacks),
-                    "chain": plan["chain"],
-                    "members": plan["members"],
-                    "serving": plan["serving"],
-                    "served": route.served,
-                    "listed": route.listed,
-                    "pin": route.pin.as_json() if route.pin is not None else None,
-                    "hygiene": list(route.hygiene),
-                    "notes": route.notes(),
-                }
-            )
-        return rows
-
-    async def search_json(
-        self, principal: Principal, query: str, limit: int, profile: str | None = None
-    ) -> dict[str, Any]:
-        """What `search_tools` answers `principal` on `/mcp` (or on profile `profile`), for people
-        (`GET /me/search`, `mcphub search`): the caller's catalog `mode` there, and per result its
-        rank, exposed name, server, original name, title, description, the words that matched
-        (`matched`: per field, `related` for words found through synonyms; never a score) and
-        the definition as `tools/list` gives it.
+    def face_search(self, profile: str | None = None) -> FaceSearch:
+        """Search mode on `/mcp` (and stdio), or on profile `profile`.
 
         :raises KeyError: no such profile.
         """
         if profile is not None and profile not in self._profiles:
             raise KeyError(profile)
-        search = self._searches[profile or ""]
-        hits = await search.find(principal, query, limit)
-        reasons = await self.search.reasons(hits, query)
-        results = []
-        for rank, (hit, matched) in enumerate(zip(hits, reasons, strict=True), start=1):
-            route = self.catalog.tool_route(hit.name)
-            results.append(
-                {
-                    "rank": rank,
-                    "name": hit.name,
-                    "server_id": route.server_id if route is not None else None,
-                    "original": route.original if route is not None else None,
-                    "title": hit.tool.title,
-                    "description": hit.tool.description,
-                    "matched": {field: list(found) for field, found in matched.items()},
-                    "tool": hit.tool.model_dump(mode="json", by_alias=True, exclude_none=True),
-                }
-            )
-        return {"query": query, "profile": profile, "mode": search.settings(principal).mode, "results": results}
+        return self._searches[profile or ""]
 
-    def explain(self, name: str, principal: Principal | None, *, full: bool = True) -> dict[str, Any]:
-        """`hub.explain.explain` for this hub: everything that decides a call of `name` by
-        `principal`. With `full=False` (a principal asking about itself without `hub:admin`) a
-        route the principal may not see is answered exactly like an unknown name."""
-        catalog, policy = self.catalog, self.policy
+    def has_server_face(self, server_id: str) -> bool:
+        """Whether `/servers/<server_id>/mcp` is a face of this endpoint."""
+        return server_id in self._per_server
 
-        def visible_names() -> list[str]:
-            return [
-                r.exposed
-                for r in catalog.routes()
-                if principal is None or policy.allows(principal, r.server_id, r.exposed)
-            ]
+    @property
+    def server_apps(self) -> Mapping[str, SessionManager]:
+        """The session managers of the per-server faces being served, by server_id (live)."""
+        return self._per_server_apps
 
-        def states(server_id: str) -> dict[str, str]:
-            return {m.server_id: m.health_state.value for m in self.fleet.members(server_id)}
+    @property
+    def profile_apps(self) -> Mapping[str, SessionManager]:
+        """The session managers of the profiles' faces being served, by profile name (live)."""
+        return self._profile_apps
 
-        def hidden(route: CatalogRoute) -> bool:
-            return not full and principal is not None and not policy.allows(principal, route.server_id, route.exposed)
-
-        return explain(
-            name,
-            principal,
-            catalog=catalog,
-            policy=policy,
-            config=self.config,
-            plan=self._router.plan,
-            states=states,
-            pin_diff=lambda route: pin_diff(catalog, route.server_id, route.kind, route.original),
-            visible_names=visible_names,
-            hidden=hidden,
-        )
-
-    def http_app(self, lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None) -> ASGIApp:
-        """The Starlette app: `/mcp`, `/servers/<id>/mcp`, `/profiles/<name>/mcp`, `/healthz`,
-        `/readyz`, `/metrics` (Prometheus text), `/me`, `/me/routes[?profile=]`,
-        `/me/search?q=&limit=&profile=`, `/admin/*` (including `POST /admin/reload` and
-        `/admin/routes[?profile=]`; an unknown profile is 404), wrapped in Host/Origin
-        validation, authentication and the request gate (415 for a non-JSON POST to an MCP
-        path, 413 past `max_body_bytes` decided from `Content-Length` or while streaming,
-        before the body is buffered whole, -32600 for a JSON-RPC batch).
-
-        :param lifespan: entered around serving (the composition root passes the fleet's).
-        """
-
-        aggregate = self._session_manager(self.server, "")
+    def open_session_managers(self) -> SessionManager:
+        """Make the session managers of `/mcp` and of each profile for one HTTP app (`serving`
+        runs them) and return `/mcp`'s."""
+        aggregate = self._aggregate_manager = self._session_manager(self.server, "")
         self._managers[""] = aggregate
-        server_endpoint = _PerServerApp(self._per_server_apps)
-        profile_managers = {
+        self._profile_managers = {
             name: self._session_manager(served[1], f"{_PROFILE_FACE_PREFIX}{name}")
             for name, served in self._profiles.items()
         }
-        for manager in profile_managers.values():
+        for manager in self._profile_managers.values():
             self._managers[manager.face] = manager
-        profile_endpoint = _PerServerApp(self._profile_apps, "profile", "profile")
+        return aggregate
 
-        def profile_of(request: Request) -> tuple[ProfileFace | None, Response | None]:
-            """The profile a request's `?profile=` names (None when it names none), or a 404."""
-            name = request.query_params.get("profile")
-            if name is None:
-                return None, None
-            face = self.profile_face(name)
-            if face is None:
-                return None, JSONResponse({"error": f"unknown profile {name!r}"}, status_code=404)
-            return face, None
-
-        async def healthz(request: Request) -> Response:
-            return JSONResponse({"status": "ok"})
-
-        async def readyz(request: Request) -> Response:
-            code, body = self.readiness_for(principal_of(request))
-            return JSONResponse(body, status_code=code)
-
-        async def me(request: Request) -> Response:
-            return JSONResponse(principal_of(request).as_json())
-
-        async def my_routes(request: Request) -> Response:
-            profile, refusal = profile_of(request)
-            if refusal is not None:
-                return refusal
-            return JSONResponse({"routes": self.routes_json(principal_of(request), profile)})
-
-        async def my_search(request: Request) -> Response:
-            # The search the model gets on /mcp (or ?profile=), for the caller's own principal.
-            query = request.query_params.get("q", "")
-            if not query.strip() or len(query) > MAX_QUERY_CHARS:
-                return JSONResponse(
-                    {"error": f"give what to search for as ?q=<words> (1-{MAX_QUERY_CHARS} characters)"},
-                    status_code=400,
-                )
-            raw_limit = request.query_params.get("limit", "8")
-            if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_SEARCH_LIMIT:
-                return JSONResponse({"error": f"limit must be 1-{MAX_SEARCH_LIMIT}"}, status_code=400)
-            profile, refusal = profile_of(request)
-            if refusal is not None:
-                return refusal
-            name = profile.name if profile is not None else None
-            return JSONResponse(await self.search_json(principal_of(request), query, int(raw_limit), name))
-
-        async def resource_metadata(request: Request) -> Response:
-            if not self.authenticator.enabled:
-                return JSONResponse({"error": "authentication is not configured on this hub"}, status_code=404)
-            resource_path = "/" + request.path_params.get("resource", "mcp").strip("/")
-            parts = resource_path.split("/")
-            if resource_path != "/mcp" and not (
-                len(parts) == 4
-                and parts[3] == "mcp"
-                and (
-                    (parts[1] == "servers" and parts[2] in self._per_server)
-                    or (parts[1] == "profiles" and parts[2] in self._profiles)
-                )
-            ):
-                return JSONResponse({"error": f"no protected resource at {resource_path}"}, status_code=404)
-            base = self.config.public_url or f"{request.url.scheme}://{request.url.netloc}"
-            return JSONResponse(
-                protected_resource_metadata(self.config, base, resource_path),
-                headers={"Cache-Control": "public, max-age=3600"},
-            )
-
-        async def admin_servers(request: Request) -> Response:
-            return JSONResponse({"servers": [c.status().as_json() for c in self.fleet.connections.values()]})
-
-        async def admin_routes(request: Request) -> Response:
-            profile, refusal = profile_of(request)
-            if refusal is not None:
-                return refusal
-            return JSONResponse({"routes": self.routes_json(None, profile)})
-
-        async def my_explain(request: Request) -> Response:
-            # Any principal may ask about itself; without hub:admin it learns nothing about
-            # routes it may not see (they answer like unknown names).
-            name = request.query_params.get("name", "")
-            if not name:
-                return JSONResponse({"error": "give the route to explain as ?name=<exposed name>"}, status_code=400)
-            principal = principal_of(request)
-            return JSONResponse(self.explain(name, principal, full="hub:admin" in principal.scopes))
-
-        async def admin_explain(request: Request) -> Response:
-            name = request.query_params.get("name", "")
-            if not name:
-                return JSONResponse({"error": "give the route to explain as ?name=<exposed name>"}, status_code=400)
-            principal_id = request.query_params.get("principal")
-            principal = (
-                principal_for(
-                    principal_id,
-                    request.query_params.getlist("scope"),
-                    self.config,
-                    self.authenticator.hierarchy.expand,
-                )
-                if principal_id
-                else None
-            )
-            return JSONResponse(self.explain(name, principal))
-
-        async def admin_reload(request: Request) -> Response:
-            if self.reload_handler is None:
-                return JSONResponse({"status": "rejected", "error": "this hub cannot reload"}, status_code=409)
-            code, body = await self.reload_handler()
-            return JSONResponse(body, status_code=code)
-
-        async def metrics(request: Request) -> Response:
-            if self.metrics is None:
-                return Response("metrics are off\n", status_code=404, media_type="text/plain")
-            return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
-
-        async def admin_restart(request: Request) -> Response:
-            # Asks the server's supervisor to restart it (also out of a crash-loop `failed`);
-            # 202 with its status before the restart, 404 for an unknown server_id.
-            server_id = request.path_params["server_id"]
-            connection = self.fleet.get(server_id)
-            if connection is None:
-                return JSONResponse({"error": f"no server '{server_id}'"}, status_code=404)
-            status = connection.status().as_json()
-            connection.restart()
-            return JSONResponse(status, status_code=202)
-
-        @contextlib.asynccontextmanager
-        async def app_lifespan(app: Starlette) -> AsyncIterator[None]:
-            async with contextlib.AsyncExitStack() as stack:
-                if lifespan is not None:
-                    await stack.enter_async_context(lifespan())
-                stack.push_async_callback(self.authenticator.aclose)
-                await stack.enter_async_context(self.bridge.running())
-                await stack.enter_async_context(self.session_state.running())
-                await stack.enter_async_context(self.answers.running())
-                await stack.enter_async_context(aggregate.run())
-                for name, manager in profile_managers.items():
-                    await stack.enter_async_context(manager.run())
-                    self._profile_apps[name] = manager
-                stack.callback(self._profile_apps.clear)
-                self._faces_tg = await stack.enter_async_context(anyio.create_task_group())
-                stack.callback(self._faces_tg.cancel_scope.cancel)
-                for server_id in list(self._per_server):
-                    await self.add_server_face(server_id)
-                yield
-
-        app = Starlette(
-            routes=[
-                Route("/mcp", endpoint=aggregate, methods=["GET", "POST", "DELETE"]),
-                Route("/servers/{server_id}/mcp", endpoint=server_endpoint, methods=["GET", "POST", "DELETE"]),
-                Route(PROFILE_PREFIX + "{profile}/mcp", endpoint=profile_endpoint, methods=["GET", "POST", "DELETE"]),
-                Route("/healthz", endpoint=healthz, methods=["GET"]),
-                Route("/readyz", endpoint=readyz, methods=["GET"]),
-                Route("/admin/servers", endpoint=admin_servers, methods=["GET"]),
-                Route("/admin/routes", endpoint=admin_routes, methods=["GET"]),
-                Route("/me", endpoint=me, methods=["GET"]),
-                Route("/me/routes", endpoint=my_routes, methods=["GET"]),
-                Route("/me/explain", endpoint=my_explain, methods=["GET"]),
-                Route("/me/search", endpoint=my_search, methods=["GET"]),
-                Route("/admin/explain", endpoint=admin_explain, methods=["GET"]),
-                Route(PRM_PATH, endpoint=resource_metadata, methods=["GET"]),
-                Route(PRM_PATH + "/{resource:path}", endpoint=resource_metadata, methods=["GET"]),
-                Route("/admin/reload", endpoint=admin_reload, methods=["POST"]),
-                Route("/metrics", endpoint=metrics, methods=["GET"]),
-                Route("/admin/servers/{server_id:path}/restart", endpoint=admin_restart, methods=["POST"]),
-                *trust_routes(self.catalog),
-            ],
-            lifespan=app_lifespan,
-        )
-        gated = RequestGate(_TrimHeaderWhitespace(app), self.config.max_body_bytes)
-        authenticated = AuthMiddleware(gated, self.config, self.authenticator, self.access.limiter)
-        guarded = HostOriginGuard(authenticated, allowed_hosts(self.config))
-        # Before the guards: once the hub stops accepting, a request gets 503 whoever sends it.
-        draining = DrainGate(guarded, self.drain)
-        # Outermost: requests refused at the door (503, 413, 421, 401, 429) get HTTP spans too.
-        return self._tracer.instrument_asgi(draining) if self._tracer is not None else draining
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """Run what the faces need while the HTTP app serves: the bridge, the shared session
+        state, the answers, the session managers `open_session_managers` made, and one per
+        configured server's face (servers a reload adds get theirs from `add_server_face`)."""
+        if self._aggregate_manager is None:
+            raise RuntimeError("open_session_managers() first")
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.bridge.running())
+            await stack.enter_async_context(self.session_state.running())
+            await stack.enter_async_context(self.answers.running())
+            await stack.enter_async_context(self._aggregate_manager.run())
+            for name, manager in self._profile_managers.items():
+                await stack.enter_async_context(manager.run())
+                self._profile_apps[name] = manager
+            stack.callback(self._profile_apps.clear)
+            self._faces_tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self._faces_tg.cancel_scope.cancel)
+            for server_id in list(self._per_server):
+                await self.add_server_face(server_id)
+            yield
 
     # ---- stdio ----
 
@@ -821,12 +448,3 @@ class Endpoint:
         """Serve the aggregated catalog on this process's stdin/stdout until stdin closes."""
         async with self.bridge.running(), stdio_server() as (read_stream, write_stream):
             await self.server.run(read_stream, write_stream, self.server.create_initialization_options())
-
-
-def run_event_loop(fn: Callable[[], Awaitable[T]]) -> T:
-    """`anyio.run(fn)` on uvloop when it is installed (10-25% less CPU per call), else asyncio."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
-        return anyio.run(fn)
-    return anyio.run(fn, backend_options={"use_uvloop": True})

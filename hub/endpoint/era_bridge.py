@@ -42,7 +42,8 @@ from mcp.server import ServerRequestContext
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp_types import INVALID_PARAMS
 
-from hub.endpoint.server_requests import CURRENT_CHANNEL, ClientChannel, SamplingResult, principal_id, refusal
+from hub.client_channel import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
+from hub.endpoint.server_requests import principal_id
 
 __all__ = ["HANDLE_PREFIX", "SERVER_STATE_PREFIX", "Bridge", "BridgedCall"]
 

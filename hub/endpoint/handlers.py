@@ -36,13 +36,13 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ToolsListChanged
 from mcp_types import LOG_LEVEL_META_KEY
 
 from hub.catalog import Kind, listing_key
+from hub.client_channel import CURRENT_CHANNEL
 from hub.endpoint.callers import caller_principal, client_channel, client_key, is_modern, session_id
 from hub.endpoint.era_routing import restamped, send_in_callers_era
 from hub.endpoint.face_services import FaceServices
 from hub.endpoint.faces import AggregateFace, Face
 from hub.endpoint.found_tools import TargetedBus
 from hub.endpoint.search_mode import FaceSearch
-from hub.endpoint.server_requests import CURRENT_CHANNEL
 from hub.endpoint.session_registry import NOTIFY_TIMEOUT_SECONDS, SessionRegistry
 from hub.endpoint.tasks import FaceTasks
 from hub.errors import HubError, RouteNotFound, ServerUnavailable

@@ -39,10 +39,11 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
+import anyio
 import httptools
 import uvicorn
 from starlette.types import ASGIApp
@@ -56,7 +57,17 @@ from hub.config import (
     HubConfig,
 )
 
-__all__ = ["LINGER_MAX_BYTES", "LINGER_SECONDS", "HttpLimits", "HttpServer", "HubHttpProtocol", "bind_socket"]
+__all__ = [
+    "LINGER_MAX_BYTES",
+    "LINGER_SECONDS",
+    "HttpLimits",
+    "HttpServer",
+    "HubHttpProtocol",
+    "bind_socket",
+    "run_event_loop",
+]
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -426,3 +437,12 @@ class HttpServer:
     def stop(self) -> None:
         """Stop serving (see the class docstring); `serve()` returns once stopped."""
         self._server.should_exit = True
+
+
+def run_event_loop(fn: Callable[[], Awaitable[T]]) -> T:
+    """`anyio.run(fn)` on uvloop when it is installed (10-25% less CPU per call), else asyncio."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
+        return anyio.run(fn)
+    return anyio.run(fn, backend_options={"use_uvloop": True})

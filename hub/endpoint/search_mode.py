@@ -41,11 +41,11 @@ from mcp.server import ServerRequestContext
 
 from hub.catalog_config import CatalogConfig, CatalogOverride
 from hub.catalog_search import CatalogSearch
-from hub.endpoint.authentication import Principal
 from hub.endpoint.found_tools import FoundTools
 from hub.errors import RateLimited
 from hub.naming import RESERVED_TOOL_NAMES
 from hub.policy import Access, audit_logger
+from hub.principals import Principal
 from hub.search import DEFAULT_LIMIT, SearchHit
 
 if TYPE_CHECKING:

@@ -53,8 +53,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict
 from starlette.requests import Request
 
-from hub.endpoint.authentication import Principal, principal_of
-from hub.endpoint.server_requests import CURRENT_CHANNEL, ClientChannel
+from hub.client_channel import CURRENT_CHANNEL, ClientChannel
+from hub.endpoint.authentication import principal_of
 from hub.endpoint.task_routes import (
     HANDSHAKE,
     MAX_ROUTES,
@@ -68,6 +68,7 @@ from hub.endpoint.task_routes import (
 )
 from hub.errors import ServerProtocolError, ServerUnavailable
 from hub.policy import Access
+from hub.principals import Principal
 from hub.servers import Fleet, ServerConnection, ServerState
 from hub.task_wire import TASKS_EXTENSION, CreatedTask, LegacyCreatedTask, capped_tool_result, expose_task_ids
 

@@ -35,8 +35,8 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict
 
+from hub.client_channel import CURRENT_CHANNEL
 from hub.deadline import RequestDeadline
-from hub.endpoint.server_requests import CURRENT_CHANNEL
 from hub.errors import ServerTimeout, ServerUnavailable
 from hub.push_era import PushNeedsHandshakeEra, pushed_method
 from hub.redaction import SECRETS

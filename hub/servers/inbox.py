@@ -23,7 +23,7 @@ from mcp.client.session import ClientRequestContext
 from mcp_types import CLIENT_CAPABILITIES_META_KEY
 
 from adapters._sdk import stamp_each_request
-from hub.endpoint.server_requests import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
+from hub.client_channel import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
 from hub.errors import describe_failure
 from hub.redaction import mask_log_params, mask_model
 from hub.task_wire import expose_related_task

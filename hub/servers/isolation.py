@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 import anyio
 
-from hub.endpoint.server_requests import CURRENT_CHANNEL, ClientChannel
+from hub.client_channel import CURRENT_CHANNEL, ClientChannel
 from hub.errors import ServerUnavailable
 from hub.push_era import CARRYING_METHODS
 
