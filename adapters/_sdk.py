@@ -18,12 +18,12 @@ of `PRIVATE_NAMES`.
 - `handle_modern_request` (`mcp.server._streamable_http_modern`): the SDK's handler of one
   modern-era (2026-07-28) POST, which its `StreamableHTTPSessionManager` calls for a request
   whose `MCP-Protocol-Version` is not a handshake-era version. The hub serves Streamable HTTP
-  with a session manager of its own (`hub.cluster.sessions`: sealed session ids any replica
+  with a session manager of its own (`hub.endpoint.session_manager`: sealed session ids any replica
   serves, which the SDK's manager cannot mint or rebuild), and routes modern-era requests to
   the same handler so both eras behave exactly as with the SDK's manager.
 - `send_related_request` (`JSONRPCDispatcher.send_raw_request(_related_request_id=)`): a
   server-to-client request on a handshake-era session's dispatcher routed onto one request's
-  stream. The lean request path (`hub.cluster.fast_path`) serves a request outside the
+  stream. The lean request path (`hub.endpoint.fast_path`) serves a request outside the
   dispatcher, so it has no `DispatchContext` of the dispatcher's that would pass the id, but the
   client's answer must still settle through that dispatcher (and `hub.cluster.answers`).
 - `open_request_stream`, `close_request_stream` (`StreamableHTTPServerTransport._request_streams`):

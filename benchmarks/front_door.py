@@ -10,7 +10,7 @@ after a warm-up. Servers:
 
 - `uvicorn-httptools`: uvicorn 0.54 with httptools, stock (what the hub ran before).
 - `uvicorn-h11`: uvicorn with h11 and `h11_max_incomplete_event_size=65536`.
-- `hub`: `hub.http_server.HttpServer` (uvicorn + httptools + `HubHttpProtocol`), defaults.
+- `hub`: `hub.endpoint.http_server.HttpServer` (uvicorn + httptools + `HubHttpProtocol`), defaults.
 - `hypercorn` and `granian`: only with `--alt-python`, a Python that has them installed (they are
   not project dependencies): hypercorn 0.18 (uvloop worker, `read_timeout=10`,
   `h11_max_incomplete_size=65536`), granian 2.8 (1 worker, uvloop, header read timeout 10 s).
@@ -80,7 +80,7 @@ async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable
 def _serve_hub(port: int, protocol: str) -> None:
     sys.path.insert(0, str(ROOT))
     from hub.endpoint import run_event_loop
-    from hub.http_server import HttpServer, bind_socket
+    from hub.endpoint.http_server import HttpServer, bind_socket
 
     sock = bind_socket("127.0.0.1", port)
     server = HttpServer(app, sock)  # type: ignore[arg-type]

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hub.cluster.redis_store import RedisStore
 from hub.config import RateLimitsConfig
-from hub.ratelimit import RateLimiter
+from hub.endpoint.rate_limits import RateLimiter
 from tests.cluster_fixtures import RedisServer, find_redis_server
 from tests.conftest import fixture_entry, running_hub, until
 

@@ -15,12 +15,23 @@ import anyio
 from starlette.types import ASGIApp
 
 from hub.catalog import Catalog
+from hub.catalog_search import CatalogSearch
+from hub.cluster.answers import Answers
+from hub.cluster.fanout import ResourceFanout
 from hub.cluster.keys import ClusterKeys
-from hub.cluster.store import store_for
+from hub.cluster.session_ids import SessionIds
+from hub.cluster.session_state import SessionState
+from hub.cluster.store import SharedStore, store_for
 from hub.config import HubConfig, MemberConfig, ServerEntry, load_config
 from hub.config.trust import lockfile_path, pinning_for
-from hub.drain import DrainPhase, DrainReport
-from hub.endpoint import Endpoint
+from hub.endpoint import DrainPhase, DrainReport, Endpoint, EndpointServices, build_http_app
+from hub.endpoint.authentication import Authenticator
+from hub.endpoint.drain import Drain
+from hub.endpoint.era_bridge import Bridge
+from hub.endpoint.rate_limits import RateLimiter
+from hub.endpoint.search_mode import search_configured
+from hub.endpoint.server_requests import Subscriptions
+from hub.endpoint.tasks import TaskRelay
 from hub.errors import ConfigError
 from hub.federation import Federation
 from hub.lockfile import LockEntries, read_lockfile
@@ -28,6 +39,8 @@ from hub.logs import counted
 from hub.metrics import HubMetrics
 from hub.pin_store import PinStore, ReadOnlyPinStore, StatePinStore
 from hub.pins import Pins
+from hub.policy import Access, Policy
+from hub.prepared_lists import warm_lists
 from hub.reload import ReloadReport, effective_config, plan_reload
 from hub.router import Router
 from hub.servers import Fleet, ServerConnection, ServerStatus
@@ -141,15 +154,8 @@ class Hub:
         self.router = Router(self.fleet, tracer=self.tracer)
         self.keys = ClusterKeys.from_config(config.cluster)
         """What this hub seals with: the replicas' shared key (`cluster.secret_env`), or a random one."""
-        self.endpoint = Endpoint(
-            config,
-            self.catalog,
-            self.fleet,
-            self.router,
-            metrics=self.metrics,
-            tracer=self.tracer,
-            keys=self.keys,
-            store=self.store,
+        self.endpoint = _build_endpoint(
+            config, self.catalog, self.fleet, self.router, self.keys, self.store, self.metrics, self.tracer
         )
         self.pin_sync: PinSync | None = None if shared_pins is None else PinSync(self.store, shared_pins, self.catalog)
         """Adopts pins the other replicas change (with Redis only)."""
@@ -351,7 +357,7 @@ class Hub:
         stop_accepting: Callable[[], None],
         on_phase: Callable[[DrainPhase, DrainReport], Awaitable[None]] | None = None,
     ) -> DrainReport:
-        """Drain the HTTP endpoint before a stop (`hub.drain`): `/readyz` answers 503 at once;
+        """Drain the HTTP endpoint before a stop (`hub.endpoint.drain`): `/readyz` answers 503 at once;
         new requests are served for `grace_seconds`; then `stop_accepting()` (the HTTP server
         closes its listening socket) and new requests on open connections get 503; SSE streams
         end cleanly; requests in flight get `drain_timeout_seconds` (read now, so a reload's value
@@ -379,7 +385,69 @@ class Hub:
             async with self.running():
                 yield
 
-        return self.endpoint.http_app(lifespan)
+        return build_http_app(self.endpoint, lifespan)
+
+
+def _build_endpoint(
+    config: HubConfig,
+    catalog: Catalog,
+    fleet: Fleet,
+    router: Router,
+    keys: ClusterKeys,
+    store: SharedStore,
+    metrics: HubMetrics,
+    tracer: CallTracer | None,
+) -> Endpoint:
+    """The endpoint and every collaborator its faces share, built and wired to the catalog and
+    the fleet: the authenticator, the policy and rate limits (counted in `store`), the sealed
+    session ids and the shared session state, the era bridge (sealing with `keys`), resource
+    subscriptions (and their fan-out between replicas when `store` is shared), tasks, the tool
+    search index and the drain."""
+    policy = Policy(config.policies)
+    rate_limiter = RateLimiter(config.rate_limits, store)
+    access = Access(policy, rate_limiter)
+    session_ids = SessionIds(keys.codec("session-id"), config.session_max_lifetime_seconds)
+    bridge = Bridge(config.input_required_ttl_seconds, keys.for_purpose("request-state"))
+    subscriptions = Subscriptions(fleet.get, bridge.spawn)
+    fanout: ResourceFanout | None = None
+    if store.shared:
+
+        def runs_per_replica(server_id: str) -> bool:
+            """Whether `server_id` is a stdio server (a process of its own on each replica)."""
+            connection = fleet.get(server_id)
+            return connection is not None and connection.config.kind == "stdio"
+
+        fanout = ResourceFanout(store, runs_per_replica)
+        fanout.attach(subscriptions)
+    tasks = TaskRelay(fleet, access)
+    fleet.on_resource_updated = subscriptions.updated
+    fleet.on_task_status = tasks.status_changed
+    for connection in fleet.connections.values():
+        connection.on_resource_updated = subscriptions.updated
+        connection.on_task_status = tasks.status_changed
+    services = EndpointServices(
+        store=store,
+        authenticator=Authenticator(config),
+        policy=policy,
+        rate_limiter=rate_limiter,
+        access=access,
+        session_ids=session_ids,
+        session_state=SessionState(store, session_ids),
+        answers=Answers(store),
+        bridge=bridge,
+        subscriptions=subscriptions,
+        tasks=tasks,
+        search=CatalogSearch(catalog, eager=search_configured(config)),
+        drain=Drain(),
+        fanout=fanout,
+    )
+    endpoint = Endpoint(config, catalog, fleet, router, services, metrics=metrics, tracer=tracer)
+    catalog.add_listener(endpoint.on_catalog_change)
+    catalog.add_listener(services.search.on_catalog_change)
+    catalog.add_listener(warm_lists(catalog))  # list pages' definitions, as servers arrive
+    # A changed set of federated hubs is re-advertised on list results: clients re-list.
+    fleet.federation.add_listener(lambda: endpoint.on_catalog_change("", frozenset({"tools"}), every_face=True))
+    return endpoint
 
 
 def _read_lock(config: HubConfig) -> LockEntries | None:

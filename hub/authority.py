@@ -8,7 +8,7 @@ origin serialization) and compared as parts, never by prefix, so nothing after t
 smuggle another host past the check (`localhost:80.evil.com`, `localhost:8765@evil`,
 `[::1]x`, `localhost.`, `LOCALHOST:1:2`: all refused).
 
-Pure functions of strings; no I/O. Used by `hub.http_guards` on every request and by the config
+Pure functions of strings; no I/O. Used by `hub.endpoint.http_guards` on every request and by the config
 loader to refuse a malformed `allowed_hosts` entry at load.
 """
 

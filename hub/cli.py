@@ -43,10 +43,8 @@ from hub.cli_explain import print_explanation
 from hub.cli_options import DEFAULT_URL, ConfigOption, JsonOption, TokenOption, UrlOption
 from hub.config import ApiKeyConfig, HubConfig, load_config, require_auth_beyond_loopback
 from hub.config.trust import force_locked
-from hub.drain import DrainPhase, DrainReport
-from hub.endpoint import HttpServer, bind_socket, run_event_loop
+from hub.endpoint import DrainPhase, DrainReport, HttpLimits, HttpServer, bind_socket, run_event_loop
 from hub.errors import RATE_LIMITED, ConfigError, HubError
-from hub.http_server import HttpLimits
 from hub.logs import LogFormat, counted, setup_logging
 from hub.servers import ServerState, ServerStatus
 from hub.shutdown import serve_until_signalled
@@ -350,7 +348,7 @@ def check(
             with anyio.move_on_after(startup_bound_seconds(hub_config)):
                 await hub.fleet.startup.wait_settled()
             statuses = [first.get(sid) or c.status().as_json() for sid, c in hub.fleet.connections.items()]
-            routes = hub.endpoint.routes_json()
+            routes = hub.endpoint.admin.routes_json()
         failed = [s for s in statuses if s["state"] not in ("ready", "degraded", "disabled")]
         if json_output:
             _out.print_json(data={"config": source, "servers": statuses, "routes": routes, "warnings": warnings})

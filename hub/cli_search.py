@@ -20,8 +20,8 @@ from urllib.parse import quote, urlencode
 import typer
 
 from hub.cli_options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
+from hub.endpoint.search_mode import MAX_SEARCH_LIMIT
 from hub.search import DEFAULT_LIMIT
-from hub.search_mode import MAX_SEARCH_LIMIT
 
 __all__ = ["search"]
 

@@ -1,5 +1,5 @@
 """The hub's error hierarchy; JSON-RPC translation happens once, in the endpoint
-(`hub.request_boundary`; what a server's failure means is decided in `hub.servers.failures`).
+(`hub.endpoint.request_boundary`; what a server's failure means is decided in `hub.servers.failures`).
 
 ```
 HubError

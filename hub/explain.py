@@ -17,10 +17,10 @@ import fnmatch
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hub.auth import Principal
 from hub.catalog import Catalog, Kind, Route
 from hub.config import HubConfig, PolicyRule, TokenBucketConfig
 from hub.policy import Policy
+from hub.principals import Principal
 from hub.suggestions import close_names
 
 __all__ = ["explain", "principal_for"]
@@ -30,7 +30,7 @@ PlanFn = Callable[[str, Kind, str], dict[str, Any]]
 StatesFn = Callable[[str], dict[str, str]]
 """`server_id -> {member id: state}` for the members of a logical server."""
 DiffFn = Callable[[Route], dict[str, Any]]
-"""What differs between a route's pinned and current definition (`hub.trust_admin.pin_diff`)."""
+"""What differs between a route's pinned and current definition (`hub.endpoint.pins_admin.pin_diff`)."""
 
 
 def _rule_text(rule: PolicyRule) -> dict[str, Any]:

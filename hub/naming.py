@@ -21,7 +21,7 @@ Rules (DESIGN.md "Names"):
   take a name such as `fx__echo` that callers would take for server fx's (OWASP MCP Top 10:
   tool shadowing).
 - The hub's own tool names (`RESERVED_TOOL_NAMES`: `search_tools` and `call_tool`, the two tools
-  of search mode, `hub.search_mode`) are never given to a server's tool: a `prefix: false`
+  of search mode, `hub.endpoint.search_mode`) are never given to a server's tool: a `prefix: false`
   server's tool that would take one falls back to `<server_id>__<original>` with a note, whether
   search mode is on or not, so that no name changes meaning when the mode does.
 - Resource URIs and URI templates are exposed as `<server_id>+<original>`; a server_id never

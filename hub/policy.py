@@ -24,17 +24,16 @@ import fnmatch
 import logging
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from cachetools import LRUCache
 
-from hub.auth import Principal
 from hub.config import PolicyRule
 from hub.errors import RateLimited
-from hub.ratelimit import RateLimiter
+from hub.principals import Principal
 from hub.uris import normalize_uri_pattern
 
-__all__ = ["Access", "Decision", "Policy", "audit_logger", "audit_refusal"]
+__all__ = ["Access", "Decision", "Policy", "RouteLimits", "audit_logger", "audit_refusal"]
 
 audit_logger = logging.getLogger("hub.audit")
 """Audit events: authentication failures, refused calls, rate-limited principals."""
@@ -105,7 +104,7 @@ class Policy:
         """The rule that decides for `principal`: the first that applies to it (by principal id
         or by scope), whatever the route; None without `policies:`, for the stdio client
         (`local`), for a caller without `hub:call`, or when no rule applies. Its `catalog` sets
-        the caller's catalog mode (`hub.search_mode`)."""
+        the caller's catalog mode (`hub.endpoint.search_mode`)."""
         if self._rules is None or principal.source == "local" or "hub:call" not in principal.scopes:
             return None
         return next((rule for rule in self._rules if _applies(rule, principal)), None)
@@ -148,16 +147,26 @@ def audit_refusal(principal: Principal, kind: str, exposed: str, decision: Decis
     )
 
 
+class RouteLimits(Protocol):
+    """The per-route rate limits `Access` applies (the endpoint's `RateLimiter`,
+    `hub.endpoint.rate_limits`, counted in memory or across replicas in Redis)."""
+
+    async def check_route(self, principal_id: str, exposed: str) -> float:
+        """0 when `principal_id` may use route `exposed` now (the use is counted), else the
+        seconds until it may."""
+        ...
+
+
 class Access:
     """What the faces apply to each request: the policy (visibility and use) and the per-route
     rate limits.
 
     :param policy: the decision function.
-    :param limiter: the rate limits (only `routes` limits are applied here; the per-principal
-        request limit is applied by the HTTP middleware).
+    :param limiter: the per-route rate limits (the per-principal request limit is applied by the
+        HTTP middleware, `hub.endpoint.authentication.AuthMiddleware`).
     """
 
-    def __init__(self, policy: Policy, limiter: RateLimiter) -> None:
+    def __init__(self, policy: Policy, limiter: RouteLimits) -> None:
         self.policy = policy
         self.limiter = limiter
 
@@ -175,7 +184,7 @@ class Access:
 
     async def admit(self, principal: Principal, kind: str, route: tuple[str, str]) -> bool:
         """May `principal` use `route` now? A refusal is audit-logged. The per-route rate limit
-        is counted only for a use the policy allows (across replicas with Redis, `hub.ratelimit`).
+        is counted only for a use the policy allows (across replicas with Redis, `hub.endpoint.rate_limits`).
 
         :raises RateLimited: the principal is over its limit for this route.
         """

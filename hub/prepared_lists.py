@@ -30,7 +30,7 @@ The SDK shapes the result envelope (`nextCursor`, `_meta`, `ttlMs`, cache hints,
 the modern era's `serverInfo` stamp) around an empty page, and `middleware` puts the prepared
 items in afterwards: mcp 2.3 validates every handler result against the version's schema inside
 the handler chain, and a middleware's result is the one thing it passes as is
-(`mcp.server.runner.ServerRunner._serialize`; the same seam `hub.tasks` uses).
+(`mcp.server.runner.ServerRunner._serialize`; the same seam `hub.endpoint.tasks` uses).
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ from mcp.server.context import CallNext, HandlerResult
 from mcp_types.methods import serialize_server_result
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from hub.auth import Principal
 from hub.catalog import Catalog, ChangeListener, Kind, listing_key
 from hub.pages import Page, decode_cursor, definition_size, page_of
 from hub.policy import Access
+from hub.principals import Principal
 
 __all__ = ["LIST_METHODS", "MAX_VIEWS", "WARM_VERSIONS", "PreparedLists", "WirePage", "warm_lists"]
 

@@ -17,9 +17,9 @@ handshake-era clients (for a stdio server, a second process), and every request 
 handshake-era client too. The server's lists, its change announcements and the rest of a
 modern-era client's requests stay on the modern-era connection.
 
-On that connection a push reaches the client whose request caused it (`hub.relay`): a
+On that connection a push reaches the client whose request caused it (`hub.endpoint.server_requests`): a
 handshake-era client gets it as a server-to-client request, a modern-era client as an
-`InputRequiredResult` round (`hub.bridge`). A handshake-era connection over stdio carries one
+`InputRequiredResult` round (`hub.endpoint.era_bridge`). A handshake-era connection over stdio carries one
 stream for every call, so pushes are relayed only while a single call is in flight on it (the
 limit of every handshake-era stdio server; `isolation: per_client` lifts it).
 

@@ -61,11 +61,11 @@ from mcp.shared.dispatcher import ProgressFnT
 from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
 from hub.catalog import Kind, snapshot_offers
+from hub.client_channel import CURRENT_CHANNEL
 from hub.config import ServerEntry
 from hub.deadline import RequestDeadline
 from hub.errors import ServerError, ServerTimeout, ServerUnavailable
 from hub.limits import BreakerState, RetryBudget, ServerRejected
-from hub.relay import CURRENT_CHANNEL
 from hub.resilience import EventSink, Failure, ResultTooLarge, classify_failure, oversized
 from hub.servers import ConnectionLost, Fleet, ServerConnection
 from hub.task_wire import CreatedTask, LegacyCreatedTask
@@ -173,7 +173,7 @@ class Router:
 
         :param mrtr: `input_responses`, `request_state`, `allow_input_required`, `log_level`,
             `task`, passed to `ServerConnection.call_tool` (2026-07-28 multi-round-trip
-            requests; tasks, `hub.tasks`).
+            requests; tasks, `hub.endpoint.tasks`).
         """
         try:
             return await self._dispatch(

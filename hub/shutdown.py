@@ -1,4 +1,4 @@
-"""How `mcphub serve` (over HTTP) stops: SIGTERM and SIGINT start a drain (`hub.drain`), a
+"""How `mcphub serve` (over HTTP) stops: SIGTERM and SIGINT start a drain (`hub.endpoint.drain`), a
 second one stops at once, and the exit status says which.
 
 - **SIGTERM** (Kubernetes, systemd, `docker stop`): a drain with the grace,
@@ -28,8 +28,8 @@ import anyio
 import anyio.abc
 
 from hub.app import Hub
-from hub.drain import DrainPhase, DrainReport
-from hub.http_server import HttpServer
+from hub.endpoint.drain import DrainPhase, DrainReport
+from hub.endpoint.http_server import HttpServer
 
 __all__ = ["serve_until_signalled"]
 

@@ -91,7 +91,7 @@ _ParamsT = TypeVar("_ParamsT", bound=types.RequestParams)
 def expose_related_task(params: _ParamsT, member: str) -> _ParamsT:
     """`params` of a server-to-client request (sampling, elicitation) with its
     `io.modelcontextprotocol/related-task` task id in the hub's namespace
-    (`<member>+<task id>`, `hub.tasks`), so the client can tell which of its tasks asks."""
+    (`<member>+<task id>`, `hub.endpoint.tasks`), so the client can tell which of its tasks asks."""
     meta = params.meta
     related = meta.get(RELATED_TASK_META_KEY) if meta else None
     if not isinstance(related, dict) or not isinstance(related.get("taskId"), str):

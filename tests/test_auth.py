@@ -535,7 +535,7 @@ async def test_a_principal_over_its_request_rate_gets_429_with_retry_after_and_o
         a = [await _post(hub.url, TEAM_A_KEY) for _ in range(4)]
         b = await _post(hub.url, TEAM_B_KEY)
     assert [r.status_code for r in a] == [200, 200, 200, 429]
-    # 3 per 6 s moving window (hub.ratelimit.window_for): the burst comes back when it leaves the window.
+    # 3 per 6 s moving window (hub.endpoint.rate_limits.window_for): the burst comes back when it leaves the window.
     assert 5 <= int(a[3].headers["retry-after"]) <= 6
     assert a[3].json()["error"] == "rate_limited"
     assert b.status_code == 200

@@ -1,4 +1,4 @@
-"""Rate limits held across replicas sharing a real Redis (`hub.ratelimit`): requests spread over
+"""Rate limits held across replicas sharing a real Redis (`hub.endpoint.rate_limits`): requests spread over
 several hubs get the limit of one, per principal (HTTP 429) and per route (-32029); and how the
 `{requests_per_second, burst}` config maps onto the library's moving windows."""
 
@@ -15,8 +15,8 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from hub.config import TokenBucketConfig
+from hub.endpoint.rate_limits import window_for
 from hub.errors import RATE_LIMITED
-from hub.ratelimit import window_for
 from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
 from tests.conftest import INITIALIZE, MCP_HEADERS, fixture_entry, tool_text
 

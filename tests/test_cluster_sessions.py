@@ -1,4 +1,4 @@
-"""Handshake-era sessions any replica serves (`hub.cluster.sessions`): hub replicas sharing a real
+"""Handshake-era sessions any replica serves (`hub.endpoint.session_manager`): hub replicas sharing a real
 Redis and one key, each on its own loopback port, and clients whose requests land on a
 different replica each time (a round-robin transport: no stickiness), with API keys on."""
 

@@ -1,4 +1,4 @@
-"""Draining for deploys (`hub.drain`, `hub.shutdown`): on SIGTERM `/readyz` turns 503 at once,
+"""Draining for deploys (`hub.endpoint.drain`, `hub.shutdown`): on SIGTERM `/readyz` turns 503 at once,
 new requests are served through `shutdown_grace_seconds`, in-flight calls finish (bounded by
 `drain_timeout_seconds`, then fail with -32000 `shutting_down`), open SSE streams end cleanly,
 and `mcphub serve` exits 0; a second signal stops at once.
@@ -33,8 +33,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from hub.config import parse_config
-from hub.drain import SHUTTING_DOWN, DrainPhase
-from hub.http_server import HttpServer, bind_socket
+from hub.endpoint.drain import SHUTTING_DOWN, DrainPhase
+from hub.endpoint.http_server import HttpServer, bind_socket
 from hub.reload import plan_reload
 from tests.test_cli import _cli_env
 

@@ -1,4 +1,4 @@
-"""The lean path of plain requests (`hub.cluster.fast_path`), over raw HTTP against a real hub
+"""The lean path of plain requests (`hub.endpoint.fast_path`), over raw HTTP against a real hub
 with API-key auth, a policy and a rate limit in front of the stdio fixture server: JSON answers
 unless the call streams, SSE from the first message of a call that does, server-to-client
 requests and their answers, clashing ids, cancellation, and errors identical to the SDK's path."""

@@ -216,7 +216,7 @@ async def test_two_hubs_that_list_each_other_detect_the_loop_in_one_start_up_rou
             assert len(hub.catalog.tools) <= 2 * len(fixture)
             if _held_as_loop(hub, peer):
                 assert hub.fleet.connections[peer].snapshot.tools == ()
-                (status,) = [s for s in hub.endpoint.readiness()[1]["servers"] if s["server_id"] == peer]
+                (status,) = [s for s in hub.endpoint.admin.readiness()[1]["servers"] if s["server_id"] == peer]
                 assert status["state"] == "failed" and status["last_error"].startswith("federation loop: ")
 
 

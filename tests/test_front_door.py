@@ -30,8 +30,8 @@ from mcp_types import INVALID_REQUEST
 from hub.app import Hub
 from hub.authority import Authority, HostAllowList, parse_authority, parse_origin
 from hub.config import parse_config
+from hub.endpoint.http_server import HttpLimits, HttpServer, bind_socket
 from hub.errors import ConfigError
-from hub.http_server import HttpLimits, HttpServer, bind_socket
 from tests.conftest import faulty_entry, fixture_entry, tool_text, until
 
 pytestmark = pytest.mark.anyio

@@ -109,7 +109,7 @@ async def test_one_request_id_follows_a_call_from_the_endpoint_to_the_server_con
         if "request_id" in entry:
             by_request.setdefault(entry["request_id"], set()).add(entry["logger"])
             assert entry["server_id"] == "fx"
-    routed = [loggers for loggers in by_request.values() if {"hub.faces", "hub.servers"} <= loggers]
+    routed = [loggers for loggers in by_request.values() if {"hub.endpoint.faces", "hub.servers"} <= loggers]
     assert len(routed) == 2, by_request
     for request_id in by_request:
         assert request_id not in first.model_dump_json()
@@ -150,7 +150,7 @@ async def _at_least(count: Callable[[], Awaitable[int]], wanted: int) -> bool:
 async def test_a_refused_call_of_an_unknown_tool_logs_the_name_asked_for_escaped_and_cut_never_arguments() -> None:
     asked = "nope\n__x\x1b[31m" + "y" * 200
     async with running_hub({"fx": fixture_entry("fx")}) as hub, Client(hub.url) as client:
-        with _json_lines_of("hub.faces") as captured, anyio.fail_after(30):
+        with _json_lines_of("hub.endpoint.faces") as captured, anyio.fail_after(30):
             with pytest.raises(MCPError):
                 await client.call_tool(asked, {"secret": "arguments-stay-out-of-logs"})
             with pytest.raises(MCPError):

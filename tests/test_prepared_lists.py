@@ -13,13 +13,13 @@ import pytest
 from mcp import MCPError
 from mcp_types import INVALID_PARAMS
 
-from hub.auth import Principal
 from hub.catalog import Catalog, Kind, listing_key
 from hub.config import PolicyRule, RateLimitsConfig, parse_config
+from hub.endpoint.rate_limits import RateLimiter
 from hub.pages import PAGE_MAX_BYTES, InvalidCursor, encode_cursor, page_of
 from hub.policy import Access, Policy
 from hub.prepared_lists import WARM_VERSIONS, PreparedLists, _wired, warm_lists
-from hub.ratelimit import RateLimiter
+from hub.principals import Principal
 from hub.servers import ServerSnapshot
 from tests.conftest import fixture_entry, running_hub, until
 from tests.test_pagination import ERAS, client_for, flat, walk

@@ -27,8 +27,8 @@ from mcp_types import INVALID_PARAMS
 from hub.catalog import Catalog
 from hub.config import parse_config
 from hub.config.catalog import ProfileConfig
-from hub.profiles import ProfileFace
-from hub.search_mode import CALL_TOOL, SEARCH_TOOLS
+from hub.endpoint.profiles import ProfileFace
+from hub.endpoint.search_mode import CALL_TOOL, SEARCH_TOOLS
 from hub.servers import ServerSnapshot
 from tests.conftest import RunningHub, fixture_entry, running_hub, until
 from tests.conftest import tool_text as _text

@@ -1,4 +1,4 @@
-"""The one error boundary of the endpoint (`hub.request_boundary`), pure tier (no I/O): every
+"""The one error boundary of the endpoint (`hub.endpoint.request_boundary`), pure tier (no I/O): every
 `HubError` the hub defines maps to its JSON-RPC code and its outcome label, and the boundary
 middleware answers and counts each kind of failure of a handler that way."""
 
@@ -23,6 +23,9 @@ from hub.catalog import Catalog
 from hub.cluster.session_ids import SessionIdTooLarge
 from hub.cluster.store import SharedStateUnavailable
 from hub.config import parse_config
+from hub.endpoint.faces import AggregateFace
+from hub.endpoint.request_boundary import RequestBoundary, answer_of
+from hub.endpoint.session_registry import SessionRegistry
 from hub.errors import (
     RATE_LIMITED,
     AuthError,
@@ -35,7 +38,6 @@ from hub.errors import (
     ServerTimeout,
     ServerUnavailable,
 )
-from hub.faces import AggregateFace
 from hub.federation import CHAIN_META_KEY, FEDERATION_LOOP, Federation, FederationLoop, LoopingServer
 from hub.launch import CannotLaunch
 from hub.limits import ServerRejected
@@ -43,10 +45,8 @@ from hub.metrics import NO_SERVER, UNKNOWN_ROUTE, HubMetrics
 from hub.pages import InvalidCursor
 from hub.pins import DEFINITION_HELD, DefinitionHeld, PinError, PinStatus
 from hub.push_era import PushNeedsHandshakeEra
-from hub.request_boundary import RequestBoundary, answer_of
 from hub.resilience import ResultTooLarge
 from hub.servers import ConnectionLost
-from hub.session_registry import SessionRegistry
 
 pytestmark = pytest.mark.anyio
 

@@ -1,11 +1,11 @@
-"""Resource URIs inside results are moved into the hub's namespace (hub.resource_links): pure
+"""Resource URIs inside results are moved into the hub's namespace (hub.endpoint.resource_links): pure
 rewriting rules; the end-to-end check with a real server is in tests/test_third_party.py."""
 
 from __future__ import annotations
 
 import mcp_types as types
 
-from hub.resource_links import expose_uris
+from hub.endpoint.resource_links import expose_uris
 
 
 def _link(uri: str) -> types.ResourceLink:

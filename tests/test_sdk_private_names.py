@@ -79,7 +79,7 @@ async def test_each_private_attribute_the_hub_uses_exists_on_live_sdk_objects() 
 
 async def test_the_sdk_modern_era_handler_serves_a_modern_request_given_the_arguments_the_hub_passes() -> None:
     """`handle_modern_request(server, security_settings, json_response, lifespan_state, scope,
-    receive, send)`, as `hub.cluster.sessions` calls it: a 2026-07-28 client lists and calls."""
+    receive, send)`, as `hub.endpoint.session_manager` calls it: a 2026-07-28 client lists and calls."""
 
     async def list_tools(ctx: ServerRequestContext[Any], params: object) -> types.ListToolsResult:
         return types.ListToolsResult(tools=[types.Tool(name="t", input_schema={"type": "object"})])
@@ -104,7 +104,7 @@ async def test_the_sdk_modern_era_handler_serves_a_modern_request_given_the_argu
 async def test_a_related_request_reaches_the_stream_registered_for_its_request_and_the_answer_settles_it() -> None:
     """`send_related_request`, `open_request_stream`, `close_request_stream`: a server-to-client
     request sent for request 7 is routed to the stream registered for 7, and the client's answer
-    POSTed to the transport settles it (what `hub.cluster.fast_path` relies on)."""
+    POSTed to the transport settles it (what `hub.endpoint.fast_path` relies on)."""
     transport = StreamableHTTPServerTransport(mcp_session_id="s")
 
     async def on_request(dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None) -> Any:

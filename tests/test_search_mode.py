@@ -26,18 +26,18 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.subscriptions import ToolsListChanged
 from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS
 
-from hub.auth import Principal
 from hub.catalog import Catalog
 from hub.catalog_search import CatalogSearch
 from hub.config import PolicyRule, RateLimitsConfig, parse_config
+from hub.endpoint.faces import AggregateFace
+from hub.endpoint.found_tools import LISTENER_KEY, FoundTools, TargetedBus
+from hub.endpoint.rate_limits import RateLimiter
+from hub.endpoint.search_mode import CALL_TOOL, SEARCH_TOOLS, FaceSearch
 from hub.errors import RATE_LIMITED
-from hub.faces import AggregateFace
-from hub.found import LISTENER_KEY, FoundTools, TargetedBus
 from hub.pins import DEFINITION_HELD
 from hub.policy import Access, Policy
-from hub.ratelimit import RateLimiter
+from hub.principals import Principal
 from hub.search import words
-from hub.search_mode import CALL_TOOL, SEARCH_TOOLS, FaceSearch
 from hub.servers import ServerSnapshot, ServerState
 from tests.conftest import ROOT, fixture_entry, running_hub, until
 from tests.conftest import tool_text as _text

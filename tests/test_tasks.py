@@ -1,4 +1,4 @@
-"""Tasks through the hub (`hub.tasks`), with SDK clients of both eras against the conformance
+"""Tasks through the hub (`hub.endpoint.tasks`), with SDK clients of both eras against the conformance
 fixture (tests/servers/conformance_server.py, tasks in both eras) behind a real hub:
 
 - modern era (2026-07-28, the `io.modelcontextprotocol/tasks` extension): create a task with
@@ -36,7 +36,7 @@ from mcp_types import (
 from pydantic import ConfigDict
 
 from adapters._sdk import send_raw_request
-from hub.task_routes import TaskRoute, TaskRoutes
+from hub.endpoint.task_routes import TaskRoute, TaskRoutes
 from hub.task_wire import TASKS_EXTENSION, CreatedTask, TasksClientExtension, task_request
 from tests.conftest import NPM_CACHE, ROOT, fixture_entry, running_hub, until
 

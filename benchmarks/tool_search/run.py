@@ -49,8 +49,8 @@ sys.path.insert(0, str(HERE.parent.parent))
 import mcp_types as types  # noqa: E402
 from data import SPLITS, load_catalog, load_queries, measure, padding_tools  # noqa: E402
 
+from hub.endpoint.search_mode import CALL_TOOL_DEFINITION, SEARCH_TOOLS_DEFINITION  # noqa: E402
 from hub.search import SynonymExpander, ToolIndex, default_index  # noqa: E402
-from hub.search_mode import CALL_TOOL_DEFINITION, SEARCH_TOOLS_DEFINITION  # noqa: E402
 
 OPTIONS = ("bm25", "bm25+synonyms", "bm25+glove", "embeddings", "hybrid")
 CATALOG_SIZES = (50, 500, 5000)
@@ -59,7 +59,7 @@ BYTES_PER_TOKEN = 4
 """A rough rule for English and JSON with common LLM tokenizers; reported as an estimate."""
 
 SEARCH_MODE_TOOLS = [CALL_TOOL_DEFINITION, SEARCH_TOOLS_DEFINITION]
-"""The listing a client in search mode gets (`hub.search_mode`: the definitions the hub serves)."""
+"""The listing a client in search mode gets (`hub.endpoint.search_mode`: the definitions the hub serves)."""
 
 
 def _json_bytes(value: Any) -> int:

@@ -30,13 +30,15 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
 
 from hub.cluster.store import SharedStateUnavailable, SharedStore
-from hub.relay import Subscriptions
+
+if TYPE_CHECKING:  # the endpoint attaches its subscriptions; at run time this module never imports it
+    from hub.endpoint.server_requests import Subscriptions
 
 __all__ = ["CHANNEL", "HEARTBEAT_SECONDS", "INTEREST_TTL_SECONDS", "ResourceFanout"]
 
@@ -55,7 +57,7 @@ _Key = tuple[str, str]
 
 
 class ResourceFanout:
-    """The other replicas, for `hub.relay.Subscriptions` (its `SubscriptionPeers`).
+    """The other replicas, for `hub.endpoint.server_requests.Subscriptions` (its `SubscriptionPeers`).
 
     :param store: the shared store (a Redis one; see the module docstring).
     :param per_replica: whether a server_id runs as a process of its own on each replica (stdio).

@@ -1,5 +1,5 @@
 """Rate-limit windows counted in Redis, so that N requests spread over the replicas get the
-limit of one (`hub.ratelimit` uses this when `cluster.redis_url` is set).
+limit of one (`hub.endpoint.rate_limits` uses this when `cluster.redis_url` is set).
 
 The `limits` library's moving-window strategy over its Redis storage, sharing the
 `RedisStore`'s connection pool (its timeouts) with no retries inline: a failed or slow call is
@@ -19,7 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from hub.cluster.redis_store import KEY_PREFIX, REDIS_ERRORS, RedisStore
-from hub.ratelimit import retry_after
+from hub.endpoint.rate_limits import retry_after
 
 __all__ = ["SharedWindows"]
 

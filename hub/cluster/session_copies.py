@@ -1,7 +1,7 @@
 """What a replica's copy of a handshake-era session takes from the others: the client's
 `logging/setLevel` level and its resource subscriptions (`hub.cluster.session_state`).
 
-A session is served by whichever replica a request lands on (`hub.cluster.sessions`), so its
+A session is served by whichever replica a request lands on (`hub.endpoint.session_manager`), so its
 client may set its level or subscribe through replica A while its GET stream (where
 `notifications/resources/updated` and log messages of the session's standing channel go) is
 held by replica B. Each replica's copy therefore applies:
@@ -10,7 +10,7 @@ held by replica B. Each replica's copy therefore applies:
 - while it is held: what the other replicas announce for it.
 
 A subscription applied to a copy is a subscription of that copy's connection in the hub's
-subscription table (`hub.relay.Subscriptions`): updates of the resource reach the connection's
+subscription table (`hub.endpoint.server_requests.Subscriptions`): updates of the resource reach the connection's
 standing channel (its GET stream, when this replica holds it; dropped otherwise), and the
 server connection stays subscribed while any copy subscribes. A copy's subscriptions end with
 the copy (idle, DELETE, the hub stopping); the store keeps them for the next rebuild.
@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mcp import MCPError
 from mcp.server.connection import Connection
 
 from hub.cluster.session_state import SessionState
 from hub.errors import HubError
-from hub.relay import Subscriptions
-from hub.session_registry import SessionRegistry
+
+if TYPE_CHECKING:  # the endpoint builds the copies; at run time this module never imports it
+    from hub.endpoint.server_requests import Subscriptions
+    from hub.endpoint.session_registry import SessionRegistry
 
 __all__ = ["SessionCopies"]
 
@@ -76,7 +79,7 @@ class SessionCopies:
         owner = self._resolve_uri(uri)
         if owner is None:
             return
-        client_key = SessionRegistry.key_of(connection)
+        client_key = self._registry.key_of(connection)
         if not present:
             await self._subscriptions.unsubscribe(client_key, uri, *owner)
             return

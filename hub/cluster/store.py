@@ -10,7 +10,7 @@ What it offers, and only that:
   an async iterator of messages that survives Redis restarts (it yields `RESUBSCRIBED` each time
   the channel is (re)subscribed, so a user can resync what it may have missed).
 
-Who uses it: rate limits across replicas (`hub.ratelimit`), resource-update fan-out
+Who uses it: rate limits across replicas (`hub.endpoint.rate_limits`), resource-update fan-out
 (`hub.cluster.fanout`), pins (`hub.cluster.pin_store`), handshake-era session state (revocations
 by DELETE, log levels and subscriptions: keys with a TTL of the session's remaining lifetime,
 `hub.cluster.session_state`) and routing a client's answer to the replica waiting for it (a

@@ -142,7 +142,7 @@ class HubConfig(Model, HubTrustSettings, HubClusterSettings, HubCatalogSettings)
     """Seconds a handshake-era client session may go with no request in flight and no open GET
     stream before this replica frees its copy of it (its server-side state, per-client server
     connections). The session id stays valid until `session_max_lifetime_seconds`: the next
-    request rebuilds the session from its id (`hub.cluster.sessions`). Default: 1800 (the SDK's)."""
+    request rebuilds the session from its id (`hub.endpoint.session_manager`). Default: 1800 (the SDK's)."""
 
     list_page_size: int = Field(default=DEFAULT_LIST_PAGE_SIZE, ge=1, le=1_000_000)
     """Most items (tools, resources, resource templates or prompts) on one page of a list the

@@ -35,11 +35,11 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict
 
+from hub.client_channel import CURRENT_CHANNEL
 from hub.deadline import RequestDeadline
 from hub.errors import ServerTimeout, ServerUnavailable
 from hub.push_era import PushNeedsHandshakeEra, pushed_method
 from hub.redaction import SECRETS
-from hub.relay import CURRENT_CHANNEL
 from hub.resilience import delivery_mark
 from hub.servers.failures import request_errors
 
@@ -87,7 +87,7 @@ class Sender:
         progress notification from the server pushes the deadline to now + timeout, never past
         the hard maximum. On expiry the request's scope is cancelled, which the SDK turns into
         `notifications/cancelled` (handshake era) or an aborted request (modern era). The
-        client channel in context (`hub.relay.CURRENT_CHANNEL`) is recorded as in flight for the
+        client channel in context (`hub.endpoint.server_requests.CURRENT_CHANNEL`) is recorded as in flight for the
         request's duration, and picks the dedicated connection under `isolation: per_client`
         (or the handshake-era one under `protocol: both`, or of a server found to push:
         `Clones.dedicated_key`) unless this is one already (the router picks it itself).

@@ -345,7 +345,7 @@ class ServerConnection:
 
         With `allow_input_required` a modern-era server's `InputRequiredResult` is returned as
         it is (and `input_responses`/`request_state` are sent unchanged) for the caller to relay;
-        otherwise it is answered through the client callbacks (`hub.relay`). Handshake-era
+        otherwise it is answered through the client callbacks (`hub.endpoint.server_requests`). Handshake-era
         servers never return one. A modern-era server may answer with a task (`CreatedTask`,
         SEP-2663) when the calling client declared the tasks extension; with `task` (the
         2025-11-25 `params.task`, e.g. `{"ttl": 60000}`) a handshake-era server is asked for a

@@ -13,7 +13,7 @@ why a connection ended classify theirs the same way). Only the consequence diffe
 
 This is the outbound direction's one place. The router only decides, from the resulting errors,
 whether to send again and what its breaker records (`hub.resilience.classify_failure`); their
-JSON-RPC translation happens once, in the endpoint (`hub.request_boundary`).
+JSON-RPC translation happens once, in the endpoint (`hub.endpoint.request_boundary`).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ class Fleet:
         self.on_resource_updated: Callable[[str, str], Awaitable[None]] | None = None
         """Given to every connection, including those a reload starts (`resources/updated` relay)."""
         self.on_task_status: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
-        """Given to every connection likewise (task status notifications, `hub.tasks`)."""
+        """Given to every connection likewise (task status notifications, `hub.endpoint.tasks`)."""
         self.startup = StartupGate()
         """Servers whose first start attempt is still to come (list requests wait on it)."""
         self.start_slots = StartSlots(config.max_concurrent_starts)

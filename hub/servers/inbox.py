@@ -3,11 +3,11 @@
 While a call is in flight a server may send notifications (log messages, progress goes with
 the call itself), change notifications (list_changed, resources/updated, task status) and
 requests of its own (sampling, elicitation, roots: 2025-11-25 "Client features"). The SDK hands
-them to the callbacks of `Inbox`; it finds the client they belong to (`hub.relay.ClientChannel`)
+them to the callbacks of `Inbox`; it finds the client they belong to (`hub.endpoint.server_requests.ClientChannel`)
 and relays them, re-lists on list_changed (`listing.Lister`), or refuses what it cannot place.
 
 Finding the client: Streamable HTTP and the modern era carry it in context
-(`hub.relay.CURRENT_CHANNEL`); over handshake-era stdio/SSE nothing links a server request to a
+(`hub.endpoint.server_requests.CURRENT_CHANNEL`); over handshake-era stdio/SSE nothing links a server request to a
 call (SDK-NOTES 2.6), so it goes to the only client with calls in flight, and is refused when
 there are several (`isolation: per_client` gives each client its own connection).
 """
@@ -23,9 +23,9 @@ from mcp.client.session import ClientRequestContext
 from mcp_types import CLIENT_CAPABILITIES_META_KEY
 
 from adapters._sdk import stamp_each_request
+from hub.client_channel import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
 from hub.errors import describe_failure
 from hub.redaction import mask_log_params, mask_model
-from hub.relay import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
 from hub.task_wire import expose_related_task
 
 if TYPE_CHECKING:

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Final
 
 import anyio
 
+from hub.client_channel import CURRENT_CHANNEL, ClientChannel
 from hub.errors import ServerUnavailable
 from hub.push_era import CARRYING_METHODS
-from hub.relay import CURRENT_CHANNEL, ClientChannel
 
 if TYPE_CHECKING:
     from hub.servers.connection import ServerConnection

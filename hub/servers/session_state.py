@@ -2,7 +2,7 @@
 logging level.
 
 Clients subscribe to resources and set a logging level through the hub; the hub holds one
-subscription per original URI at the server (`hub.relay.Subscriptions` fans updates out) and
+subscription per original URI at the server (`hub.endpoint.server_requests.Subscriptions` fans updates out) and
 the level last asked for. A handshake-era server keeps both per session, so after every
 reconnect the supervisor has `SessionState.restore` set them again; for a modern-era server
 the subscriptions are the filter of its `subscriptions/listen` stream (`listing.Lister`) and the

@@ -16,9 +16,10 @@ from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
-from hub.auth import Principal, principal_of
-from hub.relay import SessionChannel, principal_id
-from hub.session_registry import SessionRegistry
+from hub.endpoint.authentication import principal_of
+from hub.endpoint.server_requests import SessionChannel, principal_id
+from hub.endpoint.session_registry import SessionRegistry
+from hub.principals import Principal
 
 __all__ = ["caller_principal", "client_channel", "client_key", "is_modern", "session_id"]
 
@@ -29,7 +30,7 @@ def is_modern(ctx: ServerRequestContext[Any]) -> bool:
 
 
 def caller_principal(ctx: ServerRequestContext[Any]) -> Principal:
-    """The request's `Principal` (`hub.auth`; the local one over stdio)."""
+    """The request's `Principal` (`hub.endpoint.authentication`; the local one over stdio)."""
     request = ctx.request
     return principal_of(request if isinstance(request, Request) else None)
 
@@ -48,7 +49,7 @@ def session_id(ctx: ServerRequestContext[Any]) -> str | None:
 
 
 def client_channel(ctx: ServerRequestContext[Any], registry: SessionRegistry) -> SessionChannel:
-    """The relay channel to the request's client (`hub.relay`): its session's
+    """The relay channel to the request's client (`hub.endpoint.server_requests`): its session's
     `logging/setLevel` (from `registry`) filters the logs relayed to a handshake-era client (a
-    modern-era client opts in per request with `_meta` logLevel, `hub.relay`)."""
+    modern-era client opts in per request with `_meta` logLevel, `hub.endpoint.server_requests`)."""
     return SessionChannel(ctx, client_key(ctx), None if is_modern(ctx) else registry.level(ctx.session))

@@ -26,7 +26,7 @@ more CPU per request. `HubHttpProtocol` is a small subclass of the httptools pro
 `bind_socket` makes the listening socket, never inheritable by child processes (stdio servers).
 
 `HttpServer(handle_signals=False)` leaves SIGINT and SIGTERM to its caller (`mcphub serve`
-drains on them: `hub.drain`, `hub.shutdown`). uvicorn's own handling does not fit a drain: it
+drains on them: `hub.endpoint.drain`, `hub.shutdown`). uvicorn's own handling does not fit a drain: it
 stops accepting at once, sse-starlette (which the SDK's SSE responses use) patches uvicorn's
 signal handler to end every SSE response abruptly, in-flight answers included (the client reads
 an incomplete chunked body), and once stopped uvicorn re-raises the signal, so the process dies
@@ -39,10 +39,11 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
+import anyio
 import httptools
 import uvicorn
 from starlette.types import ASGIApp
@@ -52,7 +53,17 @@ from uvicorn.server import ServerState
 from hub.config import HubConfig
 from hub.config.hub import DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_MAX_HEADER_BYTES
 
-__all__ = ["LINGER_MAX_BYTES", "LINGER_SECONDS", "HttpLimits", "HttpServer", "HubHttpProtocol", "bind_socket"]
+__all__ = [
+    "LINGER_MAX_BYTES",
+    "LINGER_SECONDS",
+    "HttpLimits",
+    "HttpServer",
+    "HubHttpProtocol",
+    "bind_socket",
+    "run_event_loop",
+]
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -422,3 +433,12 @@ class HttpServer:
     def stop(self) -> None:
         """Stop serving (see the class docstring); `serve()` returns once stopped."""
         self._server.should_exit = True
+
+
+def run_event_loop(fn: Callable[[], Awaitable[T]]) -> T:
+    """`anyio.run(fn)` on uvloop when it is installed (10-25% less CPU per call), else asyncio."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
+        return anyio.run(fn)
+    return anyio.run(fn, backend_options={"use_uvloop": True})

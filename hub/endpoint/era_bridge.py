@@ -42,7 +42,8 @@ from mcp.server import ServerRequestContext
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp_types import INVALID_PARAMS
 
-from hub.relay import CURRENT_CHANNEL, ClientChannel, SamplingResult, principal_id, refusal
+from hub.client_channel import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
+from hub.endpoint.server_requests import principal_id
 
 __all__ = ["HANDLE_PREFIX", "SERVER_STATE_PREFIX", "Bridge", "BridgedCall"]
 
@@ -65,7 +66,7 @@ class _Question:
 
 class BridgedCall:
     """One modern-era client's request to a handshake-era server, run in the bridge's task
-    group; a `hub.relay.ClientChannel` whose questions become `InputRequiredResult` rounds.
+    group; a `hub.endpoint.server_requests.ClientChannel` whose questions become `InputRequiredResult` rounds.
 
     :param capabilities: what the client declared in `_meta` (questions it cannot answer are
         refused to the server at once, -32600).

@@ -23,7 +23,7 @@ The principal is attached to the ASGI scope three ways: `scope["state"]["princip
 hub's `Principal`, read back with `principal_of`), and `scope["user"]` / `scope["auth"]` as the
 SDK's `AuthenticatedUser` and Starlette's `AuthCredentials` (for SDK handlers that read them).
 Each handshake-era session is bound to the principal that opened it by the hub's session
-manager (`hub.cluster.sessions`: the principal is sealed into the session id; another
+manager (`hub.endpoint.session_manager`: the principal is sealed into the session id; another
 principal's request for it gets 404, exactly as for an unknown session).
 """
 
@@ -36,9 +36,8 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
 import anyio
@@ -51,8 +50,9 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.config import HUB_SCOPES, AuthConfig, HubConfig, JwtConfig
+from hub.endpoint.rate_limits import RateLimiter
 from hub.errors import AuthError
-from hub.ratelimit import RateLimiter
+from hub.principals import Principal
 
 if TYPE_CHECKING:
     import jwt
@@ -65,7 +65,6 @@ __all__ = [
     "AuthMiddleware",
     "Authenticator",
     "JwksCache",
-    "Principal",
     "ScopeHierarchy",
     "principal_of",
     "protected_resource_metadata",
@@ -81,19 +80,6 @@ JWKS_FETCH_TIMEOUT_SECONDS: Final = 5.0
 MAX_JWKS_BYTES: Final = 1024 * 1024
 PRM_PATH: Final = "/.well-known/oauth-protected-resource"
 _BUILTIN_IMPLIES: Final[Mapping[str, tuple[str, ...]]] = {"hub:admin": ("hub:call", "hub:metrics")}
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller: `id` (API key id or the JWT's principal claim), its scopes
-    (hierarchy applied) and where it came from."""
-
-    id: str
-    scopes: frozenset[str]
-    source: Literal["api_key", "jwt", "none", "local"]
-
-    def as_json(self) -> dict[str, Any]:
-        return {"principal": self.id, "scopes": sorted(self.scopes), "source": self.source}
 
 
 ANONYMOUS: Final = Principal("anonymous", frozenset(HUB_SCOPES), "none")

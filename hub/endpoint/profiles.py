@@ -3,7 +3,7 @@
 A profile (`profiles.<name>` in the config, `hub.config.catalog.ProfileConfig`) is served at
 `/profiles/<name>/mcp` in both eras, under the same authentication (scope `hub:call`) and policy
 as `/mcp`: a caller sees and uses what the profile's globs select *and* its policy allows.
-`ProfileFace` is the aggregated face (`hub.faces.AggregateFace`: exposed names, the same routes)
+`ProfileFace` is the aggregated face (`hub.endpoint.faces.AggregateFace`: exposed names, the same routes)
 with every list filtered and every name outside the profile answered as an unknown one (-32602,
 exactly as a name the policy hides), so a profile discloses nothing beyond itself.
 
@@ -23,7 +23,7 @@ import mcp_types as types
 
 from hub.catalog import KINDS, Catalog, Kind, listing_key
 from hub.config.catalog import ProfileConfig
-from hub.faces import AggregateFace
+from hub.endpoint.faces import AggregateFace
 from hub.uris import normalize_uri_pattern
 
 __all__ = ["PROFILE_PREFIX", "ProfileFace"]

@@ -1,13 +1,13 @@
 """A routed request sent in its caller's era, and the answer made the hub's own.
 
-The handlers (`hub.handlers.FaceHandlers.routed`) hand every routed request here with a `send`
+The handlers (`hub.endpoint.handlers.FaceHandlers.routed`) hand every routed request here with a `send`
 that reaches the router; what happens depends on both sides' eras (README "Server-to-client
 traffic and protocol eras"):
 
 - a handshake-era client's request is sent as is; when the server turns out to push requests
   over its modern-era connection (`hub.push_era.PushNeedsHandshakeEra`), once more;
 - a modern-era client's request resuming a bridged call (`requestState` is a hub handle) goes
-  to that call (`hub.bridge.Bridge.resume`);
+  to that call (`hub.endpoint.era_bridge.Bridge.resume`);
 - a modern-era client's request to a modern-era server is passed through with its
   `inputResponses` and the server's own `requestState` (unwrapped; an `InputRequiredResult`
   comes back with its state wrapped again for the hub's `requestState` boundary);
@@ -29,10 +29,10 @@ from mcp.server import ServerRequestContext
 from mcp_types import INVALID_PARAMS, PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from hub.bridge import HANDLE_PREFIX, SERVER_STATE_PREFIX
-from hub.face_services import FaceServices
+from hub.endpoint.era_bridge import HANDLE_PREFIX, SERVER_STATE_PREFIX
+from hub.endpoint.face_services import FaceServices
+from hub.endpoint.server_requests import SessionChannel
 from hub.push_era import PushNeedsHandshakeEra
-from hub.relay import SessionChannel
 
 __all__ = ["restamped", "send_in_callers_era"]
 

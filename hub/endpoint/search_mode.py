@@ -15,7 +15,7 @@ policy rule that applies to it; `hub.config.catalog`) a face lists, for each cal
   -32029; pinning -32050; timeouts, retries, fallbacks; progress, server-to-client requests,
   multi-round-trip results and tasks are relayed).
 - the tools `always_listed` selects, and with `expose_found` the tools the client found
-  (`hub.found`).
+  (`hub.endpoint.found_tools`).
 
 Every tool the caller may use stays callable by its exposed name. Both synthetic names are
 reserved (`hub.naming.RESERVED_TOOL_NAMES`), so no server's tool ever has them. A search counts
@@ -39,18 +39,18 @@ import mcp_types as types
 from cachetools import LRUCache
 from mcp.server import ServerRequestContext
 
-from hub.auth import Principal
 from hub.catalog_search import CatalogSearch
 from hub.config.catalog import CatalogConfig, CatalogOverride
+from hub.endpoint.found_tools import FoundTools
 from hub.errors import RateLimited
-from hub.found import FoundTools
 from hub.naming import RESERVED_TOOL_NAMES
 from hub.policy import Access, audit_logger
+from hub.principals import Principal
 from hub.search import DEFAULT_LIMIT, SearchHit
 
 if TYPE_CHECKING:
     from hub.config import HubConfig
-    from hub.faces import Face
+    from hub.endpoint.faces import Face
 
 __all__ = [
     "CALL_TOOL",
@@ -276,7 +276,7 @@ class FaceSearch:
     ) -> Any:
         """Serve a call of `search_tools` or `call_tool` (see `serves`).
 
-        :param client_key: whose found set a search adds to (`hub.found`).
+        :param client_key: whose found set a search adds to (`hub.endpoint.found_tools`).
         :param direct: the face's handler of direct calls, which `call_tool` delegates to.
         :param announce: tells the client its `tools/list` changed (found tools were added).
         :raises RateLimited: a search over the caller's `rate_limits.routes` budget.

@@ -1,5 +1,5 @@
 """The MCP requests of one face, served (`FaceHandlers`): one method per request, registered
-with the SDK's lowlevel `Server` by `hub.mcp_server.build_mcp_server`.
+with the SDK's lowlevel `Server` by `hub.endpoint.mcp_server.build_mcp_server`.
 
 A routed request (`tools/call`, `resources/read`, `prompts/get`, `completion/complete`) reads
 top to bottom as four steps:
@@ -10,16 +10,16 @@ top to bottom as four steps:
    `hub.policy`), then pinning (`_refuse_held`): a name the caller may not use answers exactly
    like an unknown one (`RouteNotFound`, -32602, with suggestions from what it may see);
 3. **route** it (`routed`): through `hub.router.Router` under the original name, with the
-   caller's relay channel in context (`hub.relay`), in the caller's era (multi-round-trip
-   requests passed through or bridged, `hub.bridge`);
+   caller's relay channel in context (`hub.endpoint.server_requests`), in the caller's era (multi-round-trip
+   requests passed through or bridged, `hub.endpoint.era_bridge`);
 4. **expose** the answer: resource URIs moved into the face's namespace (`Face.expose_result`)
-   and the server's hop-level `_meta` stamps dropped (`hub.era_routing.restamped`).
+   and the server's hop-level `_meta` stamps dropped (`hub.endpoint.era_routing.restamped`).
 
 Lists read the catalog (no server round trip): filtered by policy for the principal, a page at a
 time with keyset cursors (`hub.pages`; an invalid cursor -> `InvalidCursor`, -32602), with the
 hub's federation advertisement in `_meta` and the face's `ttlMs` (`hub.list_freshness`).
 
-Handlers raise `HubError`s; `hub.request_boundary` turns them into JSON-RPC errors.
+Handlers raise `HubError`s; `hub.endpoint.request_boundary` turns them into JSON-RPC errors.
 """
 
 from __future__ import annotations
@@ -35,30 +35,30 @@ from mcp.server import ServerRequestContext
 from mcp.server.subscriptions import InMemorySubscriptionBus, ToolsListChanged
 from mcp_types import LOG_LEVEL_META_KEY
 
-from hub.callers import caller_principal, client_channel, client_key, is_modern, session_id
 from hub.catalog import Kind, listing_key
-from hub.era_routing import restamped, send_in_callers_era
+from hub.client_channel import CURRENT_CHANNEL
+from hub.endpoint.callers import caller_principal, client_channel, client_key, is_modern, session_id
+from hub.endpoint.era_routing import restamped, send_in_callers_era
+from hub.endpoint.face_services import FaceServices
+from hub.endpoint.faces import AggregateFace, Face
+from hub.endpoint.found_tools import TargetedBus
+from hub.endpoint.search_mode import FaceSearch
+from hub.endpoint.session_registry import NOTIFY_TIMEOUT_SECONDS, SessionRegistry
+from hub.endpoint.tasks import FaceTasks
 from hub.errors import HubError, RouteNotFound, ServerUnavailable
-from hub.face_services import FaceServices
-from hub.faces import AggregateFace, Face
 from hub.federation import FEDERATION_KEY, inbound_chain
-from hub.found import TargetedBus
 from hub.list_freshness import list_ttl_ms
 from hub.pages import Page, page_of
 from hub.policy import Access
 from hub.prepared_lists import PreparedLists
-from hub.relay import CURRENT_CHANNEL
 from hub.router import Router
-from hub.search_mode import FaceSearch
 from hub.servers import ServerConnection, ServerState
-from hub.session_registry import NOTIFY_TIMEOUT_SECONDS, SessionRegistry
 from hub.suggestions import suggest
-from hub.tasks import FaceTasks
 
 __all__ = ["FaceHandlers"]
 
-# The request path's modules share the faces' logger: operators and tests filter on "hub.faces".
-logger = logging.getLogger("hub.faces")
+# The request path's modules share the faces' logger: operators and tests filter on "hub.endpoint.faces".
+logger = logging.getLogger("hub.endpoint.faces")
 
 _ItemT = TypeVar("_ItemT", types.Tool, types.Prompt, types.Resource, types.ResourceTemplate)
 _Owner = tuple[str, str] | None
@@ -78,9 +78,9 @@ class FaceHandlers:
     :param bus: the face's subscription bus (search mode's found tools are announced on it).
     :param access: the policy and per-route rate limits.
     :param services: the fleet, bridge, subscriptions and shared session state of the face.
-    :param tasks: the face's task surface (`hub.tasks`: task-augmented `tools/call`).
+    :param tasks: the face's task surface (`hub.endpoint.tasks`: task-augmented `tools/call`).
     :param page_size: most items per list page (`list_page_size`).
-    :param search: the face's search mode (`hub.search_mode`): for a caller in search mode,
+    :param search: the face's search mode (`hub.endpoint.search_mode`): for a caller in search mode,
         `tools/list` offers `search_tools` and `call_tool` (and the tools it keeps listed), and
         calls of those two are served by it, `call_tool` through `direct_call`. None: always
         the full list.
@@ -128,7 +128,7 @@ class FaceHandlers:
         )
 
     async def call_tool(self, ctx: _Context, params: types.CallToolRequestParams) -> Any:
-        """`tools/call`: search mode's two tools (`hub.search_mode`), or `direct_call`."""
+        """`tools/call`: search mode's two tools (`hub.endpoint.search_mode`), or `direct_call`."""
         search = self._search
         if search is not None and search.serves(principal := caller_principal(ctx), params.name):
             return await search.call(
@@ -162,7 +162,7 @@ class FaceHandlers:
 
     async def announce_found(self, ctx: _Context) -> None:
         """Tell the client of `ctx` (only it) that its `tools/list` changed: its session in the
-        handshake era, its principal's listen streams in the modern era (`hub.found`)."""
+        handshake era, its principal's listen streams in the modern era (`hub.endpoint.found_tools`)."""
         if is_modern(ctx):
             if isinstance(self._bus, TargetedBus):
                 await self._bus.publish_to(client_key(ctx), ToolsListChanged())
@@ -388,9 +388,9 @@ class FaceHandlers:
         request_state: str | None,
         send: Callable[..., Awaitable[types.Result]],
     ) -> Any:
-        """Send one routed request with the caller's channel in context (`hub.relay`: the
+        """Send one routed request with the caller's channel in context (`hub.endpoint.server_requests`: the
         server's requests, logs and progress reach this client), in the caller's era
-        (`hub.era_routing`: passed through, or bridged, `hub.bridge`).
+        (`hub.endpoint.era_routing`: passed through, or bridged, `hub.endpoint.era_bridge`).
 
         :raises MCPError: -32602 `invalid_request_state` for a `requestState` the hub did not make.
         """

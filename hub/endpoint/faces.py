@@ -3,11 +3,11 @@ names resolve to `(server_id, original)`.
 
 - `AggregateFace`: the whole catalog under exposed names (`/mcp`, and stdio);
 - `ServerFace`: one server under its original names (`/servers/<id>/mcp`);
-- `hub.profiles.ProfileFace`: the aggregated face narrowed to a profile's globs.
+- `hub.endpoint.profiles.ProfileFace`: the aggregated face narrowed to a profile's globs.
 
 A face is data and lookups only. The MCP requests a face answers are served by
-`hub.handlers.FaceHandlers`, inside the middleware of `hub.request_boundary` (where an error
-becomes JSON-RPC), on the lowlevel `mcp` Server that `hub.mcp_server.build_mcp_server` wires.
+`hub.endpoint.handlers.FaceHandlers`, inside the middleware of `hub.endpoint.request_boundary` (where an error
+becomes JSON-RPC), on the lowlevel `mcp` Server that `hub.endpoint.mcp_server.build_mcp_server` wires.
 
 Resource URIs resolve in RFC 3986 normal form (`hub.uris`), so the policy and the router see
 one spelling of each.
@@ -21,9 +21,9 @@ from typing import Protocol, TypeVar
 import mcp_types as types
 
 from hub.catalog import Catalog, Kind
+from hub.endpoint.resource_links import expose_uris
 from hub.naming import exposed_resource_uri
 from hub.pins import DefinitionHeld
-from hub.resource_links import expose_uris
 from hub.uris import normalize_uri
 
 __all__ = ["AggregateFace", "Face", "ServerFace"]

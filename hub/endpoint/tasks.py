@@ -21,7 +21,7 @@ a server_id): unique across servers, and naming the replica member that holds th
 task is also recorded in a route table bound to the principal that created it (its auth source
 and id): a task id that is not the caller's own answers exactly like an unknown one (-32602),
 whatever face it is asked on, and a face reaches only tasks of its own servers. A route lives
-for the task's `ttl` (at most 24 h, `hub.task_routes`) and is re-checked against the policy on
+for the task's `ttl` (at most 24 h, `hub.endpoint.task_routes`) and is re-checked against the policy on
 every use: a principal that may not call a tool can neither create nor reach a task of it.
 Each era reaches only tasks created in it. Routes are in memory: they do not survive a hub
 restart (nor do a stdio server's tasks).
@@ -53,12 +53,9 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict
 from starlette.requests import Request
 
-from hub.auth import Principal, principal_of
-from hub.errors import ServerProtocolError, ServerUnavailable
-from hub.policy import Access
-from hub.relay import CURRENT_CHANNEL, ClientChannel
-from hub.servers import Fleet, ServerConnection, ServerState
-from hub.task_routes import (
+from hub.client_channel import CURRENT_CHANNEL, ClientChannel
+from hub.endpoint.authentication import principal_of
+from hub.endpoint.task_routes import (
     HANDSHAKE,
     MAX_ROUTES,
     MAX_TASKS_PER_PRINCIPAL,
@@ -69,6 +66,10 @@ from hub.task_routes import (
     principal_key,
     retention_seconds,
 )
+from hub.errors import ServerProtocolError, ServerUnavailable
+from hub.policy import Access
+from hub.principals import Principal
+from hub.servers import Fleet, ServerConnection, ServerState
 from hub.task_wire import TASKS_EXTENSION, CreatedTask, LegacyCreatedTask, capped_tool_result, expose_task_ids
 
 __all__ = ["FaceTasks", "TaskRelay"]
@@ -131,7 +132,7 @@ class TaskRelay:
         standing: Callable[[ServerSession], ServerSession],
     ) -> FaceTasks:
         """The task surface of one face: `scope` is the server a per-server face fronts (None:
-        the aggregated face); `channel` makes the client channel of a request (`hub.relay`);
+        the aggregated face); `channel` makes the client channel of a request (`hub.endpoint.server_requests`);
         `standing` gives the session object that lives as long as a handshake-era client's
         session (status notifications are sent through it, and stop when it is gone)."""
         return FaceTasks(self, scope, channel, standing)

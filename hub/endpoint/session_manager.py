@@ -23,7 +23,7 @@ what the SDK cannot be told (MCP transport spec 2025-11-25, "Session Management"
 Modern-era requests (`MCP-Protocol-Version` not a handshake-era version) have no session and go
 to the SDK's single-exchange handler, as in the SDK's manager. In both eras a plain request
 (`tools/call`, `resources/read`, `prompts/get`, `completion/complete`) takes the lean path
-instead (`hub.cluster.fast_path`): served in the request's own task, answered with JSON unless
+instead (`hub.endpoint.fast_path`): served in the request's own task, answered with JSON unless
 the call streams.
 """
 
@@ -56,11 +56,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from adapters._sdk import handle_modern_request
-from hub.auth import principal_of
 from hub.cluster.answers import Answers
-from hub.cluster.fast_path import FastPath
 from hub.cluster.session_ids import SessionClaims, SessionIds, SessionIdTooLarge, session_key
 from hub.cluster.session_state import SessionState
+from hub.endpoint.authentication import principal_of
+from hub.endpoint.fast_path import FastPath
 
 __all__ = ["DEFAULT_MAX_SESSIONS", "SessionHooks", "SessionManager", "principal_name"]
 
@@ -179,7 +179,7 @@ class SessionManager:
 
     @property
     def fast_path(self) -> FastPath:
-        """The lean path of this face's plain requests (`hub.cluster.fast_path`)."""
+        """The lean path of this face's plain requests (`hub.endpoint.fast_path`)."""
         return self._fast
 
     def holds(self, session_id: str) -> bool:
@@ -210,7 +210,7 @@ class SessionManager:
         headers = {name: value for name, value in scope["headers"] if name in _HEADERS}
         version = headers.get(_VERSION_HEADER)
         if version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
-            if scope["method"] == "POST":  # a plain request takes the lean path (hub.cluster.fast_path)
+            if scope["method"] == "POST":  # a plain request takes the lean path (hub.endpoint.fast_path)
                 request = Request(scope, receive)
                 posted = await request.body()
                 if await self._fast.serve_modern(posted, request, receive, send):

@@ -74,7 +74,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Send
 
 from adapters._sdk import request_in_flight
-from hub.cluster.lean_call import LeanCall, dumps
+from hub.endpoint.lean_call import LeanCall, dumps
 
 __all__ = ["PLAIN_METHODS", "FastPath", "decode"]
 

@@ -1,6 +1,6 @@
 """What every face shares beyond the catalog and the router (`FaceServices`): the fleet's
 server connections, the era bridge, the resource subscription table, the task route table and
-the per-session state the replicas share. `hub.endpoint` builds one per face; the handlers,
+the per-session state the replicas share. `hub.endpoint.endpoint` builds one per face; the handlers,
 the listen handler and `HubServer`'s capabilities read it.
 """
 
@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from hub.bridge import Bridge
 from hub.cluster.session_state import SessionState
-from hub.relay import Subscriptions
+from hub.endpoint.era_bridge import Bridge
+from hub.endpoint.server_requests import Subscriptions
+from hub.endpoint.tasks import TaskRelay
 from hub.servers import Fleet, ServerConnection
-from hub.tasks import TaskRelay
 
 __all__ = ["FaceServices"]
 
@@ -33,7 +33,7 @@ class FaceServices:
     bridge: Bridge
     subscriptions: Subscriptions
     tasks: TaskRelay
-    """The task route table (`hub.tasks`), shared by every face."""
+    """The task route table (`hub.endpoint.tasks`), shared by every face."""
     sessions: SessionState
     """Per-session state the replicas share (`hub.cluster.session_state`): log levels and
     subscriptions of handshake-era sessions, so that any replica can serve them."""

@@ -48,7 +48,7 @@ from mcp.server.context import CallNext, HandlerResult
 from mcp_types import CONNECTION_CLOSED
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.http_guards import is_mcp_path
+from hub.endpoint.http_guards import is_mcp_path
 from hub.logs import counted
 
 __all__ = ["ANSWER_SECONDS", "SHUTTING_DOWN", "Drain", "DrainGate", "DrainPhase", "DrainReport"]

@@ -1,10 +1,10 @@
 """`subscriptions/listen` of a face (2026-07-28): the modern era's stream of list changes and
 resource updates, with its `resourceSubscriptions` forwarded to the servers that own them.
 
-The SDK's `ListenHandler` serves the stream from the face's subscription bus (`hub.endpoint`
-publishes `list_changed` there; `hub.found.TargetedBus` can reach the streams of one client).
+The SDK's `ListenHandler` serves the stream from the face's subscription bus (`hub.endpoint.endpoint`
+publishes `list_changed` there; `hub.endpoint.found_tools.TargetedBus` can reach the streams of one client).
 `FaceListenHandler` adds the hub's part: each subscribed URI the caller may see is subscribed at
-its server through the shared `hub.relay.Subscriptions` for as long as the stream is open, and
+its server through the shared `hub.endpoint.server_requests.Subscriptions` for as long as the stream is open, and
 the server's `resources/updated` reach the bus (`_BusTarget`). A URI the caller may not see, or
 that no server owns, is skipped silently (the answer does not disclose it).
 """
@@ -20,17 +20,17 @@ from mcp import MCPError
 from mcp.server import ServerRequestContext
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated
 
-from hub.callers import caller_principal, client_key
+from hub.endpoint.callers import caller_principal, client_key
+from hub.endpoint.face_services import FaceServices
+from hub.endpoint.faces import Face
+from hub.endpoint.found_tools import LISTENER_KEY
 from hub.errors import HubError
-from hub.face_services import FaceServices
-from hub.faces import Face
-from hub.found import LISTENER_KEY
 from hub.policy import Access
 
 __all__ = ["FaceListenHandler"]
 
-# The request path's modules share the faces' logger: operators and tests filter on "hub.faces".
-logger = logging.getLogger("hub.faces")
+# The request path's modules share the faces' logger: operators and tests filter on "hub.endpoint.faces".
+logger = logging.getLogger("hub.endpoint.faces")
 
 
 class _BusTarget:
@@ -58,7 +58,7 @@ class FaceListenHandler(ListenHandler):
     async def __call__(
         self, ctx: ServerRequestContext[Any, Any], params: types.SubscriptionsListenRequestParams
     ) -> types.SubscriptionsListenResult:
-        # The stream's bus listener is registered under its client (`hub.found.TargetedBus`).
+        # The stream's bus listener is registered under its client (`hub.endpoint.found_tools.TargetedBus`).
         token = LISTENER_KEY.set(client_key(ctx))
         try:
             return await self._listen(ctx, params)

@@ -15,7 +15,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from hub.auth import Principal
+from hub.principals import Principal
 
 __all__ = [
     "HANDSHAKE",

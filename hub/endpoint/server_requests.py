@@ -6,27 +6,27 @@ A server may, while it handles a request, ask the client something (`sampling/cr
 connection and must be relayed to the one client, and the one request, they belong to.
 
 Correlation: each routed request runs with its `ClientChannel` in the context variable
-`CURRENT_CHANNEL`. The SDK delivers a server's request to the hub's callbacks in the context of
-the request that caused it on Streamable HTTP connections (both eras) and in the modern era on
-every transport (the `InputRequiredResult` loop runs in the caller's task), so the variable
-names the channel there. On handshake-era stdio and SSE connections a single reader task
-delivers everything (SDK-NOTES 2.6); there the server connection falls back to the only call in
-flight, and refuses the request when several calls are in flight (configure the server with
-`isolation: per_client` to get a server connection per client session).
+`CURRENT_CHANNEL` (`hub.client_channel`, below the endpoint and the server connections). The
+SDK delivers a server's request to the hub's callbacks in the context of the request that caused
+it on Streamable HTTP connections (both eras) and in the modern era on every transport (the
+`InputRequiredResult` loop runs in the caller's task), so the variable names the channel there.
+On handshake-era stdio and SSE connections a single reader task delivers everything (SDK-NOTES
+2.6); there the server connection falls back to the only call in flight, and refuses the request
+when several calls are in flight (configure the server with `isolation: per_client` to get a
+server connection per client session).
 
 Channels:
 
 - `SessionChannel` relays to a handshake-era client as real server-to-client requests on the
   originating request's stream (`related_request_id`), and logs to a client of either era
   (modern-era clients receive only the levels they opted in to with `_meta` logLevel).
-- `hub.bridge.BridgedCall` turns requests into `InputRequiredResult` rounds for a modern-era
-  client.
+- `hub.endpoint.era_bridge.BridgedCall` turns requests into `InputRequiredResult` rounds for a
+  modern-era client.
 """
 
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
 from typing import Any, Protocol
 
 import anyio
@@ -34,21 +34,19 @@ import mcp_types as types
 from mcp import MCPError
 from mcp.server import ServerRequestContext
 from mcp.shared.message import ServerMessageMetadata
-from mcp_types import INTERNAL_ERROR, INVALID_REQUEST
+from mcp_types import INTERNAL_ERROR
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
+from hub.client_channel import SamplingResult, refusal
+
 __all__ = [
     "ANONYMOUS",
-    "CURRENT_CHANNEL",
     "LOG_LEVELS",
-    "ClientChannel",
-    "SamplingResult",
     "SessionChannel",
     "SubscriptionPeers",
     "Subscriptions",
     "principal_id",
-    "refusal",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,38 +56,6 @@ ANONYMOUS = "anonymous"
 
 _LOG_RELAY_TIMEOUT_SECONDS = 5.0
 """How long a client may take to accept one relayed log message before it is skipped."""
-
-SamplingResult = types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData
-
-
-class ClientChannel(Protocol):
-    """Where one client request can be asked and told things by the server that serves it.
-
-    `client_key` identifies the client (its session, or its principal in the modern era) for
-    `isolation: per_client` server connections.
-    """
-
-    @property
-    def client_key(self) -> str: ...
-
-    @property
-    def modern(self) -> bool:
-        """Whether the client speaks the modern era (2026-07-28)."""
-        ...
-
-    @property
-    def capabilities(self) -> types.ClientCapabilities | None:
-        """What the client declared (forwarded to modern-era servers in `_meta`)."""
-        ...
-
-    async def sample(self, params: types.CreateMessageRequestParams) -> SamplingResult: ...
-    async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData: ...
-    async def list_roots(self) -> types.ListRootsResult | types.ErrorData: ...
-    async def log(self, params: types.LoggingMessageNotificationParams) -> None: ...
-
-
-CURRENT_CHANNEL: ContextVar[ClientChannel | None] = ContextVar("hub_client_channel", default=None)
-"""The channel of the client request being routed (set by the faces around each routed call)."""
 
 
 def principal_id(ctx: ServerRequestContext[Any]) -> str:
@@ -106,11 +72,6 @@ def principal_id(ctx: ServerRequestContext[Any]) -> str:
     return ANONYMOUS
 
 
-def refusal(message: str) -> types.ErrorData:
-    """The JSON-RPC error answered to a server whose request cannot be relayed."""
-    return types.ErrorData(code=INVALID_REQUEST, message=message)
-
-
 def _error_data(exc: Exception, what: str) -> types.ErrorData:
     if isinstance(exc, MCPError):
         return types.ErrorData(code=exc.code, message=exc.message, data=exc.error.data)
@@ -125,7 +86,7 @@ class SessionChannel:
     `roots/list` requests on the stream of the request being served (2025-11-25 "Sending
     Messages to the Server"; related_request_id), refused with -32600 when the client did not
     declare the capability. Modern-era clients cannot be sent requests (2026-07-28); their
-    calls to handshake-era servers go through `hub.bridge` instead, so here they are refused.
+    calls to handshake-era servers go through `hub.endpoint.era_bridge` instead, so here they are refused.
     """
 
     def __init__(self, ctx: ServerRequestContext[Any], client_key: str, min_log_level: str | None = None) -> None:

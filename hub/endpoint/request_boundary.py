@@ -58,8 +58,10 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
+from hub.endpoint.faces import Face
+from hub.endpoint.search_mode import CALL_TOOL, SEARCH_TOOLS
+from hub.endpoint.session_registry import SessionRegistry
 from hub.errors import RATE_LIMITED, HubError, RateLimited, RouteNotFound, ServerError, ServerTimeout, ServerUnavailable
-from hub.faces import Face
 from hub.federation import Federation, FederationLoop, inbound_chain
 from hub.logs import new_request_id, server_id_var
 from hub.metrics import NO_SERVER, RESOURCE_ROUTE, UNKNOWN_ROUTE, HubMetrics
@@ -67,15 +69,13 @@ from hub.pages import InvalidCursor
 from hub.pins import DEFINITION_HELD, DefinitionHeld
 from hub.policy import audit_logger
 from hub.redaction import mask_error
-from hub.search_mode import CALL_TOOL, SEARCH_TOOLS
-from hub.session_registry import SessionRegistry
 from hub.trace_context import inbound_trace, read_trace_context
 from hub.tracing import CallTracer, SpanRecord
 
 __all__ = ["ROUTED_METHODS", "ErrorAnswer", "RequestBoundary", "answer_of"]
 
-# The request path's modules share the faces' logger: operators and tests filter on "hub.faces".
-logger = logging.getLogger("hub.faces")
+# The request path's modules share the faces' logger: operators and tests filter on "hub.endpoint.faces".
+logger = logging.getLogger("hub.endpoint.faces")
 
 ROUTED_METHODS: Final = frozenset({"tools/call", "resources/read", "prompts/get", "completion/complete"})
 """Requests that go through the router to a server (the ones metrics and spans count)."""

@@ -1,4 +1,4 @@
-"""One request on the lean path (`hub.cluster.fast_path`): the `DispatchContext` its handler
+"""One request on the lean path (`hub.endpoint.fast_path`): the `DispatchContext` its handler
 chain sees, which is its back-channel to the client, and its HTTP response, JSON until the call
 sends something before its result, SSE from then on.
 

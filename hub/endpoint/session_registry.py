@@ -1,12 +1,12 @@
 """The handshake-era sessions connected to one face: who gets `list_changed`, and the log
 level each session set.
 
-`hub.endpoint` keeps one `SessionRegistry` per face and fans catalog changes out through it
+`hub.endpoint.endpoint` keeps one `SessionRegistry` per face and fans catalog changes out through it
 (`notify`); the handlers record each session on its first request (`track`, from
-`hub.request_boundary`), read and record its `logging/setLevel` (`level`, `set_level`), and
+`hub.endpoint.request_boundary`), read and record its `logging/setLevel` (`level`, `set_level`), and
 reach the session that outlives a request (`standing`). `hub.cluster.session_copies` presets the
 level of a session rebuilt on this replica (`preset_level`). Modern-era clients have no session:
-they hear of changes on their `subscriptions/listen` streams (`hub.listen`).
+they hear of changes on their `subscriptions/listen` streams (`hub.endpoint.subscriptions_listen`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from hub.catalog import Kind
 
 __all__ = ["NOTIFY_TIMEOUT_SECONDS", "SessionRegistry"]
 
-# The request path's modules share the faces' logger: operators and tests filter on "hub.faces".
-logger = logging.getLogger("hub.faces")
+# The request path's modules share the faces' logger: operators and tests filter on "hub.endpoint.faces".
+logger = logging.getLogger("hub.endpoint.faces")
 
 NOTIFY_TIMEOUT_SECONDS: Final = 5.0
 """Seconds one client may take to accept a list_changed notification before it is skipped."""
@@ -81,7 +81,7 @@ class SessionRegistry:
             self._levels[key] = level
 
     def preset_level(self, connection: Connection, level: str) -> None:
-        """The level of a session held on this replica (`hub.cluster.sessions`) as its client
+        """The level of a session held on this replica (`hub.endpoint.session_manager`) as its client
         set it through another replica; kept until the connection closes."""
         key = id(connection)
         if key not in self._levels:

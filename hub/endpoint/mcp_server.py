@@ -1,16 +1,16 @@
 """The lowlevel `mcp` Server of one face (`HubServer`), and `build_mcp_server`, which wires a
-face's handlers (`hub.handlers`), its listen handler (`hub.listen`), its tasks (`hub.tasks`) and
-its middleware chain into it.
+face's handlers (`hub.endpoint.handlers`), its listen handler (`hub.endpoint.subscriptions_listen`),
+its tasks (`hub.endpoint.tasks`) and its middleware chain into it.
 
 The middleware chain of every face, outermost first (`HubServer.middleware`):
 
-1. `hub.drain.Drain.track`, inserted by `hub.endpoint`: counts requests in flight, refuses new
+1. `hub.endpoint.drain.Drain.track`, inserted by `hub.endpoint.endpoint`: counts requests in flight, refuses new
    ones while the replica drains;
-2. `hub.request_boundary.RequestBoundary`: trace context, hub chain, request id, metrics, log
+2. `hub.endpoint.request_boundary.RequestBoundary`: trace context, hub chain, request id, metrics, log
    line, and the one place where an error becomes JSON-RPC;
-3. the bridge's `requestState` boundary (`hub.bridge.Bridge.boundary`): seals every
+3. the bridge's `requestState` boundary (`hub.endpoint.era_bridge.Bridge.boundary`): seals every
    `requestState` the face returns and verifies every one it is sent;
-4. the tasks middleware (`hub.tasks.FaceTasks.middleware`): a handshake-era `CreateTaskResult`
+4. the tasks middleware (`hub.endpoint.tasks.FaceTasks.middleware`): a handshake-era `CreateTaskResult`
    past the SDK's `CallToolResult` shaping;
 5. the prepared lists' middleware (`hub.prepared_lists.PreparedLists.middleware`): puts a list's
    prepared page (wire dicts) in the result the SDK shaped around an empty one;
@@ -32,22 +32,22 @@ from mcp.server.models import InitializationOptions
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.exceptions import MCPDeprecationWarning
 
-from hub.callers import client_channel
 from hub.config.hub import DEFAULT_LIST_PAGE_SIZE
-from hub.face_services import FaceServices
-from hub.faces import Face
+from hub.endpoint.callers import client_channel
+from hub.endpoint.face_services import FaceServices
+from hub.endpoint.faces import Face
+from hub.endpoint.handlers import FaceHandlers
+from hub.endpoint.request_boundary import RequestBoundary
+from hub.endpoint.search_mode import FaceSearch
+from hub.endpoint.session_registry import SessionRegistry
+from hub.endpoint.subscriptions_listen import FaceListenHandler
+from hub.endpoint.tasks import FaceTasks
 from hub.federation import FEDERATION_KEY
-from hub.handlers import FaceHandlers
 from hub.list_freshness import LIST_TTL_MS
-from hub.listen import FaceListenHandler
 from hub.metrics import HubMetrics
 from hub.policy import Access
-from hub.request_boundary import RequestBoundary
 from hub.router import Router
-from hub.search_mode import FaceSearch
 from hub.servers import ServerState
-from hub.session_registry import SessionRegistry
-from hub.tasks import FaceTasks
 from hub.tracing import CallTracer
 
 __all__ = ["CACHE_HINTS", "HUB_NAME", "HubServer", "build_mcp_server"]
@@ -76,7 +76,7 @@ class HubServer(Server[Any]):
     manager builds its initialization options without `NotificationOptions`; SDK-NOTES gotcha 2),
     `logging`, `completions` and `resources.subscribe` only when a ready server of the face
     offers them (while none is ready, what the handlers allow), tasks only when a ready server
-    offers them in the era asked (`hub.tasks`), and the hub's federation identity in
+    offers them in the era asked (`hub.endpoint.tasks`), and the hub's federation identity in
     `experimental["io.mcphub/federation"]` (`hub.federation`).
 
     Public surface beyond the SDK's `Server` (the endpoint's session managers serve it through
@@ -85,9 +85,9 @@ class HubServer(Server[Any]):
     """
 
     services: FaceServices
-    """What the face shares with the others (`hub.face_services`)."""
+    """What the face shares with the others (`hub.endpoint.face_services`)."""
     tasks: FaceTasks
-    """The face's task surface (`hub.tasks`)."""
+    """The face's task surface (`hub.endpoint.tasks`)."""
 
     def get_capabilities(
         self,
@@ -151,15 +151,15 @@ def build_mcp_server(
     go through `router` under original names, progress is relayed when the caller asked for it
     (`_meta.progressToken`), and `subscriptions/listen` streams `bus` events (modern era).
 
-    Server-to-client requests and log messages are relayed to the calling client (`hub.relay`);
+    Server-to-client requests and log messages are relayed to the calling client (`hub.endpoint.server_requests`);
     multi-round-trip requests of modern-era clients are passed through (modern-era servers) or
-    bridged (`hub.bridge`); `requestState` is sealed and verified; `resources/subscribe`/
+    bridged (`hub.endpoint.era_bridge`); `requestState` is sealed and verified; `resources/subscribe`/
     `unsubscribe` and `logging/setLevel` are forwarded to the owning servers (handshake era);
-    tasks are relayed in both eras (`hub.tasks`: `tasks/*` handlers, task results of
+    tasks are relayed in both eras (`hub.endpoint.tasks`: `tasks/*` handlers, task results of
     `tools/call`, the advertised capability).
 
     Every list is filtered, and every use guarded, by `access` for the request's principal (see
-    `hub.handlers.FaceHandlers`).
+    `hub.endpoint.handlers.FaceHandlers`).
 
     :param registry: records each handshake-era session for `list_changed` fan-out.
     :param name: the `serverInfo.name` clients see (also the audience of the face's sealed
@@ -170,7 +170,7 @@ def build_mcp_server(
     :param tracer: opens a span per routed request (None: tracing off, no cost).
     :param page_size: most items per list page (`list_page_size`; `hub.pages`: keyset cursors
         bound to the list and the face, an invalid one -> -32602).
-    :param search: the face's search mode (`hub.search_mode`); None: always the full list.
+    :param search: the face's search mode (`hub.endpoint.search_mode`); None: always the full list.
 
     Every incoming request gets a fresh request id (`hub.logs`) for the log lines it causes,
     its hub chain is checked first and kept in context for the requests it causes, and list

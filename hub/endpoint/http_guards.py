@@ -14,7 +14,7 @@ before the SDK sees it.
   serves neither era's batches (the 2025-06-18 spec removed them; the modern era never had
   them). Other bodies go to the app unchanged, replayed from the buffer.
 
-Every refusal carries `Connection: close`; the HTTP server (`hub.http_server`) then reads and
+Every refusal carries `Connection: close`; the HTTP server (`hub.endpoint.http_server`) then reads and
 discards what the client is still sending, within bounds, so even a client that writes its whole
 body before it reads (`urllib`) gets to read the answer instead of a connection reset.
 """
