@@ -73,8 +73,8 @@ EXPORTS = {
     ],
     "hub.resource_links": ["expose_uris"],
     "hub.explain": ["explain", "principal_for"],
-    "hub.cli_explain": ["print_explanation"],
-    "hub.cli_options": ["DEFAULT_URL", "ConfigOption", "JsonOption", "TokenOption", "UrlOption"],
+    "hub.cli.render": ["print_explanation"],
+    "hub.cli.options": ["DEFAULT_URL", "ConfigOption", "JsonOption", "TokenOption", "UrlOption"],
     "adapters.write_stream": ["WriteStreamWrapper"],
     "hub.cluster.config": [
         "DEFAULT_SESSION_MAX_LIFETIME_SECONDS",
@@ -240,7 +240,7 @@ EXPORTS = {
     ],
     "hub.app": ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config", "startup_bound_seconds"],
     "hub.drain": ["ANSWER_SECONDS", "SHUTTING_DOWN", "Drain", "DrainGate", "DrainPhase", "DrainReport"],
-    "hub.shutdown": ["serve_until_signalled"],
+    "hub.cli.shutdown": ["serve_until_signalled"],
     "hub.cli": ["app", "main"],
     "hub.auth": [
         "ANONYMOUS",
@@ -391,7 +391,7 @@ EXPORTS = {
     "hub.pindiff": ["MAX_DIFF_CHARS", "definition_diff", "json_changes"],
     "hub.vetting": ["SNAPSHOT_KINDS", "VettedSnapshot", "original_of", "vet"],
     "hub.trust_admin": ["approve", "pin_diff", "pin_rows", "trust_routes"],
-    "hub.cli_trust": ["lock", "pins_app"],
+    "hub.cli.pins": ["lock", "pins_app"],
     "hub.catalog_config": [
         "DEFAULT_MAX_FOUND",
         "PROFILE_NAME_PATTERN",
@@ -414,7 +414,7 @@ EXPORTS = {
         "FaceSearch",
         "search_configured",
     ],
-    "hub.cli_search": ["search"],
+    "hub.cli.search": ["search"],
 }
 
 

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 
 import typer
 
-from hub.cli_options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
+from hub.cli.options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
 from hub.search import DEFAULT_LIMIT
 from hub.search_mode import MAX_SEARCH_LIMIT
 

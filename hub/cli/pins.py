@@ -21,7 +21,7 @@ import httpx2
 import typer
 from rich.table import Table
 
-from hub.cli_options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
+from hub.cli.options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
 from hub.config import HubConfig
 from hub.errors import ConfigError
 from hub.lockfile import LockEntries, read_lockfile, write_lockfile

@@ -1,8 +1,8 @@
 """`mcphub`: run the hub and inspect a running one.
 
 Commands: `serve`, `check`, `servers`, `routes [PATTERN] [--profile NAME]`, `call NAME`, `whoami`,
-`keys new ID`, from `hub.cli_trust`: `pins [diff NAME | approve NAME|SERVER|--all]`, `lock`, and
-from `hub.cli_search`: `search QUERY [--limit N] [--profile NAME]`.
+`keys new ID`, from `hub.cli.pins`: `pins [diff NAME | approve NAME|SERVER|--all]`, `lock`, and
+from `hub.cli.search`: `search QUERY [--limit N] [--profile NAME]`.
 Commands that talk to a running hub take `--url` (`$MCPHUB_URL`) and `--token` (`$MCPHUB_TOKEN`). Tables for people,
 `--json` for scripts; exit code 0 only on success (2 for a bad config); errors are one line on
 stderr, with a traceback only under `--debug`.
@@ -39,8 +39,9 @@ from rich.table import Table
 from rich.text import Text
 
 from hub.app import Hub, resolve_config, startup_bound_seconds
-from hub.cli_explain import print_explanation
-from hub.cli_options import DEFAULT_URL, ConfigOption, JsonOption, TokenOption, UrlOption
+from hub.cli.options import DEFAULT_URL, ConfigOption, JsonOption, TokenOption, UrlOption
+from hub.cli.render import print_explanation
+from hub.cli.shutdown import serve_until_signalled
 from hub.config import ApiKeyConfig, HubConfig, load_config, require_auth_beyond_loopback
 from hub.drain import DrainPhase, DrainReport
 from hub.endpoint import HttpServer, bind_socket, run_event_loop
@@ -48,7 +49,6 @@ from hub.errors import RATE_LIMITED, ConfigError, HubError
 from hub.http_server import HttpLimits
 from hub.logs import LogFormat, counted, setup_logging
 from hub.servers import ServerState, ServerStatus
-from hub.shutdown import serve_until_signalled
 from hub.trust_config import force_locked
 
 __all__ = ["app", "main"]
@@ -809,8 +809,8 @@ def _usage_error(exc: Exception) -> tuple[str, int] | None:
 
 
 def _register_trust_commands() -> None:
-    from hub.cli_search import search  # these reach this module's helpers at run time
-    from hub.cli_trust import lock, pins_app
+    from hub.cli.pins import lock, pins_app
+    from hub.cli.search import search  # these reach this module's helpers at run time
 
     app.add_typer(pins_app, name="pins")
     app.command("lock")(lock)
