@@ -1,14 +1,21 @@
-"""`mcphub explain`'s table: an explanation (`hub.explain.explain`, as `/me/explain` and
-`/admin/explain` answer it) laid out for people, one row per thing that decides the call."""
+"""What `mcphub` prints for people: tables whose names are never cut (servers, routes, search
+results) and `mcphub explain`'s table (an explanation, `hub.explain.explain`, as `/me/explain`
+and `/admin/explain` answer it, one row per thing that decides the call). `--json` bypasses it."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, Final
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-__all__ = ["print_explanation"]
+from hub.cli.runner import out
+from hub.logs import counted
+
+__all__ = ["Cell", "print_explanation", "print_routes", "print_servers", "print_table"]
 
 
 def _bucket(limit: dict[str, Any] | None) -> str:
@@ -86,3 +93,91 @@ def print_explanation(data: dict[str, Any], console: Console) -> None:
     console.print(table)
     word = "callable" if verdict["callable"] else "NOT callable"
     console.print(f"verdict: {word}: " + "; ".join(verdict["reasons"]), markup=False)
+
+
+_SQUEEZED_COLUMN_CELLS: Final = 6
+"""The least width (content and padding) a table leaves each wrapping column."""
+
+Cell = str | Text
+"""A table cell: plain text (never markup), or a styled `Text`."""
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], whole: Collection[int]) -> None:
+    """Print a table for people. The columns at the indexes in `whole` (the names people copy:
+    exposed names, server ids) are never wrapped or cut; the others wrap, folding long words,
+    the widest first, to make room. When even that does not fit the console, the table is
+    printed wider than the console (the terminal wraps its lines) rather than cut a name.
+    A `str` cell is plain text (never markup); a `Text` cell keeps its style."""
+    table = Table()
+    for index, header in enumerate(headers):
+        if index in whole:
+            table.add_column(header, no_wrap=True, overflow="ignore")
+        else:
+            table.add_column(header, overflow="fold")
+    cells = [[Text(cell) if isinstance(cell, str) else cell for cell in row] for row in rows]
+    for row in cells:
+        table.add_row(*row)
+    needed = len(headers) + 1  # borders
+    for index, header in enumerate(headers):
+        if index in whole:
+            needed += max([cell_len(header)] + [row[index].cell_len for row in cells]) + 2
+        else:
+            needed += _SQUEEZED_COLUMN_CELLS
+    if needed > out.width:
+        table.width = needed
+    out.print(table, crop=False)
+
+
+_STATE_COLOURS: Final = {
+    "ready": "green",
+    "degraded": "yellow",
+    "open": "red",
+    "failed": "red",
+    "restarting": "yellow",
+    "starting": "yellow",
+}
+
+
+def print_servers(servers: list[dict[str, Any]]) -> None:
+    """The servers table: one row per server connection (`ServerStatus.as_json()` shapes)."""
+    headers = ("server", "state", "transport", "protocol", "tools", "resources", "prompts", "restarts")
+    rows: list[list[Cell]] = []
+    for s in servers:
+        name = Text(s["server_id"])
+        if s.get("replica_of"):
+            name.append(f" (replica of {s['replica_of']})", style="dim")
+        failures = s.get("consecutive_failures", 0)
+        rows.append(
+            [
+                name,
+                Text(s["state"], style=_STATE_COLOURS.get(s["state"], "dim")),
+                s["transport"],
+                s["protocol_version"] or "-",
+                str(s["tools"]),
+                str(s["resources"] + s["resource_templates"]),
+                str(s["prompts"]),
+                str(s["restarts"]),
+                s.get("breaker", "closed") + (f" ({counted(failures, 'failure')})" if failures else ""),
+                s["last_error"] or "",
+            ]
+        )
+    print_table((*headers, "breaker", "last error"), rows, whole=(0,))
+
+
+def print_routes(routes: list[dict[str, Any]]) -> None:
+    """The routes table: one row per route (`/me/routes` shapes), exposed names never cut."""
+    headers = ("exposed name", "kind", "server", "original", "server state", "fallback chain", "serving now", "note")
+    rows: list[list[Cell]] = [
+        [
+            r["exposed"],
+            r["kind"],
+            r["server_id"],
+            r["original"],
+            r["server_state"],
+            " -> ".join(r.get("chain") or [r["server_id"]]),
+            r.get("serving") or "-",
+            "; ".join(r.get("notes") or ([r["note"]] if r["note"] else [])),
+        ]
+        for r in routes
+    ]
+    print_table(headers, rows, whole=(0,))
