@@ -126,6 +126,7 @@ class Banner:
             self.console.print(text)
 
     def config_loaded(self, source: str, config: HubConfig) -> None:
+        """Step 1 is done: where the config came from and its servers."""
         self.say(
             f"mcphub: config {escape(source)}, {counted(len(config.servers), 'server')}",
             {"event": "config", "source": source, "servers": list(config.servers)},
