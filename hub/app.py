@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,18 +23,28 @@ from hub.cluster.session_ids import SessionIds
 from hub.cluster.session_state import SessionState
 from hub.cluster.store import SharedStore, store_for
 from hub.config import HubConfig, MemberConfig, ServerEntry, load_config
-from hub.config.trust import lockfile_path, pinning_for
-from hub.endpoint import DrainPhase, DrainReport, Endpoint, EndpointServices, build_http_app
+from hub.config.trust import force_locked, lockfile_path, pinning_for
+from hub.endpoint import (
+    DrainPhase,
+    DrainReport,
+    Endpoint,
+    EndpointServices,
+    HttpLimits,
+    HttpServer,
+    bind_socket,
+    build_http_app,
+    run_event_loop,
+)
 from hub.endpoint.authentication import Authenticator
 from hub.endpoint.drain import Drain
 from hub.endpoint.era_bridge import Bridge
 from hub.endpoint.rate_limits import RateLimiter
-from hub.endpoint.search_mode import search_configured
+from hub.endpoint.search_mode import MAX_SEARCH_LIMIT, search_configured
 from hub.endpoint.server_requests import Subscriptions
 from hub.endpoint.tasks import TaskRelay
 from hub.errors import ConfigError
 from hub.federation import Federation
-from hub.lockfile import LockEntries, read_lockfile
+from hub.lockfile import LockEntries, read_lockfile, write_lockfile
 from hub.logs import counted
 from hub.metrics import HubMetrics
 from hub.pin_store import PinStore, ReadOnlyPinStore, StatePinStore
@@ -43,7 +53,8 @@ from hub.policy import Access, Policy
 from hub.prepared_lists import warm_lists
 from hub.reload import ReloadReport, effective_config, plan_reload
 from hub.router import Router
-from hub.servers import Fleet, ServerConnection, ServerStatus
+from hub.search import DEFAULT_LIMIT as DEFAULT_SEARCH_LIMIT
+from hub.servers import Fleet, ServerConnection, ServerState, ServerStatus
 from hub.startup import default_max_concurrent_starts
 from hub.state import StateFile, state_path
 from hub.tracing import CallTracer, tracer_provider_from_config
@@ -51,7 +62,29 @@ from hub.tracing import CallTracer, tracer_provider_from_config
 if TYPE_CHECKING:
     from hub.cluster.pins import PinSync, RedisPinStore
 
-__all__ = ["DEFAULT_CONFIG_NAME", "Hub", "demo_config", "resolve_config", "startup_bound_seconds"]
+# Besides the hub itself: what the command line (`hub.cli`) uses of the layers below, so that
+# it imports `hub.app` only (cli -> app -> endpoint / servers -> core): the types it prints or
+# passes on, the lockfile functions and the search limits of its options.
+__all__ = [
+    "DEFAULT_CONFIG_NAME",
+    "DEFAULT_SEARCH_LIMIT",
+    "MAX_SEARCH_LIMIT",
+    "DrainPhase",
+    "DrainReport",
+    "HttpServer",
+    "Hub",
+    "LockEntries",
+    "ServerState",
+    "ServerStatus",
+    "demo_config",
+    "force_locked",
+    "lockfile_path",
+    "read_lockfile",
+    "resolve_config",
+    "run_event_loop",
+    "startup_bound_seconds",
+    "write_lockfile",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -386,6 +419,58 @@ class Hub:
                 yield
 
         return build_http_app(self.endpoint, lifespan)
+
+    # ---- serving and reporting: what the command line (`hub.cli`) runs ----
+
+    def bind_http(self) -> tuple[HttpServer, str]:
+        """Bind `config.listen` now (port 0: any free one, known before serving) and build the
+        HTTP server of `http_app()` on it, with the config's head/body limits
+        (`max_header_bytes`, `header_timeout_seconds`, `body_timeout_seconds`), leaving SIGINT and
+        SIGTERM to the caller (`hub.cli.shutdown` drains on them).
+
+        :returns: the server (`await server.serve()` runs it until `server.stop()`) and the URL
+            of its MCP endpoint (`http://host:port/mcp`, an IPv6 host in brackets, RFC 3986 3.2.2).
+        :raises OSError: the address is in use or cannot be bound.
+        """
+        sock = bind_socket(self.config.listen.host, self.config.listen.port)
+        host, port = sock.getsockname()[:2]
+        shown_host = f"[{host}]" if ":" in host else host
+        server = HttpServer(self.http_app(), sock, limits=HttpLimits.from_config(self.config), handle_signals=False)
+        return server, f"http://{shown_host}:{port}/mcp"
+
+    async def serve_stdio(self) -> None:
+        """Serve the aggregated catalog on this process's stdin/stdout until stdin closes (inside
+        `running()`). Its list requests wait for every server's first start attempt."""
+        await self.endpoint.serve_stdio()
+
+    def hurry_drain(self, cause: str) -> None:
+        """Cut a running `drain()` short (a second signal): skip what is left of the grace and of
+        the wait, and fail the MCP requests in flight at once with -32000."""
+        self.endpoint.drain.hurry(cause)
+
+    async def wait_started(self) -> None:
+        """Wait (inside `running()`) until every server has had its first start attempt, servers
+        a reload is adding included; at most `startup_bound_seconds(config)`, then return anyway."""
+        with anyio.move_on_after(startup_bound_seconds(self.config)):
+            await self.fleet.startup.wait_settled()
+
+    def server_statuses(self) -> list[ServerStatus]:
+        """Every server connection's `ServerStatus` now (a server with replicas: one per member,
+        `<server_id>/<n>`), in config order."""
+        return [connection.status() for connection in self.fleet.connections.values()]
+
+    def routes_json(self) -> list[dict[str, Any]]:
+        """Every route with its server's state and fallback chain, as `GET /admin/routes` answers."""
+        return self.endpoint.admin.routes_json()
+
+    def lock_entries(self, server_ids: Iterable[str]) -> LockEntries:
+        """The definitions the lockfile records for `server_ids` (tools, prompts, resource
+        templates as last listed, with their fingerprints: `hub.lockfile`)."""
+        return {
+            (server_id, kind, name): definition
+            for server_id in server_ids
+            for (kind, name), definition in self.catalog.definitions(server_id).items()
+        }
 
 
 def _build_endpoint(

@@ -12,12 +12,11 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 _UPPER = ("hub.endpoint", "hub.cli")
-"""The packages (and flat modules, `hub/cli_*.py`) only the layers above them may import."""
+"""The packages only the layers above them may import."""
 
 _ABOVE_OR_BESIDE = (
     "hub/endpoint/",  # the endpoint side itself
-    "hub/cli",  # the command line: `hub/cli.py`, `hub/cli_*.py` or the package `hub/cli/`
-    "hub/shutdown.py",  # how `mcphub serve` stops (the command line's)
+    "hub/cli/",  # the command line
     "hub/app.py",  # the composition root, above everything it wires
     "hub/__main__.py",  # `python -m hub` is `mcphub`
     "hub/cluster/",  # replicas: beside the endpoint (its session copies act on the endpoint's sessions)

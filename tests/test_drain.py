@@ -1,4 +1,4 @@
-"""Draining for deploys (`hub.endpoint.drain`, `hub.shutdown`): on SIGTERM `/readyz` turns 503 at once,
+"""Draining for deploys (`hub.endpoint.drain`, `hub.cli.shutdown`): on SIGTERM `/readyz` turns 503 at once,
 new requests are served through `shutdown_grace_seconds`, in-flight calls finish (bounded by
 `drain_timeout_seconds`, then fail with -32000 `shutting_down`), open SSE streams end cleanly,
 and `mcphub serve` exits 0; a second signal stops at once.

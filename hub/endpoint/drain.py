@@ -1,5 +1,5 @@
 """Draining a serving hub for a deploy: its phases, what each phase does to HTTP traffic, and
-the sequence `mcphub serve` runs on SIGTERM (`hub.shutdown` maps signals to it).
+the sequence `mcphub serve` runs on SIGTERM (`hub.cli.shutdown` maps signals to it).
 
 A drain goes through these phases (`DrainPhase`):
 

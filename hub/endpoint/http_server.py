@@ -26,7 +26,7 @@ more CPU per request. `HubHttpProtocol` is a small subclass of the httptools pro
 `bind_socket` makes the listening socket, never inheritable by child processes (stdio servers).
 
 `HttpServer(handle_signals=False)` leaves SIGINT and SIGTERM to its caller (`mcphub serve`
-drains on them: `hub.endpoint.drain`, `hub.shutdown`). uvicorn's own handling does not fit a drain: it
+drains on them: `hub.endpoint.drain`, `hub.cli.shutdown`). uvicorn's own handling does not fit a drain: it
 stops accepting at once, sse-starlette (which the SDK's SSE responses use) patches uvicorn's
 signal handler to end every SSE response abruptly, in-flight answers included (the client reads
 an incomplete chunked body), and once stopped uvicorn re-raises the signal, so the process dies

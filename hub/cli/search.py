@@ -8,7 +8,7 @@ a profile (`--profile NAME`): the same index, the same policy filter, the same r
 found through synonyms); never a score, which means nothing outside one search. `--json` prints
 the hub's answer, the definitions included. Exit code 1 when nothing is found.
 
-It follows `hub.cli`'s conventions (`--url`, `--token`, `--json`, one-line errors); `hub.cli`
+It follows `hub.cli.runner`'s conventions (`--url`, `--token`, `--json`, one-line errors); `hub.cli`
 registers it.
 """
 
@@ -19,9 +19,11 @@ from urllib.parse import quote, urlencode
 
 import typer
 
-from hub.cli_options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
-from hub.endpoint.search_mode import MAX_SEARCH_LIMIT
-from hub.search import DEFAULT_LIMIT
+from hub.app import DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT
+from hub.cli.client import admin_get
+from hub.cli.options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
+from hub.cli.render import print_table
+from hub.cli.runner import out, run_command
 
 __all__ = ["search"]
 
@@ -50,7 +52,7 @@ def search(
     query: Annotated[str, typer.Argument(metavar="QUERY", help="What the model would search for, in plain words.")],
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, max=MAX_SEARCH_LIMIT, help="Most tools to show.")
-    ] = DEFAULT_LIMIT,
+    ] = DEFAULT_SEARCH_LIMIT,
     profile: Annotated[
         str | None, typer.Option("--profile", help="Search a profile's tools (/profiles/NAME/mcp) instead of /mcp.")
     ] = None,
@@ -60,27 +62,26 @@ def search(
 ) -> None:
     """Search the tools the token's principal may use, as search_tools does for a model: rank,
     exposed name, server, and why each matched. Exit code 1 when nothing is found."""
-    from hub import cli
 
     async def run() -> None:
         params: dict[str, Any] = {"q": query, "limit": limit}
         if profile is not None:
             params["profile"] = profile
-        data = await cli._admin_get(url, f"/me/search?{urlencode(params, quote_via=quote)}", token)
+        data = await admin_get(url, f"/me/search?{urlencode(params, quote_via=quote)}", token)
         if json_output:
-            cli._out.print_json(data=data)
+            out.print_json(data=data)
         else:
             where = f"profile {data['profile']}" if data.get("profile") else "/mcp"
-            cli._out.print(f"catalog mode for you on {where}: {data['mode']}", markup=False)
+            out.print(f"catalog mode for you on {where}: {data['mode']}", markup=False)
             rows: list[list[Any]] = [
                 [str(r["rank"]), r["name"], r["server_id"] or "-", _why(r["matched"]), _snippet(r["description"])]
                 for r in data["results"]
             ]
             if rows:
-                cli._print_table(("rank", "exposed name", "server", "why it matched", "description"), rows, whole=(1,))
+                print_table(("rank", "exposed name", "server", "why it matched", "description"), rows, whole=(1,))
             else:
-                cli._out.print(f"no tool found for {query!r}", markup=False)
+                out.print(f"no tool found for {query!r}", markup=False)
         if not data["results"]:
             raise typer.Exit(1)
 
-    cli._run(run)
+    run_command(run)

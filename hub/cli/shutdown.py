@@ -1,4 +1,4 @@
-"""How `mcphub serve` (over HTTP) stops: SIGTERM and SIGINT start a drain (`hub.endpoint.drain`), a
+"""How `mcphub serve` (over HTTP) stops: SIGTERM and SIGINT start a drain (`Hub.drain`), a
 second one stops at once, and the exit status says which.
 
 - **SIGTERM** (Kubernetes, systemd, `docker stop`): a drain with the grace,
@@ -27,9 +27,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 import anyio.abc
 
-from hub.app import Hub
-from hub.endpoint.drain import DrainPhase, DrainReport
-from hub.endpoint.http_server import HttpServer
+from hub.app import DrainPhase, DrainReport, HttpServer, Hub
 
 __all__ = ["serve_until_signalled"]
 
@@ -42,7 +40,7 @@ async def serve_until_signalled(
     *,
     on_phase: Callable[[DrainPhase, DrainReport], Awaitable[None]] | None = None,
 ) -> int:
-    """Run `server` (built with `handle_signals=False`) until SIGTERM or SIGINT, drain `hub`,
+    """Run `server` (from `Hub.bind_http`, which leaves the signals to its caller) until SIGTERM or SIGINT, drain `hub`,
     stop; return the exit status (0, or 128 + the signal that stopped it at once).
 
     :param on_phase: awaited as each phase of the drain begins (`Hub.drain`).
@@ -69,7 +67,7 @@ async def serve_until_signalled(
                 elif hurried_by is None:
                     hurried_by = signum
                     logger.warning("%s during the drain: stopping at once", name)
-                    hub.endpoint.drain.hurry(name)
+                    hub.hurry_drain(name)
                 else:
                     logger.info("%s ignored: already stopping at once", name)
 

@@ -7,7 +7,7 @@
 - `mcphub pins approve NAME|SERVER` or `mcphub pins approve --all`: pin what is pending.
 - `mcphub lock [-c CONFIG] [-o PATH] [--json]`: start every server once and write the lockfile.
 
-They follow `hub.cli`'s conventions (`--url`, `--token`, `--json`, one-line errors, exit codes:
+They follow `hub.cli.runner`'s conventions (`--url`, `--token`, `--json`, one-line errors, exit codes:
 1 for a refusal or a failed server, 2 for a bad config); `hub.cli` registers them.
 """
 
@@ -21,11 +21,12 @@ import httpx2
 import typer
 from rich.table import Table
 
-from hub.cli_options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
+from hub.app import Hub, LockEntries, lockfile_path, read_lockfile, resolve_config, write_lockfile
+from hub.cli.client import admin_get, auth_headers, refusal
+from hub.cli.options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
+from hub.cli.runner import exit_with, fail, out, run_command, setup_command_logging
 from hub.config import HubConfig
-from hub.config.trust import lockfile_path
 from hub.errors import ConfigError
-from hub.lockfile import LockEntries, read_lockfile, write_lockfile
 
 __all__ = ["lock", "pins_app"]
 
@@ -39,12 +40,11 @@ def pins(
     """List every pinned or pending definition: name, server, kind, status, first seen, last changed."""
     if ctx.invoked_subcommand is not None:
         return
-    from hub import cli
 
     async def run() -> None:
-        data = await cli._admin_get(url, "/admin/pins", token)
+        data = await admin_get(url, "/admin/pins", token)
         if json_output:
-            cli._out.print_json(data=data)
+            out.print_json(data=data)
             return
         table = Table("name", "server", "kind", "status", "first seen", "last changed", "note")
         colours = {"pinned": "green", "changed": "yellow", "new": "yellow", "held": "red"}
@@ -60,9 +60,9 @@ def pins(
                 row["last_changed"] or "-",
                 note,
             )
-        cli._out.print(table)
+        out.print(table)
 
-    cli._run(run)
+    run_command(run)
 
 
 @pins_app.command("diff")
@@ -73,33 +73,32 @@ def diff(
     json_output: JsonOption = False,
 ) -> None:
     """Show what changed between a definition's pin (or lockfile entry) and what its server lists now."""
-    from hub import cli
 
     async def run() -> None:
-        async with httpx2.AsyncClient(timeout=10.0, headers=cli._auth_headers(token)) as client:
+        async with httpx2.AsyncClient(timeout=10.0, headers=auth_headers(token)) as client:
             response = await client.get(url.rstrip("/") + "/admin/pins/diff", params={"name": name})
         if response.status_code == 404:
-            cli._fail(str(response.json().get("error", f"no pinned route named {name!r}")))
+            fail(str(response.json().get("error", f"no pinned route named {name!r}")))
         if response.status_code != 200:
-            cli._fail(cli._refusal(response, "/admin/pins/diff"))
+            fail(refusal(response, "/admin/pins/diff"))
         data = response.json()
         if json_output:
-            cli._out.print_json(data=data)
+            out.print_json(data=data)
             return
-        cli._out.print(
+        out.print(
             f"{data['exposed']} ({data['kind']} {data['original']!r} of server {data['server_id']}): {data['status']}"
             + (f" ({data['reason']})" if data["reason"] else ""),
             markup=False,
         )
-        cli._out.print(f"  pinned  {data['pinned'] or '-'}\n  current {data['current'] or '-'}", markup=False)
+        out.print(f"  pinned  {data['pinned'] or '-'}\n  current {data['current'] or '-'}", markup=False)
         if not data["description"] and not data["changes"]:
-            cli._out.print("no difference", markup=False)
+            out.print("no difference", markup=False)
         if data["description"]:
-            cli._out.print(data["description"].rstrip("\n"), markup=False)
+            out.print(data["description"].rstrip("\n"), markup=False)
         for change in data["changes"]:
-            cli._out.print(_change_line(change), markup=False)
+            out.print(_change_line(change), markup=False)
 
-    cli._run(run)
+    run_command(run)
 
 
 def _short(value: Any, limit: int = 200) -> str:
@@ -126,33 +125,31 @@ def approve(
     json_output: JsonOption = False,
 ) -> None:
     """Pin what is pending (changed or new) for a name, a server, or everything: it is served again."""
-    from hub import cli
-
     if (target is None) == (not all_):
-        cli._exit_with("give a NAME or SERVER, or --all", 2, ValueError("bad arguments"))
+        exit_with("give a NAME or SERVER, or --all", 2, ValueError("bad arguments"))
     body: dict[str, Any] = {"all": True} if all_ else {"target": target}
 
     async def run() -> None:
-        async with httpx2.AsyncClient(timeout=30.0, headers=cli._auth_headers(token)) as client:
+        async with httpx2.AsyncClient(timeout=30.0, headers=auth_headers(token)) as client:
             response = await client.post(url.rstrip("/") + "/admin/pins/approve", json=body)
         if response.status_code in (404, 409):
-            cli._fail(str(response.json().get("error", "refused")))
+            fail(str(response.json().get("error", "refused")))
         if response.status_code != 200:
-            cli._fail(cli._refusal(response, "POST /admin/pins/approve"))
+            fail(refusal(response, "POST /admin/pins/approve"))
         data = response.json()
         if json_output:
-            cli._out.print_json(data=data)
+            out.print_json(data=data)
             return
         approved = data["approved"]
         if not approved:
-            cli._out.print("nothing was pending: no definition approved", markup=False)
+            out.print("nothing was pending: no definition approved", markup=False)
         else:
             names = ", ".join(f"{r['exposed']} ({r['server_id']})" for r in approved)
-            cli._out.print(f"approved {len(approved)} definition(s): {names}", markup=False)
+            out.print(f"approved {len(approved)} definition(s): {names}", markup=False)
         for skipped in data["skipped"]:
-            cli._out.print(f"skipped {skipped['server_id']}: {skipped['reason']}", markup=False)
+            out.print(f"skipped {skipped['server_id']}: {skipped['reason']}", markup=False)
 
-    cli._run(run)
+    run_command(run)
 
 
 def _unpinned(config: HubConfig) -> HubConfig:
@@ -186,10 +183,7 @@ def lock(
     """Start every server once and write the lockfile (`hub.lock`): every tool, prompt and
     resource-template definition with its fingerprint, for `pinning: locked` / `serve --locked`.
     Exit code 1 (and nothing written) when a server does not start."""
-    from hub import cli
-    from hub.app import Hub, resolve_config, startup_bound_seconds
-
-    cli._setup_logging("debug" if cli._state["debug"] else "error")
+    setup_command_logging("error")
 
     async def run() -> None:
         hub_config, source = resolve_config(config)
@@ -197,16 +191,12 @@ def lock(
         hub = Hub(_unpinned(hub_config), pins_read_only=True)
         enabled = sorted(sid for sid, server in hub_config.servers.items() if server.enabled)
         async with hub.running():
-            await hub.fleet.wait_first_attempts(startup_bound_seconds(hub_config))
-            statuses = [c.status().as_json() for c in hub.fleet.connections.values()]
-            entries: LockEntries = {
-                (sid, kind, name): definition
-                for sid in enabled
-                for (kind, name), definition in hub.catalog.definitions(sid).items()
-            }
+            await hub.wait_started()
+            statuses = [status.as_json() for status in hub.server_statuses()]
+            entries = hub.lock_entries(enabled)
         failed = [s for s in statuses if s["state"] not in ("ready", "degraded", "disabled")]
         if failed:
-            cli._fail(
+            fail(
                 f"lockfile not written: {len(failed)} of {len(statuses)} servers failed: "
                 + ", ".join(f"{s['server_id']} ({s['last_error']})" for s in failed)
             )
@@ -217,15 +207,13 @@ def lock(
         try:
             write_lockfile(path, entries, enabled)
         except OSError as exc:
-            cli._fail(f"cannot write {path}: {exc.strerror or exc}")
+            fail(f"cannot write {path}: {exc.strerror or exc}")
         summary = _summary(previous, entries)
         if json_output:
-            cli._out.print_json(
+            out.print_json(
                 data={"lockfile": str(path), "config": source, "servers": enabled, "definitions": len(entries)}
             )
         else:
-            cli._out.print(
-                f"wrote {path}: {len(entries)} definitions of {len(enabled)} servers ({summary})", markup=False
-            )
+            out.print(f"wrote {path}: {len(entries)} definitions of {len(enabled)} servers ({summary})", markup=False)
 
-    cli._run(run)
+    run_command(run)
