@@ -54,6 +54,7 @@ from hub.servers import ServerConnection, ServerState
 from hub.session_registry import NOTIFY_TIMEOUT_SECONDS, SessionRegistry
 from hub.suggestions import suggest
 from hub.tasks import FaceTasks
+from hub.wire_results import held
 
 __all__ = ["FaceHandlers"]
 
@@ -128,16 +129,20 @@ class FaceHandlers:
         )
 
     async def call_tool(self, ctx: _Context, params: types.CallToolRequestParams) -> Any:
-        """`tools/call`: search mode's two tools (`hub.search_mode`), or `direct_call`."""
+        """`tools/call`: search mode's two tools (`hub.search_mode`), or `direct_call`. A plain
+        result the server sent is left for `hub.wire_results.middleware` (`held`)."""
         search = self._search
         if search is not None and search.serves(principal := caller_principal(ctx), params.name):
-            return await search.call(
-                ctx, params, principal, client_key(ctx), self.direct_call, lambda: self.announce_found(ctx)
+            return held(
+                await search.call(
+                    ctx, params, principal, client_key(ctx), self.direct_call, lambda: self.announce_found(ctx)
+                )
             )
-        return await self.direct_call(ctx, params)
+        return held(await self.direct_call(ctx, params))
 
     async def direct_call(self, ctx: _Context, params: types.CallToolRequestParams) -> Any:
-        """`tools/call` of an exposed name: resolve, admit, route, expose."""
+        """`tools/call` of an exposed name: resolve, admit, route, expose. A plain result comes
+        back as the server sent it (`hub.wire_results.WireResult`)."""
         face, tasks = self._face, self._tasks
         owner = await self.settled(ctx, params.name, face.resolve_tool)
         allowed, disclose = await self.admitted(ctx, "tools", params.name)
@@ -149,8 +154,8 @@ class FaceHandlers:
             progress = ctx.session.report_progress
         level = self.log_level(ctx)
 
-        async def send(**mrtr: Any) -> types.Result:
-            extra = {"log_level": level, **mrtr}
+        async def send(**mrtr: Any) -> Any:  # a model, or a WireResult (hub.wire_results)
+            extra = {"log_level": level, "wire": True, **mrtr}
             if (task := tasks.task_param(ctx, params)) is not None:
                 extra["task"] = task
             return await self._router.call_tool(owner[0], owner[1], params.arguments, progress, **extra)

@@ -14,6 +14,8 @@ The middleware chain of every face, outermost first (`HubServer.middleware`):
    past the SDK's `CallToolResult` shaping;
 5. the prepared lists' middleware (`hub.prepared_lists.PreparedLists.middleware`): puts a list's
    prepared page (wire dicts) in the result the SDK shaped around an empty one;
+6. the wire results' middleware (`hub.wire_results.middleware`): puts a plain `tools/call`
+   result's content, as the server sent it, in the envelope the SDK shaped around a stub;
 
 then the SDK's params validation and the request's handler (`get_request_handler(method)`).
 """
@@ -32,6 +34,7 @@ from mcp.server.models import InitializationOptions
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.exceptions import MCPDeprecationWarning
 
+from hub import wire_results
 from hub.callers import client_channel
 from hub.config import DEFAULT_LIST_PAGE_SIZE
 from hub.face_services import FaceServices
@@ -215,6 +218,7 @@ def build_mcp_server(
         services.bridge.boundary(name),
         tasks.middleware,
         handlers.lists.middleware,
+        wire_results.middleware,
     ]
     return server
 
