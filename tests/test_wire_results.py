@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import httpx2
 import mcp_types as types
 import orjson
 import pytest
@@ -22,10 +23,13 @@ from hub.era_routing import restamped
 from hub.servers.raw_calls import call_tool_raw, schema_free
 from hub.servers.state import ServerSnapshot
 from hub.wire_results import WireResult, plain_call_result
+from tests.conftest import INITIALIZE, MCP_HEADERS, fixture_entry, running_hub
 
 pytestmark = pytest.mark.anyio
 
 VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
+MODERN = MODERN_PROTOCOL_VERSIONS[-1]
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
 STAMP = {"name": "srv", "version": "1"}
 
 PLAIN: list[dict[str, Any]] = [
@@ -185,3 +189,64 @@ def test_only_listed_tools_without_an_output_schema_may_take_the_raw_path() -> N
     assert schema_free(listed, "echo") and not schema_free(listed, "typed") and not schema_free(listed, "unlisted")
     listed.snapshot = ServerSnapshot(tools=(types.Tool(name="unlisted", input_schema={"type": "object"}),))
     assert schema_free(listed, "unlisted") and not schema_free(listed, "echo")
+
+
+# ---- through a real hub: the bytes a client gets, raw path against model path ----
+
+
+async def test_through_the_hub_a_plain_call_answers_the_same_bytes_as_the_model_path_in_both_eras(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hub.servers import raw_calls
+
+    calls = [
+        ("fx__echo", {"text": 'hi é \u2028 "q"'}),
+        ("fx__fail", {}),
+        ("fx__whoami", {}),
+    ]
+    async with running_hub({"fx": fixture_entry("fx")}) as hub:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            opened = await http.post(hub.url, json=INITIALIZE, headers=MCP_HEADERS)
+            session = {
+                **MCP_HEADERS,
+                "mcp-session-id": opened.headers["mcp-session-id"],
+                "mcp-protocol-version": "2025-11-25",
+            }
+            await http.post(hub.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+
+            async def answers() -> list[bytes]:
+                got: list[bytes] = []
+                for n, (name, arguments) in enumerate(calls):
+                    call = {
+                        "jsonrpc": "2.0",
+                        "id": n,
+                        "method": "tools/call",
+                        "params": {"name": name, "arguments": arguments},
+                    }
+                    got.append((await http.post(hub.url, json=call, headers=session)).content)
+                    modern = {**call, "params": {**call["params"], "_meta": MODERN_META}}
+                    headers = {
+                        **MCP_HEADERS,
+                        "mcp-protocol-version": MODERN,
+                        "mcp-method": "tools/call",
+                        "mcp-name": name,
+                    }
+                    got.append((await http.post(hub.url, json=modern, headers=headers)).content)
+                return got
+
+            plain: list[bool] = []
+
+            def noting(raw: Any) -> bool:
+                plain.append(plain_call_result(raw))
+                return plain[-1]
+
+            with anyio.fail_after(30):
+                monkeypatch.setattr(raw_calls, "plain_call_result", noting)
+                raw = await answers()
+                monkeypatch.setattr(raw_calls, "schema_free", lambda connection, name: False)  # the model path
+                model = await answers()
+    assert plain == [True] * len(raw)  # every answer of the first pass took the raw path
+    assert raw == model
+    assert orjson.loads(raw[0])["result"]["content"] == [{"text": calls[0][1]["text"], "type": "text"}]
+    assert orjson.loads(raw[2])["result"]["isError"] is True
+    assert orjson.loads(raw[3])["result"]["resultType"] == "complete"
