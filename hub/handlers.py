@@ -245,7 +245,8 @@ class FaceHandlers:
         return self.lists.result(ctx, caller_principal(ctx), "prompts", self._face.prompts(), params, self.envelope())
 
     async def get_prompt(self, ctx: _Context, params: types.GetPromptRequestParams) -> Any:
-        """`prompts/get` of an exposed name: resolve, admit, route, expose."""
+        """`prompts/get` of an exposed name: resolve, admit, route, expose (a plain result as the
+        server sent it: `hub.wire_results`)."""
         face = self._face
         owner = await self.settled(ctx, params.name, face.resolve_prompt)
         allowed, disclose = await self.admitted(ctx, "prompts", params.name)
@@ -253,11 +254,11 @@ class FaceHandlers:
             raise await self.not_found(ctx, "prompts", params.name, disclose=disclose)
         _refuse_held(face, "prompts", owner, params.name)
 
-        async def send(**mrtr: Any) -> types.Result:
-            return await self._router.get_prompt(owner[0], owner[1], params.arguments, **mrtr)
+        async def send(**mrtr: Any) -> Any:  # a model, or a WireResult (hub.wire_results)
+            return await self._router.get_prompt(owner[0], owner[1], params.arguments, wire=True, **mrtr)
 
         result = await self.routed(ctx, owner[0], params.input_responses, params.request_state, send)
-        return face.expose_result(owner[0], result)
+        return held(face.expose_result(owner[0], result))
 
     async def complete(self, ctx: _Context, params: types.CompleteRequestParams) -> types.CompleteResult:
         """`completion/complete` of a prompt's or a resource template's argument: the reference

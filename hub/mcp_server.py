@@ -14,8 +14,9 @@ The middleware chain of every face, outermost first (`HubServer.middleware`):
    past the SDK's `CallToolResult` shaping;
 5. the prepared lists' middleware (`hub.prepared_lists.PreparedLists.middleware`): puts a list's
    prepared page (wire dicts) in the result the SDK shaped around an empty one;
-6. the wire results' middleware (`hub.wire_results.middleware`): puts a plain `tools/call`
-   result's content, as the server sent it, in the envelope the SDK shaped around a stub;
+6. the wire results' middleware (`hub.wire_results.middleware`): puts a plain `tools/call` or
+   `prompts/get` result's content, as the server sent it, in the envelope the SDK shaped
+   around a stub;
 
 then the SDK's params validation and the request's handler (`get_request_handler(method)`).
 """

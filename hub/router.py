@@ -204,9 +204,9 @@ class Router:
 
     async def get_prompt(
         self, server_id: str, name: str, arguments: dict[str, str] | None, **mrtr: Any
-    ) -> types.GetPromptResult | types.InputRequiredResult:
+    ) -> types.GetPromptResult | types.InputRequiredResult | WireResult:
         """`prompts/get` of original prompt `name` on `server_id` (or its replicas and fallbacks);
-        `mrtr` as `call_tool`."""
+        `mrtr` (and `wire`) as `call_tool`."""
         return await self._dispatch(
             server_id,
             "prompts",

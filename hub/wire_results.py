@@ -2,20 +2,21 @@
 without a pydantic round trip.
 
 A plain `tools/call` result (text content, an optional `structuredContent` object, `isError`,
-`_meta`; `hub.servers.raw_calls` decides what is plain) used to be validated into a
-`CallToolResult` by the SDK client, copied by the hub's rewrites, dumped by the SDK server and
+`_meta`) or `prompts/get` result (text messages, a description; `PLAIN` decides what is plain)
+used to be validated into a model by the SDK client, copied by the hub's rewrites, dumped by the SDK server and
 validated again against the caller's protocol version (`mcp_types.methods.serialize_server_result`,
 the "sieve"). Here it stays the server's JSON object from the server connection to the HTTP
 response:
 
 - the router and the handlers carry a `WireResult` (its `is_error`, its size against
   `max_result_bytes`: `oversized`; the hop-level `_meta` stamps dropped: `restamped`);
-- the face's `tools/call` handler returns a small *envelope stub* in its place (`held`): the
-  result's `_meta`, `isError` and `resultType` with an empty content list and an empty
-  `structuredContent`, which the SDK shapes for the caller's version as it shapes any result
+- the face's handler returns a small *envelope stub* in its place (`held`): the result's
+  `_meta`, `isError` (`description`) and `resultType` with an empty content list and an empty
+  `structuredContent` (an empty message list), which the SDK shapes for the caller's version as it shapes any result
   (cache hints, the sieve, `resultType`, the modern era's `serverInfo` stamp);
 - `middleware`, the innermost of the face's chain, then puts the content blocks and the
-  `structuredContent` back into the shaped envelope, in the key order the sieve writes them.
+  `structuredContent` (the messages) back into the shaped envelope, in the key order the sieve
+  writes them.
 
 So the envelope is the SDK's, and the bulk (content, structuredContent) is the server's bytes,
 as `hub.prepared_lists` does for list items. What comes out is the same JSON, key for key and in
@@ -34,7 +35,7 @@ from mcp.server import ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
 from mcp_types import PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY
 
-__all__ = ["WireResult", "held", "middleware", "plain_call_result"]
+__all__ = ["PLAIN", "WireResult", "held", "middleware", "plain_call_result", "plain_prompt_result"]
 
 _HOP_META_KEYS: Final = (SERVER_INFO_META_KEY, PROTOCOL_VERSION_META_KEY)
 """`_meta` stamps that describe one hop (as `hub.era_routing.restamped` drops them)."""
@@ -43,6 +44,35 @@ _CALL_KEYS: Final = frozenset({"content", "structuredContent", "isError", "_meta
 
 _ENVELOPE_BYTES: Final = 256
 """Allowance for a result's fields outside its content (as `hub.resilience.oversized`)."""
+
+
+_PROMPT_KEYS: Final = frozenset({"description", "messages", "_meta", "resultType"})
+_ROLES: Final = frozenset({"user", "assistant"})
+
+
+def _text_block(block: Any) -> bool:
+    return type(block) is dict and len(block) == 2 and block.get("type") == "text" and type(block.get("text")) is str
+
+
+def _envelope_plain(raw: dict[str, Any]) -> bool:
+    return ("_meta" not in raw or type(raw["_meta"]) is dict) and raw.get("resultType", "complete") == "complete"
+
+
+def plain_prompt_result(raw: Any) -> bool:
+    """Whether a server's `prompts/get` result is plain: a JSON object of only `messages` (each
+    `{"role": "user" | "assistant", "content": <a text block>}`), `description` (a string),
+    `_meta` (an object) and `resultType` `"complete"`."""
+    if type(raw) is not dict or not raw.keys() <= _PROMPT_KEYS:
+        return False
+    messages = raw.get("messages")
+    if type(messages) is not list:
+        return False
+    for message in messages:
+        if type(message) is not dict or len(message) != 2 or message.get("role") not in _ROLES:
+            return False
+        if not _text_block(message.get("content")):
+            return False
+    return ("description" not in raw or type(raw["description"]) is str) and _envelope_plain(raw)
 
 
 def plain_call_result(raw: Any) -> bool:
@@ -54,31 +84,27 @@ def plain_call_result(raw: Any) -> bool:
     if type(raw) is not dict or not raw.keys() <= _CALL_KEYS:
         return False
     content = raw.get("content")
-    if type(content) is not list:
+    if type(content) is not list or not all(_text_block(block) for block in content):
         return False
-    for block in content:
-        if (
-            type(block) is not dict
-            or len(block) != 2
-            or block.get("type") != "text"
-            or type(block.get("text")) is not str
-        ):
-            return False
     if "structuredContent" in raw and type(raw["structuredContent"]) is not dict:
         return False
-    if "_meta" in raw and type(raw["_meta"]) is not dict:
-        return False
-    return type(raw.get("isError", False)) is bool and raw.get("resultType", "complete") == "complete"
+    return type(raw.get("isError", False)) is bool and _envelope_plain(raw)
+
+
+PLAIN: Final = {"tools/call": plain_call_result, "prompts/get": plain_prompt_result}
+"""Each method whose plain results travel as sent, and its test of plainness."""
 
 
 class WireResult:
-    """A plain `tools/call` result (`plain_call_result`) as the server sent it: `data`, a JSON
-    object with wire keys. Never mutated: `restamped` returns a new one."""
+    """A plain `tools/call` or `prompts/get` result (`PLAIN`) as the server sent it: `data`, a
+    JSON object with wire keys, the answer to `method`. Never mutated: `restamped` returns a
+    new one."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "method")
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any], method: str = "tools/call") -> None:
         self.data = data
+        self.method = method
 
     @property
     def is_error(self) -> bool:
@@ -100,23 +126,28 @@ class WireResult:
         data = {key: value for key, value in self.data.items() if key != "_meta"}
         if kept:
             data["_meta"] = kept
-        return WireResult(data)
+        return WireResult(data, self.method)
 
     def oversized(self, limit: int) -> bool:
-        """Whether the result's JSON is over `limit` bytes, measured block by block as
-        `hub.resilience.oversized` measures a model (stopping once past the limit)."""
+        """Whether the result's JSON is over `limit` bytes, measured block by block (message by
+        message) as `hub.resilience.oversized` measures a model (stopping once past the limit)."""
         total = _ENVELOPE_BYTES
-        items: list[Any] = list(self.data["content"])
-        if "structuredContent" in self.data:
-            items.append(self.data["structuredContent"])
+        if self.method == "prompts/get":
+            items: list[Any] = list(self.data["messages"])
+        else:
+            items = list(self.data["content"])
+            if "structuredContent" in self.data:
+                items.append(self.data["structuredContent"])
         for item in items:
             total += len(orjson.dumps(item))
             if total > limit:
                 return True
         return False
 
-    def model(self) -> types.CallToolResult:
+    def model(self) -> types.CallToolResult | types.GetPromptResult:
         """The result as the SDK's model (for a caller outside the face's middleware chain)."""
+        if self.method == "prompts/get":
+            return types.GetPromptResult.model_validate(self.data, by_name=False)
         return types.CallToolResult.model_validate(self.data, by_name=False)
 
     def stub(self) -> dict[str, Any]:
@@ -126,6 +157,12 @@ class WireResult:
         stub: dict[str, Any] = {}
         if "_meta" in data:
             stub["_meta"] = data["_meta"]
+        if self.method == "prompts/get":
+            if "description" in data:
+                stub["description"] = data["description"]
+            stub["messages"] = []
+            stub["resultType"] = "complete"
+            return stub
         stub["content"] = []
         if "structuredContent" in data:
             stub["structuredContent"] = {}
@@ -137,6 +174,12 @@ class WireResult:
         """`shaped` (the SDK's shaping of `stub()`) with this result's content blocks (in the
         sieve's key order, `text` then `type`) and `structuredContent` put in."""
         data = self.data
+        if self.method == "prompts/get":
+            messages = [
+                {"content": {"text": message["content"]["text"], "type": "text"}, "role": message["role"]}
+                for message in data["messages"]
+            ]
+            return {**shaped, "messages": messages}
         filled = {**shaped, "content": [{"text": block["text"], "type": "text"} for block in data["content"]]}
         if "structuredContent" in shaped:
             filled["structuredContent"] = data["structuredContent"]
@@ -156,7 +199,7 @@ _SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("hub_wire_r
 
 
 def held(result: Any) -> Any:
-    """What a `tools/call` handler returns for `result`: a `WireResult` is left for `middleware`
+    """What a `tools/call` or `prompts/get` handler returns for `result`: a `WireResult` is left for `middleware`
     (the SDK gets its envelope stub), or, when no middleware waits for it, turned into its
     model; any other result is returned as it is."""
     if not isinstance(result, WireResult):
@@ -169,9 +212,10 @@ def held(result: Any) -> Any:
 
 
 async def middleware(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
-    """Server middleware (innermost): a `tools/call` answer whose handler left a `WireResult`
-    (`held`) gets its content and `structuredContent` put into the envelope the SDK shaped."""
-    if ctx.method != "tools/call":
+    """Server middleware (innermost): a `tools/call` or `prompts/get` answer whose handler left
+    a `WireResult` (`held`) gets its content and `structuredContent` (its messages) put into the
+    envelope the SDK shaped."""
+    if ctx.method not in PLAIN:
         return await call_next(ctx)
     slot = _Slot()
     token = _SLOT.set(slot)

@@ -22,7 +22,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 from hub.era_routing import restamped
 from hub.servers.raw_calls import call_tool_raw, schema_free
 from hub.servers.state import ServerSnapshot
-from hub.wire_results import WireResult, plain_call_result
+from hub.wire_results import WireResult, plain_call_result, plain_prompt_result
 from tests.conftest import INITIALIZE, MCP_HEADERS, fixture_entry, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -59,6 +59,52 @@ NOT_PLAIN: list[Any] = [
     {"resultType": "input_required", "inputRequests": {}},
     {"content": [], "resultType": "task"},
 ]
+
+
+PLAIN_PROMPTS: list[dict[str, Any]] = [
+    {"messages": [{"role": "user", "content": {"type": "text", "text": "Hello, Ada!"}}]},
+    {"description": "d", "messages": [], "resultType": "complete"},
+    {
+        "messages": [
+            {"content": {"text": "é\n", "type": "text"}, "role": "assistant"},
+            {"role": "user", "content": {"type": "text", "text": ""}},
+        ],
+        "_meta": {SERVER_INFO_META_KEY: STAMP, "k": None},
+    },
+]
+
+NOT_PLAIN_PROMPTS: list[Any] = [
+    {"messages": [{"role": "system", "content": {"type": "text", "text": "x"}}]},
+    {"messages": [{"role": "user", "content": {"type": "image", "data": "AA==", "mimeType": "image/png"}}]},
+    {"messages": [{"role": "user", "content": {"type": "resource_link", "uri": "demo://r", "name": "r"}}]},
+    {"messages": [{"role": "user", "content": {"type": "text", "text": "x"}, "_meta": {}}]},
+    {"messages": [], "description": 5},
+    {"description": "no messages"},
+    {"messages": [], "resultType": "input_required"},
+]
+
+
+def _prompt_model_path(raw: dict[str, Any], version: str) -> dict[str, Any]:
+    model = restamped(types.GetPromptResult.model_validate(raw, by_name=False))
+    return serialize_server_result(
+        "prompts/get", version, model.model_dump(by_alias=True, mode="json", exclude_none=True)
+    )
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("raw", PLAIN_PROMPTS)
+def test_a_plain_prompt_is_answered_with_the_same_json_bytes_as_the_model_path_in_every_version(
+    raw: dict[str, Any], version: str
+) -> None:
+    assert plain_prompt_result(raw)
+    wire = WireResult(raw, "prompts/get").restamped()
+    shaped = wire.fill(serialize_server_result("prompts/get", version, wire.stub()))
+    assert orjson.dumps(shaped) == orjson.dumps(_prompt_model_path(raw, version))
+
+
+@pytest.mark.parametrize("raw", NOT_PLAIN_PROMPTS)
+def test_a_prompt_with_anything_beyond_text_messages_is_not_plain(raw: Any) -> None:
+    assert not plain_prompt_result(raw)
 
 
 def _model_path(raw: dict[str, Any], version: str) -> dict[str, Any]:
@@ -194,7 +240,7 @@ def test_only_listed_tools_without_an_output_schema_may_take_the_raw_path() -> N
 # ---- through a real hub: the bytes a client gets, raw path against model path ----
 
 
-async def test_through_the_hub_a_plain_call_answers_the_same_bytes_as_the_model_path_in_both_eras(
+async def test_through_the_hub_a_plain_call_or_prompt_answers_the_same_bytes_as_the_model_path_in_both_eras(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from hub.servers import raw_calls
@@ -232,21 +278,35 @@ async def test_through_the_hub_a_plain_call_answers_the_same_bytes_as_the_model_
                         "mcp-name": name,
                     }
                     got.append((await http.post(hub.url, json=modern, headers=headers)).content)
+                prompt = {"name": "fx__greet", "arguments": {"name": "Ada"}}
+                get = {"jsonrpc": "2.0", "id": "p", "method": "prompts/get", "params": prompt}
+                got.append((await http.post(hub.url, json=get, headers=session)).content)
+                modern_get = {**get, "params": {**prompt, "_meta": MODERN_META}}
+                headers = {
+                    **MCP_HEADERS,
+                    "mcp-protocol-version": MODERN,
+                    "mcp-method": "prompts/get",
+                    "mcp-name": "fx__greet",
+                }
+                got.append((await http.post(hub.url, json=modern_get, headers=headers)).content)
                 return got
 
             plain: list[bool] = []
 
             def noting(raw: Any) -> bool:
-                plain.append(plain_call_result(raw))
+                plain.append(plain_call_result(raw) or plain_prompt_result(raw))
                 return plain[-1]
 
             with anyio.fail_after(30):
-                monkeypatch.setattr(raw_calls, "plain_call_result", noting)
+                monkeypatch.setitem(raw_calls.PLAIN, "tools/call", noting)
+                monkeypatch.setitem(raw_calls.PLAIN, "prompts/get", noting)
                 raw = await answers()
                 monkeypatch.setattr(raw_calls, "schema_free", lambda connection, name: False)  # the model path
+                monkeypatch.setitem(raw_calls.PLAIN, "prompts/get", lambda raw: False)
                 model = await answers()
     assert plain == [True] * len(raw)  # every answer of the first pass took the raw path
     assert raw == model
     assert orjson.loads(raw[0])["result"]["content"] == [{"text": calls[0][1]["text"], "type": "text"}]
     assert orjson.loads(raw[2])["result"]["isError"] is True
     assert orjson.loads(raw[3])["result"]["resultType"] == "complete"
+    assert orjson.loads(raw[-2])["result"]["messages"][0]["content"]["text"] == "Hello, Ada!"

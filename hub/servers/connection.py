@@ -64,7 +64,7 @@ from hub.servers.health import HealthMonitor
 from hub.servers.inbox import Inbox
 from hub.servers.isolation import Clones
 from hub.servers.listing import Lister
-from hub.servers.raw_calls import call_tool_raw
+from hub.servers.raw_calls import call_tool_raw, get_prompt_raw
 from hub.servers.session_state import SessionState
 from hub.servers.state import ServerSnapshot, ServerState, ServerStatus
 from hub.servers.supervisor import Supervisor
@@ -460,11 +460,17 @@ class ServerConnection:
         request_state: str | None = None,
         allow_input_required: bool = False,
         deadline: RequestDeadline | None = None,
-    ) -> types.GetPromptResult | types.InputRequiredResult:
+        wire: bool = False,
+    ) -> types.GetPromptResult | types.InputRequiredResult | WireResult:
         """`prompts/get` under the original name; `allow_input_required`, `deadline` (default:
-        the server's `timeout_seconds` from now) and errors as `call_tool`."""
+        the server's `timeout_seconds` from now), `wire` and errors as `call_tool`."""
 
-        async def send(client: Client, _: ProgressFnT) -> types.GetPromptResult | types.InputRequiredResult:
+        async def send(client: Client, _: ProgressFnT) -> Any:
+            if wire and input_responses is None and request_state is None:
+                return await get_prompt_raw(client, name, arguments, lambda: full(client))
+            return await full(client)
+
+        async def full(client: Client) -> types.GetPromptResult | types.InputRequiredResult:
             if allow_input_required and self._is_modern():
                 return await client.session.get_prompt(
                     name,

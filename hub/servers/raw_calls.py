@@ -1,5 +1,7 @@
-"""The raw `tools/call`: sent through the SDK session's dispatcher, its answer kept as the server
-sent it when it is plain (issue 12, item 2: no pydantic round trip of a routed result).
+"""The raw `tools/call` and `prompts/get`: sent through the SDK session's dispatcher, the answer
+kept as the server sent it when it is plain (issue 12, item 2: no pydantic round trip of a
+routed result). `prompts/get` (`get_prompt_raw`) goes the same way as the `tools/call`
+described here, for any prompt (the SDK checks a prompt's answer against no schema of its own).
 
 `ServerConnection.call_tool(..., wire=True)` (what the face's handlers ask for) sends the request
 here when the SDK would do nothing with the answer but validate it:
@@ -38,9 +40,9 @@ from mcp.shared.dispatcher import ProgressFnT
 
 from adapters._sdk import replaying, send_raw_request
 from hub.servers.state import ServerSnapshot
-from hub.wire_results import WireResult, plain_call_result
+from hub.wire_results import PLAIN, WireResult
 
-__all__ = ["Listed", "call_tool_raw", "schema_free"]
+__all__ = ["Listed", "call_tool_raw", "get_prompt_raw", "schema_free"]
 
 _T = TypeVar("_T")
 
@@ -89,13 +91,39 @@ async def call_tool_raw(
         params["arguments"] = arguments
     if meta is not None:
         params["_meta"] = dict(meta)
+    return await _raw(client, "tools/call", params, name, on_progress, full)
+
+
+async def get_prompt_raw(
+    client: Client, name: str, arguments: dict[str, str] | None, full: Callable[[], Awaitable[_T]]
+) -> WireResult | _T:
+    """`prompts/get` of original prompt `name` over `client`: a `WireResult` for a plain answer
+    (`hub.wire_results.plain_prompt_result`), else what `full` (the SDK's own `get_prompt`)
+    returns for the answer.
+
+    :raises MCPError: the server's error, as `full` raises it.
+    """
+    params: dict[str, Any] = {"name": name}
+    if arguments is not None:
+        params["arguments"] = arguments
+    return await _raw(client, "prompts/get", params, name, None, full)
+
+
+async def _raw(
+    client: Client,
+    method: str,
+    params: dict[str, Any],
+    name: str,
+    on_progress: ProgressFnT | None,
+    full: Callable[[], Awaitable[_T]],
+) -> WireResult | _T:
     session = client.session
     try:
-        raw = await send_raw_request(session, "tools/call", params, on_progress=on_progress, name=name)
+        raw = await send_raw_request(session, method, params, on_progress=on_progress, name=name)
     except MCPError as exc:
-        with replaying(session, "tools/call", exc):
+        with replaying(session, method, exc):
             return await full()
-    if plain_call_result(raw):
-        return WireResult(raw)
-    with replaying(session, "tools/call", raw):
+    if PLAIN[method](raw):
+        return WireResult(raw, method)
+    with replaying(session, method, raw):
         return await full()
