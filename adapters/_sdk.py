@@ -10,7 +10,14 @@ of `PRIVATE_NAMES`.
   the group, 2 s, SIGKILL); the hub frames stdout itself (`adapters.stdio`), so it cannot use
   the public `stdio_client` whole.
 - `send_raw_request` (`ClientSession._stamp`, `ClientSession._dispatcher`): a request whose
-  result is not validated against the negotiated revision (2025-11-25 task results).
+  result is not validated against the negotiated revision (2025-11-25 task results), and the
+  raw `tools/call` of the lean request path (`hub.servers.raw_calls`: a plain result is passed
+  on as the server sent it, with no pydantic round trip).
+- `replaying` (`ClientSession._dispatcher`, replaced by a delegating wrapper): an answer the
+  raw send got that is not plain is handed to the SDK's own `call_tool` as the answer to its
+  request, so the SDK's full processing of it (validation, the multi-round-trip loop, task
+  claims, output schemas) runs exactly as if it had sent the request itself, without sending it
+  twice. The SDK has no public way to process a result it did not receive.
 - `stamp_each_request` (`ClientSession._stamp`): a per-request `_meta` addition (the calling
   client's capabilities, 2026-07-28); the SDK stamps the connection's own with no override.
 - `connection_of`, `on_connection_closed` (`ServerSession._connection`): the lowlevel server
@@ -37,6 +44,7 @@ of `PRIVATE_NAMES`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
@@ -52,6 +60,7 @@ from mcp.server._streamable_http_modern import handle_modern_request
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http import REQUEST_STREAM_BUFFER_SIZE, EventMessage, StreamableHTTPServerTransport
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
+from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp_types import RequestId
 
@@ -66,6 +75,7 @@ __all__ = [
     "handle_modern_request",
     "on_connection_closed",
     "open_request_stream",
+    "replaying",
     "request_in_flight",
     "send_raw_request",
     "send_related_request",
@@ -100,6 +110,7 @@ async def send_raw_request(
     params: Mapping[str, Any],
     *,
     on_progress: ProgressFnT | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """Send one request on `session` and return its result as the server sent it (a JSON
     object), without the SDK's validation of the result against the negotiated revision.
@@ -113,11 +124,17 @@ async def send_raw_request(
 
     :param on_progress: receives `notifications/progress` for this request (the request id is
         its progress token).
+    :param name: the tool, prompt or resource the request names: its `Mcp-Name` header when the
+        session's stamp did not set one (as `ClientSession.send_request` does).
     :raises MCPError: the server's error response, or CONNECTION_CLOSED.
     """
     data: dict[str, Any] = {"method": method, "params": dict(params)}
     opts: CallOptions = {}
     session._stamp(data, opts)
+    if name is not None:
+        headers = opts.setdefault("headers", {})
+        if MCP_NAME_HEADER not in headers:
+            headers[MCP_NAME_HEADER] = encode_header_value(name)
     if on_progress is not None:
         opts["on_progress"] = on_progress
     return await session._dispatcher.send_raw_request(method, data.get("params"), opts)
@@ -211,3 +228,56 @@ def request_in_flight(transport: StreamableHTTPServerTransport) -> Iterator[None
         transport._requests_in_flight -= 1
         if not transport._requests_in_flight:
             idle_scope.deadline = anyio.current_time() + idle_timeout
+
+
+class _Replay:
+    """The answer `replaying` hands to the next `method` request sent in its block."""
+
+    __slots__ = ("answer", "method")
+
+    def __init__(self, method: str, answer: dict[str, Any] | Exception) -> None:
+        self.method = method
+        self.answer: dict[str, Any] | Exception | None = answer
+
+
+_REPLAY: contextvars.ContextVar[_Replay | None] = contextvars.ContextVar("hub_sdk_replay", default=None)
+
+
+class _ReplayingDispatcher:
+    """A session's dispatcher that answers the first request of a `replaying` block (in the
+    task that entered it) with the block's answer instead of sending it; everything else is
+    the wrapped dispatcher's."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def send_raw_request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        replay = _REPLAY.get()
+        if replay is not None and replay.answer is not None and replay.method == method:
+            answer, replay.answer = replay.answer, None
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        result: dict[str, Any] = await self._inner.send_raw_request(method, params, opts, **kwargs)
+        return result
+
+
+@contextlib.contextmanager
+def replaying(session: ClientSession, method: str, answer: dict[str, Any] | Exception) -> Iterator[None]:
+    """Inside the block, the first `method` request this task sends on `session` is not sent:
+    `answer` (a result as the server sent it, or the `MCPError` it answered with) comes back
+    from the dispatcher as its answer, and the SDK processes it as it processes any answer.
+    Later requests (another round, a re-list) are sent as usual."""
+    dispatcher = session._dispatcher
+    if not isinstance(dispatcher, _ReplayingDispatcher):
+        session._dispatcher = _ReplayingDispatcher(dispatcher)
+    token = _REPLAY.set(_Replay(method, answer))
+    try:
+        yield
+    finally:
+        _REPLAY.reset(token)

@@ -57,6 +57,7 @@ from adapters._sdk import Transport, TransportStreams
 from adapters.oversize import answer_too_large_limit
 from adapters.write_stream import WriteStreamWrapper
 from hub.errors import ServerError, ServerTimeout, ServerUnavailable
+from hub.wire_results import WireResult
 
 __all__ = [
     "DeliveryMark",
@@ -214,10 +215,12 @@ def _json_size(value: Any) -> int:
     return len(pydantic_core.to_json(value))
 
 
-def oversized(result: types.Result, limit: int) -> bool:
+def oversized(result: types.Result | WireResult, limit: int) -> bool:
     """Whether `result` serializes to more than `limit` bytes of JSON. Measured item by item
     (content blocks, resource contents, prompt messages, structuredContent), stopping as soon as
     the sum passes `limit`, so no serialized copy of a whole large result is ever built."""
+    if isinstance(result, WireResult):
+        return result.oversized(limit)
     total = _ENVELOPE_BYTES
     items: list[Any] = []
     if isinstance(result, types.CallToolResult):

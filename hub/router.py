@@ -31,8 +31,9 @@ isError). One request goes like this:
    tool the operator listed under `idempotent:` (and for reads: `resources/read`,
    `prompts/get`, `completion/complete` ask for data and change nothing), and only while time
    is left (after a timeout none is); otherwise the failure is the answer.
-3. When a round fails as a whole and the failure is safe to repeat, tenacity waits a jittered
-   exponential backoff and runs another round, up to `retry.attempts` rounds, each needing a
+3. When a round fails as a whole and the failure is safe to repeat, tenacity (built only once
+   a first round has failed: a request answered at once costs no retry machinery) waits a
+   jittered exponential backoff and runs another round, up to `retry.attempts` rounds, each needing a
    token from the server's retry budget (hub/resilience.py has the rules and the table) and a
    backoff that ends before the deadline. A round refused everywhere by open circuits or full
    queues (`ServerRejected`) is not repeated: those refusals exist to fail fast.
@@ -58,7 +59,6 @@ import anyio
 import mcp_types as types
 from mcp import MCPError
 from mcp.shared.dispatcher import ProgressFnT
-from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
 from hub.catalog import Kind, snapshot_offers
 from hub.client_channel import CURRENT_CHANNEL
@@ -67,9 +67,11 @@ from hub.deadline import RequestDeadline
 from hub.errors import ServerError, ServerTimeout, ServerUnavailable
 from hub.limits import BreakerState, RetryBudget, ServerRejected
 from hub.resilience import EventSink, Failure, ResultTooLarge, classify_failure, oversized
+from hub.retry_rounds import later_rounds
 from hub.servers import ConnectionLost, Fleet, ServerConnection
 from hub.task_wire import CreatedTask, LegacyCreatedTask
 from hub.tracing import CallTracer
+from hub.wire_results import WireResult
 
 __all__ = ["ProgressFn", "Router"]
 
@@ -78,7 +80,7 @@ logger = logging.getLogger(__name__)
 ProgressFn = ProgressFnT
 """`(progress, total, message)`, as `notifications/progress` carries them."""
 
-_T = TypeVar("_T", bound=types.Result)
+_T = TypeVar("_T", bound=types.Result | WireResult)
 _Send = Callable[[ServerConnection, RequestDeadline], Awaitable[_T]]
 
 
@@ -166,14 +168,15 @@ class Router:
         arguments: dict[str, Any] | None,
         progress: ProgressFn | None = None,
         **mrtr: Any,
-    ) -> types.CallToolResult | types.InputRequiredResult | CreatedTask | LegacyCreatedTask:
+    ) -> types.CallToolResult | types.InputRequiredResult | CreatedTask | LegacyCreatedTask | WireResult:
         """`tools/call` of original tool `name` on `server_id` (or its replicas and fallbacks);
         progress is relayed to `progress`. A result over `max_result_bytes` comes back as an
         `isError` result naming the server and the limit.
 
         :param mrtr: `input_responses`, `request_state`, `allow_input_required`, `log_level`,
-            `task`, passed to `ServerConnection.call_tool` (2026-07-28 multi-round-trip
-            requests; tasks, `hub.endpoint.tasks`).
+            `task`, `wire`, passed to `ServerConnection.call_tool` (2026-07-28 multi-round-trip
+            requests; tasks, `hub.endpoint.tasks`; with `wire` a plain result comes back as the server
+            sent it, `hub.wire_results.WireResult`).
         """
         try:
             return await self._dispatch(
@@ -201,9 +204,9 @@ class Router:
 
     async def get_prompt(
         self, server_id: str, name: str, arguments: dict[str, str] | None, **mrtr: Any
-    ) -> types.GetPromptResult | types.InputRequiredResult:
+    ) -> types.GetPromptResult | types.InputRequiredResult | WireResult:
         """`prompts/get` of original prompt `name` on `server_id` (or its replicas and fallbacks);
-        `mrtr` as `call_tool`."""
+        `mrtr` (and `wire`) as `call_tool`."""
         return await self._dispatch(
             server_id,
             "prompts",
@@ -286,28 +289,14 @@ class Router:
             budget = self._budgets[server_id] = RetryBudget(config.retry.budget_ratio, config.retry.budget_min)
         started = time.monotonic()
         outcome = "error"
-        retrying = AsyncRetrying(
-            stop=partial(self._no_more_rounds, call, budget),
-            wait=wait_random_exponential(
-                multiplier=config.retry.backoff_initial_seconds, max=config.retry.backoff_max_seconds
-            ),
-            retry=partial(self._may_retry, call),
-            sleep=anyio.sleep,
-            reraise=True,
-        )
         with budget.call():
             try:
-                async for attempt in retrying:
-                    with attempt:
-                        try:
-                            result = await self._round(call, send)
-                        finally:
-                            if call.token:
-                                call.token = False
-                                budget.release()
-                        outcome = "is_error" if getattr(result, "is_error", False) else "ok"
-                        return result
-                raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
+                try:
+                    result = await self._round(call, send)
+                except Exception as exc:
+                    result = await later_rounds(call, budget, self.events, partial(self._round, call, send), exc)
+                outcome = "is_error" if getattr(result, "is_error", False) else "ok"
+                return result
             except ResultTooLarge:
                 outcome = "too_large"
                 raise
@@ -323,40 +312,6 @@ class Router:
                 self.events.emit(
                     "on_call", original, call.answered_by or server_id, outcome, time.monotonic() - started
                 )
-
-    def _may_retry(self, call: _Call, retry_state: RetryCallState) -> bool:
-        """tenacity's retry predicate: whether the failure is safe to repeat (`_no_more_rounds`
-        then decides whether another round may run)."""
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None and outcome.failed else None
-        if exc is None or isinstance(exc, ServerRejected):
-            return False  # answered, or circuit open or queue full everywhere: fail fast, shed load
-        failure = classify_failure(exc)
-        return failure is not None and (failure is Failure.NOT_DELIVERED or call.repeatable)
-
-    def _no_more_rounds(self, call: _Call, budget: RetryBudget, retry_state: RetryCallState) -> bool:
-        """tenacity's stop predicate, after `_may_retry` agreed and the backoff was drawn:
-        another round only when rounds are left, when the backoff ends before the request's
-        deadline, and with a token from the server's retry budget (held from here to the end
-        of the round)."""
-        if retry_state.attempt_number >= call.config.retry.attempts:
-            return True
-        if retry_state.upcoming_sleep >= call.deadline.remaining():
-            logger.info(
-                "server %s: no time left for another round of %s (backoff %.2f s, %.2f s left)",
-                call.server_id,
-                call.original,
-                retry_state.upcoming_sleep,
-                call.deadline.remaining(),
-            )
-            return True
-        if not budget.try_acquire():
-            self.events.emit("on_budget_exhausted", call.server_id)
-            logger.info("server %s: retry budget used up, not retrying %s", call.server_id, call.original)
-            return True
-        call.token = True
-        self.events.emit("on_retry", call.server_id)
-        return False
 
     async def _round(self, call: _Call, send: _Send[_T]) -> _T:
         """One round (module docstring, step 2): wait while no candidate is connected but one

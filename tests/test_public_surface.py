@@ -220,9 +220,12 @@ EXPORTS = {
     "hub.servers.inbox": ["Inbox", "forward_client_capabilities"],
     "hub.servers.isolation": ["LEGACY_ERA_KEY", "Clones"],
     "hub.servers.health": ["HealthMonitor"],
+    "hub.servers.raw_calls": ["Listed", "call_tool_raw", "get_prompt_raw", "schema_free"],
     "hub.startup": ["StartSlots", "StartupGate", "default_max_concurrent_starts"],
     "hub.launch": ["STDERR_TAIL_LINES", "CannotLaunch", "StderrTail", "resolve_command"],
     "hub.router": ["ProgressFn", "Router"],
+    "hub.retry_rounds": ["later_rounds", "may_retry", "no_more_rounds"],
+    "hub.wire_results": ["PLAIN", "WireResult", "held", "middleware", "plain_call_result", "plain_prompt_result"],
     "hub.deadline": ["RequestDeadline"],
     "hub.limits": ["BreakerState", "CircuitBreaker", "ConcurrencyLimiter", "RetryBudget", "ServerRejected"],
     "hub.resilience": [

@@ -267,6 +267,23 @@ async def test_a_result_with_is_error_counts_as_a_tool_error_and_a_result_as_ok(
     assert _counted(metrics, "ok") == 1
 
 
+async def test_a_wire_dict_result_with_is_error_counts_as_a_tool_error() -> None:
+    boundary, metrics = _boundary()
+
+    async def failing(ctx: ServerRequestContext[Any, Any]) -> Any:
+        return {"content": [], "isError": True}  # what the SDK's chain returns: the shaped wire dict
+
+    async def succeeding(ctx: ServerRequestContext[Any, Any]) -> Any:
+        return {"content": [], "isError": False}
+
+    with anyio.fail_after(5):
+        await boundary(_modern_call(), failing)
+        await boundary(_modern_call(), succeeding)
+
+    assert _counted(metrics, "tool_error") == 1
+    assert _counted(metrics, "ok") == 1
+
+
 async def test_a_request_that_already_passed_through_this_hub_is_refused_before_it_is_served() -> None:
     boundary, metrics = _boundary()
     served = False

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.server import Server, ServerRequestContext
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http import StreamableHTTPServerTransport
@@ -29,6 +29,7 @@ from adapters._sdk import (
     handle_modern_request,
     on_connection_closed,
     open_request_stream,
+    replaying,
     request_in_flight,
     send_raw_request,
     send_related_request,
@@ -171,3 +172,31 @@ async def test_a_request_served_outside_the_transport_holds_the_session_idle_cou
         with request_in_flight(transport):
             assert idle_scope.deadline == math.inf
         assert idle_scope.deadline != math.inf
+
+
+async def test_an_answer_replayed_through_the_session_is_processed_by_the_sdk_without_being_sent() -> None:
+    calls: list[str] = []
+
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        calls.append(params.name)
+        return types.CallToolResult(content=[types.TextContent(type="text", text="sent")])
+
+    async def list_tools(ctx: ServerRequestContext[Any], params: object) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[types.Tool(name="t", input_schema={"type": "object"})])
+
+    answer = {"content": [{"type": "image", "data": "AA==", "mimeType": "image/png"}], "isError": False}
+    with anyio.fail_after(10):
+        async with Client(Server("s", on_call_tool=call_tool, on_list_tools=list_tools), mode="legacy") as client:
+            await client.list_tools()
+            with replaying(client.session, "tools/call", answer):
+                replayed = await client.call_tool("t", {})
+                sent = await client.call_tool("t", {})  # the replay is used once
+            with (
+                replaying(client.session, "tools/call", MCPError(-32602, "replayed error")),
+                pytest.raises(MCPError) as raised,
+            ):
+                await client.call_tool("t", {})
+    assert isinstance(replayed.content[0], types.ImageContent)
+    assert isinstance(sent.content[0], types.TextContent) and sent.content[0].text == "sent"
+    assert raised.value.code == -32602 and raised.value.message == "replayed error"
+    assert calls == ["t"]

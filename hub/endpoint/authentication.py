@@ -42,6 +42,7 @@ from urllib.parse import parse_qs
 
 import anyio
 import httpx2
+from cachetools import LRUCache
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from starlette.authentication import AuthCredentials
@@ -79,6 +80,8 @@ MAX_TOKEN_CHARS: Final = 8192
 JWKS_FETCH_TIMEOUT_SECONDS: Final = 5.0
 MAX_JWKS_BYTES: Final = 1024 * 1024
 PRM_PATH: Final = "/.well-known/oauth-protected-resource"
+_BOUND_PRINCIPALS: Final = 1024
+"""Principals whose SDK view (`AuthMiddleware._bind`) is kept (least recently used dropped)."""
 _BUILTIN_IMPLIES: Final[Mapping[str, tuple[str, ...]]] = {"hub:admin": ("hub:call", "hub:metrics")}
 
 
@@ -200,6 +203,8 @@ class Authenticator:
         self._owns_http = http is None
         self._http = http if http is not None else httpx2.AsyncClient(follow_redirects=False)
         self._jwt: JwtConfig | None = self._auth.jwt if self._auth else None
+        self._key_principals: dict[str, tuple[object, Principal]] = {}
+        """Per API key id: the key entry and its principal (scopes expanded once, not per request)."""
         self._static_key: Any = None
         self.jwks: JwksCache | None = None
         if self._jwt is not None:
@@ -255,7 +260,13 @@ class Authenticator:
                 found = key
         if found is None:
             raise _invalid("unknown API key" if auth.api_keys else "invalid token")
-        return Principal(found.id, self.hierarchy.expand(found.scopes), "api_key")
+        cached = self._key_principals.get(found.id)
+        if cached is None or cached[0] is not found:
+            cached = self._key_principals[found.id] = (
+                found,
+                Principal(found.id, self.hierarchy.expand(found.scopes), "api_key"),
+            )
+        return cached[1]
 
     async def _from_jwt(self, token: str, config: JwtConfig) -> Principal:
         import jwt  # PyJWT loads at the first JWT: a hub without `auth.jwt` never imports it
@@ -382,6 +393,8 @@ class AuthMiddleware:
         self._config = config
         self._authenticator = authenticator
         self._limiter = limiter
+        self._bound: LRUCache[Principal, tuple[AuthCredentials, AuthenticatedUser]] = LRUCache(_BOUND_PRINCIPALS)
+        """What each recent principal puts in a request's scope for the SDK, built once."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -417,17 +430,26 @@ class AuthMiddleware:
                 return
         scope.setdefault("state", {})["principal"] = principal
         if self._authenticator.enabled and principal is not NOBODY:  # `auth: none`: one principal, nothing to bind
-            scope["auth"] = AuthCredentials(sorted(principal.scopes))
-            scope["user"] = AuthenticatedUser(
+            scope["auth"], scope["user"] = self._bind(principal)
+        await self._app(scope, receive, send)
+
+    def _bind(self, principal: Principal) -> tuple[AuthCredentials, AuthenticatedUser]:
+        """The SDK's view of `principal` (`scope["auth"]`, `scope["user"]`), made once per
+        principal and shared by its requests (nothing downstream changes them)."""
+        bound = self._bound.get(principal)
+        if bound is None:
+            scopes = sorted(principal.scopes)
+            user = AuthenticatedUser(
                 AccessToken(
                     token="",  # the SDK only compares principals; the credential itself stays out of the scope
                     client_id=principal.id,
-                    scopes=sorted(principal.scopes),
+                    scopes=scopes,
                     subject=principal.id,
                     claims={"iss": principal.source},
                 )
             )
-        await self._app(scope, receive, send)
+            bound = self._bound[principal] = (AuthCredentials(scopes), user)
+        return bound
 
     def _audit(self, exc: AuthError, path: str, scope: Scope, principal: Principal | None = None) -> None:
         client = scope.get("client")

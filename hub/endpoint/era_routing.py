@@ -21,7 +21,7 @@ are the ones its clients see.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import mcp_types as types
 from mcp import MCPError
@@ -33,6 +33,7 @@ from hub.endpoint.era_bridge import HANDLE_PREFIX, SERVER_STATE_PREFIX
 from hub.endpoint.face_services import FaceServices
 from hub.endpoint.server_requests import SessionChannel
 from hub.push_era import PushNeedsHandshakeEra
+from hub.wire_results import WireResult
 
 __all__ = ["restamped", "send_in_callers_era"]
 
@@ -81,7 +82,10 @@ async def send_in_callers_era(
 
 
 def restamped(result: _ResultT) -> _ResultT:
-    """`result` without the server's hop-level `_meta` stamps (content is untouched)."""
+    """`result` without the server's hop-level `_meta` stamps (content is untouched); a
+    `hub.wire_results.WireResult` likewise, on its JSON."""
+    if isinstance(result, WireResult):
+        return cast(_ResultT, result.restamped())
     meta = result.meta
     if not meta or not any(key in meta for key in _HOP_META_KEYS):
         return result

@@ -54,6 +54,7 @@ from hub.prepared_lists import PreparedLists
 from hub.router import Router
 from hub.servers import ServerConnection, ServerState
 from hub.suggestions import suggest
+from hub.wire_results import held
 
 __all__ = ["FaceHandlers"]
 
@@ -128,16 +129,20 @@ class FaceHandlers:
         )
 
     async def call_tool(self, ctx: _Context, params: types.CallToolRequestParams) -> Any:
-        """`tools/call`: search mode's two tools (`hub.endpoint.search_mode`), or `direct_call`."""
+        """`tools/call`: search mode's two tools (`hub.endpoint.search_mode`), or `direct_call`. A plain
+        result the server sent is left for `hub.wire_results.middleware` (`held`)."""
         search = self._search
         if search is not None and search.serves(principal := caller_principal(ctx), params.name):
-            return await search.call(
-                ctx, params, principal, client_key(ctx), self.direct_call, lambda: self.announce_found(ctx)
+            return held(
+                await search.call(
+                    ctx, params, principal, client_key(ctx), self.direct_call, lambda: self.announce_found(ctx)
+                )
             )
-        return await self.direct_call(ctx, params)
+        return held(await self.direct_call(ctx, params))
 
     async def direct_call(self, ctx: _Context, params: types.CallToolRequestParams) -> Any:
-        """`tools/call` of an exposed name: resolve, admit, route, expose."""
+        """`tools/call` of an exposed name: resolve, admit, route, expose. A plain result comes
+        back as the server sent it (`hub.wire_results.WireResult`)."""
         face, tasks = self._face, self._tasks
         owner = await self.settled(ctx, params.name, face.resolve_tool)
         allowed, disclose = await self.admitted(ctx, "tools", params.name)
@@ -149,8 +154,8 @@ class FaceHandlers:
             progress = ctx.session.report_progress
         level = self.log_level(ctx)
 
-        async def send(**mrtr: Any) -> types.Result:
-            extra = {"log_level": level, **mrtr}
+        async def send(**mrtr: Any) -> Any:  # a model, or a WireResult (hub.wire_results)
+            extra = {"log_level": level, "wire": True, **mrtr}
             if (task := tasks.task_param(ctx, params)) is not None:
                 extra["task"] = task
             return await self._router.call_tool(owner[0], owner[1], params.arguments, progress, **extra)
@@ -240,7 +245,8 @@ class FaceHandlers:
         return self.lists.result(ctx, caller_principal(ctx), "prompts", self._face.prompts(), params, self.envelope())
 
     async def get_prompt(self, ctx: _Context, params: types.GetPromptRequestParams) -> Any:
-        """`prompts/get` of an exposed name: resolve, admit, route, expose."""
+        """`prompts/get` of an exposed name: resolve, admit, route, expose (a plain result as the
+        server sent it: `hub.wire_results`)."""
         face = self._face
         owner = await self.settled(ctx, params.name, face.resolve_prompt)
         allowed, disclose = await self.admitted(ctx, "prompts", params.name)
@@ -248,11 +254,11 @@ class FaceHandlers:
             raise await self.not_found(ctx, "prompts", params.name, disclose=disclose)
         _refuse_held(face, "prompts", owner, params.name)
 
-        async def send(**mrtr: Any) -> types.Result:
-            return await self._router.get_prompt(owner[0], owner[1], params.arguments, **mrtr)
+        async def send(**mrtr: Any) -> Any:  # a model, or a WireResult (hub.wire_results)
+            return await self._router.get_prompt(owner[0], owner[1], params.arguments, wire=True, **mrtr)
 
         result = await self.routed(ctx, owner[0], params.input_responses, params.request_state, send)
-        return face.expose_result(owner[0], result)
+        return held(face.expose_result(owner[0], result))
 
     async def complete(self, ctx: _Context, params: types.CompleteRequestParams) -> types.CompleteResult:
         """`completion/complete` of a prompt's or a resource template's argument: the reference

@@ -14,6 +14,9 @@ The middleware chain of every face, outermost first (`HubServer.middleware`):
    past the SDK's `CallToolResult` shaping;
 5. the prepared lists' middleware (`hub.prepared_lists.PreparedLists.middleware`): puts a list's
    prepared page (wire dicts) in the result the SDK shaped around an empty one;
+6. the wire results' middleware (`hub.wire_results.middleware`): puts a plain `tools/call` or
+   `prompts/get` result's content, as the server sent it, in the envelope the SDK shaped
+   around a stub;
 
 then the SDK's params validation and the request's handler (`get_request_handler(method)`).
 """
@@ -42,6 +45,7 @@ from hub.endpoint.search_mode import FaceSearch
 from hub.endpoint.session_registry import SessionRegistry
 from hub.endpoint.subscriptions_listen import FaceListenHandler
 from hub.endpoint.tasks import FaceTasks
+from hub import wire_results
 from hub.federation import FEDERATION_KEY
 from hub.list_freshness import LIST_TTL_MS
 from hub.metrics import HubMetrics
@@ -215,6 +219,7 @@ def build_mcp_server(
         services.bridge.boundary(name),
         tasks.middleware,
         handlers.lists.middleware,
+        wire_results.middleware,
     ]
     return server
 

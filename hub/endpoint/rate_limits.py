@@ -25,6 +25,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final, cast
 
+from cachetools import LRUCache
+
 from hub.cluster.store import SharedStore
 from hub.config import RateLimitsConfig, TokenBucketConfig
 
@@ -40,6 +42,8 @@ __all__ = ["RateLimiter", "retry_after", "window_for"]
 logger = logging.getLogger(__name__)
 
 _MIN_WAIT_SECONDS: Final = 0.001
+_ROUTES_KEPT: Final = 4096
+"""Routes whose matching `routes` glob is remembered (least recently used dropped)."""
 _REQUEST_NAMESPACE: Final = "request"
 _ROUTE_NAMESPACE: Final = "route"
 
@@ -72,6 +76,9 @@ class RateLimiter:
             self._shared = SharedWindows(cast("RedisStore", store))
         self._counting_locally = False
         self._windows: dict[tuple[str, float, int], RateLimitItem] = {}
+        self._route_limits: LRUCache[str, tuple[str, TokenBucketConfig] | None] = LRUCache(_ROUTES_KEPT)
+        """Per exposed route: the first `routes` glob it matches and its limit (None: none), so
+        the globs are matched once per route, not per request."""
 
     @property
     def limits_requests(self) -> bool:
@@ -94,10 +101,24 @@ class RateLimiter:
 
         :returns: 0.0 when allowed, else the seconds until it would be.
         """
-        for pattern, limit in self._config.routes.items():
-            if fnmatch.fnmatchcase(exposed, pattern):
-                return await self._hit(self._window(_ROUTE_NAMESPACE, limit), principal_id, pattern)
-        return 0.0
+        if not self._config.routes:
+            return 0.0
+        routes = self._route_limits
+        if exposed in routes:
+            matched = routes[exposed]
+        else:
+            matched = routes[exposed] = next(
+                (
+                    (pattern, limit)
+                    for pattern, limit in self._config.routes.items()
+                    if fnmatch.fnmatchcase(exposed, pattern)
+                ),
+                None,
+            )
+        if matched is None:
+            return 0.0
+        pattern, limit = matched
+        return await self._hit(self._window(_ROUTE_NAMESPACE, limit), principal_id, pattern)
 
     def _window(self, kind: str, limit: TokenBucketConfig) -> RateLimitItem:
         key = (kind, limit.requests_per_second, limit.burst)

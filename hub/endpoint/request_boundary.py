@@ -234,7 +234,9 @@ class RequestBoundary:
         except Exception:
             logger.exception("unexpected error while handling %s", ctx.method)
             raise MCPError(INTERNAL_ERROR, "internal error in the hub (details are in its log)") from None
-        record.outcome = "tool_error" if getattr(result, "is_error", False) else "ok"
+        # Inside the SDK's chain a result is already its wire dict; a model when called directly.
+        is_error = result.get("isError") is True if isinstance(result, dict) else getattr(result, "is_error", False)
+        record.outcome = "tool_error" if is_error else "ok"
         return result
 
 

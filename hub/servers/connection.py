@@ -64,12 +64,14 @@ from hub.servers.health import HealthMonitor
 from hub.servers.inbox import Inbox
 from hub.servers.isolation import Clones
 from hub.servers.listing import Lister
+from hub.servers.raw_calls import call_tool_raw, get_prompt_raw
 from hub.servers.session_state import SessionState
 from hub.servers.state import ServerSnapshot, ServerState, ServerStatus
 from hub.servers.supervisor import Supervisor
 from hub.servers.transport import ServerLink
 from hub.startup import StartSlots
 from hub.task_wire import CreatedTask, LegacyCreatedTask, call_tool_as_task, task_request
+from hub.wire_results import WireResult
 
 __all__ = ["ServerConnection"]
 
@@ -338,7 +340,8 @@ class ServerConnection:
         max_timeout_seconds: float | None = None,
         task: dict[str, Any] | None = None,
         deadline: RequestDeadline | None = None,
-    ) -> types.CallToolResult | types.InputRequiredResult | CreatedTask | LegacyCreatedTask:
+        wire: bool = False,
+    ) -> types.CallToolResult | types.InputRequiredResult | CreatedTask | LegacyCreatedTask | WireResult:
         """`tools/call` on this server under the original name. The server is always asked for
         progress (so a long call that reports progress keeps its timeout alive, up to the hard
         maximum); progress reaches `progress_callback` when given.
@@ -356,21 +359,28 @@ class ServerConnection:
         :param max_timeout_seconds: default `config.hard_timeout_for(name)`.
         :param deadline: the request's deadline, started by the router when it arrived
             (`hub.deadline`); when given, the two timeouts above are not used.
+        :param wire: a plain result may come back as the server sent it (`raw_calls`: a
+            `hub.wire_results.WireResult`, no pydantic round trip).
         :raises ServerUnavailable: not connected, the deadline had passed before it was sent
             (`delivered=False`), or the connection broke mid-call.
         :raises ServerTimeout: no answer in time (the server was sent a cancellation).
         :raises MCPError: the server's own error response, code unchanged.
         """
 
-        async def send(
-            client: Client, on_progress: ProgressFnT
-        ) -> types.CallToolResult | types.InputRequiredResult | CreatedTask | LegacyCreatedTask:
+        async def send(client: Client, on_progress: ProgressFnT) -> Any:
             meta: Any = self._meta(log_level)
             if task is not None and client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
                 legacy = await call_tool_as_task(client.session, name, arguments, task, on_progress=on_progress)
                 if isinstance(legacy, LegacyCreatedTask):
                     legacy.member = self.server_id
                 return legacy
+            if wire and task is None and input_responses is None and request_state is None:
+                return await call_tool_raw(
+                    self, client, name, arguments, meta, on_progress, lambda: full(client, on_progress, meta)
+                )
+            return await full(client, on_progress, meta)
+
+        async def full(client: Client, on_progress: ProgressFnT, meta: Any) -> Any:
             if allow_input_required and self._is_modern():
                 result = await client.session.call_tool(
                     name,
@@ -450,11 +460,17 @@ class ServerConnection:
         request_state: str | None = None,
         allow_input_required: bool = False,
         deadline: RequestDeadline | None = None,
-    ) -> types.GetPromptResult | types.InputRequiredResult:
+        wire: bool = False,
+    ) -> types.GetPromptResult | types.InputRequiredResult | WireResult:
         """`prompts/get` under the original name; `allow_input_required`, `deadline` (default:
-        the server's `timeout_seconds` from now) and errors as `call_tool`."""
+        the server's `timeout_seconds` from now), `wire` and errors as `call_tool`."""
 
-        async def send(client: Client, _: ProgressFnT) -> types.GetPromptResult | types.InputRequiredResult:
+        async def send(client: Client, _: ProgressFnT) -> Any:
+            if wire and input_responses is None and request_state is None:
+                return await get_prompt_raw(client, name, arguments, lambda: full(client))
+            return await full(client)
+
+        async def full(client: Client) -> types.GetPromptResult | types.InputRequiredResult:
             if allow_input_required and self._is_modern():
                 return await client.session.get_prompt(
                     name,

@@ -1,0 +1,129 @@
+"""The raw `tools/call` and `prompts/get`: sent through the SDK session's dispatcher, the answer
+kept as the server sent it when it is plain (issue 12, item 2: no pydantic round trip of a
+routed result). `prompts/get` (`get_prompt_raw`) goes the same way as the `tools/call`
+described here, for any prompt (the SDK checks a prompt's answer against no schema of its own).
+
+`ServerConnection.call_tool(..., wire=True)` (what the face's handlers ask for) sends the request
+here when the SDK would do nothing with the answer but validate it:
+
+- the tool is in the server's last listing (`ServerConnection.snapshot`) **without** an
+  `outputSchema` (with one, the SDK checks `structuredContent` against it; a tool the listing
+  does not have makes the SDK re-list first), and
+- it is a first request (no `inputResponses`/`requestState` of a multi-round-trip retry) and
+  not task-augmented.
+
+The request goes out as the SDK's own `call_tool` would send it: the session's stamp (protocol
+version, `Mcp-*` headers, the modern era's `_meta` envelope, the hub's per-request additions),
+its dispatcher (request id, progress, cancellation), over the same transport
+(`adapters._sdk.send_raw_request`). The answer:
+
+- a plain result (`hub.wire_results.plain_call_result`) comes back as a
+  `hub.wire_results.WireResult`, untouched;
+- anything else (an image, a resource link, an `InputRequiredResult`, a task, an unexpected
+  field) and any error the server answered with are handed to the SDK's own `call_tool` as the
+  answer to its request (`adapters._sdk.replaying`: nothing is sent twice), so it gets exactly
+  the SDK's processing: validation, the multi-round-trip loop, task claims, a re-list and
+  resend after `HEADER_MISMATCH`.
+
+Transport failures, timeouts and cancellation leave as they leave the SDK's `call_tool`
+(`hub.servers.failures` maps them the same way).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+from mcp import Client, MCPError
+from mcp.shared.dispatcher import ProgressFnT
+
+from adapters._sdk import replaying, send_raw_request
+from hub.servers.state import ServerSnapshot
+from hub.wire_results import PLAIN, WireResult
+
+__all__ = ["Listed", "call_tool_raw", "get_prompt_raw", "schema_free"]
+
+_T = TypeVar("_T")
+
+
+class Listed(Protocol):
+    """What has a server's last listing (a `ServerConnection`)."""
+
+    @property
+    def snapshot(self) -> ServerSnapshot: ...
+
+
+_SCHEMA_FREE: weakref.WeakKeyDictionary[Listed, tuple[ServerSnapshot, frozenset[str]]] = weakref.WeakKeyDictionary()
+"""Per connection: its last snapshot, and the names of its listed tools without an `outputSchema`."""
+
+
+def schema_free(connection: Listed, name: str) -> bool:
+    """Whether original tool `name` is in `connection`'s last listing without an `outputSchema`
+    (worked out once per listing)."""
+    snapshot = connection.snapshot
+    cached = _SCHEMA_FREE.get(connection)
+    if cached is None or cached[0] is not snapshot:
+        names = frozenset(tool.name for tool in snapshot.tools if tool.output_schema is None)
+        cached = _SCHEMA_FREE[connection] = (snapshot, names)
+    return name in cached[1]
+
+
+async def call_tool_raw(
+    connection: Listed,
+    client: Client,
+    name: str,
+    arguments: dict[str, Any] | None,
+    meta: dict[str, Any] | None,
+    on_progress: ProgressFnT,
+    full: Callable[[], Awaitable[_T]],
+) -> WireResult | _T:
+    """`tools/call` of original tool `name` over `client` (module docstring): a `WireResult`
+    for a plain answer, else what `full` (the SDK's own `call_tool` as the connection makes it)
+    returns for the answer. A tool `schema_free` does not vouch for goes through `full` as is.
+
+    :raises MCPError: the server's error, as `full` raises it.
+    """
+    if not schema_free(connection, name):
+        return await full()
+    params: dict[str, Any] = {"name": name}
+    if arguments is not None:
+        params["arguments"] = arguments
+    if meta is not None:
+        params["_meta"] = dict(meta)
+    return await _raw(client, "tools/call", params, name, on_progress, full)
+
+
+async def get_prompt_raw(
+    client: Client, name: str, arguments: dict[str, str] | None, full: Callable[[], Awaitable[_T]]
+) -> WireResult | _T:
+    """`prompts/get` of original prompt `name` over `client`: a `WireResult` for a plain answer
+    (`hub.wire_results.plain_prompt_result`), else what `full` (the SDK's own `get_prompt`)
+    returns for the answer.
+
+    :raises MCPError: the server's error, as `full` raises it.
+    """
+    params: dict[str, Any] = {"name": name}
+    if arguments is not None:
+        params["arguments"] = arguments
+    return await _raw(client, "prompts/get", params, name, None, full)
+
+
+async def _raw(
+    client: Client,
+    method: str,
+    params: dict[str, Any],
+    name: str,
+    on_progress: ProgressFnT | None,
+    full: Callable[[], Awaitable[_T]],
+) -> WireResult | _T:
+    session = client.session
+    try:
+        raw = await send_raw_request(session, method, params, on_progress=on_progress, name=name)
+    except MCPError as exc:
+        with replaying(session, method, exc):
+            return await full()
+    if PLAIN[method](raw):
+        return WireResult(raw, method)
+    with replaying(session, method, raw):
+        return await full()
