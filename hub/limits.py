@@ -197,7 +197,8 @@ class RetryBudget:
 
 class ConcurrencyLimiter:
     """At most `max_concurrency` requests in flight to one member and at most `max_queue`
-    waiting for a slot (FIFO); one more fails fast.
+    waiting for a slot (FIFO); one more fails fast. `wait_idle()` returns once no slot is in use
+    and none is awaited (a drain waits on it).
 
     :param on_depth: called with the new queue depth whenever it changes.
     :param on_rejected: called each time a request is refused (queue full, or no slot in time).
@@ -218,10 +219,30 @@ class ConcurrencyLimiter:
         self._on_depth = on_depth
         self._on_rejected = on_rejected
         self.waiting = 0
+        self._idle: anyio.Event | None = None
+        """Set (and dropped) when the limiter becomes idle; made only while someone waits for it."""
 
     @property
     def in_use(self) -> int:
         return self.max_concurrency - self._semaphore.value
+
+    @property
+    def idle(self) -> bool:
+        """No slot in use and no request waiting for one."""
+        return not self.waiting and self._semaphore.value == self.max_concurrency
+
+    async def wait_idle(self) -> None:
+        """Return once the limiter is `idle` (at once if it is; bound it with a timeout): a drain
+        waits on it for requests that hold or await a slot but have not been sent yet."""
+        while not self.idle:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()
+
+    def _maybe_idle(self) -> None:
+        if self._idle is not None and self.idle:
+            self._idle.set()
+            self._idle = None
 
     def _rejected(self) -> None:
         if self._on_rejected is not None:
@@ -231,6 +252,7 @@ class ConcurrencyLimiter:
         self.waiting += delta
         if self._on_depth is not None:
             self._on_depth(self.waiting)
+        self._maybe_idle()
 
     @contextlib.asynccontextmanager
     async def slot(self, wait_seconds: float, *, request_seconds: float | None = None) -> AsyncIterator[None]:
@@ -270,3 +292,4 @@ class ConcurrencyLimiter:
             yield
         finally:
             self._semaphore.release()
+            self._maybe_idle()
