@@ -43,6 +43,7 @@ from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp_types import INVALID_PARAMS
 
 from hub.relay import CURRENT_CHANNEL, ClientChannel, SamplingResult, principal_id, refusal
+from hub.signals import Changes
 
 __all__ = ["HANDLE_PREFIX", "SERVER_STATE_PREFIX", "Bridge", "BridgedCall"]
 
@@ -217,6 +218,9 @@ class Bridge:
         self.security = RequestStateSecurity(keys=ring, ttl=ttl_seconds, bind_principal=principal_id)
         self._calls: dict[str, BridgedCall] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        self.changes = Changes()
+        """Notified whenever a bridged call starts or ends (`suspended` changes):
+        `await bridge.changes.wait_for(lambda: not bridge.suspended)`."""
 
     def boundary(self, audience: str) -> RequestStateBoundary:
         """The middleware sealing and verifying `requestState` on one face (`audience`: the
@@ -277,6 +281,7 @@ class Bridge:
             self.ttl_seconds,
         )
         self._calls[handle] = call
+        self.changes.notify()
         self._tg.start_soon(self._run, call, send, name=f"bridged call {handle[:12]}")
         return await self._collect(call)
 
@@ -318,3 +323,4 @@ class Bridge:
         finally:
             CURRENT_CHANNEL.reset(token)
             self._calls.pop(call.handle, None)
+            self.changes.notify()
