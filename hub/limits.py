@@ -18,6 +18,7 @@ import anyio
 
 from hub.config import BreakerConfig
 from hub.errors import ServerUnavailable
+from hub.signals import Changes
 
 __all__ = ["BreakerState", "CircuitBreaker", "ConcurrencyLimiter", "RetryBudget", "ServerRejected"]
 
@@ -219,8 +220,8 @@ class ConcurrencyLimiter:
         self._on_depth = on_depth
         self._on_rejected = on_rejected
         self.waiting = 0
-        self._idle: anyio.Event | None = None
-        """Set (and dropped) when the limiter becomes idle; made only while someone waits for it."""
+        self.changes = Changes()
+        """Notified whenever `in_use` or `waiting` changes (a drain, or a test, waits on it)."""
 
     @property
     def in_use(self) -> int:
@@ -234,15 +235,7 @@ class ConcurrencyLimiter:
     async def wait_idle(self) -> None:
         """Return once the limiter is `idle` (at once if it is; bound it with a timeout): a drain
         waits on it for requests that hold or await a slot but have not been sent yet."""
-        while not self.idle:
-            if self._idle is None:
-                self._idle = anyio.Event()
-            await self._idle.wait()
-
-    def _maybe_idle(self) -> None:
-        if self._idle is not None and self.idle:
-            self._idle.set()
-            self._idle = None
+        await self.changes.wait_for(lambda: self.idle)
 
     def _rejected(self) -> None:
         if self._on_rejected is not None:
@@ -252,7 +245,7 @@ class ConcurrencyLimiter:
         self.waiting += delta
         if self._on_depth is not None:
             self._on_depth(self.waiting)
-        self._maybe_idle()
+        self.changes.notify()
 
     @contextlib.asynccontextmanager
     async def slot(self, wait_seconds: float, *, request_seconds: float | None = None) -> AsyncIterator[None]:
@@ -288,8 +281,9 @@ class ConcurrencyLimiter:
             # A free slot is taken at once: `acquire()` would also yield to the event loop, and
             # under load that pause would be counted as queue wait (`hub.deadline`).
             self._semaphore.acquire_nowait()
+        self.changes.notify()
         try:
             yield
         finally:
             self._semaphore.release()
-            self._maybe_idle()
+            self.changes.notify()
