@@ -244,7 +244,7 @@ async def test_one_crash_with_many_calls_in_flight_counts_once_and_the_server_se
                 async with anyio.create_task_group() as tg:
                     for _ in range(6):
                         tg.start_soon(hang)
-                    await until(lambda: fz.in_flight >= 6)
+                    await fz.wait_until(lambda c: c.in_flight >= 6)
                     os.kill(pid, signal.SIGKILL)
                 # Sent while the child is gone: it waits for the restart instead of failing.
                 back = tool_text(await client.call_tool("fz__echo", {"text": "back"}))
