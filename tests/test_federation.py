@@ -37,7 +37,17 @@ from hub.federation import (
     FederationLoop,
 )
 from hub.servers import ServerState
-from tests.conftest import ROOT, RunningHub, fixture_entry, free_port, http_fixture, running_hub, tool_text, until
+from tests.conftest import (
+    ROOT,
+    LogLines,
+    RunningHub,
+    fixture_entry,
+    free_port,
+    http_fixture,
+    running_hub,
+    tool_text,
+    until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -425,7 +435,7 @@ async def test_a_hub_of_hubs_relays_pushed_sampling_from_a_handshake_era_server_
 
 @pytest.mark.parametrize("client_mode", ["legacy", "auto"])
 async def test_a_hub_of_hubs_relays_log_messages_and_cancellation_across_both_hops(
-    client_mode: str, caplog: pytest.LogCaptureFixture
+    client_mode: str, caplog: pytest.LogCaptureFixture, log_lines: LogLines
 ) -> None:
     caplog.set_level(logging.INFO, logger="hub.server_stderr")
     async with hub_of_hubs("auto", fx_protocol="legacy") as (_a, b):
@@ -453,7 +463,7 @@ async def test_a_hub_of_hubs_relays_log_messages_and_cancellation_across_both_ho
                     await started.wait()
                     tg.cancel_scope.cancel()
             # The cancellation went B -> A -> the server, which says so on its stderr.
-            await until(lambda: any("slow: cancelled" in r.getMessage() for r in caplog.records))
+            await log_lines.wait_for("slow: cancelled")
     assert levels == ["debug", "info", "warning", "error"]
 
 
