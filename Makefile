@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast test-services conformance lint bench schema clean
+.PHONY: run test test-fast test-unit test-services conformance lint bench schema clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: lint test-services
 ## the fast tier: every test but the `e2e` and `slow` ones (markers: pyproject.toml), in parallel
 test-fast: $(STAMP) test-services
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not e2e and not slow and not serial"
+
+## the pure tier: tests/unit/ (marker `unit`: no I/O, no subprocess, no socket), in one process
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m unit tests/unit
 
 # The OS packages the tests start as real peers (apt-get as root when missing; otherwise it says
 # why and the tests that need them skip with that reason).

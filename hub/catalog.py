@@ -45,6 +45,7 @@ from hub.logs import counted
 from hub.naming import RESERVED_TOOL_NAMES, SEPARATOR, assign_names, exposed_resource_uri, split_resource_uri
 from hub.pins import DefinitionHeld, Definitions, Pins, PinStatus
 from hub.servers import ServerSnapshot
+from hub.signals import Changes
 from hub.uris import normalize_uri
 from hub.vetting import VettedSnapshot, vet
 
@@ -233,6 +234,9 @@ class Catalog:
         """The live snapshot each server's pins were last checked against."""
         self._views: dict[str, ServerView] = {}
         self._listeners: list[ChangeListener] = []
+        self.changes = Changes()
+        """Notified after every rebuild (a snapshot, a reload, pins), once its listeners were told:
+        `await catalog.changes.wait_for(lambda: catalog.tool_route(name) is not None)`."""
         self.tools: tuple[types.Tool, ...] = ()
         self.resources: tuple[types.Resource, ...] = ()
         self.resource_templates: tuple[types.ResourceTemplate, ...] = ()
@@ -316,6 +320,12 @@ class Catalog:
                 logger.error("pins could not be stored (%s); kept in memory, stored with the next change", exc)
 
     async def _notify(self, server_id: str, changed: frozenset[Kind]) -> None:
+        try:
+            await self._tell_listeners(server_id, changed)
+        finally:
+            self.changes.notify()
+
+    async def _tell_listeners(self, server_id: str, changed: frozenset[Kind]) -> None:
         if changed:
             logger.info(
                 "catalog changed (%s): %s, %s, %s, %s",

@@ -18,6 +18,7 @@ import anyio
 
 from hub.config import BreakerConfig
 from hub.errors import ServerUnavailable
+from hub.signals import Changes
 
 __all__ = ["BreakerState", "CircuitBreaker", "ConcurrencyLimiter", "RetryBudget", "ServerRejected"]
 
@@ -197,7 +198,8 @@ class RetryBudget:
 
 class ConcurrencyLimiter:
     """At most `max_concurrency` requests in flight to one member and at most `max_queue`
-    waiting for a slot (FIFO); one more fails fast.
+    waiting for a slot (FIFO); one more fails fast. `wait_idle()` returns once no slot is in use
+    and none is awaited (a drain waits on it).
 
     :param on_depth: called with the new queue depth whenever it changes.
     :param on_rejected: called each time a request is refused (queue full, or no slot in time).
@@ -218,10 +220,22 @@ class ConcurrencyLimiter:
         self._on_depth = on_depth
         self._on_rejected = on_rejected
         self.waiting = 0
+        self.changes = Changes()
+        """Notified whenever `in_use` or `waiting` changes (a drain, or a test, waits on it)."""
 
     @property
     def in_use(self) -> int:
         return self.max_concurrency - self._semaphore.value
+
+    @property
+    def idle(self) -> bool:
+        """No slot in use and no request waiting for one."""
+        return not self.waiting and self._semaphore.value == self.max_concurrency
+
+    async def wait_idle(self) -> None:
+        """Return once the limiter is `idle` (at once if it is; bound it with a timeout): a drain
+        waits on it for requests that hold or await a slot but have not been sent yet."""
+        await self.changes.wait_for(lambda: self.idle)
 
     def _rejected(self) -> None:
         if self._on_rejected is not None:
@@ -231,6 +245,7 @@ class ConcurrencyLimiter:
         self.waiting += delta
         if self._on_depth is not None:
             self._on_depth(self.waiting)
+        self.changes.notify()
 
     @contextlib.asynccontextmanager
     async def slot(self, wait_seconds: float, *, request_seconds: float | None = None) -> AsyncIterator[None]:
@@ -266,7 +281,9 @@ class ConcurrencyLimiter:
             # A free slot is taken at once: `acquire()` would also yield to the event loop, and
             # under load that pause would be counted as queue wait (`hub.deadline`).
             self._semaphore.acquire_nowait()
+        self.changes.notify()
         try:
             yield
         finally:
             self._semaphore.release()
+            self.changes.notify()

@@ -7,12 +7,14 @@ stopped by the test that started it.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from starlette.types import ASGIApp
 from hub.app import Hub
 from hub.config import HubConfig, parse_config
 from hub.endpoint import HttpServer, bind_socket
+from hub.signals import Changes
 
 pytest_plugins = ["tests.parallel", "tests.cluster_fixtures", "tests.replica_fixtures"]
 """How tests share out among parallel workers (`tests.parallel`: `xdist_group`s); real Redis for
@@ -81,12 +84,54 @@ def tool_text(result: types.CallToolResult) -> str:
 
 
 async def until(condition: Callable[[], bool | Awaitable[bool]]) -> None:
-    """Poll `condition` until it holds (the caller bounds the wait with `anyio.fail_after`)."""
+    """Poll `condition` until it holds (the caller bounds the wait with `anyio.fail_after`).
+
+    Only for waits on an outside process (a child's pid, a file it writes, a port, another
+    process's HTTP or CLI answers): what the hub itself does is waited on through its change
+    signals (`hub.signals.Changes`: `connection.wait_until`, `catalog.changes`, `bridge.changes`,
+    `endpoint.subscriptions.changes`) or a log line (`log_lines`)."""
     while True:
         value = condition()
         if value if isinstance(value, bool) else await value:
             return
         await anyio.sleep(0.02)
+
+
+class LogLines(logging.Handler):
+    """Every log message while installed (`log_lines` fixture), and a wait on one: a test waits
+    on a log line, never polls `caplog`. Levels are the loggers' own (`caplog.set_level`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+        self.changes = Changes()
+        self._loop_thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        # An anyio event is set only from its loop's thread; a line logged by a worker thread is
+        # seen at the next change (the hub's server stderr and relay lines come from the loop).
+        if threading.get_ident() == self._loop_thread:
+            self.changes.notify()
+
+    def seen(self, text: str) -> bool:
+        return any(text in message for message in self.messages)
+
+    async def wait_for(self, text: str) -> None:
+        """Return once a message containing `text` was logged (bound it with a timeout)."""
+        await self.changes.wait_for(lambda: self.seen(text))
+
+
+@pytest.fixture
+def log_lines() -> Iterator[LogLines]:
+    """A `LogLines` on the root logger for the test's duration."""
+    handler = LogLines()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
 
 
 @dataclass

@@ -21,7 +21,7 @@ import mcp_types as types
 import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
-from conftest import fixture_entry, free_port
+from conftest import fixture_entry, free_port, until
 from mcp import Client, StdioServerParameters
 from mcp_types import INVALID_PARAMS
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_MODERN_VERSION
@@ -104,8 +104,7 @@ def _process_gone(pid: int) -> bool:
 async def _wait_gone(pid: int, timeout_seconds: float = 10.0) -> None:
     """Wait, bounded, until `pid` no longer exists (not even as a zombie: someone reaped it)."""
     with anyio.fail_after(timeout_seconds):
-        while not _process_gone(pid):  # noqa: ASYNC110 - another process's table entry: no event to wait on
-            await anyio.sleep(0.05)
+        await until(lambda: _process_gone(pid))  # another process's table entry: no event to wait on
 
 
 @dataclass
@@ -357,18 +356,19 @@ async def test_a_killed_server_is_restarted_while_others_serve_and_sigterm_stops
         assert still.returncode == 0, still.stderr
         assert still.stdout.strip() == "still here"
 
+        async def other_restarting() -> bool:
+            other = (await _servers_json(url))["other"]
+            return other["state"] in ("restarting", "failed") or other["restarts"] >= 1
+
+        async def other_ready() -> bool:
+            return (await _servers_json(url))["other"]["state"] == "ready"
+
         with anyio.fail_after(10):
-            # Polling another process through its CLI: there is no event to wait on.
-            while True:
-                other = (await _servers_json(url))["other"]
-                if other["state"] in ("restarting", "failed") or other["restarts"] >= 1:
-                    break
-                await anyio.sleep(0.2)
+            await until(other_restarting)  # another process, through its CLI: no event to wait on
         await _wait_gone(killed_pid)  # the hub reaped its dead child: no zombie left behind
 
         with anyio.fail_after(10):
-            while (await _servers_json(url))["other"]["state"] != "ready":  # noqa: ASYNC110 - polling the CLI
-                await anyio.sleep(0.2)
+            await until(other_ready)
         (restarted_pid,) = await _pids_of(url, "other")
         assert restarted_pid != killed_pid
 

@@ -204,7 +204,7 @@ async def test_every_metric_the_dashboard_queries_exists_in_a_live_hubs_metrics(
                     await client.call_tool("spare__fail_times", {"n": 1, "key": "budget"})
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(client.call_tool, "spare__slow", {"seconds": 2})
-                    await until(lambda: spare.status().in_flight == 1)
+                    await spare.wait_until(lambda c: c.in_flight == 1)
                     with pytest.raises(MCPError):  # no slot, no queue: refused at once
                         await client.call_tool("spare__echo", {"text": "busy"})
                 await client.call_tool("spare__flip_tools", {})  # a new definition after pinning

@@ -16,7 +16,6 @@ from hub.deadline import RequestDeadline
 from hub.limits import BreakerState
 from tests.conftest import Recorder, faulty_entry, running_hub
 from tests.conftest import tool_text as _text
-from tests.conftest import until as _until
 
 pytestmark = pytest.mark.anyio
 
@@ -63,11 +62,11 @@ async def test_a_queued_call_gets_only_the_rest_of_its_deadline_and_one_still_qu
 
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(call, "hang", {})
-                    await _until(lambda: limiter.in_use == 1)
+                    await limiter.changes.wait_for(lambda: limiter.in_use == 1)
                     tg.start_soon(call, "slow", {"seconds": 4})
-                    await _until(lambda: limiter.waiting == 1)
+                    await limiter.changes.wait_for(lambda: limiter.waiting == 1)
                     tg.start_soon(call, "echo", {"text": "never sent"})
-                    await _until(lambda: limiter.waiting == 2)
+                    await limiter.changes.wait_for(lambda: limiter.waiting == 2)
                 after = await client.call_tool("fz__echo", {"text": "after"})
     hang, slow, echo = errors["hang"], errors["slow"], errors["echo"]
     assert hang.code == REQUEST_TIMEOUT and "no answer to tools/call within 4 s" in hang.message
@@ -125,7 +124,8 @@ async def test_a_per_client_connection_with_a_full_queue_refuses_its_own_client_
                 assert _text(await a.call_tool("fz__echo", {"text": "a"})) == "a"  # starts a's connection
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(a.call_tool, "fz__hang", {})
-                    await _until(lambda: any(c.limiter.in_use for c in shared.clones))
+                    (clone,) = shared.clones  # a's connection, started by its first call
+                    await clone.limiter.changes.wait_for(lambda: clone.limiter.in_use == 1)
                     with pytest.raises(MCPError) as busy:
                         await a.call_tool("fz__echo", {"text": "a again"})
                     served = _text(await b.call_tool("fz__echo", {"text": "b"}))

@@ -156,8 +156,8 @@ async def test_an_abandoned_handle_expires_and_the_suspended_server_call_is_canc
                 first = await alice.session.call_tool("fx__ask", {}, allow_input_required=True)
                 assert isinstance(first, types.InputRequiredResult)
                 assert bridge.suspended == 1
-                while bridge.suspended:  # noqa: ASYNC110 (bounded by fail_after; the 1 s TTL cancels the call)
-                    await anyio.sleep(0.05)
+                # Bounded by fail_after; the 1 s TTL cancels the call.
+                await bridge.changes.wait_for(lambda: not bridge.suspended)
                 with pytest.raises(MCPError) as expired:
                     await alice.session.call_tool(
                         "fx__ask", {}, input_responses={}, request_state=first.request_state, allow_input_required=True

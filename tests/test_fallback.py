@@ -21,7 +21,6 @@ from hub.errors import ConfigError
 from hub.servers import ServerState
 from tests.conftest import faulty_entry, faulty_http, fixture_entry, http_fixture, running_hub
 from tests.conftest import tool_text as _text
-from tests.conftest import until as _until
 
 pytestmark = pytest.mark.anyio
 
@@ -53,9 +52,10 @@ async def test_a_down_primary_is_served_by_its_fallback_only_for_tools_the_fallb
                     # this call (idempotent), the call is answered by `b`.
                     served = _text(await client.call_tool("a__pid", {}))
                     connection = hub.hub.fleet.connections["a"]
-                    await _until(lambda: connection.state is not ServerState.READY)
+                    await connection.wait_until(lambda c: c.state is not ServerState.READY)
                     # `a__hang` stays a (reserved) route of `a`, but is no longer listed.
-                    await _until(lambda: not _listed_route(hub.hub.catalog.tool_route("a__hang")))
+                    catalog = hub.hub.catalog
+                    await catalog.changes.wait_for(lambda: not _listed_route(catalog.tool_route("a__hang")))
                     names = await _tool_names(client)
                     served_again = _text(await client.call_tool("a__pid", {}))
                     routes = {r["exposed"]: r for r in await _admin(hub.base_url, "routes")}
@@ -141,7 +141,8 @@ async def test_killing_a_replica_mid_load_costs_no_failed_call_on_idempotent_too
                     for _ in range(workers):
                         tg.start_soon(worker)
                 restarted = [c for c in fleet.members("search") if c.restarts >= 1]
-                await _until(lambda: all(c.state is ServerState.READY for c in fleet.members("search")))
+                for member in fleet.members("search"):
+                    await member.wait_for_state(ServerState.READY)
                 servers_json = await _admin(hub.base_url, "servers")
     assert killed.is_set() and len(first) == 2
     assert failures == [] and results == ["done"] * (workers * per_worker)

@@ -18,7 +18,7 @@ import httpx2
 import pytest
 from mcp_types import INVALID_PARAMS
 
-from tests.conftest import INITIALIZE, MCP_HEADERS, RunningHub, fixture_entry, running_hub, until
+from tests.conftest import INITIALIZE, MCP_HEADERS, LogLines, RunningHub, fixture_entry, running_hub, until
 
 pytestmark = pytest.mark.anyio
 
@@ -247,13 +247,13 @@ async def _first_progress(lines: AsyncIterator[str]) -> None:
     raise AssertionError("the stream ended before any progress")
 
 
-async def _server_saw_cancellation(caplog: pytest.LogCaptureFixture) -> None:
+async def _server_saw_cancellation(log_lines: LogLines) -> None:
     with anyio.fail_after(20):
-        await until(lambda: any("slow: cancelled" in r.getMessage() for r in caplog.records))
+        await log_lines.wait_for("slow: cancelled")  # the server's stderr, relayed to the hub's log
 
 
 async def test_a_cancelled_call_on_the_lean_path_ends_the_server_side_work_and_the_session_goes_on(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, log_lines: LogLines
 ) -> None:
     caplog.set_level(logging.INFO, logger=SERVER_LOG)
     async with _hub() as (hub, http):
@@ -273,13 +273,15 @@ async def test_a_cancelled_call_on_the_lean_path_ends_the_server_side_work_and_t
             "id": 11,
             "error": {"code": REQUEST_CANCELLED, "message": "Request cancelled"},
         }
-        await _server_saw_cancellation(caplog)
+        await _server_saw_cancellation(log_lines)
         assert fast.in_flight == 0
         after = await http.post(hub.url, json=_call(12, "fx__echo", {"text": "still here"}), headers=headers)
         assert _text(after.json()) == "still here"
 
 
-async def test_a_client_that_disconnects_mid_call_on_the_lean_path_frees_it(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_client_that_disconnects_mid_call_on_the_lean_path_frees_it(
+    caplog: pytest.LogCaptureFixture, log_lines: LogLines
+) -> None:
     caplog.set_level(logging.INFO, logger=SERVER_LOG)
     async with _hub() as (hub, http):
         fast = hub.hub.endpoint.session_manager("").fast_path
@@ -290,7 +292,7 @@ async def test_a_client_that_disconnects_mid_call_on_the_lean_path_frees_it(capl
                 await _first_progress(response.aiter_lines())
                 assert fast.in_flight == 1
             # Leaving the block unread closes the connection: the client is gone.
-            await _server_saw_cancellation(caplog)
+            await _server_saw_cancellation(log_lines)
             await until(lambda: fast.in_flight == 0)
         after = await http.post(hub.url, json=_call(22, "fx__echo", {"text": "again"}), headers=headers)
         assert _text(after.json()) == "again"

@@ -37,7 +37,17 @@ from hub.federation import (
     FederationLoop,
 )
 from hub.servers import ServerState
-from tests.conftest import ROOT, RunningHub, fixture_entry, free_port, http_fixture, running_hub, tool_text, until
+from tests.conftest import (
+    ROOT,
+    LogLines,
+    RunningHub,
+    fixture_entry,
+    free_port,
+    http_fixture,
+    running_hub,
+    tool_text,
+    until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -195,7 +205,7 @@ def _ring_settled(hubs: dict[str, Hub], fixture: set[str]) -> bool:
 
 
 async def _fixture_tools(hub: Hub) -> set[str]:
-    await until(lambda: hub.fleet.connections["own"].state is ServerState.READY)
+    await hub.fleet.connections["own"].wait_for_state(ServerState.READY)
     return {tool.name for tool in hub.fleet.connections["own"].snapshot.tools}
 
 
@@ -265,14 +275,14 @@ async def test_a_hub_that_lists_itself_holds_that_server_failed_as_a_federation_
         a = hubs["a"].hub
         with anyio.fail_after(30):
             await a.fleet.wait_first_attempts()
-            await until(lambda: _held_as_loop(a, "me"))
+            await a.fleet.connections["me"].wait_until(lambda _: _held_as_loop(a, "me"))
         me = a.fleet.connections["me"]
         assert "hub-a -> hub-a" in (me.last_error or "")
         assert all(name.startswith("fx__") for name in _tool_names(a))
         restarts = me.restarts
         me.restart()  # an operator's restart tries once more, and the loop is held again
         with anyio.fail_after(30):
-            await until(lambda: me.restarts > restarts and _held_as_loop(a, "me"))
+            await me.wait_until(lambda c: c.restarts > restarts and _held_as_loop(a, "me"))
 
 
 async def test_a_servers_tools_over_its_max_tools_are_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
@@ -425,7 +435,7 @@ async def test_a_hub_of_hubs_relays_pushed_sampling_from_a_handshake_era_server_
 
 @pytest.mark.parametrize("client_mode", ["legacy", "auto"])
 async def test_a_hub_of_hubs_relays_log_messages_and_cancellation_across_both_hops(
-    client_mode: str, caplog: pytest.LogCaptureFixture
+    client_mode: str, caplog: pytest.LogCaptureFixture, log_lines: LogLines
 ) -> None:
     caplog.set_level(logging.INFO, logger="hub.server_stderr")
     async with hub_of_hubs("auto", fx_protocol="legacy") as (_a, b):
@@ -453,7 +463,7 @@ async def test_a_hub_of_hubs_relays_log_messages_and_cancellation_across_both_ho
                     await started.wait()
                     tg.cancel_scope.cancel()
             # The cancellation went B -> A -> the server, which says so on its stderr.
-            await until(lambda: any("slow: cancelled" in r.getMessage() for r in caplog.records))
+            await log_lines.wait_for("slow: cancelled")
     assert levels == ["debug", "info", "warning", "error"]
 
 

@@ -29,7 +29,7 @@ from hub.pin_store import MemoryPinStore, StatePinStore
 from hub.pindiff import definition_diff, json_changes
 from hub.pins import DEFINITION_HELD, DefinitionHeld, PinError, Pins, definition_of, fingerprint
 from hub.state import StateFile
-from tests.conftest import ROOT, running_hub, tool_text, until
+from tests.conftest import ROOT, running_hub, tool_text
 from tests.servers.rugpull_server import POISON
 
 RUGPULL_SERVER = str(ROOT / "tests" / "servers" / "rugpull_server.py")
@@ -290,7 +290,10 @@ async def _mcphub(*args: str) -> tuple[int, str, str]:
 async def _pull(client: Client, hub: Any, name: str = "echo") -> None:
     """Make the server pull the rug and wait until the catalog has re-listed it."""
     assert tool_text(await client.call_tool("rp__rug_pull", {})) == "pulled"
-    await until(lambda: (s := hub.hub.catalog.pin_status("tools", "rp", name)) is not None and s.reason is not None)
+    catalog = hub.hub.catalog
+    await catalog.changes.wait_for(
+        lambda: (s := catalog.pin_status("tools", "rp", name)) is not None and s.reason is not None
+    )
 
 
 @pytest.mark.anyio
@@ -302,7 +305,8 @@ async def test_in_warn_mode_a_rug_pull_is_served_but_flagged_in_the_audit_log_me
             async with Client(hub.url, cache=None) as client:
                 before = await _tools(client)
                 await _pull(client, hub)
-                await until(lambda: hub.hub.catalog.pin_status("tools", "rp", "backdoor") is not None)
+                catalog = hub.hub.catalog
+                await catalog.changes.wait_for(lambda: catalog.pin_status("tools", "rp", "backdoor") is not None)
                 after = await _tools(client)
                 echoed = tool_text(await client.call_tool("rp__echo", {"text": "hi", "secret": "s"}))
             routes = {r["exposed"]: r for r in (await _admin(hub.base_url, "/admin/routes"))["routes"]}
@@ -330,7 +334,8 @@ async def test_in_block_mode_a_rug_pull_is_hidden_and_refused_until_approved_by_
         with anyio.fail_after(60):
             async with Client(hub.url, cache=None) as client:
                 await _pull(client, hub)
-                await until(lambda: hub.hub.catalog.pin_status("tools", "rp", "backdoor") is not None)
+                catalog = hub.hub.catalog
+                await catalog.changes.wait_for(lambda: catalog.pin_status("tools", "rp", "backdoor") is not None)
                 tools = await _tools(client)
                 prompts = {p.name for p in (await client.list_prompts()).prompts}
                 templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}

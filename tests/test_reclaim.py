@@ -12,8 +12,7 @@ import httpx2
 import pytest
 from mcp import Client
 
-from tests.conftest import fixture_entry, running_hub
-from tests.test_reload import until
+from tests.conftest import fixture_entry, running_hub, until
 
 pytestmark = pytest.mark.anyio
 
@@ -118,15 +117,13 @@ async def test_abandoned_sessions_and_listen_streams_are_reclaimed_and_fds_and_t
             # Warm up every code path once, so lazily created pools and tasks count in the baseline.
             await _abandon_a_handshake_era_session(hub.url)
             await _abandon_a_listen_stream(hub.url)
-            await until(lambda: endpoint.open_sessions() == 0, 0.1)
+            await until(lambda: endpoint.open_sessions() == 0)
             baseline_fds, baseline_tasks = _fds(), _tasks()
             for _ in range(10):
                 await _abandon_a_handshake_era_session(hub.url)
                 await _abandon_a_listen_stream(hub.url)
             peak_sessions = endpoint.open_sessions()
-            await until(
-                lambda: endpoint.open_sessions() == 0 and _fds() <= baseline_fds and _tasks() <= baseline_tasks, 0.1
-            )
+            await until(lambda: endpoint.open_sessions() == 0 and _fds() <= baseline_fds and _tasks() <= baseline_tasks)
             async with Client(hub.url) as client:  # and the hub still serves
                 tools = await client.list_tools()
     assert peak_sessions > 0

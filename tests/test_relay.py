@@ -14,16 +14,11 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
-from tests.conftest import fixture_entry, running_hub
+from hub.signals import Changes
+from tests.conftest import LogLines, fixture_entry, running_hub
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
-
-
-async def _wait_for_log(caplog: pytest.LogCaptureFixture, text: str) -> None:
-    # bounded by the caller's fail_after
-    while not any(text in record.getMessage() for record in caplog.records):  # noqa: ASYNC110
-        await anyio.sleep(0.05)
 
 
 @pytest.mark.parametrize("server_era", ["legacy", "modern"])
@@ -52,16 +47,18 @@ async def test_log_messages_reach_only_the_calling_client_at_the_level_it_set(se
 
 
 async def test_subscriptions_are_routed_relayed_under_the_exposed_uri_and_cleaned_up_on_disconnect(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, log_lines: LogLines
 ) -> None:
     caplog.set_level(logging.INFO, logger="hub.server_stderr")
     async with running_hub({"fx": fixture_entry("fx", protocol="legacy")}) as hub:
         updates: dict[str, list[str]] = {"a": [], "b": []}
+        updated = Changes()
 
         def handler(who: str):  # type: ignore[no-untyped-def]
             async def on_message(message: object) -> None:
                 if isinstance(message, types.ResourceUpdatedNotification):
                     updates[who].append(str(message.params.uri))
+                    updated.notify()
 
             return on_message
 
@@ -73,18 +70,16 @@ async def test_subscriptions_are_routed_relayed_under_the_exposed_uri_and_cleane
                 async with Client(hub.url, mode="legacy", message_handler=handler("b")) as b:
                     await a.subscribe_resource("fx+fixture://info")
                     await b.subscribe_resource("fx+fixture://info")
-                    await _wait_for_log(caplog, "subscribed: fixture://info")
+                    await log_lines.wait_for("subscribed: fixture://info")
                     await a.call_tool("fx__touch", {})
-                    while not (updates["a"] and updates["b"]):  # noqa: ASYNC110 (bounded by fail_after)
-                        await anyio.sleep(0.02)
+                    await updated.wait_for(lambda: bool(updates["a"] and updates["b"]))
                     await b.unsubscribe_resource("fx+fixture://info")
-                    assert not any("unsubscribed" in r.getMessage() for r in caplog.records)  # a still subscribed
+                    assert not log_lines.seen("unsubscribed")  # a still subscribed
                     await a.call_tool("fx__touch", {})
-                    while len(updates["a"]) < 2:  # noqa: ASYNC110 (bounded by fail_after)
-                        await anyio.sleep(0.02)
+                    await updated.wait_for(lambda: len(updates["a"]) >= 2)
                 assert len(subscriptions) == 1
             # a disconnected without unsubscribing: the hub unsubscribes at the server.
-            await _wait_for_log(caplog, "unsubscribed: fixture://info")
+            await log_lines.wait_for("unsubscribed: fixture://info")
             assert len(subscriptions) == 0
     assert updates["a"] == ["fx+fixture://info", "fx+fixture://info"]
     assert updates["b"] == ["fx+fixture://info"]
@@ -92,7 +87,7 @@ async def test_subscriptions_are_routed_relayed_under_the_exposed_uri_and_cleane
 
 @pytest.mark.parametrize("client_mode", ["legacy", "auto"])
 async def test_a_client_that_disconnects_mid_call_cancels_the_server_side_work(
-    client_mode: str, caplog: pytest.LogCaptureFixture
+    client_mode: str, caplog: pytest.LogCaptureFixture, log_lines: LogLines
 ) -> None:
     caplog.set_level(logging.INFO, logger="hub.server_stderr")
     async with running_hub({"fx": fixture_entry("fx", protocol="legacy")}) as hub:
@@ -113,7 +108,7 @@ async def test_a_client_that_disconnects_mid_call_cancels_the_server_side_work(
                         await started.wait()
                         tg.cancel_scope.cancel()
                 assert not scope.cancelled_caught
-            await _wait_for_log(caplog, "slow: cancelled")
+            await log_lines.wait_for("slow: cancelled")
 
 
 @pytest.mark.e2e
@@ -184,15 +179,14 @@ async def test_per_client_isolation_gives_each_client_session_its_own_server_and
                     tg.start_soon(ask, "a", a)
                     tg.start_soon(ask, "b", b)
                 assert connection.dedicated_connections == 2
-            while connection.dedicated_connections:  # noqa: ASYNC110 (bounded by fail_after)
-                await anyio.sleep(0.05)
+            await connection.wait_until(lambda c: not c.dedicated_connections)
     assert texts == {"a": "sampled=one elicited=ada action=accept", "b": "sampled=two elicited=ada action=accept"}
     assert pids["a"] != pids["b"]
 
 
 @pytest.mark.parametrize("server_era", ["legacy", "modern"])
 async def test_a_modern_client_listening_for_a_resource_gets_its_updates_under_the_exposed_uri(
-    server_era: str, caplog: pytest.LogCaptureFixture
+    server_era: str, caplog: pytest.LogCaptureFixture, log_lines: LogLines
 ) -> None:
     caplog.set_level(logging.INFO, logger="hub.server_stderr")
     async with running_hub({"fx": fixture_entry("fx", protocol=server_era)}) as hub:
@@ -211,8 +205,8 @@ async def test_a_modern_client_listening_for_a_resource_gets_its_updates_under_t
                             event = await stream.__anext__()
                         if event is not None:
                             break
-                while len(subscriptions):  # noqa: ASYNC110 (bounded by fail_after; the stream's end reaches the hub)
-                    await anyio.sleep(0.05)
+                # The stream's end reaches the hub, which drops the subscription.
+                await subscriptions.changes.wait_for(lambda: not len(subscriptions))
             if server_era == "legacy":
-                await _wait_for_log(caplog, "unsubscribed: fixture://info")
+                await log_lines.wait_for("unsubscribed: fixture://info")
     assert getattr(event, "uri", None) == "fx+fixture://info"

@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from mcp import Client
 from hub.app import Hub
 from hub.config import load_config
 from hub.reload import plan_reload
-from tests.conftest import FAULTY_SERVER, RunningHub, serve_app
+from hub.signals import Changes
+from tests.conftest import FAULTY_SERVER, RunningHub, serve_app, until
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
@@ -33,12 +34,6 @@ pytestmark = pytest.mark.anyio
 def faulty(name: str, *args: str, **extra: Any) -> dict[str, Any]:
     """A `servers:` entry running the faulty server over stdio."""
     return {"command": sys.executable, "args": [FAULTY_SERVER, "--name", name, *args], **extra}
-
-
-async def until(predicate: Callable[[], bool], interval_seconds: float = 0.02) -> None:
-    """Poll `predicate` until it holds (the caller bounds the wait with `anyio.fail_after`)."""
-    while not predicate():  # noqa: ASYNC110 - counters of other tasks and processes: no event to wait on
-        await anyio.sleep(interval_seconds)
 
 
 def write_config(path: Path, servers: dict[str, Any], **settings: Any) -> None:
@@ -59,9 +54,8 @@ async def serve_hub(hub: Hub) -> AsyncIterator[RunningHub]:
     async with serve_app(hub.http_app()) as base_url:
         with anyio.fail_after(30):
             await hub.fleet.wait_first_attempts()
-            async with httpx2.AsyncClient() as probe:  # answers once the app's lifespan is up
-                while (await probe.get(f"{base_url}/readyz")).status_code != 200:  # noqa: ASYNC110 - HTTP poll
-                    await anyio.sleep(0.05)
+            async with httpx2.AsyncClient(timeout=30) as probe:  # answered once the app's lifespan is up
+                assert (await probe.get(f"{base_url}/readyz")).status_code == 200
         yield RunningHub(hub, base_url)
 
 
@@ -186,13 +180,13 @@ async def test_a_removed_server_finishes_its_in_flight_call_and_one_past_the_dra
                         failures.append(exc)
 
                 tg.start_soon(slow_call)
-                await until(lambda: gone.in_flight > 0)
+                await gone.wait_until(lambda c: c.in_flight > 0)
                 write_config(config_file, {"keep": faulty("keep"), "stuck": faulty("stuck")})
                 code, report = await post_reload(hub)
                 names = await _tool_names(client)
 
                 tg.start_soon(hanging_call)
-                await until(lambda: stuck.in_flight > 0)
+                await stuck.wait_until(lambda c: c.in_flight > 0)
                 write_config(config_file, {"keep": faulty("keep")}, drain_timeout_seconds=0.5)
                 stuck_code, stuck_report = await post_reload(hub)
     assert code == 200
@@ -217,6 +211,7 @@ async def test_no_call_is_lost_on_unchanged_or_replaced_servers_during_a_reload(
     write_config(config_file, {"keep": faulty("keep"), "swap": faulty("swap")})
     async with serving(config_file) as hub:
         answered: list[tuple[str, str]] = []
+        answers_changed = Changes()
         failed: list[tuple[str, str]] = []
         stop = anyio.Event()
 
@@ -233,6 +228,7 @@ async def test_no_call_is_lost_on_unchanged_or_replaced_servers_during_a_reload(
                         else:
                             result = await client.call_tool(f"{route}__echo", {"text": token})
                         answered.append((token, _text(result)))
+                        answers_changed.notify()
                     except Exception as exc:
                         failed.append((token, repr(exc)))
 
@@ -245,10 +241,10 @@ async def test_no_call_is_lost_on_unchanged_or_replaced_servers_during_a_reload(
                 for n in range(6):
                     for route in ("keep", "swap"):
                         tg.start_soon(caller, route, n, "legacy" if n % 2 else "auto")
-                await until(lambda: len(answered) >= 100)
+                await answers_changed.wait_for(lambda: len(answered) >= 100)
                 code, report = await post_reload(hub)
                 after_reload = len(answered)
-                await until(lambda: len(answered) >= after_reload + 100)
+                await answers_changed.wait_for(lambda: len(answered) >= after_reload + 100)
                 stop.set()
             async with Client(hub.url) as probe:
                 keep_pid_after = _text(await probe.call_tool("keep__pid", {}))
@@ -287,13 +283,16 @@ async def test_mcphub_reload_and_sighup_make_a_running_mcphub_serve_reload_its_f
             cli = await anyio.run_process([*mcphub, "reload", "--url", base_url, "--json"], check=False)
             write_config(config_file, {"keep": faulty("keep"), "viacli": faulty("viacli"), "viahup": faulty("viahup")})
             os.kill(process.pid, signal.SIGHUP)
-            while True:
+            states: dict[str, str] = {}
+
+            async def viahup_ready() -> bool:  # another process, through its admin API
                 async with httpx2.AsyncClient() as http:
                     servers = (await http.get(f"{base_url}/admin/servers")).json()["servers"]
-                states = {s["server_id"]: s["state"] for s in servers}
-                if states.get("viahup") == "ready":
-                    break
-                await anyio.sleep(0.1)
+                states.clear()
+                states.update({s["server_id"]: s["state"] for s in servers})
+                return states.get("viahup") == "ready"
+
+            await until(viahup_ready)
             config_file.write_text("servers: [not, a, map]\n")
             bad = await anyio.run_process([*mcphub, "reload", "--url", base_url], check=False)
     finally:
@@ -342,7 +341,9 @@ async def test_a_thousand_calls_in_flight_across_a_reload_are_all_answered(tmp_p
             async with anyio.create_task_group() as tg:
                 for index in range(10):
                     tg.start_soon(client_calls, "keep" if index % 2 else "swap", 100)
-                await until(lambda: keep.in_flight + swap.in_flight >= 1000)
+                # 500 calls each, all in flight at once (max_concurrency 1000).
+                await keep.wait_until(lambda c: c.in_flight >= 500)
+                await swap.wait_until(lambda c: c.in_flight >= 500)
                 in_flight_at_reload = keep.in_flight + swap.in_flight
                 write_config(
                     config_file,

@@ -320,9 +320,9 @@ async def test_calls_beyond_the_concurrency_cap_queue_and_beyond_the_queue_fail_
 
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(slow)
-                    await _until(lambda: connection.limiter.in_use == 1)
+                    await connection.limiter.changes.wait_for(lambda: connection.limiter.in_use == 1)
                     tg.start_soon(slow)
-                    await _until(lambda: connection.limiter.waiting == 1)
+                    await connection.limiter.changes.wait_for(lambda: connection.limiter.waiting == 1)
                     with pytest.raises(MCPError) as busy:
                         await client.call_tool("fz__slow", {"seconds": 1.0})
                     rejected_while_busy = connection.limiter.in_use == 1

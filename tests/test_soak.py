@@ -26,7 +26,8 @@ from mcp import Client, MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from hub.servers import ServerState
-from tests.test_reload import faulty, post_reload, serving, until, write_config
+from tests.conftest import until
+from tests.test_reload import faulty, post_reload, serving, write_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

@@ -45,7 +45,7 @@ from hub.app import Hub
 from hub.config import BreakerConfig, parse_config
 from hub.launch import CannotLaunch, StderrTail, resolve_command
 from hub.limits import BreakerState, CircuitBreaker
-from hub.servers import ServerConnection, ServerState
+from hub.servers import ServerState
 from hub.startup import StartSlots, StartupGate, default_max_concurrent_starts
 from tests.conftest import (
     FIXTURE_SERVER,
@@ -97,13 +97,6 @@ def npm_like_entry(**extra: Any) -> dict[str, Any]:
     """A stdio server that prints npm's E404 output on stderr and exits 1 (a failed `npx`)."""
     printed = "; ".join(f"echo {json.dumps(line)} >&2" for line in NPM_STDERR)
     return {"command": "/bin/sh", "args": ["-c", f"{printed}; exit 1"], **extra}
-
-
-async def _until_state(connection: ServerConnection, predicate: Any) -> None:
-    """Wait (bound it) until `predicate(connection)` holds; re-checked on every state change."""
-    while not predicate(connection):
-        with anyio.move_on_after(0.05):
-            await connection.wait_state_change()
 
 
 # ---------------------------------------------------------------- item 1: lists and calls wait
@@ -251,7 +244,7 @@ async def test_one_crash_with_many_calls_in_flight_counts_once_and_the_server_se
                 async with anyio.create_task_group() as tg:
                     for _ in range(6):
                         tg.start_soon(hang)
-                    await until(lambda: fz.in_flight >= 6)
+                    await fz.wait_until(lambda c: c.in_flight >= 6)
                     os.kill(pid, signal.SIGKILL)
                 # Sent while the child is gone: it waits for the restart instead of failing.
                 back = tool_text(await client.call_tool("fz__echo", {"text": "back"}))
@@ -288,7 +281,7 @@ async def test_a_restart_and_a_fresh_handshake_close_an_open_breaker(tmp_path: P
                     await client.call_tool("fz__fail_times", {"n": 2, "key": "b"})
                 assert fast.value.code == CONNECTION_CLOSED and "circuit open" in fast.value.message
                 fz.restart()
-                await _until_state(fz, lambda c: c.restarts == 1 and c.state is ServerState.READY)
+                await fz.wait_until(lambda c: c.restarts == 1 and c.state is ServerState.READY)
                 assert fz.breaker.state is BreakerState.CLOSED
                 answer = tool_text(await client.call_tool("fz__fail_times", {"n": 2, "key": "b"}))
     assert answer == "ok after 2 failures"
@@ -314,7 +307,7 @@ async def test_a_caller_whose_policy_allows_the_route_waits_for_a_restarting_ser
             async with _client(hub.url, team_key) as team, _client(hub.url, other_key) as other:
                 pid = int(tool_text(await team.call_tool("fz__pid", {})))
                 os.kill(pid, signal.SIGKILL)
-                await _until_state(fz, lambda c: not c.connected)
+                await fz.wait_until(lambda c: not c.connected)
                 with pytest.raises(MCPError) as refused:
                     await other.call_tool("fz__echo", {"text": "x"})
                 answer = tool_text(await team.call_tool("fz__echo", {"text": "waited"}))
@@ -380,7 +373,7 @@ async def test_a_missing_executable_fails_at_once_naming_the_command_and_path_an
             # Once the executable exists, a restart (as `mcphub restart`) brings it up.
             _write_executable(later, f'#!/bin/sh\nexec "{sys.executable}" "{FIXTURE_SERVER}" --name later\n')
             late.restart()
-            await _until_state(late, lambda c: c.state is ServerState.READY)
+            await late.wait_until(lambda c: c.state is ServerState.READY)
         assert ghost.state is ServerState.FAILED and ghost.awaiting_restart and not ghost.crash_looped
     assert "ok__echo" in names
     assert ghost.restarts == 0 and late.restarts == 1  # never retried on its own: only the restart

@@ -23,7 +23,7 @@ from mcp import Client, MCPError
 from mcp_types import CONNECTION_CLOSED
 
 from hub.servers import ServerConnection, ServerState
-from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, running_hub
+from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, running_hub, until
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
@@ -38,13 +38,6 @@ async def _admin_servers(http: httpx2.AsyncClient, base_url: str) -> dict[str, d
     response = await http.get(f"{base_url}/admin/servers")
     assert response.status_code == 200
     return {s["server_id"]: s for s in response.json()["servers"]}
-
-
-async def _until(connection: ServerConnection, predicate: Any) -> None:
-    """Wait (bound it) until `predicate(connection)` holds; re-checked on every state change."""
-    while not predicate(connection):
-        with anyio.move_on_after(0.05):
-            await connection.wait_for_state(*(s for s in ServerState if s is not connection.state))
 
 
 def _skip_records(caplog: pytest.LogCaptureFixture, server_id: str) -> list[logging.LogRecord]:
@@ -110,7 +103,7 @@ async def test_a_stdout_line_over_max_line_bytes_that_is_not_json_rpc_kills_and_
                 # The cap's boundary: ~60.1 kB on the wire passes, ~70.1 kB is refused, the child lives on.
                 under = await client.call_tool("big__huge", {"size": 60_000})
                 over = await client.call_tool("big__huge", {"size": 70_000})
-                await _until(flood, lambda c: c.state is ServerState.READY and c.restarts == 1)
+                await flood.wait_until(lambda c: c.state is ServerState.READY and c.restarts == 1)
                 second_pid = int(_text(await client.call_tool("flood__pid", {})))
                 assert _text(await client.call_tool("flood__echo", {"text": "back"})) == "back"
                 assert _text(await client.call_tool("big__pid", {})) == big_pid and big.restarts == 0
@@ -165,14 +158,14 @@ async def _crash_and_restart(crashy: ServerConnection, client: Client, other_cli
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(hang)
-        await _until(crashy, lambda c: c.in_flight >= 1)
+        await crashy.wait_until(lambda c: c.in_flight >= 1)
         started = time.monotonic()
         with pytest.raises(MCPError) as raised:
             await client.call_tool(f"{sid}__crash_mid_call", {})
         detected = time.monotonic() - started
     down_at = time.monotonic()
     assert _text(await client.call_tool("bystander__echo", {"text": "unhurt"})) == "unhurt"
-    await _until(crashy, lambda c: c.state is ServerState.READY and c.restarts == 1)
+    await crashy.wait_until(lambda c: c.state is ServerState.READY and c.restarts == 1)
     restart_seconds = time.monotonic() - down_at
     second_pid = int(_text(await client.call_tool(f"{sid}__pid", {})))
     names = [tool.name for tool in (await client.list_tools()).tools]
@@ -201,7 +194,7 @@ async def test_crash_times_counts_across_restarts_in_the_state_file(tmp_path: Pa
                 for crash in (1, 2):
                     with pytest.raises(MCPError):
                         await client.call_tool("flaky__crash_times", {"n": 2})
-                    await _until(flaky, lambda c, n=crash: c.state is ServerState.READY and c.restarts == n)
+                    await flaky.wait_until(lambda c, n=crash: c.state is ServerState.READY and c.restarts == n)
                 result = await client.call_tool("flaky__crash_times", {"n": 2})
     assert _text(result) == "ok after 2 crashes"
 
@@ -220,7 +213,7 @@ async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_
     async with running_hub(servers) as hub, httpx2.AsyncClient(timeout=10) as http:
         loop = hub.hub.fleet.connections["loop"]
         with anyio.fail_after(40):
-            await _until(loop, lambda c: c.state is ServerState.FAILED and "crash loop" in (c.last_error or ""))
+            await loop.wait_until(lambda c: c.state is ServerState.FAILED and "crash loop" in (c.last_error or ""))
             status = (await _admin_servers(http, hub.base_url))["loop"]
             ready = (await http.get(f"{hub.base_url}/readyz")).json()
             assert {s["server_id"]: s["state"] for s in ready["servers"]} == {"loop": "failed", "bystander": "ready"}
@@ -233,14 +226,14 @@ async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_
             flag.touch()
             response = await http.post(f"{hub.base_url}/admin/servers/loop/restart")
             assert response.status_code == 202 and response.json()["state"] == "failed"
-            await _until(loop, lambda c: c.state is ServerState.READY)
+            await loop.wait_until(lambda c: c.state is ServerState.READY)
             async with Client(hub.url) as client:
                 pid = int(_text(await client.call_tool("loop__pid", {})))
 
                 # Break it again: kill the child; the loop starts afresh and fails again.
                 flag.unlink()
                 os.kill(pid, signal.SIGKILL)
-                await _until(loop, lambda c: c.state is ServerState.FAILED and "crash loop" in (c.last_error or ""))
+                await loop.wait_until(lambda c: c.state is ServerState.FAILED and "crash loop" in (c.last_error or ""))
                 assert loop.restarts == 3 + 2
 
                 # ...and `mcphub restart` brings it back.
@@ -270,10 +263,10 @@ async def test_a_reload_gives_a_crash_looped_server_a_new_start(tmp_path: Path) 
     async with running_hub(servers) as hub:
         loop = hub.hub.fleet.connections["loop"]
         with anyio.fail_after(40):
-            await _until(loop, lambda c: c.state is ServerState.FAILED and c.crash_looped)
+            await loop.wait_until(lambda c: c.state is ServerState.FAILED and c.crash_looped)
             flag.touch()
             report = await hub.hub.reload(hub.hub.config)  # the same config: the server is unchanged
-            await _until(loop, lambda c: c.state is ServerState.READY)
+            await loop.wait_until(lambda c: c.state is ServerState.READY)
     assert report.status == "unchanged"
     assert hub.hub.fleet.connections["loop"] is loop and not loop.crash_looped
 
@@ -291,11 +284,9 @@ async def test_shutdown_closes_stdin_then_sigterm_then_sigkill_and_leaves_no_pro
     gone_after: dict[str, float] = {}
 
     async def watch(server_id: str, pid: int, started: float) -> None:
-        for _ in range(1500):  # /proc has no event to wait on: poll, at most 15 s
-            if not _alive(pid):
-                gone_after[server_id] = time.monotonic() - started
-                return
-            await anyio.sleep(0.01)
+        with anyio.move_on_after(15):  # /proc has no event to wait on: poll, at most 15 s
+            await until(lambda: not _alive(pid))
+            gone_after[server_id] = time.monotonic() - started
 
     async with anyio.create_task_group() as watchers:
         async with running_hub(servers) as hub:

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from conftest import fixture_entry, free_port, running_hub
+from conftest import fixture_entry, free_port, running_hub, until
 from mcp import Client, MCPError, StdioServerParameters
 from mcp_types import (
     INVALID_PARAMS,
@@ -141,9 +141,11 @@ async def _remote_everything(npm_servers: Path, tmp_path: Path, transport: str) 
     try:
         with anyio.fail_after(20):
             # A third-party server with no readiness signal: poll a TCP connect, bounded.
-            while not await anyio.to_thread.run_sync(_port_accepts, port):
+            async def accepts() -> bool:
                 assert process.returncode is None, f"server-everything {transport} exited with {process.returncode}"
-                await anyio.sleep(0.05)
+                return await anyio.to_thread.run_sync(_port_accepts, port)
+
+            await until(accepts)
         yield port
     finally:
         if process.returncode is None:

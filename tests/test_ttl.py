@@ -162,7 +162,8 @@ async def test_a_list_changed_relist_restarts_the_expiry_and_is_the_only_relist(
             async with Client(hub.url) as client:
                 before = int(tool_text(await client.call_tool("both__list_calls", {})))
                 await client.call_tool("both__grow", {"name": "announced", "announce": True})
-                await until(lambda: hub.hub.catalog.tool_route("both__announced") is not None)
+                catalog = hub.hub.catalog
+                await catalog.changes.wait_for(lambda: catalog.tool_route("both__announced") is not None)
                 after = int(tool_text(await client.call_tool("both__list_calls", {})))
         rescheduled = connection.relist_at
     assert after == before + 1
@@ -184,7 +185,8 @@ async def test_a_failed_relist_on_expiry_keeps_the_listing_and_the_connection_an
                 await client.call_tool("flaky__fail_lists", {"times": 2})
                 await client.call_tool("flaky__grow", {"name": "later"})
                 # Two expiries fail (the tools stay listed), then one succeeds.
-                await until(lambda: hub.hub.catalog.tool_route("flaky__later") is not None)
+                catalog = hub.hub.catalog
+                await catalog.changes.wait_for(lambda: catalog.tool_route("flaky__later") is not None)
                 served = int(tool_text(await client.call_tool("flaky__list_calls", {})))
         assert connection.generation == generation  # never reconnected
         assert connection.restarts == 0

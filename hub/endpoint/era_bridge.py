@@ -44,6 +44,7 @@ from mcp_types import INVALID_PARAMS
 
 from hub.client_channel import CURRENT_CHANNEL, ClientChannel, SamplingResult, refusal
 from hub.endpoint.server_requests import principal_id
+from hub.signals import Changes
 
 __all__ = ["HANDLE_PREFIX", "SERVER_STATE_PREFIX", "Bridge", "BridgedCall"]
 
@@ -218,6 +219,9 @@ class Bridge:
         self.security = RequestStateSecurity(keys=ring, ttl=ttl_seconds, bind_principal=principal_id)
         self._calls: dict[str, BridgedCall] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        self.changes = Changes()
+        """Notified whenever a bridged call starts or ends (`suspended` changes):
+        `await bridge.changes.wait_for(lambda: not bridge.suspended)`."""
 
     def boundary(self, audience: str) -> RequestStateBoundary:
         """The middleware sealing and verifying `requestState` on one face (`audience`: the
@@ -278,6 +282,7 @@ class Bridge:
             self.ttl_seconds,
         )
         self._calls[handle] = call
+        self.changes.notify()
         self._tg.start_soon(self._run, call, send, name=f"bridged call {handle[:12]}")
         return await self._collect(call)
 
@@ -319,3 +324,4 @@ class Bridge:
         finally:
             CURRENT_CHANNEL.reset(token)
             self._calls.pop(call.handle, None)
+            self.changes.notify()

@@ -35,6 +35,7 @@ from mcp.server.models import InitializationOptions
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.exceptions import MCPDeprecationWarning
 
+from hub import wire_results
 from hub.config.hub import DEFAULT_LIST_PAGE_SIZE
 from hub.endpoint.callers import client_channel
 from hub.endpoint.face_services import FaceServices
@@ -45,7 +46,6 @@ from hub.endpoint.search_mode import FaceSearch
 from hub.endpoint.session_registry import SessionRegistry
 from hub.endpoint.subscriptions_listen import FaceListenHandler
 from hub.endpoint.tasks import FaceTasks
-from hub import wire_results
 from hub.federation import FEDERATION_KEY
 from hub.list_freshness import LIST_TTL_MS
 from hub.metrics import HubMetrics

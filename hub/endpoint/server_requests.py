@@ -39,6 +39,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from hub.client_channel import SamplingResult, refusal
+from hub.signals import Changes
 
 __all__ = [
     "ANONYMOUS",
@@ -215,6 +216,9 @@ class Subscriptions:
         """Resources another replica has subscribers for (kept subscribed here too)."""
         self._at_server: set[tuple[str, str]] = set()
         """Resources this replica's server connections are subscribed to."""
+        self.changes = Changes()
+        """Notified after every change of the subscriptions (`len`) or of what the servers are
+        subscribed to (`subscribed_at_server`, once the server answered the unsubscribe)."""
 
     def __len__(self) -> int:
         return sum(len(subscribers) for subscribers in self._table.values())
@@ -243,12 +247,14 @@ class Subscriptions:
             if not subscribers and self.peers is not None:
                 self.peers.interest(server_id, original, True)
         subscribers[(client_key, exposed)] = session
+        self.changes.notify()
 
     async def unsubscribe(self, client_key: str, exposed: str, server_id: str, original: str) -> None:
         """Drop the subscription, unsubscribing at the server if it was the last."""
         subscribers = self._table.get((server_id, original))
         if subscribers is None or subscribers.pop((client_key, exposed), None) is None:
             return
+        self.changes.notify()
         if not subscribers:
             del self._table[(server_id, original)]
             self._lost_interest(server_id, original)
@@ -266,6 +272,7 @@ class Subscriptions:
                 self._lost_interest(*key)
                 if key not in self._remote:
                     self._spawn(lambda key=key: self._release(*key), f"unsubscribe {key[0]}")
+        self.changes.notify()
 
     def _lost_interest(self, server_id: str, original: str) -> None:
         if self.peers is not None:
@@ -304,7 +311,10 @@ class Subscriptions:
         if (server_id, original) not in self._at_server:
             return
         self._at_server.discard((server_id, original))
-        await self._unsubscribe_at_server(server_id, original)
+        try:
+            await self._unsubscribe_at_server(server_id, original)
+        finally:
+            self.changes.notify()
 
     async def _unsubscribe_at_server(self, server_id: str, original: str) -> None:
         connection = self._connection(server_id)

@@ -133,6 +133,7 @@ class Sender:
 
         inflight = connection.inbox.inflight
         connection.in_flight += 1
+        connection.changes.notify()
         if channel is not None:
             inflight.append(channel)
         logger.debug("server %s: sending %s", connection.server_id, method)
@@ -146,6 +147,7 @@ class Sender:
             if channel is not None:
                 inflight.remove(channel)
             connection.in_flight -= 1
+            connection.changes.notify()
             if not connection.in_flight:
                 connection._no_calls.set()
                 connection._no_calls = anyio.Event()

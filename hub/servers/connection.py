@@ -69,6 +69,7 @@ from hub.servers.session_state import SessionState
 from hub.servers.state import ServerSnapshot, ServerState, ServerStatus
 from hub.servers.supervisor import Supervisor
 from hub.servers.transport import ServerLink
+from hub.signals import Changes
 from hub.startup import StartSlots
 from hub.task_wire import CreatedTask, LegacyCreatedTask, call_tool_as_task, task_request
 from hub.wire_results import WireResult
@@ -110,6 +111,10 @@ class ServerConnection:
     """The client this connection is dedicated to (`isolation: per_client` clones), else None."""
     in_flight: int = 0
     """Requests sent through this connection and not answered yet (a drain waits for 0)."""
+    changes: Changes = field(default_factory=Changes)
+    """Notified at every change of `state` (also to the same state: `restarts` and `last_error`
+    change with it), of `in_flight`, and of the dedicated connections (`dedicated_connections`):
+    `await connection.changes.wait_for(lambda: ...)` (or `wait_until`) instead of polling."""
     events: EventSink = field(default_factory=EventSink)
     """Where breaker, queue and health events go (`Fleet.events`, wired to metrics)."""
     health_failures: int = 0
@@ -258,6 +263,12 @@ class ServerConnection:
         """Return at the next change of `state` (bound it with a timeout)."""
         await self._state_changed.wait()
 
+    async def wait_until(self, predicate: Callable[[ServerConnection], bool]) -> None:
+        """Return once `predicate(self)` holds, re-checked at every `changes` notification
+        (state, `restarts`, `last_error`, `in_flight`, dedicated connections); bound it with a
+        timeout."""
+        await self.changes.wait_for(lambda: predicate(self))
+
     @property
     def connected(self) -> bool:
         """Whether requests can be sent now: connected and listed, and no request has found the
@@ -277,6 +288,7 @@ class ServerConnection:
             self.since = time.time()
             self._state_changed.set()
             self._state_changed = anyio.Event()
+        self.changes.notify()
 
     @property
     def server_capabilities(self) -> types.ServerCapabilities | None:

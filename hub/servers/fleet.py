@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -28,8 +28,6 @@ from hub.startup import StartSlots, StartupGate
 from hub.state import new_hub_id
 
 __all__ = ["Fleet"]
-
-_DRAIN_POLL_SECONDS: Final = 0.01
 
 
 class Fleet:
@@ -230,11 +228,10 @@ class Fleet:
         timeout ran out first."""
         limiter = connection.limiter
         with anyio.move_on_after(timeout_seconds):
-            while connection.in_flight or limiter.in_use or limiter.waiting:
-                if connection.in_flight:
-                    await connection.wait_no_calls()
-                else:  # a request holds or awaits a slot but has not been sent yet: a short poll
-                    await anyio.sleep(_DRAIN_POLL_SECONDS)
+            # A request holds or awaits a slot before it is sent (`in_flight`): both must be over.
+            while connection.in_flight or not limiter.idle:
+                await connection.wait_no_calls()
+                await limiter.wait_idle()
             return True
         return False
 

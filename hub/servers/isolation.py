@@ -118,6 +118,7 @@ class Clones:
             scope = anyio.CancelScope()
             self._clones[client_key] = dedicated
             self._clone_scopes[client_key] = scope
+            connection.changes.notify()
             clone = dedicated
 
             async def supervise() -> None:
@@ -131,6 +132,7 @@ class Clones:
                     if self._clones.get(client_key) is clone:
                         del self._clones[client_key]
                         self._clone_scopes.pop(client_key, None)
+                        connection.changes.notify()
 
             connection.spawn(supervise, f"server {connection.server_id} for {client_key}")
             logger.info("server %s: starting a dedicated connection for %s", connection.server_id, client_key)
@@ -149,5 +151,6 @@ class Clones:
         scope = self._clone_scopes.pop(client_key, None)
         if scope is not None:
             self._clones.pop(client_key, None)
+            self.connection.changes.notify()
             scope.cancel()
             logger.info("server %s: closed the dedicated connection of %s", self.connection.server_id, client_key)

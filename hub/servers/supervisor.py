@@ -11,7 +11,8 @@ from the link (`transport.ServerLink`), the SDK `Client` does the handshake with
 `startup_timeout_seconds`, with the inbox's callbacks (`inbox.Inbox`); then `_serve` lists
 (`listing.Lister`), goes ready, and re-lists on change or expiry while the health monitor
 (`health.HealthMonitor`) checks an idle server, until the connection closes or a restart is
-asked for. Between attempts: jittered exponential backoff, and the crash-loop cap for stdio.
+asked for. Between attempts: jittered exponential backoff (`RECONNECT_BACKOFF`, a tenacity wait
+strategy), cut short by a restart request, and the crash-loop cap for stdio.
 
 Life of a connection::
 
@@ -27,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Final
 import anyio
 from mcp import Client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from tenacity import AsyncRetrying, RetryCallState, wait_exponential, wait_random_exponential
 
 from adapters import watch_closed
 from hub.config import StdioServer
@@ -52,13 +53,44 @@ from hub.task_wire import TasksClientExtension
 if TYPE_CHECKING:
     from hub.servers.connection import ServerConnection
 
-__all__ = ["BACKOFF_INITIAL_SECONDS", "BACKOFF_MAX_SECONDS", "Supervisor"]
+__all__ = [
+    "BACKOFF_INITIAL_SECONDS",
+    "BACKOFF_MAX_SECONDS",
+    "RECONNECT_BACKOFF",
+    "Supervisor",
+    "reconnect_delay_seconds",
+]
 
 # One logger for the whole package: operators and tests filter on "hub.servers".
 logger = logging.getLogger("hub.servers")
 
 BACKOFF_INITIAL_SECONDS: Final = 0.5
+"""Seconds of the reconnect backoff's ceiling after the first failure (before jitter)."""
 BACKOFF_MAX_SECONDS: Final = 30.0
+"""Seconds: the ceiling stops doubling here."""
+
+RECONNECT_BACKOFF: Final = wait_exponential(
+    multiplier=BACKOFF_INITIAL_SECONDS / 2, max=BACKOFF_MAX_SECONDS / 2
+) + wait_random_exponential(multiplier=BACKOFF_INITIAL_SECONDS / 2, max=BACKOFF_MAX_SECONDS / 2)
+"""The wait before reconnect attempt n+1 after n consecutive failures, as a tenacity wait strategy
+(called with a `RetryCallState` whose `attempt_number` is n): "equal jitter", half the ceiling
+fixed plus a random part of up to the other half, so a delay is uniform in [c/2, c] where the
+ceiling c = min(`BACKOFF_MAX_SECONDS`, `BACKOFF_INITIAL_SECONDS` x 2^(n-1)): 0.25-0.5 s, 0.5-1 s,
+1-2 s, ... 15-30 s. (tenacity's `wait_random_exponential` alone is "full jitter", [0, c]: it could
+reconnect to a crashing server at once.)"""
+
+_BACKOFF_RETRYING: Final = AsyncRetrying(wait=RECONNECT_BACKOFF)
+"""Only the owner of the retry states `reconnect_delay_seconds` hands to `RECONNECT_BACKOFF`."""
+
+
+def reconnect_delay_seconds(failures: int) -> float:
+    """Seconds to wait before the next connection attempt after `failures` (>= 1) consecutive
+    failed ones: one draw of `RECONNECT_BACKOFF`."""
+    state = RetryCallState(_BACKOFF_RETRYING, fn=None, args=(), kwargs={})
+    state.attempt_number = failures
+    return RECONNECT_BACKOFF(state)
+
+
 _MODERN: Final = MODERN_PROTOCOL_VERSIONS[-1]
 
 
@@ -72,8 +104,9 @@ class Supervisor:
 
     async def run(self) -> None:
         """Supervise the connection until cancelled: connect, list, serve, and reconnect with
-        jittered exponential backoff (0.5 s doubling to 30 s, times a random 0.5-1) whenever it
-        fails or breaks.
+        jittered exponential backoff (`RECONNECT_BACKOFF`: 0.5 s doubling to 30 s, times a random
+        0.5-1) whenever it fails or breaks; a failure after the connection had been ready starts
+        the backoff afresh, and `restart()` cuts a wait short.
 
         A stdio server that exits more than `max_restarts` times within `restart_window_seconds`
         is in a crash loop: it stays `failed` (no more restarts) until `restart()` is called
@@ -157,8 +190,7 @@ class Supervisor:
                 else:
                     connection._set_state(ServerState.RESTARTING if was_ready else ServerState.FAILED)
                     connection._first_attempt_done.set()
-                    delay = min(BACKOFF_MAX_SECONDS, BACKOFF_INITIAL_SECONDS * 2 ** max(0, failures - 1))
-                    with anyio.move_on_after(delay * random.uniform(0.5, 1.0)):
+                    with anyio.move_on_after(reconnect_delay_seconds(max(1, failures))):
                         await self.restart_requested.wait()
                 if self.restart_requested.is_set():
                     failures = self._take_restart_request(exits)
