@@ -157,12 +157,16 @@ _wired = _Wired()
 
 def warm_lists(catalog: Catalog) -> ChangeListener:
     """A `Catalog` change listener that measures (`hub.pages.definition_size`) and serializes
-    (for each of `WARM_VERSIONS`) every listed definition of a changed list that no earlier list
-    or change did: only the new ones, since both are kept per definition object. The first list
-    request after a change then only filters and cuts, so a fleet that starts does this work as
-    each server arrives, not after the slowest one. A rebuild that merged several servers'
-    snapshots tells the listeners once per server with the same new lists: those are walked once."""
-    warmed: dict[Kind, Sequence[Any]] = {}  # the last list of each kind walked (a tuple of references)
+    (for each of `WARM_VERSIONS`) every listed definition of a changed list that the list it
+    replaces did not hold: both are kept per definition object, and the catalog keeps the
+    objects of the servers that did not change, so a change of one server costs that server's
+    new definitions, not the catalog (the lookup of the new ones is a set of object ids). The
+    first list request after a change then only filters and cuts, so a fleet that starts does
+    this work as each server arrives, not after the slowest one. A rebuild that merged several
+    servers' snapshots tells the listeners once per server with the same new lists: those are
+    walked once."""
+    warmed: dict[Kind, tuple[Sequence[Any], frozenset[int]]] = {}
+    """The last list of each kind walked (a tuple of references, so its ids stay unique) and its ids."""
 
     async def warm(server_id: str, kinds: frozenset[Kind]) -> None:
         lists: dict[Kind, Sequence[Any]] = {
@@ -173,13 +177,16 @@ def warm_lists(catalog: Catalog) -> ChangeListener:
         }
         for kind in kinds:
             items = lists[kind]
-            if warmed.get(kind) is items:
+            last = warmed.get(kind)
+            if last is not None and last[0] is items:
                 continue  # this very list was walked already (a change told once per merged server)
-            warmed[kind] = items
-            for item in items:
+            seen = last[1] if last is not None else frozenset()
+            fresh = [item for item in items if id(item) not in seen] if seen else list(items)
+            warmed[kind] = (items, frozenset(map(id, items)))  # the last list is dropped only now
+            for item in fresh:
                 definition_size(item)
             for version in WARM_VERSIONS:
-                _wired(kind, version, items)
+                _wired(kind, version, fresh)
 
     return warm
 

@@ -21,8 +21,9 @@ from typing import Final, Generic, TypeVar
 
 import mcp_types as types
 
-from hub.catalog import KINDS, Catalog, Kind, listing_key
+from hub.catalog import Catalog, Kind, listing_key
 from hub.catalog_config import ProfileConfig
+from hub.catalog_routes import KINDS
 from hub.faces import AggregateFace
 from hub.uris import normalize_uri_pattern
 
