@@ -38,13 +38,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from itertools import chain
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 import mcp_types as types
 
-from hub.catalog_parts import Fallbacks, Listed, ServerPart, Statuses, make_part, pin_statuses
+from hub.catalog_parts import NO_STATUSES, Fallbacks, Listed, Preparation, ServerPart, Statuses, make_part, merge_runs
 from hub.catalog_routes import (
     EMPTY_VIEW,
     KINDS,
@@ -57,13 +56,13 @@ from hub.catalog_routes import (
 )
 from hub.config import HubConfig, ServerConfig
 from hub.logs import counted
-from hub.naming import RESERVED_TOOL_NAMES, SEPARATOR, ServerNames, merge_names, server_names, split_resource_uri
+from hub.naming import RESERVED_TOOL_NAMES, SEPARATOR, ServerNames, merge_names, split_resource_uri
 from hub.pin_writer import PinWriter
 from hub.pins import DefinitionHeld, Definitions, Pins, PinStatus
 from hub.servers import ServerSnapshot
 from hub.trust_config import DescriptionsConfig, PinningMode
 from hub.uris import normalize_uri
-from hub.vetting import VettedSnapshot, vet
+from hub.vetting import VettedSnapshot
 
 __all__ = ["Catalog", "ChangeListener", "Kind", "Route", "ServerView", "listing_key", "snapshot_offers"]
 
@@ -71,13 +70,6 @@ logger = logging.getLogger(__name__)
 
 ChangeListener = Callable[[str, frozenset[Kind]], Awaitable[None]]
 """Called with the server_id whose snapshot changed and the kinds whose merged listing changed."""
-
-_NO_NAMES: ServerNames = {}
-_NO_STATUSES: Statuses = {}
-
-
-def _first(pair: tuple[str, Any]) -> str:
-    return pair[0]
 
 
 class Catalog:
@@ -102,7 +94,8 @@ class Catalog:
         """Live snapshots by connection id (a server_id, or a replica member `<server_id>/<n>`)."""
         self._last_known: dict[str, ServerSnapshot] = {}
         """The last snapshot of every configured (logical) server, kept while it is down."""
-        self._prepared: dict[str, VettedSnapshot] = {}
+        self._prep = Preparation(pins)
+        """Per-server work kept between rebuilds: vetting, own names, pin statuses."""
         self._observed: dict[str, ServerSnapshot] = {}
         """The live snapshot each server's pins were last checked against."""
         self._views: dict[str, ServerView] = {}
@@ -113,12 +106,8 @@ class Catalog:
         self.prompts: tuple[types.Prompt, ...] = ()
         self._parts: dict[str, ServerPart] = {}
         """Each configured server's prepared part (`hub.catalog_parts`)."""
-        self._names: dict[tuple[str, Kind], tuple[object, str | None, ServerNames]] = {}
-        """`(server_id, kind) -> (clean snapshot, prefix, its server_names)`: named once per listing."""
-        self._checked: dict[str, tuple[VettedSnapshot, PinningMode, tuple[int, int], Statuses]] = {}
-        """Each server's pin statuses and what they were checked for (snapshot, mode, pins revision)."""
         self._runs: dict[Kind, list[Listed]] = {}
-        """The parts' listed runs each merged list was last made from."""
+        """The parts' listed runs each merged list was last made from (`merge_runs`)."""
         self._tool_routes: dict[str, Route] = {}
         self._prompt_routes: dict[str, Route] = {}
         self._input_schemas: dict[str, dict[str, object]] = {}
@@ -138,10 +127,10 @@ class Catalog:
         self._set_configs(servers)
         for server_id in [sid for sid in self._snapshots if sid.partition("/")[0] not in self._configs]:
             del self._snapshots[server_id]
-        for table in (self._last_known, self._prepared, self._observed, self._checked):
+        for table in (self._last_known, self._observed):
             for server_id in [sid for sid in table if sid not in servers]:
                 del table[server_id]
-        self._names = {key: named for key, named in self._names.items() if key[0] in servers}
+        self._prep.forget(servers)
         await self._notify("", self._rebuild())
         await self.flush_pins()
 
@@ -227,42 +216,9 @@ class Catalog:
         return self._descriptions_default.model_copy(update=own.model_dump(exclude_none=True))
 
     def _prepare(self, server_id: str, snapshot: ServerSnapshot) -> VettedSnapshot:
-        settings = self._descriptions(server_id)
-        prepared = self._prepared.get(server_id)
-        if prepared is None or prepared.raw is not snapshot or prepared.settings != settings:
-            prepared = self._prepared[server_id] = vet(snapshot, settings)
-        return prepared
+        return self._prep.vet(server_id, snapshot, self._descriptions(server_id))
 
     # ---- the merge ----
-
-    def _statuses(self, server_id: str, prepared: VettedSnapshot) -> Statuses:
-        """A server's pin statuses, checked again only when its snapshot, its mode or its pins
-        changed since the last check."""
-        if self.pins is None:
-            return _NO_STATUSES
-        mode = self.pinning_mode(server_id)
-        revision = self.pins.revision(server_id)
-        checked = self._checked.get(server_id)
-        if checked is not None and checked[0] is prepared and checked[1] == mode and checked[2] == revision:
-            return checked[3]
-        statuses = pin_statuses(self.pins, server_id, mode, prepared) or _NO_STATUSES
-        self._checked[server_id] = (prepared, mode, revision, statuses)
-        return statuses
-
-    def _server_names(
-        self, server_id: str, kind: Kind, prefix: str | None, prepared: VettedSnapshot | None
-    ) -> ServerNames:
-        """A server's own tool or prompt names (`hub.naming.server_names`), once per listing and prefix."""
-        if prepared is None:
-            return _NO_NAMES
-        clean = prepared.clean
-        named = self._names.get((server_id, kind))
-        if named is not None and named[0] is clean and named[1] == prefix:
-            return named[2]
-        items = clean.tools if kind == "tools" else clean.prompts
-        names = server_names(server_id, prefix, [item.name for item in items]) or _NO_NAMES
-        self._names[(server_id, kind)] = (clean, prefix, names)
-        return names
 
     def _rebuild(self) -> frozenset[Kind]:
         """Merge every configured server's part (live snapshot, else last known), observe fresh
@@ -277,10 +233,10 @@ class Catalog:
             if self.pins is not None and sid in live and self._observed.get(sid) is not live[sid]:
                 self.pins.observe(sid, self.pinning_mode(sid), prepared.definitions)
                 self._observed[sid] = live[sid]
-            statuses[sid] = self._statuses(sid, prepared)
+            statuses[sid] = self._prep.statuses(sid, self.pinning_mode(sid), prepared)
 
         def held(sid: str, kind: Kind, original: str) -> bool:
-            status = statuses.get(sid, _NO_STATUSES).get((kind, original))
+            status = statuses.get(sid, NO_STATUSES).get((kind, original))
             return status is not None and not status.served
 
         def fallbacks_of(config: ServerConfig) -> Fallbacks | None:
@@ -307,7 +263,7 @@ class Catalog:
         )
         for kind, reserved in named_kinds:
             own = [
-                (sid, prefix, self._server_names(sid, kind, prefix, exposed.get(sid)))
+                (sid, prefix, self._prep.names(sid, kind, prefix, exposed.get(sid)))
                 for sid, config in fleet
                 for prefix in [config.exposed_prefix(sid)]
             ]
@@ -318,7 +274,7 @@ class Catalog:
                 config,
                 known.get(sid),
                 live=sid in live,
-                statuses=statuses.get(sid, _NO_STATUSES),
+                statuses=statuses.get(sid, NO_STATUSES),
                 tool_names=names["tools"][sid],
                 prompt_names=names["prompts"][sid],
                 fallbacks=fallbacks_of(config),
@@ -327,10 +283,10 @@ class Catalog:
             for sid, config in fleet
         }
         before = (self.tools, self.resources, self.resource_templates, self.prompts)
-        self.tools = self._merge("tools", self.tools)
-        self.resources = self._merge("resources", self.resources)
-        self.resource_templates = self._merge("resource_templates", self.resource_templates)
-        self.prompts = self._merge("prompts", self.prompts)
+        self.tools = merge_runs(self._runs, "tools", parts, self.tools)
+        self.resources = merge_runs(self._runs, "resources", parts, self.resources)
+        self.resource_templates = merge_runs(self._runs, "resource_templates", parts, self.resource_templates)
+        self.prompts = merge_runs(self._runs, "prompts", parts, self.prompts)
         self._tool_routes, self._prompt_routes, self._input_schemas = {}, {}, {}
         for part in parts.values():
             self._tool_routes.update(part.tool_routes)
@@ -339,21 +295,6 @@ class Catalog:
         self._views = {sid: part.view for sid, part in parts.items() if part.view is not None}
         after = (self.tools, self.resources, self.resource_templates, self.prompts)
         return frozenset(kind for kind, old, new in zip(KINDS, before, after, strict=True) if old is not new)
-
-    def _merge(self, kind: Kind, old: tuple[Any, ...]) -> tuple[Any, ...]:
-        """One merged list in listing-key order, from the parts' presorted runs: `old` itself
-        when no part's run of this kind changed, or when the merge equals it."""
-        runs = [part.listed.get(kind, ()) for part in self._parts.values()]
-        previous = self._runs.get(kind)
-        if (
-            previous is not None
-            and len(previous) == len(runs)
-            and all(a is b for a, b in zip(previous, runs, strict=True))
-        ):
-            return old
-        self._runs[kind] = runs
-        merged = tuple(item for _key, item in sorted(chain.from_iterable(runs), key=_first))
-        return old if merged == old else merged
 
     # ---- lookups (the request path: dictionary reads only) ----
 
@@ -387,7 +328,7 @@ class Catalog:
         :param name: the name or URI as the caller used it (named in the error).
         """
         if kind == "resources":
-            prepared = self._prepared.get(server_id)
+            prepared = self._prep.vetted.get(server_id)
             if prepared is None or any(str(r.uri) == original for r in prepared.raw.resources):
                 return None
             matching = [
@@ -405,7 +346,7 @@ class Catalog:
     def definitions(self, server_id: str) -> Definitions:
         """A server's tools, prompts and URI templates as last listed (live, else last known):
         `(kind, original) -> (fingerprint, definition as the server sent it)`."""
-        prepared = self._prepared.get(server_id)
+        prepared = self._prep.vetted.get(server_id)
         return prepared.definitions if prepared is not None else {}
 
     def exposed_name(self, kind: Literal["tools", "prompts"], server_id: str, original: str) -> str | None:

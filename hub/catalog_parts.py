@@ -21,23 +21,39 @@ depends on its fallbacks' listings, so its part is made anew at every rebuild.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import mcp_types as types
 
 from hub.catalog_routes import Kind, Renamed, Route, ServerView, sorted_listing
 from hub.config import ServerConfig
-from hub.naming import ServerNames, exposed_resource_uri
+from hub.naming import ServerNames, exposed_resource_uri, server_names
 from hub.pins import Pins, PinStatus
-from hub.trust_config import PinningMode
-from hub.vetting import VettedSnapshot
+from hub.servers import ServerSnapshot
+from hub.trust_config import DescriptionsConfig, PinningMode
+from hub.vetting import VettedSnapshot, vet
 
-__all__ = ["Fallbacks", "Listed", "ServerPart", "Statuses", "make_part", "pin_statuses"]
+__all__ = [
+    "NO_NAMES",
+    "NO_STATUSES",
+    "Fallbacks",
+    "Listed",
+    "Preparation",
+    "ServerPart",
+    "Statuses",
+    "make_part",
+    "merge_runs",
+    "pin_statuses",
+]
 
 Statuses = Mapping[tuple[str, str], PinStatus]
 """One server's pin statuses: `(kind, original) -> PinStatus` (definitions with a status only)."""
+
+NO_STATUSES: Statuses = {}
+NO_NAMES: ServerNames = {}
 
 Listed = tuple[tuple[str, Any], ...]
 """Listed definitions of one kind as `(listing key, definition)`, in listing-key order."""
@@ -84,6 +100,76 @@ def pin_statuses(pins: Pins | None, server_id: str, mode: PinningMode, vetted: V
         if status is not None:
             statuses[(kind, original)] = status
     return statuses
+
+
+class Preparation:
+    """The per-server work done once per listing and kept between rebuilds: the vetted snapshot
+    (`hub.vetting`), the server's own tool and prompt names (`hub.naming.server_names`) and its
+    pin statuses (`pin_statuses`, checked again only when the snapshot, the mode or the server's
+    pins changed: `hub.pins.Pins.revision`).
+
+    :param pins: the pin state; None: nothing is pinned.
+    """
+
+    def __init__(self, pins: Pins | None) -> None:
+        self._pins = pins
+        self.vetted: dict[str, VettedSnapshot] = {}
+        """Each configured server's last vetted snapshot (live, else last known)."""
+        self._names: dict[tuple[str, str], tuple[object, str | None, ServerNames]] = {}
+        self._checked: dict[str, tuple[VettedSnapshot, PinningMode, tuple[int, int], Statuses]] = {}
+
+    def vet(self, server_id: str, snapshot: ServerSnapshot, settings: DescriptionsConfig) -> VettedSnapshot:
+        """`snapshot` vetted with `settings` (`hub.vetting.vet`), once per snapshot and settings."""
+        vetted = self.vetted.get(server_id)
+        if vetted is None or vetted.raw is not snapshot or vetted.settings != settings:
+            vetted = self.vetted[server_id] = vet(snapshot, settings)
+        return vetted
+
+    def statuses(self, server_id: str, mode: PinningMode, vetted: VettedSnapshot) -> Statuses:
+        """The server's pin statuses (the same object while nothing they depend on changed)."""
+        if self._pins is None or mode == "off":
+            return NO_STATUSES
+        revision = self._pins.revision(server_id)
+        checked = self._checked.get(server_id)
+        if checked is not None and checked[0] is vetted and checked[1] == mode and checked[2] == revision:
+            return checked[3]
+        statuses = pin_statuses(self._pins, server_id, mode, vetted) or NO_STATUSES
+        self._checked[server_id] = (vetted, mode, revision, statuses)
+        return statuses
+
+    def names(self, server_id: str, kind: str, prefix: str | None, vetted: VettedSnapshot | None) -> ServerNames:
+        """The server's own tool or prompt names under `prefix` (None: it contributes none)."""
+        if vetted is None:
+            return NO_NAMES
+        clean = vetted.clean
+        named = self._names.get((server_id, kind))
+        if named is not None and named[0] is clean and named[1] == prefix:
+            return named[2]
+        items = clean.tools if kind == "tools" else clean.prompts
+        names = server_names(server_id, prefix, [item.name for item in items]) or NO_NAMES
+        self._names[(server_id, kind)] = (clean, prefix, names)
+        return names
+
+    def forget(self, configured: Container[str]) -> None:
+        """Drop what is kept for servers no longer configured."""
+        self.vetted = {sid: vetted for sid, vetted in self.vetted.items() if sid in configured}
+        self._checked = {sid: checked for sid, checked in self._checked.items() if sid in configured}
+        self._names = {key: named for key, named in self._names.items() if key[0] in configured}
+
+
+def merge_runs(
+    runs_of: dict[Kind, list[Listed]], kind: Kind, parts: Mapping[str, ServerPart], old: tuple[Any, ...]
+) -> tuple[Any, ...]:
+    """One merged list in listing-key order, from the parts' presorted runs of `kind` (a sort of
+    presorted runs: Timsort merges them): `old` itself when no part's run changed since the
+    last merge (`runs_of` keeps the runs each list was made from) or when the merge equals it."""
+    runs = [part.listed.get(kind, ()) for part in parts.values()]
+    previous = runs_of.get(kind)
+    if previous is not None and len(previous) == len(runs) and all(a is b for a, b in zip(previous, runs, strict=True)):
+        return old
+    runs_of[kind] = runs
+    merged = tuple(item for _key, item in sorted(chain.from_iterable(runs), key=_first))
+    return old if merged == old else merged
 
 
 def make_part(
