@@ -235,7 +235,7 @@ def make_part(
             shown: list[tuple[str, Any]] = []
             for original, (exposed, note) in names.items():
                 routes[exposed] = made = by_original[(kind, original)] = route(kind, exposed, original, note)
-                if made.listed:
+                if made.served and (made.pin is None or made.pin.state != "held"):  # `made.listed`, inlined
                     shown.append((exposed, renamed(definitions[original], "name", exposed)))
             listed[kind] = tuple(sorted(shown, key=_first))
         uri_kinds: tuple[tuple[Kind, str, tuple[Any, ...]], ...] = (
@@ -250,7 +250,7 @@ def make_part(
                 exposed = exposed_resource_uri(server_id, original)
                 routes_of_kind.append(made := route(kind, exposed, original))
                 by_original[(kind, original)] = made
-                if made.listed:
+                if made.served and (made.pin is None or made.pin.state != "held"):  # `made.listed`, inlined
                     shown.append((exposed, renamed(item, field_name, exposed)))
             uri_routes[kind] = tuple(routes_of_kind)
             listed[kind] = tuple(sorted(shown, key=_first))
