@@ -219,7 +219,7 @@ def scale(args: argparse.Namespace) -> int:
             runs.append(run_scale(
                 runner, processes, work, rep=rep, base_tools=base, servers=args.scale_servers,
                 tools_per_server=args.scale_tools, eras=args.eras, lists=args.scale_lists,
-                hub_profile=args.hub_profile,
+                hub_profile=args.hub_profile, hub_runner=Path(args.hub_runner).resolve(),
             ))  # fmt: skip
     log(f"done in {time.monotonic() - began:.0f} s; all processes stopped")
     if args.json:

@@ -19,9 +19,10 @@ protocol version's result schema (`mcp_types.methods.serialize_server_result`, t
   would send for that version (its own sieve), and each definition's wire dict is kept for as
   long as the definition object lives (`_Wired`): the catalog keeps unchanged servers'
   definition objects across changes, so a change re-serializes only what changed.
-- **Invalidated by the catalog's generation.** Every catalog change builds new list objects
-  (`Catalog._rebuild` replaces each list and server view; a profile's narrowed list follows
-  its source), so the identity of the list a face serves is its generation: prepared views are
+- **Invalidated by the catalog's generation.** A catalog change builds a new object for each
+  list and server view it changes, and keeps the others (`Catalog._rebuild`; a profile's
+  narrowed list follows its source), so the identity of the list a face serves is its
+  generation: prepared views are
   used only while the face still serves the very list object they were made from, and the first
   request that finds another one drops every view of that list. Views are bounded
   (`cachetools.LRUCache`, `MAX_VIEWS` per face and list).
