@@ -47,7 +47,7 @@ class PinWriter:
         self._wanted: anyio.Event | None = None
         """Set when a write is requested; None while no background task runs."""
         self.writes = 0
-        """Documents handed to the store so far (stored or failed)."""
+        """Writes finished so far (stored, or failed and logged)."""
 
     async def flush(self) -> None:
         """Store the pins now if they changed (in a worker thread; one write at a time). A failed
@@ -59,12 +59,13 @@ class PinWriter:
             document = pins.take_document()
             if document is None:
                 return  # stored by the write this one waited for
-            self.writes += 1
             try:
                 await anyio.to_thread.run_sync(pins.store.save, document)
             except OSError as exc:
                 pins.dirty = True
                 logger.error("pins could not be stored (%s); kept in memory, stored with the next change", exc)
+            finally:
+                self.writes += 1
 
     def request(self) -> bool:
         """Ask the background task to store the pins once the burst settles; False when no
