@@ -38,7 +38,7 @@ from typing import Any, TextIO
 
 import httpx2
 from _load import REQUEST_TIMEOUT_SECONDS, CallError, Worker, list_all
-from _peers import FIXTURE, fixture_argv, hub_config, spawn_hub
+from _peers import FIXTURE, HUB_RUNNER, fixture_argv, hub_config, spawn_hub
 from _procs import Process, Processes, cpu_times, log, rss_bytes, wait_ready
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -181,15 +181,18 @@ def _servers(count: int, extra_tools: int, stamps: Path) -> dict[str, Any]:
 
 
 def _start_hub(
-    runner: asyncio.Runner, processes: Processes, work: Path, name: str, servers: dict[str, Any], era: str
-) -> tuple[Process, str, HubStart]:
+    runner: asyncio.Runner, processes: Processes, work: Path, name: str, servers: dict[str, Any], era: str,
+    profile: str | None = None, hub_runner: Path = HUB_RUNNER,
+) -> tuple[Process, str, HubStart]:  # fmt: skip
     state_dir = work / f"{name}-state"
     state_dir.mkdir(exist_ok=True)
     stamps = work / f"{name}-stamps"
     stamps.mkdir(exist_ok=True)
     config = hub_config(servers, str(state_dir), governance=False)
     # Stopping 20 stdio servers takes a while on a loaded machine; a graceful stop beats a kill.
-    process, wait_port = spawn_hub(processes, name, config, work, stop_timeout_seconds=HUB_STOP_TIMEOUT_SECONDS)
+    process, wait_port = spawn_hub(
+        processes, name, config, work, runner=hub_runner, profile=profile, stop_timeout_seconds=HUB_STOP_TIMEOUT_SECONDS
+    )
     port = wait_port()
     listed_at = runner.run(_first_full_list(f"http://127.0.0.1:{port}/mcp", era))
     response = wait_ready(f"http://127.0.0.1:{port}/readyz", process, timeout=STARTUP_TIMEOUT_SECONDS + 30)
@@ -224,9 +227,13 @@ def base_tool_count(runner: asyncio.Runner) -> int:
 
 def run_scale(
     runner: asyncio.Runner, processes: Processes, work: Path, *, rep: int, base_tools: int, servers: int,
-    tools_per_server: int, eras: list[str], lists: int,
+    tools_per_server: int, eras: list[str], lists: int, hub_profile: str | None = None,
+    hub_runner: Path = HUB_RUNNER,
 ) -> ScaleRun:  # fmt: skip
-    """One repetition of every scale row (each hub is stopped before the next starts)."""
+    """One repetition of every scale row (each hub is stopped before the next starts); with
+    `hub_profile`, the hub of N x M tools runs under the profiler (`_hub_runner.py --profile`:
+    its whole run, start-up and lists; the last repetition's profile is kept); every hub is
+    served by `hub_runner` (`bench.py --hub-runner`: a variant of the hub)."""
     extra = max(0, tools_per_server - base_tools)
     run = ScaleRun(rep, base_tools, extra, servers)
 
@@ -238,7 +245,10 @@ def run_scale(
 
     for name, count, extra_of_name in (("empty", 0, 0), ("small", servers, 0), ("full", servers, extra)):
         fleet = _servers(count, extra_of_name, work / f"hub-scale-{name}-stamps")
-        process, url, start = _start_hub(runner, processes, work, f"hub-scale-{name}", fleet, eras[0])
+        profile = hub_profile if name == "full" else None
+        process, url, start = _start_hub(
+            runner, processes, work, f"hub-scale-{name}", fleet, eras[0], profile, hub_runner
+        )
         run.hubs[name] = start
         if name == "full":
             for era in eras:

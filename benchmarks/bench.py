@@ -80,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
         help="script that serves the hub: takes --config FILE.json, prints PORT=<n>, serves /readyz and /mcp; "
              "default benchmarks/_hub_runner.py, replace it to measure a variant")  # fmt: skip
     add("--hub-profile", metavar="OUT.prof|OUT.html",
-        help="run the `hub` target under cProfile (.prof, pstats format) or pyinstrument (.html, plus a "
-             ".txt next to it; needs `pip install pyinstrument`); written on exit (inflates hub CPU)")  # fmt: skip
+        help="run the `hub` target (with --scale: the hub of N x M tools) under cProfile (.prof, pstats "
+             "format) or pyinstrument (.html, plus a .txt next to it; needs `pip install pyinstrument`); written "
+             "on exit (inflates hub CPU)")  # fmt: skip
     add("--scale", action="store_true", help="run the scale rows (large catalog, memory, start-up) instead")
     add("--scale-servers", type=int, default=20, help="--scale: stdio servers in the hub (default 20)")
     add("--scale-tools", type=int, default=500, help="--scale: tools per server (default 500)")
@@ -218,6 +219,7 @@ def scale(args: argparse.Namespace) -> int:
             runs.append(run_scale(
                 runner, processes, work, rep=rep, base_tools=base, servers=args.scale_servers,
                 tools_per_server=args.scale_tools, eras=args.eras, lists=args.scale_lists,
+                hub_profile=args.hub_profile, hub_runner=Path(args.hub_runner).resolve(),
             ))  # fmt: skip
     log(f"done in {time.monotonic() - began:.0f} s; all processes stopped")
     if args.json:

@@ -206,7 +206,10 @@ class Hub:
         """Connect the shared store, start every server (each in its own supervised task), and
         stop them all on exit."""
         try:
-            async with self.store.running(), self.fleet, anyio.create_task_group() as tg:
+            # Pins are stored in the background once the fleet's start-up (or a reload's) settled
+            # (`hub.pin_writer`); the writer stops after the fleet, storing what is left.
+            pins_stored = self.catalog.pin_writer.running(self.fleet.startup.wait_settled)
+            async with self.store.running(), pins_stored, self.fleet, anyio.create_task_group() as tg:
                 if self.endpoint.fanout is not None:
                     tg.start_soon(self.endpoint.fanout.run)
                 if self.pin_sync is not None:

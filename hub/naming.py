@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -41,9 +43,12 @@ __all__ = [
     "RESERVED_TOOL_NAMES",
     "SEPARATOR",
     "NameAssignment",
+    "ServerNames",
     "assign_names",
     "exposed_resource_uri",
+    "merge_names",
     "sanitize",
+    "server_names",
     "split_resource_uri",
 ]
 
@@ -84,8 +89,13 @@ class NameAssignment:
     """Why the exposed name differs from the plain `<prefix>__<original>`, for `mcphub check`."""
 
 
-def _server_names(server_id: str, prefix: str | None, originals: Sequence[str]) -> dict[str, tuple[str, str | None]]:
-    """Names for one server's originals, resolving clashes inside the server only."""
+ServerNames = Mapping[str, tuple[str, str | None]]
+"""One server's names: `original -> (exposed, note)` (note as `NameAssignment.note`)."""
+
+
+def server_names(server_id: str, prefix: str | None, originals: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    """Names for one server's originals, resolving clashes inside the server only (the part of
+    `assign_names` that depends on nothing but the server: computed once per listing)."""
     head = f"{prefix}{SEPARATOR}" if prefix is not None else ""
     candidates: dict[str, list[str]] = {}
     for original in dict.fromkeys(originals):
@@ -119,56 +129,100 @@ def assign_names(
     :returns: one `NameAssignment` per distinct (server_id, original), exposed names all distinct
         and all matching `NAME_PATTERN`. The result does not depend on the order of `servers`.
     """
+    fleet = [
+        (server_id, prefix, server_names(server_id, prefix, originals)) for server_id, prefix, originals in servers
+    ]
+    merged = merge_names(fleet, reserved)
+    return [
+        NameAssignment(sid, original, name, note)
+        for sid, names in sorted(((sid, merged[sid]) for sid, _, _ in fleet), key=lambda item: item[0])
+        for original, (name, note) in names.items()
+    ]
+
+
+def merge_names(
+    servers: Iterable[tuple[str, str | None, ServerNames]], reserved: frozenset[str] = frozenset()
+) -> dict[str, ServerNames]:
+    """The cross-server step of `assign_names`, over names each server chose alone
+    (`server_names`): unprefixed names that fall into another server's namespace or onto a
+    reserved name, and unprefixed names that clash, fall back to `<server_id>__<original>`;
+    what still clashes gets a 16-digit hash.
+
+    :param servers: `(server_id, prefix or None, its server_names)` for every configured server.
+    :returns: each server's final names; a server none of whose names changed gets its own
+        mapping back (the same object), so a caller can tell what changed by identity.
+    """
     fleet = list(servers)
     prefixes: dict[str, str | None] = {server_id: prefix for server_id, prefix, _ in fleet}
     claims = _namespace_claims(prefixes)
-    chosen: dict[tuple[str, str], tuple[str, str | None]] = {}
+    moved: dict[tuple[str, str], tuple[str, str | None]] = {}
     fallen: set[tuple[str, str]] = set()
-    for server_id, prefix, originals in fleet:
-        for original, named in _server_names(server_id, prefix, originals).items():
-            owner = _claimed_by_another(named[0], server_id, claims) if prefix is None else None
-            if owner is not None:
-                fallen.add((server_id, original))
-                named = (
-                    _server_names(server_id, server_id, [original])[original][0],
-                    f"collision: the prefix of server {owner}",
-                )
-            elif named[0] in reserved:
-                fallen.add((server_id, original))
-                named = (_server_names(server_id, server_id, [original])[original][0], "collision: a hub tool name")
-            chosen[(server_id, original)] = named
+    for server_id, prefix, names in fleet:
+        if prefix is None:
+            for original, named in names.items():
+                owner = _claimed_by_another(named[0], server_id, claims)
+                if owner is not None:
+                    fallen.add((server_id, original))
+                    moved[(server_id, original)] = (
+                        server_names(server_id, server_id, [original])[original][0],
+                        f"collision: the prefix of server {owner}",
+                    )
+        if not reserved.isdisjoint(map(itemgetter(0), names.values())):
+            for original, (name, _note) in names.items():
+                if name in reserved and (server_id, original) not in fallen:
+                    fallen.add((server_id, original))
+                    moved[(server_id, original)] = (
+                        server_names(server_id, server_id, [original])[original][0],
+                        "collision: a hub tool name",
+                    )
+
+    def current() -> Iterator[tuple[tuple[str, str], tuple[str, str | None]]]:
+        for server_id, _prefix, names in fleet:
+            for original, named in names.items():
+                key = (server_id, original)
+                yield key, moved.get(key, named)
+
+    def count() -> Counter[str]:
+        """How many (server_id, original) hold each exposed name (counted in C, then the moved
+        names corrected: a fleet's names are counted at every catalog change)."""
+        owners: Counter[str] = Counter()
+        for _server_id, _prefix, names in fleet:
+            owners.update(map(itemgetter(0), names.values()))
+        for (server_id, original), (name, _note) in moved.items():
+            owners[by_server[server_id][original][0]] -= 1
+            owners[name] += 1
+        return owners
+
+    by_server = {server_id: names for server_id, _prefix, names in fleet}
     # An unprefixed name loses every clash and falls back to `<server_id>__<original>`. A fallback
     # can only clash with another unprefixed original (prefixes are never another server's id),
     # which then falls back in turn; each round moves at least one name, so this ends.
     while True:
-        owners: dict[str, int] = {}
-        for name, _note in chosen.values():
-            owners[name] = owners.get(name, 0) + 1
+        owners = count()
+        if max(owners.values(), default=0) <= 1:
+            break
         losers = [
-            key
-            for key, (name, _) in chosen.items()
-            if owners[name] > 1 and prefixes[key[0]] is None and key not in fallen
+            key for key, (name, _) in current() if owners[name] > 1 and prefixes[key[0]] is None and key not in fallen
         ]
         if not losers:
             break
         for server_id, original in losers:
             fallen.add((server_id, original))
-            name = _server_names(server_id, server_id, [original])[original][0]
-            chosen[(server_id, original)] = (name, "collision")
+            moved[(server_id, original)] = (server_names(server_id, server_id, [original])[original][0], "collision")
     # What still clashes shares a head and an 8-digit hash: give those 16 digits.
-    for key, (name, _note) in list(chosen.items()):
-        if owners[name] > 1:
-            server_id, original = key
-            prefix = server_id if key in fallen else prefixes[server_id]
-            head = f"{prefix}{SEPARATOR}" if prefix is not None else ""
-            chosen[key] = (
-                _fit(head + sanitize(original), server_id, original, force_hash=True, digits=16),
-                "collision",
-            )
-    return [
-        NameAssignment(sid, original, name, note)
-        for (sid, original), (name, note) in sorted(chosen.items(), key=lambda item: item[0][0])
-    ]
+    clashing = (
+        [key for key, (name, _note) in current() if owners[name] > 1] if max(owners.values(), default=0) > 1 else []
+    )
+    for key in clashing:
+        server_id, original = key
+        prefix = server_id if key in fallen else prefixes[server_id]
+        head = f"{prefix}{SEPARATOR}" if prefix is not None else ""
+        moved[key] = (_fit(head + sanitize(original), server_id, original, force_hash=True, digits=16), "collision")
+    result: dict[str, ServerNames] = {}
+    for server_id, _prefix, names in fleet:
+        changes = {original: moved[(server_id, original)] for original in names if (server_id, original) in moved}
+        result[server_id] = {**names, **changes} if changes else names
+    return result
 
 
 def _namespace_claims(prefixes: dict[str, str | None]) -> dict[str, frozenset[str]]:

@@ -242,8 +242,20 @@ class Pins:
         )
         self._lock: dict[PinKey, tuple[str, Mapping[str, Any]]] | None = None
         self._reported: set[tuple[PinKey, str]] = set()
+        self._epoch = 0
+        self._revisions: dict[str, int] = {}
         self.dirty = False
         """Whether something changed since the last `take_document()`."""
+
+    def revision(self, server_id: str) -> tuple[int, int]:
+        """A value that changes whenever the answer of `status` may change for `server_id` (its
+        pins, its pending definitions, the lockfile, an adopted document): the catalog checks
+        a server's definitions again only when it, or the server's listing, changed."""
+        return self._epoch, self._revisions.get(server_id, 0)
+
+    def _touch(self, server_id: str) -> None:
+        self._revisions[server_id] = self._revisions.get(server_id, 0) + 1
+        self.dirty = True
 
     # ---- the lockfile ----
 
@@ -251,6 +263,7 @@ class Pins:
         """Use these `(fingerprint, definition)` per key for `locked` servers (None: no lockfile,
         so a `locked` server serves nothing)."""
         self._lock = dict(entries) if entries is not None else None
+        self._epoch += 1
         self._reported.clear()  # a new lockfile: report what still differs once more
 
     @property
@@ -277,7 +290,7 @@ class Pins:
             self._servers[server_id] = {"first_seen": now}
             for (kind, name), (fp, definition) in current.items():
                 pins.setdefault(kind, {})[name] = _entry(fp, definition, now, last_changed=now)
-            self.dirty = True
+            self._touch(server_id)
             logger.info("pinned %d definitions of server %s (trust on first use)", len(current), server_id)
             return
         pending = self._pending.setdefault(server_id, {})
@@ -285,14 +298,14 @@ class Pins:
             for name in list(entries):
                 if (kind, name) not in current:
                     del entries[name]
-                    self.dirty = True
+                    self._touch(server_id)
         for (kind, name), (fp, definition) in current.items():
             pin = pins.get(kind, {}).get(name)
             waiting = pending.get(kind, {}).get(name)
             if pin is not None and pin["fingerprint"] == fp:
                 if waiting is not None:
                     del pending[kind][name]
-                    self.dirty = True
+                    self._touch(server_id)
                     audit_logger.info(
                         "definition back to its pin: server=%s kind=%s name=%s fingerprint=%s",
                         server_id,
@@ -304,7 +317,7 @@ class Pins:
             if waiting is not None and waiting["fingerprint"] == fp:
                 continue
             pending.setdefault(kind, {})[name] = _entry(fp, definition, now)
-            self.dirty = True
+            self._touch(server_id)
             status = self.status(server_id, mode, kind, name, fp)
             if status is not None:
                 self._report(server_id, kind, name, status)
@@ -411,7 +424,7 @@ class Pins:
                 previous["fingerprint"] if previous is not None else "-",
             )
         if approved:
-            self.dirty = True
+            self._touch(server_id)
         return approved
 
     # ---- persistence ----
@@ -422,17 +435,31 @@ class Pins:
         return self._store
 
     def document(self) -> dict[str, Any]:
-        """A copy of the whole state to store (`version`, `servers`, `pins`, `pending`).
+        """A copy of the whole state (`version`, `servers`, `pins`, `pending`), the caller's own.
 
         The state is JSON (it is stored as JSON), so a JSON round trip is its deep copy: at
-        10,000 pinned definitions ~3.5x faster than `copy.deepcopy`, and it runs on the event
-        loop each time a fleet's listings change the pins. A value orjson cannot write (an integer
-        past 64 bits in a server's schema) falls back to `copy.deepcopy`."""
-        state = {"version": 1, "servers": self._servers, "pins": self._pins, "pending": _non_empty(self._pending)}
+        10,000 pinned definitions ~3.5x faster than `copy.deepcopy`. A value orjson cannot
+        write (an integer past 64 bits in a server's schema) falls back to `copy.deepcopy`."""
+        state = self._shared_document()
         try:
             return cast(dict[str, Any], orjson.loads(orjson.dumps(state)))
         except orjson.JSONEncodeError:
             return copy.deepcopy(state)
+
+    def _shared_document(self) -> dict[str, Any]:
+        """The whole state with its containers copied and its entries (`fingerprint`,
+        `definition`, `first_seen`...) shared: an entry is never changed once made (a new pin or
+        pending definition replaces it whole), so this stays what it was while the state goes on
+        changing. It costs a dictionary per server and kind (10,000 pins: under 1 ms, against
+        ~0.1-0.2 s for a deep copy on the event loop)."""
+        return {
+            "version": 1,
+            "servers": {sid: dict(record) for sid, record in self._servers.items()},
+            "pins": {
+                sid: {kind: dict(entries) for kind, entries in kinds.items()} for sid, kinds in self._pins.items()
+            },
+            "pending": _non_empty(self._pending),
+        }
 
     def adopt(self, document: Mapping[str, Any]) -> None:
         """Replace the state with `document` (as stored), e.g. what the replicas share
@@ -440,15 +467,18 @@ class Pins:
         self._servers = copy.deepcopy(dict(document.get("servers") or {}))
         self._pins = copy.deepcopy(dict(document.get("pins") or {}))
         self._pending = copy.deepcopy(dict(document.get("pending") or {}))
+        self._epoch += 1
         self.dirty = False
 
     def take_document(self) -> dict[str, Any] | None:
-        """A copy of the state to store, or None when nothing changed since the last one (clears
-        `dirty`; the caller sets it again if storing fails)."""
+        """The state to store, or None when nothing changed since the last one (clears `dirty`;
+        the caller sets it again if storing fails). For a `PinStore` to write, in a worker
+        thread if it likes: its containers are its own, its entries are shared with the live
+        state and must only be read (they never change)."""
         if not self.dirty:
             return None
         self.dirty = False
-        return self.document()
+        return self._shared_document()
 
     def flush(self) -> None:
         """Store the state now if it changed (blocking).
@@ -475,4 +505,4 @@ def _entry(
 
 
 def _non_empty(tree: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
-    return {sid: {k: v for k, v in kinds.items() if v} for sid, kinds in tree.items() if any(kinds.values())}
+    return {sid: {k: dict(v) for k, v in kinds.items() if v} for sid, kinds in tree.items() if any(kinds.values())}

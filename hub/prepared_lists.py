@@ -19,9 +19,10 @@ protocol version's result schema (`mcp_types.methods.serialize_server_result`, t
   would send for that version (its own sieve), and each definition's wire dict is kept for as
   long as the definition object lives (`_Wired`): the catalog keeps unchanged servers'
   definition objects across changes, so a change re-serializes only what changed.
-- **Invalidated by the catalog's generation.** Every catalog change builds new list objects
-  (`Catalog._rebuild` replaces each list and server view; a profile's narrowed list follows
-  its source), so the identity of the list a face serves is its generation: prepared views are
+- **Invalidated by the catalog's generation.** A catalog change builds a new object for each
+  list and server view it changes, and keeps the others (`Catalog._rebuild`; a profile's
+  narrowed list follows its source), so the identity of the list a face serves is its
+  generation: prepared views are
   used only while the face still serves the very list object they were made from, and the first
   request that finds another one drops every view of that list. Views are bounded
   (`cachetools.LRUCache`, `MAX_VIEWS` per face and list).
@@ -157,12 +158,16 @@ _wired = _Wired()
 
 def warm_lists(catalog: Catalog) -> ChangeListener:
     """A `Catalog` change listener that measures (`hub.pages.definition_size`) and serializes
-    (for each of `WARM_VERSIONS`) every listed definition of a changed list that no earlier list
-    or change did: only the new ones, since both are kept per definition object. The first list
-    request after a change then only filters and cuts, so a fleet that starts does this work as
-    each server arrives, not after the slowest one. A rebuild that merged several servers'
-    snapshots tells the listeners once per server with the same new lists: those are walked once."""
-    warmed: dict[Kind, Sequence[Any]] = {}  # the last list of each kind walked (a tuple of references)
+    (for each of `WARM_VERSIONS`) every listed definition of a changed list that the list it
+    replaces did not hold: both are kept per definition object, and the catalog keeps the
+    objects of the servers that did not change, so a change of one server costs that server's
+    new definitions, not the catalog (the lookup of the new ones is a set of object ids). The
+    first list request after a change then only filters and cuts, so a fleet that starts does
+    this work as each server arrives, not after the slowest one. A rebuild that merged several
+    servers' snapshots tells the listeners once per server with the same new lists: those are
+    walked once."""
+    warmed: dict[Kind, tuple[Sequence[Any], frozenset[int]]] = {}
+    """The last list of each kind walked (a tuple of references, so its ids stay unique) and its ids."""
 
     async def warm(server_id: str, kinds: frozenset[Kind]) -> None:
         lists: dict[Kind, Sequence[Any]] = {
@@ -173,13 +178,16 @@ def warm_lists(catalog: Catalog) -> ChangeListener:
         }
         for kind in kinds:
             items = lists[kind]
-            if warmed.get(kind) is items:
+            last = warmed.get(kind)
+            if last is not None and last[0] is items:
                 continue  # this very list was walked already (a change told once per merged server)
-            warmed[kind] = items
-            for item in items:
+            seen = last[1] if last is not None else frozenset()
+            fresh = [item for item in items if id(item) not in seen] if seen else list(items)
+            warmed[kind] = (items, frozenset(map(id, items)))  # the last list is dropped only now
+            for item in fresh:
                 definition_size(item)
             for version in WARM_VERSIONS:
-                _wired(kind, version, items)
+                _wired(kind, version, fresh)
 
     return warm
 

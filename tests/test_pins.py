@@ -529,3 +529,15 @@ def test_pinning_and_descriptions_apply_per_server_over_the_global_values_and_se
     with pytest.raises(ConfigError) as bad:
         parse_config({"servers": {"a": {"command": "x", "pinning": "trust-me"}}})
     assert bad.value.key_path == "servers.a.pinning"
+
+
+@pytest.mark.anyio
+async def test_a_starting_fleets_pins_are_stored_in_one_write_once_every_server_started(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    async with running_hub({"rp": _rugpull(), "rq": _rugpull()}, pinning="warn", state_dir=str(state_dir)) as hub:
+        writer = hub.hub.catalog.pin_writer
+        with anyio.fail_after(20):
+            await writer.changes.wait_for(lambda: writer.writes >= 1)  # in the background, in a worker thread
+        stored = StateFile(state_dir / "state.json").get("pins")
+        assert writer.writes == 1  # both servers' first listings, one write
+        assert sorted(stored["pins"]) == ["rp", "rq"] and sorted(stored["servers"]) == ["rp", "rq"]

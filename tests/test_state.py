@@ -58,3 +58,20 @@ def test_an_unreadable_state_file_is_set_aside_and_the_hub_starts_afresh(
     state.put("pins", {"a": 1})
     assert StateFile(path).get("pins") == {"a": 1}
     assert not list(tmp_path.glob(f".{STATE_FILE_NAME}.*")), "no temporary file is left behind"
+
+
+def test_a_section_with_non_ascii_text_and_an_integer_past_64_bits_is_written_and_read_back(tmp_path: Path) -> None:
+    """Written by orjson, or by `json` for what orjson cannot write (an integer past 64 bits in a
+    server's schema, kept in a pin): either way sorted, indented UTF-8 JSON ending in a newline."""
+    path = tmp_path / STATE_FILE_NAME
+    plain = {"b": "naïve ☃", "a": [1, 2]}
+    StateFile(path).put("plain", plain)
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("}\n") and "naïve ☃" in text and text.index('"a"') < text.index('"b"')
+
+    huge = {"maximum": 2**70, "title": "naïve"}
+    StateFile(path).put("huge", huge)
+
+    again = StateFile(path)
+    assert again.get("plain") == plain and again.get("huge") == huge
+    assert path.read_text(encoding="utf-8").endswith("}\n")

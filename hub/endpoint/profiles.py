@@ -21,7 +21,8 @@ from typing import Final, Generic, TypeVar
 
 import mcp_types as types
 
-from hub.catalog import KINDS, Catalog, Kind, listing_key
+from hub.catalog import Catalog, Kind, listing_key
+from hub.catalog_routes import KINDS
 from hub.config.catalog import ProfileConfig
 from hub.endpoint.faces import AggregateFace
 from hub.uris import normalize_uri_pattern

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.endpoint.authentication import LOCAL, Principal
 from hub.config import PolicyRule
+from hub.endpoint.authentication import LOCAL, Principal
 from hub.policy import Policy
 
 pytestmark = pytest.mark.unit
