@@ -78,7 +78,7 @@ class ServerUnavailable(ServerError):
     `delivered` is False only when the request provably never left the hub (the server was not
     connected, its circuit was open, its queue was full, or the SDK refused the write): such a
     request is safe to send again anywhere. True means it may have reached the server (the
-    rules are in `hub.resilience`).
+    rules are in `hub.retry_rules`).
     """
 
     def __init__(self, server_id: str, message: str, *, delivered: bool = True) -> None:

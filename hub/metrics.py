@@ -221,7 +221,7 @@ class HubMetrics:
         `sessions()` (open handshake-era client sessions)."""
         self.registry.register(_LiveCollector(connections, catalog, sessions))
 
-    # ---- hub.resilience.ResilienceEvents (set as the fleet's and router's event target) ----
+    # ---- hub.retry_rules.ResilienceEvents (set as the fleet's and router's event target) ----
 
     def on_call(self, route: str, server_id: str, outcome: str, seconds: float) -> None:
         """Ignored: calls are counted once, at the endpoint (`observe_call`), with exposed names."""

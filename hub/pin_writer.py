@@ -28,8 +28,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 
-from hub.signals import Changes
 from hub.pins import Pins
+from hub.signals import Changes
 
 __all__ = ["PinWriter"]
 

@@ -1,5 +1,5 @@
 """The rounds of a routed request after a failed first one (`hub.router`, module docstring step
-3): tenacity's jittered exponential backoff between rounds, the retry rules of `hub.resilience`
+3): tenacity's jittered exponential backoff between rounds, the retry rules of `hub.retry_rules`
 (what is safe to send again), and the server's retry budget.
 
 The router runs a request's first round itself; only when it fails is tenacity built here
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
-from hub.limits import RetryBudget, ServerRejected
-from hub.resilience import EventSink, Failure, classify_failure
+from hub.admission import RetryBudget, ServerRejected
+from hub.retry_rules import EventSink, Failure, classify_failure
 
 if TYPE_CHECKING:
     from hub.router import _Call

@@ -34,7 +34,7 @@ isError). One request goes like this:
 3. When a round fails as a whole and the failure is safe to repeat, tenacity (built only once
    a first round has failed: a request answered at once costs no retry machinery) waits a
    jittered exponential backoff and runs another round, up to `retry.attempts` rounds, each needing a
-   token from the server's retry budget (hub/resilience.py has the rules and the table) and a
+   token from the server's retry budget (hub/retry_rules.py has the rules and the table) and a
    backoff that ends before the deadline. A round refused everywhere by open circuits or full
    queues (`ServerRejected`) is not repeated: those refusals exist to fail fast.
 
@@ -60,14 +60,15 @@ import mcp_types as types
 from mcp import MCPError
 from mcp.shared.dispatcher import ProgressFnT
 
+from hub.admission import BreakerState, RetryBudget, ServerRejected
 from hub.catalog import Kind, snapshot_offers
 from hub.client_channel import CURRENT_CHANNEL
 from hub.config import ServerEntry
 from hub.deadline import RequestDeadline
 from hub.errors import ServerError, ServerTimeout, ServerUnavailable
-from hub.limits import BreakerState, RetryBudget, ServerRejected
-from hub.resilience import EventSink, Failure, ResultTooLarge, classify_failure, oversized
+from hub.result_cap import ResultTooLarge, oversized
 from hub.retry_rounds import later_rounds
+from hub.retry_rules import EventSink, Failure, classify_failure
 from hub.servers import ConnectionLost, Fleet, ServerConnection
 from hub.task_wire import CreatedTask, LegacyCreatedTask
 from hub.tracing import CallTracer

@@ -31,7 +31,7 @@ from mcp_types import INTERNAL_ERROR, PROTOCOL_VERSION_META_KEY, SERVER_INFO_MET
 from pydantic import ConfigDict, Field
 
 from adapters._sdk import send_raw_request
-from hub.resilience import oversized
+from hub.result_cap import oversized
 
 __all__ = [
     "RELATED_TASK_META_KEY",

@@ -46,10 +46,10 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from mcp import MCPError
 
+from hub.admission import ServerRejected
 from hub.config import TracingConfig
 from hub.errors import ServerTimeout, ServerUnavailable
-from hub.limits import ServerRejected
-from hub.resilience import ResultTooLarge
+from hub.result_cap import ResultTooLarge
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context

@@ -43,7 +43,7 @@ _HOP_META_KEYS: Final = (SERVER_INFO_META_KEY, PROTOCOL_VERSION_META_KEY)
 _CALL_KEYS: Final = frozenset({"content", "structuredContent", "isError", "_meta", "resultType"})
 
 _ENVELOPE_BYTES: Final = 256
-"""Allowance for a result's fields outside its content (as `hub.resilience.oversized`)."""
+"""Allowance for a result's fields outside its content (as `hub.result_cap.oversized`)."""
 
 
 _PROMPT_KEYS: Final = frozenset({"description", "messages", "_meta", "resultType"})
@@ -130,7 +130,7 @@ class WireResult:
 
     def oversized(self, limit: int) -> bool:
         """Whether the result's JSON is over `limit` bytes, measured block by block (message by
-        message) as `hub.resilience.oversized` measures a model (stopping once past the limit)."""
+        message) as `hub.result_cap.oversized` measures a model (stopping once past the limit)."""
         total = _ENVELOPE_BYTES
         if self.method == "prompts/get":
             items: list[Any] = list(self.data["messages"])

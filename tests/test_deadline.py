@@ -12,8 +12,8 @@ import pytest
 from mcp import Client, MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
+from hub.admission import BreakerState
 from hub.deadline import RequestDeadline
-from hub.limits import BreakerState
 from tests.conftest import Recorder, faulty_entry, running_hub
 from tests.conftest import tool_text as _text
 

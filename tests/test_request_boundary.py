@@ -19,6 +19,7 @@ from mcp.server.session import ServerSession
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, REQUEST_TIMEOUT
 
 import hub
+from hub.admission import ServerRejected
 from hub.catalog import Catalog
 from hub.cluster.session_ids import SessionIdTooLarge
 from hub.cluster.store import SharedStateUnavailable
@@ -40,12 +41,11 @@ from hub.errors import (
 )
 from hub.federation import CHAIN_META_KEY, FEDERATION_LOOP, Federation, FederationLoop, LoopingServer
 from hub.launch import CannotLaunch
-from hub.limits import ServerRejected
 from hub.metrics import NO_SERVER, UNKNOWN_ROUTE, HubMetrics
 from hub.pages import InvalidCursor
 from hub.pins import DEFINITION_HELD, DefinitionHeld, PinError, PinStatus
 from hub.push_era import PushNeedsHandshakeEra
-from hub.resilience import ResultTooLarge
+from hub.result_cap import ResultTooLarge
 from hub.servers import ConnectionLost
 
 pytestmark = pytest.mark.anyio

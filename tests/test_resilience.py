@@ -19,10 +19,10 @@ import pytest
 from mcp import Client, MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
+from hub.admission import BreakerState, CircuitBreaker, ConcurrencyLimiter, RetryBudget
 from hub.config import BreakerConfig
 from hub.errors import ServerUnavailable
-from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter, RetryBudget
-from hub.resilience import oversized
+from hub.result_cap import oversized
 from tests.conftest import Recorder, faulty_entry, faulty_http, fixture_entry, running_hub
 from tests.conftest import tool_text as _text
 from tests.conftest import until as _until

@@ -41,10 +41,10 @@ from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_PARAMS
 
+from hub.admission import BreakerState, CircuitBreaker
 from hub.app import Hub
 from hub.config import BreakerConfig, parse_config
 from hub.launch import CannotLaunch, StderrTail, resolve_command
-from hub.limits import BreakerState, CircuitBreaker
 from hub.servers import ServerState
 from hub.startup import StartSlots, StartupGate, default_max_concurrent_starts
 from tests.conftest import (

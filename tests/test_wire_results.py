@@ -136,7 +136,7 @@ def test_a_result_with_anything_beyond_text_blocks_is_not_plain(raw: Any) -> Non
 
 
 def test_a_wire_result_is_measured_against_the_size_cap_as_its_model_is() -> None:
-    from hub.resilience import oversized
+    from hub.result_cap import oversized
 
     raw = {"content": [{"type": "text", "text": "x" * 1000}], "structuredContent": {"text": "y" * 1000}}
     model = types.CallToolResult.model_validate(raw, by_name=False)

@@ -100,7 +100,7 @@ class OAuthConfig(Model):
 
 
 class RetryConfig(Model):
-    """When and how often a failed request is sent again (hub/resilience.py has the rules).
+    """When and how often a failed request is sent again (hub/retry_rules.py has the rules).
 
     A request is retried only when it provably never reached a server (not connected, circuit
     open, queue full, refused before the write) or its tool is listed under `idempotent`; a

@@ -7,7 +7,7 @@ Errors are mapped once per direction:
   means is decided in `hub.servers.failures` (`classify`, `request_errors`): a lost
   connection becomes `ConnectionLost`, a server's own JSON-RPC error passes through as
   `MCPError`, and so on. The router then only decides, from those errors, whether to send
-  again and what its breaker records (`hub.resilience.classify_failure`); it maps nothing.
+  again and what its breaker records (`hub.retry_rules.classify_failure`); it maps nothing.
 - **inbound** (answering the client): here, in `RequestBoundary`. A `HubError` raised anywhere
   while a request is served becomes the `MCPError` of `answer_of` (code, message, `data`
   naming the route or server) with the request's `outcome` label; a server's `MCPError` passes

@@ -40,7 +40,7 @@ from hub.deadline import RequestDeadline
 from hub.errors import ServerTimeout, ServerUnavailable
 from hub.push_era import PushNeedsHandshakeEra, pushed_method
 from hub.redaction import SECRETS
-from hub.resilience import delivery_mark
+from hub.retry_rules import delivery_mark
 from hub.servers.failures import request_errors
 
 if TYPE_CHECKING:

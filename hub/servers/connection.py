@@ -51,14 +51,14 @@ from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters import HttpPool
+from hub.admission import BreakerState, CircuitBreaker, ConcurrencyLimiter
 from hub.config import MemberConfig
 from hub.deadline import RequestDeadline
 from hub.errors import ServerProtocolError, ServerUnavailable
 from hub.federation import Federation
-from hub.limits import BreakerState, CircuitBreaker, ConcurrencyLimiter
 from hub.push_era import PushingServers
 from hub.redaction import SECRETS
-from hub.resilience import EventSink
+from hub.retry_rules import EventSink
 from hub.servers.calls import RawResult, Sender
 from hub.servers.health import HealthMonitor
 from hub.servers.inbox import Inbox

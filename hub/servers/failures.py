@@ -12,7 +12,7 @@ why a connection ended classify theirs the same way). Only the consequence diffe
 - a re-list on expiry keeps the last listing unless the connection itself is gone.
 
 This is the outbound direction's one place. The router only decides, from the resulting errors,
-whether to send again and what its breaker records (`hub.resilience.classify_failure`); their
+whether to send again and what its breaker records (`hub.retry_rules.classify_failure`); their
 JSON-RPC translation happens once, in the endpoint (`hub.endpoint.request_boundary`).
 """
 
@@ -33,7 +33,8 @@ from mcp_types import CONNECTION_CLOSED
 
 from adapters.oversize import answer_too_large_limit
 from hub.errors import ServerProtocolError, ServerUnavailable
-from hub.resilience import DeliveryMark, ResultTooLarge, is_transport_size_abort
+from hub.result_cap import ResultTooLarge, is_transport_size_abort
+from hub.retry_rules import DeliveryMark
 from hub.servers.state import ConnectionLost
 
 if TYPE_CHECKING:

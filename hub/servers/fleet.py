@@ -21,7 +21,7 @@ from hub.config import HubConfig, MemberConfig
 from hub.federation import Federation
 from hub.logs import server_id_var
 from hub.push_era import PushingServers
-from hub.resilience import EventSink
+from hub.retry_rules import EventSink
 from hub.servers.connection import ServerConnection
 from hub.servers.state import ServerSnapshot, ServerState
 from hub.startup import StartSlots, StartupGate

@@ -19,7 +19,7 @@ from mcp import Client, MCPError
 from mcp_types import INTERNAL_ERROR, METHOD_NOT_FOUND, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from hub.limits import BreakerState
+from hub.admission import BreakerState
 from hub.servers.failures import SERVER_EXCHANGE_ERRORS, Breakage, classify
 
 if TYPE_CHECKING:

@@ -44,7 +44,7 @@ from hub.errors import ServerProtocolError, ServerUnavailable
 from hub.federation import Advertisement, inbound_chain, looping_server
 from hub.launch import CannotLaunch
 from hub.logs import counted
-from hub.resilience import track_delivery
+from hub.retry_rules import track_delivery
 from hub.servers.inbox import forward_client_capabilities
 from hub.servers.isolation import LEGACY_ERA_KEY
 from hub.servers.state import ServerState, new_generation

@@ -1,4 +1,4 @@
-"""The concurrency limiter (`hub.limits.ConcurrencyLimiter`) in memory: slots, the queue, and
+"""The concurrency limiter (`hub.admission.ConcurrencyLimiter`) in memory: slots, the queue, and
 the idle event a drain waits on."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from hub.limits import ConcurrencyLimiter, ServerRejected
+from hub.admission import ConcurrencyLimiter, ServerRejected
 
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]
 

@@ -1,5 +1,5 @@
-"""The retry predicate's input (`hub.resilience.classify_failure`): which failures are safe to
-send again, decided from what the hub can prove (the table in `hub.resilience`'s docstring)."""
+"""The retry predicate's input (`hub.retry_rules.classify_failure`): which failures are safe to
+send again, decided from what the hub can prove (the table in `hub.retry_rules`'s docstring)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 from mcp import MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
 
+from hub.admission import ServerRejected
 from hub.errors import RouteNotFound, ServerProtocolError, ServerTimeout, ServerUnavailable
-from hub.limits import ServerRejected
-from hub.resilience import Failure, classify_failure
+from hub.retry_rules import Failure, classify_failure
 from hub.servers.state import ConnectionLost
 
 pytestmark = pytest.mark.unit

@@ -1,6 +1,6 @@
 """What may go to a server, and how much: the circuit breaker (per server connection), the retry
 budget (per logical server) and the concurrency limiter (per server connection). Pure state
-machines over a clock and counters, no I/O; the rules they serve are in `hub.resilience` and
+machines over a clock and counters, no I/O; the rules they serve are in `hub.retry_rules` and
 `hub.router`.
 """
 
