@@ -41,7 +41,7 @@ from hub.endpoint.era_bridge import Bridge
 from hub.endpoint.rate_limits import RateLimiter
 from hub.endpoint.search_mode import MAX_SEARCH_LIMIT, search_configured
 from hub.endpoint.server_requests import Subscriptions
-from hub.endpoint.tasks import TaskRelay
+from hub.endpoint.task_relay import TaskRelay
 from hub.errors import ConfigError
 from hub.federation import Federation
 from hub.lockfile import LockEntries, read_lockfile, write_lockfile

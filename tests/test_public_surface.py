@@ -316,7 +316,8 @@ EXPORTS = {
         "expose_task_ids",
         "task_request",
     ],
-    "hub.endpoint.tasks": ["FaceTasks", "TaskRelay"],
+    "hub.endpoint.tasks": ["FaceTasks"],
+    "hub.endpoint.task_relay": ["TaskRelay"],
     "hub.endpoint.task_routes": [
         "HANDSHAKE",
         "MAX_RETENTION_SECONDS",

@@ -2,9 +2,10 @@
 `/me/routes`, `/me/explain`, `/me/search`) and the admin API (`/admin/servers`, `/admin/routes`,
 `/admin/explain`, `POST /admin/reload`, `POST /admin/servers/<id>/restart`), over one `Endpoint`.
 
-Every route here sits behind the endpoint's guards and authentication (`hub.endpoint.http_app`);
-`/admin/*` needs `hub:admin`, the others `hub:call` (`hub.endpoint.authentication.required_scope`).
-A `?profile=` naming no profile is 404.
+Every route here sits behind the endpoint's guards and authentication (`hub.endpoint.http_app`;
+the scope each path needs is `hub.endpoint.authentication.required_scope`'s): `/readyz` is public
+(details for `hub:admin` only), `/me*` needs any authenticated principal (`/me/search`:
+`hub:call`), `/admin/*` needs `hub:admin`. A `?profile=` naming no profile is 404.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ from hub.endpoint.search_mode import FaceSearch
 from hub.endpoint.server_requests import Subscriptions
 from hub.endpoint.session_manager import SessionManager
 from hub.endpoint.session_registry import SessionRegistry
-from hub.endpoint.tasks import TaskRelay
+from hub.endpoint.task_relay import TaskRelay
 from hub.metrics import HubMetrics
 from hub.policy import Access, Policy
 from hub.router import Router

@@ -13,7 +13,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from hub.cluster.session_state import SessionState
 from hub.endpoint.era_bridge import Bridge
 from hub.endpoint.server_requests import Subscriptions
-from hub.endpoint.tasks import TaskRelay
+from hub.endpoint.task_relay import TaskRelay
 from hub.servers import Fleet, ServerConnection
 
 __all__ = ["FaceServices"]
@@ -33,7 +33,7 @@ class FaceServices:
     bridge: Bridge
     subscriptions: Subscriptions
     tasks: TaskRelay
-    """The task route table (`hub.endpoint.tasks`), shared by every face."""
+    """The task route table (`hub.endpoint.task_relay`), shared by every face."""
     sessions: SessionState
     """Per-session state the replicas share (`hub.cluster.session_state`): log levels and
     subscriptions of handshake-era sessions, so that any replica can serve them."""

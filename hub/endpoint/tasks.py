@@ -23,6 +23,8 @@ and id): a task id that is not the caller's own answers exactly like an unknown 
 whatever face it is asked on, and a face reaches only tasks of its own servers. A route lives
 for the task's `ttl` (at most 24 h, `hub.endpoint.task_routes`) and is re-checked against the policy on
 every use: a principal that may not call a tool can neither create nor reach a task of it.
+The route table, shared by every face, and the status notifications relayed to the session that
+created a task are `hub.endpoint.task_relay`'s; this module is one face's side of tasks.
 Each era reaches only tasks created in it. Routes are in memory: they do not survive a hub
 restart (nor do a stdio server's tasks).
 """
@@ -34,9 +36,8 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import anyio
 import mcp_types as types
 from mcp import MCPError
 from mcp.server import ServerRequestContext
@@ -57,28 +58,24 @@ from hub.client_channel import CURRENT_CHANNEL, ClientChannel
 from hub.endpoint.authentication import principal_of
 from hub.endpoint.task_routes import (
     HANDSHAKE,
-    MAX_ROUTES,
-    MAX_TASKS_PER_PRINCIPAL,
     MODERN,
     Era,
     TaskRoute,
-    TaskRoutes,
     principal_key,
     retention_seconds,
 )
 from hub.errors import ServerProtocolError, ServerUnavailable
-from hub.policy import Access
 from hub.principals import Principal
-from hub.servers import Fleet, ServerConnection, ServerState
+from hub.servers import ServerConnection, ServerState
 from hub.task_wire import TASKS_EXTENSION, CreatedTask, LegacyCreatedTask, capped_tool_result, expose_task_ids
 
-__all__ = ["FaceTasks", "TaskRelay"]
+if TYPE_CHECKING:
+    from hub.endpoint.task_relay import TaskRelay
+
+__all__ = ["FaceTasks"]
 
 logger = logging.getLogger(__name__)
 
-_NOTIFY_TIMEOUT_SECONDS: Final = 5.0
-_EARLY_STATUS_WAIT_SECONDS: Final = 2.0
-"""How long a status notification that overtook its task's `CreateTaskResult` waits for the route."""
 _MAX_LIST_PAGES: Final = 100
 
 
@@ -92,10 +89,6 @@ class _Capture:
 _CAPTURE: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar("hub_task_capture", default=None)
 
 
-class _StatusNotification(types.Notification[dict[str, Any], str]):
-    """A relayed `notifications/tasks/status` (2025-11-25)."""
-
-
 class _TaskParams(types.RequestParams):
     model_config = ConfigDict(extra="allow")
     task_id: str
@@ -103,72 +96,6 @@ class _TaskParams(types.RequestParams):
 
 class _UpdateParams(_TaskParams):
     input_responses: dict[str, Any]
-
-
-class TaskRelay:
-    """The hub's task route table, shared by every face (see the module docstring).
-
-    :param fleet: where the server connections are.
-    :param access: the policy every use of a task is checked against.
-    """
-
-    def __init__(
-        self,
-        fleet: Fleet,
-        access: Access,
-        *,
-        max_tasks_per_principal: int = MAX_TASKS_PER_PRINCIPAL,
-        max_routes: int = MAX_ROUTES,
-    ) -> None:
-        self.fleet = fleet
-        self.access = access
-        self.routes = TaskRoutes(max_tasks_per_principal, max_routes)
-        self._added = anyio.Event()
-
-    def face(
-        self,
-        scope: str | None,
-        channel: Callable[[ServerRequestContext[Any]], ClientChannel],
-        standing: Callable[[ServerSession], ServerSession],
-    ) -> FaceTasks:
-        """The task surface of one face: `scope` is the server a per-server face fronts (None:
-        the aggregated face); `channel` makes the client channel of a request (`hub.endpoint.server_requests`);
-        `standing` gives the session object that lives as long as a handshake-era client's
-        session (status notifications are sent through it, and stop when it is gone)."""
-        return FaceTasks(self, scope, channel, standing)
-
-    async def status_changed(self, member: str, params: dict[str, Any]) -> None:
-        """A server connection received a task status notification: relay it, under the
-        exposed id, to the handshake-era session that created the task (if still connected)."""
-        task_id = params.get("taskId")
-        if not isinstance(task_id, str):
-            return
-        exposed = f"{member}+{task_id}"
-        with anyio.move_on_after(_EARLY_STATUS_WAIT_SECONDS):
-            # A server may announce a status before its CreateTaskResult reached the hub.
-            while not self.routes.holding(exposed):
-                await self._added.wait()
-        for route in self.routes.holding(exposed):
-            if "ttl" in params or "ttlMs" in params:
-                route.refresh(params.get("ttl", params.get("ttlMs")))
-            session = route.session() if route.session is not None else None
-            if session is None or route.era != HANDSHAKE:
-                continue
-            notification = _StatusNotification(
-                method="notifications/tasks/status", params=expose_task_ids(params, route.exposed_id)
-            )
-            with anyio.move_on_after(_NOTIFY_TIMEOUT_SECONDS):
-                try:
-                    await session.send_notification(notification)
-                except Exception as exc:  # the client went away; its task stays reachable by id
-                    logger.debug("task status not relayed to %s: %r", route.principal, exc)
-                    route.session = None
-
-    def remember(self, route: TaskRoute) -> TaskRoute:
-        self.routes.add(route)
-        self._added.set()
-        self._added = anyio.Event()
-        return route
 
 
 class FaceTasks:
