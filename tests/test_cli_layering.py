@@ -69,7 +69,7 @@ from . import runner
 import json
 
 def later() -> None:
-    from hub.config.trust import force_locked
+    from hub.catalog import Catalog
 """
     assert _violations(source) == [
         "line 2: hub.endpoint",
@@ -77,5 +77,5 @@ def later() -> None:
         "line 4: hub.drain",
         "line 5: hub.router",
         "line 6: hub.http_server",
-        "line 14: hub.config.trust",
+        "line 14: hub.catalog",
     ]
