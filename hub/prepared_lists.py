@@ -36,7 +36,6 @@ the handler chain, and a middleware's result is the one thing it passes as is
 
 from __future__ import annotations
 
-import contextvars
 import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from mcp_types.methods import serialize_server_result
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from hub.catalog import Catalog, ChangeListener, Kind, listing_key
+from hub.handler_slots import HandlerSlot
 from hub.pages import Page, decode_cursor, definition_size, page_of
 from hub.policy import Access
 from hub.principals import Principal
@@ -100,16 +100,8 @@ class _View(Generic[_ItemT]):
     wire: dict[tuple[str | None, str], list[dict[str, Any]]] = field(default_factory=dict)
 
 
-class _Slot:
-    """Where a list handler leaves its prepared page for `PreparedLists.middleware`."""
-
-    __slots__ = ("page",)
-
-    def __init__(self) -> None:
-        self.page: WirePage | None = None
-
-
-_SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("hub_prepared_list", default=None)
+_SLOT: HandlerSlot[WirePage] = HandlerSlot("hub_prepared_list")
+"""Where a list handler leaves its prepared page for `PreparedLists.middleware`."""
 
 
 def _wire_items(kind: Kind, version: str, items: Sequence[_ItemT]) -> list[dict[str, Any]]:
@@ -297,11 +289,7 @@ class PreparedLists:
     def hold(page: WirePage) -> bool:
         """Leave `page` for `middleware` to put in the result; False when no middleware waits
         for it (the caller then returns the items itself)."""
-        slot = _SLOT.get()
-        if slot is None:
-            return False
-        slot.page = page
-        return True
+        return _SLOT.leave(page)
 
     @staticmethod
     async def middleware(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
@@ -311,13 +299,7 @@ class PreparedLists:
         listed = LIST_METHODS.get(ctx.method)
         if listed is None:
             return await call_next(ctx)
-        slot = _Slot()
-        token = _SLOT.set(slot)
-        try:
-            result = await call_next(ctx)
-        finally:
-            _SLOT.reset(token)
-        page = slot.page
+        result, page = await _SLOT.around(partial(call_next, ctx))
         if page is None or not isinstance(result, dict):
             return result
         return {**result, listed[1]: list(page.items)}

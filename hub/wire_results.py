@@ -26,7 +26,7 @@ the same order, as the model path gives for the same result in every protocol ve
 
 from __future__ import annotations
 
-import contextvars
+from functools import partial
 from typing import Any, Final
 
 import mcp_types as types
@@ -34,6 +34,8 @@ import orjson
 from mcp.server import ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
 from mcp_types import PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY
+
+from hub.handler_slots import HandlerSlot
 
 __all__ = ["PLAIN", "WireResult", "held", "middleware", "plain_call_result", "plain_prompt_result"]
 
@@ -186,16 +188,8 @@ class WireResult:
         return filled
 
 
-class _Slot:
-    """Where the `tools/call` handler leaves its `WireResult` for `middleware`."""
-
-    __slots__ = ("result",)
-
-    def __init__(self) -> None:
-        self.result: WireResult | None = None
-
-
-_SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("hub_wire_result", default=None)
+_SLOT: HandlerSlot[WireResult] = HandlerSlot("hub_wire_result")
+"""Where the `tools/call` or `prompts/get` handler leaves its `WireResult` for `middleware`."""
 
 
 def held(result: Any) -> Any:
@@ -204,10 +198,8 @@ def held(result: Any) -> Any:
     model; any other result is returned as it is."""
     if not isinstance(result, WireResult):
         return result
-    slot = _SLOT.get()
-    if slot is None:
+    if not _SLOT.leave(result):
         return result.model()
-    slot.result = result
     return result.stub()
 
 
@@ -217,13 +209,7 @@ async def middleware(ctx: ServerRequestContext[Any], call_next: CallNext) -> Han
     envelope the SDK shaped."""
     if ctx.method not in PLAIN:
         return await call_next(ctx)
-    slot = _Slot()
-    token = _SLOT.set(slot)
-    try:
-        result = await call_next(ctx)
-    finally:
-        _SLOT.reset(token)
-    wire = slot.result
+    result, wire = await _SLOT.around(partial(call_next, ctx))
     if wire is None or not isinstance(result, dict):
         return result
     return wire.fill(result)

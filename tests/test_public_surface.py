@@ -259,6 +259,7 @@ EXPORTS = {
     "hub.launch": ["STDERR_TAIL_LINES", "CannotLaunch", "StderrTail", "resolve_command"],
     "hub.router": ["ProgressFn", "Router"],
     "hub.retry_rounds": ["later_rounds", "may_retry", "no_more_rounds"],
+    "hub.handler_slots": ["HandlerSlot"],
     "hub.wire_results": ["PLAIN", "WireResult", "held", "middleware", "plain_call_result", "plain_prompt_result"],
     "hub.deadline": ["RequestDeadline"],
     "hub.admission": ["BreakerState", "CircuitBreaker", "ConcurrencyLimiter", "RetryBudget", "ServerRejected"],

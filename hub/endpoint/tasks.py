@@ -31,11 +31,11 @@ restart (nor do a stdio server's tasks).
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import mcp_types as types
@@ -65,6 +65,7 @@ from hub.endpoint.task_routes import (
     retention_seconds,
 )
 from hub.errors import ServerProtocolError, ServerUnavailable
+from hub.handler_slots import HandlerSlot
 from hub.principals import Principal
 from hub.servers import ServerConnection, ServerState
 from hub.task_wire import TASKS_EXTENSION, CreatedTask, LegacyCreatedTask, capped_tool_result, expose_task_ids
@@ -79,14 +80,8 @@ logger = logging.getLogger(__name__)
 _MAX_LIST_PAGES: Final = 100
 
 
-class _Capture:
-    """The handshake-era `CreateTaskResult` of the current request (see `FaceTasks.middleware`)."""
-
-    def __init__(self) -> None:
-        self.result: dict[str, Any] | None = None
-
-
-_CAPTURE: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar("hub_task_capture", default=None)
+_CAPTURE: HandlerSlot[dict[str, Any]] = HandlerSlot("hub_task_capture")
+"""Where `FaceTasks.created` leaves the handshake-era `CreateTaskResult` for `FaceTasks.middleware`."""
 
 
 class _TaskParams(types.RequestParams):
@@ -200,7 +195,7 @@ class FaceTasks:
                 )
         else:
             era, original_id, ttl = HANDSHAKE, result.task.get("taskId"), result.task.get("ttl")
-            if modern_client or _CAPTURE.get() is None:
+            if modern_client or not _CAPTURE.open:
                 raise ServerProtocolError(
                     owner[0], "answered with a 2025-11-25 task a request that did not ask for one"
                 )
@@ -228,10 +223,8 @@ class FaceTasks:
         if wire.get("_meta") is None:
             wire.pop("_meta", None)
         wire = expose_task_ids(wire, route.exposed_id)
-        capture = _CAPTURE.get()
-        if era == MODERN or capture is None:
+        if era == MODERN or not _CAPTURE.leave(wire):
             return wire
-        capture.result = wire
         # Stands in for the CreateTaskResult on the way out of the handler; `middleware` swaps it.
         return types.CallToolResult(content=[])
 
@@ -248,13 +241,8 @@ class FaceTasks:
             or not isinstance(params.get("task"), Mapping)
         ):
             return await call_next(ctx)
-        capture = _Capture()
-        token = _CAPTURE.set(capture)
-        try:
-            result = await call_next(ctx)
-        finally:
-            _CAPTURE.reset(token)
-        return capture.result if capture.result is not None else result
+        result, created = await _CAPTURE.around(partial(call_next, ctx))
+        return created if created is not None else result
 
     # ---- tasks/* ----
 
