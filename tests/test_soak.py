@@ -144,8 +144,7 @@ async def test_thousands_of_calls_survive_random_kills_and_a_reload_with_nothing
             elapsed = time.monotonic() - started
 
             await until(
-                lambda: len(os.listdir("/proc/self/fd")) <= baseline_fds and len(asyncio.all_tasks()) <= baseline_tasks,
-                0.1,
+                lambda: len(os.listdir("/proc/self/fd")) <= baseline_fds and len(asyncio.all_tasks()) <= baseline_tasks
             )
             async with httpx2.AsyncClient() as http:
                 alive = (await http.get(f"{hub.base_url}/healthz")).status_code
