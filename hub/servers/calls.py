@@ -28,7 +28,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-import anyio
 import mcp_types as types
 from mcp import Client, MCPError
 from mcp.shared.dispatcher import ProgressFnT
@@ -148,9 +147,6 @@ class Sender:
                 inflight.remove(channel)
             connection.in_flight -= 1
             connection.changes.notify()
-            if not connection.in_flight:
-                connection._no_calls.set()
-                connection._no_calls = anyio.Event()
 
     async def request_pushing(
         self, method: str, send: Callable[[Client, ProgressFnT], Awaitable[_T]], **options: Any

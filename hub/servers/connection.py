@@ -163,7 +163,6 @@ class ServerConnection:
     """The last generation a request found closed."""
     _first_attempt_done: anyio.Event = field(default_factory=anyio.Event)
     _state_changed: anyio.Event = field(default_factory=anyio.Event)
-    _no_calls: anyio.Event = field(default_factory=anyio.Event)
 
     def __post_init__(self) -> None:
         self.link = ServerLink(self)
@@ -250,8 +249,7 @@ class ServerConnection:
 
     async def wait_no_calls(self) -> None:
         """Return once no request is in flight on this connection (bound it with a timeout)."""
-        while self.in_flight:
-            await self._no_calls.wait()
+        await self.changes.wait_for(lambda: not self.in_flight)
 
     async def wait_for_state(self, *states: ServerState) -> ServerState:
         """Wait until the connection is in one of `states` (bound it with a timeout) and return it."""
