@@ -250,11 +250,35 @@ class SessionLoad(Load):
         return [(method, status) for method, status in self.statuses if status in (400, 404)]
 
 
+class LostPostAs502(httpx2.AsyncBaseTransport):
+    """An HTTP transport that answers a POST whose connection was lost (the replica serving it
+    died: `httpx2.TransportError`) with a 502, as HAProxy does when the replica dies before the
+    answer's headers. The stock SDK client ends its whole session on a transport error of a
+    handshake-era POST (mcp 2.3, `streamable_http_client`'s task group) but fails only that
+    request on a 502: with this transport the load sees the call fail and goes on in its one
+    session, which is what the replica tests measure."""
+
+    def __init__(self) -> None:
+        self._inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            return await self._inner.handle_async_request(request)
+        except httpx2.TransportError as exc:
+            if request.method != "POST":
+                raise
+            return httpx2.Response(502, text=f"lost connection: {type(exc).__name__}", request=request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 async def run_session_load(url: str, load: SessionLoad, max_calls: int = 5_000) -> None:
     """One stock SDK client in the handshake era calling `fx__echo` through `url` in a closed
     loop (one call in flight, `LOAD_PAUSE_SECONDS` between calls) until `load.stop` is set or
     `max_calls` calls were made; the caller bounds the time. A call counts as failed unless it
-    answered the echo of its text."""
+    answered the echo of its text. A POST whose connection is lost is answered 502
+    (`LostPostAs502`), so the call fails and the client keeps its session."""
 
     async def on_request(request: httpx2.Request) -> None:
         session_id = request.headers.get("mcp-session-id")
@@ -268,7 +292,12 @@ async def run_session_load(url: str, load: SessionLoad, max_calls: int = 5_000) 
 
     hooks: dict[str, list[Callable[..., Any]]] = {"request": [on_request], "response": [on_response]}
     async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {CALLER_KEY}"}, timeout=30, event_hooks=hooks) as http,
+        httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {CALLER_KEY}"},
+            timeout=30,
+            event_hooks=hooks,
+            transport=LostPostAs502(),
+        ) as http,
         Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
     ):
         for count in range(max_calls):
