@@ -344,7 +344,7 @@ EXPORTS = {
     ],
     "hub.endpoint.endpoint": ["Endpoint", "EndpointServices"],
     "hub.endpoint.http_app": ["allowed_hosts", "build_http_app"],
-    "hub.endpoint.admin_api": ["AdminApi"],
+    "hub.endpoint.admin_api": ["MAX_RESTART_WAIT_SECONDS", "AdminApi"],
     "hub.authority": [
         "ANY_PORT",
         "Authority",

@@ -78,16 +78,27 @@ async def admin_get(url: str, path: str, token: str | None) -> Any:
     return response.json()
 
 
-async def admin_post(url: str, path: str, token: str | None) -> Any:
-    """`POST url + path` and its JSON body (200 or 202).
+async def admin_post(
+    url: str,
+    path: str,
+    token: str | None,
+    *,
+    params: dict[str, str] | None = None,
+    wait_seconds: float = 0.0,
+    accept: tuple[int, ...] = (200, 202),
+) -> tuple[int, Any]:
+    """`POST url + path` (with query `params`): its status and JSON body when the status is in
+    `accept`. `wait_seconds` is how long the hub may hold the answer on purpose, added to the
+    read timeout (`ADMIN_TIMEOUT_SECONDS`).
 
     :raises CliError: 404 (with the hub's `error`), or any other refusal.
     :raises httpx2.HTTPError: the hub could not be reached.
     """
-    async with httpx2.AsyncClient(timeout=ADMIN_TIMEOUT_SECONDS, headers=auth_headers(token)) as client:
-        response = await client.post(url.rstrip("/") + path)
+    timeout = ADMIN_TIMEOUT_SECONDS + wait_seconds
+    async with httpx2.AsyncClient(timeout=timeout, headers=auth_headers(token)) as client:
+        response = await client.post(url.rstrip("/") + path, params=params)
     if response.status_code == 404:
         fail(str(response.json().get("error", f"not found: {path}")))
-    if response.status_code not in (200, 202):
+    if response.status_code not in accept:
         fail(refusal(response, f"POST {path}"))
-    return response.json()
+    return response.status_code, response.json()

@@ -10,8 +10,10 @@ the scope each path needs is `hub.endpoint.authentication.required_scope`'s): `/
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import math
+from typing import TYPE_CHECKING, Any, Final
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -28,7 +30,10 @@ from hub.servers import ServerConnection, ServerState
 if TYPE_CHECKING:
     from hub.endpoint.endpoint import Endpoint
 
-__all__ = ["AdminApi"]
+__all__ = ["MAX_RESTART_WAIT_SECONDS", "AdminApi"]
+
+MAX_RESTART_WAIT_SECONDS: Final = 300.0
+"""The longest `POST /admin/servers/<id>/restart?wait=S` holds its answer, in seconds."""
 
 
 def _best_state(members: list[ServerConnection]) -> str:
@@ -303,12 +308,32 @@ class AdminApi:
         return JSONResponse(body, status_code=code)
 
     async def admin_restart(self, request: Request) -> Response:
-        # Asks the server's supervisor to restart it (also out of a crash-loop `failed`);
-        # 202 with its status before the restart, 404 for an unknown server_id.
+        # Asks the server's supervisor to restart it (also out of a crash-loop `failed`): 202
+        # with its status before the restart; with `?wait=S` (0 < S <= MAX_RESTART_WAIT_SECONDS)
+        # the answer waits for the restarted server to be `ready` or `degraded`, 200 with its
+        # status then, 504 with its status (state, last_error) when S seconds pass first.
+        # 404 for an unknown server_id, 400 for a bad `wait`.
         server_id = request.path_params["server_id"]
         connection = self._endpoint.fleet.get(server_id)
         if connection is None:
             return JSONResponse({"error": f"no server '{server_id}'"}, status_code=404)
-        status = connection.status().as_json()
+        raw_wait = request.query_params.get("wait", "0")
+        try:
+            wait_seconds = float(raw_wait)
+        except ValueError:
+            wait_seconds = math.nan
+        if not 0 <= wait_seconds <= MAX_RESTART_WAIT_SECONDS:
+            return JSONResponse(
+                {"error": f"wait must be a number of seconds from 0 to {MAX_RESTART_WAIT_SECONDS:g}"}, status_code=400
+            )
+        before = connection.status()
         connection.restart()
-        return JSONResponse(status, status_code=202)
+        if wait_seconds == 0:
+            return JSONResponse(before.as_json(), status_code=202)
+
+        def restarted(c: ServerConnection) -> bool:
+            return c.state in (ServerState.READY, ServerState.DEGRADED) and c.restarts > before.restarts
+
+        with anyio.move_on_after(wait_seconds):
+            await connection.wait_until(restarted)
+        return JSONResponse(connection.status().as_json(), status_code=200 if restarted(connection) else 504)
