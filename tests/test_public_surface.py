@@ -137,7 +137,15 @@ EXPORTS = {
         "setup_command_logging",
         "state",
     ],
-    "hub.cli.client": ["RateLimitWatch", "admin_get", "admin_post", "auth_headers", "refusal", "retry_after_seconds"],
+    "hub.cli.client": [
+        "ADMIN_TIMEOUT_SECONDS",
+        "RateLimitWatch",
+        "admin_get",
+        "admin_request",
+        "auth_headers",
+        "refusal",
+        "retry_after_seconds",
+    ],
     "hub.cli.serve": [
         "Banner",
         "ServeOverrides",

@@ -11,7 +11,15 @@ import httpx2
 
 from hub.cli.runner import fail, rate_limited
 
-__all__ = ["RateLimitWatch", "admin_get", "admin_post", "auth_headers", "refusal", "retry_after_seconds"]
+__all__ = [
+    "ADMIN_TIMEOUT_SECONDS",
+    "RateLimitWatch",
+    "admin_get",
+    "admin_request",
+    "auth_headers",
+    "refusal",
+    "retry_after_seconds",
+]
 
 ADMIN_TIMEOUT_SECONDS = 10.0
 """How long a read of the admin API may take, in seconds."""
@@ -65,40 +73,36 @@ def refusal(response: httpx2.Response, path: str) -> str:
     return f"the hub answered HTTP {response.status_code} for {path}" + (f": {detail}" if detail else "") + hint
 
 
-async def admin_get(url: str, path: str, token: str | None) -> Any:
-    """`GET url + path` and its JSON body.
-
-    :raises CliError: the hub answered anything but 200 (`refusal`).
-    :raises httpx2.HTTPError: the hub could not be reached.
-    """
-    async with httpx2.AsyncClient(timeout=ADMIN_TIMEOUT_SECONDS, headers=auth_headers(token)) as client:
-        response = await client.get(url.rstrip("/") + path)
-    if response.status_code != 200:
-        fail(refusal(response, path))
-    return response.json()
-
-
-async def admin_post(
+async def admin_request(
+    method: str,
     url: str,
     path: str,
     token: str | None,
     *,
     params: dict[str, str] | None = None,
-    wait_seconds: float = 0.0,
-    accept: tuple[int, ...] = (200, 202),
+    body: dict[str, Any] | None = None,
+    timeout_seconds: float = ADMIN_TIMEOUT_SECONDS,
+    accept: tuple[int, ...] = (200,),
+    refused: tuple[int, ...] = (),
 ) -> tuple[int, Any]:
-    """`POST url + path` (with query `params`): its status and JSON body when the status is in
-    `accept`. `wait_seconds` is how long the hub may hold the answer on purpose, added to the
-    read timeout (`ADMIN_TIMEOUT_SECONDS`).
+    """`method url + path` (query `params`, JSON `body`): its status and JSON body when the
+    status is in `accept`.
 
-    :raises CliError: 404 (with the hub's `error`), or any other refusal.
-    :raises httpx2.HTTPError: the hub could not be reached.
+    :raises CliError: a status in `refused` (the hub's own `error` as the message), or any
+        other status not in `accept` (`refusal`: 401, 403, 429 with `Retry-After`, ...).
+    :raises httpx2.HTTPError: the hub could not be reached (within `timeout_seconds`).
     """
-    timeout = ADMIN_TIMEOUT_SECONDS + wait_seconds
-    async with httpx2.AsyncClient(timeout=timeout, headers=auth_headers(token)) as client:
-        response = await client.post(url.rstrip("/") + path, params=params)
-    if response.status_code == 404:
-        fail(str(response.json().get("error", f"not found: {path}")))
+    async with httpx2.AsyncClient(timeout=timeout_seconds, headers=auth_headers(token)) as client:
+        response = await client.request(method, url.rstrip("/") + path, params=params, json=body)
+    label = path if method == "GET" else f"{method} {path}"
+    if response.status_code in refused:
+        fail(str(response.json().get("error", refusal(response, label))))
     if response.status_code not in accept:
-        fail(refusal(response, f"POST {path}"))
+        fail(refusal(response, label))
     return response.status_code, response.json()
+
+
+async def admin_get(url: str, path: str, token: str | None) -> Any:
+    """`GET url + path` and its JSON body (`admin_request`, 200 only)."""
+    _, data = await admin_request("GET", url, path, token)
+    return data

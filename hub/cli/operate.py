@@ -14,7 +14,7 @@ import typer
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
-from hub.cli.client import RateLimitWatch, admin_post, auth_headers, refusal
+from hub.cli.client import ADMIN_TIMEOUT_SECONDS, RateLimitWatch, admin_request, auth_headers, refusal
 from hub.cli.options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
 from hub.cli.runner import CliError, fail, out, rate_limited, run_command
 
@@ -34,11 +34,9 @@ def reload(
     A bad config is rejected whole (exit code 2) and the running one keeps serving."""
 
     async def run() -> None:
-        async with httpx2.AsyncClient(timeout=RELOAD_TIMEOUT_SECONDS, headers=auth_headers(token)) as client:
-            response = await client.post(url.rstrip("/") + "/admin/reload")
-        if response.status_code not in (200, 400):
-            fail(refusal(response, "POST /admin/reload"))
-        data = response.json()
+        _, data = await admin_request(
+            "POST", url, "/admin/reload", token, timeout_seconds=RELOAD_TIMEOUT_SECONDS, accept=(200, 400)
+        )
         if json_output:
             out.print_json(data=data)
         if data["status"] == "rejected":
@@ -74,8 +72,15 @@ def restart(
     async def run() -> None:
         path = f"/admin/servers/{server_id}/restart"
         # The hub holds the answer until the server is back (200) or `wait` passes (504).
-        code, status = await admin_post(
-            url, path, token, params={"wait": f"{wait:g}"}, wait_seconds=wait, accept=(200, 202, 504)
+        code, status = await admin_request(
+            "POST",
+            url,
+            path,
+            token,
+            params={"wait": f"{wait:g}"},
+            timeout_seconds=ADMIN_TIMEOUT_SECONDS + wait,
+            accept=(200, 202, 504),
+            refused=(404,),
         )
         if code == 504:
             reason = f" ({status['last_error']})" if status["last_error"] else ""

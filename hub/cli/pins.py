@@ -17,12 +17,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx2
 import typer
 from rich.table import Table
 
 from hub.app import Hub, LockEntries, lockfile_path, read_lockfile, resolve_config, write_lockfile
-from hub.cli.client import admin_get, auth_headers, refusal
+from hub.cli.client import admin_get, admin_request
 from hub.cli.options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
 from hub.cli.runner import exit_with, fail, out, run_command, setup_command_logging
 from hub.config import HubConfig
@@ -75,13 +74,7 @@ def diff(
     """Show what changed between a definition's pin (or lockfile entry) and what its server lists now."""
 
     async def run() -> None:
-        async with httpx2.AsyncClient(timeout=10.0, headers=auth_headers(token)) as client:
-            response = await client.get(url.rstrip("/") + "/admin/pins/diff", params={"name": name})
-        if response.status_code == 404:
-            fail(str(response.json().get("error", f"no pinned route named {name!r}")))
-        if response.status_code != 200:
-            fail(refusal(response, "/admin/pins/diff"))
-        data = response.json()
+        _, data = await admin_request("GET", url, "/admin/pins/diff", token, params={"name": name}, refused=(404,))
         if json_output:
             out.print_json(data=data)
             return
@@ -130,13 +123,9 @@ def approve(
     body: dict[str, Any] = {"all": True} if all_ else {"target": target}
 
     async def run() -> None:
-        async with httpx2.AsyncClient(timeout=30.0, headers=auth_headers(token)) as client:
-            response = await client.post(url.rstrip("/") + "/admin/pins/approve", json=body)
-        if response.status_code in (404, 409):
-            fail(str(response.json().get("error", "refused")))
-        if response.status_code != 200:
-            fail(refusal(response, "POST /admin/pins/approve"))
-        data = response.json()
+        _, data = await admin_request(
+            "POST", url, "/admin/pins/approve", token, body=body, timeout_seconds=30.0, refused=(404, 409)
+        )
         if json_output:
             out.print_json(data=data)
             return
