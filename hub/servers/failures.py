@@ -121,19 +121,9 @@ def request_errors(connection: ServerConnection, method: str, generation: int, m
             raise
         if breakage is Breakage.CLOSED:
             close_reason = connection.link.close_reason
-            reason = f": {close_reason}" if close_reason else ""
+            message = f"the connection closed during {method}" + (f": {close_reason}" if close_reason else "")
+        else:
+            message = f"the connection broke during {method}"
+        if breakage in (Breakage.CLOSED, Breakage.BROKEN):  # one HTTP request failing is not the end
             connection._lost_generation = generation
-            raise ConnectionLost(
-                connection.server_id,
-                f"the connection closed during {method}{reason}",
-                delivered=mark.sent,
-                generation=generation,
-            ) from exc
-        if breakage is Breakage.BROKEN:  # one HTTP request failing is not the end
-            connection._lost_generation = generation
-        raise ConnectionLost(
-            connection.server_id,
-            f"the connection broke during {method}",
-            delivered=mark.sent,
-            generation=generation,
-        ) from exc
+        raise ConnectionLost(connection.server_id, message, delivered=mark.sent, generation=generation) from exc
