@@ -246,6 +246,8 @@ EXPORTS = {
     "hub.servers": ["ConnectionLost", "Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"],
     "hub.servers.state": ["ConnectionLost", "ServerSnapshot", "ServerState", "ServerStatus", "new_generation"],
     "hub.servers.connection": ["ServerConnection"],
+    "hub.servers.lifecycle": ["Lifecycle"],
+    "hub.servers.status": ["health_state", "status_of"],
     "hub.signals": ["Changes"],
     "hub.servers.fleet": ["Fleet"],
     "hub.servers.calls": ["RawResult", "Sender"],
