@@ -354,6 +354,7 @@ EXPORTS = {
         "run_event_loop",
     ],
     "hub.endpoint.endpoint": ["Endpoint", "EndpointServices"],
+    "hub.endpoint.face_servers": ["FaceServers", "ProfileServer", "ServerFaceServer"],
     "hub.endpoint.http_app": ["allowed_hosts", "build_http_app"],
     "hub.endpoint.admin_api": ["AdminApi"],
     "hub.authority": [
