@@ -58,8 +58,10 @@ from hub.config import HubConfig, ServerEntry
 from hub.config.trust import DescriptionsConfig, PinningMode
 from hub.logs import counted
 from hub.naming import RESERVED_TOOL_NAMES, SEPARATOR, ServerNames, merge_names, split_resource_uri
+from hub.pin_fingerprints import Definitions
+from hub.pin_status import DefinitionHeld, PinStatus
 from hub.pin_writer import PinWriter
-from hub.pins import DefinitionHeld, Definitions, Pins, PinStatus
+from hub.pins import Pins
 from hub.servers import ServerSnapshot
 from hub.signals import Changes
 from hub.uris import normalize_uri

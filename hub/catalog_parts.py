@@ -32,7 +32,8 @@ from hub.catalog_routes import Kind, Renamed, Route, ServerView, sorted_listing
 from hub.config import ServerEntry
 from hub.config.trust import DescriptionsConfig, PinningMode
 from hub.naming import ServerNames, exposed_resource_uri, server_names
-from hub.pins import Pins, PinStatus
+from hub.pin_status import PinStatus
+from hub.pins import Pins
 from hub.servers import ServerSnapshot
 from hub.vetting import VettedSnapshot, vet
 

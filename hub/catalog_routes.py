@@ -12,7 +12,7 @@ from typing import Literal, TypeVar
 
 import mcp_types as types
 
-from hub.pins import PinStatus
+from hub.pin_status import PinStatus
 from hub.servers import ServerSnapshot
 
 __all__ = [

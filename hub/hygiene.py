@@ -19,7 +19,7 @@ marker, and every change (or, with `flag`, every finding) becomes a note on the 
 
 What is cleaned: the `description` of tools, prompts, resources and resource templates, of each
 prompt argument, and every string `description` at any depth of a tool's `inputSchema` and
-`outputSchema`. Pins (`hub.pins`) fingerprint the definition before any of this.
+`outputSchema`. Pins (`hub.pins`, `hub.pin_fingerprints`) fingerprint the definition before any of this.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 serve, with its fingerprint, so that approving a fleet change is reviewing a diff in git.
 
 `mcphub lock` starts every server once and writes it; `pinning: locked` (or `mcphub serve
---locked`) serves only definitions whose fingerprint (`hub.pins.fingerprint`) matches their
+--locked`) serves only definitions whose fingerprint (`hub.pin_fingerprints.fingerprint`) matches their
 entry. The format is YAML with sorted keys and non-ASCII characters escaped (so invisible
 characters show up in a review):
 
@@ -33,7 +33,8 @@ from typing import Any, Final
 import yaml
 
 from hub.errors import ConfigError
-from hub.pins import PINNED_KINDS, PinKey, fingerprint
+from hub.pin_fingerprints import PINNED_KINDS, fingerprint
+from hub.pins import PinKey
 
 __all__ = ["LOCKFILE_VERSION", "LockEntries", "read_lockfile", "render_lockfile", "write_lockfile"]
 

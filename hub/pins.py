@@ -1,18 +1,11 @@
 """Tool-definition pins: trust on first use, or a lockfile (OWASP MCP Top 10, MCP03 tool
 poisoning and rug pulls).
 
-Every tool, prompt and resource template a server lists is fingerprinted: SHA-256 over its
-definition as canonical JSON (sorted keys, no insignificant whitespace, ASCII escapes), taken as
-the server sent it, before description hygiene (`hub.hygiene`). The fields that count:
-
-| kind | fields |
-| --- | --- |
-| tools | name, title, description, inputSchema, outputSchema, annotations |
-| prompts | name, title, description, arguments |
-| resource templates | uriTemplate, name, title, description, mimeType, annotations |
-
-Pins are keyed by `(server_id, kind, original name or URI template)`. What happens to a
-definition depends on the server's `pinning` mode (`hub.config.trust`):
+Every tool, prompt and resource template a server lists is fingerprinted
+(`hub.pin_fingerprints`: which fields count, canonical JSON, SHA-256). Pins are keyed by
+`(server_id, kind, original name or URI template)`. What happens to a definition depends on the
+server's `pinning` mode (`hub.config.trust`); where a definition stands is a `PinStatus`
+(`hub.pin_status`):
 
 - `warn` / `block`: a server seen for the first time has its whole listing pinned (trust on
   first use). Afterwards a definition whose fingerprint differs from its pin (`changed`), or one
@@ -33,194 +26,34 @@ restarts.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, cast
+from typing import Any, cast
 
-import mcp_types as types
 import orjson
 
 from hub.config.trust import PinningMode
 from hub.errors import HubError
+from hub.pin_fingerprints import Definitions
+from hub.pin_status import PinState, PinStatus
 from hub.pin_store import PinStore
 
-__all__ = [
-    "DEFINITION_HELD",
-    "PINNED_KINDS",
-    "DefinitionHeld",
-    "Definitions",
-    "PinError",
-    "PinKey",
-    "PinState",
-    "PinStatus",
-    "PinnedKind",
-    "Pins",
-    "definition_of",
-    "fingerprint",
-]
+__all__ = ["PinError", "PinKey", "Pins"]
 
 logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("hub.audit")
 
-DEFINITION_HELD: Final = -32050
-"""JSON-RPC error code of a call, read, get or completion refused because the definition it
-uses is held by pinning (server-defined range, JSON-RPC 2.0 section 5.1). `data` holds
-`server_id`, `kind`, `name` (as the caller used it), `original`, `reason` (`changed`, `new`,
-`not_in_lockfile`, `differs_from_lockfile`), `pinned` and `current` (fingerprints; `pinned` is
-null for a new definition)."""
-
-PinnedKind = Literal["tools", "prompts", "resource_templates"]
-PINNED_KINDS: Final[tuple[PinnedKind, ...]] = ("tools", "prompts", "resource_templates")
-
 PinKey = tuple[str, str, str]
 """`(server_id, kind, original name or URI template)`."""
-
-PinState = Literal["pinned", "changed", "new", "held"]
-"""`pinned`: matches its pin (or the lockfile); `changed` / `new`: differs from its pin / has
-none, served and flagged (`warn`); `held`: changed, new or not in the lockfile, and not served."""
-
-_FIELDS: Final[Mapping[str, frozenset[str]]] = {
-    "tools": frozenset({"name", "title", "description", "input_schema", "output_schema", "annotations"}),
-    "prompts": frozenset({"name", "title", "description", "arguments"}),
-    "resource_templates": frozenset({"uri_template", "name", "title", "description", "mime_type", "annotations"}),
-}
-
-
-def definition_of(kind: str, item: types.Tool | types.Prompt | types.ResourceTemplate) -> dict[str, Any]:
-    """The fingerprinted part of a definition, as JSON with wire (camelCase) keys; absent and
-    null fields are left out."""
-    return item.model_dump(mode="json", by_alias=True, exclude_none=True, include=set(_FIELDS[kind]))
-
-
-def fingerprint(definition: Mapping[str, Any]) -> str:
-    """`sha256:<64 hex>` over `definition` as canonical JSON (sorted keys, separators `,` and
-    `:`, non-ASCII as `\\u` escapes), so equal definitions always hash alike."""
-    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _short(fp: str | None) -> str:
-    return "-" if fp is None else fp[: len("sha256:") + 12]
-
-
-@dataclass(frozen=True, slots=True)
-class PinStatus:
-    """A definition's standing against its pin (or the lockfile), for routes and `mcphub pins`."""
-
-    state: PinState
-    mode: PinningMode
-    current: str
-    """The fingerprint of the definition the server lists now."""
-    pinned: str | None = None
-    """The pinned (or locked) fingerprint; None when there is none."""
-    first_seen: str | None = None
-    """When the pin was made (ISO 8601, UTC)."""
-    last_changed: str | None = None
-    """When the pinned definition last changed (by approval), ISO 8601 UTC."""
-    pending_since: str | None = None
-    """When the current, differing definition was first seen (ISO 8601, UTC)."""
-
-    @property
-    def served(self) -> bool:
-        """Whether the definition is listed and may be used."""
-        return self.state != "held"
-
-    @property
-    def reason(self) -> str | None:
-        """Why it differs: `changed`, `new`, `not_in_lockfile` or `differs_from_lockfile` (None: it matches)."""
-        if self.pinned == self.current:
-            return None
-        if self.mode == "locked":
-            return "differs_from_lockfile" if self.pinned else "not_in_lockfile"
-        return "changed" if self.pinned else "new"
-
-    def note(self) -> str | None:
-        """One line for the route's note column, or None when the definition matches its pin."""
-        reason = self.reason
-        if reason is None:
-            return None
-        what = {
-            "changed": f"definition changed since pinned ({_short(self.pinned)} -> {_short(self.current)})",
-            "new": f"new definition, not pinned ({_short(self.current)})",
-            "not_in_lockfile": f"not in the lockfile ({_short(self.current)})",
-            "differs_from_lockfile": f"differs from the lockfile ({_short(self.pinned)} -> {_short(self.current)})",
-        }[reason]
-        if self.state == "held":
-            return f"held: {what}; `mcphub pins approve` serves it" if self.mode != "locked" else f"held: {what}"
-        return f"pin: {what}"
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "status": self.state,
-            "reason": self.reason,
-            "mode": self.mode,
-            "pinned": self.pinned,
-            "current": self.current,
-            "first_seen": self.first_seen,
-            "last_changed": self.last_changed,
-            "pending_since": self.pending_since,
-        }
 
 
 class PinError(HubError):
     """A pin operation that cannot be done (e.g. approving a definition of a `locked` server)."""
 
 
-class DefinitionHeld(HubError):
-    """A request uses a definition that pinning holds (changed, new, or not in the lockfile).
-
-    Translated by the endpoint into JSON-RPC `DEFINITION_HELD` (-32050) with `data()`.
-    """
-
-    def __init__(self, server_id: str, kind: str, name: str, original: str, status: PinStatus) -> None:
-        self.server_id = server_id
-        self.kind = kind
-        self.name = name
-        self.original = original
-        self.status = status
-        why = {
-            "changed": "its definition changed since it was pinned",
-            "new": "its definition is new and not pinned yet",
-            "not_in_lockfile": "its definition is not in the lockfile",
-            "differs_from_lockfile": "its definition differs from the lockfile",
-        }.get(status.reason or "", "its definition is not approved")
-        fix = (
-            "update the lockfile (`mcphub lock`) and reload"
-            if status.mode == "locked"
-            else f"an operator must approve it (`mcphub pins approve {name}`)"
-        )
-        super().__init__(
-            f"{_singular(kind)} '{name}' of server '{server_id}' is held: {why} "
-            f"(pinned {status.pinned or 'none'}, current {status.current}); {fix}"
-        )
-
-    def data(self) -> dict[str, Any]:
-        """The JSON-RPC error's `data`."""
-        return {
-            "server_id": self.server_id,
-            "kind": self.kind,
-            "name": self.name,
-            "original": self.original,
-            "reason": self.status.reason,
-            "pinned": self.status.pinned,
-            "current": self.status.current,
-        }
-
-
-def _singular(kind: str) -> str:
-    return {"tools": "tool", "prompts": "prompt", "resource_templates": "resource template"}.get(kind, kind)
-
-
-Definitions = Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]]
-"""One server's current definitions: `(kind, original) -> (fingerprint, definition)`."""
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Pins:

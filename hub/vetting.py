@@ -12,7 +12,7 @@ import mcp_types as types
 
 from hub.config.trust import DescriptionsConfig
 from hub.hygiene import clean_definition
-from hub.pins import PINNED_KINDS, definition_of, fingerprint
+from hub.pin_fingerprints import PINNED_KINDS, definition_of, fingerprint
 from hub.servers import ServerSnapshot
 
 __all__ = ["SNAPSHOT_KINDS", "VettedSnapshot", "original_of", "vet"]

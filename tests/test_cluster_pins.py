@@ -13,7 +13,7 @@ import pytest
 from mcp import Client, MCPError
 
 from hub.cluster.pins import flatten, unflatten
-from hub.pins import DEFINITION_HELD
+from hub.pin_status import DEFINITION_HELD
 from tests.cluster_fixtures import RedisServer
 from tests.conftest import ROOT, running_hub, tool_text, until
 

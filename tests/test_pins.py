@@ -25,9 +25,11 @@ from mcp_types import INVALID_PARAMS
 from hub.config import parse_config
 from hub.errors import ConfigError
 from hub.lockfile import read_lockfile, render_lockfile, write_lockfile
+from hub.pin_fingerprints import definition_of, fingerprint
+from hub.pin_status import DEFINITION_HELD, DefinitionHeld
 from hub.pin_store import MemoryPinStore, StatePinStore
 from hub.pindiff import definition_diff, json_changes
-from hub.pins import DEFINITION_HELD, DefinitionHeld, PinError, Pins, definition_of, fingerprint
+from hub.pins import PinError, Pins
 from hub.state import StateFile
 from tests.conftest import ROOT, running_hub, tool_text
 from tests.servers.rugpull_server import POISON

@@ -43,7 +43,8 @@ from hub.federation import CHAIN_META_KEY, FEDERATION_LOOP, Federation, Federati
 from hub.launch import CannotLaunch
 from hub.metrics import NO_SERVER, UNKNOWN_ROUTE, HubMetrics
 from hub.pages import InvalidCursor
-from hub.pins import DEFINITION_HELD, DefinitionHeld, PinError, PinStatus
+from hub.pin_status import DEFINITION_HELD, DefinitionHeld, PinStatus
+from hub.pins import PinError
 from hub.push_era import PushNeedsHandshakeEra
 from hub.result_cap import ResultTooLarge
 from hub.servers import ConnectionLost

@@ -34,7 +34,7 @@ from hub.endpoint.found_tools import LISTENER_KEY, FoundTools, TargetedBus
 from hub.endpoint.rate_limits import RateLimiter
 from hub.endpoint.search_mode import CALL_TOOL, SEARCH_TOOLS, FaceSearch
 from hub.errors import RATE_LIMITED
-from hub.pins import DEFINITION_HELD
+from hub.pin_status import DEFINITION_HELD
 from hub.policy import Access, Policy
 from hub.principals import Principal
 from hub.search import words

@@ -14,8 +14,8 @@ any replica serves; stdio picks the era from the client's first request). `list_
 handshake-era clients as `notifications/*/list_changed` on their session's standing channel, and
 modern-era clients as `subscriptions/listen` events (`on_catalog_change`).
 
-The endpoint builds only its own parts (faces, their MCP servers, registries and session
-managers); every collaborator it shares (authentication, policy, rate limits, bridge,
+The endpoint builds only its own parts (faces, their MCP servers, `hub.endpoint.face_servers`;
+registries and session managers); every collaborator it shares (authentication, policy, rate limits, bridge,
 subscriptions, tasks, the drain) is built by the composition root (`hub.app`) and given in
 `EndpointServices`. The HTTP app is `hub.endpoint.http_app`, the JSON APIs
 `hub.endpoint.admin_api`; while the hub drains for a deploy (`hub.endpoint.drain`), `end_streams`
@@ -55,10 +55,9 @@ from hub.endpoint.admin_api import AdminApi
 from hub.endpoint.authentication import Authenticator
 from hub.endpoint.drain import Drain
 from hub.endpoint.era_bridge import Bridge
-from hub.endpoint.face_services import FaceServices
+from hub.endpoint.face_servers import FaceServers, ProfileServer, ServerFaceServer
 from hub.endpoint.faces import AggregateFace, ServerFace
-from hub.endpoint.found_tools import FoundTools, TargetedBus
-from hub.endpoint.mcp_server import HUB_NAME, HubServer, build_mcp_server
+from hub.endpoint.found_tools import TargetedBus
 from hub.endpoint.profiles import ProfileFace
 from hub.endpoint.rate_limits import RateLimiter
 from hub.endpoint.search_mode import FaceSearch
@@ -76,11 +75,6 @@ __all__ = ["Endpoint", "EndpointServices"]
 
 _PROFILE_FACE_PREFIX = "profile:"
 """How a profile's face is named in session ids and `session_manager` (a server_id has no `:`)."""
-
-_SEARCH_INSTRUCTIONS = (
-    " In search mode, find tools with search_tools (describe the task in plain words) and call them "
-    "with call_tool or by name."
-)
 
 logger = logging.getLogger(__name__)
 
@@ -164,36 +158,38 @@ class Endpoint:
         self.fanout = services.fanout
         self.admin = AdminApi(self)
         """Readiness, `/me` and the admin API (`hub.endpoint.admin_api`)."""
+        self._face_servers = FaceServers(
+            config,
+            catalog,
+            fleet,
+            router,
+            self.access,
+            self.bridge,
+            self.subscriptions,
+            self.tasks,
+            self.session_state,
+            self.search,
+            self.drain,
+            self._client_gone,
+            metrics,
+            tracer,
+        )
+        """Builds the MCP server of each face (`hub.endpoint.face_servers`)."""
         self._bus = TargetedBus()
         self._registry = SessionRegistry(self._client_gone)
         aggregate = AggregateFace(catalog)
-        self._searches: dict[str, FaceSearch] = {"": self._face_search(aggregate)}
+        self._searches: dict[str, FaceSearch] = {"": self._face_servers.face_search(aggregate)}
         """Search mode per face: `""` for `/mcp` (and stdio), else a profile's name."""
-        self.server = build_mcp_server(
-            aggregate,
-            router,
-            self._registry,
-            self._bus,
-            HUB_NAME,
-            "One MCP endpoint for a fleet of MCP servers. Tool and prompt names are <server>__<name>; "
-            "resource URIs are <server>+<uri>." + (_SEARCH_INSTRUCTIONS if config.catalog.mode == "search" else ""),
-            self.access,
-            FaceServices(fleet, self.bridge, self.subscriptions, tasks=self.tasks, sessions=self.session_state),
-            metrics=metrics,
-            tracer=tracer,
-            page_size=config.list_page_size,
-            search=self._searches[""],
-        )
-        self.server.middleware.insert(0, self.drain.track)  # outermost: its -32000 is already JSON-RPC
-        self._profiles: dict[str, tuple[ProfileFace, HubServer, SessionRegistry, TargetedBus]] = {}
+        self.server = self._face_servers.aggregate(aggregate, self._registry, self._bus, self._searches[""])
+        self._profiles: dict[str, ProfileServer] = {}
         for profile in config.profiles:
-            self._profiles[profile] = self._build_profile_face(profile)
+            self._profiles[profile], self._searches[profile] = self._face_servers.profile(profile)
         self._profile_apps: dict[str, SessionManager] = {}
         self._profile_managers: dict[str, SessionManager] = {}
         self._aggregate_manager: SessionManager | None = None
-        self._per_server: dict[str, tuple[HubServer, SessionRegistry, InMemorySubscriptionBus]] = {}
+        self._per_server: dict[str, ServerFaceServer] = {}
         for server_id in config.servers:
-            self._per_server[server_id] = self._build_server_face(server_id)
+            self._per_server[server_id] = self._face_servers.server(server_id)
         self._per_server_apps: dict[str, SessionManager] = {}
         self._per_server_scopes: dict[str, anyio.CancelScope] = {}
         self._faces_tg: anyio.abc.TaskGroup | None = None
@@ -210,75 +206,10 @@ class Endpoint:
                 search.found.forget(client_key)
         self.fleet.release_client(client_key)
 
-    def _face_search(self, face: AggregateFace, profile: str | None = None) -> FaceSearch:
-        """Search mode of the aggregated face or of a profile's (`hub.endpoint.search_mode`)."""
-        override = self.config.profiles[profile].catalog if profile is not None else None
-        return FaceSearch(
-            self.search,
-            face,
-            self.access,
-            self.config.catalog,
-            override,
-            found=FoundTools(self.config.session_idle_timeout_seconds),
-        )
-
-    def _build_profile_face(self, profile: str) -> tuple[ProfileFace, HubServer, SessionRegistry, TargetedBus]:
-        """The face of `/profiles/<profile>/mcp`: the aggregated face narrowed to the profile."""
-        settings = self.config.profiles[profile]
-        face = ProfileFace(self.catalog, profile, settings)
-        search = self._searches[profile] = self._face_search(face, profile)
-        searching = (settings.catalog.over(self.config.catalog) if settings.catalog else self.config.catalog).mode
-        registry, bus = SessionRegistry(self._client_gone), TargetedBus()
-        instructions = f"Profile '{profile}' of an MCP federation hub: part of its catalog."
-        if settings.description:
-            instructions += f" {settings.description}"
-        instructions += " Tool and prompt names are <server>__<name>; resource URIs are <server>+<uri>."
-        server = build_mcp_server(
-            face,
-            self.router,
-            registry,
-            bus,
-            f"{HUB_NAME}/profiles/{profile}",
-            instructions + (_SEARCH_INSTRUCTIONS if searching == "search" else ""),
-            self.access,
-            FaceServices(self.fleet, self.bridge, self.subscriptions, tasks=self.tasks, sessions=self.session_state),
-            metrics=self.metrics,
-            tracer=self.tracer,
-            page_size=self.config.list_page_size,
-            search=search,
-        )
-        server.middleware.insert(0, self.drain.track)
-        return face, server, registry, bus
-
     def profile_face(self, profile: str) -> ProfileFace | None:
         """The face of profile `profile`, or None when there is no such profile."""
         served = self._profiles.get(profile)
         return served[0] if served is not None else None
-
-    def _build_server_face(self, server_id: str) -> tuple[HubServer, SessionRegistry, InMemorySubscriptionBus]:
-        registry, bus = SessionRegistry(self._client_gone), InMemorySubscriptionBus()
-        server = build_mcp_server(
-            ServerFace(self.catalog, server_id),
-            self.router,
-            registry,
-            bus,
-            f"{HUB_NAME}/{server_id}",
-            f"Server '{server_id}' through the hub.",
-            self.access,
-            FaceServices(
-                self.fleet,
-                self.bridge,
-                self.subscriptions,
-                scope=server_id,
-                tasks=self.tasks,
-                sessions=self.session_state,
-            ),
-            metrics=self.metrics,
-            tracer=self.tracer,
-            page_size=self.config.list_page_size,
-        )
-        server.middleware.insert(0, self.drain.track)
-        return server, registry, bus
 
     def _session_manager(self, server: Server[Any], face: str) -> SessionManager:
         """The sessions of one face: `""` (`/mcp`), `profile:<name>`, or a server_id."""
@@ -334,7 +265,7 @@ class Endpoint:
         if server_id in self._per_server_scopes or self._faces_tg is None:
             return
         if server_id not in self._per_server:
-            self._per_server[server_id] = self._build_server_face(server_id)
+            self._per_server[server_id] = self._face_servers.server(server_id)
         scope = anyio.CancelScope()
         self._per_server_scopes[server_id] = scope
         await self._faces_tg.start(self._serve_face, server_id, scope)

@@ -1,7 +1,7 @@
 """What every face shares beyond the catalog and the router (`FaceServices`): the fleet's
 server connections, the era bridge, the resource subscription table, the task route table and
-the per-session state the replicas share. `hub.endpoint.endpoint` builds one per face; the handlers,
-the listen handler and `HubServer`'s capabilities read it.
+the per-session state the replicas share. `hub.endpoint.face_servers` builds one per face; the
+handlers, the listen handler and `HubServer`'s capabilities read it.
 """
 
 from __future__ import annotations

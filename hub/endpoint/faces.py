@@ -23,7 +23,7 @@ import mcp_types as types
 from hub.catalog import Catalog, Kind
 from hub.endpoint.resource_links import expose_uris
 from hub.naming import exposed_resource_uri
-from hub.pins import DefinitionHeld
+from hub.pin_status import DefinitionHeld
 from hub.uris import normalize_uri
 
 __all__ = ["AggregateFace", "Face", "ServerFace"]

@@ -27,8 +27,9 @@ from starlette.routing import Route as HttpRoute
 
 from hub.catalog import Catalog
 from hub.naming import SEPARATOR, exposed_resource_uri
+from hub.pin_fingerprints import fingerprint
 from hub.pindiff import definition_diff
-from hub.pins import PinError, fingerprint
+from hub.pins import PinError
 
 __all__ = ["approve", "pin_diff", "pin_rows", "trust_routes"]
 

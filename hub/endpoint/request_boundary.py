@@ -21,7 +21,7 @@ raised                                   JSON-RPC code           outcome label
 `RouteNotFound`                          -32602 INVALID_PARAMS   `not_found`
 `hub.pages.InvalidCursor`                -32602 INVALID_PARAMS   `invalid`
 `RateLimited`                            -32029 RATE_LIMITED     `rate_limited`
-`hub.pins.DefinitionHeld`                -32050 DEFINITION_HELD  `held`
+`hub.pin_status.DefinitionHeld`          -32050 DEFINITION_HELD  `held`
 `ServerTimeout`                          -32001 REQUEST_TIMEOUT  `timeout`
 `ServerUnavailable` (and subclasses)     -32000                  `unavailable`
 `hub.federation.FederationLoop`          -32010 (-32600)         (refused first)
@@ -66,7 +66,7 @@ from hub.federation import Federation, FederationLoop, inbound_chain
 from hub.logs import new_request_id, server_id_var
 from hub.metrics import NO_SERVER, RESOURCE_ROUTE, UNKNOWN_ROUTE, HubMetrics
 from hub.pages import InvalidCursor
-from hub.pins import DEFINITION_HELD, DefinitionHeld
+from hub.pin_status import DEFINITION_HELD, DefinitionHeld
 from hub.policy import audit_logger
 from hub.redaction import mask_error
 from hub.trace_context import inbound_trace, read_trace_context

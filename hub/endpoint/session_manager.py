@@ -25,6 +25,9 @@ to the SDK's single-exchange handler, as in the SDK's manager. In both eras a pl
 (`tools/call`, `resources/read`, `prompts/get`, `completion/complete`) takes the lean path
 instead (`hub.endpoint.fast_path`): served in the request's own task, answered with JSON unless
 the call streams.
+
+The sessions a face holds are kept in `hub.endpoint.held_sessions`; the requests this manager
+reads before the SDK's transport answers them are handed on by `hub.endpoint.asgi_exchange`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import anyio
@@ -45,22 +47,23 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.runner import serve_connection
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
 from mcp.server.transport_security import RequestBodyLimitMiddleware
-from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.transport_context import TransportContext
-from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, InitializeRequestParams
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, PARSE_ERROR, InitializeRequestParams
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from adapters._sdk import handle_modern_request
 from hub.cluster.answers import Answers
 from hub.cluster.session_ids import SessionClaims, SessionIds, SessionIdTooLarge, session_key
 from hub.cluster.session_state import SessionState
+from hub.endpoint.asgi_exchange import SESSION_HEADER, VERSION_HEADER, jsonrpc_error, post_answer, replay, served
 from hub.endpoint.authentication import principal_of
 from hub.endpoint.fast_path import FastPath
+from hub.endpoint.held_sessions import HeldSession, HeldSessions
 
 __all__ = ["DEFAULT_MAX_SESSIONS", "SessionHooks", "SessionManager", "principal_name"]
 
@@ -79,13 +82,8 @@ def principal_name(scope: Scope) -> str:
     return f"{principal.source}:{principal.id}"
 
 
-def _error(message: str, status: int, code: int = INVALID_REQUEST, request_id: Any = None) -> Response:
-    return JSONResponse(
-        {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}, status_code=status
-    )
-
-
 _NOT_FOUND = "Session not found"
+_HEADERS: Final = frozenset({SESSION_HEADER, VERSION_HEADER})
 
 
 class SessionHooks(Protocol):
@@ -102,17 +100,6 @@ class SessionHooks(Protocol):
     async def subscription(self, connection: Connection, uri: str, present: bool) -> None:
         """The session's client subscribed to `uri` (`present`) or unsubscribed elsewhere."""
         ...
-
-
-@dataclass(slots=True)
-class _Held:
-    """A session this replica holds: its transport and what its id says."""
-
-    transport: StreamableHTTPServerTransport
-    claims: SessionClaims
-    key: str
-    connection: Connection | None = None
-    """The session's connection, once its task runs."""
 
 
 class SessionManager:
@@ -153,9 +140,7 @@ class SessionManager:
         self._max_sessions = max_sessions
         self._hooks = hooks
         self._answers = answers if answers is not None and answers.enabled else None
-        self._held: dict[str, _Held] = {}
-        self._by_key: dict[str, str] = {}
-        self._starting: dict[str, anyio.Event] = {}
+        self._held = HeldSessions()
         self._tg: anyio.abc.TaskGroup | None = None
         self._lifespan_state: Any = None
         self._app = RequestBodyLimitMiddleware(self._handle, max_body_bytes)
@@ -175,7 +160,7 @@ class SessionManager:
 
     def transports(self) -> list[StreamableHTTPServerTransport]:
         """The transports of the sessions held now (to end their GET streams on a drain)."""
-        return [held.transport for held in self._held.values()]
+        return self._held.transports()
 
     @property
     def fast_path(self) -> FastPath:
@@ -199,7 +184,6 @@ class SessionManager:
                 tg.cancel_scope.cancel()
                 self._tg = None
                 self._held.clear()
-                self._by_key.clear()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._app(scope, receive, send)
@@ -208,24 +192,24 @@ class SessionManager:
         if self._tg is None:
             raise RuntimeError("SessionManager.run() is not running")
         headers = {name: value for name, value in scope["headers"] if name in _HEADERS}
-        version = headers.get(_VERSION_HEADER)
+        version = headers.get(VERSION_HEADER)
         if version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
             if scope["method"] == "POST":  # a plain request takes the lean path (hub.endpoint.fast_path)
                 request = Request(scope, receive)
                 posted = await request.body()
                 if await self._fast.serve_modern(posted, request, receive, send):
                     return
-                receive = _replay(posted, receive)
+                receive = replay(posted, receive)
             await handle_modern_request(self.server, None, False, self._lifespan_state, scope, receive, send)
             return
-        raw_id = headers.get(_SESSION_HEADER)
+        raw_id = headers.get(SESSION_HEADER)
         if raw_id is None:
             await self._open(scope, receive, send)
             return
         session_id = raw_id.decode("latin-1")
         claims = await self._claims(session_id, scope)
         if claims is None:
-            await _error(_NOT_FOUND, 404)(scope, receive, send)
+            await jsonrpc_error(_NOT_FOUND, 404)(scope, receive, send)
             return
         if scope["method"] == "DELETE":
             await self._state.revoke(session_id, claims)
@@ -250,65 +234,21 @@ class SessionManager:
         if body is not None:
             if await self._fast.serve_session(body, held.transport, held.connection, request, receive, send):
                 return
-            receive = _replay(body, receive)
+            receive = replay(body, receive)
         await held.transport.handle_request(scope, receive, send)
 
-    async def _deliver_answer(self, held: _Held, body: bytes) -> None:
-        """Hand the session's transport an answer another replica received, as the POST the
-        client would have sent here (its 202 goes nowhere)."""
-        session_id = held.transport.mcp_session_id
-        assert session_id is not None
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"accept", b"application/json, text/event-stream"),
-            (_SESSION_HEADER, session_id.encode("ascii")),
-            (_VERSION_HEADER, held.claims.protocol_version.encode("ascii")),
-        ]
-        scope: Scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/",
-            "raw_path": b"/",
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
-            "client": None,
-            "server": None,
-        }
-
-        async def disconnected() -> Message:
-            return {"type": "http.disconnect"}
-
-        async def discard(message: Message) -> None:
-            return None
-
-        await held.transport.handle_request(scope, _replay(body, disconnected), discard)
-
-    async def _held_or_rebuilt(self, session_id: str, claims: SessionClaims) -> _Held | None:
+    async def _held_or_rebuilt(self, session_id: str, claims: SessionClaims) -> HeldSession | None:
         """This replica's copy of the session, rebuilt once however many requests arrive for it
         together (they wait for its start; other sessions do not); None at `max_sessions`."""
-        while (starting := self._starting.get(session_id)) is not None:
-            await starting.wait()
-        held = self._held.get(session_id)
-        if held is not None:
-            return held
-        started = self._starting[session_id] = anyio.Event()
-        try:
-            return await self._admit(session_id, claims, rebuild=True)
-        finally:
-            del self._starting[session_id]
-            started.set()
+        return await self._held.once(session_id, lambda: self._admit(session_id, claims, rebuild=True))
 
     async def _claims(self, session_id: str, scope: Scope) -> SessionClaims | None:
         """What `session_id` says when this request may use it, else None (404): it opens,
         names this face, comes from the principal that opened it, has not expired and was
         not DELETEd. A copy held here that has ended or expired is dropped on the way."""
         held = self._held.get(session_id)
-        if held is not None and (held.transport.is_terminated or _idle_out(held.transport)):
-            self._forget(session_id, held.transport)  # its task is winding down: rebuild instead
+        if held is not None and held.ending:
+            self._held.forget(session_id, held.transport)  # its task is winding down: rebuild instead
             held = None
         claims = held.claims if held is not None else self._ids.open(session_id)
         if claims is None or claims.face != self.face:
@@ -327,27 +267,26 @@ class SessionManager:
 
     async def _at_capacity(self, scope: Scope, receive: Receive, send: Send) -> None:
         logger.warning("refused a session on face %r: %d sessions open", self.face, self._max_sessions)
-        await _error("Too many open sessions", 503, INTERNAL_ERROR)(scope, receive, send)
+        await jsonrpc_error("Too many open sessions", 503, INTERNAL_ERROR)(scope, receive, send)
 
-    async def _admit(self, session_id: str, claims: SessionClaims, *, rebuild: bool) -> _Held | None:
+    async def _admit(self, session_id: str, claims: SessionClaims, *, rebuild: bool) -> HeldSession | None:
         if len(self._held) >= self._max_sessions:
             return None
         transport = StreamableHTTPServerTransport(mcp_session_id=session_id, idle_timeout=self._idle_timeout_seconds)
-        held = _Held(transport, claims, session_key(session_id))
-        self._held[session_id] = held
-        self._by_key[held.key] = session_id
+        held = HeldSession(transport, claims, session_key(session_id))
+        self._held.add(session_id, held)
         assert self._tg is not None
         try:
             await self._tg.start(self._run_session, held, rebuild)
         except BaseException:
-            self._forget(session_id, transport)
+            self._held.forget(session_id, transport)
             raise
         if rebuild:
             self.rebuilt += 1
             logger.info("session %s rebuilt on face %r", held.key, self.face)
         return held
 
-    async def _run_session(self, held: _Held, rebuild: bool, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    async def _run_session(self, held: HeldSession, rebuild: bool, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         transport = held.transport
         session_id = transport.mcp_session_id
         assert session_id is not None
@@ -355,7 +294,8 @@ class SessionManager:
             try:
                 if self._answers is not None:
                     write_stream = self._answers.write_stream(write_stream)
-                    closing.callback(self._answers.receive(held.key, functools.partial(self._deliver_answer, held)))
+                    deliver = functools.partial(post_answer, transport, held.claims.protocol_version)
+                    closing.callback(self._answers.receive(held.key, deliver))
                 dispatcher: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
                     read_stream, write_stream, inline_methods=_INITIALIZE_ONLY
                 )
@@ -382,30 +322,19 @@ class SessionManager:
             except Exception:
                 logger.exception("session %s crashed", held.key)
             finally:
-                self._forget(session_id, transport)
+                self._held.forget(session_id, transport)
                 self._fast.end_session(transport)
                 with anyio.CancelScope(shield=True):
                     await transport.terminate()
 
-    def _forget(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
-        held = self._held.get(session_id)
-        if held is not None and held.transport is transport:
-            del self._held[session_id]
-            self._by_key.pop(held.key, None)
-
-    def _connection(self, key: str) -> Connection | None:
-        session_id = self._by_key.get(key)
-        held = self._held.get(session_id) if session_id is not None else None
-        return held.connection if held is not None else None
-
     def _level_set(self, key: str, level: str) -> None:
-        connection = self._connection(key)
+        connection = self._held.connection(key)
         if connection is not None and self._hooks is not None:
             self._hooks.level_set(connection, level)
             self.applied += 1
 
     def _subscription_changed(self, key: str, uri: str, present: bool) -> None:
-        connection = self._connection(key)
+        connection = self._held.connection(key)
         if connection is not None and self._hooks is not None and self._tg is not None:
             self._tg.start_soon(self._apply_subscription, self._hooks, connection, uri, present)
 
@@ -416,36 +345,33 @@ class SessionManager:
     def _drop(self, key: str) -> None:
         """Free this replica's copy of the session `key` names (revoked or expired): its
         requests and GET stream end, and the session task winds down."""
-        session_id = self._by_key.pop(key, None)
-        if session_id is None:
-            return
-        held = self._held.pop(session_id, None)
+        held = self._held.pop_key(key)
         if held is not None and self._tg is not None:
             self._tg.start_soon(held.transport.terminate)
 
     async def _open(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request without a session id: only an `initialize` POST opens a session."""
         if scope["method"] != "POST":
-            await _error("Bad Request: Missing session ID", 400)(scope, receive, send)
+            await jsonrpc_error("Bad Request: Missing session ID", 400)(scope, receive, send)
             return
         body = await Request(scope, receive).body()
         try:
             message = json.loads(body)
         except ValueError:
-            await _error("Parse error", 400, PARSE_ERROR)(scope, receive, send)
+            await jsonrpc_error("Parse error", 400, PARSE_ERROR)(scope, receive, send)
             return
         if not isinstance(message, dict) or message.get("method") != "initialize" or "id" not in message:
-            await _error("Bad Request: Missing session ID", 400)(scope, receive, send)
+            await jsonrpc_error("Bad Request: Missing session ID", 400)(scope, receive, send)
             return
         request_id = message["id"]
         try:
             params = InitializeRequestParams.model_validate(message.get("params") or {}, by_name=False)
             session_id, claims = self._ids.mint(principal_name(scope), self.face, params)
         except ValidationError:
-            await _error("Invalid initialize params", 400, INVALID_PARAMS, request_id)(scope, receive, send)
+            await jsonrpc_error("Invalid initialize params", 400, INVALID_PARAMS, request_id)(scope, receive, send)
             return
         except SessionIdTooLarge as exc:
-            await _error(str(exc), 400, INVALID_PARAMS, request_id)(scope, receive, send)
+            await jsonrpc_error(str(exc), 400, INVALID_PARAMS, request_id)(scope, receive, send)
             return
         # A new id: no other request can name it before this one is answered.
         held = await self._admit(session_id, claims, rebuild=False)
@@ -454,48 +380,10 @@ class SessionManager:
             return
         status: int | None = None
         try:
-            status = await _served(held.transport, scope, _replay(body, receive), send)
+            status = await served(held.transport, scope, replay(body, receive), send)
         finally:
             if status is None or status >= 400:
                 # Nothing was established (refused, failed or cancelled): the id was never handed out.
-                self._forget(session_id, held.transport)
+                self._held.forget(session_id, held.transport)
                 with anyio.CancelScope(shield=True):
                     await held.transport.terminate()
-
-
-_SESSION_HEADER: Final = MCP_SESSION_ID_HEADER.lower().encode("ascii")
-_VERSION_HEADER: Final = MCP_PROTOCOL_VERSION_HEADER.lower().encode("ascii")
-_HEADERS: Final = frozenset({_SESSION_HEADER, _VERSION_HEADER})
-
-
-def _idle_out(transport: StreamableHTTPServerTransport) -> bool:
-    """Whether the transport's idle period ran out (its session task is ending)."""
-    return transport.idle_scope is not None and transport.idle_scope.cancel_called
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """`receive` that hands out `body` (already read) first, then the rest of the exchange."""
-    pending = True
-
-    async def replayed() -> Message:
-        nonlocal pending
-        if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
-
-
-async def _served(transport: StreamableHTTPServerTransport, scope: Scope, receive: Receive, send: Send) -> int | None:
-    """Let `transport` answer the request; the HTTP status it answered with (None: none)."""
-    status: int | None = None
-
-    async def watched(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        await send(message)
-
-    await transport.handle_request(scope, receive, watched)
-    return status

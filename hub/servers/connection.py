@@ -6,6 +6,7 @@ own module and holding a reference back to the connection:
 
 - `supervisor` (`supervisor.Supervisor`): connect, list, serve, reconnect with backoff, the
   crash-loop cap, `restart()`;
+- `lifecycle` (`lifecycle.Lifecycle`): the moves from state to state, and the waits on them;
 - `link` (`transport.ServerLink`): the transport (stdio, Streamable HTTP, SSE), credentials,
   a stdio child's stderr, redaction;
 - `lister` (`listing.Lister`): tools/resources/templates/prompts, list_changed, expiry, the
@@ -26,14 +27,10 @@ error) comes back to the router unchanged. While it is in flight, what the serve
 unasked (progress, logs, sampling, elicitation, roots) reaches the inbox and goes to that
 call's client.
 
-While a server is not ready (its life: `supervisor.py`) it contributes nothing to the catalog,
-and calls routed to it fail at once with `ServerUnavailable` (`delivered=False`: the router may
-send them elsewhere).
-
-A connected server's reported state (`health_state`, shown in /readyz, /admin and `mcphub
-servers`) is refined by its circuit breaker and health checks: `open` while the breaker is not
-closed, `degraded` after recent failed requests or health checks, else `ready`. A server with
-`replicas:` runs one connection per member, keyed `<server_id>/<n>` (`Fleet.members`).
+While a server is not ready (its life: `supervisor.py`, `lifecycle.py`) it contributes nothing
+to the catalog, and calls routed to it fail at once with `ServerUnavailable` (`delivered=False`:
+the router may send them elsewhere); what it reports is `status.py`'s. A server with `replicas:`
+runs one connection per member, keyed `<server_id>/<n>` (`Fleet.members`).
 """
 
 from __future__ import annotations
@@ -43,7 +40,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 import mcp_types as types
 from mcp import Client
 from mcp.shared.dispatcher import ProgressFnT
@@ -51,7 +47,7 @@ from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters import HttpPool
-from hub.admission import BreakerState, CircuitBreaker, ConcurrencyLimiter
+from hub.admission import CircuitBreaker, ConcurrencyLimiter
 from hub.config import MemberConfig
 from hub.deadline import RequestDeadline
 from hub.errors import ServerProtocolError, ServerUnavailable
@@ -63,10 +59,12 @@ from hub.servers.calls import RawResult, Sender
 from hub.servers.health import HealthMonitor
 from hub.servers.inbox import Inbox
 from hub.servers.isolation import Clones
+from hub.servers.lifecycle import Lifecycle
 from hub.servers.listing import Lister
 from hub.servers.raw_calls import call_tool_raw, get_prompt_raw
 from hub.servers.session_state import SessionState
 from hub.servers.state import ServerSnapshot, ServerState, ServerStatus
+from hub.servers.status import health_state, status_of
 from hub.servers.supervisor import Supervisor
 from hub.servers.transport import ServerLink
 from hub.signals import Changes
@@ -145,6 +143,7 @@ class ServerConnection:
     (`CannotLaunch`)."""
 
     # The collaborators, one per concept (see the module docstring).
+    lifecycle: Lifecycle = field(init=False)
     link: ServerLink = field(init=False)
     supervisor: Supervisor = field(init=False)
     lister: Lister = field(init=False)
@@ -161,10 +160,9 @@ class ServerConnection:
     """`time.monotonic()` of the last answer (or connect): health checks run when idle."""
     _lost_generation: int = 0
     """The last generation a request found closed."""
-    _first_attempt_done: anyio.Event = field(default_factory=anyio.Event)
-    _state_changed: anyio.Event = field(default_factory=anyio.Event)
 
     def __post_init__(self) -> None:
+        self.lifecycle = Lifecycle(self)
         self.link = ServerLink(self)
         # Masked process-wide too: in relayed log messages, errors and every log line (hub.redaction).
         SECRETS.register(
@@ -201,35 +199,12 @@ class ServerConnection:
     @property
     def health_state(self) -> ServerState:
         """`state`, refined for a connected server: `open` while its circuit is not closed,
-        `degraded` after recent failed requests or health checks, else `ready`."""
-        if self.state is not ServerState.READY:
-            return self.state
-        if self.breaker.state is not BreakerState.CLOSED:
-            return ServerState.OPEN
-        if self.breaker.consecutive_failures or self.health_failures:
-            return ServerState.DEGRADED
-        return ServerState.READY
+        `degraded` after recent failed requests or health checks, else `ready` (`status`)."""
+        return health_state(self)
 
     def status(self) -> ServerStatus:
-        logical, slash, _ = self.server_id.partition("/")
-        return ServerStatus(
-            server_id=self.server_id,
-            state=self.health_state,
-            transport=self.config.kind,
-            protocol_version=self.protocol_version,
-            tools=len(self.snapshot.tools),
-            resources=len(self.snapshot.resources),
-            resource_templates=len(self.snapshot.resource_templates),
-            prompts=len(self.snapshot.prompts),
-            last_error=self.last_error,
-            restarts=self.restarts,
-            since=self.since,
-            replica_of=logical if slash else None,
-            breaker=self.breaker.state.value,
-            consecutive_failures=self.breaker.consecutive_failures,
-            in_flight=self.in_flight,
-            queued=self.limiter.waiting,
-        )
+        """What /readyz, the admin API and `mcphub servers` show (`status.status_of`)."""
+        return status_of(self)
 
     async def run(self) -> None:
         """Supervise the connection until cancelled (`supervisor.Supervisor.run`: connect, list,
@@ -245,7 +220,7 @@ class ServerConnection:
 
     async def wait_first_attempt(self) -> None:
         """Return once the first connection attempt has succeeded or failed."""
-        await self._first_attempt_done.wait()
+        await self.lifecycle.first_attempt()
 
     async def wait_no_calls(self) -> None:
         """Return once no request is in flight on this connection (bound it with a timeout)."""
@@ -253,13 +228,11 @@ class ServerConnection:
 
     async def wait_for_state(self, *states: ServerState) -> ServerState:
         """Wait until the connection is in one of `states` (bound it with a timeout) and return it."""
-        while self.state not in states:
-            await self._state_changed.wait()
-        return self.state
+        return await self.lifecycle.reach(*states)
 
     async def wait_state_change(self) -> None:
         """Return at the next change of `state` (bound it with a timeout)."""
-        await self._state_changed.wait()
+        await self.lifecycle.next_change()
 
     async def wait_until(self, predicate: Callable[[ServerConnection], bool]) -> None:
         """Return once `predicate(self)` holds, re-checked at every `changes` notification
@@ -279,14 +252,6 @@ class ServerConnection:
         lost and about to restart. A `failed` (backing off, crash-looped, cannot launch),
         disabled or stopped server is not."""
         return not self.connected and self.state in (ServerState.STARTING, ServerState.RESTARTING, ServerState.READY)
-
-    def _set_state(self, state: ServerState) -> None:
-        if state is not self.state:
-            self.state = state
-            self.since = time.time()
-            self._state_changed.set()
-            self._state_changed = anyio.Event()
-        self.changes.notify()
 
     @property
     def server_capabilities(self) -> types.ServerCapabilities | None:

@@ -117,8 +117,8 @@ class Supervisor:
         connection = self.connection
         config = connection.config
         if not config.enabled:
-            connection._set_state(ServerState.DISABLED)
-            connection._first_attempt_done.set()
+            connection.lifecycle.enter(ServerState.DISABLED)
+            connection.lifecycle.first_attempt_over()
             return
         failures = 0
         exits: deque[float] = deque()
@@ -147,10 +147,10 @@ class Supervisor:
                         connection.federation.forget(connection)
                     await connection.lister.publish(None)
                 if requested or self.restart_requested.is_set():
-                    connection._first_attempt_done.set()
+                    connection.lifecycle.first_attempt_over()
                     failures = self._take_restart_request(exits)
                     connection.restarts += 1
-                    connection._set_state(ServerState.RESTARTING)
+                    connection.lifecycle.enter(ServerState.RESTARTING)
                     continue
                 now = time.monotonic()
                 if loop is None:
@@ -183,23 +183,23 @@ class Supervisor:
                     )
                     connection.crash_looped = not cannot_launch
                     connection.awaiting_restart = True
-                    connection._set_state(ServerState.FAILED)
-                    connection._first_attempt_done.set()
+                    connection.lifecycle.enter(ServerState.FAILED)
+                    connection.lifecycle.first_attempt_over()
                     await self.restart_requested.wait()
                     connection.crash_looped = connection.awaiting_restart = False
                 else:
-                    connection._set_state(ServerState.RESTARTING if was_ready else ServerState.FAILED)
-                    connection._first_attempt_done.set()
+                    connection.lifecycle.enter(ServerState.RESTARTING if was_ready else ServerState.FAILED)
+                    connection.lifecycle.first_attempt_over()
                     with anyio.move_on_after(reconnect_delay_seconds(max(1, failures))):
                         await self.restart_requested.wait()
                 if self.restart_requested.is_set():
                     failures = self._take_restart_request(exits)
                 connection.restarts += 1
-                connection._set_state(ServerState.RESTARTING)
+                connection.lifecycle.enter(ServerState.RESTARTING)
         finally:
             connection._client = None
-            connection._set_state(ServerState.STOPPED)
-            connection._first_attempt_done.set()
+            connection.lifecycle.enter(ServerState.STOPPED)
+            connection.lifecycle.first_attempt_over()
 
     def _take_restart_request(self, exits: deque[float]) -> int:
         """A restart was asked for (`restart()`): log it, forget the crash-loop history in
@@ -288,8 +288,8 @@ class Supervisor:
             # once: failures of the connection before it say nothing about this one.
             connection.breaker.reset()
             connection.health_failures = 0
-            connection._set_state(ServerState.READY)
-            connection._first_attempt_done.set()
+            connection.lifecycle.enter(ServerState.READY)
+            connection.lifecycle.first_attempt_over()
             snapshot = connection.snapshot
             logger.info(
                 "server %s ready (%s, %s): %s, %s, %s, %s",
