@@ -270,10 +270,6 @@ class ServerConnection:
             raise ServerUnavailable(self.server_id, f"not connected, state {self.state.value}{reason}", delivered=False)
         return client
 
-    async def check_health(self, client: Client | None = None) -> bool:
-        """One health check (`health.HealthMonitor.check`); returns whether the server answered."""
-        return await self.health.check(client)
-
     # ---- dedicated connections (isolation.Clones) ----
 
     def release_client(self, client_key: str) -> None:
