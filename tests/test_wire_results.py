@@ -1,7 +1,7 @@
-"""Plain `tools/call` results carried as the server sent them (`hub.wire_results`,
-`hub.servers.raw_calls`): the same answer, key for key and byte for byte, as the model path in
-every protocol version; anything not plain gets the SDK's full processing of the one answer
-the server gave (never sent twice)."""
+"""Plain `tools/call`, `prompts/get`, `resources/read` and `completion/complete` results carried
+as the server sent them (`hub.wire_results`, `hub.servers.raw_calls`): the same answer, key for
+key and byte for byte, as the model path in every protocol version; anything not plain gets the
+SDK's full processing of the one answer the server gave (never sent twice)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from hub.wire_results import (
     plain_prompt_result,
     plain_read_result,
 )
-from tests.conftest import INITIALIZE, MCP_HEADERS, fixture_entry, running_hub
+from tests.conftest import INITIALIZE, MCP_HEADERS, fixture_entry, running_hub, serve_app
 
 pytestmark = pytest.mark.anyio
 
@@ -386,7 +386,7 @@ def _shaped(method: str, version: str, result: Any) -> dict[str, Any]:
     hint = CACHE_HINTS.get(method)
     if isinstance(result, BaseModel):
         if hint is not None:
-            result = apply_cache_hint(result, hint)  # type: ignore[type-var]
+            result = apply_cache_hint(result, hint)
         dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
     else:
         dumped = {"ttlMs": hint.ttl_ms, "cacheScope": hint.scope, **result} if hint is not None else dict(result)
@@ -560,3 +560,141 @@ async def test_through_the_hub_a_resource_read_or_completion_answers_the_same_by
             assert template["result"]["completion"]["values"] == ["bob"]
     modern_info = orjson.loads(raw[1])["result"]
     assert modern_info["cacheScope"] == "private" and modern_info["resultType"] == "complete"
+
+
+_CRAFTED_ERROR_DATA = {"uri": "crafted://fail", "why": "gone"}
+
+
+def _crafted_server(received: list[str]) -> Server[Any]:
+    """A server whose `resources/read` and `completion/complete` answers are written as raw JSON
+    (a middleware short-circuits the SDK's shaping): plain ones, ones that are not plain (an
+    unknown field in a contents item, a null `mimeType`, a float `total`), and errors with
+    `data`. A modern-era answer carries the keys its revision requires (`ttlMs`, `cacheScope`,
+    `resultType`), here a `public` scope for the hub to make private."""
+
+    async def list_resources(ctx: ServerRequestContext[Any], params: Any) -> types.ListResourcesResult:
+        names = ("plain", "odd", "nullmime", "fail")
+        return types.ListResourcesResult(resources=[types.Resource(uri=f"crafted://{n}", name=n) for n in names])
+
+    async def list_prompts(ctx: ServerRequestContext[Any], params: Any) -> types.ListPromptsResult:
+        return types.ListPromptsResult(prompts=[types.Prompt(name="p", arguments=[types.PromptArgument(name="a")])])
+
+    async def unused(ctx: ServerRequestContext[Any], params: Any) -> Any:
+        raise AssertionError("answered by the middleware")
+
+    reads: dict[str, Any] = {
+        "crafted://plain": {
+            "contents": [
+                {"uri": "crafted://plain", "mimeType": "text/plain", "text": 'é\u2028"q"', "_meta": {"k": 1}},
+                {"uri": "crafted://plain/sub", "blob": "AAEC"},
+            ],
+            "_meta": {"trace": "t"},
+        },
+        "crafted://odd": {"contents": [{"uri": "crafted://odd", "text": "x", "annotations": {"priority": 1}}]},
+        "crafted://nullmime": {"contents": [{"uri": "crafted://nullmime", "text": "x", "mimeType": None}]},
+    }
+    completions: dict[str, Any] = {
+        "plain": {"completion": {"values": ["pa", "pb"], "total": 2, "hasMore": True}},
+        "odd": {"completion": {"values": ["x"], "total": 1.0}},
+    }
+
+    async def crafted(ctx: ServerRequestContext[Any], call_next: Any) -> Any:
+        params = ctx.params or {}
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        if ctx.method == "resources/read":
+            received.append(params["uri"])
+            if params["uri"] == "crafted://fail":
+                raise MCPError(-32002, "Resource not found", _CRAFTED_ERROR_DATA)
+            answer = dict(reads[params["uri"]])
+            if modern:
+                answer.update(ttlMs=5000, cacheScope="public", resultType="complete")
+            return answer
+        if ctx.method == "completion/complete":
+            value = params["argument"]["value"]
+            received.append(value)
+            if value == "fail":
+                raise MCPError(INVALID_PARAMS, "bad argument", {"argument": "a"})
+            return {**completions[value], **({"resultType": "complete"} if modern else {})}
+        return await call_next(ctx)
+
+    server: Server[Any] = Server(
+        "crafted",
+        on_list_resources=list_resources,
+        on_read_resource=unused,
+        on_list_prompts=list_prompts,
+        on_get_prompt=unused,
+        on_completion=unused,
+    )
+    server.middleware.append(crafted)
+    return server
+
+
+async def test_through_the_hub_an_answer_that_is_not_plain_takes_the_sdks_path_and_an_error_keeps_its_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server over both connection eras, read by clients of both eras: its plain answers take
+    the raw path (contents URIs exposed, `cacheScope` private), the others the SDK's, each
+    request sent to the server once; all give the bytes the model path gave, and an error keeps
+    its code, message and data."""
+    from hub.servers import raw_calls
+
+    received: list[str] = []
+    async with serve_app(_crafted_server(received).streamable_http_app()) as base:
+        servers = {
+            "cl": {"url": f"{base}/mcp", "protocol": "legacy"},
+            "cm": {"url": f"{base}/mcp", "protocol": "modern"},
+        }
+        async with running_hub(servers) as hub, httpx2.AsyncClient(timeout=30) as http:
+            session = await _session_headers(http, hub.url)
+
+            async def answers() -> list[bytes]:
+                got: list[bytes] = []
+                for sid in servers:
+                    for name in ("plain", "odd", "nullmime", "fail"):
+                        uri = f"{sid}+crafted://{name}"
+                        got += await _both_eras(http, hub.url, session, "resources/read", {"uri": uri}, uri)
+                    for value in ("plain", "odd", "fail"):
+                        params = {
+                            "ref": {"type": "ref/prompt", "name": f"{sid}__p"},
+                            "argument": {"name": "a", "value": value},
+                        }
+                        got += await _both_eras(http, hub.url, session, "completion/complete", params, None)
+                return got
+
+            plain: list[bool] = []
+            with anyio.fail_after(60):
+                monkeypatch.setitem(raw_calls.PLAIN, "resources/read", _noting(plain, "resources/read"))
+                monkeypatch.setitem(raw_calls.PLAIN, "completion/complete", _noting(plain, "completion/complete"))
+                raw = await answers()
+                took_raw = list(plain)
+                sent = list(received)
+                monkeypatch.setitem(raw_calls.PLAIN, "resources/read", lambda raw: False)  # the model path
+                monkeypatch.setitem(raw_calls.PLAIN, "completion/complete", lambda raw: False)
+                model = await answers()
+    # Per server, each request from both clients: the reads, then the completions (errors aside).
+    assert took_raw == [True, True, False, False, False, False, True, True, False, False] * 2
+    reads = [f"crafted://{name}" for name in ("plain", "odd", "nullmime", "fail")]
+    assert sent == [twice for request in (*reads, "plain", "odd", "fail") for twice in (request, request)] * 2
+    assert raw == model
+    for n, sid in enumerate(servers):
+        bodies = [orjson.loads(body) for body in raw[n * 14 : n * 14 + 14]]
+        for era in (0, 1):
+            read, odd, nullmime, fail, completion, odd_completion, refused = bodies[era::2]
+            contents = read["result"]["contents"]
+            assert [item["uri"] for item in contents] == [f"{sid}+crafted://plain", f"{sid}+crafted://plain/sub"]
+            assert contents[0] == {
+                "_meta": {"k": 1},
+                "mimeType": "text/plain",
+                "text": 'é\u2028"q"',
+                "uri": contents[0]["uri"],
+            }
+            assert contents[1]["blob"] == "AAEC" and read["result"]["_meta"]["trace"] == "t"
+            assert odd["result"]["contents"] == [{"text": "x", "uri": f"{sid}+crafted://odd"}]
+            assert nullmime["result"]["contents"] == [{"text": "x", "uri": f"{sid}+crafted://nullmime"}]
+            assert fail["error"] == {"code": -32002, "message": "Resource not found", "data": _CRAFTED_ERROR_DATA}
+            assert completion["result"]["completion"] == {"hasMore": True, "total": 2, "values": ["pa", "pb"]}
+            assert odd_completion["result"]["completion"] == {"total": 1, "values": ["x"]}
+            assert refused["error"] == {"code": INVALID_PARAMS, "message": "bad argument", "data": {"argument": "a"}}
+            if era == 1:  # the modern-era client
+                assert read["result"]["cacheScope"] == "private"
+                assert read["result"]["ttlMs"] == (5000 if sid == "cm" else 0)
