@@ -13,7 +13,9 @@ top to bottom as four steps:
    caller's relay channel in context (`hub.endpoint.server_requests`), in the caller's era (multi-round-trip
    requests passed through or bridged, `hub.endpoint.era_bridge`);
 4. **expose** the answer: resource URIs moved into the face's namespace (`Face.expose_result`)
-   and the server's hop-level `_meta` stamps dropped (`hub.endpoint.era_routing.restamped`).
+   and the server's hop-level `_meta` stamps dropped (`hub.endpoint.era_routing.restamped`). A
+   plain answer stays the server's JSON (`hub.wire_results.WireResult`: the rewrites are done on
+   it) and is handed to the SDK through `hub.wire_results.held`.
 
 Lists read the catalog (no server round trip): filtered by policy for the principal, a page at a
 time with keyset cursors (`hub.pages`; an invalid cursor -> `InvalidCursor`, -32602), with the
