@@ -23,14 +23,17 @@ its dispatcher (request id, progress, cancellation), over the same transport
 - a plain result (`hub.wire_results.PLAIN`: `plain_call_result`, `plain_prompt_result`,
   `plain_read_result`, `plain_complete_result`), taken as the SDK client takes a result on
   that connection's revision (`hub.wire_results.in_era`: a later revision's keys dropped),
-  comes back as a `hub.wire_results.WireResult`, otherwise untouched;
+  comes back as a `hub.wire_results.WireResult`, otherwise untouched (the hub's rewrites of it,
+  resource URIs, `cacheScope`, hop stamps, are made on that JSON by the handlers);
 - anything else (an image, a resource link, an `InputRequiredResult`, a task, an unexpected
-  field) and any error the server answered with are handed to the SDK's own `call_tool` as the
-  answer to its request (`adapters._sdk.replaying`: nothing is sent twice), so it gets exactly
-  the SDK's processing: validation, the multi-round-trip loop, task claims, a re-list and
-  resend after `HEADER_MISMATCH`.
+  field, a null, a key the connection's revision requires missing) and any error the server
+  answered with (its code, message and `data` kept) are handed to the SDK's own method
+  (`call_tool`, `get_prompt`, `read_resource`, `complete`) as the answer to its request
+  (`adapters._sdk.replaying`: nothing is sent twice), so it gets exactly the SDK's
+  processing: validation, the multi-round-trip loop, task claims, a re-list and resend after
+  `HEADER_MISMATCH`.
 
-Transport failures, timeouts and cancellation leave as they leave the SDK's `call_tool`
+Transport failures, timeouts and cancellation leave as they leave the SDK's own methods
 (`hub.servers.failures` maps them the same way).
 """
 
