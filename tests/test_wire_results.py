@@ -514,12 +514,14 @@ async def test_through_the_hub_a_resource_read_or_completion_answers_the_same_by
 ) -> None:
     """The fixture server over a handshake-era and a modern-era connection, each read by a
     handshake-era and a modern-era client: the raw path gives the bytes the model path gave,
-    with the server's `contents[].uri` exposed, and a server's error keeps its code and message."""
+    with the server's `contents[].uri` exposed (kept on a per-server face, which serves original
+    URIs), and a server's error keeps its code and message."""
     from hub.servers import raw_calls
 
     servers = {"fl": fixture_entry("fl", protocol="legacy"), "fm": fixture_entry("fm", protocol="modern")}
     async with running_hub(servers) as hub, httpx2.AsyncClient(timeout=30) as http:
         session = await _session_headers(http, hub.url)
+        face_session = await _session_headers(http, hub.server_url("fm"))
 
         async def answers() -> list[bytes]:
             got: list[bytes] = []
@@ -533,7 +535,8 @@ async def test_through_the_hub_a_resource_read_or_completion_answers_the_same_by
                 for ref, value in refs:
                     params = {"ref": ref, "argument": {"name": "name", "value": value}}
                     got += await _both_eras(http, hub.url, session, "completion/complete", params, None)
-            return got
+            uri = "fixture://info"
+            return got + await _both_eras(http, hub.server_url("fm"), face_session, "resources/read", {"uri": uri}, uri)
 
         plain: list[bool] = []
         with anyio.fail_after(60):
@@ -560,6 +563,8 @@ async def test_through_the_hub_a_resource_read_or_completion_answers_the_same_by
             assert template["result"]["completion"]["values"] == ["bob"]
     modern_info = orjson.loads(raw[1])["result"]
     assert modern_info["cacheScope"] == "private" and modern_info["resultType"] == "complete"
+    for body in raw[-2:]:  # the per-server face
+        assert orjson.loads(body)["result"]["contents"][0]["uri"] == "fixture://info"
 
 
 _CRAFTED_ERROR_DATA = {"uri": "crafted://fail", "why": "gone"}
@@ -573,7 +578,7 @@ def _crafted_server(received: list[str]) -> Server[Any]:
     `resultType`), here a `public` scope for the hub to make private."""
 
     async def list_resources(ctx: ServerRequestContext[Any], params: Any) -> types.ListResourcesResult:
-        names = ("plain", "odd", "nullmime", "fail")
+        names = ("plain", "odd", "nullmime", "fail", "big")
         return types.ListResourcesResult(resources=[types.Resource(uri=f"crafted://{n}", name=n) for n in names])
 
     async def list_prompts(ctx: ServerRequestContext[Any], params: Any) -> types.ListPromptsResult:
@@ -592,6 +597,7 @@ def _crafted_server(received: list[str]) -> Server[Any]:
         },
         "crafted://odd": {"contents": [{"uri": "crafted://odd", "text": "x", "annotations": {"priority": 1}}]},
         "crafted://nullmime": {"contents": [{"uri": "crafted://nullmime", "text": "x", "mimeType": None}]},
+        "crafted://big": {"contents": [{"uri": "crafted://big", "text": "x" * 3000}]},
     }
     completions: dict[str, Any] = {
         "plain": {"completion": {"values": ["pa", "pb"], "total": 2, "hasMore": True}},
@@ -634,15 +640,15 @@ async def test_through_the_hub_an_answer_that_is_not_plain_takes_the_sdks_path_a
 ) -> None:
     """A server over both connection eras, read by clients of both eras: its plain answers take
     the raw path (contents URIs exposed, `cacheScope` private), the others the SDK's, each
-    request sent to the server once; all give the bytes the model path gave, and an error keeps
-    its code, message and data."""
+    request sent to the server once; all give the bytes the model path gave (an answer over the
+    size cap too), and an error keeps its code, message and data."""
     from hub.servers import raw_calls
 
     received: list[str] = []
     async with serve_app(_crafted_server(received).streamable_http_app()) as base:
         servers = {
-            "cl": {"url": f"{base}/mcp", "protocol": "legacy"},
-            "cm": {"url": f"{base}/mcp", "protocol": "modern"},
+            "cl": {"url": f"{base}/mcp", "protocol": "legacy", "max_result_bytes": 2048},
+            "cm": {"url": f"{base}/mcp", "protocol": "modern", "max_result_bytes": 2048},
         }
         async with running_hub(servers) as hub, httpx2.AsyncClient(timeout=30) as http:
             session = await _session_headers(http, hub.url)
@@ -650,7 +656,7 @@ async def test_through_the_hub_an_answer_that_is_not_plain_takes_the_sdks_path_a
             async def answers() -> list[bytes]:
                 got: list[bytes] = []
                 for sid in servers:
-                    for name in ("plain", "odd", "nullmime", "fail"):
+                    for name in ("plain", "odd", "nullmime", "fail", "big"):
                         uri = f"{sid}+crafted://{name}"
                         got += await _both_eras(http, hub.url, session, "resources/read", {"uri": uri}, uri)
                     for value in ("plain", "odd", "fail"):
@@ -672,14 +678,14 @@ async def test_through_the_hub_an_answer_that_is_not_plain_takes_the_sdks_path_a
                 monkeypatch.setitem(raw_calls.PLAIN, "completion/complete", lambda raw: False)
                 model = await answers()
     # Per server, each request from both clients: the reads, then the completions (errors aside).
-    assert took_raw == [True, True, False, False, False, False, True, True, False, False] * 2
-    reads = [f"crafted://{name}" for name in ("plain", "odd", "nullmime", "fail")]
+    assert took_raw == [True, True, False, False, False, False, True, True, True, True, False, False] * 2
+    reads = [f"crafted://{name}" for name in ("plain", "odd", "nullmime", "fail", "big")]
     assert sent == [twice for request in (*reads, "plain", "odd", "fail") for twice in (request, request)] * 2
     assert raw == model
     for n, sid in enumerate(servers):
-        bodies = [orjson.loads(body) for body in raw[n * 14 : n * 14 + 14]]
+        bodies = [orjson.loads(body) for body in raw[n * 16 : n * 16 + 16]]
         for era in (0, 1):
-            read, odd, nullmime, fail, completion, odd_completion, refused = bodies[era::2]
+            read, odd, nullmime, fail, big, completion, odd_completion, refused = bodies[era::2]
             contents = read["result"]["contents"]
             assert [item["uri"] for item in contents] == [f"{sid}+crafted://plain", f"{sid}+crafted://plain/sub"]
             assert contents[0] == {
@@ -692,6 +698,7 @@ async def test_through_the_hub_an_answer_that_is_not_plain_takes_the_sdks_path_a
             assert odd["result"]["contents"] == [{"text": "x", "uri": f"{sid}+crafted://odd"}]
             assert nullmime["result"]["contents"] == [{"text": "x", "uri": f"{sid}+crafted://nullmime"}]
             assert fail["error"] == {"code": -32002, "message": "Resource not found", "data": _CRAFTED_ERROR_DATA}
+            assert "exceeded 2048 bytes" in big["error"]["message"]  # the size cap, on the raw path as before
             assert completion["result"]["completion"] == {"hasMore": True, "total": 2, "values": ["pa", "pb"]}
             assert odd_completion["result"]["completion"] == {"total": 1, "values": ["x"]}
             assert refused["error"] == {"code": INVALID_PARAMS, "message": "bad argument", "data": {"argument": "a"}}
