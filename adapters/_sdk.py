@@ -11,10 +11,12 @@ of `PRIVATE_NAMES`.
   the public `stdio_client` whole.
 - `send_raw_request` (`ClientSession._stamp`, `ClientSession._dispatcher`): a request whose
   result is not validated against the negotiated revision (2025-11-25 task results), and the
-  raw `tools/call` of the lean request path (`hub.servers.raw_calls`: a plain result is passed
-  on as the server sent it, with no pydantic round trip).
+  raw `tools/call`, `prompts/get`, `resources/read` and `completion/complete` of the lean
+  request path (`hub.servers.raw_calls`: a plain result is passed on as the server sent it,
+  with no pydantic round trip).
 - `replaying` (`ClientSession._dispatcher`, replaced by a delegating wrapper): an answer the
-  raw send got that is not plain is handed to the SDK's own `call_tool` as the answer to its
+  raw send got that is not plain is handed to the SDK's own method (`call_tool`,
+  `get_prompt`, `read_resource`, `complete`) as the answer to its
   request, so the SDK's full processing of it (validation, the multi-round-trip loop, task
   claims, output schemas) runs exactly as if it had sent the request itself, without sending it
   twice. The SDK has no public way to process a result it did not receive.

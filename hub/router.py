@@ -192,9 +192,9 @@ class Router:
 
     async def read_resource(
         self, server_id: str, uri: str, **mrtr: Any
-    ) -> types.ReadResourceResult | types.InputRequiredResult:
+    ) -> types.ReadResourceResult | types.InputRequiredResult | WireResult:
         """`resources/read` of original `uri` on `server_id` (or its replicas and fallbacks);
-        `mrtr` as `call_tool`."""
+        `mrtr` (and `wire`) as `call_tool`."""
         return await self._dispatch(
             server_id,
             "resources",
@@ -222,8 +222,11 @@ class Router:
         ref: types.PromptReference | types.ResourceTemplateReference,
         argument: dict[str, str],
         context_arguments: dict[str, str] | None,
-    ) -> types.CompleteResult:
-        """`completion/complete` on `server_id`; `ref` already carries the original name or URI template."""
+        *,
+        wire: bool = False,
+    ) -> types.CompleteResult | WireResult:
+        """`completion/complete` on `server_id`; `ref` already carries the original name or URI
+        template; `wire` as `call_tool`."""
         kind: Kind = "prompts" if isinstance(ref, types.PromptReference) else "resource_templates"
         original = ref.name if isinstance(ref, types.PromptReference) else ref.uri
         return await self._dispatch(
@@ -231,7 +234,7 @@ class Router:
             kind,
             "completion/complete",
             original,
-            lambda c, deadline: c.complete(ref, argument, context_arguments, deadline=deadline),
+            lambda c, deadline: c.complete(ref, argument, context_arguments, deadline=deadline, wire=wire),
         )
 
     def plan(self, server_id: str, kind: Kind, original: str) -> dict[str, Any]:

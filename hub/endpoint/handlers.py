@@ -13,7 +13,9 @@ top to bottom as four steps:
    caller's relay channel in context (`hub.endpoint.server_requests`), in the caller's era (multi-round-trip
    requests passed through or bridged, `hub.endpoint.era_bridge`);
 4. **expose** the answer: resource URIs moved into the face's namespace (`Face.expose_result`)
-   and the server's hop-level `_meta` stamps dropped (`hub.endpoint.era_routing.restamped`).
+   and the server's hop-level `_meta` stamps dropped (`hub.endpoint.era_routing.restamped`). A
+   plain answer stays the server's JSON (`hub.wire_results.WireResult`: the rewrites are done on
+   it) and is handed to the SDK through `hub.wire_results.held`.
 
 Lists read the catalog (no server round trip): filtered by policy for the principal, a page at a
 time with keyset cursors (`hub.pages`; an invalid cursor -> `InvalidCursor`, -32602), with the
@@ -54,7 +56,7 @@ from hub.prepared_lists import PreparedLists
 from hub.router import Router
 from hub.servers import ServerConnection, ServerState
 from hub.suggestions import suggest
-from hub.wire_results import held
+from hub.wire_results import WireResult, held
 
 __all__ = ["FaceHandlers"]
 
@@ -195,21 +197,25 @@ class FaceHandlers:
 
     async def read_resource(self, ctx: _Context, params: types.ReadResourceRequestParams) -> Any:
         """`resources/read` of an exposed URI: resolve, admit, route, expose (a server's
-        `cacheScope` becomes `private`: behind the hub, the caller is a principal)."""
+        `cacheScope` becomes `private`: behind the hub, the caller is a principal). A plain
+        result comes back as the server sent it and is answered as a JSON object
+        (`hub.wire_results`)."""
         face = self._face
         owner = face.resolve_uri(str(params.uri))
         if owner is None or not (await self.admitted(ctx, "resources", str(params.uri)))[0]:
             raise RouteNotFound("resource", str(params.uri))
         _refuse_held(face, "resources", owner, str(params.uri))
 
-        async def send(**mrtr: Any) -> types.Result:
-            return await self._router.read_resource(owner[0], owner[1], **mrtr)
+        async def send(**mrtr: Any) -> Any:  # a model, or a WireResult (hub.wire_results)
+            return await self._router.read_resource(owner[0], owner[1], wire=True, **mrtr)
 
         result = face.expose_result(
             owner[0], await self.routed(ctx, owner[0], params.input_responses, params.request_state, send)
         )
+        # A server's "public" is about its own callers; behind the hub the caller is a principal.
+        if isinstance(result, WireResult):
+            return held(result.privately_cached())
         if isinstance(result, types.ReadResourceResult) and "cache_scope" in result.model_fields_set:
-            # A server's "public" is about its own callers; behind the hub the caller is a principal.
             result = result.model_copy(update={"cache_scope": "private"})
         return result
 
@@ -260,9 +266,10 @@ class FaceHandlers:
         result = await self.routed(ctx, owner[0], params.input_responses, params.request_state, send)
         return held(face.expose_result(owner[0], result))
 
-    async def complete(self, ctx: _Context, params: types.CompleteRequestParams) -> types.CompleteResult:
+    async def complete(self, ctx: _Context, params: types.CompleteRequestParams) -> Any:
         """`completion/complete` of a prompt's or a resource template's argument: the reference
-        is resolved and admitted like the prompt or template itself, then routed."""
+        is resolved and admitted like the prompt or template itself, then routed. A plain result
+        is answered as the JSON object the server sent (`hub.wire_results`)."""
         face, ref = self._face, params.ref
         owner: tuple[str, str] | None
         original_ref: types.PromptReference | types.ResourceTemplateReference
@@ -281,7 +288,8 @@ class FaceHandlers:
             original_ref = ref.model_copy(update={"uri": owner[1]})
         argument = {"name": params.argument.name, "value": params.argument.value}
         context = params.context.arguments if params.context else None
-        return restamped(await self._router.complete(owner[0], original_ref, argument, context))
+        result = await self._router.complete(owner[0], original_ref, argument, context, wire=True)
+        return held(result.restamped() if isinstance(result, WireResult) else restamped(result))
 
     # ------------------------------------------------------------ logging
 

@@ -7,23 +7,26 @@ server/tools "Resource Links", "Embedded Resources") or in a prompt's messages, 
 are the server's own URIs (`demo://resource/1`): a client of the aggregated endpoint cannot read
 them, since every resource there is addressed as `<server_id>+<uri>` (DESIGN.md "Names").
 
-`expose_uris` rewrites them into that form, so a client follows a link by reading it through the
-hub, where `Catalog.resource_owner` routes it back to the same server under the original URI.
-The per-server face (`/servers/<server_id>/mcp`) serves original URIs and needs no rewriting.
+`expose_uris` rewrites them into that form (in a model, or on the JSON object of a plain
+`resources/read` result the server connection kept as sent, `hub.wire_results.WireResult`), so
+a client follows a link by reading it through the hub, where `Catalog.resource_owner` routes it
+back to the same server under the original URI. The per-server face (`/servers/<server_id>/mcp`)
+serves original URIs and needs no rewriting.
 Everything else in a result (text, structuredContent, `_meta`) is left as the server sent it.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import mcp_types as types
 
 from hub.naming import exposed_resource_uri
+from hub.wire_results import WireResult
 
 __all__ = ["expose_uris"]
 
-_ResultT = TypeVar("_ResultT", bound=types.Result)
+_ResultT = TypeVar("_ResultT", bound=types.Result | WireResult)
 
 
 def _block(server_id: str, block: Any) -> Any:
@@ -47,11 +50,18 @@ def expose_uris(server_id: str, result: _ResultT) -> _ResultT:
     """`result` with the resource URIs it carries rewritten to `<server_id>+<uri>`.
 
     Rewritten: `CallToolResult.content` resource links and embedded resources,
-    `GetPromptResult.messages[].content` likewise, `ReadResourceResult.contents[].uri`. Any other
-    result (e.g. an `InputRequiredResult`) is returned as it is. The result is never mutated; the
-    same object comes back when there is nothing to rewrite (the common case costs one scan of
-    the content list).
+    `GetPromptResult.messages[].content` likewise, `ReadResourceResult.contents[].uri` (and
+    `contents[].uri` of a `resources/read` `WireResult`; the other plain `WireResult`s carry no
+    URI). Any other result (e.g. an `InputRequiredResult`) is returned as it is. The result is
+    never mutated; the same object comes back when there is nothing to rewrite (the common case
+    costs one scan of the content list).
     """
+    if isinstance(result, WireResult):
+        data = result.data
+        if result.method != "resources/read" or not data["contents"]:
+            return result
+        contents = [{**item, "uri": exposed_resource_uri(server_id, item["uri"])} for item in data["contents"]]
+        return cast(_ResultT, WireResult({**data, "contents": contents}, result.method))
     if isinstance(result, types.CallToolResult):
         if not _carries_uris(result.content):
             return result

@@ -61,7 +61,7 @@ from hub.servers.inbox import Inbox
 from hub.servers.isolation import Clones
 from hub.servers.lifecycle import Lifecycle
 from hub.servers.listing import Lister
-from hub.servers.raw_calls import call_tool_raw, get_prompt_raw
+from hub.servers.raw_calls import call_tool_raw, complete_raw, get_prompt_raw, read_resource_raw
 from hub.servers.session_state import SessionState
 from hub.servers.state import ServerSnapshot, ServerState, ServerStatus
 from hub.servers.status import health_state, status_of
@@ -409,11 +409,17 @@ class ServerConnection:
         request_state: str | None = None,
         allow_input_required: bool = False,
         deadline: RequestDeadline | None = None,
-    ) -> types.ReadResourceResult | types.InputRequiredResult:
+        wire: bool = False,
+    ) -> types.ReadResourceResult | types.InputRequiredResult | WireResult:
         """`resources/read` of an original URI; `allow_input_required`, `deadline` (default: the
-        server's `timeout_seconds` from now) and errors as `call_tool`."""
+        server's `timeout_seconds` from now), `wire` and errors as `call_tool`."""
 
-        async def send(client: Client, _: ProgressFnT) -> types.ReadResourceResult | types.InputRequiredResult:
+        async def send(client: Client, _: ProgressFnT) -> Any:
+            if wire and input_responses is None and request_state is None:
+                return await read_resource_raw(client, uri, lambda: full(client))
+            return await full(client)
+
+        async def full(client: Client) -> types.ReadResourceResult | types.InputRequiredResult:
             if allow_input_required and self._is_modern():
                 return await client.session.read_resource(
                     uri, input_responses=input_responses, request_state=request_state, allow_input_required=True
@@ -461,14 +467,19 @@ class ServerConnection:
         context_arguments: dict[str, str] | None,
         *,
         deadline: RequestDeadline | None = None,
-    ) -> types.CompleteResult:
+        wire: bool = False,
+    ) -> types.CompleteResult | WireResult:
         """`completion/complete` with an original prompt name or URI template; `deadline` (default:
-        the server's `timeout_seconds` from now) and errors as `call_tool`."""
-        return await self.sender.request(
-            "completion/complete",
-            lambda client, _: client.complete(ref, argument, context_arguments),
-            deadline=deadline,
-        )
+        the server's `timeout_seconds` from now), `wire` and errors as `call_tool`."""
+
+        async def send(client: Client, _: ProgressFnT) -> types.CompleteResult | WireResult:
+            if not wire:
+                return await client.complete(ref, argument, context_arguments)
+            return await complete_raw(
+                client, ref, argument, context_arguments, lambda: client.complete(ref, argument, context_arguments)
+            )
+
+        return await self.sender.request("completion/complete", send, deadline=deadline)
 
     # ---- subscriptions and logging level (session_state.SessionState) ----
 

@@ -1,7 +1,10 @@
-"""The raw `tools/call` and `prompts/get`: sent through the SDK session's dispatcher, the answer
-kept as the server sent it when it is plain (issue 12, item 2: no pydantic round trip of a
-routed result). `prompts/get` (`get_prompt_raw`) goes the same way as the `tools/call`
-described here, for any prompt (the SDK checks a prompt's answer against no schema of its own).
+"""The raw `tools/call`, `prompts/get`, `resources/read` and `completion/complete`: sent through
+the SDK session's dispatcher, the answer kept as the server sent it when it is plain (issue 12,
+item 2: no pydantic round trip of a routed result). `prompts/get` (`get_prompt_raw`),
+`resources/read` (`read_resource_raw`) and `completion/complete` (`complete_raw`) go the same
+way as the `tools/call` described here, for any prompt, resource or completion (the SDK checks
+their answers against no schema of the server's), when they are first requests (no
+`inputResponses`/`requestState`: `ServerConnection` decides).
 
 `ServerConnection.call_tool(..., wire=True)` (what the face's handlers ask for) sends the request
 here when the SDK would do nothing with the answer but validate it:
@@ -17,15 +20,20 @@ version, `Mcp-*` headers, the modern era's `_meta` envelope, the hub's per-reque
 its dispatcher (request id, progress, cancellation), over the same transport
 (`adapters._sdk.send_raw_request`). The answer:
 
-- a plain result (`hub.wire_results.plain_call_result`) comes back as a
-  `hub.wire_results.WireResult`, untouched;
+- a plain result (`hub.wire_results.PLAIN`: `plain_call_result`, `plain_prompt_result`,
+  `plain_read_result`, `plain_complete_result`), taken as the SDK client takes a result on
+  that connection's revision (`hub.wire_results.in_era`: a later revision's keys dropped),
+  comes back as a `hub.wire_results.WireResult`, otherwise untouched (the hub's rewrites of it,
+  resource URIs, `cacheScope`, hop stamps, are made on that JSON by the handlers);
 - anything else (an image, a resource link, an `InputRequiredResult`, a task, an unexpected
-  field) and any error the server answered with are handed to the SDK's own `call_tool` as the
-  answer to its request (`adapters._sdk.replaying`: nothing is sent twice), so it gets exactly
-  the SDK's processing: validation, the multi-round-trip loop, task claims, a re-list and
-  resend after `HEADER_MISMATCH`.
+  field, a null, a key the connection's revision requires missing) and any error the server
+  answered with (its code, message and `data` kept) are handed to the SDK's own method
+  (`call_tool`, `get_prompt`, `read_resource`, `complete`) as the answer to its request
+  (`adapters._sdk.replaying`: nothing is sent twice), so it gets exactly the SDK's
+  processing: validation, the multi-round-trip loop, task claims, a re-list and resend after
+  `HEADER_MISMATCH`.
 
-Transport failures, timeouts and cancellation leave as they leave the SDK's `call_tool`
+Transport failures, timeouts and cancellation leave as they leave the SDK's own methods
 (`hub.servers.failures` maps them the same way).
 """
 
@@ -35,14 +43,15 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+import mcp_types as types
 from mcp import Client, MCPError
 from mcp.shared.dispatcher import ProgressFnT
 
 from adapters._sdk import replaying, send_raw_request
 from hub.servers.state import ServerSnapshot
-from hub.wire_results import PLAIN, WireResult
+from hub.wire_results import PLAIN, WireResult, in_era
 
-__all__ = ["Listed", "call_tool_raw", "get_prompt_raw", "schema_free"]
+__all__ = ["Listed", "call_tool_raw", "complete_raw", "get_prompt_raw", "read_resource_raw", "schema_free"]
 
 _T = TypeVar("_T")
 
@@ -109,11 +118,44 @@ async def get_prompt_raw(
     return await _raw(client, "prompts/get", params, name, None, full)
 
 
+async def read_resource_raw(client: Client, uri: str, full: Callable[[], Awaitable[_T]]) -> WireResult | _T:
+    """`resources/read` of original `uri` over `client`: a `WireResult` for a plain answer
+    (`hub.wire_results.plain_read_result`), else what `full` (the SDK's own `read_resource`)
+    returns for the answer. The request is the SDK's (`{"uri": uri}`, the session's stamp: in
+    the modern era its `Mcp-Name` header).
+
+    :raises MCPError: the server's error, as `full` raises it.
+    """
+    return await _raw(client, "resources/read", {"uri": uri}, None, None, full)
+
+
+async def complete_raw(
+    client: Client,
+    ref: types.PromptReference | types.ResourceTemplateReference,
+    argument: dict[str, str],
+    context_arguments: dict[str, str] | None,
+    full: Callable[[], Awaitable[_T]],
+) -> WireResult | _T:
+    """`completion/complete` of `argument` (`{"name", "value"}`) of original `ref` over `client`:
+    a `WireResult` for a plain answer (`hub.wire_results.plain_complete_result`), else what
+    `full` (the SDK's own `complete`) returns for the answer.
+
+    :raises MCPError: the server's error, as `full` raises it.
+    """
+    params: dict[str, Any] = {
+        "ref": ref.model_dump(by_alias=True, mode="json", exclude_none=True),
+        "argument": {"name": argument["name"], "value": argument["value"]},
+    }
+    if context_arguments is not None:
+        params["context"] = {"arguments": context_arguments}
+    return await _raw(client, "completion/complete", params, None, None, full)
+
+
 async def _raw(
     client: Client,
     method: str,
     params: dict[str, Any],
-    name: str,
+    name: str | None,
     on_progress: ProgressFnT | None,
     full: Callable[[], Awaitable[_T]],
 ) -> WireResult | _T:
@@ -123,7 +165,8 @@ async def _raw(
     except MCPError as exc:
         with replaying(session, method, exc):
             return await full()
-    if PLAIN[method](raw):
-        return WireResult(raw, method)
+    data = in_era(method, raw, session.protocol_version)
+    if data is not None and PLAIN[method](data):
+        return WireResult(data, method)
     with replaying(session, method, raw):
         return await full()
