@@ -462,6 +462,40 @@ class Hub:
         `<server_id>/<n>`), in config order."""
         return [connection.status() for connection in self.fleet.connections.values()]
 
+    def server_status(self, server_id: str) -> ServerStatus:
+        """One server connection's `ServerStatus` now (`state` is its health: `open` or
+        `degraded` refine a connected server's `ready`).
+
+        :param server_id: a server's id, or a replica member's `<server_id>/<n>`.
+        :raises KeyError: no such server connection (never configured, or removed by a reload).
+        """
+        return self.fleet.connections[server_id].status()
+
+    async def wait_for_server(self, server_id: str, *states: ServerState) -> ServerStatus:
+        """Wait until the server's connection is in one of `states` (its life: `starting`,
+        `ready`, `restarting`, `failed`, `disabled`, `stopped`; not the health refinements
+        `open`/`degraded`), at once if it is, and return its `ServerStatus` then. Woken by the
+        connection's changes, never polled; unbounded: the caller bounds it (`anyio.fail_after`).
+
+        :raises KeyError: no such server connection now (a reload replacing the server during
+            the wait leaves this waiting on the connection it replaced).
+        """
+        connection = self.fleet.connections[server_id]
+        await connection.wait_for_state(*states)
+        return connection.status()
+
+    async def wait_for_server_status(self, server_id: str, predicate: Callable[[ServerStatus], bool]) -> ServerStatus:
+        """Wait until `predicate(status)` holds for the server's `ServerStatus`, re-checked at
+        each change of its connection (state, `restarts`, `last_error`, `in_flight`; a breaker
+        or health-check change alone does not wake it), and return that status. Unbounded: the
+        caller bounds it (`anyio.fail_after`).
+
+        :raises KeyError: no such server connection now.
+        """
+        connection = self.fleet.connections[server_id]
+        await connection.wait_until(lambda c: predicate(c.status()))
+        return connection.status()
+
     def routes_json(self) -> list[dict[str, Any]]:
         """Every route with its server's state and fallback chain, as `GET /admin/routes` answers."""
         return self.endpoint.admin.routes_json()

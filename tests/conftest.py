@@ -178,7 +178,7 @@ async def running_hub(
         hub = Hub(config)
         async with serve_app(hub.http_app()) as base_url:
             with anyio.fail_after(start_timeout):
-                await hub.fleet.wait_first_attempts()
+                await hub.wait_started()
             yield RunningHub(hub, base_url)
 
 
