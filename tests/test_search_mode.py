@@ -259,12 +259,11 @@ async def test_call_tool_of_a_server_that_dies_or_is_down_fails_with_server_unav
     # max_restarts 0: the victim's first exit leaves it `failed` (a stable "down").
     servers = {"victim": fixture_entry("victim", max_restarts=0), "bystander": fixture_entry("bystander")}
     async with running_hub(servers, catalog=SEARCH) as hub:
-        victim = hub.hub.fleet.connections["victim"]
         with anyio.fail_after(30):
             async with _client(hub.url) as client:
                 with pytest.raises(MCPError) as mid_call:
                     await client.call_tool(CALL_TOOL, {"name": "victim__crash", "arguments": {}})
-                await victim.wait_for_state(ServerState.FAILED)
+                await hub.hub.wait_for_server("victim", ServerState.FAILED)
                 with pytest.raises(MCPError) as down:
                     await client.call_tool(CALL_TOOL, {"name": "victim__pid", "arguments": {}})
                 with pytest.raises(MCPError) as direct:

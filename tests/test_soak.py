@@ -118,10 +118,8 @@ async def test_thousands_of_calls_survive_random_kills_and_a_reload_with_nothing
                 for n in range(KILLS):
                     await until(lambda n=n: tally.issued >= (n + 1) * TOTAL_CALLS // (KILLS + 2))
                     server_id = rng.choice(KILLED)
-                    connection = hub.hub.fleet.get(server_id)
-                    assert connection is not None
                     with anyio.fail_after(30):
-                        await connection.wait_for_state(ServerState.READY)
+                        await hub.hub.wait_for_server(server_id, ServerState.READY)
                     async with Client(hub.server_url(server_id)) as direct:
                         pid = int(_text(await direct.call_tool("pid", {})))
                     os.kill(pid, signal.SIGKILL)  # a child of this process, started by this test
