@@ -471,29 +471,28 @@ class Hub:
         """
         return self.fleet.connections[server_id].status()
 
-    async def wait_for_server(self, server_id: str, *states: ServerState) -> ServerStatus:
+    async def wait_for_server(
+        self, server_id: str, *states: ServerState, where: Callable[[ServerStatus], bool] | None = None
+    ) -> ServerStatus:
         """Wait until the server's connection is in one of `states` (its life: `starting`,
-        `ready`, `restarting`, `failed`, `disabled`, `stopped`; not the health refinements
-        `open`/`degraded`), at once if it is, and return its `ServerStatus` then. Woken by the
-        connection's changes, never polled; unbounded: the caller bounds it (`anyio.fail_after`).
+        `ready`, `restarting`, `failed`, `disabled`, `stopped`; none given: any) and
+        `where(status)` holds for its `ServerStatus` (whose `state` is the health: `open` or
+        `degraded` refine a connected server's `ready`), at once if they do; return that status.
 
+        Re-checked at each change of the connection (state, `restarts`, `last_error`,
+        `in_flight`, dedicated connections, each health check), never polled; a breaker change
+        from a request alone does not wake it. Unbounded: the caller bounds it (`anyio.fail_after`).
+
+        :param server_id: a server's id, or a replica member's `<server_id>/<n>`.
         :raises KeyError: no such server connection now (a reload replacing the server during
             the wait leaves this waiting on the connection it replaced).
         """
         connection = self.fleet.connections[server_id]
-        await connection.wait_for_state(*states)
-        return connection.status()
 
-    async def wait_for_server_status(self, server_id: str, predicate: Callable[[ServerStatus], bool]) -> ServerStatus:
-        """Wait until `predicate(status)` holds for the server's `ServerStatus`, re-checked at
-        each change of its connection (state, `restarts`, `last_error`, `in_flight`; a breaker
-        or health-check change alone does not wake it), and return that status. Unbounded: the
-        caller bounds it (`anyio.fail_after`).
+        def holds(c: ServerConnection) -> bool:
+            return (not states or c.state in states) and (where is None or where(c.status()))
 
-        :raises KeyError: no such server connection now.
-        """
-        connection = self.fleet.connections[server_id]
-        await connection.wait_until(lambda c: predicate(c.status()))
+        await connection.wait_until(holds)
         return connection.status()
 
     def routes_json(self) -> list[dict[str, Any]]:

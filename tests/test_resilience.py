@@ -274,14 +274,14 @@ async def test_failing_health_checks_show_degraded_then_open_in_readyz_and_recov
                 os.kill(pid, signal.SIGSTOP)
                 try:
                     # Re-checked after every health check (each one notifies the connection's changes).
-                    await hub.hub.wait_for_server_status("fx", opened)
+                    await hub.hub.wait_for_server("fx", where=opened)
                     # Open until a check succeeds again, and the server stays stopped until SIGCONT.
                     open_in_readyz = await readyz_state()
                     # Fail open: the other server keeps serving while fx is open.
                     assert _text(await client.call_tool("ok__echo", {"text": "still"})) == "still"
                 finally:
                     os.kill(pid, signal.SIGCONT)
-                await hub.hub.wait_for_server_status("fx", lambda s: s.state is ServerState.READY)
+                await hub.hub.wait_for_server("fx", where=lambda s: s.state is ServerState.READY)
                 ready_in_readyz = await readyz_state()
                 assert _text(await client.call_tool("fx__echo", {"text": "back"})) == "back"
     assert {"degraded", "open"} <= seen
