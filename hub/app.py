@@ -55,6 +55,7 @@ from hub.reload import ReloadReport, effective_config, plan_reload
 from hub.router import Router
 from hub.search import DEFAULT_LIMIT as DEFAULT_SEARCH_LIMIT
 from hub.servers import Fleet, ServerConnection, ServerState, ServerStatus
+from hub.signals import Changes
 from hub.startup import default_max_concurrent_starts
 from hub.state import StateFile, state_path
 from hub.tracing import CallTracer, tracer_provider_from_config
@@ -494,6 +495,15 @@ class Hub:
 
         await connection.wait_until(holds)
         return connection.status()
+
+    def server_changes(self, server_id: str) -> Changes:
+        """The signal notified at each change of the server connection's `ServerStatus` that
+        `wait_for_server` wakes on, for a wait on a condition over several servers or hubs
+        (`hub.signals.wait_for_any`).
+
+        :raises KeyError: no such server connection now.
+        """
+        return self.fleet.connections[server_id].changes
 
     def routes_json(self) -> list[dict[str, Any]]:
         """Every route with its server's state and fallback chain, as `GET /admin/routes` answers."""
