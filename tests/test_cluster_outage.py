@@ -18,6 +18,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
+from hub.signals import Changes
 from tests.cluster_fixtures import ADMIN_KEY, CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
 from tests.conftest import INITIALIZE, MCP_HEADERS, RunningHub, fixture_entry, tool_text, until
 
@@ -56,10 +57,12 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
         "principals": {"other": {"requests_per_second": 0.25, "burst": 4}},  # 4 per 16 s
     }
     updates: list[str] = []
+    arrived = Changes()  # notified at each update the subscriber hears
 
     async def on_message(message: object) -> None:
         if isinstance(message, types.ResourceUpdatedNotification):
             updates.append(str(message.params.uri))
+            arrived.notify()
 
     servers = {"fx": fixture_entry("fx", protocol="legacy")}
     async with replicas(2, servers, redis_server.url, auth=api_keys(), rate_limits=limits) as (a, b):
@@ -88,7 +91,8 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
                 httpx2.AsyncClient(timeout=15) as http,
             ):
                 await subscriber.subscribe_resource(URI)
-                await until(lambda: a.hub.endpoint.subscriptions.subscribed_at_server("fx", "fixture://info"))
+                subscriptions = a.hub.endpoint.subscriptions
+                await subscriptions.changes.wait_for(lambda: subscriptions.subscribed_at_server("fx", "fixture://info"))
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(load, a)
                     tg.start_soon(load, b)
@@ -119,7 +123,7 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
                     )
                 )
                 await toucher.call_tool("fx__touch", {})
-                await until(lambda: len(updates) >= 1)
+                await arrived.wait_for(lambda: len(updates) >= 1)
 
                 # Limits shared again: 12 requests over both replicas get the limit of one (4).
                 statuses = [await _initialize(http, (a, b)[index % 2], OTHER_KEY) for index in range(12)]
