@@ -314,3 +314,24 @@ async def test_shutdown_closes_stdin_then_sigterm_then_sigkill_and_leaves_no_pro
         f"\n[measure] shutdown: EOF-ignoring child gone after {gone_after['deaf']:.2f} s (SIGTERM), "
         f"EOF+SIGTERM-ignoring child after {gone_after['stubborn']:.2f} s (SIGKILL); hub exit {shutdown:.2f} s"
     )
+
+
+async def test_the_hubs_server_status_and_wait_follow_a_killed_server_back_and_refuse_an_unknown_one() -> None:
+    async with running_hub({"fx": faulty_entry("fx"), "other": faulty_entry("other")}) as hub:
+        before = hub.hub.server_status("fx")
+        with anyio.fail_after(30):
+            async with Client(hub.url) as client:
+                os.kill(int(_text(await client.call_tool("fx__pid", {}))), signal.SIGKILL)
+                # Down from its loss until the restarted child has listed (backoff, then a start).
+                down = await hub.hub.wait_for_server("fx", ServerState.RESTARTING, ServerState.FAILED)
+                back = await hub.hub.wait_for_server("fx", ServerState.READY, where=lambda s: s.restarts == 1)
+                already = await hub.hub.wait_for_server("other", ServerState.READY)  # at once: it is
+        with pytest.raises(KeyError):
+            hub.hub.server_status("nope")
+        with pytest.raises(KeyError):
+            await hub.hub.wait_for_server("nope", ServerState.READY)
+    assert (before.server_id, before.state, before.restarts, before.transport) == ("fx", ServerState.READY, 0, "stdio")
+    assert before.tools > 0 and before.last_error is None
+    assert down.state in (ServerState.RESTARTING, ServerState.FAILED) and down.last_error
+    assert back.state is ServerState.READY and back.restarts == 1 and back.last_error is None
+    assert already.server_id == "other" and already.restarts == 0
