@@ -237,7 +237,7 @@ EXPORTS = {
     "hub.servers": ["ConnectionLost", "Fleet", "ServerConnection", "ServerSnapshot", "ServerState", "ServerStatus"],
     "hub.servers.state": ["ConnectionLost", "ServerSnapshot", "ServerState", "ServerStatus", "new_generation"],
     "hub.servers.connection": ["ServerConnection"],
-    "hub.signals": ["Changes"],
+    "hub.signals": ["Changes", "wait_for_any"],
     "hub.servers.fleet": ["Fleet"],
     "hub.servers.calls": ["RawResult", "Sender"],
     "hub.servers.failures": ["SERVER_EXCHANGE_ERRORS", "Breakage", "classify", "request_errors"],
