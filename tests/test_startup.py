@@ -41,12 +41,11 @@ from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_PARAMS
 
-from hub.admission import BreakerState, CircuitBreaker
+from hub.admission import BreakerState
 from hub.app import Hub
-from hub.config import BreakerConfig, parse_config
+from hub.config import parse_config
 from hub.launch import CannotLaunch, StderrTail, resolve_command
 from hub.servers import ServerState
-from hub.startup import StartSlots, StartupGate, default_max_concurrent_starts
 from tests.conftest import (
     FIXTURE_SERVER,
     ROOT,
@@ -57,7 +56,6 @@ from tests.conftest import (
     running_hub,
     serve_app,
     tool_text,
-    until,
 )
 
 pytestmark = pytest.mark.anyio
@@ -321,27 +319,6 @@ async def _client(url: str, token: str) -> AsyncIterator[Client]:
             yield client
 
 
-def test_failures_of_one_lost_connection_count_once_and_a_reset_closes_the_breaker() -> None:
-    now = [0.0]
-    breaker = CircuitBreaker(BreakerConfig(failures=2, cooldown_seconds=30), clock=lambda: now[0])
-    for _ in range(5):
-        breaker.record_failure(lost_generation=7)
-    assert breaker.state is BreakerState.CLOSED and breaker.consecutive_failures == 1
-    breaker.record_failure(lost_generation=8)
-    assert _state(breaker) is BreakerState.OPEN and not breaker.allow()
-    breaker.record_failure(lost_generation=7)  # a late failure of an already counted loss
-    assert breaker.consecutive_failures == 2
-    breaker.reset()
-    assert _state(breaker) is BreakerState.CLOSED and breaker.consecutive_failures == 0 and breaker.allow()
-    breaker.record_failure()
-    breaker.record_failure()
-    assert _state(breaker) is BreakerState.OPEN  # other failures count one by one
-
-
-def _state(breaker: CircuitBreaker) -> BreakerState:
-    return breaker.state
-
-
 # ---------------------------------------------------------------- item 3: servers that cannot start
 
 
@@ -524,50 +501,6 @@ async def test_a_big_fleet_starts_a_few_at_a_time_nobody_is_killed_for_its_start
         f" /healthz answered {len(healthz)} times while they started, median"
         f" {healthz[len(healthz) // 2] * 1000:.0f} ms, worst {healthz[-1] * 1000:.0f} ms"
     )
-
-
-async def test_start_slots_let_at_most_their_limit_start_at_once_and_can_be_given_back_early() -> None:
-    slots = StartSlots(2)
-    running, most = 0, 0
-    release_early = anyio.Event()
-
-    async def start(server_id: str, early: bool) -> None:
-        nonlocal running, most
-        async with slots.hold(server_id) as release:
-            running += 1
-            most = max(most, running)
-            await anyio.lowlevel.checkpoint()
-            running -= 1
-            if early:
-                release()
-                await release_early.wait()  # holds on to the block, not to the slot
-
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(start, "early", True)
-            for i in range(6):
-                tg.start_soon(start, f"s{i}", False)
-            await until(lambda: slots.starting == 0 and slots.waiting == 0 and running == 0 and most > 0)
-            release_early.set()
-    assert most == 2
-    assert StartSlots().limit == default_max_concurrent_starts() >= 4  # four per CPU by default
-
-
-async def test_the_startup_gate_waits_for_pending_servers_each_at_most_its_bound_and_by_scope() -> None:
-    gate = StartupGate()
-    assert gate.settled
-    gate.open("a", "alpha", 600)
-    gate.open("b", "beta/1", 0.05)
-    assert gate.pending() == ["alpha", "beta/1"] and gate.pending("beta") == ["beta/1"]
-    with anyio.fail_after(10):
-        await gate.wait("beta")  # its only server never starts: the bound ends the wait
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(gate.wait)
-            await gate.changes.wait_for(lambda: gate.waiters == 1)
-            gate.close("a")
-        gate.close("b")
-        await gate.wait_settled()
-    assert gate.settled and gate.waiters == 0
 
 
 # ---------------------------------------------------------------- item 18: roots/list at start-up
