@@ -20,7 +20,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS
 
 from hub.servers import ServerState
-from tests.conftest import ROOT, faulty_entry, running_hub, tool_text, until
+from hub.signals import Changes
+from tests.conftest import ROOT, faulty_entry, running_hub, tool_text
 
 pytestmark = pytest.mark.anyio
 
@@ -116,6 +117,7 @@ async def test_under_load_no_call_to_a_killed_servers_name_is_ever_answered_by_t
     workers, max_calls_per_worker, kills = 4, 200, 3
     servers = {"fx": faulty_entry("fx"), "shadow": _shadow_entry()}
     answers: list[tuple[str, str]] = []
+    answered_more = Changes()  # notified at each answer
     errors: list[tuple[int, str]] = []
     async with running_hub(servers) as hub:
         done = anyio.Event()
@@ -129,6 +131,7 @@ async def test_under_load_no_call_to_a_killed_servers_name_is_ever_answered_by_t
                         text = f"w{worker}-{n}"
                         try:
                             answers.append((text, tool_text(await client.call_tool("fx__echo", {"text": text}))))
+                            answered_more.notify()
                         except MCPError as exc:
                             errors.append((exc.code, exc.message))
                             await hub.hub.wait_for_server("fx", ServerState.READY)  # no busy loop while fx is down
@@ -137,7 +140,8 @@ async def test_under_load_no_call_to_a_killed_servers_name_is_ever_answered_by_t
                     for _ in range(kills):
                         await hub.hub.wait_for_server("fx", ServerState.READY)
                         answered = len(answers)
-                        await until(lambda answered=answered: len(answers) >= answered + 20)  # load flows again
+                        # The load flows again.
+                        await answered_more.wait_for(lambda answered=answered: len(answers) >= answered + 20)
                         os.kill(int(tool_text(await client.call_tool("fx__pid", {}))), signal.SIGKILL)
                         await hub.hub.wait_for_server("fx", ServerState.RESTARTING, ServerState.FAILED)
                     await hub.hub.wait_for_server("fx", ServerState.READY)
