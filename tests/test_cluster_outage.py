@@ -68,6 +68,7 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
     async with replicas(2, servers, redis_server.url, auth=api_keys(), rate_limits=limits) as (a, b):
         failures: list[BaseException] = []
         done = {"before": 0, "during": 0, "after": 0}
+        answered = Changes()  # notified at each answered load call
         phase = {"now": "before"}
         stop = anyio.Event()
 
@@ -80,6 +81,7 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
                         text = tool_text(await client.call_tool("fx__echo", {"text": str(index)}))
                         assert text == str(index)
                         done[phase["now"]] += 1
+                        answered.notify()
                     except Exception as exc:  # every failure is reported by the assertion below
                         failures.append(exc)
 
@@ -96,12 +98,12 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(load, a)
                     tg.start_soon(load, b)
-                    await until(lambda: done["before"] >= 20)
+                    await answered.wait_for(lambda: done["before"] >= 20)
 
                     await redis_server.killed()
                     phase["now"] = "during"
                     await until(lambda: all(h.hub.store.health().status == "unavailable" for h in (a, b)))
-                    await until(lambda: done["during"] >= 20)
+                    await answered.wait_for(lambda: done["during"] >= 20)
                     ready = [await _admin_get(http, hub, "/readyz") for hub in (a, b)]
                     metrics_down = (await _admin_get(http, a, "/metrics")).text
                     # Meanwhile each replica counts alone: the limit of one per replica.
@@ -110,7 +112,7 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
                     await redis_server.restarted()
                     await until(lambda: all(h.hub.store.health().status == "ok" for h in (a, b)))
                     phase["now"] = "after"
-                    await until(lambda: done["after"] >= 20)
+                    await answered.wait_for(lambda: done["after"] >= 20)
                     stop.set()
                 ready_again = [await _admin_get(http, hub, "/readyz") for hub in (a, b)]
                 metrics_up = (await _admin_get(http, a, "/metrics")).text
