@@ -481,8 +481,9 @@ class Hub:
         `degraded` refine a connected server's `ready`), at once if they do; return that status.
 
         Re-checked at each change of the connection (state, `restarts`, `last_error`,
-        `in_flight`, dedicated connections, each health check), never polled; a breaker change
-        from a request alone does not wake it. Unbounded: the caller bounds it (`anyio.fail_after`).
+        `in_flight`, dedicated connections, each health check), never polled; a change of the
+        breaker or the queue from a request alone does not wake it. Unbounded: the caller
+        bounds it (`anyio.fail_after`).
 
         :param server_id: a server's id, or a replica member's `<server_id>/<n>`.
         :raises KeyError: no such server connection now (a reload replacing the server during

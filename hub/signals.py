@@ -66,11 +66,16 @@ async def wait_for_any(predicate: Callable[[], bool], *sources: Changes) -> None
     """Return once `predicate()` holds: at once if it does, else re-checked after every
     `notify()` of any of `sources` (none missed: each source's count is read before the check).
     The predicate must read only state whose every change one of `sources` notifies. Unbounded:
-    bound it (`anyio.fail_after`)."""
+    bound it (`anyio.fail_after`).
+
+    :raises ValueError: no `sources` and the predicate does not hold (nothing could wake it).
+    """
     while True:
         counts = [source.count for source in sources]
         if predicate():
             return
+        if not sources:
+            raise ValueError("wait_for_any: no sources to wait on, and the condition does not hold")
         async with anyio.create_task_group() as tg:
 
             async def past(source: Changes, count: int) -> None:

@@ -110,3 +110,8 @@ async def test_wait_for_any_misses_no_notify_made_before_its_waiters_start() -> 
 async def test_wait_for_any_returns_at_once_when_the_condition_holds_even_with_no_source() -> None:
     with anyio.fail_after(1):
         await wait_for_any(lambda: True)
+
+
+async def test_wait_for_any_with_no_source_refuses_a_condition_that_does_not_hold() -> None:
+    with anyio.fail_after(1), pytest.raises(ValueError):
+        await wait_for_any(lambda: False)
