@@ -55,6 +55,7 @@ from hub.reload import ReloadReport, effective_config, plan_reload
 from hub.router import Router
 from hub.search import DEFAULT_LIMIT as DEFAULT_SEARCH_LIMIT
 from hub.servers import Fleet, ServerConnection, ServerState, ServerStatus
+from hub.signals import Changes
 from hub.startup import default_max_concurrent_starts
 from hub.state import StateFile, state_path
 from hub.tracing import CallTracer, tracer_provider_from_config
@@ -461,6 +462,49 @@ class Hub:
         """Every server connection's `ServerStatus` now (a server with replicas: one per member,
         `<server_id>/<n>`), in config order."""
         return [connection.status() for connection in self.fleet.connections.values()]
+
+    def server_status(self, server_id: str) -> ServerStatus:
+        """One server connection's `ServerStatus` now (`state` is its health: `open` or
+        `degraded` refine a connected server's `ready`).
+
+        :param server_id: a server's id, or a replica member's `<server_id>/<n>`.
+        :raises KeyError: no such server connection (never configured, or removed by a reload).
+        """
+        return self.fleet.connections[server_id].status()
+
+    async def wait_for_server(
+        self, server_id: str, *states: ServerState, where: Callable[[ServerStatus], bool] | None = None
+    ) -> ServerStatus:
+        """Wait until the server's connection is in one of `states` (its life: `starting`,
+        `ready`, `restarting`, `failed`, `disabled`, `stopped`; none given: any) and
+        `where(status)` holds for its `ServerStatus` (whose `state` is the health: `open` or
+        `degraded` refine a connected server's `ready`), at once if they do; return that status.
+
+        Re-checked at each change of the connection (state, `restarts`, `last_error`,
+        `in_flight`, dedicated connections, each health check), never polled; a change of the
+        breaker or the queue from a request alone does not wake it. Unbounded: the caller
+        bounds it (`anyio.fail_after`).
+
+        :param server_id: a server's id, or a replica member's `<server_id>/<n>`.
+        :raises KeyError: no such server connection now (a reload replacing the server during
+            the wait leaves this waiting on the connection it replaced).
+        """
+        connection = self.fleet.connections[server_id]
+
+        def holds(c: ServerConnection) -> bool:
+            return (not states or c.state in states) and (where is None or where(c.status()))
+
+        await connection.wait_until(holds)
+        return connection.status()
+
+    def server_changes(self, server_id: str) -> Changes:
+        """The signal notified at each change of the server connection's `ServerStatus` that
+        `wait_for_server` wakes on, for a wait on a condition over several servers or hubs
+        (`hub.signals.wait_for_any`).
+
+        :raises KeyError: no such server connection now.
+        """
+        return self.fleet.connections[server_id].changes
 
     def routes_json(self) -> list[dict[str, Any]]:
         """Every route with its server's state and fallback chain, as `GET /admin/routes` answers."""

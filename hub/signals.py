@@ -6,7 +6,9 @@ state it guards (a server connection's state, requests in flight and dedicated c
 catalog's merged lists; the bridge's suspended calls; resource subscriptions), and a waiter
 either waits for the next change (`wait()`) or for a condition over that state to hold
 (`wait_for(predicate)`, re-checked after every change). The owner's state is plain attributes,
-read by the predicate; `Changes` holds no state of its own but a count of changes.
+read by the predicate; `Changes` holds no state of its own but a count of changes. A condition
+over the state of several owners (servers of several hubs, a catalog and a connection) is waited
+on with `wait_for_any(predicate, *sources)`.
 
 Every wait is unbounded: bound it (`anyio.fail_after`, `anyio.move_on_after`).
 """
@@ -17,7 +19,7 @@ from collections.abc import Callable
 
 import anyio
 
-__all__ = ["Changes"]
+__all__ = ["Changes", "wait_for_any"]
 
 
 class Changes:
@@ -58,3 +60,27 @@ class Changes:
         while self.count <= count:
             await self.wait()
         return self.count
+
+
+async def wait_for_any(predicate: Callable[[], bool], *sources: Changes) -> None:
+    """Return once `predicate()` holds: at once if it does, else re-checked after every
+    `notify()` of any of `sources` (none missed: each source's count is read before the check).
+    The predicate must read only state whose every change one of `sources` notifies. Unbounded:
+    bound it (`anyio.fail_after`).
+
+    :raises ValueError: no `sources` and the predicate does not hold (nothing could wake it).
+    """
+    while True:
+        counts = [source.count for source in sources]
+        if predicate():
+            return
+        if not sources:
+            raise ValueError("wait_for_any: no sources to wait on, and the condition does not hold")
+        async with anyio.create_task_group() as tg:
+
+            async def past(source: Changes, count: int) -> None:
+                await source.wait_past(count)
+                tg.cancel_scope.cancel()
+
+            for source, count in zip(sources, counts, strict=True):
+                tg.start_soon(past, source, count)

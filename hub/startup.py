@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from hub.signals import Changes
+
 __all__ = ["StartSlots", "StartupGate", "default_max_concurrent_starts"]
 
 logger = logging.getLogger(__name__)
@@ -62,12 +64,15 @@ class StartupGate:
         self._settled.set()
         self.waiters = 0
         """Requests waiting in `wait()` right now."""
+        self.changes = Changes()
+        """Notified at each change of `pending()` and of `waiters` (for whoever waits on them)."""
 
     def open(self, key: object, server_id: str, bound_seconds: float) -> None:
         """`server_id`'s connection `key` is starting; waiters wait for it at most `bound_seconds`."""
         if not self._pending:
             self._settled = anyio.Event()
         self._pending.setdefault(key, _Pending(server_id, bound_seconds))
+        self.changes.notify()
 
     def close(self, key: object) -> None:
         """The first attempt of `key` is over (or it was stopped); no-op when not open."""
@@ -77,6 +82,7 @@ class StartupGate:
         entry.done.set()
         if not self._pending:
             self._settled.set()
+        self.changes.notify()
 
     def pending(self, scope: str | None = None) -> list[str]:
         """The server ids (replica members as `<server_id>/<n>`) still pending, all of them or
@@ -101,6 +107,7 @@ class StartupGate:
             return
         start = anyio.current_time()
         self.waiters += 1
+        self.changes.notify()
         try:
             for entry in entries:
                 with anyio.move_on_after(start + entry.bound_seconds - anyio.current_time()) as scope_:
@@ -113,6 +120,7 @@ class StartupGate:
                     )
         finally:
             self.waiters -= 1
+            self.changes.notify()
 
 
 def _logical(server_id: str) -> str:

@@ -87,9 +87,12 @@ async def until(condition: Callable[[], bool | Awaitable[bool]]) -> None:
     """Poll `condition` until it holds (the caller bounds the wait with `anyio.fail_after`).
 
     Only for waits on an outside process (a child's pid, a file it writes, a port, another
-    process's HTTP or CLI answers): what the hub itself does is waited on through its change
-    signals (`hub.signals.Changes`: `connection.wait_until`, `catalog.changes`, `bridge.changes`,
-    `endpoint.subscriptions.changes`) or a log line (`log_lines`)."""
+    process's HTTP or CLI answers, Redis): what the hub itself does is waited on through its
+    public waits and change signals (`Hub.wait_for_server(server_id, *states, where=...)`,
+    `Hub.server_changes`, `hub.signals.Changes`: `catalog.changes`, `bridge.changes`,
+    `endpoint.subscriptions.changes`, `fleet.startup.changes`; `hub.signals.wait_for_any` for a
+    condition over several of them) or a log line (`log_lines`); what a test's own client hears
+    is waited on through a `Changes` its handler notifies."""
     while True:
         value = condition()
         if value if isinstance(value, bool) else await value:
@@ -178,7 +181,7 @@ async def running_hub(
         hub = Hub(config)
         async with serve_app(hub.http_app()) as base_url:
             with anyio.fail_after(start_timeout):
-                await hub.fleet.wait_first_attempts()
+                await hub.wait_started()
             yield RunningHub(hub, base_url)
 
 

@@ -261,7 +261,6 @@ async def test_a_tool_answer_over_max_line_bytes_fails_only_that_call_and_the_ch
     flags = ["--id-last"] if id_order == "id-last" else []
     entry = faulty_entry("big", *flags, protocol=protocol)  # default max_line_bytes: 4 MiB
     async with running_hub({"big": entry}) as hub:
-        big = hub.hub.fleet.connections["big"]
         with anyio.fail_after(60):
             async with Client(hub.url) as client:
                 pid = _text(await client.call_tool("big__pid", {}))
@@ -277,12 +276,12 @@ async def test_a_tool_answer_over_max_line_bytes_fails_only_that_call_and_the_ch
                     failed_after = time.monotonic() - started
                 after = await client.call_tool("big__huge", {"size": 100 * 1024})
                 pid_after = _text(await client.call_tool("big__pid", {}))
-                state = big.state
+                status = hub.hub.server_status("big")
     assert over.is_error and _text(over) == f"result from big exceeded {DEFAULT_MAX_RESULT_BYTES} bytes"
     assert _text(slow[0]) == "done"  # the call in flight beside it was not disturbed
     assert len(_text(after)) == 100 * 1024 and not after.is_error
-    assert pid_after == pid and big.restarts == 0 and state is ServerState.READY
-    assert big.breaker.consecutive_failures == 0
+    assert pid_after == pid and status.restarts == 0 and status.state is ServerState.READY
+    assert status.breaker == "closed" and status.consecutive_failures == 0
     print(f"\n[measure] {id_order}: 8 MiB answer over a 4 MiB line cap refused after {failed_after * 1000:.0f} ms")
 
 
@@ -329,7 +328,6 @@ async def test_a_json_answer_over_the_cap_fails_only_that_call_with_bounded_hub_
     async with faulty_http(*flags) as (url, _process):
         entry = {"url": url, "protocol": protocol, "max_result_bytes": 65536}
         async with running_hub({"remote": entry}) as hub:
-            remote = hub.hub.fleet.connections["remote"]
             with anyio.fail_after(60):
                 async with Client(hub.url) as client:
                     _reset_peak_rss()
@@ -338,12 +336,12 @@ async def test_a_json_answer_over_the_cap_fails_only_that_call_with_bounded_hub_
                     grown = _peak_rss_bytes() - peak_before
                     under = await client.call_tool("remote__huge", {"size": 60_000})
                     echo = await client.call_tool("remote__echo", {"text": "after"})
-                    state = remote.state
+                    status = hub.hub.server_status("remote")
     assert over.is_error and _text(over) == "result from remote exceeded 65536 bytes"
     assert len(_text(under)) == 60_000 and not under.is_error
     assert _text(echo) == "after"
-    assert state is ServerState.READY and remote.restarts == 0
-    assert remote.breaker.consecutive_failures == 0
+    assert status.state is ServerState.READY and status.restarts == 0
+    assert status.breaker == "closed" and status.consecutive_failures == 0
     assert grown < 24 * MiB, f"the hub's peak RSS grew by {grown / MiB:.1f} MiB for a 64 MiB answer"
     shape = " ".join(flags) or "modern"
     print(f"\n[measure] {shape}: 64 MiB JSON answer refused; hub peak RSS grew {grown / MiB:.1f} MiB")

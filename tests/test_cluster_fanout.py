@@ -13,8 +13,9 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
+from hub.signals import Changes
 from tests.cluster_fixtures import RedisServer, replicas
-from tests.conftest import RunningHub, fixture_entry, until
+from tests.conftest import RunningHub, fixture_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -25,14 +26,21 @@ def _subscribed_at_server(hub: RunningHub) -> bool:
     return hub.hub.endpoint.subscriptions.subscribed_at_server("fx", "fixture://info")
 
 
+async def _wait_subscribed_at_server(hub: RunningHub, subscribed: bool = True) -> None:
+    """Wait (bound it) until hub's own subscription to the fixture's resource is `subscribed`."""
+    await hub.hub.endpoint.subscriptions.changes.wait_for(lambda: _subscribed_at_server(hub) == subscribed)
+
+
 async def test_an_update_reported_behind_hub_a_reaches_a_handshake_era_subscriber_on_hub_b_once(
     redis_server: RedisServer,
 ) -> None:
     updates: list[str] = []
+    arrived = Changes()  # notified at each update the subscriber hears
 
     async def on_message(message: object) -> None:
         if isinstance(message, types.ResourceUpdatedNotification):
             updates.append(str(message.params.uri))
+            arrived.notify()
 
     servers = {"fx": fixture_entry("fx", protocol="legacy")}
     async with replicas(2, servers, redis_server.url) as (a, b):
@@ -44,16 +52,16 @@ async def test_an_update_reported_behind_hub_a_reaches_a_handshake_era_subscribe
             ):
                 await subscriber.subscribe_resource(URI)
                 # Hub A subscribes its own server process for hub B's subscriber.
-                await until(lambda: _subscribed_at_server(a))
+                await _wait_subscribed_at_server(a)
                 await toucher.call_tool("fx__touch", {})  # reported by hub A's process only
-                await until(lambda: len(updates) >= 1)
+                await arrived.wait_for(lambda: len(updates) >= 1)
                 await subscriber.call_tool("fx__touch", {})  # reported by hub B's own process
-                await until(lambda: len(updates) >= 2)
+                await arrived.wait_for(lambda: len(updates) >= 2)
                 assert updates == [URI, URI]  # one delivery each: no echo, no duplicate
                 fanout_b = b.hub.endpoint.fanout
                 assert fanout_b is not None and fanout_b.delivered == 1
                 await subscriber.unsubscribe_resource(URI)
-                await until(lambda: not _subscribed_at_server(a))  # the interest is withdrawn everywhere
+                await _wait_subscribed_at_server(a, subscribed=False)  # the interest is withdrawn everywhere
 
 
 @pytest.mark.parametrize("server_era", ["legacy", "modern"])
@@ -65,7 +73,7 @@ async def test_an_update_reported_behind_hub_a_reaches_a_modern_era_listener_on_
         with anyio.fail_after(30):
             async with Client(b.url) as listener, Client(a.url) as toucher:
                 async with listener.listen(resource_subscriptions=[URI]) as stream:
-                    await until(lambda: _subscribed_at_server(a))
+                    await _wait_subscribed_at_server(a)
                     # A modern-era server is subscribed by reopening the hub's own listen stream in
                     # the background: touch until an update comes through (bounded in count).
                     event: object = None

@@ -18,6 +18,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
+from hub.signals import Changes
 from tests.cluster_fixtures import ADMIN_KEY, CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
 from tests.conftest import INITIALIZE, MCP_HEADERS, RunningHub, fixture_entry, tool_text, until
 
@@ -56,15 +57,18 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
         "principals": {"other": {"requests_per_second": 0.25, "burst": 4}},  # 4 per 16 s
     }
     updates: list[str] = []
+    arrived = Changes()  # notified at each update the subscriber hears
 
     async def on_message(message: object) -> None:
         if isinstance(message, types.ResourceUpdatedNotification):
             updates.append(str(message.params.uri))
+            arrived.notify()
 
     servers = {"fx": fixture_entry("fx", protocol="legacy")}
     async with replicas(2, servers, redis_server.url, auth=api_keys(), rate_limits=limits) as (a, b):
         failures: list[BaseException] = []
         done = {"before": 0, "during": 0, "after": 0}
+        answered = Changes()  # notified at each answered load call
         phase = {"now": "before"}
         stop = anyio.Event()
 
@@ -77,6 +81,7 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
                         text = tool_text(await client.call_tool("fx__echo", {"text": str(index)}))
                         assert text == str(index)
                         done[phase["now"]] += 1
+                        answered.notify()
                     except Exception as exc:  # every failure is reported by the assertion below
                         failures.append(exc)
 
@@ -88,16 +93,17 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
                 httpx2.AsyncClient(timeout=15) as http,
             ):
                 await subscriber.subscribe_resource(URI)
-                await until(lambda: a.hub.endpoint.subscriptions.subscribed_at_server("fx", "fixture://info"))
+                subscriptions = a.hub.endpoint.subscriptions
+                await subscriptions.changes.wait_for(lambda: subscriptions.subscribed_at_server("fx", "fixture://info"))
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(load, a)
                     tg.start_soon(load, b)
-                    await until(lambda: done["before"] >= 20)
+                    await answered.wait_for(lambda: done["before"] >= 20)
 
                     await redis_server.killed()
                     phase["now"] = "during"
                     await until(lambda: all(h.hub.store.health().status == "unavailable" for h in (a, b)))
-                    await until(lambda: done["during"] >= 20)
+                    await answered.wait_for(lambda: done["during"] >= 20)
                     ready = [await _admin_get(http, hub, "/readyz") for hub in (a, b)]
                     metrics_down = (await _admin_get(http, a, "/metrics")).text
                     # Meanwhile each replica counts alone: the limit of one per replica.
@@ -106,7 +112,7 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
                     await redis_server.restarted()
                     await until(lambda: all(h.hub.store.health().status == "ok" for h in (a, b)))
                     phase["now"] = "after"
-                    await until(lambda: done["after"] >= 20)
+                    await answered.wait_for(lambda: done["after"] >= 20)
                     stop.set()
                 ready_again = [await _admin_get(http, hub, "/readyz") for hub in (a, b)]
                 metrics_up = (await _admin_get(http, a, "/metrics")).text
@@ -119,7 +125,7 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
                     )
                 )
                 await toucher.call_tool("fx__touch", {})
-                await until(lambda: len(updates) >= 1)
+                await arrived.wait_for(lambda: len(updates) >= 1)
 
                 # Limits shared again: 12 requests over both replicas get the limit of one (4).
                 statuses = [await _initialize(http, (a, b)[index % 2], OTHER_KEY) for index in range(12)]

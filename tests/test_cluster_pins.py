@@ -15,7 +15,7 @@ from mcp import Client, MCPError
 from hub.cluster.pins import flatten, unflatten
 from hub.pin_status import DEFINITION_HELD
 from tests.cluster_fixtures import RedisServer
-from tests.conftest import ROOT, running_hub, tool_text, until
+from tests.conftest import ROOT, running_hub, tool_text
 
 pytestmark = pytest.mark.anyio
 
@@ -50,7 +50,7 @@ async def test_a_definition_approved_on_one_replica_is_served_on_the_other(redis
     with anyio.fail_after(60):
         # Hub A meets the server first and pins it (trust on first use), in Redis.
         async with running_hub({"rp": _rugpull()}, pinning="block", cluster=cluster) as a:
-            await until(lambda: a.hub.catalog.pin_status("tools", "rp", "echo") is not None)
+            await a.hub.catalog.changes.wait_for(lambda: a.hub.catalog.pin_status("tools", "rp", "echo") is not None)
             # Hub B starts later and meets the server already pulled: it has never seen the
             # original, yet holds the changed definitions, because the pins are shared.
             async with running_hub({"rp": _rugpull("--pulled")}, pinning="block", cluster=cluster) as b:
@@ -58,10 +58,11 @@ async def test_a_definition_approved_on_one_replica_is_served_on_the_other(redis
                     with pytest.raises(MCPError) as held:
                         await on_b.call_tool("rp__echo", {"text": "hi"})
                     # B's pending definitions reach A through Redis; approve them on A.
-                    await until(lambda: a.hub.pins.pending_names("rp") != [])
+                    # Each adoption from Redis rebuilds the catalog (`catalog.changes`).
+                    await a.hub.catalog.changes.wait_for(lambda: a.hub.pins.pending_names("rp") != [])
                     async with httpx2.AsyncClient(timeout=15) as http:
                         approved = await http.post(f"{a.base_url}/admin/pins/approve", json={"name": "rp__echo"})
-                    await until(
+                    await b.hub.catalog.changes.wait_for(
                         lambda: (
                             (s := b.hub.catalog.pin_status("tools", "rp", "echo")) is not None and s.state == "pinned"
                         )

@@ -22,6 +22,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import InitializeRequestParams
 from sse_starlette.sse import AppStatus
 
+from hub.signals import Changes
 from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
 from tests.conftest import RunningHub, fixture_entry, running_hub, tool_text, until
 
@@ -276,10 +277,12 @@ async def test_a_subscription_taken_through_one_replica_delivers_on_the_get_stre
     redis_server: RedisServer,
 ) -> None:
     updates: list[str] = []
+    arrived = Changes()  # notified at each update the client hears
 
     async def on_message(message: object) -> None:
         if isinstance(message, types.ResourceUpdatedNotification):
             updates.append(str(message.params.uri))
+            arrived.notify()
 
     uri = "fx+fixture://info"
     async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
@@ -294,7 +297,7 @@ async def test_a_subscription_taken_through_one_replica_delivers_on_the_get_stre
                 await until(lambda: _applied(hubs) == 2)
                 for count in (1, 2, 3):  # a touch through each replica: each update once
                     await client.call_tool("fx__touch", {})
-                    await until(lambda count=count: len(updates) >= count)
+                    await arrived.wait_for(lambda count=count: len(updates) >= count)
                 assert updates == [uri, uri, uri]
                 await client.unsubscribe_resource(uri)
                 await until(lambda: _applied(hubs) == 4)

@@ -150,7 +150,7 @@ def test_every_panel_reads_the_dashboards_datasource_and_fits_the_grid() -> None
 async def _serving(hub: Hub) -> AsyncIterator[RunningHub]:
     async with serve_app(hub.http_app()) as base_url:
         with anyio.fail_after(30):
-            await hub.fleet.wait_first_attempts()
+            await hub.wait_started()
         yield RunningHub(hub, base_url)
 
 
@@ -190,7 +190,6 @@ async def test_every_metric_the_dashboard_queries_exists_in_a_live_hubs_metrics(
     )
     hub = Hub(config, config_loader=lambda: config)
     async with _serving(hub) as running, httpx2.AsyncClient(timeout=30) as http:
-        spare = hub.fleet.connections["spare"]
 
         async def scraped() -> set[str]:
             return _sample_names((await http.get(f"{running.base_url}/metrics")).text)
@@ -204,7 +203,7 @@ async def test_every_metric_the_dashboard_queries_exists_in_a_live_hubs_metrics(
                     await client.call_tool("spare__fail_times", {"n": 1, "key": "budget"})
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(client.call_tool, "spare__slow", {"seconds": 2})
-                    await spare.wait_until(lambda c: c.in_flight == 1)
+                    await hub.wait_for_server("spare", where=lambda s: s.in_flight == 1)
                     with pytest.raises(MCPError):  # no slot, no queue: refused at once
                         await client.call_tool("spare__echo", {"text": "busy"})
                 await client.call_tool("spare__flip_tools", {})  # a new definition after pinning

@@ -274,7 +274,7 @@ async def test_the_balancer_config_spreads_requests_over_ready_replicas_and_skip
             hub = Hub(config.model_copy(update={"state_dir": str(tmp_path)}))
             urls.append(await stack.enter_async_context(serve_app(_counting(hub.http_app(), seen))))
             with anyio.fail_after(30):
-                await hub.fleet.wait_first_attempts()
+                await hub.wait_started()
         port = free_port()
         text = HAPROXY_CFG.read_text(encoding="utf-8").replace("bind :8080", f"bind 127.0.0.1:{port}")
         text = re.sub(r"\n    nameserver dns .*", "\n    nameserver dns 127.0.0.1:9", text)  # never asked

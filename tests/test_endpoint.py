@@ -72,7 +72,7 @@ async def test_a_handshake_era_client_and_a_modern_era_client_use_the_same_hub_a
 async def test_a_handshake_era_server_and_a_modern_era_server_serve_behind_the_same_hub() -> None:
     servers = {"old": fixture_entry("old", protocol="legacy"), "new": fixture_entry("new", protocol="modern")}
     async with running_hub(servers) as hub:
-        versions = {sid: c.protocol_version for sid, c in hub.hub.fleet.connections.items()}
+        versions = {status.server_id: status.protocol_version for status in hub.hub.server_statuses()}
         with anyio.fail_after(15):
             async with Client(hub.url) as client:
                 old = await client.call_tool("old__whoami", {})
@@ -131,7 +131,6 @@ async def test_a_server_that_fails_to_start_is_reported_while_the_others_serve()
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_server_that_dies_mid_call_fails_that_call_naming_it_and_is_restarted(mode: str) -> None:
     async with running_hub({"victim": fixture_entry("victim"), "bystander": fixture_entry("bystander")}) as hub:
-        victim = hub.hub.fleet.connections["victim"]
         with anyio.fail_after(30):
             async with Client(hub.url, mode=mode) as client:
                 first_pid = _text(await client.call_tool("victim__pid", {}))
@@ -139,29 +138,28 @@ async def test_a_server_that_dies_mid_call_fails_that_call_naming_it_and_is_rest
                     await client.call_tool("victim__crash", {})
                 # The other server is untouched, even while the victim is down.
                 assert _text(await client.call_tool("bystander__whoami", {})) == "bystander"
-                await victim.wait_for_state(ServerState.RESTARTING, ServerState.FAILED)
-                await victim.wait_for_state(ServerState.READY)
+                await hub.hub.wait_for_server("victim", ServerState.RESTARTING, ServerState.FAILED)
+                restarted = await hub.hub.wait_for_server("victim", ServerState.READY)
                 second_pid = _text(await client.call_tool("victim__pid", {}))
     assert raised.value.code == CONNECTION_CLOSED
     assert "victim" in raised.value.message
     assert second_pid != first_pid
-    assert victim.restarts >= 1
+    assert restarted.restarts >= 1
 
 
 async def test_a_killed_server_shows_in_readyz_and_every_other_route_keeps_working() -> None:
     async with running_hub({"victim": fixture_entry("victim"), "bystander": fixture_entry("bystander")}) as hub:
-        victim = hub.hub.fleet.connections["victim"]
         with anyio.fail_after(30):
             async with Client(hub.url) as client, httpx2.AsyncClient() as http:
                 os.kill(int(_text(await client.call_tool("victim__pid", {}))), signal.SIGKILL)
-                await victim.wait_for_state(ServerState.RESTARTING, ServerState.FAILED)
+                await hub.hub.wait_for_server("victim", ServerState.RESTARTING, ServerState.FAILED)
                 ready = (await http.get(f"{hub.base_url}/readyz")).json()
                 states = {server["server_id"]: server["state"] for server in ready["servers"]}
                 assert states["bystander"] == "ready" and states["victim"] != "ready"
                 assert _text(await client.call_tool("bystander__echo", {"text": "still here"})) == "still here"
                 # A call to the restarting victim waits for it (issue 10, item 1) and is answered.
                 assert _text(await client.call_tool("victim__whoami", {})) == "victim"
-                assert victim.restarts >= 1
+                assert hub.hub.server_status("victim").restarts >= 1
 
 
 @pytest.mark.parametrize("server_protocol", ["legacy", "modern"])
@@ -339,7 +337,6 @@ async def test_remote_servers_over_streamable_http_and_sse_are_federated(transpo
 async def test_a_remote_server_going_away_leaves_the_hub_and_other_servers_serving() -> None:
     async with http_fixture("--name", "remote") as (url, process):
         async with running_hub({"remote": {"url": url, "timeout_seconds": 5}, "local": fixture_entry("local")}) as hub:
-            remote = hub.hub.fleet.connections["remote"]
             with anyio.fail_after(30):
                 async with Client(hub.url) as client:
                     assert _text(await client.call_tool("remote__whoami", {})) == "remote"
@@ -348,7 +345,7 @@ async def test_a_remote_server_going_away_leaves_the_hub_and_other_servers_servi
                     with pytest.raises(MCPError) as raised:
                         await client.call_tool("remote__whoami", {})
                     assert _text(await client.call_tool("local__whoami", {})) == "local"
-                    await remote.wait_for_state(ServerState.RESTARTING, ServerState.FAILED)
+                    await hub.hub.wait_for_server("remote", ServerState.RESTARTING, ServerState.FAILED)
     assert "remote" in raised.value.message
 
 

@@ -43,9 +43,7 @@ async def test_each_era_pairing_relays_sampling_and_elicitation_from_a_real_serv
     client_mode: str, server_era: str
 ) -> None:
     async with running_hub({"fx": fixture_entry("fx", protocol=server_era)}) as hub:
-        connection = hub.hub.fleet.get("fx")
-        assert connection is not None
-        assert (connection.protocol_version == "2026-07-28") == (server_era == "modern")
+        assert (hub.hub.server_status("fx").protocol_version == "2026-07-28") == (server_era == "modern")
         with anyio.fail_after(20):
             async with Client(
                 hub.url, mode=client_mode, sampling_callback=_sampling, elicitation_callback=_elicitation

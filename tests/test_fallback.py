@@ -51,8 +51,7 @@ async def test_a_down_primary_is_served_by_its_fallback_only_for_tools_the_fallb
                     # Whether the hub already knows `a` is gone (not delivered) or learns it from
                     # this call (idempotent), the call is answered by `b`.
                     served = _text(await client.call_tool("a__pid", {}))
-                    connection = hub.hub.fleet.connections["a"]
-                    await connection.wait_until(lambda c: c.state is not ServerState.READY)
+                    await hub.hub.wait_for_server("a", ServerState.RESTARTING, ServerState.FAILED)
                     # `a__hang` stays a (reserved) route of `a`, but is no longer listed.
                     catalog = hub.hub.catalog
                     await catalog.changes.wait_for(lambda: not _listed_route(catalog.tool_route("a__hang")))

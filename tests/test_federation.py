@@ -37,6 +37,7 @@ from hub.federation import (
     FederationLoop,
 )
 from hub.servers import ServerState
+from hub.signals import wait_for_any
 from tests.conftest import (
     ROOT,
     LogLines,
@@ -46,7 +47,6 @@ from tests.conftest import (
     http_fixture,
     running_hub,
     tool_text,
-    until,
 )
 
 pytestmark = pytest.mark.anyio
@@ -165,12 +165,10 @@ def _tool_names(hub: Hub) -> set[str]:
 
 
 def _held_as_loop(hub: Hub, server_id: str) -> bool:
-    connection = hub.fleet.connections[server_id]
-    return (
-        connection.state is ServerState.FAILED
-        and connection.crash_looped
-        and (connection.last_error or "").startswith("federation loop:")
-    )
+    """`server_id` is `failed` as a federation loop (held: not retried until a restart; the
+    supervisor holds every federation loop, and clears the hold only as it restarts)."""
+    status = hub.server_status(server_id)
+    return status.state is ServerState.FAILED and (status.last_error or "").startswith("federation loop:")
 
 
 def _ring(names: str, protocol: str = "auto") -> dict[str, Callable[[dict[str, str]], dict[str, Any]]]:
@@ -204,9 +202,18 @@ def _ring_settled(hubs: dict[str, Hub], fixture: set[str]) -> bool:
     return all(_tool_names(hubs[name]) == expected(name) for name in names)
 
 
+async def _wait_ring_settled(hubs: dict[str, Hub], fixture: set[str]) -> None:
+    """Wait (bound it) until `_ring_settled`, re-checked at each change of a hub's catalog or
+    of the server it lists as the next hub."""
+    names = list(hubs)
+    peers = [hubs[name].server_changes(names[(i + 1) % len(names)]) for i, name in enumerate(names)]
+    await wait_for_any(lambda: _ring_settled(hubs, fixture), *peers, *(hub.catalog.changes for hub in hubs.values()))
+
+
 async def _fixture_tools(hub: Hub) -> set[str]:
-    await hub.fleet.connections["own"].wait_for_state(ServerState.READY)
-    return {tool.name for tool in hub.fleet.connections["own"].snapshot.tools}
+    """The names the hub's own fixture server lists (once it is ready, they are in the catalog)."""
+    await hub.wait_for_server("own", ServerState.READY)
+    return {tool.name.removeprefix("own__") for tool in hub.catalog.tools if tool.name.startswith("own__")}
 
 
 @pytest.mark.parametrize("protocol", ["auto", "legacy"])
@@ -217,15 +224,15 @@ async def test_two_hubs_that_list_each_other_detect_the_loop_in_one_start_up_rou
         hubs = {name: r.hub for name, r in running.items()}
         with anyio.fail_after(30):
             for hub in hubs.values():
-                await hub.fleet.wait_first_attempts()
+                await hub.wait_started()
             fixture = await _fixture_tools(hubs["a"])
             # One start-up round: each side's first attempt and the re-list its peer's change causes.
-            await until(lambda: _ring_settled(hubs, fixture))
+            await _wait_ring_settled(hubs, fixture)
         for name, peer in (("a", "b"), ("b", "a")):
             hub = hubs[name]
             assert len(hub.catalog.tools) <= 2 * len(fixture)
             if _held_as_loop(hub, peer):
-                assert hub.fleet.connections[peer].snapshot.tools == ()
+                assert hub.server_status(peer).tools == 0
                 (status,) = [s for s in hub.endpoint.admin.readiness()[1]["servers"] if s["server_id"] == peer]
                 assert status["state"] == "failed" and status["last_error"].startswith("federation loop: ")
 
@@ -234,7 +241,7 @@ async def test_a_hub_that_comes_up_after_its_peer_is_refused_by_the_peer_when_it
     port_a = free_port()  # nothing listens there yet: hub B's first attempt at A fails
     servers_b = {"own": fixture_entry("b"), "a": {"url": f"http://127.0.0.1:{port_a}/mcp"}}
     async with running_hub(servers_b, hub_id="hub-b") as b:
-        assert b.hub.fleet.connections["a"].state is ServerState.FAILED
+        assert b.hub.server_status("a").state is ServerState.FAILED
         config_a = {
             "hub_id": "hub-a",
             "state_dir": str(tmp_path),
@@ -249,7 +256,7 @@ async def test_a_hub_that_comes_up_after_its_peer_is_refused_by_the_peer_when_it
                 try:
                     with anyio.fail_after(60):  # B retries A with its backoff (0.5 s doubling)
                         fixture = await _fixture_tools(a)
-                        await until(lambda: _ring_settled({"a": a, "b": b.hub}, fixture))
+                        await _wait_ring_settled({"a": a, "b": b.hub}, fixture)
                 finally:
                     server.stop()
         finally:
@@ -262,9 +269,9 @@ async def test_three_hubs_in_a_ring_detect_the_loop_and_stay_bounded() -> None:
         hubs = {name: r.hub for name, r in running.items()}
         with anyio.fail_after(60):
             for hub in hubs.values():
-                await hub.fleet.wait_first_attempts()
+                await hub.wait_started()
             fixture = await _fixture_tools(hubs["a"])
-            await until(lambda: _ring_settled(hubs, fixture))
+            await _wait_ring_settled(hubs, fixture)
         for hub in hubs.values():
             assert len(hub.catalog.tools) <= 3 * len(fixture)
 
@@ -274,23 +281,23 @@ async def test_a_hub_that_lists_itself_holds_that_server_failed_as_a_federation_
     async with federated_hubs(specs) as hubs:
         a = hubs["a"].hub
         with anyio.fail_after(30):
-            await a.fleet.wait_first_attempts()
-            await a.fleet.connections["me"].wait_until(lambda _: _held_as_loop(a, "me"))
-        me = a.fleet.connections["me"]
+            await a.wait_started()
+            me = await a.wait_for_server("me", where=lambda _: _held_as_loop(a, "me"))
         assert "hub-a -> hub-a" in (me.last_error or "")
         assert all(name.startswith("fx__") for name in _tool_names(a))
-        restarts = me.restarts
-        me.restart()  # an operator's restart tries once more, and the loop is held again
+        async with httpx2.AsyncClient() as http:  # an operator's restart tries once more, and the loop is held again
+            restart = await http.post(f"{hubs['a'].base_url}/admin/servers/me/restart")
+        assert restart.status_code == 202
         with anyio.fail_after(30):
-            await me.wait_until(lambda c: c.restarts > restarts and _held_as_loop(a, "me"))
+            await a.wait_for_server("me", where=lambda s: s.restarts > me.restarts and _held_as_loop(a, "me"))
 
 
 async def test_a_servers_tools_over_its_max_tools_are_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="hub.servers")
     async with running_hub({"fx": fixture_entry("fx", "--extra-tools", "30", max_tools=12)}) as hub:
-        connection = hub.hub.fleet.connections["fx"]
-        assert connection.state is ServerState.READY
-        assert len(connection.snapshot.tools) == 12
+        status = hub.hub.server_status("fx")
+        assert status.state is ServerState.READY
+        assert status.tools == 12
         assert len(hub.hub.catalog.tools) == 12
     warning = next(r.getMessage() for r in caplog.records if "max_tools" in r.getMessage())
     assert "server fx offers" in warning and "max_tools 12" in warning and "dropped the last" in warning
@@ -377,7 +384,7 @@ async def hub_of_hubs(b_to_a: str, fx_protocol: str = "auto") -> AsyncIterator[t
 @pytest.mark.parametrize("client_mode", ["legacy", "auto"])
 async def test_a_hub_of_hubs_serves_calls_progress_and_relays_across_both_hops(b_to_a: str, client_mode: str) -> None:
     async with hub_of_hubs(b_to_a) as (a, b):
-        assert b.hub.fleet.connections["a"].state is ServerState.READY
+        assert b.hub.server_status("a").state is ServerState.READY
         progress: list[float] = []
 
         async def on_progress(value: float, total: float | None, message: str | None) -> None:

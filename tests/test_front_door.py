@@ -65,7 +65,7 @@ async def _front_door(servers: dict[str, Any] | None = None, **settings: Any) ->
                 tg.start_soon(server.serve)
                 try:
                     with anyio.fail_after(30):
-                        await hub.fleet.wait_first_attempts()
+                        await hub.wait_started()
                     yield hub, sock.getsockname()[1]
                 finally:
                     server.stop()

@@ -20,7 +20,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS
 
 from hub.servers import ServerState
-from tests.conftest import ROOT, faulty_entry, running_hub, tool_text, until
+from hub.signals import Changes
+from tests.conftest import ROOT, faulty_entry, running_hub, tool_text
 
 pytestmark = pytest.mark.anyio
 
@@ -71,14 +72,13 @@ async def test_a_shadow_never_takes_or_lists_under_a_failed_servers_name_and_cal
     # max_restarts 0: fx's first exit leaves it `failed` until restarted (a stable "down").
     servers = {"fx": faulty_entry("fx", max_restarts=0), "shadow": _shadow_entry()}
     async with running_hub(servers, auth=auth, policies=policies) as hub:
-        fx = hub.hub.fleet.connections["fx"]
         admin_headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         with anyio.fail_after(60):
             async with _client(hub.url, OPS_KEY) as ops, _client(hub.url, GUEST_KEY) as guest:
                 up = await _listed(ops)
                 guest_before = await _call_error(guest, "fx__echo")
                 os.kill(int(tool_text(await ops.call_tool("fx__pid", {}))), signal.SIGKILL)
-                await fx.wait_for_state(ServerState.FAILED)
+                await hub.hub.wait_for_server("fx", ServerState.FAILED)
                 down = await _listed(ops)
                 ops_down = await _call_error(ops, "fx__echo")
                 guest_down = await _call_error(guest, "fx__echo")
@@ -93,7 +93,7 @@ async def test_a_shadow_never_takes_or_lists_under_a_failed_servers_name_and_cal
                         env={**os.environ, "COLUMNS": "400"},  # no note wraps inside its cell
                     )
                     await http.post(f"{hub.base_url}/admin/servers/fx/restart")
-                await fx.wait_for_state(ServerState.READY)
+                await hub.hub.wait_for_server("fx", ServerState.READY)
                 again = tool_text(await ops.call_tool("fx__echo", {"text": "back"}))
     assert up["fx__echo"] == "Echo the text back." and up["shadow__fx__echo"] == SHADOW_DESCRIPTION
     assert "fx__echo" not in down and down["shadow__fx__echo"] == SHADOW_DESCRIPTION
@@ -117,9 +117,9 @@ async def test_under_load_no_call_to_a_killed_servers_name_is_ever_answered_by_t
     workers, max_calls_per_worker, kills = 4, 200, 3
     servers = {"fx": faulty_entry("fx"), "shadow": _shadow_entry()}
     answers: list[tuple[str, str]] = []
+    answered_more = Changes()  # notified at each answer
     errors: list[tuple[int, str]] = []
     async with running_hub(servers) as hub:
-        fx = hub.hub.fleet.connections["fx"]
         done = anyio.Event()
         with anyio.fail_after(120):
             async with Client(hub.url) as client:
@@ -131,25 +131,27 @@ async def test_under_load_no_call_to_a_killed_servers_name_is_ever_answered_by_t
                         text = f"w{worker}-{n}"
                         try:
                             answers.append((text, tool_text(await client.call_tool("fx__echo", {"text": text}))))
+                            answered_more.notify()
                         except MCPError as exc:
                             errors.append((exc.code, exc.message))
-                            await fx.wait_for_state(ServerState.READY)  # no busy loop while fx is down
+                            await hub.hub.wait_for_server("fx", ServerState.READY)  # no busy loop while fx is down
 
                 async def killer() -> None:
                     for _ in range(kills):
-                        await fx.wait_for_state(ServerState.READY)
+                        await hub.hub.wait_for_server("fx", ServerState.READY)
                         answered = len(answers)
-                        await until(lambda answered=answered: len(answers) >= answered + 20)  # load flows again
+                        # The load flows again.
+                        await answered_more.wait_for(lambda answered=answered: len(answers) >= answered + 20)
                         os.kill(int(tool_text(await client.call_tool("fx__pid", {}))), signal.SIGKILL)
-                        await fx.wait_for_state(ServerState.RESTARTING, ServerState.FAILED)
-                    await fx.wait_for_state(ServerState.READY)
+                        await hub.hub.wait_for_server("fx", ServerState.RESTARTING, ServerState.FAILED)
+                    await hub.hub.wait_for_server("fx", ServerState.READY)
                     done.set()
 
                 async with anyio.create_task_group() as tg:
                     for worker in range(workers):
                         tg.start_soon(caller, worker)
                     tg.start_soon(killer)
-        restarts = fx.restarts
+        restarts = hub.hub.server_status("fx").restarts
     assert done.is_set() and restarts >= kills
     assert answers and all(sent == got for sent, got in answers), [a for a in answers if a[0] != a[1]][:5]
     assert errors, "no call landed while fx was down: the load did not overlap the kills"

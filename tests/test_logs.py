@@ -3,6 +3,7 @@ across the hub's log lines (endpoint -> router -> server connection) and never r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -20,6 +21,7 @@ from mcp import Client, MCPError
 from hub.app import Hub
 from hub.config import parse_config
 from hub.logs import JsonFormatter, TextFormatter, counted, request_id_var, server_id_var
+from hub.signals import Changes
 from tests.conftest import faulty_entry, fixture_entry, running_hub, tool_text, until
 from tests.test_cli import _serving, _write_config
 from tests.test_reload import faulty, serve_hub
@@ -32,9 +34,17 @@ class _Lines(logging.Handler):
         super().__init__(logging.DEBUG)
         self.setFormatter(JsonFormatter())
         self.lines: list[str] = []
+        self.changes = Changes()
+        """Notified (on the event loop that made this handler) after each line."""
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # made outside an event loop: nobody waits on it
+            self._loop = None
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.changes.notify)  # a line may come from any thread
 
 
 @contextmanager
@@ -135,7 +145,7 @@ async def test_a_burst_of_list_changed_causes_one_re_list_and_one_log_line(proto
             before = await tools_lists()
             # The server sends its 5 notifications before the answer, in one burst.
             assert tool_text(await client.call_tool("fx__announce_changes", {"n": 5})) == "announced 5"
-            await until(lambda: any("re-listing" in message for message in _messages(captured)))
+            await captured.changes.wait_for(lambda: any("re-listing" in message for message in _messages(captured)))
             await until(lambda: _at_least(tools_lists, before + 1))
             after = await tools_lists()
     relists = [message for message in _messages(captured) if "re-listing" in message]

@@ -142,19 +142,20 @@ async def test_a_short_lived_oauth_token_is_renewed_before_it_expires(monkeypatc
         serve_auth_server({"hub": Registration(CLIENT_SECRET, expires_in_seconds=1)}) as auth,
         http_fixture("--probe-tools") as (url, _process),
     ):
-        async with running_hub({"sso": {"url": url, "oauth": _oauth(auth)}}) as hub:
-            calls, seen = 0, ""
+        # The hub's own health checks (every 0.1 s while idle) carry the token between calls.
+        entry = {"url": url, "oauth": _oauth(auth), "health_check_interval_seconds": 0.1}
+        async with running_hub({"sso": entry}) as hub:
             with anyio.fail_after(15):
                 async with Client(hub.url) as client:
                     first = _text(await client.call_tool("sso__seen_authorization", {}))
                     # The server never answers 401 here: a new token can only come from the expiry.
-                    while seen in ("", first) and calls < 300:
-                        calls += 1
-                        seen = _text(await client.call_tool("sso__seen_authorization", {}))
-                        await anyio.sleep(0.02)
+                    await auth.changes.wait_for(lambda: len(auth.tokens_for("hub")) >= 2)
+                    seen = _text(await client.call_tool("sso__seen_authorization", {}))
+                    requests = int(_text(await client.call_tool("sso__authorized_requests", {})))
     tokens = auth.tokens_for("hub")
-    assert seen == f"Bearer {tokens[-1]}" and first != seen
-    assert len(tokens) < calls  # cached between renewals, not fetched per call
+    assert auth.refused == 0
+    assert first == f"Bearer {tokens[0]}" and seen == f"Bearer {tokens[-1]}" and first != seen
+    assert len(tokens) < requests  # cached between renewals, not fetched per request
 
 
 async def test_a_401_from_the_server_makes_the_hub_fetch_one_new_token_and_retry_once(
@@ -195,24 +196,24 @@ async def test_a_renewal_refused_mid_life_takes_the_server_down_with_the_reason_
         serve_auth_server({"hub": Registration(CLIENT_SECRET, expires_in_seconds=1)}) as auth,
         http_fixture("--probe-tools") as (url, _process),
     ):
-        async with running_hub({"sso": {"url": url, "oauth": _oauth(auth)}}) as hub:
-            connection = hub.hub.fleet.connections["sso"]
+        entry = {"url": url, "oauth": _oauth(auth), "health_check_interval_seconds": 0.1}  # checks renew it
+        async with running_hub({"sso": entry}) as hub:
             with anyio.fail_after(20):
                 async with Client(hub.url) as client:
                     assert _text(await client.call_tool("sso__whoami", {})) == "fixture"
                     registration = auth.clients.pop("hub")  # the authorization server revokes the hub
+                    # The token is due for renewal about 0.9 s after it was issued; a call made
+                    # after the endpoint refused the renewal fails.
+                    await auth.changes.wait_for(lambda: auth.refused >= 1)
                     failure: MCPError | None = None
-                    for _ in range(200):  # until the token is due for renewal (about 0.9 s)
-                        try:
-                            await client.call_tool("sso__whoami", {})
-                        except MCPError as exc:
-                            failure = exc
-                            break
-                        await anyio.sleep(0.02)
-                await connection.wait_for_state(ServerState.RESTARTING, ServerState.FAILED)
-                reason = connection.last_error
+                    try:
+                        await client.call_tool("sso__whoami", {})
+                    except MCPError as exc:
+                        failure = exc
+                down = await hub.hub.wait_for_server("sso", ServerState.RESTARTING, ServerState.FAILED)
                 auth.clients["hub"] = registration
-                await connection.wait_for_state(ServerState.READY)
+                await hub.hub.wait_for_server("sso", ServerState.READY)
+            reason = down.last_error
     assert failure is not None and CLIENT_SECRET not in str(failure)
     assert reason is not None and f"{auth.token_url} refused the client credentials: HTTP 401" in reason
     assert CLIENT_SECRET not in reason
@@ -245,9 +246,8 @@ async def test_a_refused_or_unreachable_token_endpoint_fails_the_server_naming_t
                 pages = await _hub_pages(hub)
                 statuses = {}
                 for sid in ("refused", "nowhere"):  # between retries the state is `restarting` for a moment
-                    connection = hub.hub.fleet.connections[sid]
-                    await connection.wait_for_state(ServerState.FAILED)
-                    statuses[sid] = connection.status()  # as it failed, before its next retry
+                    # as it failed, before its next retry
+                    statuses[sid] = await hub.hub.wait_for_server(sid, ServerState.FAILED)
             refused, unreachable = statuses["refused"], statuses["nowhere"]
     assert refused.state is ServerState.FAILED and unreachable.state is ServerState.FAILED
     assert refused.last_error == (

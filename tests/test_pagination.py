@@ -28,7 +28,7 @@ from hub.config import parse_config
 from hub.federation import FEDERATION_KEY
 from hub.list_freshness import LIST_TTL_MS
 from hub.pages import PAGE_MAX_BYTES, InvalidCursor, decode_cursor, encode_cursor, page_of
-from tests.conftest import RunningHub, fixture_entry, running_hub, until
+from tests.conftest import RunningHub, fixture_entry, running_hub
 
 pytestmark = pytest.mark.anyio
 
@@ -331,7 +331,7 @@ async def test_a_cursor_stays_valid_while_servers_and_tools_come_and_go_between_
                 # `old` is removed and server `new` added by a reload.
                 await client.call_tool("fx__add_tool", {"name": "aaa"})
                 await client.call_tool("fx__add_tool", {"name": "zzz"})
-                await until(lambda: {"fx__aaa", "fx__zzz"} <= {tool.name for tool in catalog.tools})
+                await catalog.changes.wait_for(lambda: {"fx__aaa", "fx__zzz"} <= {tool.name for tool in catalog.tools})
                 config = hub.hub.config
                 new_servers = {"fx": servers["fx"], "new": fixture_entry("new")}
                 reloaded = parse_config(
@@ -339,7 +339,7 @@ async def test_a_cursor_stays_valid_while_servers_and_tools_come_and_go_between_
                 )
                 report = await hub.hub.reload(reloaded)
                 assert report.status == "applied" and report.plan.removed == ("old",)
-                await until(lambda: "new__echo" in {tool.name for tool in catalog.tools})
+                await catalog.changes.wait_for(lambda: "new__echo" in {tool.name for tool in catalog.tools})
                 rest, _ = await walk(client, "tools", first.next_cursor)
         after = [tool.name for tool in catalog.tools]
     seen += flat(rest)

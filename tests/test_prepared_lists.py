@@ -21,7 +21,7 @@ from hub.policy import Access, Policy
 from hub.prepared_lists import WARM_VERSIONS, PreparedLists, _wired, warm_lists
 from hub.principals import Principal
 from hub.servers import ServerSnapshot
-from tests.conftest import fixture_entry, running_hub, until
+from tests.conftest import fixture_entry, running_hub
 from tests.test_pagination import ERAS, client_for, flat, walk
 
 VERSIONS = ["2025-11-25", "2026-07-28"]
@@ -275,7 +275,7 @@ async def test_a_servers_list_changed_and_a_reload_reach_the_next_walk_of_prepar
                 await client.call_tool("fx__add_tool", {"name": "aaa"})  # the server sends list_changed
                 with pytest.raises(MCPError) as refused:
                     await client.list_tools(cursor="garbage!")
-            await until(lambda: "fx__aaa" in {tool.name for tool in catalog.tools})
+            await catalog.changes.wait_for(lambda: "fx__aaa" in {tool.name for tool in catalog.tools})
             second = await fresh_walk()
             config = hub.hub.config
             reloaded = parse_config(
@@ -284,7 +284,7 @@ async def test_a_servers_list_changed_and_a_reload_reach_the_next_walk_of_prepar
                 file="<test>",
             )  # fmt: skip
             assert (await hub.hub.reload(reloaded)).status == "applied"
-            await until(lambda: "new__echo" in {tool.name for tool in catalog.tools})
+            await catalog.changes.wait_for(lambda: "new__echo" in {tool.name for tool in catalog.tools})
             third = await fresh_walk()
             listed = [tool.name for tool in catalog.tools]
     assert "fx__aaa" not in first and second == sorted([*first, "fx__aaa"])

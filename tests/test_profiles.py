@@ -30,7 +30,8 @@ from hub.config.catalog import ProfileConfig
 from hub.endpoint.profiles import ProfileFace
 from hub.endpoint.search_mode import CALL_TOOL, SEARCH_TOOLS
 from hub.servers import ServerSnapshot
-from tests.conftest import RunningHub, fixture_entry, running_hub, until
+from hub.signals import Changes
+from tests.conftest import RunningHub, fixture_entry, running_hub
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
@@ -240,11 +241,13 @@ async def test_a_profile_in_search_mode_searches_and_calls_only_within_the_profi
 async def test_a_profile_hears_list_changed_for_changes_inside_it_only(mode: str) -> None:
     profiles = {"echoes": {"include": ["*__echo*"]}}
     changed = 0
+    heard = Changes()  # notified at every list_changed the profile's client hears
 
     async def on_message(message: Any) -> None:
         nonlocal changed
         if isinstance(message, types.ToolListChangedNotification):
             changed += 1
+            heard.notify()
 
     async with running_hub(SERVERS, profiles=profiles) as hub:
         with anyio.fail_after(30):
@@ -259,7 +262,7 @@ async def test_a_profile_hears_list_changed_for_changes_inside_it_only(mode: str
                 else:
                     await admin.call_tool("alpha__add_tool", {"name": "outside"})
                     await admin.call_tool("alpha__add_tool", {"name": "echo_inside"})
-                    await until(lambda: changed >= 1)
+                    await heard.wait_for(lambda: changed >= 1)
                 names = [t.name for t in (await client.list_tools()).tools]
     assert names == ["alpha__echo", "alpha__echo_inside", "beta__echo"]
     if mode == "legacy":

@@ -256,7 +256,7 @@ EXPORTS = {
     "hub.servers.connection": ["ServerConnection"],
     "hub.servers.lifecycle": ["Lifecycle"],
     "hub.servers.status": ["health_state", "status_of"],
-    "hub.signals": ["Changes"],
+    "hub.signals": ["Changes", "wait_for_any"],
     "hub.servers.fleet": ["Fleet"],
     "hub.servers.calls": ["RawResult", "Sender"],
     "hub.servers.failures": ["SERVER_EXCHANGE_ERRORS", "Breakage", "classify", "request_errors"],

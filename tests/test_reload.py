@@ -53,7 +53,7 @@ async def serve_hub(hub: Hub) -> AsyncIterator[RunningHub]:
     and the HTTP app is up."""
     async with serve_app(hub.http_app()) as base_url:
         with anyio.fail_after(30):
-            await hub.fleet.wait_first_attempts()
+            await hub.wait_started()
             async with httpx2.AsyncClient(timeout=30) as probe:  # answered once the app's lifespan is up
                 assert (await probe.get(f"{base_url}/readyz")).status_code == 200
         yield RunningHub(hub, base_url)
@@ -163,6 +163,7 @@ async def test_a_removed_server_finishes_its_in_flight_call_and_one_past_the_dra
     config_file = tmp_path / "hub.yaml"
     write_config(config_file, {"keep": faulty("keep"), "gone": faulty("gone"), "stuck": faulty("stuck")})
     async with serving(config_file) as hub:
+        # White-box: each removed connection's own state, read after it left the fleet.
         gone, stuck = hub.hub.fleet.get("gone"), hub.hub.fleet.get("stuck")
         assert gone is not None and stuck is not None
         answers: list[str] = []
@@ -180,13 +181,13 @@ async def test_a_removed_server_finishes_its_in_flight_call_and_one_past_the_dra
                         failures.append(exc)
 
                 tg.start_soon(slow_call)
-                await gone.wait_until(lambda c: c.in_flight > 0)
+                await hub.hub.wait_for_server("gone", where=lambda s: s.in_flight > 0)
                 write_config(config_file, {"keep": faulty("keep"), "stuck": faulty("stuck")})
                 code, report = await post_reload(hub)
                 names = await _tool_names(client)
 
                 tg.start_soon(hanging_call)
-                await stuck.wait_until(lambda c: c.in_flight > 0)
+                await hub.hub.wait_for_server("stuck", where=lambda s: s.in_flight > 0)
                 write_config(config_file, {"keep": faulty("keep")}, drain_timeout_seconds=0.5)
                 stuck_code, stuck_report = await post_reload(hub)
     assert code == 200
@@ -318,8 +319,6 @@ async def test_a_thousand_calls_in_flight_across_a_reload_are_all_answered(tmp_p
     config_file = tmp_path / "hub.yaml"
     write_config(config_file, {"keep": faulty("keep", **limits), "swap": faulty("swap", **limits)})
     async with serving(config_file) as hub:
-        keep, swap = hub.hub.fleet.get("keep"), hub.hub.fleet.get("swap")
-        assert keep is not None and swap is not None
         answers: list[str] = []
         failures: list[str] = []
 
@@ -342,8 +341,8 @@ async def test_a_thousand_calls_in_flight_across_a_reload_are_all_answered(tmp_p
                 for index in range(10):
                     tg.start_soon(client_calls, "keep" if index % 2 else "swap", 100)
                 # 500 calls each, all in flight at once (max_concurrency 1000).
-                await keep.wait_until(lambda c: c.in_flight >= 500)
-                await swap.wait_until(lambda c: c.in_flight >= 500)
+                keep = await hub.hub.wait_for_server("keep", where=lambda s: s.in_flight >= 500)
+                swap = await hub.hub.wait_for_server("swap", where=lambda s: s.in_flight >= 500)
                 in_flight_at_reload = keep.in_flight + swap.in_flight
                 write_config(
                     config_file,

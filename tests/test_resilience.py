@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from hub.admission import BreakerState, CircuitBreaker, ConcurrencyLimiter, Retr
 from hub.config import BreakerConfig
 from hub.errors import ServerUnavailable
 from hub.result_cap import oversized
+from hub.servers import ServerState, ServerStatus
 from tests.conftest import Recorder, faulty_entry, faulty_http, fixture_entry, running_hub
 from tests.conftest import tool_text as _text
 from tests.conftest import until as _until
@@ -254,33 +255,38 @@ async def test_failing_health_checks_show_degraded_then_open_in_readyz_and_recov
     )
     other = fixture_entry("ok")
     async with running_hub({"fx": entry, "ok": other}) as hub:
-        connection = hub.hub.fleet.connections["fx"]
         with anyio.fail_after(30):
             async with Client(hub.url) as client, httpx2.AsyncClient() as http:
                 pid = int(_text(await client.call_tool("fx__pid", {})))
 
-                async def states() -> dict[str, str]:
+                async def readyz_state() -> str:
                     body = (await http.get(f"{hub.base_url}/readyz")).json()
-                    return {s["server_id"]: s["state"] for s in body["servers"]}
+                    return {s["server_id"]: s["state"] for s in body["servers"]}["fx"]
 
                 seen: set[str] = set()
+                breakers: set[str] = set()
+
+                def opened(status: ServerStatus) -> bool:
+                    seen.add(status.state.value)
+                    breakers.add(status.breaker)
+                    return status.state is ServerState.OPEN
+
                 os.kill(pid, signal.SIGSTOP)
                 try:
-                    while "open" not in seen:
-                        seen.add((await states())["fx"])
-                        await anyio.sleep(0.05)
+                    # Re-checked after every health check (each one notifies the connection's changes).
+                    await hub.hub.wait_for_server("fx", where=opened)
+                    # Open until a check succeeds again, and the server stays stopped until SIGCONT.
+                    open_in_readyz = await readyz_state()
                     # Fail open: the other server keeps serving while fx is open.
                     assert _text(await client.call_tool("ok__echo", {"text": "still"})) == "still"
                 finally:
                     os.kill(pid, signal.SIGCONT)
-                await _until(lambda: _is_ready(states()))
+                await hub.hub.wait_for_server("fx", where=lambda s: s.state is ServerState.READY)
+                ready_in_readyz = await readyz_state()
                 assert _text(await client.call_tool("fx__echo", {"text": "back"})) == "back"
     assert {"degraded", "open"} <= seen
-    assert connection.breaker.opens >= 1
-
-
-async def _is_ready(states: Awaitable[dict[str, str]]) -> bool:
-    return (await states)["fx"] == "ready"
+    assert open_in_readyz == "open" and ready_in_readyz == "ready"
+    assert "open" in breakers
 
 
 # ---------------------------------------------------------------- bounds

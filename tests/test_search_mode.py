@@ -39,7 +39,8 @@ from hub.policy import Access, Policy
 from hub.principals import Principal
 from hub.search import words
 from hub.servers import ServerSnapshot, ServerState
-from tests.conftest import ROOT, fixture_entry, running_hub, until
+from hub.signals import Changes
+from tests.conftest import ROOT, fixture_entry, running_hub
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
@@ -158,7 +159,9 @@ async def test_the_index_follows_catalog_changes_so_a_new_tool_is_found_at_once(
             async with _client(hub.url, mode="legacy") as client:
                 before = await _search(client, "quantum flux capacitor")
                 await client.call_tool("fx__add_tool", {"name": "quantum_flux_capacitor"})
-                await until(lambda: hub.hub.catalog.tool_route("fx__quantum_flux_capacitor") is not None)
+                await hub.hub.catalog.changes.wait_for(
+                    lambda: hub.hub.catalog.tool_route("fx__quantum_flux_capacitor") is not None
+                )
                 after = await _search(client, "quantum flux capacitor")
     assert "fx__quantum_flux_capacitor" not in before
     assert after[0] == "fx__quantum_flux_capacitor"
@@ -259,12 +262,11 @@ async def test_call_tool_of_a_server_that_dies_or_is_down_fails_with_server_unav
     # max_restarts 0: the victim's first exit leaves it `failed` (a stable "down").
     servers = {"victim": fixture_entry("victim", max_restarts=0), "bystander": fixture_entry("bystander")}
     async with running_hub(servers, catalog=SEARCH) as hub:
-        victim = hub.hub.fleet.connections["victim"]
         with anyio.fail_after(30):
             async with _client(hub.url) as client:
                 with pytest.raises(MCPError) as mid_call:
                     await client.call_tool(CALL_TOOL, {"name": "victim__crash", "arguments": {}})
-                await victim.wait_for_state(ServerState.FAILED)
+                await hub.hub.wait_for_server("victim", ServerState.FAILED)
                 with pytest.raises(MCPError) as down:
                     await client.call_tool(CALL_TOOL, {"name": "victim__pid", "arguments": {}})
                 with pytest.raises(MCPError) as direct:
@@ -436,12 +438,14 @@ async def test_expose_found_adds_a_sessions_found_tools_to_its_list_and_tells_on
     catalog = {**SEARCH, "expose_found": True, "max_found": 2}
     changed: dict[str, int] = {"a": 0, "b": 0}
     heard: dict[str, anyio.Event] = {"a": anyio.Event(), "b": anyio.Event()}
+    notes = Changes()  # notified at every list_changed a client hears
 
     def handler(who: str) -> Any:
         async def on_message(message: Any) -> None:
             if isinstance(message, types.ToolListChangedNotification):
                 changed[who] += 1
                 heard[who].set()
+                notes.notify()
 
         return on_message
 
@@ -459,7 +463,7 @@ async def test_expose_found_adds_a_sessions_found_tools_to_its_list_and_tells_on
                     await _search(a, "echo the text back", limit=1)  # nothing new: no list_changed
                     await _search(a, "environment variable value", limit=1)
                     await _search(a, "process id", limit=1)
-                    await until(lambda: changed["a"] == 3)
+                    await notes.wait_for(lambda: changed["a"] == 3)
                     capped = await _names(a)
     assert a_names == ["call_tool", "fx__echo", "search_tools"]
     assert b_names == ["call_tool", "search_tools"]
@@ -521,7 +525,9 @@ async def test_a_prefix_false_server_cannot_take_a_search_mode_tool_name() -> No
         with anyio.fail_after(20):
             async with _client(hub.url, mode="legacy") as client:
                 await client.call_tool("add_tool", {"name": "search_tools"})
-                await until(lambda: hub.hub.catalog.tool_route("fx__search_tools") is not None)
+                await hub.hub.catalog.changes.wait_for(
+                    lambda: hub.hub.catalog.tool_route("fx__search_tools") is not None
+                )
                 own = await client.call_tool("fx__search_tools", {"text": "the server's"})
                 hubs = await _search(client, "echo the text back")
     route = hub.hub.catalog.tool_route("fx__search_tools")

@@ -58,7 +58,7 @@ async def test_a_remote_servers_header_secret_appears_in_no_log_or_admin_output(
                 async with Client(hub.url) as client:
                     assert (await client.call_tool("remote__whoami", {})).content
                 outputs = await _hub_outputs(hub.base_url)
-            gone = hub.hub.fleet.connections["gone"]
+            gone = hub.hub.server_status("gone")
     assert gone.state is not ServerState.READY and gone.last_error
     assert HEADER_SECRET not in caplog.text
     assert HEADER_SECRET not in outputs

@@ -26,6 +26,7 @@ from mcp import Client, MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from hub.servers import ServerState
+from hub.signals import Changes
 from tests.conftest import until
 from tests.test_reload import faulty, post_reload, serving, write_config
 
@@ -61,6 +62,8 @@ class _Tally:
     unclear: list[tuple[str, str]] = field(default_factory=list)
     """Errors that are not a clear -32000/-32001 naming the server (a subset of `errors`)."""
     answers_per_token: dict[str, int] = field(default_factory=dict)
+    issuing: Changes = field(default_factory=Changes)
+    """Notified at each call issued (the killer and the reloader wait on the count)."""
 
 
 def _text(result: types.CallToolResult) -> str:
@@ -93,6 +96,7 @@ async def test_thousands_of_calls_survive_random_kills_and_a_reload_with_nothing
                 async with Client(hub.url, mode="legacy" if worker % 2 else "auto") as client:
                     while tally.issued < TOTAL_CALLS:
                         tally.issued += 1
+                        tally.issuing.notify()
                         server_id = routes[tally.issued % len(routes)]
                         token = f"w{worker}-c{tally.issued}-{server_id}"
                         tally.answers_per_token[token] = 0
@@ -116,19 +120,17 @@ async def test_thousands_of_calls_survive_random_kills_and_a_reload_with_nothing
             async def killer() -> None:
                 rng = random.Random(5)
                 for n in range(KILLS):
-                    await until(lambda n=n: tally.issued >= (n + 1) * TOTAL_CALLS // (KILLS + 2))
+                    await tally.issuing.wait_for(lambda n=n: tally.issued >= (n + 1) * TOTAL_CALLS // (KILLS + 2))
                     server_id = rng.choice(KILLED)
-                    connection = hub.hub.fleet.get(server_id)
-                    assert connection is not None
                     with anyio.fail_after(30):
-                        await connection.wait_for_state(ServerState.READY)
+                        await hub.hub.wait_for_server(server_id, ServerState.READY)
                     async with Client(hub.server_url(server_id)) as direct:
                         pid = int(_text(await direct.call_tool("pid", {})))
                     os.kill(pid, signal.SIGKILL)  # a child of this process, started by this test
                     kills.append(server_id)
 
             async def reloader() -> None:
-                await until(lambda: tally.issued >= TOTAL_CALLS // 2)
+                await tally.issuing.wait_for(lambda: tally.issued >= TOTAL_CALLS // 2)
                 write_config(config_file, _servers(("--state-file", str(tmp_path / "swap.json"))))
                 reload_window.append(time.monotonic())
                 code, report = await post_reload(hub)

@@ -22,7 +22,8 @@ import pytest
 from mcp import Client, MCPError
 from mcp_types import CONNECTION_CLOSED
 
-from hub.servers import ServerConnection, ServerState
+from hub.app import Hub
+from hub.servers import ServerState
 from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, running_hub, until
 from tests.conftest import tool_text as _text
 
@@ -56,17 +57,17 @@ async def test_garbage_on_stdout_is_skipped_and_logged_and_the_session_survives(
         "env": {"LEAKY_TOKEN": secret},
     }
     async with running_hub({"noisy": faulty_entry("noisy", "--garbage-at-start"), "leaky": leaky}) as hub:
-        noisy = hub.hub.fleet.connections["noisy"]
         with anyio.fail_after(20):
             async with Client(hub.url) as client:
-                assert noisy.state is ServerState.READY
-                assert hub.hub.fleet.connections["leaky"].state is ServerState.READY
+                assert hub.hub.server_status("noisy").state is ServerState.READY
+                assert hub.hub.server_status("leaky").state is ServerState.READY
                 pid = _text(await client.call_tool("noisy__pid", {}))
                 assert _text(await client.call_tool("noisy__echo", {"text": "after start"})) == "after start"
                 for i in range(3):
                     got = await client.call_tool("noisy__garbage_then_echo", {"text": f"mid {i}"})
                     assert _text(got) == f"mid {i}"
                 assert _text(await client.call_tool("noisy__pid", {})) == pid
+                noisy = hub.hub.server_status("noisy")
     assert noisy.restarts == 0
     records = _skip_records(caplog, "noisy")
     # 3 lines at start + 9 mid-session; the log is rate-limited to 5 lines per 10 s.
@@ -91,7 +92,6 @@ async def test_a_stdout_line_over_max_line_bytes_that_is_not_json_rpc_kills_and_
         "big": faulty_entry("big", max_line_bytes=65536),
     }
     async with running_hub(servers) as hub:
-        flood, big = hub.hub.fleet.connections["flood"], hub.hub.fleet.connections["big"]
         with anyio.fail_after(40):
             async with Client(hub.url) as client:
                 first_pid = int(_text(await client.call_tool("flood__pid", {})))
@@ -103,10 +103,11 @@ async def test_a_stdout_line_over_max_line_bytes_that_is_not_json_rpc_kills_and_
                 # The cap's boundary: ~60.1 kB on the wire passes, ~70.1 kB is refused, the child lives on.
                 under = await client.call_tool("big__huge", {"size": 60_000})
                 over = await client.call_tool("big__huge", {"size": 70_000})
-                await flood.wait_until(lambda c: c.state is ServerState.READY and c.restarts == 1)
+                await hub.hub.wait_for_server("flood", ServerState.READY, where=lambda s: s.restarts == 1)
                 second_pid = int(_text(await client.call_tool("flood__pid", {})))
                 assert _text(await client.call_tool("flood__echo", {"text": "back"})) == "back"
-                assert _text(await client.call_tool("big__pid", {})) == big_pid and big.restarts == 0
+                assert _text(await client.call_tool("big__pid", {})) == big_pid
+                assert hub.hub.server_status("big").restarts == 0
     assert endless.value.code == CONNECTION_CLOSED
     assert "server 'flood'" in endless.value.message
     assert f"stdout line longer than {4 * 1024 * 1024} bytes that is not JSON-RPC; killed it" in endless.value.message
@@ -141,12 +142,11 @@ async def test_a_child_crashing_mid_call_fails_every_in_flight_call_within_a_sec
             async with Client(hub.url, cache=None) as client, Client(hub.url) as other_client:
                 async with anyio.create_task_group() as tg:
                     for server_id in ("crashy", "crashy-legacy"):
-                        tg.start_soon(_crash_and_restart, hub.hub.fleet.connections[server_id], client, other_client)
+                        tg.start_soon(_crash_and_restart, hub.hub, server_id, client, other_client)
 
 
-async def _crash_and_restart(crashy: ServerConnection, client: Client, other_client: Client) -> None:
-    """Crash `crashy` with one call in flight; both fail fast naming it; it comes back re-listed."""
-    sid = crashy.server_id
+async def _crash_and_restart(hub: Hub, sid: str, client: Client, other_client: Client) -> None:
+    """Crash server `sid` with one call in flight; both fail fast naming it; it comes back re-listed."""
     first_pid = int(_text(await client.call_tool(f"{sid}__pid", {})))
     hang_errors: list[tuple[float, MCPError]] = []
 
@@ -158,14 +158,14 @@ async def _crash_and_restart(crashy: ServerConnection, client: Client, other_cli
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(hang)
-        await crashy.wait_until(lambda c: c.in_flight >= 1)
+        await hub.wait_for_server(sid, where=lambda s: s.in_flight >= 1)
         started = time.monotonic()
         with pytest.raises(MCPError) as raised:
             await client.call_tool(f"{sid}__crash_mid_call", {})
         detected = time.monotonic() - started
     down_at = time.monotonic()
     assert _text(await client.call_tool("bystander__echo", {"text": "unhurt"})) == "unhurt"
-    await crashy.wait_until(lambda c: c.state is ServerState.READY and c.restarts == 1)
+    restarted = await hub.wait_for_server(sid, ServerState.READY, where=lambda s: s.restarts == 1)
     restart_seconds = time.monotonic() - down_at
     second_pid = int(_text(await client.call_tool(f"{sid}__pid", {})))
     names = [tool.name for tool in (await client.list_tools()).tools]
@@ -179,7 +179,7 @@ async def _crash_and_restart(crashy: ServerConnection, client: Client, other_cli
     assert second_pid != first_pid and not _alive(first_pid)
     assert f"{sid}__echo" in names  # re-initialized and re-listed after the restart
     print(
-        f"\n[measure] {sid} ({crashy.protocol_version}): crash detected by the caller in {detected * 1000:.0f} ms"
+        f"\n[measure] {sid} ({restarted.protocol_version}): crash detected by the caller in {detected * 1000:.0f} ms"
         f" (in-flight call failed in {hang_detected * 1000:.0f} ms); ready again {restart_seconds * 1000:.0f} ms later"
     )
 
@@ -188,13 +188,12 @@ async def _crash_and_restart(crashy: ServerConnection, client: Client, other_cli
 async def test_crash_times_counts_across_restarts_in_the_state_file(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     async with running_hub({"flaky": faulty_entry("flaky", "--state-file", str(state))}) as hub:
-        flaky = hub.hub.fleet.connections["flaky"]
         with anyio.fail_after(30):
             async with Client(hub.url) as client:
                 for crash in (1, 2):
                     with pytest.raises(MCPError):
                         await client.call_tool("flaky__crash_times", {"n": 2})
-                    await flaky.wait_until(lambda c, n=crash: c.state is ServerState.READY and c.restarts == n)
+                    await hub.hub.wait_for_server("flaky", ServerState.READY, where=lambda s, n=crash: s.restarts == n)
                 result = await client.call_tool("flaky__crash_times", {"n": 2})
     assert _text(result) == "ok after 2 crashes"
 
@@ -211,9 +210,11 @@ async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_
         "bystander": faulty_entry("bystander"),
     }
     async with running_hub(servers) as hub, httpx2.AsyncClient(timeout=10) as http:
-        loop = hub.hub.fleet.connections["loop"]
+        loop = hub.hub.fleet.connections["loop"]  # white-box: its crash-loop flag
         with anyio.fail_after(40):
-            await loop.wait_until(lambda c: c.state is ServerState.FAILED and "crash loop" in (c.last_error or ""))
+            await hub.hub.wait_for_server(
+                "loop", ServerState.FAILED, where=lambda s: "crash loop" in (s.last_error or "")
+            )
             status = (await _admin_servers(http, hub.base_url))["loop"]
             ready = (await http.get(f"{hub.base_url}/readyz")).json()
             assert {s["server_id"]: s["state"] for s in ready["servers"]} == {"loop": "failed", "bystander": "ready"}
@@ -226,15 +227,17 @@ async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_
             flag.touch()
             response = await http.post(f"{hub.base_url}/admin/servers/loop/restart")
             assert response.status_code == 202 and response.json()["state"] == "failed"
-            await loop.wait_until(lambda c: c.state is ServerState.READY)
+            await hub.hub.wait_for_server("loop", ServerState.READY)
             async with Client(hub.url) as client:
                 pid = int(_text(await client.call_tool("loop__pid", {})))
 
                 # Break it again: kill the child; the loop starts afresh and fails again.
                 flag.unlink()
                 os.kill(pid, signal.SIGKILL)
-                await loop.wait_until(lambda c: c.state is ServerState.FAILED and "crash loop" in (c.last_error or ""))
-                assert loop.restarts == 3 + 2
+                await hub.hub.wait_for_server(
+                    "loop", ServerState.FAILED, where=lambda s: "crash loop" in (s.last_error or "")
+                )
+                assert hub.hub.server_status("loop").restarts == 3 + 2
 
                 # ...and `mcphub restart` brings it back.
                 flag.touch()
@@ -245,7 +248,7 @@ async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_
                 )
                 assert cli.returncode == 0, cli.stderr.decode()
                 assert "server 'loop' restarted: ready" in cli.stdout.decode()
-                assert loop.state is ServerState.READY and not loop.crash_looped
+                assert hub.hub.server_status("loop").state is ServerState.READY and not loop.crash_looped
                 assert _text(await client.call_tool("loop__echo", {"text": "back"})) == "back"
                 assert not _alive(pid)
 
@@ -311,3 +314,24 @@ async def test_shutdown_closes_stdin_then_sigterm_then_sigkill_and_leaves_no_pro
         f"\n[measure] shutdown: EOF-ignoring child gone after {gone_after['deaf']:.2f} s (SIGTERM), "
         f"EOF+SIGTERM-ignoring child after {gone_after['stubborn']:.2f} s (SIGKILL); hub exit {shutdown:.2f} s"
     )
+
+
+async def test_the_hubs_server_status_and_wait_follow_a_killed_server_back_and_refuse_an_unknown_one() -> None:
+    async with running_hub({"fx": faulty_entry("fx"), "other": faulty_entry("other")}) as hub:
+        before = hub.hub.server_status("fx")
+        with anyio.fail_after(30):
+            async with Client(hub.url) as client:
+                os.kill(int(_text(await client.call_tool("fx__pid", {}))), signal.SIGKILL)
+                # Down from its loss until the restarted child has listed (backoff, then a start).
+                down = await hub.hub.wait_for_server("fx", ServerState.RESTARTING, ServerState.FAILED)
+                back = await hub.hub.wait_for_server("fx", ServerState.READY, where=lambda s: s.restarts == 1)
+                already = await hub.hub.wait_for_server("other", ServerState.READY)  # at once: it is
+        with pytest.raises(KeyError):
+            hub.hub.server_status("nope")
+        with pytest.raises(KeyError):
+            await hub.hub.wait_for_server("nope", ServerState.READY)
+    assert (before.server_id, before.state, before.restarts, before.transport) == ("fx", ServerState.READY, 0, "stdio")
+    assert before.tools > 0 and before.last_error is None
+    assert down.state in (ServerState.RESTARTING, ServerState.FAILED) and down.last_error
+    assert back.state is ServerState.READY and back.restarts == 1 and back.last_error is None
+    assert already.server_id == "other" and already.restarts == 0

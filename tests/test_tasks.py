@@ -37,6 +37,7 @@ from pydantic import ConfigDict
 
 from adapters._sdk import send_raw_request
 from hub.endpoint.task_routes import TaskRoute, TaskRoutes
+from hub.signals import Changes
 from hub.task_wire import TASKS_EXTENSION, CreatedTask, TasksClientExtension, task_request
 from tests.conftest import NPM_CACHE, ROOT, fixture_entry, running_hub, until
 
@@ -78,10 +79,13 @@ class StatusWatch(ClientExtension):
 
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
+        self.changes = Changes()
+        """Notified at each status notification collected."""
 
     def notifications(self) -> list[NotificationBinding[Any]]:
         async def collect(params: Raw) -> None:
             self.seen.append(params.model_dump(by_alias=True, exclude_unset=True))
+            self.changes.notify()
 
         return [NotificationBinding(method="notifications/tasks/status", params_type=Raw, handler=collect)]
 
@@ -287,7 +291,7 @@ async def test_a_handshake_era_task_is_created_polled_and_its_result_fetched_thr
                 types.GetTaskPayloadRequest(params=types.GetTaskPayloadRequestParams(task_id=asking["taskId"])),
                 types.CallToolResult,
             )
-            await until(
+            await watch.changes.wait_for(
                 lambda: any(s.get("taskId") == asking["taskId"] and s.get("status") == "completed" for s in watch.seen)
             )
 

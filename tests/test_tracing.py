@@ -6,6 +6,7 @@ HTTP servers, each hub with its own in-memory span exporter."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -19,15 +20,16 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from hub.app import Hub
 from hub.config import parse_config
+from hub.signals import Changes
 from hub.trace_context import TRACEPARENT, TRACESTATE, inbound_trace, outbound_fields, read_trace_context
-from tests.conftest import ROOT, RunningHub, http_fixture, tool_text, until
+from tests.conftest import ROOT, RunningHub, http_fixture, tool_text
 from tests.test_reload import faulty, serve_hub
 
 pytestmark = pytest.mark.anyio
@@ -43,6 +45,18 @@ def _leaky_entry(**extra: Any) -> dict[str, Any]:
     return {"command": sys.executable, "args": [LEAKY_SERVER], **extra}
 
 
+class _EndedSpans(SpanProcessor):
+    """Notifies `changes` on `loop` at the end of each span (a span may end in any thread)."""
+
+    def __init__(self, changes: Changes, loop: asyncio.AbstractEventLoop) -> None:
+        self._changes = changes
+        self._loop = loop
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._changes.notify)
+
+
 class Traced:
     """A tracer provider of one hub and what it exported."""
 
@@ -50,6 +64,9 @@ class Traced:
         self.exporter = InMemorySpanExporter()
         self.provider = TracerProvider()
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.changes = Changes()
+        """Notified (on the event loop that made this object) after each span ends."""
+        self.provider.add_span_processor(_EndedSpans(self.changes, asyncio.get_running_loop()))
 
     def spans(self, kind: SpanKind, name: str | None = None) -> list[ReadableSpan]:
         found = [s for s in self.exporter.get_finished_spans() if s.kind is kind and (name is None or s.name == name)]
@@ -193,7 +210,7 @@ async def test_a_call_through_two_hubs_to_a_stdio_server_is_one_trace_with_paren
                 meta: Any = {TRACEPARENT: CLIENT_TRACEPARENT, TRACESTATE: CLIENT_TRACESTATE}
                 seen = json.loads(tool_text(await client.call_tool("a__leaky__seen_trace", {}, meta=meta)))
             # A's HTTP span ends once its response is written, which may be after B read it.
-            await until(
+            await traced_a.changes.wait_for(
                 lambda: _http_span_under(traced_a, traced_b.one(SpanKind.CLIENT, "tools/call leaky__seen_trace"))
             )
     b_server = traced_b.one(SpanKind.SERVER, "tools/call a__leaky__seen_trace")
@@ -317,7 +334,7 @@ async def test_http_spans_cover_refused_requests_but_not_probes() -> None:
                     if 413 in (_attr(s, "http.status_code"), _attr(s, "http.response.status_code"))
                 ]
 
-            await until(lambda: bool(refused_span()))
+            await traced.changes.wait_for(lambda: bool(refused_span()))
     (span,) = refused_span()
     assert _trace_id(span) == TRACE_ID and _parent_id(span) == CLIENT_SPAN_ID
     assert not [s for s in traced.http_spans() if "healthz" in s.name or "readyz" in s.name]

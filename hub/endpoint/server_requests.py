@@ -298,6 +298,7 @@ class Subscriptions:
                 return
             if key in self._remote or key in self._table:
                 self._at_server.add(key)
+                self.changes.notify()
             else:  # the interest went away while subscribing
                 await self._unsubscribe_at_server(server_id, original)
             return

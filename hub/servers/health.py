@@ -106,4 +106,5 @@ class HealthMonitor:
                 "server %s: health check failed (%d in a row)", connection.server_id, connection.health_failures
             )
         connection.events.emit("on_health_check", connection.server_id, ok)
+        connection.changes.notify()  # its health state may have changed (`Hub.wait_for_server`)
         return ok

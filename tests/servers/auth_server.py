@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from hub.signals import Changes
 from tests.conftest import serve_app
 
 
@@ -49,6 +50,9 @@ class AuthServer:
     issued: list[IssuedToken] = field(default_factory=list)
     refused: int = 0
     """Token requests answered with an error."""
+    changes: Changes = field(default_factory=Changes)
+    """Notified after every token request, issued or refused (a test waits on it for the hub's
+    renewal instead of pacing calls)."""
 
     def tokens_for(self, client_id: str) -> list[str]:
         return [t.access_token for t in self.issued if t.client_id == client_id]
@@ -66,15 +70,18 @@ class AuthServer:
         registration = self.clients.get(client_id)
         if registration is None or not secrets.compare_digest(registration.secret, secret):
             self.refused += 1
+            self.changes.notify()
             body = {"error": "invalid_client", "error_description": f"client {client_id} sent the secret {secret}"}
             return JSONResponse(body, 401, headers={"WWW-Authenticate": 'Basic realm="token"'})
         if form.get("grant_type") != "client_credentials":
             self.refused += 1
+            self.changes.notify()
             return JSONResponse({"error": "unsupported_grant_type"}, 400)
         access_token = f"at-{secrets.token_urlsafe(24)}"
         self.issued.append(
             IssuedToken(client_id, access_token, {k: v for k, v in form.items() if k != "client_secret"})
         )
+        self.changes.notify()
         answer: dict[str, object] = {"access_token": access_token, "token_type": "bearer"}
         if registration.expires_in_seconds is not None:
             answer["expires_in"] = registration.expires_in_seconds

@@ -26,7 +26,9 @@ Tools:
   - `reject_authorization(every)`: from now on, answer HTTP 401 (`WWW-Authenticate: Bearer
     error="invalid_token"`) to requests carrying the `Authorization` value this call came with,
     or with `every: true` to every request;
-  - `env_names()`: the names of every variable in the process environment, space-separated.
+  - `env_names()`: the names of every variable in the process environment, space-separated;
+  - `authorized_requests()`: how many HTTP requests carrying an `Authorization` header the
+    server has served so far (calls, lists, pings: this one included).
 - `tool_<i>` for i < `--extra-tools`: echo-like fillers (for pagination), each described by
   "filler" padded to `--filler-bytes` characters (for catalogs of realistic size).
 - with `--weird-names`: tools named "has space", "a.b/c", "a_b_c" and one of 80 characters.
@@ -88,6 +90,8 @@ class _AuthorizationGate:
     def __init__(self) -> None:
         self.rejected: set[str] = set()
         self.reject_every = False
+        self.authorized = 0
+        """HTTP requests served that carried an `Authorization` header."""
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
         async def gated(scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,6 +101,8 @@ class _AuthorizationGate:
                     challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
                     await JSONResponse({"error": "invalid_token"}, 401, headers=challenge)(scope, receive, send)
                     return
+                if authorization:
+                    self.authorized += 1
             await app(scope, receive, send)
 
         return gated
@@ -175,6 +181,11 @@ def build_server(
                 input_schema={"type": "object", "properties": {"every": {"type": "boolean"}}},
             ),
             types.Tool(name="env_names", description="Names in the environment.", input_schema=_EMPTY_SCHEMA),
+            types.Tool(
+                name="authorized_requests",
+                description="How many HTTP requests with an Authorization header were served.",
+                input_schema=_EMPTY_SCHEMA,
+            ),
         ]
     filler = "filler".ljust(filler_bytes, ".")
     tools += [types.Tool(name=f"tool_{i}", description=filler, input_schema=_TEXT_SCHEMA) for i in range(extra_tools)]
@@ -236,6 +247,8 @@ def build_server(
             else:
                 gate.rejected.add(_authorization(ctx))
             return _text("rejected")
+        if tool == "authorized_requests" and gate is not None:
+            return _text(str(gate.authorized))
         if tool == "env_names" and gate is not None:
             return _text(" ".join(sorted(os.environ)))
         if tool == "getenv":

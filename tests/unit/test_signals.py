@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from hub.signals import Changes
+from hub.signals import Changes, wait_for_any
 
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]
 
@@ -67,3 +67,51 @@ async def test_wait_past_misses_no_change_made_between_reading_the_count_and_wai
     changes.notify()  # before the wait starts
     with anyio.fail_after(1):
         assert await changes.wait_past(seen) == seen + 1
+
+
+async def test_wait_for_any_rechecks_at_a_notify_of_any_source_and_returns_once_the_condition_holds() -> None:
+    first, second, state, checks = Changes(), Changes(), {"a": False, "b": False}, []
+
+    def both() -> bool:
+        checks.append(dict(state))
+        return state["a"] and state["b"]
+
+    async def change_each() -> None:
+        await anyio.lowlevel.checkpoint()
+        state["a"] = True
+        first.notify()
+        await anyio.lowlevel.checkpoint()
+        state["b"] = True
+        second.notify()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_for_any, both, first, second)
+            tg.start_soon(change_each)
+    assert checks[0] == {"a": False, "b": False} and checks[-1] == {"a": True, "b": True}
+
+
+async def test_wait_for_any_misses_no_notify_made_before_its_waiters_start() -> None:
+    source, state = Changes(), {"ready": False}
+
+    def ready() -> bool:
+        if not state["ready"]:
+            # Changed and notified while the check runs, before any waiter is listening.
+            state["ready"] = True
+            source.notify()
+            return False
+        return True
+
+    with anyio.fail_after(1):
+        await wait_for_any(ready, source)
+    assert source.count == 1
+
+
+async def test_wait_for_any_returns_at_once_when_the_condition_holds_even_with_no_source() -> None:
+    with anyio.fail_after(1):
+        await wait_for_any(lambda: True)
+
+
+async def test_wait_for_any_with_no_source_refuses_a_condition_that_does_not_hold() -> None:
+    with anyio.fail_after(1), pytest.raises(ValueError):
+        await wait_for_any(lambda: False)
