@@ -5,10 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,7 +19,7 @@ from hub.cluster.keys import ClusterKeys
 from hub.cluster.session_ids import SessionIds
 from hub.cluster.session_state import SessionState
 from hub.cluster.store import SharedStore, store_for
-from hub.config import HubConfig, MemberConfig, ServerEntry, load_config
+from hub.config import HubConfig
 from hub.config.trust import force_locked, lockfile_path, pinning_for
 from hub.endpoint import (
     DrainPhase,
@@ -45,13 +42,13 @@ from hub.endpoint.task_relay import TaskRelay
 from hub.errors import ConfigError
 from hub.federation import Federation
 from hub.lockfile import LockEntries, read_lockfile, write_lockfile
-from hub.logs import counted
 from hub.metrics import HubMetrics
 from hub.pin_store import PinStore, ReadOnlyPinStore, StatePinStore
 from hub.pins import Pins
 from hub.policy import Access, Policy
 from hub.prepared_lists import warm_lists
 from hub.reload import ReloadReport, effective_config, plan_reload
+from hub.reload_apply import ReloadApplication
 from hub.router import Router
 from hub.search import DEFAULT_LIMIT as DEFAULT_SEARCH_LIMIT
 from hub.servers import Fleet, ServerConnection, ServerState, ServerStatus
@@ -67,7 +64,6 @@ if TYPE_CHECKING:
 # it imports `hub.app` only (cli -> app -> endpoint / servers -> core): the types it prints or
 # passes on, the lockfile functions and the search limits of its options.
 __all__ = [
-    "DEFAULT_CONFIG_NAME",
     "DEFAULT_SEARCH_LIMIT",
     "MAX_SEARCH_LIMIT",
     "DrainPhase",
@@ -77,39 +73,15 @@ __all__ = [
     "LockEntries",
     "ServerState",
     "ServerStatus",
-    "demo_config",
     "force_locked",
     "lockfile_path",
     "read_lockfile",
-    "resolve_config",
     "run_event_loop",
     "startup_bound_seconds",
     "write_lockfile",
 ]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_CONFIG_NAME = "hub.yaml"
-CONFIG_ENV = "MCPHUB_CONFIG"
-DEMO_FLEET_PATH = Path(__file__).parent / "fleets" / "demo.yaml"
-
-
-def demo_config() -> tuple[HubConfig, str]:
-    """The embedded demo fleet (mcp-server-time and read-only mcp-server-git) and its name."""
-    return load_config(DEMO_FLEET_PATH), "<embedded demo fleet>"
-
-
-def resolve_config(path: str | None) -> tuple[HubConfig, str]:
-    """The config to run: `path`, else `$MCPHUB_CONFIG`, else `./hub.yaml`, else the demo fleet.
-
-    :raises ConfigError: the chosen file is unreadable or invalid.
-    """
-    chosen = path or os.environ.get(CONFIG_ENV)
-    if chosen:
-        return load_config(chosen), chosen
-    if Path(DEFAULT_CONFIG_NAME).is_file():
-        return load_config(DEFAULT_CONFIG_NAME), DEFAULT_CONFIG_NAME
-    return demo_config()
 
 
 def startup_bound_seconds(config: HubConfig) -> float:
@@ -282,7 +254,7 @@ class Hub:
                     len(plan.replaced),
                     len(plan.unchanged),
                 )
-                await self._apply(old, config, report)
+                await ReloadApplication(old, config, report, self.fleet, self.catalog, self.endpoint).run()
             if relock:
                 await self.catalog.refresh()
             for server_id in plan.unchanged:
@@ -292,84 +264,6 @@ class Hub:
                         member.restart()
             self.metrics.reloaded(report.status)
             return report
-
-    async def _apply(self, old: HubConfig, new: HubConfig, report: ReloadReport) -> None:
-        plan = report.plan
-        # Removed servers leave the catalog at once; replaced ones keep their old entry until
-        # their new connection is switched in.
-        entries: dict[str, ServerEntry] = {
-            sid: (old.servers[sid] if sid in plan.replaced else server) for sid, server in new.servers.items()
-        }
-        await self.catalog.reconfigure(entries)
-        drain_timeout = new.drain_timeout_seconds
-
-        async def retire(server_id: str, connection: ServerConnection | None, switched_at: float) -> None:
-            if connection is None:
-                return
-            drained = await self.fleet.drain(connection, drain_timeout)
-            report.drain_seconds[server_id] = round(time.monotonic() - switched_at, 3)
-            if not drained:
-                report.drain_timed_out.append(server_id)
-                logger.warning(
-                    "reload: server %s still had %s in flight after %g s; stopping it anyway",
-                    server_id,
-                    counted(connection.in_flight, "request"),
-                    drain_timeout,
-                )
-            await self.fleet.stop(connection)
-
-        async def start_members(server_id: str, *, gate: bool = False) -> dict[str, ServerConnection]:
-            """A new connection per member (the server itself, or each replica), started at once;
-            with `gate`, list requests wait for it until it is switched in (an added server)."""
-            started: dict[str, ServerConnection] = {}
-
-            async def start_one(member_id: str, member: MemberConfig) -> None:
-                started[member_id] = await self.fleet.start(member_id, member, gate=gate)
-
-            async with anyio.create_task_group() as tg:
-                for member_id, member in new.servers[server_id].members(server_id):
-                    tg.start_soon(start_one, member_id, member)
-            report.states.update({member_id: c.state.value for member_id, c in sorted(started.items())})
-            return started
-
-        async def switch_and_retire(server_id: str, started: dict[str, ServerConnection]) -> None:
-            """Switch every member to its new connection (or away), then drain and stop the old."""
-            old_members = (
-                [member_id for member_id, _ in old.servers[server_id].members(server_id)]
-                if (server_id in old.servers)
-                else []
-            )
-            switched_at = time.monotonic()
-            previous: list[ServerConnection] = []
-            for member_id in [*started, *(m for m in old_members if m not in started)]:
-                replaced = await self.fleet.switch(member_id, started.get(member_id))
-                if replaced is not None:
-                    previous.append(replaced)
-            async with anyio.create_task_group() as tg:
-                for connection in previous:
-                    tg.start_soon(retire, connection.server_id, connection, switched_at)
-
-        async def add(server_id: str) -> None:
-            await self.endpoint.add_server_face(server_id)
-            await switch_and_retire(server_id, await start_members(server_id, gate=True))
-
-        async def replace(server_id: str) -> None:
-            started = await start_members(server_id)
-            entries[server_id] = new.servers[server_id]
-            await self.catalog.reconfigure(entries)
-            await switch_and_retire(server_id, started)
-
-        async def remove(server_id: str) -> None:
-            await switch_and_retire(server_id, {})
-            self.endpoint.remove_server_face(server_id)
-
-        async with anyio.create_task_group() as tg:
-            for server_id in plan.added:
-                tg.start_soon(add, server_id)
-            for server_id in plan.replaced:
-                tg.start_soon(replace, server_id)
-            for server_id in plan.removed:
-                tg.start_soon(remove, server_id)
 
     async def _announce_started(self) -> None:
         with anyio.move_on_after(startup_bound_seconds(self.config)):

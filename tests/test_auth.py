@@ -32,8 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hub.app import DEMO_FLEET_PATH
-from hub.config import load_config, parse_config
+from hub.config import DEMO_FLEET_PATH, load_config, parse_config
 from hub.errors import RATE_LIMITED, ConfigError
 from tests.conftest import INITIALIZE, MCP_HEADERS, ROOT, RunningHub, fixture_entry, running_hub, serve_app
 

@@ -31,8 +31,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from hub.app import DEMO_FLEET_PATH
-from hub.config import load_config, require_auth_beyond_loopback
+from hub.config import DEMO_FLEET_PATH, load_config, require_auth_beyond_loopback
 from hub.errors import ConfigError
 from tests.conftest import ROOT, free_port, until
 

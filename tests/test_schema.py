@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from hub.app import DEMO_FLEET_PATH
-from hub.config import json_schema, load_config, parse_config
+from hub.config import DEMO_FLEET_PATH, json_schema, load_config, parse_config
 from hub.errors import ConfigError
 from tests.schema_validation import ROOT, SCHEMA_PATH, read_yaml, schema_errors
 

@@ -9,10 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
-from hub.app import Hub, ServerStatus, resolve_config
+from hub.app import Hub, ServerStatus
 from hub.cli.options import ConfigOption, JsonOption
 from hub.cli.render import print_routes, print_servers
 from hub.cli.runner import err, fail, out, run_command, setup_command_logging
+from hub.config import resolve_config
 from hub.logs import counted
 
 __all__ = ["check"]

@@ -20,11 +20,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from hub.app import Hub, LockEntries, lockfile_path, read_lockfile, resolve_config, write_lockfile
+from hub.app import Hub, LockEntries, lockfile_path, read_lockfile, write_lockfile
 from hub.cli.client import admin_get, admin_request
 from hub.cli.options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
 from hub.cli.runner import exit_with, fail, out, run_command, setup_command_logging
-from hub.config import HubConfig
+from hub.config import HubConfig, resolve_config
 from hub.errors import ConfigError
 
 __all__ = ["lock", "pins_app"]

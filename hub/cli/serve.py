@@ -26,11 +26,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from hub.app import DrainPhase, DrainReport, Hub, ServerState, ServerStatus, force_locked, resolve_config
+from hub.app import DrainPhase, DrainReport, Hub, ServerState, ServerStatus, force_locked
 from hub.cli.options import ConfigOption, JsonOption
 from hub.cli.runner import err, exit_with, fail, out, run_command, setup_command_logging
 from hub.cli.shutdown import serve_until_signalled
-from hub.config import HubConfig, load_config, require_auth_beyond_loopback
+from hub.config import HubConfig, load_config, require_auth_beyond_loopback, resolve_config
 from hub.errors import ConfigError
 from hub.logs import LogFormat, counted
 

@@ -30,10 +30,14 @@ from hub.config.servers import (
     ServerEntry,
     StdioServer,
 )
+from hub.config.sources import CONFIG_ENV, DEFAULT_CONFIG_NAME, DEMO_FLEET_PATH, demo_config, resolve_config
 
 __all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_NAME",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "DEMO_FLEET_PATH",
     "HUB_ID_PATTERN",
     "HUB_SCOPES",
     "LOOPBACK_HOSTS",
@@ -58,9 +62,11 @@ __all__ = [
     "StdioServer",
     "TokenBucketConfig",
     "TracingConfig",
+    "demo_config",
     "is_loopback_url",
     "json_schema",
     "load_config",
     "parse_config",
     "require_auth_beyond_loopback",
+    "resolve_config",
 ]
