@@ -3,8 +3,9 @@
 `plan_reload(old, new)` sorts servers into added, removed, replaced (any difference in their
 entry) and unchanged, and lists the hub-level settings that differ but cannot change while the
 hub runs (they need a restart; the running values are kept). `Hub.reload` (hub.app) has the
-plan applied (`hub.reload_apply.ReloadApplication`): added servers start, replaced ones are started anew, switched and the old connection
-drained, removed ones drained and stopped, unchanged ones untouched (same process).
+plan applied (`hub.reload_apply.ReloadApplication`): added servers start, replaced ones are
+started anew, switched and the old connection drained, removed ones drained and stopped,
+unchanged ones untouched (same process).
 """
 
 from __future__ import annotations
