@@ -23,7 +23,7 @@ from hub.pin_store import MemoryPinStore
 from hub.pins import Pins
 from hub.servers import ServerSnapshot
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.unit]
 
 _FLEET: dict[str, dict[str, Any]] = {
     "alpha": {"command": "unused"},

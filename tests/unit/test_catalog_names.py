@@ -20,7 +20,7 @@ from hub.config import parse_config
 from hub.naming import NAME_PATTERN
 from hub.servers import ServerSnapshot
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.unit]
 
 
 def _snapshot(*names: str, description: str = "d") -> ServerSnapshot:

@@ -19,6 +19,8 @@ from hub.config.servers import REMOTE_ONLY_KEYS, REPLICA_MEMBER_KEYS, STDIO_ONLY
 from hub.errors import ConfigError
 from tests.schema_validation import parse_checked, schema_errors
 
+pytestmark = pytest.mark.unit
+
 _URL = "http://127.0.0.1:9/mcp"
 _ENV = {"TOKEN": "t0ken-value", "SECRET": "s3cret-value"}
 _OAUTH = {"token_url": "https://idp.example.com/token", "client_id": "hub", "client_secret_env": "SECRET"}

@@ -19,6 +19,8 @@ from hub.naming import (
     split_resource_uri,
 )
 
+pytestmark = pytest.mark.unit
+
 Server = tuple[str, str | None, Sequence[str]]
 
 
