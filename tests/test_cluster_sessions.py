@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,9 +22,9 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import InitializeRequestParams
 from sse_starlette.sse import AppStatus
 
-from hub.signals import Changes
+from hub.signals import Changes, wait_for_any
 from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
-from tests.conftest import RunningHub, fixture_entry, running_hub, tool_text, until
+from tests.conftest import RunningHub, fixture_entry, running_hub, tool_text
 
 pytestmark = pytest.mark.anyio
 
@@ -132,7 +132,7 @@ async def test_a_session_opened_on_one_replica_lists_and_calls_on_the_others(red
                 assert posts[0] == 0  # initialize
                 assert set(posts[1:]) == {0, 1, 2}
                 # Every replica holds a copy now: replicas 1 and 2 rebuilt it from its id.
-                await until(lambda: all(h.hub.endpoint.open_sessions() == 1 for h in hubs))
+                await _sessions_settle(hubs, lambda: all(h.hub.endpoint.open_sessions() == 1 for h in hubs))
                 assert [h.hub.endpoint.session_manager("").rebuilt for h in hubs] == [0, 1, 1]
 
 
@@ -169,7 +169,9 @@ async def test_a_delete_on_one_replica_ends_the_session_on_every_replica(redis_s
                     assert gone.status_code == 404
                     assert _rpc(gone)["error"]["message"] == "Session not found"
                 # The copies replicas 0 and 2 held are dropped.
-                await until(lambda: all(not h.hub.endpoint.session_manager("").holds(session_id) for h in hubs))
+                await _sessions_settle(
+                    hubs, lambda: all(not h.hub.endpoint.session_manager("").holds(session_id) for h in hubs)
+                )
                 again = await http.delete(hubs[0].url, headers=_headers(CALLER_KEY, session_id))
                 assert again.status_code == 404
 
@@ -219,7 +221,9 @@ async def test_a_hub_alone_serves_its_sessions_and_refuses_them_after_delete_or_
                 async with Client(hub.url, mode="legacy") as client:
                     assert tool_text(await client.call_tool("fx__echo", {"text": "alone"})) == "alone"
                     assert hub.hub.endpoint.open_sessions() == 1
-                await until(lambda: hub.hub.endpoint.open_sessions() == 0)  # the client's DELETE
+                await hub.hub.endpoint.session_changes.wait_for(
+                    lambda: hub.hub.endpoint.open_sessions() == 0
+                )  # the DELETE
                 headers = _headers("unused")
                 del headers["Authorization"]
                 response = await http.post(
@@ -248,6 +252,12 @@ async def test_a_hub_alone_serves_its_sessions_and_refuses_them_after_delete_or_
                 assert after.status_code == 404
 
 
+async def _sessions_settle(hubs: list[RunningHub], condition: Callable[[], bool]) -> None:
+    """Wait until `condition` over the replicas' sessions holds: re-checked at every change of
+    any replica's sessions (`Endpoint.session_changes`); the caller bounds the wait."""
+    await wait_for_any(condition, *(h.hub.endpoint.session_changes for h in hubs))
+
+
 def _applied(hubs: list[RunningHub]) -> int:
     return sum(h.hub.endpoint.session_manager("").applied for h in hubs)
 
@@ -264,9 +274,9 @@ async def test_a_log_level_set_through_one_replica_applies_on_the_others(redis_s
             async with spread_client(hubs, CALLER_KEY, logging_callback=on_log) as (client, _):
                 await client.call_tool("fx__log", {})
                 assert levels == ["debug", "info", "warning", "error"]
-                await until(lambda: all(h.hub.endpoint.open_sessions() == 1 for h in hubs))
+                await _sessions_settle(hubs, lambda: all(h.hub.endpoint.open_sessions() == 1 for h in hubs))
                 await client.set_logging_level("error")
-                await until(lambda: _applied(hubs) == 2)  # the two other copies
+                await _sessions_settle(hubs, lambda: _applied(hubs) == 2)  # the two other copies
                 levels.clear()
                 for _ in range(3):  # one call on each replica
                     await client.call_tool("fx__log", {})
@@ -289,18 +299,18 @@ async def test_a_subscription_taken_through_one_replica_delivers_on_the_get_stre
         with anyio.fail_after(60), warnings.catch_warnings():
             warnings.simplefilter("ignore", MCPDeprecationWarning)
             async with spread_client(hubs, CALLER_KEY, message_handler=on_message) as (client, balancer):
-                await until(lambda: all(h.hub.endpoint.open_sessions() == 1 for h in hubs))
+                await _sessions_settle(hubs, lambda: all(h.hub.endpoint.open_sessions() == 1 for h in hubs))
                 gets = [index for method, index in balancer.served if method == "GET"]
                 await client.subscribe_resource(uri)
                 subscribed_on = balancer.served[-1][1]
                 assert gets and subscribed_on != gets[0]  # the GET stream is held elsewhere
-                await until(lambda: _applied(hubs) == 2)
+                await _sessions_settle(hubs, lambda: _applied(hubs) == 2)
                 for count in (1, 2, 3):  # a touch through each replica: each update once
                     await client.call_tool("fx__touch", {})
                     await arrived.wait_for(lambda count=count: len(updates) >= count)
                 assert updates == [uri, uri, uri]
                 await client.unsubscribe_resource(uri)
-                await until(lambda: _applied(hubs) == 4)
+                await _sessions_settle(hubs, lambda: _applied(hubs) == 4)
                 assert all(len(h.hub.endpoint.subscriptions) == 0 for h in hubs)
 
 
@@ -344,7 +354,7 @@ async def test_an_idle_copy_is_freed_and_the_next_request_rebuilds_the_session()
             )
             session_id = opened.headers["mcp-session-id"]
             manager = hub.hub.endpoint.session_manager("")
-            await until(lambda: not manager.holds(session_id))  # idle: the copy is freed
+            await manager.changes.wait_for(lambda: not manager.holds(session_id))  # idle: the copy is freed
             listed = await http.post(
                 hub.url,
                 json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
@@ -409,7 +419,8 @@ async def test_a_client_keeps_its_session_while_every_replica_restarts_in_turn(
                 assert tool_text(await client.call_tool("fx__echo", {"text": "before"})) == "before"
                 for index in range(2):
                     stops[index].set()  # the replica stops (first the one that opened the session)
-                    await until(lambda index=index: hubs[index].hub.endpoint.open_sessions() == 0)
+                    stopping = hubs[index].hub.endpoint
+                    await stopping.session_changes.wait_for(lambda stopping=stopping: stopping.open_sessions() == 0)
                     stops[index] = anyio.Event()
                     hubs[index] = await tg.start(replica, stops[index])
                     balancer.replace(index, hubs[index])

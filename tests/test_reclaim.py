@@ -117,7 +117,7 @@ async def test_abandoned_sessions_and_listen_streams_are_reclaimed_and_fds_and_t
             # Warm up every code path once, so lazily created pools and tasks count in the baseline.
             await _abandon_a_handshake_era_session(hub.url)
             await _abandon_a_listen_stream(hub.url)
-            await until(lambda: endpoint.open_sessions() == 0)
+            await endpoint.session_changes.wait_for(lambda: endpoint.open_sessions() == 0)
             baseline_fds, baseline_tasks = _fds(), _tasks()
             for _ in range(10):
                 await _abandon_a_handshake_era_session(hub.url)

@@ -69,6 +69,7 @@ from hub.metrics import HubMetrics
 from hub.policy import Access, Policy
 from hub.router import Router
 from hub.servers import Fleet
+from hub.signals import Changes
 from hub.tracing import CallTracer
 
 __all__ = ["Endpoint", "EndpointServices"]
@@ -149,6 +150,10 @@ class Endpoint:
         self.access = services.access
         self.session_ids = services.session_ids
         self.session_state = services.session_state
+        self.session_changes = Changes()
+        """Notified when any face's handshake-era sessions open or close here, and when a copy
+        rebuilds a session or applies a level or subscription set through another replica
+        (`SessionManager.changes`): wait on it instead of polling `open_sessions()`."""
         self.answers = services.answers
         self.bridge = services.bridge
         self.subscriptions = services.subscriptions
@@ -229,6 +234,7 @@ class Endpoint:
             idle_timeout_seconds=self.config.session_idle_timeout_seconds,
             hooks=SessionCopies(self.session_state, registry, self.subscriptions, view.resolve_uri),
             answers=self.answers,
+            changes=self.session_changes,
         )
 
     async def _serve_face(

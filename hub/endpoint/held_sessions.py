@@ -14,6 +14,7 @@ from mcp.server.connection import Connection
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 
 from hub.cluster.session_ids import SessionClaims
+from hub.signals import Changes
 
 __all__ = ["HeldSession", "HeldSessions"]
 
@@ -38,9 +39,13 @@ class HeldSession:
 
 
 class HeldSessions:
-    """The sessions one face holds on this replica, by session id and by store key."""
+    """The sessions one face holds on this replica, by session id and by store key.
 
-    def __init__(self) -> None:
+    :param changes: notified whenever a session starts or stops being held (default: its own).
+    """
+
+    def __init__(self, changes: Changes | None = None) -> None:
+        self.changes = changes if changes is not None else Changes()
         self._by_id: dict[str, HeldSession] = {}
         self._by_key: dict[str, str] = {}
         self._starting: dict[str, anyio.Event] = {}
@@ -63,6 +68,7 @@ class HeldSessions:
         """Hold `held` as the session of `session_id`."""
         self._by_id[session_id] = held
         self._by_key[held.key] = session_id
+        self.changes.notify()
 
     def forget(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
         """Stop holding the session of `session_id` if `transport` is still its transport (a
@@ -71,12 +77,16 @@ class HeldSessions:
         if held is not None and held.transport is transport:
             del self._by_id[session_id]
             self._by_key.pop(held.key, None)
+            self.changes.notify()
 
     def pop_key(self, key: str) -> HeldSession | None:
         """Stop holding the session the store key `key` names; the session, or None when it is
         not held here."""
         session_id = self._by_key.pop(key, None)
-        return self._by_id.pop(session_id, None) if session_id is not None else None
+        held = self._by_id.pop(session_id, None) if session_id is not None else None
+        if held is not None:
+            self.changes.notify()
+        return held
 
     def connection(self, key: str) -> Connection | None:
         """The connection of the session the store key `key` names, when held here and running."""
@@ -88,6 +98,7 @@ class HeldSessions:
         """Hold nothing (the face stopped serving)."""
         self._by_id.clear()
         self._by_key.clear()
+        self.changes.notify()
 
     async def once(self, session_id: str, start: Callable[[], Awaitable[HeldSession | None]]) -> HeldSession | None:
         """The session of `session_id`: the one held, else what `start()` makes of it. Requests

@@ -64,6 +64,7 @@ from hub.endpoint.asgi_exchange import SESSION_HEADER, VERSION_HEADER, jsonrpc_e
 from hub.endpoint.authentication import principal_of
 from hub.endpoint.fast_path import FastPath
 from hub.endpoint.held_sessions import HeldSession, HeldSessions
+from hub.signals import Changes
 
 __all__ = ["DEFAULT_MAX_SESSIONS", "SessionHooks", "SessionManager", "principal_name"]
 
@@ -117,6 +118,7 @@ class SessionManager:
         subscriptions, `hub.cluster.session_copies`); None: nothing.
     :param answers: routes client answers to the replica that asked (`hub.cluster.answers`);
         None: answers stay where they land.
+    :param changes: the signal `changes` notifies (shared by an endpoint's faces); default its own.
     """
 
     def __init__(
@@ -131,6 +133,7 @@ class SessionManager:
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         hooks: SessionHooks | None = None,
         answers: Answers | None = None,
+        changes: Changes | None = None,
     ) -> None:
         self.server = server
         self.face = face
@@ -140,7 +143,10 @@ class SessionManager:
         self._max_sessions = max_sessions
         self._hooks = hooks
         self._answers = answers if answers is not None and answers.enabled else None
-        self._held = HeldSessions()
+        self._held = HeldSessions(changes)
+        self.changes = self._held.changes
+        """Notified when a session starts or stops being held here, and at each `rebuilt` and
+        `applied` (`changes.wait_for(...)` instead of polling `open_sessions`/`holds`)."""
         self._tg: anyio.abc.TaskGroup | None = None
         self._lifespan_state: Any = None
         self._app = RequestBodyLimitMiddleware(self._handle, max_body_bytes)
@@ -283,6 +289,7 @@ class SessionManager:
             raise
         if rebuild:
             self.rebuilt += 1
+            self.changes.notify()
             logger.info("session %s rebuilt on face %r", held.key, self.face)
         return held
 
@@ -332,6 +339,7 @@ class SessionManager:
         if connection is not None and self._hooks is not None:
             self._hooks.level_set(connection, level)
             self.applied += 1
+            self.changes.notify()
 
     def _subscription_changed(self, key: str, uri: str, present: bool) -> None:
         connection = self._held.connection(key)
@@ -341,6 +349,7 @@ class SessionManager:
     async def _apply_subscription(self, hooks: SessionHooks, connection: Connection, uri: str, present: bool) -> None:
         await hooks.subscription(connection, uri, present)
         self.applied += 1
+        self.changes.notify()
 
     def _drop(self, key: str) -> None:
         """Free this replica's copy of the session `key` names (revoked or expired): its
