@@ -18,7 +18,7 @@ import httpx2
 import pytest
 from mcp_types import INVALID_PARAMS
 
-from tests.conftest import INITIALIZE, MCP_HEADERS, LogLines, RunningHub, fixture_entry, running_hub, until
+from tests.conftest import INITIALIZE, MCP_HEADERS, LogLines, RunningHub, fixture_entry, running_hub
 
 pytestmark = pytest.mark.anyio
 
@@ -293,7 +293,7 @@ async def test_a_client_that_disconnects_mid_call_on_the_lean_path_frees_it(
                 assert fast.in_flight == 1
             # Leaving the block unread closes the connection: the client is gone.
             await _server_saw_cancellation(log_lines)
-            await until(lambda: fast.in_flight == 0)
+            await fast.changes.wait_for(lambda: fast.in_flight == 0)
         after = await http.post(hub.url, json=_call(22, "fx__echo", {"text": "again"}), headers=headers)
         assert _text(after.json()) == "again"
 

@@ -75,6 +75,7 @@ from starlette.types import Receive, Send
 
 from adapters._sdk import request_in_flight
 from hub.endpoint.lean_call import LeanCall, dumps
+from hub.signals import Changes
 
 __all__ = ["PLAIN_METHODS", "FastPath", "decode"]
 
@@ -156,6 +157,8 @@ class FastPath:
         path out when diagnosing)."""
         self.served = 0
         """Requests served on the lean path (for tests and diagnostics)."""
+        self.changes = Changes()
+        """Notified when a handshake-era request starts or stops being served here (`in_flight`)."""
 
     @property
     def in_flight(self) -> int:
@@ -202,6 +205,7 @@ class FastPath:
         key = coerce_request_id(request_id)
         calls[key] = call  # a duplicate id replaces the earlier one, as in the SDK's dispatcher
         self.served += 1
+        self.changes.notify()
         try:
             with request_in_flight(transport):
                 await self._serve_handshake(
@@ -212,6 +216,7 @@ class FastPath:
                 del calls[key]
                 if not calls and self._calls.get(transport) is calls:
                     del self._calls[transport]
+            self.changes.notify()
         return True
 
     async def _serve_handshake(self, call: LeanCall, runner: ServerRunner[Any], method: str, params: Any) -> None:
@@ -260,6 +265,7 @@ class FastPath:
         CONNECTION_CLOSED)."""
         for call in self._calls.pop(transport, {}).values():
             call.scope.cancel()
+        self.changes.notify()
 
     # ---- modern era ----
 
