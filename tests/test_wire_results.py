@@ -15,15 +15,23 @@ import orjson
 import pytest
 from mcp import Client, MCPError
 from mcp.server import Server, ServerRequestContext
+from mcp.server.caching import apply_cache_hint
 from mcp_types import INVALID_PARAMS, SERVER_INFO_META_KEY
 from mcp_types.methods import serialize_server_result
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel
 
 from hub.endpoint.era_routing import restamped
+from hub.endpoint.mcp_server import CACHE_HINTS
+from hub.endpoint.resource_links import expose_uris
+from hub.result_cap import oversized
+from hub.servers import raw_calls
 from hub.servers.raw_calls import call_tool_raw, schema_free
 from hub.servers.state import ServerSnapshot
 from hub.wire_results import (
     WireResult,
+    held,
+    in_era,
     plain_call_result,
     plain_complete_result,
     plain_prompt_result,
@@ -142,8 +150,6 @@ def test_a_result_with_anything_beyond_text_blocks_is_not_plain(raw: Any) -> Non
 
 
 def test_a_wire_result_is_measured_against_the_size_cap_as_its_model_is() -> None:
-    from hub.result_cap import oversized
-
     raw = {"content": [{"type": "text", "text": "x" * 1000}], "structuredContent": {"text": "y" * 1000}}
     model = types.CallToolResult.model_validate(raw, by_name=False)
     for limit in (1000, 2200, 2400, 5000):
@@ -249,8 +255,6 @@ def test_only_listed_tools_without_an_output_schema_may_take_the_raw_path() -> N
 async def test_through_the_hub_a_plain_call_or_prompt_answers_the_same_bytes_as_the_model_path_in_both_eras(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from hub.servers import raw_calls
-
     calls = [
         ("fx__echo", {"text": 'hi é \u2028 "q"'}),
         ("fx__fail", {}),
@@ -378,11 +382,6 @@ NOT_PLAIN_COMPLETIONS: list[Any] = [
 def _shaped(method: str, version: str, result: Any) -> dict[str, Any]:
     """What the face's SDK server writes for a handler's `result` (`ServerRunner._serialize`:
     the face's cache hint filled in, the dump, the sieve for `version`)."""
-    from mcp.server.caching import apply_cache_hint
-    from pydantic import BaseModel
-
-    from hub.endpoint.mcp_server import CACHE_HINTS
-
     hint = CACHE_HINTS.get(method)
     if isinstance(result, BaseModel):
         if hint is not None:
@@ -396,8 +395,6 @@ def _shaped(method: str, version: str, result: Any) -> dict[str, Any]:
 def _read_model_path(raw: dict[str, Any], version: str) -> dict[str, Any]:
     """What the hub answered before for a `resources/read` a modern-era connection got: the SDK
     client's model, the hub's restamp, URIs exposed, `cacheScope` made private."""
-    from hub.endpoint.resource_links import expose_uris
-
     model = expose_uris("fx", restamped(types.ReadResourceResult.model_validate(raw, by_name=False)))
     if "cache_scope" in model.model_fields_set:
         model = model.model_copy(update={"cache_scope": "private"})
@@ -405,9 +402,6 @@ def _read_model_path(raw: dict[str, Any], version: str) -> dict[str, Any]:
 
 
 def _read_wire_path(raw: dict[str, Any], version: str) -> dict[str, Any]:
-    from hub.endpoint.resource_links import expose_uris
-    from hub.wire_results import held
-
     wire = expose_uris("fx", WireResult(raw, "resources/read").restamped()).privately_cached()
     return _shaped("resources/read", version, held(wire))
 
@@ -433,8 +427,6 @@ def test_a_resource_read_with_anything_beyond_text_or_blob_contents_is_not_plain
 def test_a_plain_completion_is_answered_with_the_same_json_bytes_as_the_model_path_in_every_version(
     raw: dict[str, Any], version: str
 ) -> None:
-    from hub.wire_results import held
-
     assert plain_complete_result(raw)
     model = restamped(types.CompleteResult.model_validate(raw, by_name=False))
     wire = held(WireResult(raw, "completion/complete").restamped())
@@ -449,8 +441,6 @@ def test_a_completion_with_anything_beyond_string_values_a_total_and_has_more_is
 
 
 def test_a_resource_read_is_measured_against_the_size_cap_as_its_model_is() -> None:
-    from hub.result_cap import oversized
-
     raw = {"contents": [{"uri": "demo://a", "text": "x" * 1000}, {"uri": "demo://b", "blob": "QUFB" * 250}]}
     model = types.ReadResourceResult.model_validate(raw, by_name=False)
     for limit in (1000, 1300, 2300, 2400, 5000):
@@ -460,8 +450,6 @@ def test_a_resource_read_is_measured_against_the_size_cap_as_its_model_is() -> N
 def test_the_keys_taken_in_era_are_those_the_sdk_client_drops_and_requires() -> None:
     """`in_era` against the SDK's own per-revision result surface: a handshake-era connection
     drops the 2026-07-28 keys, a modern-era one requires them."""
-    from hub.wire_results import in_era
-
     modern_read = {"contents": [], "ttlMs": 5, "cacheScope": "public", "resultType": "complete"}
     for version in HANDSHAKE_PROTOCOL_VERSIONS:
         assert in_era("resources/read", modern_read, version) == {"contents": []}
@@ -498,9 +486,7 @@ async def _both_eras(
 
 
 def _noting(plain: list[bool], method: str) -> Any:
-    from hub.wire_results import PLAIN as TESTS
-
-    check = TESTS[method]
+    check = raw_calls.PLAIN[method]  # the check itself, read before the test puts this in its place
 
     def noting(raw: Any) -> bool:
         plain.append(check(raw))
@@ -516,8 +502,6 @@ async def test_through_the_hub_a_resource_read_or_completion_answers_the_same_by
     handshake-era and a modern-era client: the raw path gives the bytes the model path gave,
     with the server's `contents[].uri` exposed (kept on a per-server face, which serves original
     URIs), and a server's error keeps its code and message."""
-    from hub.servers import raw_calls
-
     servers = {"fl": fixture_entry("fl", protocol="legacy"), "fm": fixture_entry("fm", protocol="modern")}
     async with running_hub(servers) as hub, httpx2.AsyncClient(timeout=30) as http:
         session = await _session_headers(http, hub.url)
@@ -642,8 +626,6 @@ async def test_through_the_hub_an_answer_that_is_not_plain_takes_the_sdks_path_a
     the raw path (contents URIs exposed, `cacheScope` private), the others the SDK's, each
     request sent to the server once; all give the bytes the model path gave (an answer over the
     size cap too), and an error keeps its code, message and data."""
-    from hub.servers import raw_calls
-
     received: list[str] = []
     async with serve_app(_crafted_server(received).streamable_http_app()) as base:
         servers = {
