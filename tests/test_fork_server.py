@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from tests.conftest import FORK_LAUNCHER, start_fork_server, stop_fork_server, until
@@ -43,19 +47,31 @@ sys.stdin.read()  # until the test closes stdin (or a signal ends it)
 """
 
 
-@pytest.fixture(scope="module")
-def zygote() -> Iterator[tuple[str, int]]:
-    """A fork server of this module's own (its socket path and pid), preloading nothing extra."""
+@contextmanager
+def _running_zygote() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A fork server of the test's own (its socket path and process), preloading nothing extra."""
     directory = tempfile.mkdtemp(prefix="mcphub-fork-test-")
     path = os.path.join(directory, "zygote.sock")
     process = start_fork_server(path)
     try:
-        yield path, process.pid
+        yield path, process
     finally:
         stop_fork_server(process)
-        for leftover in Path(directory).iterdir():
-            leftover.unlink()
-        os.rmdir(directory)
+        shutil.rmtree(directory)
+
+
+@pytest.fixture(scope="module")
+def zygote() -> Iterator[tuple[str, int]]:
+    """One fork server for the module: its socket path and pid."""
+    with _running_zygote() as (path, process):
+        yield path, process.pid
+
+
+@pytest.fixture
+def own_zygote() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A fork server the test may stop."""
+    with _running_zygote() as running:
+        yield running
 
 
 def _alive(pid: int) -> bool:
@@ -153,24 +169,18 @@ async def test_closing_stdin_ends_the_child_and_the_launcher_with_it(zygote: tup
             await until(lambda: not _alive(child))
 
 
-async def test_stopping_the_zygote_leaves_no_child_behind(tmp_path: Path) -> None:
-    directory = tempfile.mkdtemp(prefix="mcphub-fork-test-")
-    path = os.path.join(directory, "zygote.sock")
-    process = start_fork_server(path)
+async def test_stopping_the_zygote_leaves_no_child_behind(
+    own_zygote: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    path, process = own_zygote
     script = _script(tmp_path, "sleeper.py", _SLEEPER)
-    try:
-        with anyio.fail_after(60):
-            async with await anyio.open_process(_launched(path, script)) as launcher:
-                assert launcher.stdout is not None
-                child = int((await launcher.stdout.receive()).decode())
-                await anyio.to_thread.run_sync(stop_fork_server, process)
-                assert not _alive(child)  # SIGKILLed and reaped before the zygote exited
-                assert await launcher.wait() == -signal.SIGKILL
-    finally:
-        stop_fork_server(process)
-        for leftover in Path(directory).iterdir():
-            leftover.unlink()
-        os.rmdir(directory)
+    with anyio.fail_after(60):
+        async with await anyio.open_process(_launched(path, script)) as launcher:
+            assert launcher.stdout is not None
+            child = int((await launcher.stdout.receive()).decode())
+            await anyio.to_thread.run_sync(stop_fork_server, process)
+            assert not _alive(child)  # SIGKILLed and reaped before the zygote exited
+            assert await launcher.wait() == -signal.SIGKILL
 
 
 async def test_without_a_zygote_the_launcher_becomes_the_script_itself(tmp_path: Path) -> None:
