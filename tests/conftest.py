@@ -133,8 +133,11 @@ def start_fork_server(path: str, *preload: str) -> subprocess.Popen[bytes]:
 
     :raises RuntimeError: it did not say `ready` within 60 s (it is stopped then)."""
     with open(os.path.join(os.path.dirname(path), "zygote.log"), "ab") as log:
+        # Not traced by coverage (a fixture server never was): its children would inherit it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
         process = subprocess.Popen(
             [sys.executable, FORK_SERVER, path, *preload],
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,
