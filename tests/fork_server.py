@@ -181,7 +181,14 @@ class Zygote:
             return
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: the launcher starts the script itself
+            print(f"fork_server: fork failed: {exc}", file=sys.stderr, flush=True)
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
         if pid == 0:
             self._become_child(conn, request, fds)  # never returns
         for fd in fds:

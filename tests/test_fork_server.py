@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 import pytest
+from anyio.abc import ByteReceiveStream
 
 from tests.conftest import FORK_LAUNCHER, start_fork_server, stop_fork_server, until
 
@@ -86,6 +87,14 @@ def _script(tmp_path: Path, name: str, text: str) -> str:
     return str(script)
 
 
+async def _pid_line(stdout: ByteReceiveStream) -> int:
+    """The sleeper's first stdout line (its pid), read whole however the pipe splits it."""
+    line = b""
+    while not line.endswith(b"\n"):
+        line += await stdout.receive()
+    return int(line)
+
+
 def _launched(socket_path: str, script: str, *args: str) -> list[str]:
     return [sys.executable, "-I", "-S", FORK_LAUNCHER, socket_path, script, *args]
 
@@ -137,7 +146,7 @@ async def test_sigterm_to_the_launcher_reaches_the_child_and_the_launcher_exits_
     with anyio.fail_after(60):
         async with await anyio.open_process(_launched(socket_path, script)) as launcher:
             assert launcher.stdout is not None
-            child = int((await launcher.stdout.receive()).decode())
+            child = await _pid_line(launcher.stdout)
             assert child != launcher.pid and _alive(child)
             launcher.send_signal(signal.SIGTERM)
             assert await launcher.wait() == -signal.SIGTERM
@@ -150,7 +159,7 @@ async def test_a_sigkilled_launcher_takes_its_child_with_it(zygote: tuple[str, i
     with anyio.fail_after(60):
         async with await anyio.open_process(_launched(socket_path, script)) as launcher:
             assert launcher.stdout is not None
-            child = int((await launcher.stdout.receive()).decode())
+            child = await _pid_line(launcher.stdout)
             launcher.kill()
             assert await launcher.wait() == -signal.SIGKILL
             await until(lambda: not _alive(child))  # killed and reaped by the zygote
@@ -162,11 +171,31 @@ async def test_closing_stdin_ends_the_child_and_the_launcher_with_it(zygote: tup
     with anyio.fail_after(60):
         async with await anyio.open_process(_launched(socket_path, script)) as launcher:
             assert launcher.stdin is not None and launcher.stdout is not None
-            child = int((await launcher.stdout.receive()).decode())
+            child = await _pid_line(launcher.stdout)
             await launcher.stdin.aclose()  # the launcher holds no copy: the child sees EOF
             assert await launcher.wait() == 0
             assert b"".join([chunk async for chunk in launcher.stdout]) == b""  # stdout at EOF
             await until(lambda: not _alive(child))
+
+
+async def test_a_childs_stdout_reaches_eof_when_it_exits_while_a_later_child_still_runs(
+    zygote: tuple[str, int], tmp_path: Path
+) -> None:
+    socket_path, _ = zygote
+    script = _script(tmp_path, "sleeper.py", _SLEEPER)
+    with anyio.fail_after(60):
+        async with await anyio.open_process(_launched(socket_path, script)) as first:
+            assert first.stdin is not None and first.stdout is not None
+            await _pid_line(first.stdout)
+            async with await anyio.open_process(_launched(socket_path, script)) as second:
+                assert second.stdin is not None and second.stdout is not None
+                later = await _pid_line(second.stdout)
+                await first.stdin.aclose()
+                # EOF only if no other process (the zygote, the later child) holds the pipe
+                assert b"".join([chunk async for chunk in first.stdout]) == b""
+                assert await first.wait() == 0 and _alive(later)
+                await second.stdin.aclose()
+                assert await second.wait() == 0
 
 
 async def test_stopping_the_zygote_leaves_no_child_behind(
@@ -177,7 +206,7 @@ async def test_stopping_the_zygote_leaves_no_child_behind(
     with anyio.fail_after(60):
         async with await anyio.open_process(_launched(path, script)) as launcher:
             assert launcher.stdout is not None
-            child = int((await launcher.stdout.receive()).decode())
+            child = await _pid_line(launcher.stdout)
             await anyio.to_thread.run_sync(stop_fork_server, process)
             assert not _alive(child)  # SIGKILLed and reaped before the zygote exited
             assert await launcher.wait() == -signal.SIGKILL
