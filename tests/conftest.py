@@ -100,10 +100,12 @@ def faulty_entry(name: str, *args: str, direct: bool = False, **extra: Any) -> d
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _fork_server(request: pytest.FixtureRequest) -> Iterator[None]:
+def _fork_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """This worker's fork server (`tests/fork_server.py`): started once per session unless
     `MCPHUB_TEST_FORK=0` or every collected test is in the pure tier; stopped (with any child
-    left) at the end. Entries made before it starts (at import) start their servers directly."""
+    left) at the end. Entries made before it starts (at import) start their servers directly.
+    Its stderr (empty unless something went wrong) is kept in pytest's temporary directory,
+    `fork-server*/zygote.log`."""
     items = request.session.items
     if os.environ.get(FORK_ENV, "1") == "0" or all(item.get_closest_marker("unit") for item in items):
         yield
@@ -111,7 +113,8 @@ def _fork_server(request: pytest.FixtureRequest) -> Iterator[None]:
     directory = tempfile.mkdtemp(prefix="mcphub-fork-")  # mode 0700: private to this user
     path = os.path.join(directory, "zygote.sock")
     try:
-        process = start_fork_server(path, FIXTURE_SERVER, FAULTY_SERVER)
+        log = tmp_path_factory.mktemp("fork-server") / "zygote.log"
+        process = start_fork_server(path, FIXTURE_SERVER, FAULTY_SERVER, log=str(log))
     except RuntimeError:
         logging.getLogger(__name__).warning("the fork server did not start: fixture servers start directly")
         shutil.rmtree(directory, ignore_errors=True)
@@ -126,13 +129,13 @@ def _fork_server(request: pytest.FixtureRequest) -> Iterator[None]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def start_fork_server(path: str, *preload: str) -> subprocess.Popen[bytes]:
+def start_fork_server(path: str, *preload: str, log: str | None = None) -> subprocess.Popen[bytes]:
     """Start `tests/fork_server.py` on the Unix socket `path` (in a 0700 directory), importing
     what the `preload` scripts import, and return once it accepts launches. Its stderr goes to
-    `zygote.log` next to the socket.
+    `log` (default: `zygote.log` next to the socket).
 
     :raises RuntimeError: it did not say `ready` within 60 s (it is stopped then)."""
-    with open(os.path.join(os.path.dirname(path), "zygote.log"), "ab") as log:
+    with open(log or os.path.join(os.path.dirname(path), "zygote.log"), "ab") as stderr:
         # Not traced by coverage (a fixture server never was): its children would inherit it.
         env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
         process = subprocess.Popen(
@@ -140,7 +143,7 @@ def start_fork_server(path: str, *preload: str) -> subprocess.Popen[bytes]:
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=log,
+            stderr=stderr,
             start_new_session=True,
         )
     assert process.stdout is not None
