@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import selectors
 import shutil
 import socket
 import subprocess
@@ -66,14 +67,104 @@ def _private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
             os.environ["XDG_STATE_HOME"] = previous
 
 
-def fixture_entry(name: str, *args: str, **extra: Any) -> dict[str, Any]:
-    """A `servers:` entry running the fixture server over stdio."""
-    return {"command": sys.executable, "args": [FIXTURE_SERVER, "--name", name, *args], **extra}
+FORK_SERVER = str(ROOT / "tests" / "fork_server.py")
+FORK_LAUNCHER = str(ROOT / "tests" / "fork_launcher.py")
+FORK_ENV = "MCPHUB_TEST_FORK"
+"""`MCPHUB_TEST_FORK=0`: start every fixture server directly, without the fork server."""
+_FORK_READY_SECONDS = 60.0
+FORK_SOCKET_ENV = "MCPHUB_TEST_FORK_SOCKET"
+"""The Unix socket of this worker's fork server while it runs (set by `_fork_server`). An
+environment variable, not a global: pytest imports this file as `conftest` and the tests import
+it as `tests.conftest`, two modules."""
 
 
-def faulty_entry(name: str, *args: str, **extra: Any) -> dict[str, Any]:
-    """A `servers:` entry running the faulty server over stdio."""
-    return {"command": sys.executable, "args": [FAULTY_SERVER, "--name", name, *args], **extra}
+def _entry(script: str, name: str, args: tuple[str, ...], direct: bool, extra: dict[str, Any]) -> dict[str, Any]:
+    socket_path = os.environ.get(FORK_SOCKET_ENV)
+    if not socket_path or direct:
+        return {"command": sys.executable, "args": [script, "--name", name, *args], **extra}
+    # -I -S: the launcher imports the standard library only, and starts in ~20 ms.
+    launcher = ["-I", "-S", FORK_LAUNCHER, socket_path]
+    return {"command": sys.executable, "args": [*launcher, script, "--name", name, *args], **extra}
+
+
+def fixture_entry(name: str, *args: str, direct: bool = False, **extra: Any) -> dict[str, Any]:
+    """A `servers:` entry running the fixture server over stdio: forked by this worker's fork
+    server (`tests/fork_server.py`, through `tests/fork_launcher.py`) while it runs, else (or
+    with `direct=True`) `python tests/servers/fixture_server.py` itself."""
+    return _entry(FIXTURE_SERVER, name, args, direct, extra)
+
+
+def faulty_entry(name: str, *args: str, direct: bool = False, **extra: Any) -> dict[str, Any]:
+    """A `servers:` entry running the faulty server over stdio (forked as `fixture_entry`)."""
+    return _entry(FAULTY_SERVER, name, args, direct, extra)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fork_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """This worker's fork server (`tests/fork_server.py`): started once per session unless
+    `MCPHUB_TEST_FORK=0` or every collected test is in the pure tier; stopped (with any child
+    left) at the end. Entries made before it starts (at import) start their servers directly.
+    Its stderr (empty unless something went wrong) is kept in pytest's temporary directory,
+    `fork-server*/zygote.log`."""
+    items = request.session.items
+    if os.environ.get(FORK_ENV, "1") == "0" or all(item.get_closest_marker("unit") for item in items):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="mcphub-fork-")  # mode 0700: private to this user
+    path = os.path.join(directory, "zygote.sock")
+    try:
+        log = tmp_path_factory.mktemp("fork-server") / "zygote.log"
+        process = start_fork_server(path, FIXTURE_SERVER, FAULTY_SERVER, log=str(log))
+    except RuntimeError:
+        logging.getLogger(__name__).warning("the fork server did not start: fixture servers start directly")
+        shutil.rmtree(directory, ignore_errors=True)
+        yield
+        return
+    os.environ[FORK_SOCKET_ENV] = path
+    try:
+        yield
+    finally:
+        os.environ.pop(FORK_SOCKET_ENV, None)
+        stop_fork_server(process)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def start_fork_server(path: str, *preload: str, log: str | None = None) -> subprocess.Popen[bytes]:
+    """Start `tests/fork_server.py` on the Unix socket `path` (in a 0700 directory), importing
+    what the `preload` scripts import, and return once it accepts launches. Its stderr goes to
+    `log` (default: `zygote.log` next to the socket).
+
+    :raises RuntimeError: it did not say `ready` within 60 s (it is stopped then)."""
+    with open(log or os.path.join(os.path.dirname(path), "zygote.log"), "ab") as stderr:
+        # Not traced by coverage (a fixture server never was): its children would inherit it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
+        process = subprocess.Popen(
+            [sys.executable, FORK_SERVER, path, *preload],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        ready = process.stdout.readline() if selector.select(timeout=_FORK_READY_SECONDS) else b""
+    process.stdout.close()
+    if ready != b"ready\n":
+        stop_fork_server(process)
+        raise RuntimeError("the fork server did not start")
+    return process
+
+
+def stop_fork_server(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the fork server (it SIGKILLs and reaps every child left), SIGKILL after 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def tool_text(result: types.CallToolResult) -> str:

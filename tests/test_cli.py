@@ -433,7 +433,8 @@ async def test_serve_stdio_serves_the_catalog_to_an_sdk_client_which_learns_of_i
 async def test_serve_stdio_answers_the_first_tools_list_with_the_fleets_tools(tmp_path: Path) -> None:
     # A server that takes 3 s to start (as npx- or uvx-launched servers often do), so the host's
     # first tools/list surely comes before the server is up.
-    entry = fixture_entry("fx")
+    # direct: the wrapper below takes the script as sys.argv[1] (no fork-server launcher in front).
+    entry = fixture_entry("fx", direct=True)
     slow_start = (
         "import runpy, sys, time; time.sleep(3); sys.argv = sys.argv[1:]; "
         "runpy.run_path(sys.argv[0], run_name='__main__')"

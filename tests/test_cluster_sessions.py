@@ -31,7 +31,13 @@ pytestmark = pytest.mark.anyio
 KEY_ENV = "HUB_SESSIONS_TEST_KEY"
 KEY = "sessions-test-cluster-key-0123456789abcdef"
 VERSION = "2025-11-25"
-SERVERS = {"fx": fixture_entry("fx")}
+
+
+def servers() -> dict[str, Any]:
+    """The fleet (built when a test runs: an entry made at import would not be forked)."""
+    return {"fx": fixture_entry("fx")}
+
+
 CLUSTER = {"secret_env": KEY_ENV}
 
 
@@ -121,7 +127,7 @@ async def _list_tools(http: httpx2.AsyncClient, url: str, key: str, session_id: 
 
 @pytest.mark.slow
 async def test_a_session_opened_on_one_replica_lists_and_calls_on_the_others(redis_server: RedisServer) -> None:
-    async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+    async with replicas(3, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
         with anyio.fail_after(60):
             async with spread_client(hubs, CALLER_KEY) as (client, balancer):
                 for _ in range(2):
@@ -140,7 +146,7 @@ async def test_a_session_opened_on_one_replica_lists_and_calls_on_the_others(red
 async def test_another_principal_presenting_the_session_id_gets_404_on_every_replica(
     redis_server: RedisServer,
 ) -> None:
-    async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+    async with replicas(3, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
         with anyio.fail_after(60):
             async with httpx2.AsyncClient(timeout=30) as http:
                 session_id = await _initialize(http, hubs[0].url, CALLER_KEY)
@@ -157,7 +163,7 @@ async def test_another_principal_presenting_the_session_id_gets_404_on_every_rep
 
 @pytest.mark.slow
 async def test_a_delete_on_one_replica_ends_the_session_on_every_replica(redis_server: RedisServer) -> None:
-    async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+    async with replicas(3, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
         with anyio.fail_after(60):
             async with httpx2.AsyncClient(timeout=30) as http:
                 session_id = await _initialize(http, hubs[0].url, CALLER_KEY)
@@ -177,7 +183,7 @@ async def test_a_delete_on_one_replica_ends_the_session_on_every_replica(redis_s
 
 
 async def test_a_tampered_a_foreign_or_an_expired_session_id_gets_404(redis_server: RedisServer) -> None:
-    async with replicas(2, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+    async with replicas(2, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
         with anyio.fail_after(60):
             async with httpx2.AsyncClient(timeout=30) as http:
                 session_id = await _initialize(http, hubs[0].url, CALLER_KEY)
@@ -203,10 +209,10 @@ async def test_a_session_survives_the_replica_that_created_it_stopping(redis_ser
     cluster = {"redis_url": redis_server.url, "redis_timeout_seconds": 2.0, **CLUSTER}
     with anyio.fail_after(90):
         async with httpx2.AsyncClient(timeout=30) as http:
-            async with running_hub(SERVERS, auth=api_keys(), cluster=cluster) as first:
+            async with running_hub(servers(), auth=api_keys(), cluster=cluster) as first:
                 session_id = await _initialize(http, first.url, CALLER_KEY)
                 assert (await _list_tools(http, first.url, CALLER_KEY, session_id)).status_code == 200
-            async with running_hub(SERVERS, auth=api_keys(), cluster=cluster) as second:
+            async with running_hub(servers(), auth=api_keys(), cluster=cluster) as second:
                 served = await _list_tools(http, second.url, CALLER_KEY, session_id)
                 assert served.status_code == 200
                 assert "fx__echo" in [t["name"] for t in _rpc(served)["result"]["tools"]]
@@ -217,7 +223,7 @@ async def test_a_hub_alone_serves_its_sessions_and_refuses_them_after_delete_or_
     sealed ids; a restarted hub (a new key) answers 404 and the client initializes again."""
     with anyio.fail_after(60):
         async with httpx2.AsyncClient(timeout=30) as http:
-            async with running_hub(SERVERS) as hub:
+            async with running_hub(servers()) as hub:
                 async with Client(hub.url, mode="legacy") as client:
                     assert tool_text(await client.call_tool("fx__echo", {"text": "alone"})) == "alone"
                     assert hub.hub.endpoint.open_sessions() == 1
@@ -268,7 +274,7 @@ async def test_a_log_level_set_through_one_replica_applies_on_the_others(redis_s
     async def on_log(params: types.LoggingMessageNotificationParams) -> None:
         levels.append(params.level)
 
-    async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+    async with replicas(3, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
         with anyio.fail_after(60), warnings.catch_warnings():
             warnings.simplefilter("ignore", MCPDeprecationWarning)
             async with spread_client(hubs, CALLER_KEY, logging_callback=on_log) as (client, _):
@@ -295,7 +301,7 @@ async def test_a_subscription_taken_through_one_replica_delivers_on_the_get_stre
             arrived.notify()
 
     uri = "fx+fixture://info"
-    async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+    async with replicas(3, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
         with anyio.fail_after(60), warnings.catch_warnings():
             warnings.simplefilter("ignore", MCPDeprecationWarning)
             async with spread_client(hubs, CALLER_KEY, message_handler=on_message) as (client, balancer):
@@ -325,7 +331,7 @@ async def test_answers_to_sampling_and_elicitation_posted_to_other_replicas_reac
     async def elicitation(ctx: object, params: types.ElicitRequestParams) -> types.ElicitResult:
         return types.ElicitResult(action="accept", content={"name": "ada"})
 
-    async with replicas(3, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
+    async with replicas(3, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
         with anyio.fail_after(60):
             async with spread_client(
                 hubs, CALLER_KEY, sampling_callback=sampling, elicitation_callback=elicitation
@@ -344,7 +350,7 @@ async def test_an_idle_copy_is_freed_and_the_next_request_rebuilds_the_session()
     with anyio.fail_after(60):
         async with (
             httpx2.AsyncClient(timeout=30) as http,
-            running_hub(SERVERS, session_idle_timeout_seconds=1.0) as hub,
+            running_hub(servers(), session_idle_timeout_seconds=1.0) as hub,
         ):
             key = "unused"
             headers = {k: v for k, v in _headers(key).items() if k != "Authorization"}
@@ -368,7 +374,7 @@ async def test_an_idle_copy_is_freed_and_the_next_request_rebuilds_the_session()
 async def test_with_redis_down_any_replica_still_serves_a_session_and_a_delete_holds_where_it_was_taken(
     redis_server: RedisServer,
 ) -> None:
-    async with replicas(2, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER) as (a, b):
+    async with replicas(2, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER) as (a, b):
         with anyio.fail_after(60):
             async with httpx2.AsyncClient(timeout=30) as http:
                 session_id = await _initialize(http, a.url, CALLER_KEY)
@@ -383,7 +389,7 @@ async def test_with_redis_down_any_replica_still_serves_a_session_and_a_delete_h
 
 async def test_a_profile_session_opens_on_that_profile_of_another_replica_only(redis_server: RedisServer) -> None:
     profiles = {"echoes": {"include": ["fx__echo"]}}
-    async with replicas(2, SERVERS, redis_server.url, auth=api_keys(), cluster=CLUSTER, profiles=profiles) as hubs:
+    async with replicas(2, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER, profiles=profiles) as hubs:
         with anyio.fail_after(60):
             async with httpx2.AsyncClient(timeout=30) as http:
                 profile_url = f"{hubs[0].base_url}/profiles/echoes/mcp"
@@ -407,7 +413,7 @@ async def test_a_client_keeps_its_session_while_every_replica_restarts_in_turn(
     cluster = {"redis_url": redis_server.url, "redis_timeout_seconds": 2.0, **CLUSTER}
 
     async def replica(stop: anyio.Event, *, task_status: anyio.abc.TaskStatus[RunningHub]) -> None:
-        async with running_hub(SERVERS, auth=api_keys(), cluster=cluster) as hub:
+        async with running_hub(servers(), auth=api_keys(), cluster=cluster) as hub:
             task_status.started(hub)
             await stop.wait()
 

@@ -59,7 +59,11 @@ POLICIES = [
     {"principal": "bob", "servers": ["beta"], "allow": ["*"]},
     {"scope": "hub:admin", "allow": ["*"]},
 ]
-SERVERS = {"alpha": fixture_entry("alpha"), "beta": fixture_entry("beta")}
+
+
+def servers() -> dict[str, Any]:
+    """The fleet (built when a test runs: an entry made at import would not be forked)."""
+    return {"alpha": fixture_entry("alpha"), "beta": fixture_entry("beta")}
 
 
 def _auth() -> dict[str, Any]:
@@ -73,7 +77,7 @@ def _auth() -> dict[str, Any]:
 @asynccontextmanager
 async def _hub(**settings: Any) -> AsyncIterator[RunningHub]:
     settings = {"profiles": PROFILES, "auth": _auth(), "policies": POLICIES, "public_url": PUBLIC_URL, **settings}
-    async with running_hub(SERVERS, **settings) as hub:
+    async with running_hub(servers(), **settings) as hub:
         yield hub
 
 
@@ -249,7 +253,7 @@ async def test_a_profile_hears_list_changed_for_changes_inside_it_only(mode: str
             changed += 1
             heard.notify()
 
-    async with running_hub(SERVERS, profiles=profiles) as hub:
+    async with running_hub(servers(), profiles=profiles) as hub:
         with anyio.fail_after(30):
             url = _profile_url(hub, "echoes")
             async with _client(hub.url, None) as admin, _client(url, None, mode, message_handler=on_message) as client:

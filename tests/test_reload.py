@@ -25,15 +25,11 @@ from hub.app import Hub
 from hub.config import load_config
 from hub.reload import plan_reload
 from hub.signals import Changes
-from tests.conftest import FAULTY_SERVER, RunningHub, serve_app, until
+from tests.conftest import RunningHub, serve_app, until
+from tests.conftest import faulty_entry as faulty
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
-
-
-def faulty(name: str, *args: str, **extra: Any) -> dict[str, Any]:
-    """A `servers:` entry running the faulty server over stdio."""
-    return {"command": sys.executable, "args": [FAULTY_SERVER, "--name", name, *args], **extra}
 
 
 def write_config(path: Path, servers: dict[str, Any], **settings: Any) -> None:

@@ -1,0 +1,353 @@
+"""The fork server (a zygote) for the tests' stdio fixture servers: import once, fork per launch.
+
+Every stdio fixture server a test starts is a fresh interpreter importing the `mcp` SDK (about
+0.85 s of CPU each, and the suite starts well over a thousand). This process imports what the
+given scripts import at top level (plus the event loop the scripts run on), then forks one child
+per launch request, so each launch costs a fork instead of an import.
+
+    python tests/fork_server.py SOCKET [PRELOAD_SCRIPT ...]
+
+It listens on the Unix socket SOCKET (its directory must be private: mode 0700), writes `ready`
+and a newline to its stdout once it accepts launches, and serves until SIGTERM/SIGINT or until
+its parent (the pytest worker) dies. `tests/fork_launcher.py` is its client; one launch is:
+
+1. the launcher sends a 4-byte big-endian length, then that many bytes of JSON
+   `{"argv": [script, *args], "cwd": str, "env": {name: value}}`, with its fds 0, 1, 2 attached
+   (SCM_RIGHTS) to the first bytes;
+2. the zygote forks; the child takes those fds as its 0, 1, 2, its own session, the cwd, exactly
+   that environment, `sys.argv` and `sys.path[0]` as a direct start would have, default signal
+   handlers, and runs the script as `__main__` (`runpy.run_path`); it always ends by `os._exit`
+   with the script's exit code (SystemExit honoured; an uncaught exception prints its traceback
+   on stderr and exits 1; KeyboardInterrupt ends it by SIGINT, as CPython does);
+3. the zygote answers `pid <child pid>\\n`, and once the child has been reaped
+   `exit <wait status>\\n` (the raw `os.waitpid` status), then closes the connection;
+4. a connection that closes before its child was reaped (the launcher was SIGKILLed) gets its
+   child SIGKILLed: no child outlives its launcher.
+
+Single-threaded by design (a fork with threads running copies their locks mid-use): one select
+loop over the listening socket, the connections and a self-pipe woken by SIGCHLD
+(`signal.set_wakeup_fd`). Children also get `PR_SET_PDEATHSIG` SIGKILL, so they die with the
+zygote, and the zygote gets SIGTERM when its parent dies (and checks `os.getppid()` every second
+in case that arrived before it was set).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import ctypes
+import importlib
+import json
+import os
+import runpy
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import FrameType
+
+_PR_SET_PDEATHSIG = 1
+_REQUEST_TIMEOUT_SECONDS = 5.0
+"""How long a connected launcher may take to send its whole request."""
+_MAX_REQUEST_BYTES = 1 << 20
+_EXTRA_PRELOADS = ("anyio._backends._asyncio", "uvloop", "mcp.server.stdio", "mcp.server.lowlevel")
+"""What the scripts import when they run rather than at top level (the asyncio backend, uvloop
+for `use_uvloop=True`, the SDK's stdio transport)."""
+
+
+def _set_parent_death_signal(signum: int) -> None:
+    """Linux `prctl(PR_SET_PDEATHSIG, signum)`: get `signum` when the parent exits (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+
+
+def preload(scripts: list[str]) -> list[str]:
+    """Import every module the `scripts` import at their top level, and `_EXTRA_PRELOADS`.
+
+    :returns: the module names that could not be imported (a child imports those itself).
+    """
+    names: list[str] = []
+    for script in scripts:
+        tree = ast.parse(Path(script).read_text(encoding="utf-8"), filename=script)
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module != "__future__":
+                names.append(node.module)
+    failed: list[str] = []
+    for name in [*names, *_EXTRA_PRELOADS]:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            failed.append(name)
+    return failed
+
+
+def _recv_exactly(conn: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the launcher closed the connection mid-request")
+        data += chunk
+    return bytes(data)
+
+
+def _read_request(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
+    """One launch request: its JSON object and the three fds sent with it (the caller owns them)."""
+    conn.settimeout(_REQUEST_TIMEOUT_SECONDS)
+    head, fds, flags, _ = socket.recv_fds(conn, 4, 3)
+    try:
+        if flags & socket.MSG_CTRUNC or len(fds) != 3:
+            raise ConnectionError(f"expected 3 fds with the request, got {len(fds)}")
+        head += _recv_exactly(conn, 4 - len(head))
+        (size,) = struct.unpack(">I", head)
+        if size > _MAX_REQUEST_BYTES:
+            raise ConnectionError(f"request of {size} bytes")
+        request = json.loads(_recv_exactly(conn, size))
+        if not isinstance(request, dict):
+            raise ConnectionError("the request is not a JSON object")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return request, fds
+
+
+class Zygote:
+    """The select loop: accept launches, fork, reap, report exits, kill orphans."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        os.chmod(path, 0o600)
+        self.listener.listen(128)
+        self.listener.setblocking(False)
+        self.wakeup_r, self.wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ, "wakeup")
+        self.children: dict[int, socket.socket | None] = {}
+        """Each live (unreaped) child and the connection of its launcher (None once that closed)."""
+        self.stopping = False
+        self.parent = os.getppid()
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def serve(self) -> None:
+        """Serve launches until SIGTERM/SIGINT or the parent's death; then SIGKILL every child left."""
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a C handler, so the wakeup fd fires
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.set_wakeup_fd(self.wakeup_w)
+        try:
+            while not self.stopping and os.getppid() == self.parent:
+                for key, _ in self.selector.select(timeout=1.0):
+                    if key.data == "accept":
+                        self._accept()
+                    elif key.data == "wakeup":
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self.wakeup_r, 512)
+                    else:
+                        self._on_launcher_readable(key.fileobj, key.data)  # type: ignore[arg-type]
+                self._reap()
+        finally:
+            self._stop()
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        try:
+            request, fds = _read_request(conn)
+        except (OSError, ValueError) as exc:
+            print(f"fork_server: bad request: {exc}", file=sys.stderr, flush=True)
+            conn.close()
+            return
+        if threading.active_count() != 1:  # never fork with threads running
+            print("fork_server: threads are running; refusing to fork", file=sys.stderr, flush=True)
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: the launcher starts the script itself
+            print(f"fork_server: fork failed: {exc}", file=sys.stderr, flush=True)
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
+        if pid == 0:
+            self._become_child(conn, request, fds)  # never returns
+        for fd in fds:
+            os.close(fd)  # the child has them; a copy here would keep EOF from its peers
+        self.children[pid] = conn
+        conn.settimeout(None)
+        try:
+            conn.sendall(f"pid {pid}\n".encode())
+        except OSError:
+            self._launcher_gone(conn, pid)
+            return
+        self.selector.register(conn, selectors.EVENT_READ, pid)
+
+    def _on_launcher_readable(self, conn: socket.socket, pid: int) -> None:
+        try:
+            data = conn.recv(64)
+        except OSError:
+            data = b""
+        if not data:  # the launcher is gone before its child was reaped
+            self._launcher_gone(conn, pid)
+
+    def _launcher_gone(self, conn: socket.socket, pid: int) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(conn)
+        conn.close()
+        if pid in self.children:
+            self.children[pid] = None
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.children.pop(pid, None)
+            if conn is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.selector.unregister(conn)
+                with contextlib.suppress(OSError):
+                    conn.sendall(f"exit {status}\n".encode())
+                conn.close()
+
+    def _stop(self) -> None:
+        signal.set_wakeup_fd(-1)
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid, conn in list(self.children.items()):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            if conn is not None:
+                conn.close()
+        self.children.clear()
+        self.selector.close()
+        self.listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def _close_in_child(self) -> None:
+        """Drop every object of the zygote that holds an fd, so none leaks into the script."""
+        signal.set_wakeup_fd(-1)
+        for conn in self.children.values():
+            if conn is not None:
+                conn.close()
+        self.selector.close()
+        self.listener.close()
+        os.close(self.wakeup_r)
+        os.close(self.wakeup_w)
+
+    def _become_child(self, conn: socket.socket, request: dict[str, object], fds: list[int]) -> None:
+        code = 1
+        try:
+            os.setsid()  # as a direct start by the hub: its own session and process group
+            _set_parent_death_signal(signal.SIGKILL)
+            for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            conn.close()
+            self._close_in_child()
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+            for fd in fds:
+                if fd > 2:
+                    os.close(fd)
+            argv = [str(arg) for arg in request["argv"]]  # type: ignore[attr-defined]
+            env = {str(k): str(v) for k, v in request["env"].items()}  # type: ignore[attr-defined]
+            os.chdir(str(request["cwd"]))
+            os.environ.clear()
+            os.environ.update(env)
+            sys.argv = argv
+            sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+            code = run_script(argv[0])
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                traceback.print_exc()
+        finally:
+            os._exit(code)
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def run_script(path: str) -> int:
+    """Run `path` as `__main__` as the interpreter would: its exit code (0, SystemExit's code, 1
+    after printing an uncaught exception's traceback); a KeyboardInterrupt ends the process by
+    SIGINT. Exit handlers (`atexit`) run and stdout/stderr are flushed before it returns."""
+    import atexit
+
+    code = 0
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code is None:
+            code = 0
+        elif isinstance(exc.code, int):
+            code = exc.code
+        else:
+            with contextlib.suppress(Exception):
+                print(exc.code, file=sys.stderr)
+            code = 1
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        _flush_stdio()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        code = 130
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    # CPython runs these at a normal exit; os._exit would skip them (a private name of the
+    # standard library, not of the SDK; tests/test_fork_server.py covers an atexit handler).
+    with contextlib.suppress(Exception):
+        atexit._run_exitfuncs()
+    _flush_stdio()
+    return code & 0xFF
+
+
+def main() -> None:
+    if len(sys.argv) < 2:
+        sys.exit("usage: fork_server.py SOCKET [PRELOAD_SCRIPT ...]")
+    _set_parent_death_signal(signal.SIGTERM)
+    failed = preload(sys.argv[2:])
+    if failed:
+        print(f"fork_server: not preloaded: {', '.join(failed)}", file=sys.stderr, flush=True)
+    zygote = Zygote(sys.argv[1])
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # the readiness pipe is done with: nobody reads it any more
+    os.close(devnull)
+    zygote.serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""The fork server (`tests/fork_server.py`) and its launcher (`tests/fork_launcher.py`): a script
+started through them looks to its starter exactly as a direct `python script` start does."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+from anyio.abc import ByteReceiveStream
+
+from tests.conftest import FORK_LAUNCHER, start_fork_server, stop_fork_server, until
+
+pytestmark = pytest.mark.anyio
+
+_PROBE = """\
+import atexit, json, os, sys
+data = sys.stdin.read()
+sys.stderr.write("to stderr\\n")
+atexit.register(lambda: sys.stdout.write("atexit ran"))
+print(json.dumps({
+    "stdin": data,
+    "argv": sys.argv,
+    "cwd": os.getcwd(),
+    "env": dict(os.environ),
+    "path0": sys.path[0],
+    "name": __name__,
+    "pid": os.getpid(),
+    "ppid": os.getppid(),
+}))
+sys.exit(int(sys.argv[1]))
+"""
+
+_SLEEPER = """\
+import os, sys, time
+print(os.getpid(), flush=True)
+sys.stdin.read()  # until the test closes stdin (or a signal ends it)
+"""
+
+
+@contextmanager
+def _running_zygote() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A fork server of the test's own (its socket path and process), preloading nothing extra."""
+    directory = tempfile.mkdtemp(prefix="mcphub-fork-test-")
+    path = os.path.join(directory, "zygote.sock")
+    process = start_fork_server(path)
+    try:
+        yield path, process
+    finally:
+        stop_fork_server(process)
+        shutil.rmtree(directory)
+
+
+@pytest.fixture(scope="module")
+def zygote() -> Iterator[tuple[str, int]]:
+    """One fork server for the module: its socket path and pid."""
+    with _running_zygote() as (path, process):
+        yield path, process.pid
+
+
+@pytest.fixture
+def own_zygote() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A fork server the test may stop."""
+    with _running_zygote() as running:
+        yield running
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` exists at all (a zombie counts)."""
+    return Path(f"/proc/{pid}").exists()
+
+
+def _script(tmp_path: Path, name: str, text: str) -> str:
+    script = tmp_path / "scripts" / name
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(text)
+    return str(script)
+
+
+async def _pid_line(stdout: ByteReceiveStream) -> int:
+    """The sleeper's first stdout line (its pid), read whole however the pipe splits it."""
+    line = b""
+    while not line.endswith(b"\n"):
+        line += await stdout.receive()
+    return int(line)
+
+
+def _launched(socket_path: str, script: str, *args: str) -> list[str]:
+    return [sys.executable, "-I", "-S", FORK_LAUNCHER, socket_path, script, *args]
+
+
+async def test_a_launched_script_gets_the_stdio_argv_cwd_environment_and_exit_code_of_a_direct_start(
+    zygote: tuple[str, int], tmp_path: Path
+) -> None:
+    socket_path, zygote_pid = zygote
+    script = _script(tmp_path, "probe.py", _PROBE)
+    env = {"PATH": os.environ["PATH"], "FORK_PROBE": "a value", "HOME": str(tmp_path)}
+    with anyio.fail_after(60):
+        direct = await anyio.run_process(
+            [sys.executable, script, "7"], input=b"line one\nline two\n", env=env, cwd=tmp_path, check=False
+        )
+        forked = await anyio.run_process(
+            _launched(socket_path, script, "7"), input=b"line one\nline two\n", env=env, cwd=tmp_path, check=False
+        )
+    assert forked.returncode == direct.returncode == 7
+    assert forked.stderr == direct.stderr == b"to stderr\n"
+    forked_json, _, forked_tail = forked.stdout.decode().partition("\n")
+    direct_json, _, direct_tail = direct.stdout.decode().partition("\n")
+    assert forked_tail == direct_tail == "atexit ran"
+    seen, expected = json.loads(forked_json), json.loads(direct_json)
+    assert seen["ppid"] == zygote_pid  # forked by the zygote, not started by the launcher
+    for key in ("stdin", "argv", "cwd", "env", "path0", "name"):
+        assert seen[key] == expected[key], key
+    assert expected["env"]["FORK_PROBE"] == "a value" and expected["stdin"] == "line one\nline two\n"
+
+
+async def test_an_uncaught_exception_exits_1_with_its_traceback_and_a_signal_death_is_passed_on(
+    zygote: tuple[str, int], tmp_path: Path
+) -> None:
+    socket_path, _ = zygote
+    raising = _script(tmp_path, "raising.py", "raise ValueError('boom')\n")
+    killed = _script(tmp_path, "killed.py", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    with anyio.fail_after(60):
+        raised = await anyio.run_process(_launched(socket_path, raising), check=False)
+        died = await anyio.run_process(_launched(socket_path, killed), check=False)
+    assert raised.returncode == 1
+    assert raised.stderr.startswith(b"Traceback") and raised.stderr.endswith(b"ValueError: boom\n")
+    assert died.returncode == -signal.SIGKILL
+
+
+async def test_sigterm_to_the_launcher_reaches_the_child_and_the_launcher_exits_as_it_did(
+    zygote: tuple[str, int], tmp_path: Path
+) -> None:
+    socket_path, _ = zygote
+    script = _script(tmp_path, "sleeper.py", _SLEEPER)
+    with anyio.fail_after(60):
+        async with await anyio.open_process(_launched(socket_path, script)) as launcher:
+            assert launcher.stdout is not None
+            child = await _pid_line(launcher.stdout)
+            assert child != launcher.pid and _alive(child)
+            launcher.send_signal(signal.SIGTERM)
+            assert await launcher.wait() == -signal.SIGTERM
+            await until(lambda: not _alive(child))
+
+
+async def test_a_sigkilled_launcher_takes_its_child_with_it(zygote: tuple[str, int], tmp_path: Path) -> None:
+    socket_path, _ = zygote
+    script = _script(tmp_path, "sleeper.py", _SLEEPER)
+    with anyio.fail_after(60):
+        async with await anyio.open_process(_launched(socket_path, script)) as launcher:
+            assert launcher.stdout is not None
+            child = await _pid_line(launcher.stdout)
+            launcher.kill()
+            assert await launcher.wait() == -signal.SIGKILL
+            await until(lambda: not _alive(child))  # killed and reaped by the zygote
+
+
+async def test_closing_stdin_ends_the_child_and_the_launcher_with_it(zygote: tuple[str, int], tmp_path: Path) -> None:
+    socket_path, _ = zygote
+    script = _script(tmp_path, "sleeper.py", _SLEEPER)
+    with anyio.fail_after(60):
+        async with await anyio.open_process(_launched(socket_path, script)) as launcher:
+            assert launcher.stdin is not None and launcher.stdout is not None
+            child = await _pid_line(launcher.stdout)
+            await launcher.stdin.aclose()  # the launcher holds no copy: the child sees EOF
+            assert await launcher.wait() == 0
+            assert b"".join([chunk async for chunk in launcher.stdout]) == b""  # stdout at EOF
+            await until(lambda: not _alive(child))
+
+
+async def test_a_childs_stdout_reaches_eof_when_it_exits_while_a_later_child_still_runs(
+    zygote: tuple[str, int], tmp_path: Path
+) -> None:
+    socket_path, _ = zygote
+    script = _script(tmp_path, "sleeper.py", _SLEEPER)
+    with anyio.fail_after(60):
+        async with await anyio.open_process(_launched(socket_path, script)) as first:
+            assert first.stdin is not None and first.stdout is not None
+            await _pid_line(first.stdout)
+            async with await anyio.open_process(_launched(socket_path, script)) as second:
+                assert second.stdin is not None and second.stdout is not None
+                later = await _pid_line(second.stdout)
+                await first.stdin.aclose()
+                # EOF only if no other process (the zygote, the later child) holds the pipe
+                assert b"".join([chunk async for chunk in first.stdout]) == b""
+                assert await first.wait() == 0 and _alive(later)
+                await second.stdin.aclose()
+                assert await second.wait() == 0
+
+
+async def test_stopping_the_zygote_leaves_no_child_behind(
+    own_zygote: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    path, process = own_zygote
+    script = _script(tmp_path, "sleeper.py", _SLEEPER)
+    with anyio.fail_after(60):
+        async with await anyio.open_process(_launched(path, script)) as launcher:
+            assert launcher.stdout is not None
+            child = await _pid_line(launcher.stdout)
+            await anyio.to_thread.run_sync(stop_fork_server, process)
+            assert not _alive(child)  # SIGKILLed and reaped before the zygote exited
+            assert await launcher.wait() == -signal.SIGKILL
+
+
+async def test_without_a_zygote_the_launcher_becomes_the_script_itself(tmp_path: Path) -> None:
+    script = _script(tmp_path, "probe.py", _PROBE)
+    nowhere = str(tmp_path / "no-zygote.sock")
+    with anyio.fail_after(60):
+        async with await anyio.open_process(_launched(nowhere, script, "3"), cwd=tmp_path) as launcher:
+            assert launcher.stdin is not None and launcher.stdout is not None
+            await launcher.stdin.send(b"direct\n")
+            await launcher.stdin.aclose()
+            output = b""
+            async for chunk in launcher.stdout:
+                output += chunk
+            assert await launcher.wait() == 3
+    seen = json.loads(output.decode().partition("\n")[0])
+    assert seen["pid"] == launcher.pid  # exec'd in place: the launcher's own process
+    assert seen["stdin"] == "direct\n" and seen["argv"] == [script, "3"] and seen["name"] == "__main__"
