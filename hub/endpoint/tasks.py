@@ -298,7 +298,7 @@ class FaceTasks:
             timeout = connection.config.hard_timeout_for(route.original_tool)
         token = CURRENT_CHANNEL.set(self._channel(ctx))
         try:
-            return await connection.send_task_request(
+            return await connection.sender.task_request(
                 method, params, timeout_seconds=timeout, max_timeout_seconds=timeout
             )
         finally:

@@ -2,7 +2,7 @@
 
 The path of a call: the router picks a connection (the client's dedicated one when it has one:
 `isolation.Clones`) and calls one of its request methods (`ServerConnection.call_tool`,
-`read_resource`, `get_prompt`, `complete`, `send_task_request`, ...) with the request's
+`read_resource`, `get_prompt`, `complete`, ...) with the request's
 `hub.deadline.RequestDeadline`. Each builds a `send(client, on_progress)` for the SDK and hands
 it to `Sender.request`, which
 
@@ -41,6 +41,7 @@ from hub.push_era import PushNeedsHandshakeEra, pushed_method
 from hub.redaction import SECRETS
 from hub.retry_rules import delivery_mark
 from hub.servers.failures import request_errors
+from hub.task_wire import task_request
 
 if TYPE_CHECKING:
     from hub.servers.connection import ServerConnection
@@ -147,6 +148,26 @@ class Sender:
                 inflight.remove(channel)
             connection.in_flight -= 1
             connection.changes.notify()
+
+    async def task_request(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        timeout_seconds: float | None = None,
+        max_timeout_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """One `tasks/*` request (`tasks/get`, `tasks/update`, `tasks/cancel`, `tasks/result`,
+        `tasks/list`; `hub.task_wire`) with wire `params` (`taskId` is the server's own id); the
+        result as the server sent it (`RawResult`). Timeouts and errors as `request`."""
+
+        async def send(client: Client, _: ProgressFnT) -> dict[str, Any]:
+            result = await client.session.send_request(task_request(method, params), RawResult)
+            return result.model_dump(by_alias=True, mode="json", exclude_unset=True)
+
+        return await self.request(
+            method, send, timeout_seconds=timeout_seconds, max_timeout_seconds=max_timeout_seconds
+        )
 
     async def request_pushing(
         self, method: str, send: Callable[[Client, ProgressFnT], Awaitable[_T]], **options: Any

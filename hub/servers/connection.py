@@ -55,7 +55,7 @@ from hub.federation import Federation
 from hub.push_era import PushingServers
 from hub.redaction import SECRETS
 from hub.retry_rules import EventSink
-from hub.servers.calls import RawResult, Sender
+from hub.servers.calls import Sender
 from hub.servers.health import HealthMonitor
 from hub.servers.inbox import Inbox
 from hub.servers.isolation import Clones
@@ -69,7 +69,7 @@ from hub.servers.supervisor import Supervisor
 from hub.servers.transport import ServerLink
 from hub.signals import Changes
 from hub.startup import StartSlots
-from hub.task_wire import CreatedTask, LegacyCreatedTask, call_tool_as_task, task_request
+from hub.task_wire import CreatedTask, LegacyCreatedTask, call_tool_as_task
 from hub.wire_results import WireResult
 
 __all__ = ["ServerConnection"]
@@ -379,26 +379,6 @@ class ServerConnection:
             ),
             relay=progress_callback,
             deadline=deadline,
-        )
-
-    async def send_task_request(
-        self,
-        method: str,
-        params: dict[str, Any],
-        *,
-        timeout_seconds: float | None = None,
-        max_timeout_seconds: float | None = None,
-    ) -> dict[str, Any]:
-        """One `tasks/*` request (`tasks/get`, `tasks/update`, `tasks/cancel`, `tasks/result`,
-        `tasks/list`; `hub.task_wire`) with wire `params` (`taskId` is the server's own id); the
-        result as the server sent it. Timeouts and errors as `call_tool`."""
-
-        async def send(client: Client, _: ProgressFnT) -> dict[str, Any]:
-            result = await client.session.send_request(task_request(method, params), RawResult)
-            return result.model_dump(by_alias=True, mode="json", exclude_unset=True)
-
-        return await self.sender.request(
-            method, send, timeout_seconds=timeout_seconds, max_timeout_seconds=max_timeout_seconds
         )
 
     async def read_resource(
