@@ -26,7 +26,7 @@ PYTEST_PARALLEL ?= -n $(PYTEST_WORKERS) --dist loadgroup
 COVERAGE_FLOOR := 88
 PYTEST_COVERAGE ?= --cov --cov-report=
 
-## lint, type-check and run every test: in parallel, then the `serial` load tests one at a time
+## lint, type-check and run every test: in parallel, then the `serial` tests one at a time
 ## (they need the machine to themselves), with the coverage floor over both runs (npm servers are
 ## installed into .cache/ by the tests; redis-server and haproxy from the OS packages by
 ## scripts/install-test-services.sh)
