@@ -12,6 +12,10 @@ disconnect) and the SDK is handed, in place of the body, a JSON-RPC error for th
 answered (`adapters.oversize.answer_too_large`), so that request alone fails and the session
 carries on. The cap counts decoded bytes: a compressed body (`gzip`, `deflate`, the encodings
 the client offers) is decompressed here with its output bounded, never past the cap.
+
+An exchange that breaks (the connection reset or cut before or while an answer is read) is
+answered here too, so that one request fails rather than the SDK's whole transport
+(`adapters.broken_exchange`).
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import zlib
 from collections.abc import AsyncIterator, Mapping
 
 import httpx2
-from mcp_types import INTERNAL_ERROR, ErrorData, JSONRPCError
+from mcp_types import INTERNAL_ERROR, ErrorData, JSONRPCError, RequestId
 
+from adapters.broken_exchange import error_body, stand_in_answer
 from adapters.oversize import answer_too_large, find_request_id
 
 __all__ = ["HttpPool"]
@@ -35,6 +40,8 @@ _MIN_READ_TIMEOUT_SECONDS = 300.0
 """Reads on a standing SSE stream may be idle this long (the SDK's own default) before the
 connection is treated as dead; a call's own deadline is enforced by the MCP session."""
 _ACCEPT_ENCODING = "gzip, deflate"
+_UNCAPPED = 1 << 62
+"""The "cap" of a JSON answer when the server has none (`max_json_bytes` None)."""
 """The content codings offered to servers: the ones a capped body can be decoded under its cap."""
 
 
@@ -47,11 +54,20 @@ class _SharedTransport(httpx2.AsyncBaseTransport):
         self._max_json_bytes = max_json_bytes
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = await self._inner.handle_async_request(request)
-        limit = self._max_json_bytes
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx2.TransportError as exc:
+            # One exchange broke: answer for it, or the SDK's transport would end (adapters.broken_exchange).
+            stand_in = stand_in_answer(request, exc)
+            if stand_in is None:
+                raise
+            return stand_in
         content_type = response.headers.get("content-type", "").lower()
-        if limit is None or not content_type.startswith("application/json"):
+        if request.method != "POST" or not content_type.startswith("application/json"):
             return response
+        # A JSON answer is read whole here (the SDK reads it whole too): capped, and a read that
+        # breaks midway answers its request with an error instead of ending the transport.
+        limit = self._max_json_bytes if self._max_json_bytes is not None else _UNCAPPED
         stream = response.stream
         assert isinstance(stream, httpx2.AsyncByteStream)  # an async transport's response
         headers = httpx2.Headers(response.headers)
@@ -66,7 +82,8 @@ class _SharedTransport(httpx2.AsyncBaseTransport):
 
 class _CappedJsonBody(httpx2.AsyncByteStream):
     """A JSON answer's body, decoded and held up to `limit` bytes, then handed on; past the
-    limit (or undecodable) the response is closed and a JSON-RPC error is handed on instead."""
+    limit (or undecodable) the response is closed and a JSON-RPC error is handed on instead, and
+    so is the stand-in of `adapters.broken_exchange` when the read breaks off."""
 
     def __init__(
         self, inner: httpx2.AsyncByteStream, request: httpx2.Request, limit: int, encoding: str, declared: str | None
@@ -105,6 +122,11 @@ class _CappedJsonBody(httpx2.AsyncByteStream):
                         refusal = (self._too_large(), True)
             except zlib.error:
                 refusal = (f"the server's {self._encoding} answer could not be decoded", False)
+            except httpx2.TransportError as exc:
+                parts.clear()
+                await self.aclose()
+                yield self._broken(exc)
+                return
         if refusal is None:
             for part in parts:
                 yield part
@@ -116,13 +138,24 @@ class _CappedJsonBody(httpx2.AsyncByteStream):
     def _too_large(self) -> str:
         return f"the server's JSON answer was larger than {self._limit} bytes and was discarded"
 
-    def _error_body(self, message: str, too_large: bool) -> bytes:
-        """The JSON-RPC error answering the request in place of the refused body."""
+    def _request_id(self) -> RequestId | None:
         try:
             content = self._request.content
         except httpx2.RequestNotRead:
             content = b""
-        request_id = find_request_id(content)
+        return find_request_id(content)
+
+    def _broken(self, exc: httpx2.TransportError) -> bytes:
+        """The stand-in error for the request whose answer broke off while it was read."""
+        request_id = self._request_id()
+        if request_id is None:
+            raise exc
+        logger.debug("the answer to request %r broke off while read (%s)", request_id, type(exc).__name__)
+        return error_body(request_id, exc)
+
+    def _error_body(self, message: str, too_large: bool) -> bytes:
+        """The JSON-RPC error answering the request in place of the refused body."""
+        request_id = self._request_id()
         if request_id is None:
             # Not a request (the SDK reads no answer to those): nothing to answer, fail the read.
             raise httpx2.StreamError(message)

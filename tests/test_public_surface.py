@@ -481,6 +481,13 @@ EXPORTS = {
         "streamable_http_transport",
         "watch_closed",
     ],
+    "adapters.broken_exchange": [
+        "BROKEN_EXCHANGE_ERRORS",
+        "EXCHANGE_FAILED",
+        "error_body",
+        "exchange_failure",
+        "stand_in_answer",
+    ],
     "adapters.oversize": [
         "ANSWER_TOO_LARGE",
         "LineKind",

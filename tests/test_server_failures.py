@@ -24,6 +24,28 @@ def test_the_sdk_finding_the_connection_closed_means_it_is_gone() -> None:
     assert classify(MCPError(CONNECTION_CLOSED, "Connection closed")) is Breakage.CLOSED
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "SSE stream ended without a response",
+        "SSE stream failed: peer closed connection",
+        "SSE stream ended and reconnection attempts were exhausted",
+    ],
+)
+def test_the_sdk_abandoning_one_requests_sse_answer_is_one_failed_exchange(message: str) -> None:
+    assert classify(MCPError(CONNECTION_CLOSED, message)) is Breakage.REQUEST_FAILED
+
+
+def test_a_servers_own_minus_32000_answer_is_an_answer_not_the_connection_closing() -> None:
+    # -32000 is also JSON-RPC's first implementation-defined server error: servers use it freely.
+    assert classify(MCPError(CONNECTION_CLOSED, "busy, try later")) is Breakage.ANSWERED
+
+
+def test_the_pools_stand_in_for_a_broken_exchange_is_one_failed_exchange() -> None:
+    stand_in = MCPError(INTERNAL_ERROR, "broke", {"reason": "exchange_failed", "error": "ReadError"})
+    assert classify(stand_in) is Breakage.REQUEST_FAILED
+
+
 @pytest.mark.parametrize("exc", [anyio.BrokenResourceError(), anyio.ClosedResourceError()])
 def test_broken_or_closed_transport_streams_mean_the_connection_broke(exc: Exception) -> None:
     assert classify(exc) is Breakage.BROKEN

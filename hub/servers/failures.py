@@ -31,6 +31,7 @@ import httpx2
 from mcp import MCPError
 from mcp_types import CONNECTION_CLOSED
 
+from adapters.broken_exchange import exchange_failure
 from adapters.oversize import answer_too_large_limit
 from hub.errors import ServerProtocolError, ServerUnavailable
 from hub.result_cap import ResultTooLarge, is_transport_size_abort
@@ -51,17 +52,30 @@ SERVER_EXCHANGE_ERRORS: Final = (MCPError, anyio.BrokenResourceError, anyio.Clos
 fails (`classify` tells which); anything else is not about the server."""
 
 
+_SDK_CLOSED_MESSAGE: Final = "Connection closed"
+"""The message of the SDK's `CONNECTION_CLOSED` when the session found its connection gone
+(`mcp.shared.jsonrpc_dispatcher`, `mcp.client.session`)."""
+_SDK_ABANDONED_PREFIX: Final = "SSE stream"
+"""How the SDK's Streamable HTTP client words the `CONNECTION_CLOSED` it answers one request with
+when that request's SSE answer broke or ended without the answer ("SSE stream failed: ...",
+"SSE stream ended without a response", "... reconnection attempts were exhausted"): that
+exchange failed, the transport lives on."""
+
+
 class Breakage(enum.Enum):
     """What an exception raised while talking to a server says about the exchange."""
 
     ANSWERED = "answered"
-    """The server's own JSON-RPC error response (`MCPError`, not connection-closed)."""
+    """The server's own JSON-RPC error response (`MCPError`, whatever its code)."""
     CLOSED = "closed"
-    """The SDK found the connection closed (`MCPError` CONNECTION_CLOSED): it is gone."""
+    """The SDK found the connection closed (its `MCPError` CONNECTION_CLOSED "Connection
+    closed"): it is gone."""
     BROKEN = "broken"
     """The transport's streams broke or were closed under the request: the connection is gone."""
     REQUEST_FAILED = "request_failed"
-    """One HTTP exchange failed (`httpx2.TransportError`); the connection may live on."""
+    """One HTTP exchange failed (`httpx2.TransportError`, the pool's stand-in for a broken
+    exchange: `adapters.broken_exchange`, or the SDK abandoning one request's SSE answer); the
+    connection lives on."""
     TIMED_OUT = "timed_out"
     """No answer within a deadline the hub set (`TimeoutError`)."""
     PROTOCOL = "protocol"
@@ -74,7 +88,15 @@ def classify(exc: BaseException) -> Breakage | None:
     """The `Breakage` that `exc` stands for, or None when it is not a failure of talking to the
     server (a bug, a cancellation, anything else: the caller lets it propagate)."""
     if isinstance(exc, MCPError):
-        return Breakage.CLOSED if exc.code == CONNECTION_CLOSED else Breakage.ANSWERED
+        if exchange_failure(exc) is not None:
+            return Breakage.REQUEST_FAILED
+        if exc.code != CONNECTION_CLOSED:
+            return Breakage.ANSWERED
+        if exc.message.startswith(_SDK_ABANDONED_PREFIX):
+            return Breakage.REQUEST_FAILED
+        # The SDK's own "Connection closed"; any other -32000 is the server's own answer (the code
+        # is JSON-RPC's implementation-defined server error, which servers use for anything).
+        return Breakage.CLOSED if exc.message == _SDK_CLOSED_MESSAGE else Breakage.ANSWERED
     if isinstance(exc, anyio.BrokenResourceError | anyio.ClosedResourceError):
         return Breakage.BROKEN
     if isinstance(exc, httpx2.TransportError):
@@ -122,6 +144,8 @@ def request_errors(connection: ServerConnection, method: str, generation: int, m
         if breakage is Breakage.CLOSED:
             close_reason = connection.link.close_reason
             message = f"the connection closed during {method}" + (f": {close_reason}" if close_reason else "")
+        elif breakage is Breakage.REQUEST_FAILED:
+            message = f"the HTTP exchange for {method} broke before its answer"
         else:
             message = f"the connection broke during {method}"
         if breakage in (Breakage.CLOSED, Breakage.BROKEN):  # one HTTP request failing is not the end
