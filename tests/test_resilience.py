@@ -155,6 +155,21 @@ async def test_a_server_error_is_retried_only_for_an_idempotent_tool(tmp_path: P
     assert _counters(tmp_path / "idem.json") == {"fail:k": 3}
 
 
+async def test_a_servers_own_minus_32000_error_is_passed_through_and_the_server_stays_in_use() -> None:
+    # -32000 is JSON-RPC's first implementation-defined server error, which servers answer for
+    # anything; it is not the hub's own "connection closed" (the hub once took it for that and
+    # stopped routing to the server).
+    async with running_hub({"fz": faulty_entry("fz")}) as hub:
+        with anyio.fail_after(20):
+            async with Client(hub.url) as client:
+                with pytest.raises(MCPError) as raised:
+                    await client.call_tool("fz__fail_times", {"n": 1, "key": "k", "code": -32000})
+                after = await client.call_tool("fz__fail_times", {"n": 1, "key": "k"})
+    assert (raised.value.code, raised.value.message) == (-32000, "induced failure 1 of 1")
+    assert _text(after) == "ok after 1 failures"
+    assert hub.hub.server_status("fz").restarts == 0
+
+
 async def test_a_request_to_a_restarting_server_waits_for_it_and_is_answered_once_it_is_back() -> None:
     # No retry rounds: the request itself waits for the restart (issue 10, items 1 and 2).
     entry = fixture_entry("fx", retry={"attempts": 1})

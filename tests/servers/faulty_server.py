@@ -36,8 +36,8 @@ Tools:
 - `crash_mid_call()`: `os._exit(3)` while the call is in flight.
 - `crash_times(n, key="default")`: the first `n` calls (counted per key, across restarts with
   `--state-file`) exit the process with `os._exit(3)`; later calls answer "ok after n crashes".
-- `fail_times(n, key="default")`: the first `n` calls answer a JSON-RPC error
-  (-32603, "induced failure k of n"); later calls answer "ok after n failures".
+- `fail_times(n, key="default", code=-32603)`: the first `n` calls answer a JSON-RPC error
+  (`code`, "induced failure k of n"); later calls answer "ok after n failures".
 - `huge(size)`: one text content of exactly `size` bytes ("x" * size).
 - `garbage_then_echo(text)` (stdio only): writes a plain line, an ANSI line and an invalid UTF-8
   line to stdout between JSON-RPC messages (never inside one), then answers `text`.
@@ -156,7 +156,7 @@ def build_server(name: str, counters: _Counters, stdout: _StdoutWriter | None) -
         types.Tool(
             name="fail_times",
             description="JSON-RPC error on the first n calls.",
-            input_schema=_schema(n="integer", key="string"),
+            input_schema=_schema(n="integer", key="string", code="integer"),
         ),
         types.Tool(name="huge", description="A text of exactly `size` bytes.", input_schema=_schema(size="integer")),
         types.Tool(name="flip_tools", description="Toggle the tool `flipped`.", input_schema=_EMPTY),
@@ -217,7 +217,7 @@ def build_server(name: str, counters: _Counters, stdout: _StdoutWriter | None) -
             n, key = int(args.get("n", 1)), str(args.get("key", "default"))
             k = counters.bump(f"fail:{key}")
             if k <= n:
-                raise MCPError(types.INTERNAL_ERROR, f"induced failure {k} of {n}")
+                raise MCPError(int(args.get("code", types.INTERNAL_ERROR)), f"induced failure {k} of {n}")
             return _text(f"ok after {n} failures")
         if tool == "huge":
             return _text("x" * int(args.get("size", 0)))
