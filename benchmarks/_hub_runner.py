@@ -14,7 +14,7 @@ Binds 127.0.0.1 on a free port, prints `PORT=<n>` on stdout, and serves the aggr
   inflates the hub's CPU ~3x; read it for proportions), written on a graceful exit.
 - `--pyinstrument`: the same with pyinstrument (wall-clock sampling; `pip install pyinstrument`),
   written as .html, .txt and .pyisession.
-- It runs on uvloop, as `mcphub serve` does.
+- It runs on uvloop and tunes the garbage collector (`hub.gc_tuning`), as `mcphub serve` does.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ for path in (str(ROOT), str(HERE)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from hub.app import Hub  # noqa: E402
+from hub.app import Hub, freeze_startup_heap, tune_for_serving  # noqa: E402
 from hub.config import parse_config  # noqa: E402
 from hub.endpoint import HttpServer, bind_socket, run_event_loop  # noqa: E402
 
@@ -48,7 +48,12 @@ def main() -> None:
         cfg = parse_config(json.loads(Path(args.config).read_text(encoding="utf-8")), file=args.config)
     else:
         cfg = parse_config({"servers": {"fx": {"command": sys.executable, "args": [str(FIXTURE)]}}})
-    hub = Hub(cfg)
+    tune_for_serving()  # as `mcphub serve` does (hub.gc_tuning)
+
+    async def started(_: Hub) -> None:
+        freeze_startup_heap()
+
+    hub = Hub(cfg, on_started=started)
     sock = bind_socket("127.0.0.1", 0)
     print(f"PORT={sock.getsockname()[1]}", flush=True)
     server = HttpServer(hub.http_app(), sock)

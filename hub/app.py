@@ -41,6 +41,7 @@ from hub.endpoint.server_requests import Subscriptions
 from hub.endpoint.task_relay import TaskRelay
 from hub.errors import ConfigError
 from hub.federation import Federation
+from hub.gc_tuning import freeze_startup_heap, tune_for_serving
 from hub.lockfile import LockEntries, read_lockfile, write_lockfile
 from hub.metrics import HubMetrics
 from hub.pin_store import PinStore, ReadOnlyPinStore, StatePinStore
@@ -74,10 +75,12 @@ __all__ = [
     "ServerState",
     "ServerStatus",
     "force_locked",
+    "freeze_startup_heap",
     "lockfile_path",
     "read_lockfile",
     "run_event_loop",
     "startup_bound_seconds",
+    "tune_for_serving",
     "write_lockfile",
 ]
 

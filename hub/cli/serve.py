@@ -26,7 +26,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from hub.app import DrainPhase, DrainReport, Hub, ServerState, ServerStatus, force_locked
+from hub.app import (
+    DrainPhase,
+    DrainReport,
+    Hub,
+    ServerState,
+    ServerStatus,
+    force_locked,
+    freeze_startup_heap,
+    tune_for_serving,
+)
 from hub.cli.options import ConfigOption, JsonOption
 from hub.cli.runner import err, exit_with, fail, out, run_command, setup_command_logging
 from hub.cli.shutdown import serve_until_signalled
@@ -176,11 +185,17 @@ class Banner:
 
 
 def build_hub(config: HubConfig, banner: Banner, config_loader: Callable[[], HubConfig] | None) -> Hub:
-    """Step 3: the hub, announcing each server's first start attempt and the catalog on `banner`.
+    """Step 3: the hub, announcing each server's first start attempt and the catalog on `banner`;
+    once the start-up is over its heap is frozen (`hub.gc_tuning`: a serving process's GC).
 
     :raises ConfigError: e.g. `pinning: locked` without a valid lockfile.
     """
-    return Hub(config, on_server_started=banner.server_started, on_started=banner.started, config_loader=config_loader)
+
+    async def started(hub: Hub) -> None:
+        await banner.started(hub)
+        freeze_startup_heap()
+
+    return Hub(config, on_server_started=banner.server_started, on_started=started, config_loader=config_loader)
 
 
 async def reload_on_sighup(hub: Hub) -> None:
@@ -244,6 +259,7 @@ def serve(
     SIGHUP (or `mcphub reload`) re-reads the config file and applies it while serving. SIGTERM
     drains (readiness 503, shutdown_grace_seconds, in-flight requests finish) and exits 0;
     Ctrl-C drains without the grace; a second signal stops at once (exit 128 + signal)."""
+    tune_for_serving()
     setup_serve_logging(log_level, log_format)
     try:
         hub_config, source, config_loader = load_serve_config(config, ServeOverrides(host, port, locked), stdio=stdio)
