@@ -163,7 +163,7 @@ class Access:
 
     :param policy: the decision function.
     :param limiter: the per-route rate limits (the per-principal request limit is applied by the
-        HTTP middleware, `hub.endpoint.authentication.AuthMiddleware`).
+        HTTP middleware, `hub.endpoint.auth_middleware.AuthMiddleware`).
     """
 
     def __init__(self, policy: Policy, limiter: RouteLimits) -> None:

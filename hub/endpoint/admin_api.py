@@ -3,7 +3,7 @@
 `/admin/explain`, `POST /admin/reload`, `POST /admin/servers/<id>/restart`), over one `Endpoint`.
 
 Every route here sits behind the endpoint's guards and authentication (`hub.endpoint.http_app`;
-the scope each path needs is `hub.endpoint.authentication.required_scope`'s): `/readyz` is public
+the scope each path needs is `hub.endpoint.auth_middleware.required_scope`'s): `/readyz` is public
 (details for `hub:admin` only), `/me*` needs any authenticated principal (`/me/search`:
 `hub:call`), `/admin/*` needs `hub:admin`. A `?profile=` naming no profile is 404.
 """
@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hub.catalog import Route as CatalogRoute
-from hub.endpoint.authentication import principal_of
+from hub.endpoint.auth_middleware import principal_of
 from hub.endpoint.pins_admin import pin_diff
 from hub.endpoint.profiles import ProfileFace
 from hub.endpoint.search_mode import MAX_QUERY_CHARS, MAX_SEARCH_LIMIT

@@ -16,7 +16,7 @@ from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
-from hub.endpoint.authentication import principal_of
+from hub.endpoint.auth_middleware import principal_of
 from hub.endpoint.server_requests import SessionChannel, principal_id
 from hub.endpoint.session_registry import SessionRegistry
 from hub.principals import Principal

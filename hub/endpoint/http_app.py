@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.authority import parse_allowed_host
 from hub.config import HubConfig
-from hub.endpoint.authentication import PRM_PATH, AuthMiddleware, protected_resource_metadata
+from hub.endpoint.auth_middleware import PRM_PATH, AuthMiddleware, protected_resource_metadata
 from hub.endpoint.drain import DrainGate
 from hub.endpoint.endpoint import Endpoint
 from hub.endpoint.http_guards import HostOriginGuard, RequestGate

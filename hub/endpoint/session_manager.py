@@ -61,7 +61,7 @@ from hub.cluster.answers import Answers
 from hub.cluster.session_ids import SessionClaims, SessionIds, SessionIdTooLarge, session_key
 from hub.cluster.session_state import SessionState
 from hub.endpoint.asgi_exchange import SESSION_HEADER, VERSION_HEADER, jsonrpc_error, post_answer, replay, served
-from hub.endpoint.authentication import principal_of
+from hub.endpoint.auth_middleware import principal_of
 from hub.endpoint.fast_path import FastPath
 from hub.endpoint.held_sessions import HeldSession, HeldSessions
 from hub.signals import Changes

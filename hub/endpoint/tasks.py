@@ -55,7 +55,7 @@ from pydantic import ConfigDict
 from starlette.requests import Request
 
 from hub.client_channel import CURRENT_CHANNEL, ClientChannel
-from hub.endpoint.authentication import principal_of
+from hub.endpoint.auth_middleware import principal_of
 from hub.endpoint.task_routes import (
     HANDSHAKE,
     MODERN,
