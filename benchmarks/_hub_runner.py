@@ -49,11 +49,8 @@ def main() -> None:
     else:
         cfg = parse_config({"servers": {"fx": {"command": sys.executable, "args": [str(FIXTURE)]}}})
     tune_for_serving()  # as `mcphub serve` does (hub.gc_tuning)
-
-    async def started(_: Hub) -> None:
-        freeze_startup_heap()
-
-    hub = Hub(cfg, on_started=started)
+    hub = Hub(cfg)
+    freeze_startup_heap()
     sock = bind_socket("127.0.0.1", 0)
     print(f"PORT={sock.getsockname()[1]}", flush=True)
     server = HttpServer(hub.http_app(), sock)

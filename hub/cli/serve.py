@@ -186,16 +186,13 @@ class Banner:
 
 def build_hub(config: HubConfig, banner: Banner, config_loader: Callable[[], HubConfig] | None) -> Hub:
     """Step 3: the hub, announcing each server's first start attempt and the catalog on `banner`;
-    once the start-up is over its heap is frozen (`hub.gc_tuning`: a serving process's GC).
+    the heap built so far is frozen (`hub.gc_tuning`: a serving process's GC).
 
     :raises ConfigError: e.g. `pinning: locked` without a valid lockfile.
     """
-
-    async def started(hub: Hub) -> None:
-        await banner.started(hub)
-        freeze_startup_heap()
-
-    return Hub(config, on_server_started=banner.server_started, on_started=started, config_loader=config_loader)
+    hub = Hub(config, on_server_started=banner.server_started, on_started=banner.started, config_loader=config_loader)
+    freeze_startup_heap()
+    return hub
 
 
 async def reload_on_sighup(hub: Hub) -> None:
