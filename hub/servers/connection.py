@@ -61,7 +61,7 @@ from hub.servers.inbox import Inbox
 from hub.servers.isolation import Clones
 from hub.servers.lifecycle import Lifecycle
 from hub.servers.listing import Lister
-from hub.servers.raw_calls import call_tool_raw, complete_raw, get_prompt_raw, read_resource_raw
+from hub.servers.raw_calls import call_tool_raw, complete_raw, get_prompt_raw, read_resource_raw, stdio_route
 from hub.servers.session_state import SessionState
 from hub.servers.state import ServerSnapshot, ServerState, ServerStatus
 from hub.servers.status import health_state, status_of
@@ -347,7 +347,14 @@ class ServerConnection:
                 return legacy
             if wire and task is None and input_responses is None and request_state is None:
                 return await call_tool_raw(
-                    self, client, name, arguments, meta, on_progress, lambda: full(client, on_progress, meta)
+                    self,
+                    client,
+                    name,
+                    arguments,
+                    meta,
+                    on_progress,
+                    lambda: full(client, on_progress, meta),
+                    stdio_route(self, client),
                 )
             return await full(client, on_progress, meta)
 
@@ -396,7 +403,7 @@ class ServerConnection:
 
         async def send(client: Client, _: ProgressFnT) -> Any:
             if wire and input_responses is None and request_state is None:
-                return await read_resource_raw(client, uri, lambda: full(client))
+                return await read_resource_raw(client, uri, lambda: full(client), stdio_route(self, client))
             return await full(client)
 
         async def full(client: Client) -> types.ReadResourceResult | types.InputRequiredResult:
@@ -424,7 +431,7 @@ class ServerConnection:
 
         async def send(client: Client, _: ProgressFnT) -> Any:
             if wire and input_responses is None and request_state is None:
-                return await get_prompt_raw(client, name, arguments, lambda: full(client))
+                return await get_prompt_raw(client, name, arguments, lambda: full(client), stdio_route(self, client))
             return await full(client)
 
         async def full(client: Client) -> types.GetPromptResult | types.InputRequiredResult:
@@ -456,7 +463,12 @@ class ServerConnection:
             if not wire:
                 return await client.complete(ref, argument, context_arguments)
             return await complete_raw(
-                client, ref, argument, context_arguments, lambda: client.complete(ref, argument, context_arguments)
+                client,
+                ref,
+                argument,
+                context_arguments,
+                lambda: client.complete(ref, argument, context_arguments),
+                stdio_route(self, client),
             )
 
         return await self.sender.request("completion/complete", send, deadline=deadline)
