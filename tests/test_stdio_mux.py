@@ -339,3 +339,21 @@ async def test_a_mux_call_past_its_deadline_is_cancelled_at_the_server_and_the_c
             after = await connection.call_tool("echo", {"text": "after"}, wire=True)
     assert after.data["content"] == [{"type": "text", "text": "after"}]  # type: ignore[union-attr]
     assert mux.sent == 2 and not mux.busy
+
+
+async def test_each_clients_calls_go_through_the_mux_of_its_own_per_client_connection() -> None:
+    entry = fixture_entry("fx", isolation="per_client")
+    async with running_hub({"fx": entry}) as hub:
+        shared = _connection(hub, "fx")
+        with anyio.fail_after(60):
+            async with Client(hub.url, mode="legacy") as a, Client(hub.url, mode="legacy") as b:
+                answers = [
+                    (await a.call_tool("fx__echo", {"text": "a"})).structured_content,
+                    (await b.call_tool("fx__echo", {"text": "b"})).structured_content,
+                    (await a.call_tool("fx__echo", {"text": "a again"})).structured_content,
+                ]
+                clones = list(shared.clones)
+                sent = sorted(clone.link.mux.sent for clone in clones if clone.link.mux is not None)
+    assert answers == [{"text": "a"}, {"text": "b"}, {"text": "a again"}]
+    assert len(clones) == 2 and sent == [1, 2]
+    assert shared.link.mux is not None and shared.link.mux.sent == 0  # the shared child got none of them
