@@ -38,6 +38,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import mcp_types as types
@@ -346,16 +347,9 @@ class ServerConnection:
                     legacy.member = self.server_id
                 return legacy
             if wire and task is None and input_responses is None and request_state is None:
-                return await call_tool_raw(
-                    self,
-                    client,
-                    name,
-                    arguments,
-                    meta,
-                    on_progress,
-                    lambda: full(client, on_progress, meta),
-                    stdio_route(self, client),
-                )
+                route = stdio_route(self, client)
+                fallback = partial(full, client, on_progress, meta)
+                return await call_tool_raw(self, client, name, arguments, meta, on_progress, fallback, route)
             return await full(client, on_progress, meta)
 
         async def full(client: Client, on_progress: ProgressFnT, meta: Any) -> Any:
@@ -462,14 +456,8 @@ class ServerConnection:
         async def send(client: Client, _: ProgressFnT) -> types.CompleteResult | WireResult:
             if not wire:
                 return await client.complete(ref, argument, context_arguments)
-            return await complete_raw(
-                client,
-                ref,
-                argument,
-                context_arguments,
-                lambda: client.complete(ref, argument, context_arguments),
-                stdio_route(self, client),
-            )
+            fallback = partial(client.complete, ref, argument, context_arguments)
+            return await complete_raw(client, ref, argument, context_arguments, fallback, stdio_route(self, client))
 
         return await self.sender.request("completion/complete", send, deadline=deadline)
 
