@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import mcp_types as types
-from mcp import Client, MCPError
+from mcp import Client, ClientSession, MCPError
 from mcp.shared.dispatcher import ProgressFnT
 from opentelemetry.propagate import inject
 
@@ -110,7 +110,7 @@ def stdio_route(connection: ServerConnection, client: Client) -> StdioRoute | No
         owner = next((clone for clone in connection.clones if clone._client is client), None)
     # While `owner._client` is `client`, `owner.link.mux` is the mux of its transport (`ServerLink.mux`).
     mux = owner.link.mux if owner is not None else None
-    return StdioRoute(mux, connection.federation) if mux is not None else None
+    return StdioRoute(mux, owner.federation) if owner is not None and mux is not None else None
 
 
 def schema_free(connection: Listed, name: str) -> bool:
@@ -232,7 +232,9 @@ async def _raw(
         return await full()
 
 
-def _stamped(session: Any, method: str, params: dict[str, Any], federation: Federation | None) -> dict[str, Any]:
+def _stamped(
+    session: ClientSession, method: str, params: dict[str, Any], federation: Federation | None
+) -> dict[str, Any]:
     """`params` as the SDK session and the transport's wrappers would send them: the session's
     stamp, then the hub chain and trace context (`hub.federation`: its write-stream wrapper on
     the SDK's path), or without a federation the trace context the SDK's dispatcher injects
