@@ -208,18 +208,28 @@ class RequestMux:
     def take(self, line: bytes) -> types.JSONRPCMessage | str | Untaken | None:
         """Parse stdout `line` once (orjson) and `route` it: None when the mux took it, else the
         JSON-RPC message for the SDK (validated from the parsed object) or why it is not one;
-        `NOT_TAKEN` when orjson cannot read it (invalid UTF-8, not JSON, an integer past 64
-        bits), for the transport's own parse."""
+        `NOT_TAKEN` when it is no JSON-RPC message at all (invalid UTF-8, not JSON), for the
+        transport's own parse and account of why."""
         try:
             parsed = self.route(orjson.loads(line))
         except orjson.JSONDecodeError:
-            return NOT_TAKEN
+            return self._take_unusual(line)
         if parsed is HANDLED:
             return None
         try:
             return types.jsonrpc_message_adapter.validate_python(parsed, by_name=False)
         except ValueError:
             return "not a JSON-RPC message"
+
+    def _take_unusual(self, line: bytes) -> types.JSONRPCMessage | Untaken | None:
+        """`take` for a line orjson cannot read: a JSON-RPC message pydantic reads (an integer
+        past 64 bits in a result, say) is routed as any other; anything else is `NOT_TAKEN`."""
+        try:
+            message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        except ValueError:
+            return NOT_TAKEN  # the transport's own parse says why it is not one
+        routed = self.route(message.model_dump(by_alias=True, exclude_unset=True))
+        return None if routed is HANDLED else message
 
     def route(self, message: Any) -> Any:
         """Take `message` (a stdout line parsed as JSON) if it is the mux's, else hand it back.

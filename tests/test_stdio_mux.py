@@ -202,6 +202,8 @@ while True:
         write({"jsonrpc": "2.0", "id": request_id, "result": {"echo": message["params"]}})
     elif method == "fail":
         write({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32602, "message": "no", "data": {"k": 1}}})
+    elif method == "float_code":
+        write({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601.0, "message": "spelt oddly"}})
     elif method == "exit":
         sys.exit(3)
 """
@@ -257,15 +259,24 @@ async def test_a_cancelled_mux_call_tells_the_server_and_its_late_answer_is_drop
     assert mux.closed and not mux.busy
 
 
-async def test_an_answer_echoing_the_id_as_a_string_and_an_error_with_data_settle_their_calls() -> None:
+async def test_answers_spelt_unusually_still_settle_their_own_mux_calls() -> None:
+    """An id echoed as a string, an error with `data`, an error code written as a float (what
+    the SDK's validation accepts), and integers past 64 bits (which orjson does not read or
+    write) on the way out and back."""
     mux = RequestMux()
+    big = 2**70
     with anyio.fail_after(30):
         async with _scripted(mux, _Stderr(), []) as reached_sdk:
             echoed = await mux.request("string_id", {})
             with pytest.raises(MCPError) as failed:
                 await mux.request("fail", {})
+            with pytest.raises(MCPError) as odd:
+                await mux.request("float_code", {})
+            huge = await mux.request("echo", {"n": big, "nested": [{"m": -big}]})
     assert echoed == {"echoed": str(FIRST_ID)}
     assert failed.value.code == -32602 and failed.value.message == "no" and failed.value.error.data == {"k": 1}
+    assert odd.value.code == -32601 and odd.value.message == "spelt oddly"
+    assert huge == {"echo": {"n": big, "nested": [{"m": -big}]}}
     assert reached_sdk == []
 
 
