@@ -14,6 +14,10 @@ of `PRIVATE_NAMES`.
   raw `tools/call`, `prompts/get`, `resources/read` and `completion/complete` of the lean
   request path (`hub.servers.raw_calls`: a plain result is passed on as the server sent it,
   with no pydantic round trip).
+- `stamped_params` (`ClientSession._stamp`): the params of a request as the session would send
+  them (protocol version, the modern era's `_meta` envelope, the hub's per-request additions),
+  for a request that does not go through its dispatcher (`adapters.stdio_mux`, the raw path on
+  stdio).
 - `replaying` (`ClientSession._dispatcher`, replaced by a delegating wrapper): an answer the
   raw send got that is not plain is handed to the SDK's own method (`call_tool`,
   `get_prompt`, `read_resource`, `complete`) as the answer to its
@@ -82,6 +86,7 @@ __all__ = [
     "send_raw_request",
     "send_related_request",
     "stamp_each_request",
+    "stamped_params",
     "stop_process",
 ]
 
@@ -140,6 +145,21 @@ async def send_raw_request(
     if on_progress is not None:
         opts["on_progress"] = on_progress
     return await session._dispatcher.send_raw_request(method, data.get("params"), opts)
+
+
+def stamped_params(session: ClientSession, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` of request `method` stamped as `session` stamps every request it sends (what
+    `send_raw_request` sends, before the dispatcher adds its `progressToken` and trace
+    context); `params` itself is not changed (its `_meta` is copied when the stamp adds to it)."""
+    copied = dict(params)
+    meta = copied.get("_meta")
+    if isinstance(meta, dict):
+        copied["_meta"] = dict(meta)
+    data: dict[str, Any] = {"method": method, "params": copied}
+    opts: CallOptions = {}
+    session._stamp(data, opts)
+    stamped: dict[str, Any] = data.get("params") or {}
+    return stamped
 
 
 def stamp_each_request(session: ClientSession, add: Callable[[dict[str, Any]], None]) -> None:

@@ -19,6 +19,10 @@ buffers a partial line without limit, SECURITY.md cases 27 and 33):
   is skipped; the child keeps running. A line that is not JSON-RPC, whose id cannot be read, or
   that runs past 256 x `max_line_bytes` (an endless line) gets the child's process group killed
   at once and the connection ends, failing its in-flight requests.
+
+Plain requests may share the transport with the SDK session through a request-id multiplexer
+(`adapters.stdio_mux.RequestMux`, `mux=`): it writes its own lines under the same write lock and
+is offered each stdout line first while it has requests pending.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from mcp.shared.message import SessionMessage
 
 from adapters._sdk import TransportStreams, create_process, drain_stdout, stop_process
 from adapters.oversize import LineKind, LineVerdict, OversizedLine, answer_too_large
+from adapters.stdio_mux import NOT_TAKEN, RequestMux
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "SKIPPED_LINE_LOG_CHARS", "STDERR_LINE_MAX_CHARS", "stdio_transport"]
 
@@ -155,8 +160,12 @@ class _SkipLog:
         )
 
 
-def _parse(line: bytes) -> types.JSONRPCMessage | str:
-    """The JSON-RPC message on `line`, or why it is not one (one short phrase, never a traceback)."""
+def _parse(line: bytes, mux: RequestMux | None = None) -> types.JSONRPCMessage | str | None:
+    """The JSON-RPC message on `line`, or why it is not one (one short phrase, never a traceback);
+    None when `mux` took it (while it has requests pending it sees each line first, parsed once)."""
+    taken = mux.take(line) if mux is not None and mux.busy else NOT_TAKEN
+    if taken is not NOT_TAKEN:
+        return taken
     try:
         line.decode("utf-8")
     except UnicodeDecodeError:
@@ -179,6 +188,7 @@ async def stdio_transport(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     on_close_reason: Callable[[str], None] | None = None,
     redact: Callable[[str], str] | None = None,
+    mux: RequestMux | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Start `command` as a stdio MCP server and yield its streams; stop the whole tree on exit.
 
@@ -201,6 +211,9 @@ async def stdio_transport(
         stdout line longer than 4194304 bytes that is not JSON-RPC; killed it").
     :param redact: applied to every skipped stdout line before it is logged (mask the child's
         secrets). Default: unchanged.
+    :param mux: a `adapters.stdio_mux.RequestMux` to attach: it writes its requests beside the
+        SDK's (one write lock), sees each stdout line first while it has requests pending, and
+        fails them with CONNECTION_CLOSED when the transport ends.
     :raises OSError: the command cannot be started (not found, not executable, bad cwd).
     """
     read_fd, write_fd = os.pipe()
@@ -221,7 +234,7 @@ async def stdio_transport(
             # The child holds its own copy of the write end; ours must not keep EOF away.
             errlog.close()
             skip_log = _SkipLog(server_id, redact or _unchanged)
-            async with _session_streams(process, max_line_bytes, on_close_reason, skip_log) as streams:
+            async with _session_streams(process, max_line_bytes, on_close_reason, skip_log, mux) as streams:
                 yield streams
         finally:
             errlog.close()
@@ -236,12 +249,22 @@ async def _session_streams(
     max_line_bytes: int,
     on_close_reason: Callable[[str], None] | None,
     skip_log: _SkipLog,
+    mux: RequestMux | None,
 ) -> AsyncIterator[TransportStreams]:
     """Bridge a running child's pipes to memory streams; shut the child down on exit."""
     read_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_stream, write_reader = anyio.create_memory_object_stream[SessionMessage](0)
     writer_done = anyio.Event()
     server_id = skip_log.server_id
+    write_lock = anyio.Lock(fast_acquire=True)
+
+    async def send_line(data: bytes) -> None:  # the SDK's writer and the mux: lines never interleave
+        assert process.stdin is not None
+        async with write_lock:
+            await process.stdin.send(data)
+
+    if mux is not None:
+        mux.attach(send_line)
     shutting_down = False
 
     def close_reason(reason: str) -> None:
@@ -252,11 +275,15 @@ async def _session_streams(
         line = line.removesuffix(b"\r")
         if not line.strip():
             return
-        message = _parse(line)
+        message = _parse(line, mux)
         if isinstance(message, str):
             skip_log.skip(line, message)
-        else:
+        elif message is not None:
             await read_writer.send(SessionMessage(message))
+            if mux is not None and mux.busy:
+                # Let the SDK's dispatcher take it in (spawn its handler) before a mux answer read
+                # after it wakes its caller: a log sent before a result is relayed before it.
+                await anyio.lowlevel.checkpoint()
 
     async def refuse(verdict: LineVerdict) -> str | None:
         """Act on an oversized line's verdict: answer the request it answers with an error, or
@@ -271,7 +298,9 @@ async def _session_streams(
                 verdict.request_id,
             )
             message = f"the server's answer was larger than max_line_bytes ({max_line_bytes} bytes) and was discarded"
-            await read_writer.send(SessionMessage(answer_too_large(verdict.request_id, max_line_bytes, message)))
+            refusal = answer_too_large(verdict.request_id, max_line_bytes, message)
+            if mux is None or not mux.refuse(verdict.request_id, refusal.error):
+                await read_writer.send(SessionMessage(refusal))
             return None
         if verdict.kind is LineKind.SERVER_MESSAGE:
             # Nobody waits for it here; a server request among them times out at the server.
@@ -354,6 +383,8 @@ async def _session_streams(
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass  # the session is gone (shutdown); the drain below keeps the child from blocking
         finally:
+            if mux is not None:
+                mux.close()  # after close_reason: its requests fail naming why
             await drain_stdout(process)
 
     async def stdin_writer() -> None:
@@ -362,7 +393,7 @@ async def _session_streams(
             async with write_reader:
                 async for session_message in write_reader:
                     data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
-                    await process.stdin.send(data.encode() + b"\n")
+                    await send_line(data.encode() + b"\n")
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
             # The child may still be alive: end the read side so no request waits forever.
             await read_writer.aclose()
@@ -376,6 +407,8 @@ async def _session_streams(
             yield read_stream, write_stream
         finally:
             shutting_down = True
+            if mux is not None:
+                mux.close()
             with anyio.CancelScope(shield=True):
                 read_stream.close()
                 write_stream.close()

@@ -26,7 +26,9 @@ a result, also with `isError: true`           answer     never
 `DeliveryMark.sent` is set by `track_delivery`, a wrapper around the transport's write stream:
 the SDK's `JSONRPCDispatcher.send_raw_request` writes the request to that stream in the caller's
 task (`_write` -> `write_stream.send`), so a context variable set around one attempt tells
-whether *this* request reached the transport. Like the SDK's own cancel logic, a write that
+whether *this* request reached the transport; a plain request the raw path writes through a
+stdio transport's multiplexer (`adapters.stdio_mux`) sets it with `mark_delivered` as its write
+starts. Like the SDK's own cancel logic, a write that
 started counts as sent. A remote server that refuses the TCP connection on a live session's
 POST surfaces in the SDK only as a closed connection after the write, so it counts as
 "maybe delivered"; the supervisor then marks the server down, and every later request to it is
@@ -62,6 +64,7 @@ __all__ = [
     "ResilienceEvents",
     "classify_failure",
     "delivery_mark",
+    "mark_delivered",
     "track_delivery",
 ]
 
@@ -132,6 +135,14 @@ class DeliveryMark:
 
 
 _current_mark: contextvars.ContextVar[DeliveryMark | None] = contextvars.ContextVar("hub_delivery", default=None)
+
+
+def mark_delivered() -> None:
+    """Mark the current `delivery_mark()` sent: for a request written to the transport by other
+    means than its write stream (`adapters.stdio_mux`, once its write has started)."""
+    mark = _current_mark.get()
+    if mark is not None:
+        mark.sent = True
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.shared.dispatcher import DispatchContext
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.transport_context import TransportContext
+from mcp_types import CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
 from starlette.types import Receive, Scope, Send
 
 from adapters._sdk import (
@@ -34,6 +35,7 @@ from adapters._sdk import (
     send_raw_request,
     send_related_request,
     stamp_each_request,
+    stamped_params,
 )
 from tests.conftest import serve_app
 
@@ -200,3 +202,29 @@ async def test_an_answer_replayed_through_the_session_is_processed_by_the_sdk_wi
     assert isinstance(sent.content[0], types.TextContent) and sent.content[0].text == "sent"
     assert raised.value.code == -32602 and raised.value.message == "replayed error"
     assert calls == ["t"]
+
+
+async def test_params_stamped_outside_the_dispatcher_carry_what_the_session_stamps_on_every_request() -> None:
+    """`stamped_params` (`ClientSession._stamp`): the modern era's `_meta` envelope and the
+    hub's per-request additions (`stamp_each_request`), without changing the caller's params."""
+
+    async def list_tools(ctx: ServerRequestContext[Any], params: object) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[])
+
+    def add(data: dict[str, Any]) -> None:
+        data["params"].setdefault("_meta", {})["added"] = data["method"]
+
+    params = {"name": "t", "_meta": {"mine": 1}}
+    with anyio.fail_after(10):
+        async with Client(Server("s", on_list_tools=list_tools), mode="auto") as modern:
+            stamp_each_request(modern.session, add)
+            stamped = stamped_params(modern.session, "tools/call", params)
+            era = modern.protocol_version
+        async with Client(Server("s", on_list_tools=list_tools), mode="legacy") as legacy:
+            handshake = stamped_params(legacy.session, "tools/call", params)
+    assert era == "2026-07-28"
+    meta = stamped["_meta"]
+    assert meta[PROTOCOL_VERSION_META_KEY] == "2026-07-28" and CLIENT_INFO_META_KEY in meta
+    assert meta["mine"] == 1 and meta["added"] == "tools/call" and stamped["name"] == "t"
+    assert handshake == {"name": "t", "_meta": {"mine": 1}}  # the handshake era stamps headers only
+    assert params == {"name": "t", "_meta": {"mine": 1}}

@@ -38,6 +38,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import mcp_types as types
@@ -61,7 +62,7 @@ from hub.servers.inbox import Inbox
 from hub.servers.isolation import Clones
 from hub.servers.lifecycle import Lifecycle
 from hub.servers.listing import Lister
-from hub.servers.raw_calls import call_tool_raw, complete_raw, get_prompt_raw, read_resource_raw
+from hub.servers.raw_calls import call_tool_raw, complete_raw, get_prompt_raw, read_resource_raw, stdio_route
 from hub.servers.session_state import SessionState
 from hub.servers.state import ServerSnapshot, ServerState, ServerStatus
 from hub.servers.status import health_state, status_of
@@ -346,9 +347,9 @@ class ServerConnection:
                     legacy.member = self.server_id
                 return legacy
             if wire and task is None and input_responses is None and request_state is None:
-                return await call_tool_raw(
-                    self, client, name, arguments, meta, on_progress, lambda: full(client, on_progress, meta)
-                )
+                route = stdio_route(self, client)
+                fallback = partial(full, client, on_progress, meta)
+                return await call_tool_raw(self, client, name, arguments, meta, on_progress, fallback, route)
             return await full(client, on_progress, meta)
 
         async def full(client: Client, on_progress: ProgressFnT, meta: Any) -> Any:
@@ -396,7 +397,7 @@ class ServerConnection:
 
         async def send(client: Client, _: ProgressFnT) -> Any:
             if wire and input_responses is None and request_state is None:
-                return await read_resource_raw(client, uri, lambda: full(client))
+                return await read_resource_raw(client, uri, lambda: full(client), stdio_route(self, client))
             return await full(client)
 
         async def full(client: Client) -> types.ReadResourceResult | types.InputRequiredResult:
@@ -424,7 +425,7 @@ class ServerConnection:
 
         async def send(client: Client, _: ProgressFnT) -> Any:
             if wire and input_responses is None and request_state is None:
-                return await get_prompt_raw(client, name, arguments, lambda: full(client))
+                return await get_prompt_raw(client, name, arguments, lambda: full(client), stdio_route(self, client))
             return await full(client)
 
         async def full(client: Client) -> types.GetPromptResult | types.InputRequiredResult:
@@ -455,9 +456,8 @@ class ServerConnection:
         async def send(client: Client, _: ProgressFnT) -> types.CompleteResult | WireResult:
             if not wire:
                 return await client.complete(ref, argument, context_arguments)
-            return await complete_raw(
-                client, ref, argument, context_arguments, lambda: client.complete(ref, argument, context_arguments)
-            )
+            fallback = partial(client.complete, ref, argument, context_arguments)
+            return await complete_raw(client, ref, argument, context_arguments, fallback, stdio_route(self, client))
 
         return await self.sender.request("completion/complete", send, deadline=deadline)
 

@@ -5,7 +5,8 @@ A connection's supervisor asks `ServerLink.transport()` for a fresh transport on
 (`adapters`: stdio subprocess, Streamable HTTP or legacy SSE). The link owns what must outlive
 reconnects: the server's configured secrets and its OAuth client (whose cached token is reused),
 the tail of a stdio child's stderr and why it ended its connection, and the redaction of both
-before they reach a log or `last_error`.
+before they reach a log or `last_error`; and a stdio transport's request-id multiplexer
+(`adapters.stdio_mux`), which the raw path sends plain requests through.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from mcp.shared.auth_utils import resource_url_from_server_url
 
 from adapters import ClientCredentialsAuth, sse_transport, stdio_transport, streamable_http_transport
 from adapters._sdk import Transport
+from adapters.stdio_mux import RequestMux
 from hub.config import RemoteServer, StdioServer
 from hub.errors import describe_failure
 from hub.launch import CannotLaunch, StderrTail, resolve_command
@@ -51,6 +53,11 @@ class ServerLink:
         self.stderr_tail = StderrTail()
         self.close_reason: str | None = None
         """Why the current stdio child ended its connection (exit code, overlong line), if it did."""
+        self.mux: RequestMux | None = None
+        """The request-id multiplexer of the last stdio transport made (`transport()`), which
+        carries the raw path's plain requests (`raw_calls`); None for a remote server. Made
+        anew on every connect, before the supervisor's new `Client` is published: while
+        `connection._client` is a client, this is the mux of that client's transport."""
 
     def _oauth(self) -> ClientCredentialsAuth | None:
         connection = self.connection
@@ -79,7 +86,9 @@ class ServerLink:
             bad cwd).
         """
         server_id, config = self.connection.server_id, self.connection.config
+        self.mux = None
         if isinstance(config, StdioServer):
+            self.mux = RequestMux()
             return stdio_transport(
                 server_id,
                 resolve_command(server_id, config.command, config.cwd),
@@ -90,6 +99,7 @@ class ServerLink:
                 max_line_bytes=config.max_line_bytes,
                 on_close_reason=self._on_close_reason,
                 redact=self.redact,
+                mux=self.mux,
             )
         # Only the server's own configured credential goes out: the hub makes its own connections,
         # so a client's token never reaches a server (MCP authorization spec, "Token Passthrough").
