@@ -78,25 +78,56 @@ environment variable, not a global: pytest imports this file as `conftest` and t
 it as `tests.conftest`, two modules."""
 
 
-def _entry(script: str, name: str, args: tuple[str, ...], direct: bool, extra: dict[str, Any]) -> dict[str, Any]:
+SERVERS = ROOT / "tests" / "servers"
+FORK_PRELOAD = (
+    *sorted(str(path) for path in SERVERS.glob("*.py") if path.name != "auth_server.py"),
+    *sorted(str(path) for path in (ROOT / "hub" / "cli").glob("*.py")),
+)
+"""What each worker's fork server imports: what the stdio test servers import (not the auth
+server's imports: it runs inside the test process) and what `python -m hub` imports at start-up,
+except `hub.cli` itself (`FORK_EXCLUDE`)."""
+FORK_EXCLUDE = ("hub.cli", "task_support")
+"""Never preloaded: `hub.cli` builds its rich consoles at import from the environment and
+stdout (COLUMNS, a tty), so each `python -m hub` child imports it (a few small modules) with its
+own; `task_support` is imported by bare name from `tests/servers/` (not on the zygote's path)."""
+
+
+def forked_argv(*argv: str, direct: bool = False) -> list[str]:
+    """The command line running `python *argv` (`SCRIPT ARGS...` or `-m MODULE ARGS...`): forked
+    by this worker's fork server (`tests/fork_server.py`, through `tests/fork_launcher.py`)
+    while it runs, else (or with `direct=True`) `[sys.executable, *argv]` itself."""
     socket_path = os.environ.get(FORK_SOCKET_ENV)
     if not socket_path or direct:
-        return {"command": sys.executable, "args": [script, "--name", name, *args], **extra}
+        return [sys.executable, *argv]
     # -I -S: the launcher imports the standard library only, and starts in ~20 ms.
-    launcher = ["-I", "-S", FORK_LAUNCHER, socket_path]
-    return {"command": sys.executable, "args": [*launcher, script, "--name", name, *args], **extra}
+    return [sys.executable, "-I", "-S", FORK_LAUNCHER, socket_path, *argv]
+
+
+def hub_command(*args: str, direct: bool = False) -> list[str]:
+    """The argv of `mcphub ARGS...`: `python -m hub ARGS...`, forked as `forked_argv` says.
+    To the test it behaves as a direct start: exit code, stdout/stderr, stdin, environment, cwd,
+    and SIGTERM/SIGINT/SIGHUP sent to it reach the hub (`tests/test_fork_server.py`).
+    `direct=True` for a test that needs a fresh interpreter or the very process it started."""
+    return forked_argv("-m", "hub", *args, direct=direct)
+
+
+def stdio_entry(script: str, *args: str, direct: bool = False, **extra: Any) -> dict[str, Any]:
+    """A `servers:` entry running the test server `script` (`tests/servers/*.py`) over stdio
+    with `args`, forked as `forked_argv` says."""
+    command, *argv = forked_argv(script, *args, direct=direct)
+    return {"command": command, "args": argv, **extra}
 
 
 def fixture_entry(name: str, *args: str, direct: bool = False, **extra: Any) -> dict[str, Any]:
     """A `servers:` entry running the fixture server over stdio: forked by this worker's fork
     server (`tests/fork_server.py`, through `tests/fork_launcher.py`) while it runs, else (or
     with `direct=True`) `python tests/servers/fixture_server.py` itself."""
-    return _entry(FIXTURE_SERVER, name, args, direct, extra)
+    return stdio_entry(FIXTURE_SERVER, "--name", name, *args, direct=direct, **extra)
 
 
 def faulty_entry(name: str, *args: str, direct: bool = False, **extra: Any) -> dict[str, Any]:
     """A `servers:` entry running the faulty server over stdio (forked as `fixture_entry`)."""
-    return _entry(FAULTY_SERVER, name, args, direct, extra)
+    return stdio_entry(FAULTY_SERVER, "--name", name, *args, direct=direct, **extra)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -114,7 +145,7 @@ def _fork_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     path = os.path.join(directory, "zygote.sock")
     try:
         log = tmp_path_factory.mktemp("fork-server") / "zygote.log"
-        process = start_fork_server(path, FIXTURE_SERVER, FAULTY_SERVER, log=str(log))
+        process = start_fork_server(path, *FORK_PRELOAD, exclude=FORK_EXCLUDE, log=str(log))
     except RuntimeError:
         logging.getLogger(__name__).warning("the fork server did not start: fixture servers start directly")
         shutil.rmtree(directory, ignore_errors=True)
@@ -129,17 +160,20 @@ def _fork_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def start_fork_server(path: str, *preload: str, log: str | None = None) -> subprocess.Popen[bytes]:
+def start_fork_server(
+    path: str, *preload: str, exclude: tuple[str, ...] = (), log: str | None = None
+) -> subprocess.Popen[bytes]:
     """Start `tests/fork_server.py` on the Unix socket `path` (in a 0700 directory), importing
-    what the `preload` scripts import, and return once it accepts launches. Its stderr goes to
-    `log` (default: `zygote.log` next to the socket).
+    what the `preload` scripts import (but no module of `exclude` nor their submodules), and
+    return once it accepts launches. Its stderr goes to `log` (default: `zygote.log` next to the
+    socket).
 
     :raises RuntimeError: it did not say `ready` within 60 s (it is stopped then)."""
     with open(log or os.path.join(os.path.dirname(path), "zygote.log"), "ab") as stderr:
         # Not traced by coverage (a fixture server never was): its children would inherit it.
         env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
         process = subprocess.Popen(
-            [sys.executable, FORK_SERVER, path, *preload],
+            [sys.executable, FORK_SERVER, path, *(arg for name in exclude for arg in ("--exclude", name)), *preload],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
