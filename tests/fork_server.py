@@ -27,7 +27,8 @@ its parent (the pytest worker) dies. `tests/fork_launcher.py` is its client; one
    honoured; an uncaught exception prints its traceback on stderr and exits 1;
    KeyboardInterrupt ends it by SIGINT, as CPython does). A module launch whose environment
    differs from the zygote's in a variable read at interpreter start-up or by a preloaded
-   module at import (`STARTUP_ENV`) is refused: the launcher then starts it directly;
+   module at import (`STARTUP_ENV`), or in its locale, is refused: the launcher then starts it
+   directly (a script launch is not: the hub gives its stdio servers a minimal environment);
 3. the zygote answers `pid <child pid>\\n`, and once the child has been reaped
    `exit <wait status>\\n` (the raw `os.waitpid` status), then closes the connection;
 4. a connection that closes before its child was reaped (the launcher was SIGKILLed) gets its
@@ -57,6 +58,7 @@ import struct
 import sys
 import threading
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -83,14 +85,31 @@ STARTUP_ENV = (
     "PYTHONTRACEMALLOC",
     "PYTHONASYNCIODEBUG",
     "PYTHONINTMAXSTRDIGITS",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
+    "PYTHONCOERCECLOCALE",
     "TYPER_USE_RICH",
 )
 """Variables a fork cannot honour: the interpreter reads them once at start-up (the path, the
-hash seed, warnings, the locale and stdio encoding), or a preloaded module at import (typer's
-`TYPER_USE_RICH`). `PYTHONUNBUFFERED` is honoured (the child's stdio is rebuilt)."""
+hash seed, warnings, the stdio encoding), or a preloaded module at import (typer's
+`TYPER_USE_RICH`); the locale is compared by its effect (`effective_locale`).
+`PYTHONUNBUFFERED` is honoured (the child's stdio is rebuilt)."""
+
+
+def effective_locale(env: Mapping[str, str]) -> str:
+    """The LC_CTYPE locale an interpreter started with `env` runs in: LC_ALL, else LC_CTYPE,
+    else LANG; "C" or "POSIX" (or none) is coerced to "C.UTF-8" unless LC_ALL is set or
+    PYTHONCOERCECLOCALE=0 (PEP 538)."""
+    ctype = env.get("LC_ALL") or env.get("LC_CTYPE") or env.get("LANG") or "C"
+    if ctype in ("C", "POSIX") and not env.get("LC_ALL") and env.get("PYTHONCOERCECLOCALE") != "0":
+        return "C.UTF-8"
+    return ctype
+
+
+def coerce_c_locale(env: dict[str, str]) -> None:
+    """Set LC_CTYPE=C.UTF-8 in `env` where CPython's start-up would (PEP 538: the legacy C
+    locale coerced, and the variable set so that the process's children inherit it)."""
+    ctype = env.get("LC_ALL") or env.get("LC_CTYPE") or env.get("LANG") or "C"
+    if ctype in ("C", "POSIX") and effective_locale(env) == "C.UTF-8":
+        env["LC_CTYPE"] = "C.UTF-8"
 
 
 def _set_parent_death_signal(signum: int) -> None:
@@ -180,6 +199,7 @@ class Zygote:
         self.stopping = False
         self.parent = os.getppid()
         self.startup_env = {name: os.environ.get(name) for name in STARTUP_ENV}
+        self.locale = effective_locale(os.environ)
         self.log_launches = os.environ.get("MCPHUB_TEST_FORK_LOG") == "1"
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -259,6 +279,8 @@ class Zygote:
             if len(argv) < 2:
                 return "-m without a module"
             differing = [name for name, value in self.startup_env.items() if env.get(name) != value]
+            if effective_locale(env) != self.locale:
+                differing.append(f"the locale ({effective_locale(env)})")
             if differing:
                 return f"{argv[1]}: start-up variables differ: {', '.join(differing)}"
         return None
@@ -340,6 +362,7 @@ class Zygote:
                     os.close(fd)
             argv = [str(arg) for arg in request["argv"]]  # type: ignore[attr-defined]
             env = {str(k): str(v) for k, v in request["env"].items()}  # type: ignore[attr-defined]
+            coerce_c_locale(env)
             os.chdir(str(request["cwd"]))
             os.environ.clear()
             os.environ.update(env)

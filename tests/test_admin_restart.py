@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from mcp import Client
 
-from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, running_hub
+from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, hub_command, running_hub
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
@@ -58,7 +58,7 @@ async def test_a_restart_whose_server_does_not_come_back_in_time_is_answered_504
                 ]
                 unknown = await admin.post("/admin/servers/nope/restart", params={"wait": "1"})
             cli = await anyio.run_process(
-                [sys.executable, "-m", "hub", "restart", "gated", "--url", hub.base_url, "--wait", "1"],
+                hub_command("restart", "gated", "--url", hub.base_url, "--wait", "1"),
                 check=False,
                 cwd=ROOT,
             )

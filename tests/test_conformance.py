@@ -26,7 +26,7 @@ import anyio
 import pytest
 
 from tests.conformance import toolkit
-from tests.conftest import ROOT, running_hub
+from tests.conftest import ROOT, running_hub, stdio_entry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.conformance, pytest.mark.anyio]
 
@@ -68,7 +68,7 @@ async def conformance_entry(transport: str, **extra: Any) -> AsyncIterator[dict[
     """A `servers:` entry for the conformance fixture: a stdio command, or the URL of a fixture
     process serving Streamable HTTP on 127.0.0.1 (started and stopped here)."""
     if transport == "stdio":
-        yield {"command": sys.executable, "args": [CONFORMANCE_SERVER, "--transport", "stdio"], **extra}
+        yield stdio_entry(CONFORMANCE_SERVER, "--transport", "stdio", **extra)
         return
     process = await anyio.open_process(
         [sys.executable, CONFORMANCE_SERVER, "--transport", "http", "--port", "0"],

@@ -28,7 +28,7 @@ from tests.conftest import (
     stop_fork_server,
     until,
 )
-from tests.fork_server import STARTUP_ENV
+from tests.fork_server import STARTUP_ENV, effective_locale
 
 pytestmark = pytest.mark.anyio
 
@@ -155,15 +155,24 @@ def _startup_env() -> dict[str, str]:
     return {name: os.environ[name] for name in STARTUP_ENV if name in os.environ}
 
 
-@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "PYTHONUNBUFFERED"])
+@pytest.mark.parametrize(
+    ("unbuffered", "locale"), [(False, True), (True, True), (False, False)], ids=["buffered", "unbuffered", "no-locale"]
+)
 async def test_a_module_launch_gets_the_argv_path_stdio_environment_and_exit_code_of_python_dash_m(
-    zygote: tuple[str, int], tmp_path: Path, unbuffered: bool
+    zygote: tuple[str, int], tmp_path: Path, unbuffered: bool, locale: bool
 ) -> None:
+    """Also under a minimal environment (as the SDK's `stdio_client` gives `mcphub serve
+    --stdio`): no locale variable, which a direct start coerces to LC_CTYPE=C.UTF-8 (PEP 538)."""
     socket_path, zygote_pid = zygote
+    if not locale and effective_locale(os.environ) != "C.UTF-8":
+        pytest.skip("the zygote runs in another locale than the coerced C.UTF-8: it refuses the launch")
     cwd = _module(tmp_path, "probe", _PROBE)
     _module(tmp_path, "stdioprobe", _STDIO_PROBE)
-    env = {"PATH": os.environ["PATH"], "FORK_PROBE": "a value", "HOME": str(tmp_path), **_startup_env()}
-    env.pop("PYTHONUNBUFFERED", None)
+    env = {"PATH": os.environ["PATH"], "FORK_PROBE": "a value", "HOME": str(tmp_path)}
+    if locale:
+        env |= _startup_env() | {
+            name: os.environ[name] for name in ("LANG", "LC_ALL", "LC_CTYPE") if name in os.environ
+        }
     if unbuffered:
         env["PYTHONUNBUFFERED"] = "1"
     with anyio.fail_after(60):
@@ -187,6 +196,8 @@ async def test_a_module_launch_gets_the_argv_path_stdio_environment_and_exit_cod
     assert expected["argv"] == [str(cwd / "probe" / "__main__.py"), "5"] and expected["path0"] == str(cwd)
     assert json.loads(forked_stdio.stdout) == json.loads(direct_stdio.stdout)
     assert json.loads(direct_stdio.stdout)["stdout"][1] is unbuffered  # write_through
+    if not locale:
+        assert expected["env"]["LC_CTYPE"] == "C.UTF-8"
 
 
 async def test_a_module_launch_whose_start_up_variables_differ_from_the_zygotes_starts_directly(

@@ -53,8 +53,10 @@ from tests.conftest import (
     RunningHub,
     faulty_entry,
     fixture_entry,
+    hub_command,
     running_hub,
     serve_app,
+    stdio_entry,
     tool_text,
 )
 
@@ -368,9 +370,7 @@ async def test_a_child_that_exits_at_start_shows_its_meaningful_stderr_lines_in_
     async with running_hub({"ok": fixture_entry("ok"), "npm": npm_like_entry()}) as hub:
         async with httpx2.AsyncClient(timeout=10) as http:
             ready = (await http.get(f"{hub.base_url}/readyz")).json()
-        cli = await anyio.run_process(
-            [sys.executable, "-m", "hub", "servers", "--json", "--url", hub.base_url], check=False, cwd=ROOT
-        )
+        cli = await anyio.run_process(hub_command("servers", "--json", "--url", hub.base_url), check=False, cwd=ROOT)
     npm = {s["server_id"]: s for s in ready["servers"]}["npm"]
     listed = {s["server_id"]: s for s in json.loads(cli.stdout)["servers"]}["npm"]
     for error in (npm["last_error"], listed["last_error"]):
@@ -400,7 +400,7 @@ async def test_check_connect_reports_after_each_servers_first_attempt_with_its_s
     )
     with anyio.fail_after(60):
         done = await anyio.run_process(
-            [sys.executable, "-m", "hub", "check", "--connect", "--json", "-c", str(config)], check=False, cwd=ROOT
+            hub_command("check", "--connect", "--json", "-c", str(config)), check=False, cwd=ROOT
         )
     report = json.loads(done.stdout)
     servers = {s["server_id"]: s for s in report["servers"]}
@@ -510,7 +510,7 @@ async def test_a_big_fleet_starts_a_few_at_a_time_nobody_is_killed_for_its_start
 
 
 def roots_entry(**extra: Any) -> dict[str, Any]:
-    return {"command": sys.executable, "args": [ROOTS_SERVER], "protocol": "legacy", **extra}
+    return stdio_entry(ROOTS_SERVER, **{"protocol": "legacy", **extra})
 
 
 async def test_roots_list_at_start_up_is_answered_with_an_empty_list_or_the_owning_clients_roots_without_warnings(

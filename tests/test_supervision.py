@@ -24,7 +24,7 @@ from mcp_types import CONNECTION_CLOSED
 
 from hub.app import Hub
 from hub.servers import ServerState
-from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, running_hub, until
+from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, hub_command, running_hub, until
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
@@ -242,7 +242,7 @@ async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_
                 # ...and `mcphub restart` brings it back.
                 flag.touch()
                 cli = await anyio.run_process(
-                    [sys.executable, "-m", "hub", "restart", "loop", "--url", hub.base_url, "--wait", "20"],
+                    hub_command("restart", "loop", "--url", hub.base_url, "--wait", "20"),
                     check=False,
                     cwd=ROOT,
                 )
