@@ -312,12 +312,15 @@ async def running_hub(
 
 @asynccontextmanager
 async def http_fixture(
-    *args: str, transport: str = "http", script: str = FIXTURE_SERVER
+    *args: str, transport: str = "http", script: str = FIXTURE_SERVER, direct: bool = False
 ) -> AsyncIterator[tuple[str, Process]]:
     """A fixture server (`script`: the fixture server, or `FAULTY_SERVER`) as a remote server on
-    127.0.0.1: yields (its MCP URL, its process), which is killed afterwards."""
+    127.0.0.1: yields (its MCP URL, its process), which is killed afterwards. Forked as
+    `forked_argv` says; `direct=True` for a test that SIGKILLs the process to take the server
+    down mid-test (a forked server dies only a moment after its launcher, when the zygote
+    kills it: the test's next request could still reach it)."""
     process = await anyio.open_process(
-        [sys.executable, script, "--transport", transport, "--port", "0", *args],
+        forked_argv(script, "--transport", transport, "--port", "0", *args, direct=direct),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -337,12 +340,16 @@ async def http_fixture(
         if process.returncode is None:
             process.kill()
         with anyio.move_on_after(5, shield=True):
-            await process.wait()
+            # Closes the pipes too: a forked server's ends close only when the zygote has killed
+            # it, a moment after its launcher died, so EOF may not have come yet.
+            await process.aclose()
 
 
-def faulty_http(*args: str, transport: str = "http") -> AbstractAsyncContextManager[tuple[str, Process]]:
+def faulty_http(
+    *args: str, transport: str = "http", direct: bool = False
+) -> AbstractAsyncContextManager[tuple[str, Process]]:
     """The faulty server as a remote server (see `http_fixture`)."""
-    return http_fixture(*args, transport=transport, script=FAULTY_SERVER)
+    return http_fixture(*args, transport=transport, script=FAULTY_SERVER, direct=direct)
 
 
 def free_port() -> int:

@@ -151,7 +151,7 @@ async def _serving(config: Path, log: Path) -> AsyncIterator[_Served]:
             if process.returncode is None:
                 process.kill()
                 with anyio.move_on_after(5, shield=True):
-                    await process.wait()
+                    await process.aclose()  # the pipes too: a forked hub's close a moment after its launcher died
 
 
 def _two_fixture_servers() -> dict[str, Any]:

@@ -254,7 +254,7 @@ async def _serving(tmp_path: Path, **settings: Any) -> AsyncIterator[_Served]:
             if process.returncode is None:
                 process.kill()
             with anyio.move_on_after(10, shield=True):
-                await process.wait()
+                await process.aclose()  # the pipes too: a forked hub's close a moment after its launcher died
 
 
 # --- config ---------------------------------------------------------------------------------------

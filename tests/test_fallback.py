@@ -38,7 +38,7 @@ async def _tool_names(client: Client) -> set[str]:
 
 
 async def test_a_down_primary_is_served_by_its_fallback_only_for_tools_the_fallback_also_has() -> None:
-    async with faulty_http() as (url, process):
+    async with faulty_http(direct=True) as (url, process):  # SIGKILLed mid-test: a real child
         servers = {"a": {"url": url, "fallback": ["b"], "idempotent": ["pid"]}, "b": fixture_entry("b")}
         async with running_hub(servers) as hub:
             with anyio.fail_after(30):
@@ -195,7 +195,7 @@ def test_route_timeouts_hard_maximum_and_idempotent_globs_apply_to_original_tool
 
 
 async def test_resources_and_prompts_of_a_down_primary_are_served_by_its_fallback() -> None:
-    async with http_fixture("--name", "a") as (url, process):
+    async with http_fixture("--name", "a", direct=True) as (url, process):  # SIGKILLed mid-test
         servers = {"a": {"url": url, "fallback": ["b"]}, "b": fixture_entry("b")}
         async with running_hub(servers) as hub:
             with anyio.fail_after(30):

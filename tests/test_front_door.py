@@ -458,7 +458,7 @@ async def _mcphub_serve(
         if process.returncode is None:
             process.kill()
         with anyio.move_on_after(10, shield=True):
-            await process.wait()
+            await process.aclose()  # the pipes too: a forked hub's close a moment after its launcher died
 
 
 @pytest.mark.e2e

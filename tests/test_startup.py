@@ -21,9 +21,9 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import signal
 import stat
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -53,6 +53,7 @@ from tests.conftest import (
     RunningHub,
     faulty_entry,
     fixture_entry,
+    forked_argv,
     hub_command,
     running_hub,
     serve_app,
@@ -89,7 +90,9 @@ async def started_hub(servers: dict[str, Any], **settings: Any) -> AsyncIterator
 
 def gated_entry(name: str, flag: Path, **extra: Any) -> dict[str, Any]:
     """A fixture server that starts only once `flag` exists (a server that is slow to start)."""
-    script = f'while [ ! -e "{flag}" ]; do sleep 0.05; done; exec "{sys.executable}" "{FIXTURE_SERVER}" --name {name}'
+    script = (
+        f'while [ ! -e "{flag}" ]; do sleep 0.05; done; exec {shlex.join(forked_argv(FIXTURE_SERVER))} --name {name}'
+    )
     return {"command": "/bin/sh", "args": ["-c", script], **extra}
 
 
@@ -349,7 +352,7 @@ async def test_a_missing_executable_fails_at_once_naming_the_command_and_path_an
                     await client.call_tool("ghost__echo", {"text": "x"})
             ready = (await http.get(f"{hub.base_url}/readyz")).json()
             # Once the executable exists, a restart (as `mcphub restart`) brings it up.
-            _write_executable(later, f'#!/bin/sh\nexec "{sys.executable}" "{FIXTURE_SERVER}" --name later\n')
+            _write_executable(later, f"#!/bin/sh\nexec {shlex.join(forked_argv(FIXTURE_SERVER))} --name later\n")
             restart = await http.post(f"{hub.base_url}/admin/servers/later/restart")
             assert restart.status_code == 202
             late = await hub.hub.wait_for_server("later", ServerState.READY)
