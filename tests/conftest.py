@@ -72,6 +72,7 @@ FORK_LAUNCHER = str(ROOT / "tests" / "fork_launcher.py")
 FORK_ENV = "MCPHUB_TEST_FORK"
 """`MCPHUB_TEST_FORK=0`: start every fixture server directly, without the fork server."""
 _FORK_READY_SECONDS = 60.0
+FORK_LOG_ENV = "MCPHUB_TEST_FORK_LOG"
 FORK_SOCKET_ENV = "MCPHUB_TEST_FORK_SOCKET"
 """The Unix socket of this worker's fork server while it runs (set by `_fork_server`). An
 environment variable, not a global: pytest imports this file as `conftest` and the tests import
@@ -136,7 +137,9 @@ def _fork_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     `MCPHUB_TEST_FORK=0` or every collected test is in the pure tier; stopped (with any child
     left) at the end. Entries made before it starts (at import) start their servers directly.
     Its stderr (empty unless something went wrong) is kept in pytest's temporary directory,
-    `fork-server*/zygote.log`."""
+    `fork-server*/zygote.log`; with `MCPHUB_TEST_FORK_LOG=1` it also holds a line per launch and
+    the CPU of the zygote, of its forked children and of this worker (own, and every descendant
+    it reaped: the zygote and its children included)."""
     items = request.session.items
     if os.environ.get(FORK_ENV, "1") == "0" or all(item.get_closest_marker("unit") for item in items):
         yield
@@ -158,6 +161,11 @@ def _fork_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         os.environ.pop(FORK_SOCKET_ENV, None)
         stop_fork_server(process)
         shutil.rmtree(directory, ignore_errors=True)
+        if os.environ.get(FORK_LOG_ENV) == "1":  # where this worker's CPU went (README, Tests)
+            times = os.times()
+            with log.open("a") as file:
+                own, reaped = times.user + times.system, times.children_user + times.children_system
+                file.write(f"worker: CPU {own:.1f} s own, {reaped:.1f} s in reaped descendants\n")
 
 
 def start_fork_server(

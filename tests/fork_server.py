@@ -69,6 +69,7 @@ _MAX_REQUEST_BYTES = 1 << 20
 _EXTRA_PRELOADS = ("anyio._backends._asyncio", "uvloop", "mcp.server.stdio", "mcp.server.lowlevel")
 """What the scripts import when they run rather than at top level (the asyncio backend, uvloop
 for `use_uvloop=True`, the SDK's stdio transport)."""
+LOG_ENV = "MCPHUB_TEST_FORK_LOG"
 STARTUP_ENV = (
     "PYTHONPATH",
     "PYTHONHOME",
@@ -200,7 +201,8 @@ class Zygote:
         self.parent = os.getppid()
         self.startup_env = {name: os.environ.get(name) for name in STARTUP_ENV}
         self.locale = effective_locale(os.environ)
-        self.log_launches = os.environ.get("MCPHUB_TEST_FORK_LOG") == "1"
+        self.log_launches = os.environ.get(LOG_ENV) == "1"
+        """`MCPHUB_TEST_FORK_LOG=1`: a line on stderr per launch, and the CPU used at the end."""
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
@@ -333,6 +335,10 @@ class Zygote:
         self.listener.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        if self.log_launches:
+            times = os.times()
+            own, forked = times.user + times.system, times.children_user + times.children_system
+            print(f"fork_server: CPU {own:.1f} s own, {forked:.1f} s in its forked children", file=sys.stderr)
 
     def _close_in_child(self) -> None:
         """Drop every object of the zygote that holds an fd, so none leaks into the script."""
