@@ -70,9 +70,10 @@ def _private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 FORK_SERVER = str(ROOT / "tests" / "fork_server.py")
 FORK_LAUNCHER = str(ROOT / "tests" / "fork_launcher.py")
 FORK_ENV = "MCPHUB_TEST_FORK"
-"""`MCPHUB_TEST_FORK=0`: start every fixture server directly, without the fork server."""
+"""`MCPHUB_TEST_FORK=0`: start every test server and `mcphub` directly, without the fork server."""
 _FORK_READY_SECONDS = 60.0
 FORK_LOG_ENV = "MCPHUB_TEST_FORK_LOG"
+"""`MCPHUB_TEST_FORK_LOG=1`: log each launch and the CPU used (`_fork_server`)."""
 FORK_SOCKET_ENV = "MCPHUB_TEST_FORK_SOCKET"
 """The Unix socket of this worker's fork server while it runs (set by `_fork_server`). An
 environment variable, not a global: pytest imports this file as `conftest` and the tests import
