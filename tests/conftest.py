@@ -70,33 +70,66 @@ def _private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 FORK_SERVER = str(ROOT / "tests" / "fork_server.py")
 FORK_LAUNCHER = str(ROOT / "tests" / "fork_launcher.py")
 FORK_ENV = "MCPHUB_TEST_FORK"
-"""`MCPHUB_TEST_FORK=0`: start every fixture server directly, without the fork server."""
+"""`MCPHUB_TEST_FORK=0`: start every test server and `mcphub` directly, without the fork server."""
 _FORK_READY_SECONDS = 60.0
+FORK_LOG_ENV = "MCPHUB_TEST_FORK_LOG"
+"""`MCPHUB_TEST_FORK_LOG=1`: log each launch and the CPU used (`_fork_server`)."""
 FORK_SOCKET_ENV = "MCPHUB_TEST_FORK_SOCKET"
 """The Unix socket of this worker's fork server while it runs (set by `_fork_server`). An
 environment variable, not a global: pytest imports this file as `conftest` and the tests import
 it as `tests.conftest`, two modules."""
 
 
-def _entry(script: str, name: str, args: tuple[str, ...], direct: bool, extra: dict[str, Any]) -> dict[str, Any]:
+SERVERS = ROOT / "tests" / "servers"
+FORK_PRELOAD = (
+    *sorted(str(path) for path in SERVERS.glob("*.py") if path.name != "auth_server.py"),
+    *sorted(str(path) for path in (ROOT / "hub" / "cli").glob("*.py")),
+)
+"""What each worker's fork server imports: what the stdio test servers import (not the auth
+server's imports: it runs inside the test process) and what `python -m hub` imports at start-up,
+except `hub.cli` itself (`FORK_EXCLUDE`)."""
+FORK_EXCLUDE = ("hub.cli", "task_support")
+"""Never preloaded: `hub.cli` builds its rich consoles at import from the environment and
+stdout (COLUMNS, a tty), so each `python -m hub` child imports it (a few small modules) with its
+own; `task_support` is imported by bare name from `tests/servers/` (not on the zygote's path)."""
+
+
+def forked_argv(*argv: str, direct: bool = False) -> list[str]:
+    """The command line running `python *argv` (`SCRIPT ARGS...` or `-m MODULE ARGS...`): forked
+    by this worker's fork server (`tests/fork_server.py`, through `tests/fork_launcher.py`)
+    while it runs, else (or with `direct=True`) `[sys.executable, *argv]` itself."""
     socket_path = os.environ.get(FORK_SOCKET_ENV)
     if not socket_path or direct:
-        return {"command": sys.executable, "args": [script, "--name", name, *args], **extra}
+        return [sys.executable, *argv]
     # -I -S: the launcher imports the standard library only, and starts in ~20 ms.
-    launcher = ["-I", "-S", FORK_LAUNCHER, socket_path]
-    return {"command": sys.executable, "args": [*launcher, script, "--name", name, *args], **extra}
+    return [sys.executable, "-I", "-S", FORK_LAUNCHER, socket_path, *argv]
+
+
+def hub_command(*args: str, direct: bool = False) -> list[str]:
+    """The argv of `mcphub ARGS...`: `python -m hub ARGS...`, forked as `forked_argv` says.
+    To the test it behaves as a direct start: exit code, stdout/stderr, stdin, environment, cwd,
+    and SIGTERM/SIGINT/SIGHUP sent to it reach the hub (`tests/test_fork_server.py`).
+    `direct=True` for a test that needs a fresh interpreter or the very process it started."""
+    return forked_argv("-m", "hub", *args, direct=direct)
+
+
+def stdio_entry(script: str, *args: str, direct: bool = False, **extra: Any) -> dict[str, Any]:
+    """A `servers:` entry running the test server `script` (`tests/servers/*.py`) over stdio
+    with `args`, forked as `forked_argv` says."""
+    command, *argv = forked_argv(script, *args, direct=direct)
+    return {"command": command, "args": argv, **extra}
 
 
 def fixture_entry(name: str, *args: str, direct: bool = False, **extra: Any) -> dict[str, Any]:
     """A `servers:` entry running the fixture server over stdio: forked by this worker's fork
     server (`tests/fork_server.py`, through `tests/fork_launcher.py`) while it runs, else (or
     with `direct=True`) `python tests/servers/fixture_server.py` itself."""
-    return _entry(FIXTURE_SERVER, name, args, direct, extra)
+    return stdio_entry(FIXTURE_SERVER, "--name", name, *args, direct=direct, **extra)
 
 
 def faulty_entry(name: str, *args: str, direct: bool = False, **extra: Any) -> dict[str, Any]:
     """A `servers:` entry running the faulty server over stdio (forked as `fixture_entry`)."""
-    return _entry(FAULTY_SERVER, name, args, direct, extra)
+    return stdio_entry(FAULTY_SERVER, "--name", name, *args, direct=direct, **extra)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -105,7 +138,9 @@ def _fork_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     `MCPHUB_TEST_FORK=0` or every collected test is in the pure tier; stopped (with any child
     left) at the end. Entries made before it starts (at import) start their servers directly.
     Its stderr (empty unless something went wrong) is kept in pytest's temporary directory,
-    `fork-server*/zygote.log`."""
+    `fork-server*/zygote.log`; with `MCPHUB_TEST_FORK_LOG=1` it also holds a line per launch and
+    the CPU of the zygote, of its forked children and of this worker (own, and every descendant
+    it reaped: the zygote and its children included)."""
     items = request.session.items
     if os.environ.get(FORK_ENV, "1") == "0" or all(item.get_closest_marker("unit") for item in items):
         yield
@@ -114,7 +149,7 @@ def _fork_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     path = os.path.join(directory, "zygote.sock")
     try:
         log = tmp_path_factory.mktemp("fork-server") / "zygote.log"
-        process = start_fork_server(path, FIXTURE_SERVER, FAULTY_SERVER, log=str(log))
+        process = start_fork_server(path, *FORK_PRELOAD, exclude=FORK_EXCLUDE, log=str(log))
     except RuntimeError:
         logging.getLogger(__name__).warning("the fork server did not start: fixture servers start directly")
         shutil.rmtree(directory, ignore_errors=True)
@@ -127,19 +162,27 @@ def _fork_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         os.environ.pop(FORK_SOCKET_ENV, None)
         stop_fork_server(process)
         shutil.rmtree(directory, ignore_errors=True)
+        if os.environ.get(FORK_LOG_ENV) == "1":  # where this worker's CPU went (README, Tests)
+            times = os.times()
+            with log.open("a") as file:
+                own, reaped = times.user + times.system, times.children_user + times.children_system
+                file.write(f"worker: CPU {own:.1f} s own, {reaped:.1f} s in reaped descendants\n")
 
 
-def start_fork_server(path: str, *preload: str, log: str | None = None) -> subprocess.Popen[bytes]:
+def start_fork_server(
+    path: str, *preload: str, exclude: tuple[str, ...] = (), log: str | None = None
+) -> subprocess.Popen[bytes]:
     """Start `tests/fork_server.py` on the Unix socket `path` (in a 0700 directory), importing
-    what the `preload` scripts import, and return once it accepts launches. Its stderr goes to
-    `log` (default: `zygote.log` next to the socket).
+    what the `preload` scripts import (but no module of `exclude` nor their submodules), and
+    return once it accepts launches. Its stderr goes to `log` (default: `zygote.log` next to the
+    socket).
 
     :raises RuntimeError: it did not say `ready` within 60 s (it is stopped then)."""
     with open(log or os.path.join(os.path.dirname(path), "zygote.log"), "ab") as stderr:
         # Not traced by coverage (a fixture server never was): its children would inherit it.
         env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
         process = subprocess.Popen(
-            [sys.executable, FORK_SERVER, path, *preload],
+            [sys.executable, FORK_SERVER, path, *(arg for name in exclude for arg in ("--exclude", name)), *preload],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -278,12 +321,15 @@ async def running_hub(
 
 @asynccontextmanager
 async def http_fixture(
-    *args: str, transport: str = "http", script: str = FIXTURE_SERVER
+    *args: str, transport: str = "http", script: str = FIXTURE_SERVER, direct: bool = False
 ) -> AsyncIterator[tuple[str, Process]]:
     """A fixture server (`script`: the fixture server, or `FAULTY_SERVER`) as a remote server on
-    127.0.0.1: yields (its MCP URL, its process), which is killed afterwards."""
+    127.0.0.1: yields (its MCP URL, its process), which is killed afterwards. Forked as
+    `forked_argv` says; `direct=True` for a test that SIGKILLs the process to take the server
+    down mid-test (a forked server dies only a moment after its launcher, when the zygote
+    kills it: the test's next request could still reach it)."""
     process = await anyio.open_process(
-        [sys.executable, script, "--transport", transport, "--port", "0", *args],
+        forked_argv(script, "--transport", transport, "--port", "0", *args, direct=direct),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -303,12 +349,16 @@ async def http_fixture(
         if process.returncode is None:
             process.kill()
         with anyio.move_on_after(5, shield=True):
-            await process.wait()
+            # Closes the pipes too: a forked server's ends close only when the zygote has killed
+            # it, a moment after its launcher died, so EOF may not have come yet.
+            await process.aclose()
 
 
-def faulty_http(*args: str, transport: str = "http") -> AbstractAsyncContextManager[tuple[str, Process]]:
+def faulty_http(
+    *args: str, transport: str = "http", direct: bool = False
+) -> AbstractAsyncContextManager[tuple[str, Process]]:
     """The faulty server as a remote server (see `http_fixture`)."""
-    return http_fixture(*args, transport=transport, script=FAULTY_SERVER)
+    return http_fixture(*args, transport=transport, script=FAULTY_SERVER, direct=direct)
 
 
 def free_port() -> int:

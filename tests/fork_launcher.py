@@ -1,20 +1,21 @@
-"""The process the hub starts for a forked fixture server: it asks the zygote for a child.
+"""The process a test (or the hub) starts for a forked server or CLI: it asks the zygote for a child.
 
     python -I -S tests/fork_launcher.py SOCKET SCRIPT [ARG ...]
+    python -I -S tests/fork_launcher.py SOCKET -m MODULE [ARG ...]
 
 It imports the standard library only (run it with `-I -S`: its own start must stay cheap), then:
 
 - connects to the zygote (`tests/fork_server.py`) at the Unix socket SOCKET and sends
-  `[SCRIPT, *ARGS]`, its cwd, its environment and its fds 0, 1, 2; once the zygote answers the
-  child's pid, it closes its own 0, 1, 2 (onto /dev/null), so the hub's pipes reach EOF exactly
-  when the child's end closes, as if the child were the hub's own;
+  `[SCRIPT, *ARGS]` (or `["-m", MODULE, *ARGS]`), its cwd, its environment and its fds 0, 1, 2;
+  once the zygote answers the child's pid, it closes its own 0, 1, 2 (onto /dev/null), so the
+  starter's pipes reach EOF exactly when the child's end closes, as if the child were its own;
 - forwards SIGTERM, SIGINT and SIGHUP to the child;
 - exits as the child did: the same exit code, or killed by the same signal. If the zygote dies
   before reporting, the child died with it (`PR_SET_PDEATHSIG`) and the launcher kills itself
   with SIGKILL.
 
 When the zygote cannot be reached (none runs, or it refuses), it becomes the script instead:
-`os.execv(sys.executable, [sys.executable, SCRIPT, *ARGS])`, today's direct start.
+`os.execv(sys.executable, [sys.executable, SCRIPT, *ARGS])` (or `-m MODULE ...`), a direct start.
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ def _detach_stdio() -> None:
 
 
 def main() -> None:
-    if len(sys.argv) < 3:
-        sys.stderr.write("usage: fork_launcher.py SOCKET SCRIPT [ARG ...]\n")
+    if len(sys.argv) < 3 or sys.argv[2:] == ["-m"]:
+        sys.stderr.write("usage: fork_launcher.py SOCKET SCRIPT [ARG ...] | -m MODULE [ARG ...]\n")
         os._exit(2)
     path, argv = sys.argv[1], sys.argv[2:]
     forwarder = _Forwarder()

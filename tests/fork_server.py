@@ -1,24 +1,34 @@
-"""The fork server (a zygote) for the tests' stdio fixture servers: import once, fork per launch.
+"""The fork server (a zygote) for the tests' subprocesses: import once, fork per launch.
 
-Every stdio fixture server a test starts is a fresh interpreter importing the `mcp` SDK (about
-0.85 s of CPU each, and the suite starts well over a thousand). This process imports what the
-given scripts import at top level (plus the event loop the scripts run on), then forks one child
-per launch request, so each launch costs a fork instead of an import.
+Every stdio test server and every `python -m hub ...` a test starts is a fresh interpreter
+importing the `mcp` SDK (0.85-1.6 s of CPU each, and the suite starts well over a thousand).
+This process imports what the given scripts import at top level (plus the event loop the scripts
+run on), then forks one child per launch request, so each launch costs a fork instead of an import.
 
-    python tests/fork_server.py SOCKET [PRELOAD_SCRIPT ...]
+    python tests/fork_server.py SOCKET [--exclude MODULE ...] [PRELOAD_SCRIPT ...]
+
+`--exclude MODULE`: never preload MODULE or its submodules, even where a script imports them (a
+module that reads its environment or its stdio at import, such as `hub.cli`'s consoles, must be
+imported by each child, with the child's own environment and stdio).
 
 It listens on the Unix socket SOCKET (its directory must be private: mode 0700), writes `ready`
 and a newline to its stdout once it accepts launches, and serves until SIGTERM/SIGINT or until
 its parent (the pytest worker) dies. `tests/fork_launcher.py` is its client; one launch is:
 
 1. the launcher sends a 4-byte big-endian length, then that many bytes of JSON
-   `{"argv": [script, *args], "cwd": str, "env": {name: value}}`, with its fds 0, 1, 2 attached
-   (SCM_RIGHTS) to the first bytes;
-2. the zygote forks; the child takes those fds as its 0, 1, 2, its own session, the cwd, exactly
-   that environment, `sys.argv` and `sys.path[0]` as a direct start would have, default signal
-   handlers, and runs the script as `__main__` (`runpy.run_path`); it always ends by `os._exit`
-   with the script's exit code (SystemExit honoured; an uncaught exception prints its traceback
-   on stderr and exits 1; KeyboardInterrupt ends it by SIGINT, as CPython does);
+   `{"argv": [script, *args] or ["-m", module, *args], "cwd": str, "env": {name: value}}` (the
+   arguments `python` would be given), with its fds 0, 1, 2 attached (SCM_RIGHTS) to the first
+   bytes;
+2. the zygote forks; the child takes those fds as its 0, 1, 2 (and new `sys.stdin`/`stdout`/
+   `stderr` over them, buffered as `PYTHONUNBUFFERED` and a tty say), its own session, the cwd,
+   exactly that environment, `sys.argv` and `sys.path[0]` as a direct start would have, default
+   signal handlers, and runs the script (`runpy.run_path`) or the module (`runpy.run_module`,
+   `alter_sys=True`) as `__main__`; it always ends by `os._exit` with the exit code (SystemExit
+   honoured; an uncaught exception prints its traceback on stderr and exits 1;
+   KeyboardInterrupt ends it by SIGINT, as CPython does). A module launch whose environment
+   differs from the zygote's in a variable read at interpreter start-up or by a preloaded
+   module at import (`STARTUP_ENV`), or in its locale, is refused: the launcher then starts it
+   directly (a script launch is not: the hub gives its stdio servers a minimal environment);
 3. the zygote answers `pid <child pid>\\n`, and once the child has been reaped
    `exit <wait status>\\n` (the raw `os.waitpid` status), then closes the connection;
 4. a connection that closes before its child was reaped (the launcher was SIGKILLed) gets its
@@ -37,6 +47,7 @@ import ast
 import contextlib
 import ctypes
 import importlib
+import io
 import json
 import os
 import runpy
@@ -47,6 +58,7 @@ import struct
 import sys
 import threading
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -57,6 +69,48 @@ _MAX_REQUEST_BYTES = 1 << 20
 _EXTRA_PRELOADS = ("anyio._backends._asyncio", "uvloop", "mcp.server.stdio", "mcp.server.lowlevel")
 """What the scripts import when they run rather than at top level (the asyncio backend, uvloop
 for `use_uvloop=True`, the SDK's stdio transport)."""
+LOG_ENV = "MCPHUB_TEST_FORK_LOG"
+STARTUP_ENV = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSAFEPATH",
+    "PYTHONNOUSERSITE",
+    "PYTHONHASHSEED",
+    "PYTHONWARNINGS",
+    "PYTHONDEVMODE",
+    "PYTHONOPTIMIZE",
+    "PYTHONUTF8",
+    "PYTHONIOENCODING",
+    "PYTHONMALLOC",
+    "PYTHONFAULTHANDLER",
+    "PYTHONTRACEMALLOC",
+    "PYTHONASYNCIODEBUG",
+    "PYTHONINTMAXSTRDIGITS",
+    "PYTHONCOERCECLOCALE",
+    "TYPER_USE_RICH",
+)
+"""Variables a fork cannot honour: the interpreter reads them once at start-up (the path, the
+hash seed, warnings, the stdio encoding), or a preloaded module at import (typer's
+`TYPER_USE_RICH`); the locale is compared by its effect (`effective_locale`).
+`PYTHONUNBUFFERED` is honoured (the child's stdio is rebuilt)."""
+
+
+def effective_locale(env: Mapping[str, str]) -> str:
+    """The LC_CTYPE locale an interpreter started with `env` runs in: LC_ALL, else LC_CTYPE,
+    else LANG; "C" or "POSIX" (or none) is coerced to "C.UTF-8" unless LC_ALL is set or
+    PYTHONCOERCECLOCALE=0 (PEP 538)."""
+    ctype = env.get("LC_ALL") or env.get("LC_CTYPE") or env.get("LANG") or "C"
+    if ctype in ("C", "POSIX") and not env.get("LC_ALL") and env.get("PYTHONCOERCECLOCALE") != "0":
+        return "C.UTF-8"
+    return ctype
+
+
+def coerce_c_locale(env: dict[str, str]) -> None:
+    """Set LC_CTYPE=C.UTF-8 in `env` where CPython's start-up would (PEP 538: the legacy C
+    locale coerced, and the variable set so that the process's children inherit it)."""
+    ctype = env.get("LC_ALL") or env.get("LC_CTYPE") or env.get("LANG") or "C"
+    if ctype in ("C", "POSIX") and effective_locale(env) == "C.UTF-8":
+        env["LC_CTYPE"] = "C.UTF-8"
 
 
 def _set_parent_death_signal(signum: int) -> None:
@@ -67,8 +121,13 @@ def _set_parent_death_signal(signum: int) -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
 
 
-def preload(scripts: list[str]) -> list[str]:
-    """Import every module the `scripts` import at their top level, and `_EXTRA_PRELOADS`.
+def _excluded(name: str, exclude: tuple[str, ...]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in exclude)
+
+
+def preload(scripts: list[str], exclude: tuple[str, ...] = ()) -> list[str]:
+    """Import every module the `scripts` import at their top level, and `_EXTRA_PRELOADS`, except
+    the modules in `exclude` and their submodules.
 
     :returns: the module names that could not be imported (a child imports those itself).
     """
@@ -82,6 +141,8 @@ def preload(scripts: list[str]) -> list[str]:
                 names.append(node.module)
     failed: list[str] = []
     for name in [*names, *_EXTRA_PRELOADS]:
+        if _excluded(name, exclude):
+            continue
         try:
             importlib.import_module(name)
         except ImportError:
@@ -138,6 +199,10 @@ class Zygote:
         """Each live (unreaped) child and the connection of its launcher (None once that closed)."""
         self.stopping = False
         self.parent = os.getppid()
+        self.startup_env = {name: os.environ.get(name) for name in STARTUP_ENV}
+        self.locale = effective_locale(os.environ)
+        self.log_launches = os.environ.get(LOG_ENV) == "1"
+        """`MCPHUB_TEST_FORK_LOG=1`: a line on stderr per launch, and the CPU used at the end."""
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
@@ -173,12 +238,15 @@ class Zygote:
             print(f"fork_server: bad request: {exc}", file=sys.stderr, flush=True)
             conn.close()
             return
-        if threading.active_count() != 1:  # never fork with threads running
-            print("fork_server: threads are running; refusing to fork", file=sys.stderr, flush=True)
+        refusal = self._refusal(request)
+        if refusal is not None:  # the launcher starts it directly
+            print(f"fork_server: refused: {refusal}", file=sys.stderr, flush=True)
             for fd in fds:
                 os.close(fd)
             conn.close()
             return
+        if self.log_launches:
+            print(f"fork_server: launch {' '.join(map(str, request['argv'][:3]))}", file=sys.stderr)  # type: ignore[index]
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -201,6 +269,23 @@ class Zygote:
             self._launcher_gone(conn, pid)
             return
         self.selector.register(conn, selectors.EVENT_READ, pid)
+
+    def _refusal(self, request: dict[str, object]) -> str | None:
+        """Why this launch must not be forked, or None."""
+        if threading.active_count() != 1:
+            return "threads are running"  # never fork with threads running
+        argv, env = request.get("argv"), request.get("env")
+        if not isinstance(argv, list) or not argv or not isinstance(env, dict):
+            return "no argv or env"
+        if argv[0] == "-m":
+            if len(argv) < 2:
+                return "-m without a module"
+            differing = [name for name, value in self.startup_env.items() if env.get(name) != value]
+            if effective_locale(env) != self.locale:
+                differing.append(f"the locale ({effective_locale(env)})")
+            if differing:
+                return f"{argv[1]}: start-up variables differ: {', '.join(differing)}"
+        return None
 
     def _on_launcher_readable(self, conn: socket.socket, pid: int) -> None:
         try:
@@ -250,6 +335,10 @@ class Zygote:
         self.listener.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        if self.log_launches:
+            times = os.times()
+            own, forked = times.user + times.system, times.children_user + times.children_system
+            print(f"fork_server: CPU {own:.1f} s own, {forked:.1f} s in its forked children", file=sys.stderr)
 
     def _close_in_child(self) -> None:
         """Drop every object of the zygote that holds an fd, so none leaks into the script."""
@@ -279,17 +368,50 @@ class Zygote:
                     os.close(fd)
             argv = [str(arg) for arg in request["argv"]]  # type: ignore[attr-defined]
             env = {str(k): str(v) for k, v in request["env"].items()}  # type: ignore[attr-defined]
+            coerce_c_locale(env)
             os.chdir(str(request["cwd"]))
             os.environ.clear()
             os.environ.update(env)
-            sys.argv = argv
-            sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
-            code = run_script(argv[0])
+            _reopen_stdio(unbuffered=bool(env.get("PYTHONUNBUFFERED")))
+            code = run_main(argv)
         except BaseException:
             with contextlib.suppress(BaseException):
                 traceback.print_exc()
         finally:
             os._exit(code)
+
+
+def _reopen_stdio(*, unbuffered: bool) -> None:
+    """New `sys.stdin`, `sys.stdout`, `sys.stderr` over fds 0, 1, 2, made as CPython makes them
+    at start-up (`create_stdio` in Python/pylifecycle.c): binary layer unbuffered for the
+    writers under `PYTHONUNBUFFERED` (and text written through), else stdout line-buffered on a
+    tty only and stderr always; newline "\\n"; the zygote's encoding and error handlers (the
+    variables that choose those are in `STARTUP_ENV`)."""
+    streams = []
+    for fd, name, old in (
+        (0, "<stdin>", sys.__stdin__),
+        (1, "<stdout>", sys.__stdout__),
+        (2, "<stderr>", sys.__stderr__),
+    ):
+        writing = fd != 0
+        buffering = 0 if unbuffered and writing else -1
+        binary = open(fd, "wb" if writing else "rb", buffering=buffering, closefd=False)
+        raw = binary if buffering == 0 else binary.raw  # type: ignore[attr-defined]
+        raw.name = name
+        line_buffering = not unbuffered and (fd == 2 or raw.isatty())
+        stream = io.TextIOWrapper(
+            binary,  # type: ignore[arg-type]
+            encoding=old.encoding if old is not None else "utf-8",
+            errors=old.errors if old is not None else "strict",
+            newline="\n",
+            line_buffering=line_buffering,
+            write_through=unbuffered,
+        )
+        stream.mode = "w" if writing else "r"  # type: ignore[misc]
+        streams.append(stream)
+    sys.stdin = sys.__stdin__ = streams[0]
+    sys.stdout = sys.__stdout__ = streams[1]
+    sys.stderr = sys.__stderr__ = streams[2]
 
 
 def _flush_stdio() -> None:
@@ -298,15 +420,25 @@ def _flush_stdio() -> None:
             stream.flush()
 
 
-def run_script(path: str) -> int:
-    """Run `path` as `__main__` as the interpreter would: its exit code (0, SystemExit's code, 1
-    after printing an uncaught exception's traceback); a KeyboardInterrupt ends the process by
-    SIGINT. Exit handlers (`atexit`) run and stdout/stderr are flushed before it returns."""
+def run_main(argv: list[str]) -> int:
+    """Run what `python *argv` runs, as `__main__`, as the interpreter would: `argv` is
+    `[script, *args]` (`runpy.run_path`; `sys.path[0]` the script's directory) or
+    `["-m", module, *args]` (`runpy.run_module` with `alter_sys=True`: `sys.argv[0]` the module's
+    file; `sys.path[0]` the cwd). Returns the exit code (0, SystemExit's code, 1 after printing
+    an uncaught exception's traceback); a KeyboardInterrupt ends the process by SIGINT. Exit
+    handlers (`atexit`) run and stdout/stderr are flushed before it returns."""
     import atexit
 
     code = 0
     try:
-        runpy.run_path(path, run_name="__main__")
+        if argv[0] == "-m":
+            sys.argv = ["-m", *argv[2:]]  # what CPython shows while it looks the module up
+            sys.path[0] = os.getcwd()
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = argv
+            sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+            runpy.run_path(argv[0], run_name="__main__")
     except SystemExit as exc:
         if exc.code is None:
             code = 0
@@ -335,11 +467,19 @@ def run_script(path: str) -> int:
 
 def main() -> None:
     if len(sys.argv) < 2:
-        sys.exit("usage: fork_server.py SOCKET [PRELOAD_SCRIPT ...]")
+        sys.exit("usage: fork_server.py SOCKET [--exclude MODULE ...] [PRELOAD_SCRIPT ...]")
     _set_parent_death_signal(signal.SIGTERM)
-    failed = preload(sys.argv[2:])
+    exclude: list[str] = []
+    scripts = sys.argv[2:]
+    while len(scripts) >= 2 and scripts[0] == "--exclude":
+        exclude.append(scripts[1])
+        scripts = scripts[2:]
+    failed = preload(scripts, tuple(exclude))
     if failed:
         print(f"fork_server: not preloaded: {', '.join(failed)}", file=sys.stderr, flush=True)
+    leaked = sorted(name for name in sys.modules if _excluded(name, tuple(exclude)))
+    if leaked:  # a preloaded module imported an excluded one: its children would share its state
+        sys.exit(f"fork_server: excluded modules were imported by preloaded ones: {', '.join(leaked)}")
     zygote = Zygote(sys.argv[1])
     sys.stdout.write("ready\n")
     sys.stdout.flush()

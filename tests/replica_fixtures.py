@@ -18,7 +18,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ import pytest
 
 from tests.balancer import CHECK_FALL, CHECK_INTERVAL_MS, Balancer, find_haproxy
 from tests.cluster_fixtures import ADMIN_KEY, RedisServer, api_keys, installed_service
-from tests.conftest import fixture_entry, until
+from tests.conftest import fixture_entry, hub_command, until
 
 CLUSTER_KEY_ENV: Final = "MCPHUB_E2E_CLUSTER_KEY"
 """The variable naming the replicas' shared key (`cluster.secret_env`)."""
@@ -118,8 +117,11 @@ class Replica:
         if self._log_file is not None:
             self._log_file.close()
         self._log_file = self.log.open("ab")
+        # Direct, a real child: `kill` is a crash the test then restarts on the same port, and
+        # a forked replica would die only a moment after its launcher (when the zygote kills it).
+        command = hub_command("serve", "-c", str(self.config_file), "--port", str(self.port), "--json", direct=True)
         process = subprocess.Popen(
-            [sys.executable, "-m", "hub", "serve", "-c", str(self.config_file), "--port", str(self.port), "--json"],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log_file,

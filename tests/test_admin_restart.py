@@ -4,7 +4,7 @@ so the CLI waits on the hub's own event instead of polling `/admin/servers`."""
 
 from __future__ import annotations
 
-import sys
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from mcp import Client
 
-from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, running_hub
+from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, forked_argv, hub_command, running_hub
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.anyio
 def _flagged(flag: Path) -> dict[str, Any]:
     """A stdio server that starts while `flag` exists and exits 7 at once otherwise."""
     script = (
-        f'if [ -e "{flag}" ]; then exec "{sys.executable}" "{FAULTY_SERVER}" --name gated; '
+        f'if [ -e "{flag}" ]; then exec {shlex.join(forked_argv(FAULTY_SERVER))} --name gated; '
         'else echo "no flag, crashing" >&2; exit 7; fi'
     )
     return {"command": "/bin/sh", "args": ["-c", script], "max_restarts": 1}
@@ -58,7 +58,7 @@ async def test_a_restart_whose_server_does_not_come_back_in_time_is_answered_504
                 ]
                 unknown = await admin.post("/admin/servers/nope/restart", params={"wait": "1"})
             cli = await anyio.run_process(
-                [sys.executable, "-m", "hub", "restart", "gated", "--url", hub.base_url, "--wait", "1"],
+                hub_command("restart", "gated", "--url", hub.base_url, "--wait", "1"),
                 check=False,
                 cwd=ROOT,
             )

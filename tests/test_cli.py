@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import mcp_types as types
 import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
-from conftest import fixture_entry, free_port, until
+from conftest import fixture_entry, free_port, hub_command, until
 from mcp import Client, StdioServerParameters
 from mcp_types import INVALID_PARAMS
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_MODERN_VERSION
@@ -53,7 +52,7 @@ def _cli_env() -> dict[str, str]:
 def _mcphub(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """One `mcphub` command to completion (bounded)."""
     return subprocess.run(
-        [sys.executable, "-m", "hub", *args],
+        hub_command(*args),
         capture_output=True,
         text=True,
         timeout=ONE_SHOT_TIMEOUT_SECONDS,
@@ -126,7 +125,7 @@ async def _serving(config: Path, log: Path) -> AsyncIterator[_Served]:
     `shutdown_grace_seconds` SIGTERM would wait) and then SIGKILL if still running."""
     with log.open("wb") as stderr:
         process = await anyio.open_process(
-            [sys.executable, "-m", "hub", "serve", "-c", str(config), "--port", "0"],
+            hub_command("serve", "-c", str(config), "--port", "0"),
             stdout=subprocess.PIPE,
             stderr=stderr,
             env=_cli_env(),
@@ -152,7 +151,7 @@ async def _serving(config: Path, log: Path) -> AsyncIterator[_Served]:
             if process.returncode is None:
                 process.kill()
                 with anyio.move_on_after(5, shield=True):
-                    await process.wait()
+                    await process.aclose()  # the pipes too: a forked hub's close a moment after its launcher died
 
 
 def _two_fixture_servers() -> dict[str, Any]:
@@ -394,7 +393,8 @@ async def test_serve_stdio_serves_the_catalog_to_an_sdk_client_which_learns_of_i
     tmp_path: Path, mode: str
 ) -> None:
     config = _write_config(tmp_path / "hub.yaml", {"servers": {"fx": fixture_entry("fx")}})
-    params = StdioServerParameters(command=sys.executable, args=["-m", "hub", "serve", "--stdio", "-c", str(config)])
+    command, *args = hub_command("serve", "--stdio", "-c", str(config))
+    params = StdioServerParameters(command=command, args=args)
     changed = anyio.Event()
 
     async def on_message(message: Any) -> None:
@@ -441,7 +441,8 @@ async def test_serve_stdio_answers_the_first_tools_list_with_the_fleets_tools(tm
     )
     entry["args"] = ["-c", slow_start, *entry["args"]]
     config = _write_config(tmp_path / "hub.yaml", {"servers": {"fx": entry}})
-    params = StdioServerParameters(command=sys.executable, args=["-m", "hub", "serve", "--stdio", "-c", str(config)])
+    command, *args = hub_command("serve", "--stdio", "-c", str(config))
+    params = StdioServerParameters(command=command, args=args)
 
     with anyio.fail_after(30):
         async with Client(params) as client:

@@ -9,7 +9,6 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import anyio
 import pytest
 
 from hub.config import parse_config
-from tests.conftest import fixture_entry
+from tests.conftest import fixture_entry, hub_command
 from tests.test_cli import ONE_SHOT_TIMEOUT_SECONDS, _assert_one_error_line, _cli_env, _Served, _serving, _write_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -36,9 +35,7 @@ def _run(*args: str, token_env: str | None = None) -> subprocess.CompletedProces
     env = _cli_env()
     if token_env is not None:
         env["MCPHUB_TOKEN"] = token_env
-    return subprocess.run(
-        [sys.executable, "-m", "hub", *args], capture_output=True, text=True, timeout=ONE_SHOT_TIMEOUT_SECONDS, env=env
-    )
+    return subprocess.run(hub_command(*args), capture_output=True, text=True, timeout=ONE_SHOT_TIMEOUT_SECONDS, env=env)
 
 
 async def _run_async(*args: str, token_env: str | None = None) -> subprocess.CompletedProcess[str]:

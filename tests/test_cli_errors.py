@@ -10,7 +10,6 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from mcp_types import INVALID_PARAMS
 
 from hub.config import parse_config
 from hub.errors import RATE_LIMITED
+from tests.conftest import hub_command
 from tests.test_cli import ONE_SHOT_TIMEOUT_SECONDS, _assert_one_error_line, _cli_env, _Served, _serving, _write_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -68,9 +68,7 @@ def _run(*args: str, columns: int | None = None) -> subprocess.CompletedProcess[
     env = _cli_env()
     if columns is not None:
         env["COLUMNS"] = str(columns)
-    return subprocess.run(
-        [sys.executable, "-m", "hub", *args], capture_output=True, text=True, timeout=ONE_SHOT_TIMEOUT_SECONDS, env=env
-    )
+    return subprocess.run(hub_command(*args), capture_output=True, text=True, timeout=ONE_SHOT_TIMEOUT_SECONDS, env=env)
 
 
 async def _run_async(*args: str, columns: int | None = None) -> subprocess.CompletedProcess[str]:

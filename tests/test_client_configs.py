@@ -18,7 +18,7 @@ from mcp import Client
 
 from hub.config import load_config, parse_config
 from hub.errors import ConfigError
-from tests.conftest import FIXTURE_SERVER, running_hub, tool_text
+from tests.conftest import FIXTURE_SERVER, hub_command, running_hub, tool_text
 from tests.schema_validation import ROOT, load_checked, parse_checked, schema_errors
 
 CONFIGS = ROOT / "tests" / "configs"
@@ -470,7 +470,7 @@ def test_mcphub_check_of_a_claude_desktop_config_exits_0_and_shows_the_warning()
 
     def check(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "hub", "check", "-c", str(path), *extra],
+            hub_command("check", "-c", str(path), *extra),
             capture_output=True,
             text=True,
             timeout=CLI_TIMEOUT_SECONDS,

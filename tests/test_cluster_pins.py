@@ -4,7 +4,6 @@ one replica is served by the other."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import anyio
@@ -15,7 +14,7 @@ from mcp import Client, MCPError
 from hub.cluster.pins import flatten, unflatten
 from hub.pin_status import DEFINITION_HELD
 from tests.cluster_fixtures import RedisServer
-from tests.conftest import ROOT, running_hub, tool_text
+from tests.conftest import ROOT, running_hub, stdio_entry, tool_text
 
 pytestmark = pytest.mark.anyio
 
@@ -23,7 +22,7 @@ RUGPULL_SERVER = str(ROOT / "tests" / "servers" / "rugpull_server.py")
 
 
 def _rugpull(*args: str) -> dict[str, Any]:
-    return {"command": sys.executable, "args": [RUGPULL_SERVER, *args]}
+    return stdio_entry(RUGPULL_SERVER, *args)
 
 
 def test_the_pins_document_round_trips_through_one_hash_field_per_entry() -> None:

@@ -26,7 +26,7 @@ import anyio
 import pytest
 
 from tests.conformance import toolkit
-from tests.conftest import ROOT, running_hub
+from tests.conftest import ROOT, forked_argv, running_hub, stdio_entry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.conformance, pytest.mark.anyio]
 
@@ -68,10 +68,10 @@ async def conformance_entry(transport: str, **extra: Any) -> AsyncIterator[dict[
     """A `servers:` entry for the conformance fixture: a stdio command, or the URL of a fixture
     process serving Streamable HTTP on 127.0.0.1 (started and stopped here)."""
     if transport == "stdio":
-        yield {"command": sys.executable, "args": [CONFORMANCE_SERVER, "--transport", "stdio"], **extra}
+        yield stdio_entry(CONFORMANCE_SERVER, "--transport", "stdio", **extra)
         return
     process = await anyio.open_process(
-        [sys.executable, CONFORMANCE_SERVER, "--transport", "http", "--port", "0"],
+        forked_argv(CONFORMANCE_SERVER, "--transport", "http", "--port", "0"),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -91,6 +91,8 @@ async def conformance_entry(transport: str, **extra: Any) -> AsyncIterator[dict[
             await process.wait()
         if process.returncode is None:
             process.kill()
+        with anyio.move_on_after(5, shield=True):
+            await process.aclose()  # the pipes too (a forked server's close when the zygote killed it)
 
 
 async def in_parallel(*jobs: Any, at_once: int = 2) -> list[toolkit.SuiteRun]:

@@ -12,7 +12,6 @@ import json
 import logging
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from hub.config import parse_config
 from hub.endpoint.drain import SHUTTING_DOWN, DrainPhase
 from hub.endpoint.http_server import HttpServer, bind_socket
 from hub.reload import plan_reload
+from tests.conftest import hub_command
 from tests.test_cli import _cli_env
 
 pytestmark = pytest.mark.anyio
@@ -222,7 +222,7 @@ async def _serving(tmp_path: Path, **settings: Any) -> AsyncIterator[_Served]:
     data: dict[str, dict[str, Any]] = {}
     with log.open("wb") as stderr:
         process = await anyio.open_process(
-            [sys.executable, "-m", "hub", "serve", "-c", str(config), "--port", "0", "--json"],
+            hub_command("serve", "-c", str(config), "--port", "0", "--json"),
             stdout=subprocess.PIPE,
             stderr=stderr,
             env=_cli_env(),
@@ -254,7 +254,7 @@ async def _serving(tmp_path: Path, **settings: Any) -> AsyncIterator[_Served]:
             if process.returncode is None:
                 process.kill()
             with anyio.move_on_after(10, shield=True):
-                await process.wait()
+                await process.aclose()  # the pipes too: a forked hub's close a moment after its launcher died
 
 
 # --- config ---------------------------------------------------------------------------------------

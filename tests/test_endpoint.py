@@ -335,7 +335,8 @@ async def test_remote_servers_over_streamable_http_and_sse_are_federated(transpo
 
 
 async def test_a_remote_server_going_away_leaves_the_hub_and_other_servers_serving() -> None:
-    async with http_fixture("--name", "remote") as (url, process):
+    # Direct: SIGKILLed mid-test, and the next call must find it gone.
+    async with http_fixture("--name", "remote", direct=True) as (url, process):
         async with running_hub({"remote": {"url": url, "timeout_seconds": 5}, "local": fixture_entry("local")}) as hub:
             with anyio.fail_after(30):
                 async with Client(hub.url) as client:

@@ -8,7 +8,6 @@ over stdio and Streamable HTTP, SDK clients of both eras, the hub on loopback.""
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +23,7 @@ from mcp_types import INVALID_REQUEST
 
 from hub.push_era import PushingServers, pushed_method
 from hub.servers import ServerConnection
-from tests.conftest import fixture_entry, http_fixture, running_hub, tool_text
+from tests.conftest import fixture_entry, http_fixture, running_hub, stdio_entry, tool_text
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +33,7 @@ PUSH_SERVER = str(Path(__file__).parent / "servers" / "push_server.py")
 def push_entry(name: str, record: Path, **extra: Any) -> dict[str, Any]:
     """A `servers:` entry running the push server over stdio (`protocol: auto`, the default),
     recording what its tools do in `record`."""
-    return {"command": sys.executable, "args": [PUSH_SERVER, "--name", name, "--record", str(record)], **extra}
+    return stdio_entry(PUSH_SERVER, "--name", name, "--record", str(record), **extra)
 
 
 @asynccontextmanager

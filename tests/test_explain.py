@@ -9,7 +9,6 @@ import functools
 import hashlib
 import json
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import anyio
 import httpx2
 import pytest
 
-from tests.conftest import RunningHub, fixture_entry, running_hub
+from tests.conftest import RunningHub, fixture_entry, hub_command, running_hub
 from tests.test_cli import ONE_SHOT_TIMEOUT_SECONDS, _cli_env, _serving, _write_config
 
 pytestmark = pytest.mark.anyio
@@ -150,7 +149,7 @@ async def test_explain_needs_a_name_and_admin_for_another_principal(hub: Running
 
 def _mcphub(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hub", *args],
+        hub_command(*args),
         capture_output=True,
         text=True,
         timeout=ONE_SHOT_TIMEOUT_SECONDS,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from typing import Any
 
 import anyio
@@ -19,7 +18,7 @@ from hub.catalog import Route
 from hub.config import parse_config
 from hub.errors import ConfigError
 from hub.servers import ServerState
-from tests.conftest import faulty_entry, faulty_http, fixture_entry, http_fixture, running_hub
+from tests.conftest import faulty_entry, faulty_http, fixture_entry, http_fixture, hub_command, running_hub
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
@@ -39,7 +38,7 @@ async def _tool_names(client: Client) -> set[str]:
 
 
 async def test_a_down_primary_is_served_by_its_fallback_only_for_tools_the_fallback_also_has() -> None:
-    async with faulty_http() as (url, process):
+    async with faulty_http(direct=True) as (url, process):  # SIGKILLed mid-test: a real child
         servers = {"a": {"url": url, "fallback": ["b"], "idempotent": ["pid"]}, "b": fixture_entry("b")}
         async with running_hub(servers) as hub:
             with anyio.fail_after(30):
@@ -99,7 +98,7 @@ async def test_replicas_are_served_round_robin_under_one_set_of_names_and_shown_
                 pids = [_text(await client.call_tool("search__pid", {})) for _ in range(4)]
             servers_json = await _admin(hub.base_url, "servers")
             routes = {r["exposed"]: r for r in await _admin(hub.base_url, "routes")}
-            cli = await anyio.run_process([sys.executable, "-m", "hub", "servers", "--url", hub.base_url], check=False)
+            cli = await anyio.run_process(hub_command("servers", "--url", hub.base_url), check=False)
     assert "search__pid" in names and not any("/" in name for name in names)
     assert pids[0] != pids[1] and pids[0] == pids[2] and pids[1] == pids[3]
     assert [(s["server_id"], s["replica_of"], s["state"]) for s in servers_json] == [
@@ -196,7 +195,7 @@ def test_route_timeouts_hard_maximum_and_idempotent_globs_apply_to_original_tool
 
 
 async def test_resources_and_prompts_of_a_down_primary_are_served_by_its_fallback() -> None:
-    async with http_fixture("--name", "a") as (url, process):
+    async with http_fixture("--name", "a", direct=True) as (url, process):  # SIGKILLed mid-test
         servers = {"a": {"url": url, "fallback": ["b"]}, "b": fixture_entry("b")}
         async with running_hub(servers) as hub:
             with anyio.fail_after(30):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack, asynccontextmanager
@@ -45,7 +44,9 @@ from tests.conftest import (
     fixture_entry,
     free_port,
     http_fixture,
+    hub_command,
     running_hub,
+    stdio_entry,
     tool_text,
 )
 
@@ -55,7 +56,7 @@ LEAKY_SERVER = str(ROOT / "tests" / "servers" / "leaky_server.py")
 
 
 def _leaky_entry(**extra: Any) -> dict[str, Any]:
-    return {"command": sys.executable, "args": [LEAKY_SERVER], **extra}
+    return stdio_entry(LEAKY_SERVER, **extra)
 
 
 # ---------------------------------------------------------------- pure rules
@@ -352,10 +353,8 @@ async def test_a_stdio_hub_refuses_a_request_whose_meta_chain_holds_its_id(mode:
     config.write_text(
         yaml.safe_dump({"hub_id": "hub-stdio", "state_dir": str(tmp_path), "servers": {"fx": fixture_entry("fx")}})
     )
-    mcphub = str(Path(sys.executable).parent / "mcphub")
-    params = StdioServerParameters(
-        command=mcphub, args=["serve", "--stdio", "-c", str(config), "--log-level", "warning"]
-    )
+    command, *args = hub_command("serve", "--stdio", "-c", str(config), "--log-level", "warning")
+    params = StdioServerParameters(command=command, args=args)
     with anyio.fail_after(60), (tmp_path / "stderr.log").open("w") as errlog:
         async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:
             assert (

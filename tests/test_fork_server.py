@@ -1,5 +1,6 @@
 """The fork server (`tests/fork_server.py`) and its launcher (`tests/fork_launcher.py`): a script
-started through them looks to its starter exactly as a direct `python script` start does."""
+or module started through them looks to its starter exactly as a direct `python script` or
+`python -m module` start does (`mcphub` too: `tests.conftest.hub_command`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,15 @@ import anyio.to_thread
 import pytest
 from anyio.abc import ByteReceiveStream
 
-from tests.conftest import FORK_LAUNCHER, start_fork_server, stop_fork_server, until
+from tests.conftest import (
+    FORK_LAUNCHER,
+    FORK_SOCKET_ENV,
+    hub_command,
+    start_fork_server,
+    stop_fork_server,
+    until,
+)
+from tests.fork_server import STARTUP_ENV, effective_locale
 
 pytestmark = pytest.mark.anyio
 
@@ -39,6 +48,14 @@ print(json.dumps({
     "ppid": os.getppid(),
 }))
 sys.exit(int(sys.argv[1]))
+"""
+
+_STDIO_PROBE = """\
+import json, sys
+def shape(stream):
+    return [stream.line_buffering, stream.write_through, type(stream.buffer).__name__, stream.encoding,
+            stream.errors, stream.mode, stream is getattr(sys, "__" + stream.name.strip("<>") + "__", None)]
+print(json.dumps({"stdin": shape(sys.stdin), "stdout": shape(sys.stdout), "stderr": shape(sys.stderr)}))
 """
 
 _SLEEPER = """\
@@ -122,6 +139,118 @@ async def test_a_launched_script_gets_the_stdio_argv_cwd_environment_and_exit_co
     for key in ("stdin", "argv", "cwd", "env", "path0", "name"):
         assert seen[key] == expected[key], key
     assert expected["env"]["FORK_PROBE"] == "a value" and expected["stdin"] == "line one\nline two\n"
+
+
+def _module(tmp_path: Path, name: str, text: str) -> Path:
+    """A package `name` under `tmp_path/modules` whose `__main__` is `text`; returns its parent."""
+    package = tmp_path / "modules" / name
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(text)
+    return package.parent
+
+
+def _startup_env() -> dict[str, str]:
+    """The variables of `STARTUP_ENV` as this process (and so the zygote) has them."""
+    return {name: os.environ[name] for name in STARTUP_ENV if name in os.environ}
+
+
+@pytest.mark.parametrize(
+    ("unbuffered", "locale"), [(False, True), (True, True), (False, False)], ids=["buffered", "unbuffered", "no-locale"]
+)
+async def test_a_module_launch_gets_the_argv_path_stdio_environment_and_exit_code_of_python_dash_m(
+    zygote: tuple[str, int], tmp_path: Path, unbuffered: bool, locale: bool
+) -> None:
+    """Also under a minimal environment (as the SDK's `stdio_client` gives `mcphub serve
+    --stdio`): no locale variable, which a direct start coerces to LC_CTYPE=C.UTF-8 (PEP 538)."""
+    socket_path, zygote_pid = zygote
+    if not locale and effective_locale(os.environ) != "C.UTF-8":
+        pytest.skip("the zygote runs in another locale than the coerced C.UTF-8: it refuses the launch")
+    cwd = _module(tmp_path, "probe", _PROBE)
+    _module(tmp_path, "stdioprobe", _STDIO_PROBE)
+    env = {"PATH": os.environ["PATH"], "FORK_PROBE": "a value", "HOME": str(tmp_path)}
+    if locale:
+        env |= _startup_env() | {
+            name: os.environ[name] for name in ("LANG", "LC_ALL", "LC_CTYPE") if name in os.environ
+        }
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    with anyio.fail_after(60):
+        direct = await anyio.run_process(
+            [sys.executable, "-m", "probe", "5"], input=b"line one\n", env=env, cwd=cwd, check=False
+        )
+        forked = await anyio.run_process(
+            _launched(socket_path, "-m", "probe", "5"), input=b"line one\n", env=env, cwd=cwd, check=False
+        )
+        direct_stdio = await anyio.run_process([sys.executable, "-m", "stdioprobe"], env=env, cwd=cwd)
+        forked_stdio = await anyio.run_process(_launched(socket_path, "-m", "stdioprobe"), env=env, cwd=cwd)
+    assert forked.returncode == direct.returncode == 5
+    assert forked.stderr == direct.stderr == b"to stderr\n"
+    forked_json, _, forked_tail = forked.stdout.decode().partition("\n")
+    direct_json, _, direct_tail = direct.stdout.decode().partition("\n")
+    assert forked_tail == direct_tail == "atexit ran"
+    seen, expected = json.loads(forked_json), json.loads(direct_json)
+    assert seen["ppid"] == zygote_pid  # forked, not refused and started by the launcher
+    for key in ("stdin", "argv", "cwd", "env", "path0", "name"):
+        assert seen[key] == expected[key], key
+    assert expected["argv"] == [str(cwd / "probe" / "__main__.py"), "5"] and expected["path0"] == str(cwd)
+    assert json.loads(forked_stdio.stdout) == json.loads(direct_stdio.stdout)
+    assert json.loads(direct_stdio.stdout)["stdout"][1] is unbuffered  # write_through
+    if not locale:
+        assert expected["env"]["LC_CTYPE"] == "C.UTF-8"
+
+
+async def test_a_module_launch_whose_start_up_variables_differ_from_the_zygotes_starts_directly(
+    zygote: tuple[str, int], tmp_path: Path
+) -> None:
+    socket_path, _ = zygote
+    cwd = _module(tmp_path, "probe", _PROBE)
+    seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"  # read once, at start-up
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    with anyio.fail_after(60):
+        async with await anyio.open_process(_launched(socket_path, "-m", "probe", "4"), env=env, cwd=cwd) as launcher:
+            assert launcher.stdin is not None and launcher.stdout is not None
+            await launcher.stdin.aclose()
+            output = b"".join([chunk async for chunk in launcher.stdout])
+            assert await launcher.wait() == 4
+    seen = json.loads(output.decode().partition("\n")[0])
+    assert seen["pid"] == launcher.pid  # refused by the zygote: the launcher exec'd `python -m probe`
+    assert seen["env"]["PYTHONHASHSEED"] == seed and seen["name"] == "__main__"
+
+
+async def _serve_until_signals(command: list[str], config: Path) -> tuple[int, str, bool]:
+    """Run `command` (`mcphub serve -c config --port 0`) until it printed its catalog line, then
+    SIGHUP it, wait for its reload's log line, SIGTERM it; returns its exit code, its stderr and
+    whether its stdout was detached from the started process (a launcher that got a child)."""
+    stderr = b""
+    async with await anyio.open_process(command) as process:
+        assert process.stdout is not None and process.stderr is not None
+        output = b""
+        while b"in the catalog" not in output:
+            output += await process.stdout.receive()
+        detached = os.readlink(f"/proc/{process.pid}/fd/1") == os.devnull
+        process.send_signal(signal.SIGHUP)
+        while b"reload" not in stderr:
+            stderr += await process.stderr.receive()
+        process.send_signal(signal.SIGTERM)
+        stderr += b"".join([chunk async for chunk in process.stderr])
+        code = await process.wait()
+    return code, stderr.decode(), detached
+
+
+async def test_mcphub_serve_forked_reloads_on_sighup_and_drains_on_sigterm_as_a_direct_start(tmp_path: Path) -> None:
+    if not os.environ.get(FORK_SOCKET_ENV):
+        pytest.skip("the session's fork server does not run (MCPHUB_TEST_FORK=0)")
+    config = tmp_path / "hub.yaml"
+    config.write_text(json.dumps({"servers": {}, "state_dir": str(tmp_path), "shutdown_grace_seconds": 0}))
+    args = ("serve", "-c", str(config), "--port", "0")
+    with anyio.fail_after(120):
+        direct = await _serve_until_signals(hub_command(*args, direct=True), config)
+        forked = await _serve_until_signals(hub_command(*args), config)
+    assert forked[0] == direct[0] == 0
+    assert not direct[2] and forked[2]  # the second was served by a forked child
+    for text in ("SIGHUP: reloading the config", "SIGTERM"):
+        assert text in direct[1] and text in forked[1], text
 
 
 async def test_an_uncaught_exception_exits_1_with_its_traceback_and_a_signal_death_is_passed_on(

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -32,7 +31,7 @@ from hub.authority import Authority, HostAllowList, parse_authority, parse_origi
 from hub.config import parse_config
 from hub.endpoint.http_server import HttpLimits, HttpServer, bind_socket
 from hub.errors import ConfigError
-from tests.conftest import faulty_entry, fixture_entry, tool_text, until
+from tests.conftest import faulty_entry, fixture_entry, hub_command, tool_text, until
 
 pytestmark = pytest.mark.anyio
 
@@ -428,14 +427,17 @@ def _gone_or_zombie(pid: int) -> bool:
 
 
 @asynccontextmanager
-async def _mcphub_serve(config: dict[str, Any], directory: Path) -> AsyncIterator[tuple[anyio.abc.Process, int]]:
-    """`mcphub serve --json` on 127.0.0.1:0 in a subprocess; yields (process, port) once every
-    server had its first start attempt; killed afterwards if still running."""
+async def _mcphub_serve(
+    config: dict[str, Any], directory: Path, *, direct: bool = False
+) -> AsyncIterator[tuple[anyio.abc.Process, int]]:
+    """`mcphub serve --json` on 127.0.0.1:0 in a subprocess (`hub_command`; `direct=True`: a
+    fresh interpreter, the very process started); yields (process, port) once every server had
+    its first start attempt; killed afterwards if still running."""
     path = directory / "hub.yaml"
     path.write_text(json.dumps({"state_dir": str(directory), **config}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCPHUB_")}
     process = await anyio.open_process(
-        [sys.executable, "-m", "hub", "serve", "-c", str(path), "--port", "0", "--json"],
+        hub_command("serve", "-c", str(path), "--port", "0", "--json", direct=direct),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -456,7 +458,7 @@ async def _mcphub_serve(config: dict[str, Any], directory: Path) -> AsyncIterato
         if process.returncode is None:
             process.kill()
         with anyio.move_on_after(10, shield=True):
-            await process.wait()
+            await process.aclose()  # the pipes too: a forked hub's close a moment after its launcher died
 
 
 @pytest.mark.e2e
@@ -467,7 +469,9 @@ async def test_a_stdio_child_inherits_no_hub_socket_and_the_port_is_free_after_t
     config = {"servers": {"stubborn": faulty_entry("stubborn", "--ignore-stdin-eof")}}
     child = 0
     try:
-        async with _mcphub_serve(config, tmp_path) as (hub_process, port):
+        # Direct: the test reads the hub's own fds by its pid, and SIGKILLs it then binds its port
+        # at once (a forked hub dies a moment after its launcher, when the zygote kills it).
+        async with _mcphub_serve(config, tmp_path, direct=True) as (hub_process, port):
             with anyio.fail_after(30):
                 async with Client(f"http://127.0.0.1:{port}/mcp") as client:
                     child = int(tool_text(await client.call_tool("stubborn__pid", {})))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +20,7 @@ from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS
 
 from hub.servers import ServerState
 from hub.signals import Changes
-from tests.conftest import ROOT, faulty_entry, running_hub, tool_text
+from tests.conftest import ROOT, faulty_entry, hub_command, running_hub, stdio_entry, tool_text
 
 pytestmark = pytest.mark.anyio
 
@@ -31,7 +30,7 @@ ADMIN_KEY, OPS_KEY, GUEST_KEY = "admin-key-0123456789abcdef", "ops-key-012345678
 
 
 def _shadow_entry(**extra: Any) -> dict[str, Any]:
-    return {"command": sys.executable, "args": [SHADOW_SERVER, "--victim", "fx"], "prefix": False, **extra}
+    return stdio_entry(SHADOW_SERVER, "--victim", "fx", **{"prefix": False, **extra})
 
 
 def _key(key_id: str, key: str, *scopes: str) -> dict[str, Any]:
@@ -88,7 +87,7 @@ async def test_a_shadow_never_takes_or_lists_under_a_failed_servers_name_and_cal
                         r["exposed"]: r for r in (await http.get(f"{hub.base_url}/admin/routes")).json()["routes"]
                     }
                     cli = await anyio.run_process(
-                        [sys.executable, "-m", "hub", "routes", "fx__*", "--url", hub.base_url, "--token", ADMIN_KEY],
+                        hub_command("routes", "fx__*", "--url", hub.base_url, "--token", ADMIN_KEY),
                         check=False,
                         env={**os.environ, "COLUMNS": "400"},  # no note wraps inside its cell
                     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from mcp import Client
 
 from hub.config.trust import DescriptionsConfig
 from hub.hygiene import clean_definition, clean_text, reveal
-from tests.conftest import ROOT, running_hub
+from tests.conftest import ROOT, hub_command, running_hub, stdio_entry
 from tests.servers.poisoned_server import (
     ARGUMENT,
     CONTROLS,
@@ -39,7 +38,7 @@ OFF = DescriptionsConfig(sanitize="off")
 
 
 def _poisoned(**extra: Any) -> dict[str, Any]:
-    return {"command": sys.executable, "args": [POISONED_SERVER], **extra}
+    return stdio_entry(POISONED_SERVER, **extra)
 
 
 # ---------------------------------------------------------------- pure
@@ -206,7 +205,7 @@ def test_check_connect_shows_why_a_description_was_changed(tmp_path: Path) -> No
     config.write_text(json.dumps({"servers": {"p": _poisoned()}, "state_dir": str(tmp_path / "state")}))
 
     result = subprocess.run(
-        [sys.executable, "-m", "hub", "check", "--connect", "-c", str(config), "--json"],
+        hub_command("check", "--connect", "-c", str(config), "--json"),
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,7 +11,6 @@ the hub itself on a free port.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,7 +27,7 @@ from mcp_types import TextContent
 from hub.config import parse_config
 from hub.errors import ConfigError
 from hub.servers import ServerState
-from tests.conftest import ROOT, RunningHub, fixture_entry, free_port, http_fixture, running_hub
+from tests.conftest import ROOT, RunningHub, fixture_entry, free_port, http_fixture, hub_command, running_hub
 from tests.servers.auth_server import AuthServer, Registration, serve_auth_server
 
 pytestmark = pytest.mark.anyio
@@ -285,7 +284,7 @@ def test_mcphub_check_reports_a_refused_token_endpoint_without_any_secret(tmp_pa
             }
             with anyio.fail_after(60):
                 result = await anyio.run_process(
-                    [sys.executable, "-m", "hub", "--debug", "check", "--connect", "-c", str(path)],
+                    hub_command("--debug", "check", "--connect", "-c", str(path)),
                     env=env,
                     cwd=ROOT,
                     check=False,

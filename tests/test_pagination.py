@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,7 +27,7 @@ from hub.config import parse_config
 from hub.federation import FEDERATION_KEY
 from hub.list_freshness import LIST_TTL_MS
 from hub.pages import PAGE_MAX_BYTES, InvalidCursor, decode_cursor, encode_cursor, page_of
-from tests.conftest import RunningHub, fixture_entry, running_hub
+from tests.conftest import RunningHub, fixture_entry, hub_command, running_hub
 
 pytestmark = pytest.mark.anyio
 
@@ -360,7 +359,8 @@ async def test_a_cursor_stays_valid_while_servers_and_tools_come_and_go_between_
 async def test_serve_stdio_paginates_the_catalog(tmp_path: Path, mode: str) -> None:
     config = tmp_path / "hub.json"
     config.write_text(json.dumps({"servers": {"fx": fixture_entry("fx")}, "list_page_size": 3}))
-    params = StdioServerParameters(command=sys.executable, args=["-m", "hub", "serve", "--stdio", "-c", str(config)])
+    command, *args = hub_command("serve", "--stdio", "-c", str(config))
+    params = StdioServerParameters(command=command, args=args)
     with anyio.fail_after(60):
         async with Client(params, mode=mode) as client:
             tools, cursors = await walk(client, "tools")

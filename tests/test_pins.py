@@ -9,7 +9,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +30,14 @@ from hub.pin_store import MemoryPinStore, StatePinStore
 from hub.pindiff import definition_diff, json_changes
 from hub.pins import PinError, Pins
 from hub.state import StateFile
-from tests.conftest import ROOT, running_hub, tool_text
+from tests.conftest import ROOT, hub_command, running_hub, stdio_entry, tool_text
 from tests.servers.rugpull_server import POISON
 
 RUGPULL_SERVER = str(ROOT / "tests" / "servers" / "rugpull_server.py")
 
 
 def _rugpull(*args: str, **extra: Any) -> dict[str, Any]:
-    return {"command": sys.executable, "args": [RUGPULL_SERVER, *args], **extra}
+    return stdio_entry(RUGPULL_SERVER, *args, **extra)
 
 
 def _tool(description: str = "Echo.", **schema: Any) -> dict[str, Any]:
@@ -285,7 +284,7 @@ async def _admin(base_url: str, path: str) -> Any:
 async def _mcphub(*args: str) -> tuple[int, str, str]:
     # Wide enough that no note wraps inside its table cell.
     env = {**os.environ, "COLUMNS": "400"}
-    result = await anyio.run_process([sys.executable, "-m", "hub", *args], check=False, env=env)
+    result = await anyio.run_process(hub_command(*args), check=False, env=env)
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
@@ -457,7 +456,7 @@ def test_serve_locked_without_a_lockfile_refuses_to_start_with_a_config_error(tm
     config_path.write_text(json.dumps({"servers": {"rp": _rugpull()}, "state_dir": str(tmp_path / "state")}))
 
     result = subprocess.run(
-        [sys.executable, "-m", "hub", "serve", "--locked", "-c", str(config_path), "--port", "0"],
+        hub_command("serve", "--locked", "-c", str(config_path), "--port", "0"),
         capture_output=True,
         text=True,
         timeout=60,

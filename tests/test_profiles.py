@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,7 +30,7 @@ from hub.endpoint.profiles import ProfileFace
 from hub.endpoint.search_mode import CALL_TOOL, SEARCH_TOOLS
 from hub.servers import ServerSnapshot
 from hub.signals import Changes
-from tests.conftest import RunningHub, fixture_entry, running_hub
+from tests.conftest import RunningHub, fixture_entry, hub_command, running_hub
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
@@ -308,6 +307,6 @@ async def _mcphub(*args: str) -> subprocess.CompletedProcess[str]:
     """`mcphub ARGS` in a child process, off the event loop (the served hub shares it); wide
     enough that no table cell wraps."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MCPHUB_")}, "COLUMNS": "400"}
-    command = [sys.executable, "-m", "hub", *args]
+    command = hub_command(*args)
     run = functools.partial(subprocess.run, command, capture_output=True, text=True, timeout=60, check=False, env=env)
     return await anyio.to_thread.run_sync(run)

@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from hub.redaction import (
     mask_model,
     secret_words,
 )
-from tests.conftest import ROOT, fixture_entry, http_fixture, running_hub, tool_text, until
+from tests.conftest import ROOT, fixture_entry, http_fixture, hub_command, running_hub, stdio_entry, tool_text, until
 
 pytestmark = pytest.mark.anyio
 
@@ -146,7 +145,7 @@ async def test_a_servers_own_secret_never_reaches_a_client_or_a_debug_log_line(
     mode: str, server_era: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    leaky = {"command": sys.executable, "args": [LEAKY_SERVER], "env": {"LEAKY_SECRET": STDIO_SECRET}}
+    leaky = stdio_entry(LEAKY_SERVER, env={"LEAKY_SECRET": STDIO_SECRET})
     async with http_fixture(script=LEAKY_SERVER) as (remote_url, _process):
         remote = {"url": remote_url, "headers": {"Authorization": f"Bearer {HEADER_SECRET}"}}
         servers = {"leaky": {**leaky, "protocol": server_era}, "remote": {**remote, "protocol": server_era}}
@@ -183,7 +182,7 @@ async def test_mcphub_serve_debug_logs_no_configured_secret(tmp_path: Path) -> N
             "state_dir": str(tmp_path / "state"),
             "listen": {"host": "127.0.0.1", "port": 0},
             "servers": {
-                "leaky": {"command": sys.executable, "args": [LEAKY_SERVER], "env": {"LEAKY_SECRET": STDIO_SECRET}},
+                "leaky": stdio_entry(LEAKY_SERVER, env={"LEAKY_SECRET": STDIO_SECRET}),
                 "remote": {"url": remote_url, "headers": headers},
                 "legacy-sse": {"url": sse_url, "transport": "sse", "headers": headers},
                 "fx": fixture_entry("fx", "--stderr-env", "LEAKY_SECRET", env={"LEAKY_SECRET": STDIO_SECRET}),
@@ -191,10 +190,9 @@ async def test_mcphub_serve_debug_logs_no_configured_secret(tmp_path: Path) -> N
         }
         (tmp_path / "hub.yaml").write_text(yaml.safe_dump(config))
         stderr_path = tmp_path / "stderr.log"
-        mcphub = str(Path(sys.executable).parent / "mcphub")
         with stderr_path.open("wb") as stderr:
             process = await anyio.open_process(
-                [mcphub, "--debug", "serve", "-c", str(tmp_path / "hub.yaml"), "--json"],
+                hub_command("--debug", "serve", "-c", str(tmp_path / "hub.yaml"), "--json"),
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from hub.app import Hub
 from hub.config import load_config
 from hub.reload import plan_reload
 from hub.signals import Changes
-from tests.conftest import RunningHub, serve_app, until
+from tests.conftest import RunningHub, hub_command, serve_app, until
 from tests.conftest import faulty_entry as faulty
 from tests.conftest import tool_text as _text
 
@@ -260,9 +259,8 @@ async def test_no_call_is_lost_on_unchanged_or_replaced_servers_during_a_reload(
 async def test_mcphub_reload_and_sighup_make_a_running_mcphub_serve_reload_its_file(tmp_path: Path) -> None:
     config_file = tmp_path / "hub.yaml"
     write_config(config_file, {"keep": faulty("keep")})
-    mcphub = [sys.executable, "-m", "hub"]
     process = await anyio.open_process(
-        [*mcphub, "serve", "-c", str(config_file), "--port", "0", "--json"],
+        hub_command("serve", "-c", str(config_file), "--port", "0", "--json"),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -277,7 +275,7 @@ async def test_mcphub_reload_and_sighup_make_a_running_mcphub_serve_reload_its_f
                     if '"listening"' in line:
                         base_url = json.loads(line)["url"].removesuffix("/mcp")
             write_config(config_file, {"keep": faulty("keep"), "viacli": faulty("viacli")})
-            cli = await anyio.run_process([*mcphub, "reload", "--url", base_url, "--json"], check=False)
+            cli = await anyio.run_process(hub_command("reload", "--url", base_url, "--json"), check=False)
             write_config(config_file, {"keep": faulty("keep"), "viacli": faulty("viacli"), "viahup": faulty("viahup")})
             os.kill(process.pid, signal.SIGHUP)
             states: dict[str, str] = {}
@@ -291,7 +289,7 @@ async def test_mcphub_reload_and_sighup_make_a_running_mcphub_serve_reload_its_f
 
             await until(viahup_ready)
             config_file.write_text("servers: [not, a, map]\n")
-            bad = await anyio.run_process([*mcphub, "reload", "--url", base_url], check=False)
+            bad = await anyio.run_process(hub_command("reload", "--url", base_url), check=False)
     finally:
         process.terminate()
         with anyio.move_on_after(15, shield=True):

@@ -40,7 +40,7 @@ from hub.principals import Principal
 from hub.search import words
 from hub.servers import ServerSnapshot, ServerState
 from hub.signals import Changes
-from tests.conftest import ROOT, fixture_entry, running_hub
+from tests.conftest import ROOT, fixture_entry, hub_command, running_hub, stdio_entry
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
@@ -239,12 +239,12 @@ async def test_call_tool_and_search_tools_are_rate_limited_per_route_like_direct
 
 async def test_a_held_definition_is_never_found_and_call_tool_refuses_it_with_the_pin_error(tmp_path: Path) -> None:
     state_dir = str(tmp_path / "state")
-    servers = {"rp": {"command": sys.executable, "args": [RUGPULL_SERVER]}}
+    servers = {"rp": stdio_entry(RUGPULL_SERVER)}
     async with running_hub(servers, pinning="block", state_dir=state_dir) as hub:
         with anyio.fail_after(20):
             async with _client(hub.url) as client:
                 assert "rp__echo" in await _names(client)  # pinned as first seen
-    pulled = {"rp": {"command": sys.executable, "args": [RUGPULL_SERVER, "--pulled"]}}
+    pulled = {"rp": stdio_entry(RUGPULL_SERVER, "--pulled")}
     async with running_hub(pulled, pinning="block", state_dir=state_dir, catalog=SEARCH) as hub:
         with anyio.fail_after(20):
             async with _client(hub.url) as client:
@@ -564,7 +564,7 @@ async def _mcphub(*args: str) -> subprocess.CompletedProcess[str]:
     """`mcphub ARGS` in a child process, off the event loop (the served hub shares it); wide
     enough that no table cell wraps."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MCPHUB_")}, "COLUMNS": "400"}
-    command = [sys.executable, "-m", "hub", *args]
+    command = hub_command(*args)
     run = functools.partial(subprocess.run, command, capture_output=True, text=True, timeout=60, check=False, env=env)
     return await anyio.to_thread.run_sync(run)
 
@@ -605,7 +605,8 @@ async def test_serve_stdio_serves_search_mode_to_the_local_client(tmp_path: Path
     config.write_text(
         json.dumps({"servers": {"fx": fixture_entry("fx")}, "catalog": SEARCH, "state_dir": str(tmp_path)})
     )
-    params = StdioServerParameters(command=sys.executable, args=["-m", "hub", "serve", "--stdio", "-c", str(config)])
+    command, *args = hub_command("serve", "--stdio", "-c", str(config))
+    params = StdioServerParameters(command=command, args=args)
     with anyio.fail_after(30):
         async with Client(params, mode=mode) as client:
             names = [tool.name for tool in (await client.list_tools()).tools]

@@ -21,9 +21,9 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import signal
 import stat
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -53,8 +53,11 @@ from tests.conftest import (
     RunningHub,
     faulty_entry,
     fixture_entry,
+    forked_argv,
+    hub_command,
     running_hub,
     serve_app,
+    stdio_entry,
     tool_text,
 )
 
@@ -87,7 +90,9 @@ async def started_hub(servers: dict[str, Any], **settings: Any) -> AsyncIterator
 
 def gated_entry(name: str, flag: Path, **extra: Any) -> dict[str, Any]:
     """A fixture server that starts only once `flag` exists (a server that is slow to start)."""
-    script = f'while [ ! -e "{flag}" ]; do sleep 0.05; done; exec "{sys.executable}" "{FIXTURE_SERVER}" --name {name}'
+    script = (
+        f'while [ ! -e "{flag}" ]; do sleep 0.05; done; exec {shlex.join(forked_argv(FIXTURE_SERVER))} --name {name}'
+    )
     return {"command": "/bin/sh", "args": ["-c", script], **extra}
 
 
@@ -347,7 +352,7 @@ async def test_a_missing_executable_fails_at_once_naming_the_command_and_path_an
                     await client.call_tool("ghost__echo", {"text": "x"})
             ready = (await http.get(f"{hub.base_url}/readyz")).json()
             # Once the executable exists, a restart (as `mcphub restart`) brings it up.
-            _write_executable(later, f'#!/bin/sh\nexec "{sys.executable}" "{FIXTURE_SERVER}" --name later\n')
+            _write_executable(later, f"#!/bin/sh\nexec {shlex.join(forked_argv(FIXTURE_SERVER))} --name later\n")
             restart = await http.post(f"{hub.base_url}/admin/servers/later/restart")
             assert restart.status_code == 202
             late = await hub.hub.wait_for_server("later", ServerState.READY)
@@ -368,9 +373,7 @@ async def test_a_child_that_exits_at_start_shows_its_meaningful_stderr_lines_in_
     async with running_hub({"ok": fixture_entry("ok"), "npm": npm_like_entry()}) as hub:
         async with httpx2.AsyncClient(timeout=10) as http:
             ready = (await http.get(f"{hub.base_url}/readyz")).json()
-        cli = await anyio.run_process(
-            [sys.executable, "-m", "hub", "servers", "--json", "--url", hub.base_url], check=False, cwd=ROOT
-        )
+        cli = await anyio.run_process(hub_command("servers", "--json", "--url", hub.base_url), check=False, cwd=ROOT)
     npm = {s["server_id"]: s for s in ready["servers"]}["npm"]
     listed = {s["server_id"]: s for s in json.loads(cli.stdout)["servers"]}["npm"]
     for error in (npm["last_error"], listed["last_error"]):
@@ -400,7 +403,7 @@ async def test_check_connect_reports_after_each_servers_first_attempt_with_its_s
     )
     with anyio.fail_after(60):
         done = await anyio.run_process(
-            [sys.executable, "-m", "hub", "check", "--connect", "--json", "-c", str(config)], check=False, cwd=ROOT
+            hub_command("check", "--connect", "--json", "-c", str(config)), check=False, cwd=ROOT
         )
     report = json.loads(done.stdout)
     servers = {s["server_id"]: s for s in report["servers"]}
@@ -510,7 +513,7 @@ async def test_a_big_fleet_starts_a_few_at_a_time_nobody_is_killed_for_its_start
 
 
 def roots_entry(**extra: Any) -> dict[str, Any]:
-    return {"command": sys.executable, "args": [ROOTS_SERVER], "protocol": "legacy", **extra}
+    return stdio_entry(ROOTS_SERVER, **{"protocol": "legacy", **extra})
 
 
 async def test_roots_list_at_start_up_is_answered_with_an_empty_list_or_the_owning_clients_roots_without_warnings(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from mcp_types import CONNECTION_CLOSED
 
 from hub.app import Hub
 from hub.servers import ServerState
-from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, running_hub, until
+from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, forked_argv, hub_command, running_hub, until
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
@@ -53,7 +53,7 @@ async def test_garbage_on_stdout_is_skipped_and_logged_and_the_session_survives(
     secret = "s3cr3t-token-value"
     leaky = {
         "command": "/bin/sh",
-        "args": ["-c", f'echo "my token is $LEAKY_TOKEN"; exec "{sys.executable}" "{FAULTY_SERVER}" --name leaky'],
+        "args": ["-c", f'echo "my token is $LEAKY_TOKEN"; exec {shlex.join(forked_argv(FAULTY_SERVER))} --name leaky'],
         "env": {"LEAKY_TOKEN": secret},
     }
     async with running_hub({"noisy": faulty_entry("noisy", "--garbage-at-start"), "leaky": leaky}) as hub:
@@ -202,7 +202,7 @@ async def test_crash_times_counts_across_restarts_in_the_state_file(tmp_path: Pa
 async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_it(tmp_path: Path) -> None:
     flag = tmp_path / "may-start"
     script = (
-        f'if [ -e "{flag}" ]; then exec "{sys.executable}" "{FAULTY_SERVER}" --name loop; '
+        f'if [ -e "{flag}" ]; then exec {shlex.join(forked_argv(FAULTY_SERVER))} --name loop; '
         'else echo "no flag, crashing" >&2; exit 7; fi'
     )
     servers = {
@@ -242,7 +242,7 @@ async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_
                 # ...and `mcphub restart` brings it back.
                 flag.touch()
                 cli = await anyio.run_process(
-                    [sys.executable, "-m", "hub", "restart", "loop", "--url", hub.base_url, "--wait", "20"],
+                    hub_command("restart", "loop", "--url", hub.base_url, "--wait", "20"),
                     check=False,
                     cwd=ROOT,
                 )
@@ -259,7 +259,7 @@ async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_
 async def test_a_reload_gives_a_crash_looped_server_a_new_start(tmp_path: Path) -> None:
     flag = tmp_path / "may-start"
     script = (
-        f'if [ -e "{flag}" ]; then exec "{sys.executable}" "{FAULTY_SERVER}" --name loop; '
+        f'if [ -e "{flag}" ]; then exec {shlex.join(forked_argv(FAULTY_SERVER))} --name loop; '
         'else echo "no flag, crashing" >&2; exit 7; fi'
     )
     servers = {"loop": {"command": "/bin/sh", "args": ["-c", script], "max_restarts": 1}}

@@ -14,7 +14,6 @@ fixture (tests/servers/conformance_server.py, tasks in both eras) behind a real 
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,7 +38,7 @@ from adapters._sdk import send_raw_request
 from hub.endpoint.task_routes import TaskRoute, TaskRoutes
 from hub.signals import Changes
 from hub.task_wire import TASKS_EXTENSION, CreatedTask, TasksClientExtension, task_request
-from tests.conftest import NPM_CACHE, ROOT, fixture_entry, running_hub, until
+from tests.conftest import NPM_CACHE, ROOT, fixture_entry, running_hub, stdio_entry, until
 
 pytestmark = pytest.mark.anyio
 
@@ -63,7 +62,7 @@ AUTH = {
 
 def tasks_server(**extra: Any) -> dict[str, Any]:
     """A `servers:` entry: the conformance fixture over stdio (tasks in both eras)."""
-    return {"command": sys.executable, "args": [CONFORMANCE_SERVER, "--transport", "stdio"], **extra}
+    return stdio_entry(CONFORMANCE_SERVER, "--transport", "stdio", **extra)
 
 
 class Raw(types.Result):
@@ -246,7 +245,7 @@ async def test_a_task_request_whose_mcp_name_header_differs_from_its_task_id_is_
 
 
 async def test_task_ids_name_the_replica_that_holds_each_task_and_every_one_resolves() -> None:
-    member = {"command": sys.executable, "args": [CONFORMANCE_SERVER, "--transport", "stdio"]}
+    member = stdio_entry(CONFORMANCE_SERVER, "--transport", "stdio")
     servers = {"conf": {"replicas": [member, member]}}
     async with running_hub(servers, auth=AUTH) as hub, modern(hub.url, ALICE_KEY) as client:
         created = [await create_modern(client, "conf__slow_compute", {"seconds": 0.2}) for _ in range(4)]

@@ -29,7 +29,7 @@ from hub.app import Hub
 from hub.config import parse_config
 from hub.signals import Changes
 from hub.trace_context import TRACEPARENT, TRACESTATE, inbound_trace, outbound_fields, read_trace_context
-from tests.conftest import ROOT, RunningHub, http_fixture, tool_text
+from tests.conftest import ROOT, RunningHub, http_fixture, stdio_entry, tool_text
 from tests.test_reload import faulty, serve_hub
 
 pytestmark = pytest.mark.anyio
@@ -42,7 +42,7 @@ CLIENT_TRACESTATE = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
 
 
 def _leaky_entry(**extra: Any) -> dict[str, Any]:
-    return {"command": sys.executable, "args": [LEAKY_SERVER], **extra}
+    return stdio_entry(LEAKY_SERVER, **extra)
 
 
 class _EndedSpans(SpanProcessor):

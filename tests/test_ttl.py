@@ -5,7 +5,6 @@ without any announcement) and the fixture server, behind a real hub on loopback.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from hub.list_freshness import (
     relist_interval_seconds,
 )
 from hub.servers import ServerConnection
-from tests.conftest import fixture_entry, running_hub, tool_text
+from tests.conftest import fixture_entry, running_hub, stdio_entry, tool_text
 
 pytestmark = pytest.mark.anyio
 
@@ -32,12 +31,7 @@ TTL_SERVER = str(Path(__file__).parent / "servers" / "ttl_server.py")
 
 def ttl_entry(name: str, *args: str, **extra: Any) -> dict[str, Any]:
     """A `servers:` entry running the ttl server over stdio, health checks off (they list too)."""
-    return {
-        "command": sys.executable,
-        "args": [TTL_SERVER, "--name", name, *args],
-        "health_check_interval_seconds": 0,
-        **extra,
-    }
+    return stdio_entry(TTL_SERVER, "--name", name, *args, health_check_interval_seconds=0, **extra)
 
 
 def _connection(hub: Any, server_id: str) -> ServerConnection:
