@@ -51,6 +51,11 @@ async def test_a_restart_whose_server_does_not_come_back_in_time_is_answered_504
         flag.unlink()  # from now on the child exits at once
         with anyio.fail_after(30):
             async with httpx2.AsyncClient(base_url=hub.base_url, timeout=30) as admin:
+                # First a restart that fails (without waiting: 202), so the timed-out one below
+                # finds the server crashing whatever the machine's load (stopping a ready child
+                # under load took longer than the 1 s wait, which then saw it still `ready`).
+                first = await admin.post("/admin/servers/gated/restart")
+                await hub.hub.wait_for_server("gated", where=lambda s: "no flag, crashing" in (s.last_error or ""))
                 timed_out = await admin.post("/admin/servers/gated/restart", params={"wait": "1"})
                 bad = [
                     await admin.post("/admin/servers/gated/restart", params={"wait": value})
@@ -62,6 +67,7 @@ async def test_a_restart_whose_server_does_not_come_back_in_time_is_answered_504
                 check=False,
                 cwd=ROOT,
             )
+    assert first.status_code == 202 and first.json()["state"] == "ready"
     body = timed_out.json()
     assert timed_out.status_code == 504, body
     assert body["server_id"] == "gated" and body["state"] in ("restarting", "failed")
