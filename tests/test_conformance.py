@@ -190,6 +190,7 @@ TASK_REQUIRED_TOOLS = ("confirm_delete", "failing_job", "multi_input", "test_too
 """The fixture's tools that only run as tasks (`taskSupport: required`)."""
 
 
+@pytest.mark.serial  # server-stateless's sub-second windows, as the requirement sets above
 async def test_endpoint_scenarios_on_aggregated_endpoint(suite: toolkit.Toolkit, tmp_path: Path) -> None:
     """The scenarios that judge an endpoint itself, against the aggregated `/mcp` (the fixture's
     names passed through unprefixed, so the scenarios find their diagnostic tools).
