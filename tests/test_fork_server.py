@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -112,6 +113,24 @@ async def _pid_line(stdout: ByteReceiveStream) -> int:
     return int(line)
 
 
+def _assert_ran_alike(
+    forked: subprocess.CompletedProcess[bytes], direct: subprocess.CompletedProcess[bytes], code: int, zygote: int
+) -> dict[str, Any]:
+    """A probe forked by the zygote (its parent: `zygote`, not a launcher that started it itself)
+    exited, wrote and saw (stdin, argv, cwd, environment, `sys.path[0]`, `__name__`) as started
+    directly: returns what the direct one saw."""
+    assert forked.returncode == direct.returncode == code
+    assert forked.stderr == direct.stderr == b"to stderr\n"
+    forked_json, _, forked_tail = forked.stdout.decode().partition("\n")
+    direct_json, _, direct_tail = direct.stdout.decode().partition("\n")
+    assert forked_tail == direct_tail == "atexit ran"
+    seen, expected = json.loads(forked_json), json.loads(direct_json)
+    assert seen["ppid"] == zygote
+    for key in ("stdin", "argv", "cwd", "env", "path0", "name"):
+        assert seen[key] == expected[key], key
+    return dict(expected)
+
+
 def _launched(socket_path: str, script: str, *args: str) -> list[str]:
     return [sys.executable, "-I", "-S", FORK_LAUNCHER, socket_path, script, *args]
 
@@ -129,15 +148,7 @@ async def test_a_launched_script_gets_the_stdio_argv_cwd_environment_and_exit_co
         forked = await anyio.run_process(
             _launched(socket_path, script, "7"), input=b"line one\nline two\n", env=env, cwd=tmp_path, check=False
         )
-    assert forked.returncode == direct.returncode == 7
-    assert forked.stderr == direct.stderr == b"to stderr\n"
-    forked_json, _, forked_tail = forked.stdout.decode().partition("\n")
-    direct_json, _, direct_tail = direct.stdout.decode().partition("\n")
-    assert forked_tail == direct_tail == "atexit ran"
-    seen, expected = json.loads(forked_json), json.loads(direct_json)
-    assert seen["ppid"] == zygote_pid  # forked by the zygote, not started by the launcher
-    for key in ("stdin", "argv", "cwd", "env", "path0", "name"):
-        assert seen[key] == expected[key], key
+    expected = _assert_ran_alike(forked, direct, 7, zygote_pid)
     assert expected["env"]["FORK_PROBE"] == "a value" and expected["stdin"] == "line one\nline two\n"
 
 
@@ -184,15 +195,7 @@ async def test_a_module_launch_gets_the_argv_path_stdio_environment_and_exit_cod
         )
         direct_stdio = await anyio.run_process([sys.executable, "-m", "stdioprobe"], env=env, cwd=cwd)
         forked_stdio = await anyio.run_process(_launched(socket_path, "-m", "stdioprobe"), env=env, cwd=cwd)
-    assert forked.returncode == direct.returncode == 5
-    assert forked.stderr == direct.stderr == b"to stderr\n"
-    forked_json, _, forked_tail = forked.stdout.decode().partition("\n")
-    direct_json, _, direct_tail = direct.stdout.decode().partition("\n")
-    assert forked_tail == direct_tail == "atexit ran"
-    seen, expected = json.loads(forked_json), json.loads(direct_json)
-    assert seen["ppid"] == zygote_pid  # forked, not refused and started by the launcher
-    for key in ("stdin", "argv", "cwd", "env", "path0", "name"):
-        assert seen[key] == expected[key], key
+    expected = _assert_ran_alike(forked, direct, 5, zygote_pid)
     assert expected["argv"] == [str(cwd / "probe" / "__main__.py"), "5"] and expected["path0"] == str(cwd)
     assert json.loads(forked_stdio.stdout) == json.loads(direct_stdio.stdout)
     assert json.loads(direct_stdio.stdout)["stdout"][1] is unbuffered  # write_through
