@@ -24,8 +24,9 @@ from mcp_types import INTERNAL_ERROR
 
 from adapters.broken_exchange import EXCHANGE_FAILED, exchange_failure
 from adapters.http_pool import HttpPool
+from hub.app import ServerState
 from hub.servers.failures import Breakage, classify
-from tests.conftest import running_hub
+from tests.conftest import faulty_http, running_hub
 from tests.servers.fixture_server import _http_app, build_server
 
 pytestmark = pytest.mark.anyio
@@ -128,6 +129,21 @@ async def test_an_exchange_broken_mid_answer_fails_only_its_call_and_the_connect
         status = hub.hub.server_status("r")
         assert in_flight and not in_flight[0].is_error, "the call in flight beside the broken one was answered"
         assert (status.state.value, status.restarts, status.last_error) == ("ready", 0, None)
+
+
+async def test_a_remote_server_that_dies_mid_call_is_found_gone_at_once_not_at_the_next_health_check() -> None:
+    # Its death breaks the call's exchange (the transport lives on); a health check right after
+    # finds it gone (it cannot connect), so the supervisor reconnects without waiting 30 s.
+    async with (
+        faulty_http(direct=True) as (url, _),
+        running_hub({"r": {"url": url, "health_check_interval_seconds": 30}}) as hub,
+    ):
+        async with Client(hub.url) as client:
+            with anyio.fail_after(15):
+                with pytest.raises(MCPError) as crashed:
+                    await client.call_tool("r__crash_mid_call", {})
+                await hub.hub.wait_for_server("r", ServerState.RESTARTING, ServerState.FAILED)
+    assert crashed.value.code == -32000 and crashed.value.data == {"server_id": "r"}
 
 
 @pytest.mark.parametrize("protocol", ["legacy", "modern"])

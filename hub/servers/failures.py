@@ -146,6 +146,7 @@ def request_errors(connection: ServerConnection, method: str, generation: int, m
             message = f"the connection closed during {method}" + (f": {close_reason}" if close_reason else "")
         elif breakage is Breakage.REQUEST_FAILED:
             message = f"the HTTP exchange for {method} broke before its answer"
+            connection.health.check_soon()  # the server may be gone: find out now, not at the next interval
         else:
             message = f"the connection broke during {method}"
         if breakage in (Breakage.CLOSED, Breakage.BROKEN):  # one HTTP request failing is not the end

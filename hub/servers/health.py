@@ -36,23 +36,39 @@ class HealthMonitor:
 
     def __init__(self, connection: ServerConnection) -> None:
         self.connection = connection
+        self._soon_requested = False
+        self._soon: anyio.Event | None = None
+
+    def check_soon(self) -> None:
+        """Check now rather than at the next interval (one HTTP exchange with the server broke:
+        `hub.servers.failures`): a server that is gone is found so at once (the check cannot
+        connect, the transport ends, the supervisor reconnects), one still there passes."""
+        self._soon_requested = True
+        if self._soon is not None:
+            self._soon.set()
 
     async def loop(self, client: Client) -> None:
-        """While connected: check health when idle for `health_check_interval_seconds`, and
-        probe an open circuit as soon as its cool-down is over (so it can close without
-        waiting for client traffic)."""
+        """While connected: check health when idle for `health_check_interval_seconds`, at once
+        when `check_soon` asks, and probe an open circuit as soon as its cool-down is over (so it
+        can close without waiting for client traffic)."""
         connection = self.connection
         breaker = connection.breaker
         interval = connection.config.health_check_interval_seconds
         if interval <= 0:
             return
         connection._last_answer = time.monotonic()
+        self._soon = anyio.Event()
         while True:
+            if self._soon_requested:
+                self._soon_requested, self._soon = False, anyio.Event()
+                await self.check(client)
+                continue
             wait = connection._last_answer + interval - time.monotonic()
             if breaker.state is BreakerState.OPEN:
                 wait = min(wait, breaker.retry_in_seconds)
             if wait > 0:
-                await anyio.sleep(wait)
+                with anyio.move_on_after(wait):
+                    await self._soon.wait()
                 continue
             if breaker.state is BreakerState.CLOSED:
                 if connection.in_flight:  # not idle: its requests tell how it is doing
