@@ -98,22 +98,14 @@ NOT_PLAIN_PROMPTS: list[Any] = [
 ]
 
 
-def _prompt_model_path(raw: dict[str, Any], version: str) -> dict[str, Any]:
-    model = restamped(types.GetPromptResult.model_validate(raw, by_name=False))
-    return serialize_server_result(
-        "prompts/get", version, model.model_dump(by_alias=True, mode="json", exclude_none=True)
-    )
-
-
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("raw", PLAIN_PROMPTS)
 def test_a_plain_prompt_is_answered_with_the_same_json_bytes_as_the_model_path_in_every_version(
     raw: dict[str, Any], version: str
 ) -> None:
     assert plain_prompt_result(raw)
-    wire = WireResult(raw, "prompts/get").restamped()
-    shaped = wire.fill(serialize_server_result("prompts/get", version, wire.stub()))
-    assert orjson.dumps(shaped) == orjson.dumps(_prompt_model_path(raw, version))
+    shaped = _wire_path(raw, version, "prompts/get")
+    assert orjson.dumps(shaped) == orjson.dumps(_model_path(raw, version, "prompts/get", types.GetPromptResult))
 
 
 @pytest.mark.parametrize("raw", NOT_PLAIN_PROMPTS)
@@ -121,18 +113,18 @@ def test_a_prompt_with_anything_beyond_text_messages_is_not_plain(raw: Any) -> N
     assert not plain_prompt_result(raw)
 
 
-def _model_path(raw: dict[str, Any], version: str) -> dict[str, Any]:
+def _model_path(
+    raw: dict[str, Any], version: str, method: str = "tools/call", model_type: type[types.Result] = types.CallToolResult
+) -> dict[str, Any]:
     """What the hub answered before: the SDK client's model, the hub's restamp, the SDK
-    server's dump and its sieve for `version` (`ServerRunner._serialize` for tools/call)."""
-    model = restamped(types.CallToolResult.model_validate(raw, by_name=False))
-    return serialize_server_result(
-        "tools/call", version, model.model_dump(by_alias=True, mode="json", exclude_none=True)
-    )
+    server's dump and its sieve for `version` (`ServerRunner._serialize`)."""
+    model = restamped(model_type.model_validate(raw, by_name=False))
+    return serialize_server_result(method, version, model.model_dump(by_alias=True, mode="json", exclude_none=True))
 
 
-def _wire_path(raw: dict[str, Any], version: str) -> dict[str, Any]:
-    wire = WireResult(raw).restamped()
-    return wire.fill(serialize_server_result("tools/call", version, wire.stub()))
+def _wire_path(raw: dict[str, Any], version: str, method: str = "tools/call") -> dict[str, Any]:
+    wire = WireResult(raw, method).restamped()
+    return wire.fill(serialize_server_result(method, version, wire.stub()))
 
 
 @pytest.mark.parametrize("version", VERSIONS)
