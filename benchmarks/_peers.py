@@ -5,6 +5,9 @@
 - `direct-json`: the same with `--json-response` (`json_response=True`);
 - `mcp-proxy`: PyPI `mcp-proxy` 0.13 in its own venv (`.cache/bench/mcp-proxy-venv`), a 1:1 bridge
   in front of the fixture over stdio;
+- `floor`: `_floor.py`, the thinnest Python bridge on the hub's own stack (uvicorn, uvloop, orjson,
+  the fixture over stdio multiplexed by request id) with no gateway feature at all: the lower bound
+  of a Python gateway's CPU per call;
 - `hub`: the hub (`_hub_runner.py`) with an API key, a policy, rate limits and metrics, in front of
   the fixture over stdio;
 - `hub-noauth`: the hub with `auth: none`, no policy, no rate limits, in front of the fixture over stdio.
@@ -35,8 +38,9 @@ from _procs import ROOT, START_TIMEOUT_SECONDS, STOP_TIMEOUT_SECONDS, Process, P
 
 FIXTURE = ROOT / "tests" / "servers" / "fixture_server.py"
 HUB_RUNNER = ROOT / "benchmarks" / "_hub_runner.py"
+FLOOR = ROOT / "benchmarks" / "_floor.py"
 
-TARGETS = ("direct-sse", "direct-json", "mcp-proxy", "hub", "hub-noauth")
+TARGETS = ("direct-sse", "direct-json", "mcp-proxy", "floor", "hub", "hub-noauth")
 """Every target, in the order each round measures them."""
 
 MCP_PROXY_REQUIREMENT = "mcp-proxy>=0.13,<0.14"
@@ -108,6 +112,28 @@ def spawn_direct(processes: Processes, json_response: bool) -> Pending:
             "echo",
             {"server": process.pid},
             description=f"the fixture over Streamable HTTP, answering {answers}",
+        )
+
+    return ready
+
+
+def spawn_floor(processes: Processes) -> Pending:
+    """`_floor.py` in front of the fixture over stdio (it starts the fixture itself)."""
+    process = Process("floor", [sys.executable, str(FLOOR)])
+    processes.append(process)
+
+    def ready() -> Target:
+        port = process.wait_port()
+        children = process.adopt_descendants()
+        pids = {"gateway": process.pid}
+        if len(children) == 1:
+            pids["server"] = children[0]
+        return Target(
+            "floor",
+            f"http://127.0.0.1:{port}/mcp",
+            "echo",
+            pids,
+            description="the thinnest Python bridge (uvicorn, uvloop, orjson, no feature), the fixture over stdio",
         )
 
     return ready
@@ -378,6 +404,8 @@ def start_all(
     for name in names:
         if name in ("direct-sse", "direct-json"):
             pending[name] = spawn_direct(processes, json_response=name == "direct-json")
+        elif name == "floor":
+            pending[name] = spawn_floor(processes)
         elif name == "mcp-proxy" and proxy_exe is not None:
             pending[name] = spawn_mcp_proxy(processes, proxy_exe)
         elif name in ("hub", "hub-noauth"):

@@ -2,7 +2,7 @@
 through the hub, side by side in one run (issue 12, "the benchmark first").
 
     python benchmarks/bench.py [--reps 2] [--seconds 3] [--concurrency 1,16,64] [--eras handshake,modern]
-                               [--targets direct-sse,direct-json,mcp-proxy,hub,hub-noauth] [--json]
+                               [--targets direct-sse,direct-json,mcp-proxy,floor,hub,hub-noauth] [--json]
     python benchmarks/bench.py --scale [--scale-servers 20] [--scale-tools 500]
 
 Targets (all on 127.0.0.1, all in front of the same fixture server, every process stopped at the end,
@@ -12,6 +12,8 @@ also on Ctrl-C and SIGTERM):
 - direct-json: the same with `--json-response`;
 - mcp-proxy: PyPI `mcp-proxy` 0.13 in its own venv (`.cache/bench/mcp-proxy-venv`, created from the
   package registry when missing), bridging the fixture over stdio to Streamable HTTP;
+- floor: `_floor.py`, the thinnest Python bridge on the hub's stack (uvicorn, uvloop, orjson, the
+  fixture over stdio by request id) with no gateway feature: the lower bound of the hub's CPU;
 - hub: the hub with an API key, a policy, rate limits and metrics, the fixture over stdio;
 - hub-noauth: the hub with `auth: none`, the fixture over stdio.
 
