@@ -45,6 +45,11 @@ class BreakingExchanges:
     def __init__(self, app: Any, mode: str) -> None:
         self.app = app
         self.mode = mode
+        self.pings_to_break = 0
+        """`ping` exchanges (handshake-era health checks) to break next."""
+        self.pings: list[bool] = []
+        """Every `ping` exchange seen: whether it was broken."""
+        self.pinged = anyio.Event()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -57,6 +62,14 @@ class BreakingExchanges:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if b'"method":"ping"' in body.replace(b" ", b""):
+            broken = self.pings_to_break > 0
+            self.pings_to_break -= broken
+            self.pings.append(broken)
+            self.pinged.set()
+            self.pinged = anyio.Event()
+            if broken:
+                body = BREAK.encode()
         if SERVER_ERROR.encode() in body:
             answer = {"jsonrpc": "2.0", "id": json.loads(body)["id"], "error": {"code": -32000, "message": "busy"}}
             content = json.dumps(answer).encode()
@@ -89,6 +102,13 @@ class BreakingExchanges:
 @asynccontextmanager
 async def breaking_server(mode: str) -> AsyncIterator[str]:
     """The fixture server behind `BreakingExchanges(mode)`: yields its MCP URL."""
+    async with breaking_app(mode) as (url, _):
+        yield url
+
+
+@asynccontextmanager
+async def breaking_app(mode: str) -> AsyncIterator[tuple[str, BreakingExchanges]]:
+    """The fixture server behind `BreakingExchanges(mode)`: yields its MCP URL and the layer."""
     app = BreakingExchanges(_http_app(build_server("remote", 0, 100, False), "http"), mode)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -97,7 +117,7 @@ async def breaking_server(mode: str) -> AsyncIterator[str]:
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])
             try:
-                yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+                yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp", app
             finally:
                 server.should_exit = True
 
@@ -144,6 +164,27 @@ async def test_a_remote_server_that_dies_mid_call_is_found_gone_at_once_not_at_t
                     await client.call_tool("r__crash_mid_call", {})
                 await hub.hub.wait_for_server("r", ServerState.RESTARTING, ServerState.FAILED)
     assert crashed.value.code == -32000 and crashed.value.data == {"server_id": "r"}
+
+
+async def test_a_health_check_whose_own_exchange_breaks_is_repeated_soon_not_at_the_next_interval() -> None:
+    # A server still dying may take the check's connection and break it too: the monitor checks
+    # again after RECHECK_BROKEN_SECONDS (1 s), not after the 30 s interval.
+    async with (
+        breaking_app("json") as (url, server),
+        running_hub({"r": {"url": url, "protocol": "legacy", "health_check_interval_seconds": 30}}) as hub,
+    ):
+        async with Client(hub.url) as client:
+            server.pings_to_break = 1
+            with anyio.fail_after(15):
+                with pytest.raises(MCPError):
+                    await client.call_tool("r__echo", {"text": BREAK})  # asks for a check at once
+                while len(server.pings) < 2:
+                    await server.pinged.wait()
+            after = await client.call_tool("r__echo", {"text": "still here"})
+        status = hub.hub.server_status("r")
+    assert server.pings[:2] == [True, False]
+    assert after.structured_content == {"text": "still here"}
+    assert (status.state.value, status.restarts) == ("ready", 0)
 
 
 @pytest.mark.parametrize("protocol", ["legacy", "modern"])

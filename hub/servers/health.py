@@ -6,13 +6,17 @@ by `HealthMonitor.loop`, which the supervisor runs beside the connection, and an
 is probed as soon as its cool-down is over so it can close without client traffic. A check's
 verdict goes to the breaker and to `health_failures`, which make the connection's reported
 state `degraded` or `open` (`ServerConnection.health_state`).
+
+A broken HTTP exchange asks for a check at once (`check_soon`); a check whose own exchange
+broke too (a server still dying answers neither, yet still takes connections) is repeated every
+`RECHECK_BROKEN_SECONDS` until one connects or answers, instead of at the next interval.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio
 from mcp import Client, MCPError
@@ -25,7 +29,10 @@ from hub.servers.failures import SERVER_EXCHANGE_ERRORS, Breakage, classify
 if TYPE_CHECKING:
     from hub.servers.connection import ServerConnection
 
-__all__ = ["HealthMonitor"]
+__all__ = ["RECHECK_BROKEN_SECONDS", "HealthMonitor"]
+
+RECHECK_BROKEN_SECONDS: Final = 1.0
+"""Seconds before the next check after a check whose exchange broke (see the module docstring)."""
 
 # One logger for the whole package: operators and tests filter on "hub.servers".
 logger = logging.getLogger("hub.servers")
@@ -38,6 +45,8 @@ class HealthMonitor:
         self.connection = connection
         self._soon_requested = False
         self._soon: anyio.Event | None = None
+        self._recheck_at: float | None = None
+        """When the last check's own exchange broke: the time of the next check."""
 
     def check_soon(self) -> None:
         """Check now rather than at the next interval (one HTTP exchange with the server broke:
@@ -63,7 +72,14 @@ class HealthMonitor:
                 self._soon_requested, self._soon = False, anyio.Event()
                 await self.check(client)
                 continue
-            wait = connection._last_answer + interval - time.monotonic()
+            now = time.monotonic()
+            if self._recheck_at is not None:
+                if self._recheck_at <= now:
+                    await self.check(client)
+                    continue
+                wait = min(connection._last_answer + interval, self._recheck_at) - now
+            else:
+                wait = connection._last_answer + interval - now
             if breaker.state is BreakerState.OPEN:
                 wait = min(wait, breaker.retry_in_seconds)
             if wait > 0:
@@ -92,6 +108,7 @@ class HealthMonitor:
         ok = True
         lost: int | None = None  # the generation whose loss failed the check, if it was lost
         generation = connection.generation
+        self._recheck_at = None
         try:
             with anyio.fail_after(connection.config.timeout_seconds):
                 if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
@@ -111,6 +128,8 @@ class HealthMonitor:
             else:
                 ok = False
             lost = generation if breakage in (Breakage.CLOSED, Breakage.BROKEN, Breakage.REQUEST_FAILED) else None
+            if breakage is Breakage.REQUEST_FAILED:
+                self._recheck_at = time.monotonic() + RECHECK_BROKEN_SECONDS
         connection._last_answer = time.monotonic()
         if ok:
             connection.health_failures = 0
