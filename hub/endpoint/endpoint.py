@@ -230,7 +230,6 @@ class Endpoint:
             face=face,
             ids=self.session_ids,
             state=self.session_state,
-            max_body_bytes=self.config.max_body_bytes,
             idle_timeout_seconds=self.config.session_idle_timeout_seconds,
             hooks=SessionCopies(self.session_state, registry, self.subscriptions, view.resolve_uri),
             answers=self.answers,

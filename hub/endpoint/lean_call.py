@@ -45,6 +45,9 @@ under load most calls queue for more than 0.1 s, so a short delay would watch ne
 _PING_SECONDS: Final = 15.0
 """Silence after which a response commits to SSE and pings (the SDK's interval)."""
 
+_HANDSHAKE_TRANSPORT: Final = TransportContext(kind="jsonrpc", can_send_request=True)
+"""What the dispatcher builds for a message of a handshake-era session (immutable: shared)."""
+
 _SSE_HEADERS: Final = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache, no-transform"),
@@ -90,13 +93,13 @@ class LeanCall:
             self.transport = TransportContext(kind="streamable-http", can_send_request=False, headers=request.headers)
             self._headers: list[tuple[bytes, bytes]] = []
         else:  # handshake era: what the dispatcher builds for a message of the transport
-            self.transport = TransportContext(kind="jsonrpc", can_send_request=True)
+            self.transport = _HANDSHAKE_TRANSPORT
             session_id = session[0].mcp_session_id or ""
             self._headers = [(MCP_SESSION_ID_HEADER.lower().encode(), session_id.encode())]
         self.message_metadata = ServerMessageMetadata(request_context=request)
         self.scope = anyio.CancelScope()
         self._cancel_requested: anyio.Event | None = None
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)  # taken at once when free: no extra turn of the loop per answer
         self._relayed: MemoryObjectReceiveStream[EventMessage] | None = None
         self._late: list[EventMessage] = []
         self._timer: asyncio.TimerHandle | None = None

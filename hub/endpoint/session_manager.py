@@ -46,7 +46,6 @@ from mcp.server.connection import Connection
 from mcp.server.lowlevel.server import Server
 from mcp.server.runner import serve_connection
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
-from mcp.server.transport_security import RequestBodyLimitMiddleware
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.transport_context import TransportContext
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, PARSE_ERROR, InitializeRequestParams
@@ -111,7 +110,6 @@ class SessionManager:
         `/servers/<id>/mcp`).
     :param ids: mints and opens session ids (the hub's `session-id` key).
     :param state: revocations and log levels (the shared store).
-    :param max_body_bytes: the largest request body (413 past it).
     :param idle_timeout_seconds: how long a copy may go with no request in flight before this
         replica frees it (`session_idle_timeout_seconds`).
     :param hooks: what a copy of a session takes from the other replicas (its level and
@@ -128,7 +126,6 @@ class SessionManager:
         face: str,
         ids: SessionIds,
         state: SessionState,
-        max_body_bytes: int,
         idle_timeout_seconds: float | None,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         hooks: SessionHooks | None = None,
@@ -149,7 +146,6 @@ class SessionManager:
         `applied` (`changes.wait_for(...)` instead of polling `open_sessions`/`holds`)."""
         self._tg: anyio.abc.TaskGroup | None = None
         self._lifespan_state: Any = None
-        self._app = RequestBodyLimitMiddleware(self._handle, max_body_bytes)
         self._fast = FastPath(server)
         self.rebuilt = 0
         """Sessions rebuilt here from their id (for tests and diagnostics)."""
@@ -192,9 +188,8 @@ class SessionManager:
                 self._held.clear()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._app(scope, receive, send)
-
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request of this face. The body cap (413) and the one-message rule are
+        the request gate's (`hub.endpoint.http_guards.RequestGate`), in front of every path."""
         if self._tg is None:
             raise RuntimeError("SessionManager.run() is not running")
         headers = {name: value for name, value in scope["headers"] if name in _HEADERS}
