@@ -443,7 +443,7 @@ EXPORTS = {
     "hub.policy": ["Access", "Decision", "Policy", "RouteLimits", "audit_logger", "audit_refusal"],
     "hub.principals": ["Principal"],
     "hub.prepared_lists": ["LIST_METHODS", "MAX_VIEWS", "WARM_VERSIONS", "PreparedLists", "WirePage", "warm_lists"],
-    "hub.endpoint.rate_limits": ["RateLimiter", "retry_after", "window_for"],
+    "hub.endpoint.rate_limits": ["LocalWindows", "RateLimiter", "retry_after", "window_for"],
     "hub.search": [
         "DEFAULT_LIMIT",
         "MAX_SCORED_TOOLS",
