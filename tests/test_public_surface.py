@@ -187,7 +187,7 @@ EXPORTS = {
         "listening",
         "store_for",
     ],
-    "hub.cluster.redis_limits": ["SharedWindows"],
+    "hub.cluster.redis_limits": ["SharedWindows", "retry_after"],
     "hub.cluster.redis_store": [
         "KEY_PREFIX",
         "PING_INTERVAL_SECONDS",
@@ -443,7 +443,7 @@ EXPORTS = {
     "hub.policy": ["Access", "Decision", "Policy", "RouteLimits", "audit_logger", "audit_refusal"],
     "hub.principals": ["Principal"],
     "hub.prepared_lists": ["LIST_METHODS", "MAX_VIEWS", "WARM_VERSIONS", "PreparedLists", "WirePage", "warm_lists"],
-    "hub.endpoint.rate_limits": ["LocalWindows", "RateLimiter", "retry_after", "window_for"],
+    "hub.endpoint.rate_limits": ["LocalWindows", "RateLimiter", "window_for"],
     "hub.search": [
         "DEFAULT_LIMIT",
         "MAX_SCORED_TOOLS",

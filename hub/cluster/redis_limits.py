@@ -9,7 +9,8 @@ own memory meanwhile.
 
 from __future__ import annotations
 
-from typing import Any, cast
+import time
+from typing import Any, Final, cast
 
 import anyio
 from limits import RateLimitItem
@@ -19,9 +20,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from hub.cluster.redis_store import KEY_PREFIX, REDIS_ERRORS, RedisStore
-from hub.endpoint.rate_limits import retry_after
 
-__all__ = ["SharedWindows"]
+__all__ = ["SharedWindows", "retry_after"]
+
+_MIN_WAIT_SECONDS: Final = 0.001
+
+
+def retry_after(stats: tuple[float, int]) -> float:
+    """The seconds until a full window has room again, from the `limits` library's window
+    stats `(reset time (epoch s), remaining)`; at least 1 ms."""
+    return max(stats[0] - time.time(), _MIN_WAIT_SECONDS)
 
 
 class SharedWindows:

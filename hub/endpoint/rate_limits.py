@@ -44,11 +44,12 @@ if TYPE_CHECKING:
     from hub.cluster.redis_limits import SharedWindows
     from hub.cluster.redis_store import RedisStore
 
-__all__ = ["LocalWindows", "RateLimiter", "retry_after", "window_for"]
+__all__ = ["LocalWindows", "RateLimiter", "window_for"]
 
 logger = logging.getLogger(__name__)
 
 _MIN_WAIT_SECONDS: Final = 0.001
+"""The shortest wait a refusal names (a window full to the microsecond still says 1 ms)."""
 _ROUTES_KEPT: Final = 4096
 """Routes whose matching `routes` glob is remembered (least recently used dropped)."""
 _REQUEST_NAMESPACE: Final = "request"
@@ -198,9 +199,3 @@ class LocalWindows:
     def __len__(self) -> int:
         """Keys with hits in their window (as of the last sweep)."""
         return len(self._hits)
-
-
-def retry_after(stats: tuple[float, int]) -> float:
-    """The seconds until a full window has room again, from the `limits` library's window
-    stats `(reset time (epoch s), remaining)`; at least 1 ms."""
-    return max(stats[0] - time.time(), _MIN_WAIT_SECONDS)
