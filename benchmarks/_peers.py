@@ -88,6 +88,16 @@ Pending = Callable[[], Target]
 """Waits (bounded) until a spawned target serves, then describes it. Raises RuntimeError."""
 
 
+def gateway_pids(process: Process) -> dict[str, int]:
+    """The processes whose CPU counts for a gateway target: `gateway` (`process`) and `server`
+    (its one child, the fixture over stdio), the child adopted to be stopped with it."""
+    children = process.adopt_descendants()
+    pids = {"gateway": process.pid}
+    if len(children) == 1:
+        pids["server"] = children[0]
+    return pids
+
+
 # ---------------------------------------------------------------------------------------------
 # direct: the fixture server itself over Streamable HTTP
 
@@ -124,10 +134,7 @@ def spawn_floor(processes: Processes) -> Pending:
 
     def ready() -> Target:
         port = process.wait_port()
-        children = process.adopt_descendants()
-        pids = {"gateway": process.pid}
-        if len(children) == 1:
-            pids["server"] = children[0]
+        pids = gateway_pids(process)
         return Target(
             "floor",
             f"http://127.0.0.1:{port}/mcp",
@@ -247,10 +254,7 @@ def spawn_mcp_proxy(processes: Processes, exe: Path) -> Pending:
                 log(f"mcp-proxy: port {port} was taken meanwhile; trying another")
                 processes.stop(process)
                 spawn()
-        children = process.adopt_descendants()
-        pids = {"gateway": process.pid}
-        if len(children) == 1:
-            pids["server"] = children[0]
+        pids = gateway_pids(process)
         return Target(
             "mcp-proxy",
             f"http://127.0.0.1:{port}/mcp",
@@ -323,10 +327,7 @@ def spawn_hub_target(
     def ready() -> Target:
         port = wait_port()
         wait_ready(f"http://127.0.0.1:{port}/readyz", process)
-        children = process.adopt_descendants()
-        pids = {"gateway": process.pid}
-        if len(children) == 1:
-            pids["server"] = children[0]
+        pids = gateway_pids(process)
         base = f"http://127.0.0.1:{port}"
         if key:
             check_authentication(base, key, process)
