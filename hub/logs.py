@@ -53,7 +53,7 @@ server_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("mcph
 """The server_id the current work concerns, or None."""
 
 _REQUEST_ID_BITS: Final = 64
-"""Random bytes in a request id (16 hex characters)."""
+"""Random bits in a request id (16 hex characters)."""
 
 _NOISY_LOGGERS: Final = (
     "httpx2",

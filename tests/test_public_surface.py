@@ -277,7 +277,7 @@ EXPORTS = {
     "hub.servers.session_state": ["SessionState"],
     "hub.servers.inbox": ["Inbox", "forward_client_capabilities"],
     "hub.servers.isolation": ["LEGACY_ERA_KEY", "Clones"],
-    "hub.servers.health": ["RECHECK_BROKEN_SECONDS", "HealthMonitor"],
+    "hub.servers.health": ["RECHECK_BACKOFF", "HealthMonitor"],
     "hub.servers.raw_calls": [
         "Listed",
         "StdioRoute",

@@ -168,7 +168,7 @@ async def test_a_remote_server_that_dies_mid_call_is_found_gone_at_once_not_at_t
 
 async def test_a_health_check_whose_own_exchange_breaks_is_repeated_soon_not_at_the_next_interval() -> None:
     # A server still dying may take the check's connection and break it too: the monitor checks
-    # again after RECHECK_BROKEN_SECONDS (1 s), not after the 30 s interval.
+    # again after RECHECK_BACKOFF (1 s for the first), not after the 30 s interval.
     async with (
         breaking_app("json") as (url, server),
         running_hub({"r": {"url": url, "protocol": "legacy", "health_check_interval_seconds": 30}}) as hub,

@@ -8,8 +8,9 @@ verdict goes to the breaker and to `health_failures`, which make the connection'
 state `degraded` or `open` (`ServerConnection.health_state`).
 
 A broken HTTP exchange asks for a check at once (`check_soon`); a check whose own exchange
-broke too (a server still dying answers neither, yet still takes connections) is repeated every
-`RECHECK_BROKEN_SECONDS` until one connects or answers, instead of at the next interval.
+broke too (a server still dying answers neither, yet still takes connections) is repeated after
+`RECHECK_BACKOFF` (1 s, 2 s, 4 s, ... never past the interval) until one connects or answers,
+instead of at the next interval.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import anyio
 from mcp import Client, MCPError
 from mcp_types import INTERNAL_ERROR, METHOD_NOT_FOUND, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from tenacity import AsyncRetrying, RetryCallState, wait_exponential
 
 from hub.admission import BreakerState
 from hub.servers.failures import SERVER_EXCHANGE_ERRORS, Breakage, classify
@@ -29,10 +31,13 @@ from hub.servers.failures import SERVER_EXCHANGE_ERRORS, Breakage, classify
 if TYPE_CHECKING:
     from hub.servers.connection import ServerConnection
 
-__all__ = ["RECHECK_BROKEN_SECONDS", "HealthMonitor"]
+__all__ = ["RECHECK_BACKOFF", "HealthMonitor"]
 
-RECHECK_BROKEN_SECONDS: Final = 1.0
-"""Seconds before the next check after a check whose exchange broke (see the module docstring)."""
+RECHECK_BACKOFF: Final = wait_exponential(multiplier=1.0)
+"""The wait before the next check after n checks in a row whose own exchange broke, as a tenacity
+wait strategy (`attempt_number` n): 1 s, 2 s, 4 s, ..., cut to the check interval."""
+_RECHECK_RETRYING: Final = AsyncRetrying(wait=RECHECK_BACKOFF)
+"""Only the owner of the retry states handed to `RECHECK_BACKOFF`."""
 
 # One logger for the whole package: operators and tests filter on "hub.servers".
 logger = logging.getLogger("hub.servers")
@@ -47,6 +52,8 @@ class HealthMonitor:
         self._soon: anyio.Event | None = None
         self._recheck_at: float | None = None
         """When the last check's own exchange broke: the time of the next check."""
+        self._broken_checks = 0
+        """Checks in a row whose own exchange broke."""
 
     def check_soon(self) -> None:
         """Check now rather than at the next interval (one HTTP exchange with the server broke:
@@ -96,6 +103,13 @@ class HealthMonitor:
             else:
                 await anyio.sleep(min(interval, 1.0))  # a call is probing the circuit right now
 
+    def _recheck_delay(self, broken_checks: int) -> float:
+        """Seconds to the next check after `broken_checks` (>= 1) broken ones in a row: one draw
+        of `RECHECK_BACKOFF`, at most the check interval."""
+        state = RetryCallState(_RECHECK_RETRYING, fn=None, args=(), kwargs={})
+        state.attempt_number = broken_checks
+        return min(RECHECK_BACKOFF(state), self.connection.config.health_check_interval_seconds)
+
     async def check(self, client: Client | None = None) -> bool:
         """One health check: `ping` in the handshake era (a `tools/list` page when the server
         does not know ping), one `tools/list` page in the modern era (ping is gone in
@@ -109,6 +123,7 @@ class HealthMonitor:
         lost: int | None = None  # the generation whose loss failed the check, if it was lost
         generation = connection.generation
         self._recheck_at = None
+        broken_checks, self._broken_checks = self._broken_checks, 0
         try:
             with anyio.fail_after(connection.config.timeout_seconds):
                 if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
@@ -129,7 +144,8 @@ class HealthMonitor:
                 ok = False
             lost = generation if breakage in (Breakage.CLOSED, Breakage.BROKEN, Breakage.REQUEST_FAILED) else None
             if breakage is Breakage.REQUEST_FAILED:
-                self._recheck_at = time.monotonic() + RECHECK_BROKEN_SECONDS
+                self._broken_checks = broken_checks + 1
+                self._recheck_at = time.monotonic() + self._recheck_delay(self._broken_checks)
         connection._last_answer = time.monotonic()
         if ok:
             connection.health_failures = 0
