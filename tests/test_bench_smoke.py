@@ -67,12 +67,13 @@ def mcp_proxy() -> Path:
 @pytest.mark.e2e
 def test_the_benchmark_measures_mcp_proxy_and_the_governed_hub_in_one_run_and_stops_them(mcp_proxy: Path) -> None:
     result = _run_bench(
-        "--targets", "direct-json,mcp-proxy,hub", "--eras", "handshake,modern", "--concurrency", "1",
+        "--targets", "direct-json,mcp-proxy,floor,hub", "--eras", "handshake,modern", "--concurrency", "1",
         "--reps", "1", "--seconds", "0.5", "--warmup", "0.2",
     )  # fmt: skip
     rows = {(r["target"], r["era"]): r for r in result["summary"]}
 
-    for key in [("direct-json", "handshake"), ("mcp-proxy", "handshake"), ("hub", "handshake"), ("hub", "modern")]:
+    measured = [("direct-json", "handshake"), ("mcp-proxy", "handshake"), ("hub", "handshake"), ("hub", "modern")]
+    for key in [*measured, ("floor", "handshake"), ("floor", "modern")]:
         row = rows[key]
         assert row["status"] == "", (key, row["status"])
         assert row["calls_per_s"] > 0 and row["errors"] == 0, (key, row)
@@ -87,11 +88,18 @@ def test_the_benchmark_measures_mcp_proxy_and_the_governed_hub_in_one_run_and_st
     hub_calls = sum(m["calls"] for m in result["measurements"] if m["target"] == "hub")
     assert result["hub_metrics_calls_counted"] >= hub_calls > 0
     targets = result["targets"]
-    assert set(targets) == {"direct-json", "mcp-proxy", "hub"}
+    assert set(targets) == {"direct-json", "mcp-proxy", "floor", "hub"}
+    # The floor's CPU is its own process's, and the fixture behind it is its child.
+    assert set(targets["floor"]["pids"]) == {"gateway", "server"}
     assert targets["hub"]["idle_rss_bytes"]["gateway"] > 0
     assert targets["mcp-proxy"]["idle_rss_bytes"]["server"] > 0
     # Every process started (the gateways and the fixtures behind them) is gone after the run.
-    for name, marker in (("direct-json", "fixture_server.py"), ("mcp-proxy", "mcp-proxy"), ("hub", "_hub_runner")):
+    for name, marker in (
+        ("direct-json", "fixture_server.py"),
+        ("mcp-proxy", "mcp-proxy"),
+        ("floor", "_floor.py"),
+        ("hub", "_hub_runner"),
+    ):
         gateway_and_server = targets[name]["pids"]
         assert gateway_and_server
         for role, pid in gateway_and_server.items():
