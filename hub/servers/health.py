@@ -122,8 +122,7 @@ class HealthMonitor:
         ok = True
         lost: int | None = None  # the generation whose loss failed the check, if it was lost
         generation = connection.generation
-        self._recheck_at = None
-        broken_checks, self._broken_checks = self._broken_checks, 0
+        broken = False  # the check's own exchange broke (`Breakage.REQUEST_FAILED`)
         try:
             with anyio.fail_after(connection.config.timeout_seconds):
                 if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
@@ -143,9 +142,9 @@ class HealthMonitor:
             else:
                 ok = False
             lost = generation if breakage in (Breakage.CLOSED, Breakage.BROKEN, Breakage.REQUEST_FAILED) else None
-            if breakage is Breakage.REQUEST_FAILED:
-                self._broken_checks = broken_checks + 1
-                self._recheck_at = time.monotonic() + self._recheck_delay(self._broken_checks)
+            broken = breakage is Breakage.REQUEST_FAILED
+        self._broken_checks = self._broken_checks + 1 if broken else 0
+        self._recheck_at = time.monotonic() + self._recheck_delay(self._broken_checks) if broken else None
         connection._last_answer = time.monotonic()
         if ok:
             connection.health_failures = 0
