@@ -64,7 +64,8 @@ class BreakingExchanges:
         body = b"".join(chunks)
         if b'"method":"ping"' in body.replace(b" ", b""):
             broken = self.pings_to_break > 0
-            self.pings_to_break -= broken
+            if broken:
+                self.pings_to_break -= 1
             self.pings.append(broken)
             self.pinged.set()
             self.pinged = anyio.Event()
