@@ -1,8 +1,9 @@
 """One HTTP connection pool (and one TLS context) shared by every remote server.
 
 Building an `httpx2.AsyncClient` from scratch costs ~20 ms of CPU (the CA bundle is loaded into a
-new `SSLContext`); the pool builds one transport at start-up and hands each server a light client
-with its own headers over it (see PERFORMANCE.md).
+new `SSLContext`); the pool builds one transport at start-up, on the process's one TLS context
+(`adapters.tls`), and hands each server a light client with its own headers over it (see
+PERFORMANCE.md).
 
 A server's client may cap its JSON answers (`max_json_bytes`): the SDK reads an
 `application/json` answer whole (`await response.aread()` in
@@ -21,7 +22,6 @@ answered here too, so that one request fails rather than the SDK's whole transpo
 from __future__ import annotations
 
 import logging
-import ssl
 import zlib
 from collections.abc import AsyncIterator, Mapping
 
@@ -30,6 +30,7 @@ from mcp_types import INTERNAL_ERROR, ErrorData, JSONRPCError, RequestId
 
 from adapters.broken_exchange import error_body, stand_in_answer
 from adapters.oversize import answer_too_large, find_request_id
+from adapters.tls import client_tls_context
 
 __all__ = ["HttpPool"]
 
@@ -209,9 +210,8 @@ class HttpPool:
     """
 
     def __init__(self, *, max_connections: int = 200, max_keepalive_connections: int = 50) -> None:
-        self._ssl_context = ssl.create_default_context()
         self._transport = httpx2.AsyncHTTPTransport(
-            verify=self._ssl_context,
+            verify=client_tls_context(),
             limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive_connections),
             trust_env=False,
         )

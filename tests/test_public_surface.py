@@ -500,6 +500,7 @@ EXPORTS = {
         "find_request_id",
     ],
     "adapters.oauth": ["ClientCredentialsAuth", "OAuthTokenError", "REFRESH_LEEWAY_SECONDS"],
+    "adapters.tls": ["client_tls_context"],
     "adapters.stdio_mux": [
         "CANCEL_WRITE_SECONDS",
         "FIRST_ID",

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx2
 
+from adapters.tls import client_tls_context
 from hub.cli.runner import fail, rate_limited
 
 __all__ = [
@@ -92,7 +93,9 @@ async def admin_request(
         other status not in `accept` (`refusal`: 401, 403, 429 with `Retry-After`, ...).
     :raises httpx2.HTTPError: the hub could not be reached (within `timeout_seconds`).
     """
-    async with httpx2.AsyncClient(timeout=timeout_seconds, headers=auth_headers(token)) as client:
+    async with httpx2.AsyncClient(
+        verify=client_tls_context(), timeout=timeout_seconds, headers=auth_headers(token)
+    ) as client:
         response = await client.request(method, url.rstrip("/") + path, params=params, json=body)
     label = path if method == "GET" else f"{method} {path}"
     if response.status_code in refused:

@@ -14,6 +14,7 @@ import typer
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
+from adapters.tls import client_tls_context
 from hub.cli.client import ADMIN_TIMEOUT_SECONDS, RateLimitWatch, admin_request, auth_headers, refusal
 from hub.cli.options import DEFAULT_URL, JsonOption, TokenOption, UrlOption
 from hub.cli.runner import CliError, fail, out, rate_limited, run_command
@@ -140,7 +141,10 @@ def call(
         watch = RateLimitWatch()
         with anyio.fail_after(120):
             async with httpx2.AsyncClient(
-                headers=auth_headers(token), timeout=120.0, event_hooks={"response": [watch]}
+                verify=client_tls_context(),
+                headers=auth_headers(token),
+                timeout=120.0,
+                event_hooks={"response": [watch]},
             ) as http:
                 probe = await http.get(url.rstrip("/") + "/me")
                 if probe.status_code != 200:

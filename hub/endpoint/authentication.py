@@ -40,6 +40,7 @@ from urllib.parse import parse_qs
 import httpx2
 from starlette.datastructures import Headers
 
+from adapters.tls import client_tls_context
 from hub.config import HUB_SCOPES, AuthConfig, HubConfig, JwtConfig
 from hub.endpoint.jwks import JwksCache, invalid_token
 from hub.errors import AuthError
@@ -88,25 +89,28 @@ class Authenticator:
     """Turns a request's credentials into a `Principal`.
 
     :param config: the hub config (`auth`, `public_url`).
-    :param http: client for JWKS fetches (default: a new one, closed by `aclose`).
+    :param http: client for JWKS fetches (default: a new one on the process's TLS context
+        (`adapters.tls`), built only when the config names a `jwks_url`, closed by `aclose`).
     """
 
     def __init__(self, config: HubConfig, http: httpx2.AsyncClient | None = None) -> None:
         self._auth: AuthConfig | None = config.auth if isinstance(config.auth, AuthConfig) else None
         self.hierarchy = ScopeHierarchy(self._auth.scope_implies if self._auth else None)
         self._audiences = config.audiences
-        self._owns_http = http is None
-        self._http = http if http is not None else httpx2.AsyncClient(follow_redirects=False)
         self._jwt: JwtConfig | None = self._auth.jwt if self._auth else None
+        self._owned_http: httpx2.AsyncClient | None = None
+        """The JWKS client this authenticator built, and closes."""
         self._key_principals: dict[str, tuple[object, Principal]] = {}
         """Per API key id: the key entry and its principal (scopes expanded once, not per request)."""
         self._static_key: Any = None
         self.jwks: JwksCache | None = None
         if self._jwt is not None:
             if self._jwt.jwks_url:
+                if http is None:
+                    http = self._owned_http = httpx2.AsyncClient(verify=client_tls_context(), follow_redirects=False)
                 self.jwks = JwksCache(
                     self._jwt.jwks_url,
-                    self._http,
+                    http,
                     cache_seconds=self._jwt.jwks_cache_seconds,
                     refresh_min_seconds=self._jwt.jwks_refresh_min_seconds,
                 )
@@ -121,8 +125,8 @@ class Authenticator:
         return self._auth is not None
 
     async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+        if self._owned_http is not None:
+            await self._owned_http.aclose()
 
     async def authenticate(self, headers: Headers, query_string: bytes = b"") -> Principal:
         """The principal of a request with these headers.
