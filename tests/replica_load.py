@@ -12,6 +12,7 @@ from typing import Any, Final
 import anyio
 import httpx2
 
+from tests.clients import http_client
 from tests.cluster_fixtures import CALLER_KEY
 
 MODERN_VERSION: Final = "2026-07-28"
@@ -122,6 +123,6 @@ async def run_load(url: str, load: Load, workers: int = 4, max_calls: int = 20_0
             load.calls.append(CallRecord(started, time.monotonic(), error))
             await anyio.sleep(LOAD_PAUSE_SECONDS)
 
-    async with httpx2.AsyncClient(timeout=30) as http, anyio.create_task_group() as tg:
+    async with http_client(timeout=30) as http, anyio.create_task_group() as tg:
         for index in range(workers):
             tg.start_soon(worker, index, http)

@@ -26,10 +26,11 @@ from typing import Any, Final
 import anyio
 import httpx2
 import redis
-from mcp import Client, MCPError
+from mcp import MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from hub.cluster.redis_store import KEY_PREFIX
+from tests.clients import http_client, mcp_client
 from tests.cluster_fixtures import CALLER_KEY, RedisServer
 from tests.conftest import tool_text, until
 from tests.replica_fixtures import Replica, ReplicaCluster, counter
@@ -292,13 +293,13 @@ async def run_session_load(url: str, load: SessionLoad, max_calls: int = 5_000) 
 
     hooks: dict[str, list[Callable[..., Any]]] = {"request": [on_request], "response": [on_response]}
     async with (
-        httpx2.AsyncClient(
+        http_client(
             headers={"Authorization": f"Bearer {CALLER_KEY}"},
             timeout=30,
             event_hooks=hooks,
             transport=LostPostAs502(),
         ) as http,
-        Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
+        mcp_client(streamable_http_client(url, http_client=http), mode="legacy") as client,
     ):
         for count in range(max_calls):
             if load.stop.is_set():

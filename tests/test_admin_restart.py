@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
-from mcp import Client
 
+from tests.clients import http_client, mcp_client
 from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, forked_argv, hub_command, running_hub
 from tests.conftest import tool_text as _text
 
@@ -31,7 +30,7 @@ def _flagged(flag: Path) -> dict[str, Any]:
 async def test_a_restart_with_wait_answers_once_a_new_process_is_ready() -> None:
     async with running_hub({"fx": faulty_entry("fx")}) as hub:
         with anyio.fail_after(30):
-            async with httpx2.AsyncClient(base_url=hub.base_url, timeout=30) as admin, Client(hub.url) as client:
+            async with http_client(base_url=hub.base_url, timeout=30) as admin, mcp_client(hub.url) as client:
                 before_pid = _text(await client.call_tool("fx__pid", {}))
                 answer = await admin.post("/admin/servers/fx/restart", params={"wait": "20"})
                 # Answered only once the new child is ready: the next call goes to it.
@@ -50,7 +49,7 @@ async def test_a_restart_whose_server_does_not_come_back_in_time_is_answered_504
     async with running_hub({"gated": _flagged(flag)}) as hub:
         flag.unlink()  # from now on the child exits at once
         with anyio.fail_after(30):
-            async with httpx2.AsyncClient(base_url=hub.base_url, timeout=30) as admin:
+            async with http_client(base_url=hub.base_url, timeout=30) as admin:
                 # First a restart that fails (without waiting: 202), so the timed-out one below
                 # finds the server crashing whatever the machine's load (stopping a ready child
                 # under load took longer than the 1 s wait, which then saw it still `ready`).

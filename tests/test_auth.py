@@ -34,6 +34,7 @@ from starlette.routing import Route
 
 from hub.config import DEMO_FLEET_PATH, load_config, parse_config
 from hub.errors import RATE_LIMITED, ConfigError
+from tests.clients import http_client, mcp_client
 from tests.conftest import INITIALIZE, MCP_HEADERS, ROOT, RunningHub, fixture_entry, running_hub, serve_app
 
 pytestmark = pytest.mark.anyio
@@ -156,15 +157,15 @@ async def auth_hub(issuer: Issuer, policies: Any = POLICIES, **extra: Any) -> As
 @asynccontextmanager
 async def client_for(url: str, token: str | None, mode: str = "auto") -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+    async with http_client(headers=headers, timeout=30) as http:
+        async with mcp_client(streamable_http_client(url, http_client=http), mode=mode) as client:
             yield client
 
 
 async def _post(url: str, token: str | None = None, *, body: Any = INITIALIZE, **headers: str) -> httpx2.Response:
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    async with httpx2.AsyncClient(timeout=15) as http:
+    async with http_client(timeout=15) as http:
         return await http.post(url, json=body, headers={**MCP_HEADERS, **headers})
 
 
@@ -199,7 +200,7 @@ async def issuer(caplog: pytest.LogCaptureFixture) -> AsyncIterator[Issuer]:
 async def test_no_token_gets_401_with_the_metadata_pointer_and_the_metadata_names_the_issuer(issuer: Issuer) -> None:
     async with auth_hub(issuer) as hub:
         response = await _post(hub.url)
-        async with httpx2.AsyncClient(timeout=15) as http:
+        async with http_client(timeout=15) as http:
             challenge = _challenge(response)
             metadata = await http.get(hub.base_url + "/.well-known/oauth-protected-resource/mcp")
             per_server = await http.get(hub.base_url + "/.well-known/oauth-protected-resource/servers/alpha/mcp")
@@ -270,7 +271,7 @@ async def test_an_invalid_token_gets_401_invalid_token_and_is_never_logged(
     tokens = {case: _invalid_token(issuer, case, now) for case in INVALID_TOKEN_CASES}
     caplog.set_level(logging.DEBUG)
     answers = {}
-    async with auth_hub(issuer) as hub, httpx2.AsyncClient(timeout=15) as http:
+    async with auth_hub(issuer) as hub, http_client(timeout=15) as http:
         for case, token in tokens.items():
             scheme = "Basic" if case == "basic_scheme" else "Bearer"
             headers = {**MCP_HEADERS, "Authorization": f"{scheme} {token}"}
@@ -307,7 +308,7 @@ async def test_a_token_in_the_query_string_is_refused_even_when_valid(issuer: Is
 
 
 async def test_valid_jwts_of_both_key_types_and_api_keys_authenticate_as_their_principals(issuer: Issuer) -> None:
-    async with auth_hub(issuer) as hub, httpx2.AsyncClient(timeout=15) as http:
+    async with auth_hub(issuer) as hub, http_client(timeout=15) as http:
         seen = {}
         for label, token in [
             ("rsa", issuer.token("rsa-1", sub="alice", scope="hub:call team-a")),
@@ -322,7 +323,7 @@ async def test_valid_jwts_of_both_key_types_and_api_keys_authenticate_as_their_p
 
 
 async def test_an_unknown_kid_refetches_the_jwks_so_a_rotated_key_is_accepted(issuer: Issuer) -> None:
-    async with auth_hub(issuer) as hub, httpx2.AsyncClient(timeout=15) as http:
+    async with auth_hub(issuer) as hub, http_client(timeout=15) as http:
         first = await http.get(hub.base_url + "/me", headers={"Authorization": f"Bearer {issuer.token('rsa-1')}"})
         fetches_before = issuer.fetches
         issuer.add_rsa("rsa-2")  # the issuer rotates: the new key is published after the hub cached the old set
@@ -334,7 +335,7 @@ async def test_an_unknown_kid_refetches_the_jwks_so_a_rotated_key_is_accepted(is
 async def test_refetches_for_unknown_kids_are_rate_limited(issuer: Issuer) -> None:
     issuer.add_rsa("unpublished", publish=False)
     async with auth_hub(issuer, jwt_extra={"jwks_refresh_min_seconds": 3600}) as hub:
-        async with httpx2.AsyncClient(timeout=15) as http:
+        async with http_client(timeout=15) as http:
             ok = await http.get(hub.base_url + "/me", headers={"Authorization": f"Bearer {issuer.token('rsa-1')}"})
             forged = [
                 await http.get(hub.base_url + "/me", headers={"Authorization": f"Bearer {issuer.token('unpublished')}"})
@@ -350,7 +351,7 @@ async def test_refetches_for_unknown_kids_are_rate_limited(issuer: Issuer) -> No
 
 
 async def test_insufficient_scope_gets_403_naming_only_the_needed_scope(issuer: Issuer) -> None:
-    async with auth_hub(issuer) as hub, httpx2.AsyncClient(timeout=15) as http:
+    async with auth_hub(issuer) as hub, http_client(timeout=15) as http:
         no_call = await _post(hub.url, NO_CALL_KEY)
         team_admin = await http.get(hub.base_url + "/admin/servers", headers={"Authorization": f"Bearer {TEAM_A_KEY}"})
         admin = await http.get(hub.base_url + "/admin/servers", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
@@ -621,7 +622,7 @@ async def test_the_example_config_gives_each_team_exactly_its_routes_and_the_adm
     example = load_config(ROOT / "config" / "example.yaml", env=env)
     demo = load_config(DEMO_FLEET_PATH, env={"MCPHUB_GIT_REPOSITORY": str(repository)})
     config = example.model_copy(update={"servers": demo.servers})
-    async with running_hub({}, config=config) as hub, httpx2.AsyncClient(timeout=15) as http:
+    async with running_hub({}, config=config) as hub, http_client(timeout=15) as http:
         anonymous = await _post(hub.url)
         views = {}
         for who, token in [("team-a", TEAM_A_KEY), ("team-b", TEAM_B_KEY), ("ops", ADMIN_KEY)]:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 
+from tests.clients import http_client
 from tests.conftest import ROOT, http_fixture
 
 BENCHMARKS = ROOT / "benchmarks"
@@ -129,7 +129,7 @@ async def test_the_list_walk_follows_next_cursor_to_the_last_page_in_both_eras()
     async with (
         http_fixture("--extra-tools", "9") as (whole_url, _),
         http_fixture("--page-size", "4", "--extra-tools", "9") as (paged_url, _),
-        httpx2.AsyncClient(trust_env=False, timeout=10.0) as client,
+        http_client(trust_env=False, timeout=10.0) as client,
     ):
         for era in ("handshake", "modern"):
             walks = []
@@ -159,7 +159,7 @@ async def test_the_fixture_answers_json_with_json_response_and_sse_without() -> 
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
     seen = {}
     for flag in ((), ("--json-response",)):
-        async with http_fixture(*flag) as (url, _), httpx2.AsyncClient(trust_env=False, timeout=10.0) as client:
+        async with http_fixture(*flag) as (url, _), http_client(trust_env=False, timeout=10.0) as client:
             with anyio.fail_after(20):
                 response = await client.post(url, json=body, headers=headers)
             assert response.status_code == 200

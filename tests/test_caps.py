@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from mcp import Client, MCPError
+from mcp import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import INTERNAL_ERROR
 from starlette.applications import Starlette
@@ -41,6 +41,7 @@ from adapters.oversize import (
 )
 from adapters.stdio import stdio_transport
 from hub.servers import ServerState
+from tests.clients import mcp_client
 from tests.conftest import faulty_entry, faulty_http, running_hub, serve_app
 from tests.conftest import tool_text as _text
 from tests.test_supervision import _peak_rss_bytes, _reset_peak_rss
@@ -262,7 +263,7 @@ async def test_a_tool_answer_over_max_line_bytes_fails_only_that_call_and_the_ch
     entry = faulty_entry("big", *flags, protocol=protocol)  # default max_line_bytes: 4 MiB
     async with running_hub({"big": entry}) as hub:
         with anyio.fail_after(60):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 pid = _text(await client.call_tool("big__pid", {}))
                 slow: list[types.CallToolResult] = []
 
@@ -288,7 +289,7 @@ async def test_a_tool_answer_over_max_line_bytes_fails_only_that_call_and_the_ch
 async def test_a_line_cap_below_the_result_cap_is_the_limit_the_error_names() -> None:
     async with running_hub({"tight": faulty_entry("tight", max_line_bytes=65536)}) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 under = await client.call_tool("tight__huge", {"size": 60_000})
                 over = await client.call_tool("tight__huge", {"size": 70_000})
     assert len(_text(under)) == 60_000
@@ -300,7 +301,7 @@ async def test_the_hub_holds_no_more_than_the_line_cap_of_an_answer_far_over_it(
     peak_before = _peak_rss_bytes()
     async with running_hub({"flood": faulty_entry("flood", max_line_bytes=MiB)}) as hub:
         with anyio.fail_after(60):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 over = await client.call_tool("flood__huge", {"size": 64 * MiB})
                 echo = await client.call_tool("flood__echo", {"text": "still here"})
         grown = _peak_rss_bytes() - peak_before
@@ -329,7 +330,7 @@ async def test_a_json_answer_over_the_cap_fails_only_that_call_with_bounded_hub_
         entry = {"url": url, "protocol": protocol, "max_result_bytes": 65536}
         async with running_hub({"remote": entry}) as hub:
             with anyio.fail_after(60):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     _reset_peak_rss()
                     peak_before = _peak_rss_bytes()
                     over = await client.call_tool("remote__huge", {"size": 64 * MiB})

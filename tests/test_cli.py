@@ -25,6 +25,8 @@ from mcp import Client, StdioServerParameters
 from mcp_types import INVALID_PARAMS
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_MODERN_VERSION
 
+from tests.clients import mcp_client
+
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 """`slow`: every test here runs `mcphub` as a subprocess (1.5 s of CPU to import the SDK, each)."""
 
@@ -402,7 +404,7 @@ async def test_serve_stdio_serves_the_catalog_to_an_sdk_client_which_learns_of_i
             changed.set()
 
     with anyio.fail_after(30):
-        async with Client(params, mode=mode, message_handler=on_message) as client:
+        async with mcp_client(params, mode=mode, message_handler=on_message) as client:
             version = client.protocol_version
             if mode == "legacy":
                 # The session is known to the hub from its first request on, so a change after
@@ -445,7 +447,7 @@ async def test_serve_stdio_answers_the_first_tools_list_with_the_fleets_tools(tm
     params = StdioServerParameters(command=command, args=args)
 
     with anyio.fail_after(30):
-        async with Client(params) as client:
+        async with mcp_client(params) as client:
             names = await _tool_names(client)
 
     assert "fx__echo" in names

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import Client
 
 from hub.config import load_config, parse_config
 from hub.errors import ConfigError
+from tests.clients import mcp_client
 from tests.conftest import FIXTURE_SERVER, hub_command, running_hub, tool_text
 from tests.schema_validation import ROOT, load_checked, parse_checked, schema_errors
 
@@ -455,7 +455,7 @@ async def test_a_pasted_client_config_gives_its_server_the_credentials_of_env_re
     )
     config = load_config(path, env={**os.environ, "HUB_TEST_API_KEY": "key-from-the-environment"})
 
-    async with running_hub({}, config=config) as hub, Client(hub.url) as client:
+    async with running_hub({}, config=config) as hub, mcp_client(hub.url) as client:
         api_key = await client.call_tool("fixture__getenv", {"name": "API_KEY"})
         from_file = await client.call_tool("fixture__getenv", {"name": "FROM_FILE"})
 

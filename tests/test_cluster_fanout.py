@@ -10,10 +10,10 @@ import warnings
 import anyio
 import mcp_types as types
 import pytest
-from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from hub.signals import Changes
+from tests.clients import mcp_client
 from tests.cluster_fixtures import RedisServer, replicas
 from tests.conftest import RunningHub, fixture_entry
 
@@ -47,8 +47,8 @@ async def test_an_update_reported_behind_hub_a_reaches_a_handshake_era_subscribe
         with anyio.fail_after(30), warnings.catch_warnings():
             warnings.simplefilter("ignore", MCPDeprecationWarning)
             async with (
-                Client(b.url, mode="legacy", message_handler=on_message) as subscriber,
-                Client(a.url, mode="legacy") as toucher,
+                mcp_client(b.url, mode="legacy", message_handler=on_message) as subscriber,
+                mcp_client(a.url, mode="legacy") as toucher,
             ):
                 await subscriber.subscribe_resource(URI)
                 # Hub A subscribes its own server process for hub B's subscriber.
@@ -71,7 +71,7 @@ async def test_an_update_reported_behind_hub_a_reaches_a_modern_era_listener_on_
     servers = {"fx": fixture_entry("fx", protocol=server_era)}
     async with replicas(2, servers, redis_server.url) as (a, b):
         with anyio.fail_after(30):
-            async with Client(b.url) as listener, Client(a.url) as toucher:
+            async with mcp_client(b.url) as listener, mcp_client(a.url) as toucher:
                 async with listener.listen(resource_subscriptions=[URI]) as stream:
                     await _wait_subscribed_at_server(a)
                     # A modern-era server is subscribed by reopening the hub's own listen stream in

@@ -10,13 +10,14 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from mcp import Client, MCPError
+from mcp import MCPError
 from mcp.server.request_state import InvalidRequestState
 from mcp_types import INVALID_PARAMS
 
 from hub.cluster.keys import ClusterKeys
 from hub.config import parse_config
 from hub.errors import ConfigError
+from tests.clients import mcp_client
 from tests.conftest import RunningHub, fixture_entry, running_hub
 
 KEY = secrets.token_hex(32)
@@ -57,7 +58,7 @@ def _hub(key_env: str) -> Any:
 
 
 async def _first_round(hub: RunningHub) -> types.InputRequiredResult:
-    async with Client(hub.url, mode="auto") as client:
+    async with mcp_client(hub.url, mode="auto") as client:
         first = await client.session.call_tool("fx__ask", {}, allow_input_required=True)
     assert isinstance(first, types.InputRequiredResult) and first.request_state
     return first
@@ -76,7 +77,7 @@ async def test_a_multi_round_call_sealed_by_one_replica_continues_on_another_wit
         async with _hub("HUB_TEST_KEY") as a, _hub("HUB_TEST_KEY") as b, _hub("HUB_OTHER_KEY") as stranger:
             first = await _first_round(a)
             responses = {"sample": _SAMPLED}
-            async with Client(b.url, mode="auto") as client:
+            async with mcp_client(b.url, mode="auto") as client:
                 second = await client.session.call_tool(
                     "fx__ask",
                     {},
@@ -84,7 +85,7 @@ async def test_a_multi_round_call_sealed_by_one_replica_continues_on_another_wit
                     input_responses=responses,  # type: ignore[arg-type]
                     request_state=first.request_state,
                 )
-            async with Client(stranger.url, mode="auto") as client:
+            async with mcp_client(stranger.url, mode="auto") as client:
                 with pytest.raises(MCPError) as refused:
                     await client.session.call_tool(
                         "fx__ask",

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
@@ -17,6 +16,7 @@ from mcp.client.streamable_http import streamable_http_client
 from hub.config import TokenBucketConfig
 from hub.endpoint.rate_limits import window_for
 from hub.errors import RATE_LIMITED
+from tests.clients import http_client, mcp_client
 from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
 from tests.conftest import INITIALIZE, MCP_HEADERS, fixture_entry, tool_text
 
@@ -25,8 +25,8 @@ pytestmark = pytest.mark.anyio
 
 @asynccontextmanager
 async def client_for(url: str, key: str) -> AsyncIterator[Client]:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as client:
+    async with http_client(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        async with mcp_client(streamable_http_client(url, http_client=http)) as client:
             yield client
 
 
@@ -57,7 +57,7 @@ async def test_requests_spread_over_three_replicas_get_the_per_principal_limit_o
         statuses: list[int] = []
         other: list[int] = []
         with anyio.fail_after(60):
-            async with httpx2.AsyncClient(timeout=15) as http:
+            async with http_client(timeout=15) as http:
                 for index in range(30):
                     hub = hubs[index % 3]
                     answer = await http.post(

@@ -19,6 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from hub.signals import Changes
+from tests.clients import http_client, mcp_client
 from tests.cluster_fixtures import ADMIN_KEY, CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
 from tests.conftest import INITIALIZE, MCP_HEADERS, RunningHub, fixture_entry, tool_text, until
 
@@ -30,8 +31,8 @@ MAX_LOAD_CALLS = 2000
 
 @asynccontextmanager
 async def client_for(url: str, key: str, **options: Any) -> AsyncIterator[Client]:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
-        async with Client(streamable_http_client(url, http_client=http), **options) as client:
+    async with http_client(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        async with mcp_client(streamable_http_client(url, http_client=http), **options) as client:
             yield client
 
 
@@ -90,7 +91,7 @@ async def test_redis_killed_and_restarted_under_load_costs_no_call_and_state_is_
             async with (
                 client_for(b.url, CALLER_KEY, mode="legacy", message_handler=on_message) as subscriber,
                 client_for(a.url, CALLER_KEY, mode="legacy") as toucher,
-                httpx2.AsyncClient(timeout=15) as http,
+                http_client(timeout=15) as http,
             ):
                 await subscriber.subscribe_resource(URI)
                 subscriptions = a.hub.endpoint.subscriptions

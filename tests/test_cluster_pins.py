@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
-from mcp import Client, MCPError
+from mcp import MCPError
 
 from hub.cluster.pins import flatten, unflatten
 from hub.pin_status import DEFINITION_HELD
+from tests.clients import http_client, mcp_client
 from tests.cluster_fixtures import RedisServer
 from tests.conftest import ROOT, running_hub, stdio_entry, tool_text
 
@@ -53,13 +53,13 @@ async def test_a_definition_approved_on_one_replica_is_served_on_the_other(redis
             # Hub B starts later and meets the server already pulled: it has never seen the
             # original, yet holds the changed definitions, because the pins are shared.
             async with running_hub({"rp": _rugpull("--pulled")}, pinning="block", cluster=cluster) as b:
-                async with Client(b.url, cache=None) as on_b:
+                async with mcp_client(b.url, cache=None) as on_b:
                     with pytest.raises(MCPError) as held:
                         await on_b.call_tool("rp__echo", {"text": "hi"})
                     # B's pending definitions reach A through Redis; approve them on A.
                     # Each adoption from Redis rebuilds the catalog (`catalog.changes`).
                     await a.hub.catalog.changes.wait_for(lambda: a.hub.pins.pending_names("rp") != [])
-                    async with httpx2.AsyncClient(timeout=15) as http:
+                    async with http_client(timeout=15) as http:
                         approved = await http.post(f"{a.base_url}/admin/pins/approve", json={"name": "rp__echo"})
                     await b.hub.catalog.changes.wait_for(
                         lambda: (

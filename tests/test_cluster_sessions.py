@@ -23,6 +23,7 @@ from mcp_types import InitializeRequestParams
 from sse_starlette.sse import AppStatus
 
 from hub.signals import Changes, wait_for_any
+from tests.clients import http_client, mcp_client
 from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer, api_keys, replicas
 from tests.conftest import RunningHub, fixture_entry, running_hub, tool_text
 
@@ -75,8 +76,11 @@ class RoundRobin(httpx2.AsyncBaseTransport):
 async def spread_client(hubs: list[RunningHub], key: str, **options: Any) -> AsyncIterator[tuple[Client, RoundRobin]]:
     """An SDK client (handshake era) whose requests go round-robin over `hubs`."""
     balancer = RoundRobin(hubs)
-    http = httpx2.AsyncClient(transport=balancer, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-    async with http, Client(streamable_http_client(hubs[0].url, http_client=http), mode="legacy", **options) as client:
+    http = http_client(transport=balancer, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    async with (
+        http,
+        mcp_client(streamable_http_client(hubs[0].url, http_client=http), mode="legacy", **options) as client,
+    ):
         yield client, balancer
 
 
@@ -148,7 +152,7 @@ async def test_another_principal_presenting_the_session_id_gets_404_on_every_rep
 ) -> None:
     async with replicas(3, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
         with anyio.fail_after(60):
-            async with httpx2.AsyncClient(timeout=30) as http:
+            async with http_client(timeout=30) as http:
                 session_id = await _initialize(http, hubs[0].url, CALLER_KEY)
                 for hub in hubs:
                     stolen = await _list_tools(http, hub.url, OTHER_KEY, session_id)
@@ -165,7 +169,7 @@ async def test_another_principal_presenting_the_session_id_gets_404_on_every_rep
 async def test_a_delete_on_one_replica_ends_the_session_on_every_replica(redis_server: RedisServer) -> None:
     async with replicas(3, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
         with anyio.fail_after(60):
-            async with httpx2.AsyncClient(timeout=30) as http:
+            async with http_client(timeout=30) as http:
                 session_id = await _initialize(http, hubs[0].url, CALLER_KEY)
                 assert (await _list_tools(http, hubs[2].url, CALLER_KEY, session_id)).status_code == 200
                 deleted = await http.delete(hubs[1].url, headers=_headers(CALLER_KEY, session_id))
@@ -185,7 +189,7 @@ async def test_a_delete_on_one_replica_ends_the_session_on_every_replica(redis_s
 async def test_a_tampered_a_foreign_or_an_expired_session_id_gets_404(redis_server: RedisServer) -> None:
     async with replicas(2, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER) as hubs:
         with anyio.fail_after(60):
-            async with httpx2.AsyncClient(timeout=30) as http:
+            async with http_client(timeout=30) as http:
                 session_id = await _initialize(http, hubs[0].url, CALLER_KEY)
                 flipped = session_id[:-5] + ("A" if session_id[-5] != "A" else "B") + session_id[-4:]
                 params = InitializeRequestParams(
@@ -208,7 +212,7 @@ async def test_a_tampered_a_foreign_or_an_expired_session_id_gets_404(redis_serv
 async def test_a_session_survives_the_replica_that_created_it_stopping(redis_server: RedisServer) -> None:
     cluster = {"redis_url": redis_server.url, "redis_timeout_seconds": 2.0, **CLUSTER}
     with anyio.fail_after(90):
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             async with running_hub(servers(), auth=api_keys(), cluster=cluster) as first:
                 session_id = await _initialize(http, first.url, CALLER_KEY)
                 assert (await _list_tools(http, first.url, CALLER_KEY, session_id)).status_code == 200
@@ -222,9 +226,9 @@ async def test_a_hub_alone_serves_its_sessions_and_refuses_them_after_delete_or_
     """Without `cluster` the key is random per process: the hub behaves as before, with
     sealed ids; a restarted hub (a new key) answers 404 and the client initializes again."""
     with anyio.fail_after(60):
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             async with running_hub(servers()) as hub:
-                async with Client(hub.url, mode="legacy") as client:
+                async with mcp_client(hub.url, mode="legacy") as client:
                     assert tool_text(await client.call_tool("fx__echo", {"text": "alone"})) == "alone"
                     assert hub.hub.endpoint.open_sessions() == 1
                 await hub.hub.endpoint.session_changes.wait_for(
@@ -349,7 +353,7 @@ async def test_answers_to_sampling_and_elicitation_posted_to_other_replicas_reac
 async def test_an_idle_copy_is_freed_and_the_next_request_rebuilds_the_session() -> None:
     with anyio.fail_after(60):
         async with (
-            httpx2.AsyncClient(timeout=30) as http,
+            http_client(timeout=30) as http,
             running_hub(servers(), session_idle_timeout_seconds=1.0) as hub,
         ):
             key = "unused"
@@ -376,7 +380,7 @@ async def test_with_redis_down_any_replica_still_serves_a_session_and_a_delete_h
 ) -> None:
     async with replicas(2, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER) as (a, b):
         with anyio.fail_after(60):
-            async with httpx2.AsyncClient(timeout=30) as http:
+            async with http_client(timeout=30) as http:
                 session_id = await _initialize(http, a.url, CALLER_KEY)
                 await redis_server.killed()
                 served = await _list_tools(http, b.url, CALLER_KEY, session_id)  # the id needs no Redis
@@ -391,7 +395,7 @@ async def test_a_profile_session_opens_on_that_profile_of_another_replica_only(r
     profiles = {"echoes": {"include": ["fx__echo"]}}
     async with replicas(2, servers(), redis_server.url, auth=api_keys(), cluster=CLUSTER, profiles=profiles) as hubs:
         with anyio.fail_after(60):
-            async with httpx2.AsyncClient(timeout=30) as http:
+            async with http_client(timeout=30) as http:
                 profile_url = f"{hubs[0].base_url}/profiles/echoes/mcp"
                 session_id = await _initialize(http, profile_url, CALLER_KEY)
                 served = await _list_tools(http, f"{hubs[1].base_url}/profiles/echoes/mcp", CALLER_KEY, session_id)

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
-from mcp import Client, MCPError
+from mcp import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.app import Hub
 from hub.config import parse_config
+from tests.clients import http_client, mcp_client
 from tests.conftest import ROOT, RunningHub, faulty_entry, serve_app, until
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "mcphub.json"
@@ -189,13 +189,13 @@ async def test_every_metric_the_dashboard_queries_exists_in_a_live_hubs_metrics(
         file="<test>",
     )
     hub = Hub(config, config_loader=lambda: config)
-    async with _serving(hub) as running, httpx2.AsyncClient(timeout=30) as http:
+    async with _serving(hub) as running, http_client(timeout=30) as http:
 
         async def scraped() -> set[str]:
             return _sample_names((await http.get(f"{running.base_url}/metrics")).text)
 
         with anyio.fail_after(60):
-            async with Client(running.url) as client:  # a handshake-era session stays open meanwhile
+            async with mcp_client(running.url) as client:  # a handshake-era session stays open meanwhile
                 await client.call_tool("fx__echo", {"text": "hi"})
                 # fx fails (breaker opens), spare fails, a retry round: spare answers.
                 await client.call_tool("fx__fail_times", {"n": 1, "key": "failover"})

@@ -9,11 +9,12 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client, MCPError
+from mcp import MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from hub.admission import BreakerState
 from hub.deadline import RequestDeadline
+from tests.clients import mcp_client
 from tests.conftest import Recorder, faulty_entry, running_hub
 from tests.conftest import tool_text as _text
 
@@ -53,7 +54,7 @@ async def test_a_queued_call_gets_only_the_rest_of_its_deadline_and_one_still_qu
         limiter = hub.hub.fleet.connections["fz"].limiter
         errors: dict[str, MCPError] = {}
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
 
                 async def call(name: str, arguments: dict[str, Any]) -> None:
                     with pytest.raises(MCPError) as raised:
@@ -96,7 +97,7 @@ async def test_an_idempotent_call_that_timed_out_on_one_replica_is_not_sent_agai
     async with running_hub(servers) as hub:
         hub.hub.fleet.events.target = recorder
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 with pytest.raises(MCPError) as raised:
                     await client.call_tool("fz__hang", {})
                 after = await client.call_tool("fz__echo", {"text": "after"})
@@ -120,7 +121,7 @@ async def test_a_per_client_connection_with_a_full_queue_refuses_its_own_client_
     async with running_hub({"fz": entry}) as hub:
         shared = hub.hub.fleet.connections["fz"]
         with anyio.fail_after(30):
-            async with Client(hub.url, mode="legacy") as a, Client(hub.url, mode="legacy") as b:
+            async with mcp_client(hub.url, mode="legacy") as a, mcp_client(hub.url, mode="legacy") as b:
                 assert _text(await a.call_tool("fz__echo", {"text": "a"})) == "a"  # starts a's connection
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(a.call_tool, "fz__hang", {})
@@ -143,7 +144,7 @@ async def test_a_per_client_connection_with_an_open_circuit_is_refused_alone_and
     async with running_hub({"fz": entry}) as hub:
         shared = hub.hub.fleet.connections["fz"]
         with anyio.fail_after(30):
-            async with Client(hub.url, mode="legacy") as a, Client(hub.url, mode="legacy") as b:
+            async with mcp_client(hub.url, mode="legacy") as a, mcp_client(hub.url, mode="legacy") as b:
                 for _ in range(2):
                     with pytest.raises(MCPError) as failed:
                         await a.call_tool("fz__fail_times", {"n": 10})
@@ -174,7 +175,7 @@ async def test_a_call_whose_deadline_passes_while_its_own_connection_starts_is_n
     async with running_hub({"fz": entry}) as hub:
         shared = hub.hub.fleet.connections["fz"]
         with anyio.fail_after(30):
-            async with Client(hub.url, mode="legacy") as a:
+            async with mcp_client(hub.url, mode="legacy") as a:
                 with pytest.raises(MCPError) as raised:
                     await a.call_tool("fz__echo", {"text": "too soon"})
                 pid = _text(await a.call_tool("fz__pid", {}))

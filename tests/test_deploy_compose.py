@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 import yaml
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.app import Hub
 from hub.config import HubConfig, load_config, parse_config
+from tests.clients import http_client
 from tests.conftest import ROOT, free_port, serve_app, until
 from tests.schema_validation import read_yaml, schema_errors
 
@@ -291,11 +291,11 @@ async def test_the_balancer_config_spreads_requests_over_ready_replicas_and_skip
                 await until(lambda: all(seen.count("/readyz") >= 2 for seen in hits[:2]))
                 await until(lambda: hits[2].count("/readyz") >= 3)
                 before = [len([path for path in seen if path != "/readyz"]) for seen in hits]
-                async with httpx2.AsyncClient(timeout=10) as http:
+                async with http_client(timeout=10) as http:
                     not_ready = (await http.get(f"{urls[2]}/readyz")).status_code
                 statuses = []
                 for _ in range(8):
-                    async with httpx2.AsyncClient(timeout=10) as http:  # a new connection each time
+                    async with http_client(timeout=10) as http:  # a new connection each time
                         statuses.append((await http.get(f"http://127.0.0.1:{port}/healthz")).status_code)
         finally:
             process.terminate()

@@ -25,7 +25,6 @@ import httpx2
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
-from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -33,6 +32,7 @@ from packaging.utils import canonicalize_name
 
 from hub.config import DEMO_FLEET_PATH, load_config, require_auth_beyond_loopback
 from hub.errors import ConfigError
+from tests.clients import http_client, mcp_client
 from tests.conftest import ROOT, free_port, until
 
 DEPLOY = ROOT / "deploy"
@@ -394,7 +394,7 @@ async def test_the_image_entrypoint_serves_the_demo_fleet_to_its_api_key_and_pas
     with log.open("wb") as output:
         process = await anyio.open_process(command, cwd=home_with_a_repository, env=env, stdout=output, stderr=output)
         try:
-            async with httpx2.AsyncClient(timeout=10) as http:
+            async with http_client(timeout=10) as http:
 
                 async def ready() -> bool:
                     try:
@@ -406,9 +406,9 @@ async def test_the_image_entrypoint_serves_the_demo_fleet_to_its_api_key_and_pas
                     await until(ready)
                 anonymous = await http.post(f"{base}/mcp", json={}, headers={"Content-Type": "application/json"})
                 metrics = await http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {key}"})
-            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+            async with http_client(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
                 with anyio.fail_after(60):
-                    async with Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client:
+                    async with mcp_client(streamable_http_client(f"{base}/mcp", http_client=http)) as client:
                         tools = {tool.name for tool in (await client.list_tools()).tools}
                         called = await client.call_tool("time__get_current_time", {"timezone": "UTC"})
             argv = [sys.executable if healthcheck[0] == "python" else healthcheck[0], *healthcheck[1:]]

@@ -35,6 +35,7 @@ from hub.config import parse_config
 from hub.endpoint.drain import SHUTTING_DOWN, DrainPhase
 from hub.endpoint.http_server import HttpServer, bind_socket
 from hub.reload import plan_reload
+from tests.clients import http_client, mcp_client
 from tests.conftest import hub_command
 from tests.test_cli import _cli_env
 
@@ -276,12 +277,12 @@ async def test_once_draining_readyz_answers_503_draining_while_healthz_and_calls
 ):
     async with running_hub({"fx": fixture_entry("fx")}) as hub:
         with anyio.fail_after(20):
-            async with httpx2.AsyncClient(base_url=hub.base_url) as http:
+            async with http_client(base_url=hub.base_url) as http:
                 assert (await http.get("/readyz")).status_code == 200
                 hub.hub.endpoint.drain.begin()
                 ready = await http.get("/readyz")
                 health = await http.get("/healthz")
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 echoed = tool_text(await client.call_tool("fx__echo", {"text": "still served"}))
     assert ready.status_code == 503
     assert ready.json()["status"] == "draining"
@@ -295,7 +296,7 @@ async def test_once_draining_readyz_answers_503_draining_while_healthz_and_calls
 async def test_after_the_grace_a_request_on_an_open_connection_gets_503_with_connection_close_not_a_reset() -> None:
     async with running_hub({"fx": fixture_entry("fx")}) as hub:
         with anyio.fail_after(20):
-            async with httpx2.AsyncClient(base_url=hub.base_url) as http:
+            async with http_client(base_url=hub.base_url) as http:
                 hub.hub.endpoint.drain.stop_accepting()
                 ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
                 refused = await http.post("/mcp", json=ping, headers=_mcp_headers())
@@ -324,7 +325,7 @@ async def test_a_drain_waits_for_the_call_in_flight_whose_answer_reaches_its_cli
     async with running_hub({"fx": fixture_entry("fx")}, drain_timeout_seconds=30) as hub:
         drain = hub.hub.endpoint.drain
         with anyio.fail_after(30):
-            async with Client(hub.url, mode=mode) as client, anyio.create_task_group() as tg:
+            async with mcp_client(hub.url, mode=mode) as client, anyio.create_task_group() as tg:
                 tg.start_soon(_slow_call, client, 1.0, progress, outcome)
                 await progress.started.wait()
                 report = await hub.hub.drain("test", 0, stop_accepting=_no_stop)
@@ -344,7 +345,7 @@ async def test_a_call_still_running_when_drain_timeout_seconds_runs_out_fails_wi
     progress, outcome = _Progress(), _Outcome()
     async with running_hub({"fx": fixture_entry("fx")}, drain_timeout_seconds=0.5) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url, mode=mode) as client, anyio.create_task_group() as tg:
+            async with mcp_client(hub.url, mode=mode) as client, anyio.create_task_group() as tg:
                 tg.start_soon(_slow_call, client, 30.0, progress, outcome)
                 await progress.started.wait()
                 report = await hub.hub.drain("test", 0, stop_accepting=_no_stop)
@@ -362,7 +363,7 @@ async def test_hurrying_a_drain_skips_the_grace_and_fails_the_call_in_flight_at_
     async with running_hub({"fx": fixture_entry("fx")}, drain_timeout_seconds=60) as hub:
         drain = hub.hub.endpoint.drain
         with anyio.fail_after(20):  # far below the grace plus the drain timeout
-            async with Client(hub.url) as client, anyio.create_task_group() as tg:
+            async with mcp_client(hub.url) as client, anyio.create_task_group() as tg:
                 tg.start_soon(_slow_call, client, 60.0, progress, outcome)
                 await progress.started.wait()
                 reports = []
@@ -390,8 +391,8 @@ async def test_a_drain_ends_a_get_stream_with_a_complete_body_and_a_listen_strea
         drain = hub.hub.endpoint.drain
         with anyio.fail_after(20):
             async with (
-                httpx2.AsyncClient() as http,
-                Client(hub.url, mode="auto") as modern,
+                http_client() as http,
+                mcp_client(hub.url, mode="auto") as modern,
                 anyio.create_task_group() as tg,
             ):
                 tg.start_soon(_raw_get_stream, http, hub.url, get_opened, get_outcome)
@@ -422,12 +423,12 @@ async def test_an_http_server_that_leaves_signals_to_its_caller_keeps_their_hand
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve)
             with anyio.fail_after(10):
-                async with httpx2.AsyncClient() as http:
+                async with http_client() as http:
                     first = await http.get(url)
                     during = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
                     server.stop_accepting()
                     again = await http.get(url)  # the connection opened before is still served
-                    async with httpx2.AsyncClient() as fresh:
+                    async with http_client() as fresh:
                         with pytest.raises(httpx2.ConnectError):
                             await fresh.get(url)
             server.stop()
@@ -448,7 +449,7 @@ async def test_sigterm_turns_readyz_503_serves_new_calls_through_the_grace_lets_
     progress, outcome = _Progress(), _Outcome()
     async with _serving(tmp_path, shutdown_grace_seconds=grace, drain_timeout_seconds=drain_timeout) as hub:
         async with _watching_sdk_streams() as sdk_streams, anyio.create_task_group() as tg:
-            async with Client(hub.url, mode="legacy", read_timeout_seconds=60) as client:
+            async with mcp_client(hub.url, mode="legacy", read_timeout_seconds=60) as client:
                 tg.start_soon(_slow_call, client, grace + 3.0, progress, outcome)
                 with anyio.fail_after(20):
                     await progress.started.wait()
@@ -456,10 +457,10 @@ async def test_sigterm_turns_readyz_503_serves_new_calls_through_the_grace_lets_
                 hub.process.send_signal(signal.SIGTERM)
                 draining = await hub.event("draining")
                 with anyio.fail_after(grace):
-                    async with httpx2.AsyncClient(base_url=hub.base_url) as http:
+                    async with http_client(base_url=hub.base_url) as http:
                         ready = await http.get("/readyz")
                         health = await http.get("/healthz")
-                    async with Client(hub.url) as newcomer:
+                    async with mcp_client(hub.url) as newcomer:
                         echoed = tool_text(await newcomer.call_tool("fx__echo", {"text": "during the grace"}))
                 served_during_grace = not hub.events["stopping"].is_set()
                 with anyio.fail_after(grace + drain_timeout):
@@ -489,8 +490,8 @@ async def test_sigterm_ends_open_get_and_listen_streams_cleanly_and_exits_0(tmp_
     async with _serving(tmp_path, shutdown_grace_seconds=0) as hub:
         with anyio.fail_after(30):
             async with (
-                httpx2.AsyncClient() as http,
-                Client(hub.url, mode="auto") as modern,
+                http_client() as http,
+                mcp_client(hub.url, mode="auto") as modern,
                 anyio.create_task_group() as tg,
             ):
                 tg.start_soon(_raw_get_stream, http, hub.url, get_opened, get_outcome)
@@ -516,7 +517,7 @@ async def test_a_second_sigterm_during_the_drain_stops_at_once_failing_the_call_
     async with _serving(tmp_path, shutdown_grace_seconds=60, drain_timeout_seconds=60) as hub:
         # Every wait below is far shorter than the grace plus the drain timeout (120 s).
         with anyio.fail_after(30):
-            async with Client(hub.url, read_timeout_seconds=60) as client, anyio.create_task_group() as tg:
+            async with mcp_client(hub.url, read_timeout_seconds=60) as client, anyio.create_task_group() as tg:
                 tg.start_soon(_slow_call, client, 60.0, progress, outcome)
                 await progress.started.wait()
                 hub.process.send_signal(signal.SIGTERM)
@@ -540,7 +541,7 @@ async def test_a_drain_that_times_out_fails_the_slower_call_with_a_clear_error_a
     progress, outcome = _Progress(), _Outcome()
     async with _serving(tmp_path, shutdown_grace_seconds=0, drain_timeout_seconds=1) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url, read_timeout_seconds=60) as client, anyio.create_task_group() as tg:
+            async with mcp_client(hub.url, read_timeout_seconds=60) as client, anyio.create_task_group() as tg:
                 tg.start_soon(_slow_call, client, 60.0, progress, outcome)
                 await progress.started.wait()
                 hub.process.send_signal(signal.SIGTERM)

@@ -9,7 +9,6 @@ import signal
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client, MCPError
@@ -17,6 +16,7 @@ from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS, REQUEST_TIMEOUT, SERVER
 
 from hub.naming import NAME_PATTERN
 from hub.servers import ServerState
+from tests.clients import http_client, mcp_client
 from tests.conftest import fixture_entry, http_fixture, running_hub
 from tests.conftest import tool_text as _text
 
@@ -40,7 +40,7 @@ async def _all_tool_names(client: Client) -> list[str]:
 async def test_two_servers_exporting_the_same_tool_name_are_both_reachable_under_their_prefixes(mode: str) -> None:
     async with running_hub({"alpha": fixture_entry("alpha"), "beta": fixture_entry("beta")}) as hub:
         with anyio.fail_after(15):
-            async with Client(hub.url, mode=mode) as client:
+            async with mcp_client(hub.url, mode=mode) as client:
                 names = await _all_tool_names(client)
                 alpha = await client.call_tool("alpha__whoami", {})
                 beta = await client.call_tool("beta__whoami", {})
@@ -54,7 +54,7 @@ async def test_two_servers_exporting_the_same_tool_name_are_both_reachable_under
 async def test_a_handshake_era_client_and_a_modern_era_client_use_the_same_hub_at_once() -> None:
     async with running_hub({"fx": fixture_entry("fx")}) as hub:
         with anyio.fail_after(15):
-            async with Client(hub.url, mode="legacy") as old, Client(hub.url) as new:
+            async with mcp_client(hub.url, mode="legacy") as old, mcp_client(hub.url) as new:
                 assert old.protocol_version == "2025-11-25"
                 assert new.protocol_version == "2026-07-28"
                 async with anyio.create_task_group() as tg:
@@ -74,7 +74,7 @@ async def test_a_handshake_era_server_and_a_modern_era_server_serve_behind_the_s
     async with running_hub(servers) as hub:
         versions = {status.server_id: status.protocol_version for status in hub.hub.server_statuses()}
         with anyio.fail_after(15):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 old = await client.call_tool("old__whoami", {})
                 new = await client.call_tool("new__whoami", {})
     assert versions == {"old": "2025-11-25", "new": "2026-07-28"}
@@ -85,7 +85,7 @@ async def test_names_that_are_invalid_or_too_long_are_exposed_valid_and_still_re
     async with running_hub({"weird": fixture_entry("weird", "--weird-names")}) as hub:
         routes = {route.original: route.exposed for route in hub.hub.catalog.routes() if route.kind == "tools"}
         with anyio.fail_after(15):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 names = await _all_tool_names(client)
                 answers = {
                     original: _text(await client.call_tool(routes[original], {}))
@@ -103,7 +103,7 @@ async def test_names_that_are_invalid_or_too_long_are_exposed_valid_and_still_re
 async def test_every_page_of_a_paginated_server_is_in_the_catalog() -> None:
     async with running_hub({"big": fixture_entry("big", "--extra-tools", "40", "--page-size", "7")}) as hub:
         with anyio.fail_after(15):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 names = await _all_tool_names(client)
                 last = await client.call_tool("big__tool_39", {"text": "last page"})
     assert {f"big__tool_{i}" for i in range(40)} <= set(names)
@@ -114,9 +114,9 @@ async def test_a_server_that_fails_to_start_is_reported_while_the_others_serve()
     servers = {"good": fixture_entry("good"), "broken": {"command": "/nonexistent/mcp-server"}}
     async with running_hub(servers) as hub:
         with anyio.fail_after(15):
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 ready = (await http.get(f"{hub.base_url}/readyz")).json()
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 names = await _all_tool_names(client)
                 good = await client.call_tool("good__whoami", {})
     states = {server["server_id"]: server for server in ready["servers"]}
@@ -132,7 +132,7 @@ async def test_a_server_that_fails_to_start_is_reported_while_the_others_serve()
 async def test_a_server_that_dies_mid_call_fails_that_call_naming_it_and_is_restarted(mode: str) -> None:
     async with running_hub({"victim": fixture_entry("victim"), "bystander": fixture_entry("bystander")}) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url, mode=mode) as client:
+            async with mcp_client(hub.url, mode=mode) as client:
                 first_pid = _text(await client.call_tool("victim__pid", {}))
                 with pytest.raises(MCPError) as raised:
                     await client.call_tool("victim__crash", {})
@@ -150,7 +150,7 @@ async def test_a_server_that_dies_mid_call_fails_that_call_naming_it_and_is_rest
 async def test_a_killed_server_shows_in_readyz_and_every_other_route_keeps_working() -> None:
     async with running_hub({"victim": fixture_entry("victim"), "bystander": fixture_entry("bystander")}) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client, httpx2.AsyncClient() as http:
+            async with mcp_client(hub.url) as client, http_client() as http:
                 os.kill(int(_text(await client.call_tool("victim__pid", {}))), signal.SIGKILL)
                 await hub.hub.wait_for_server("victim", ServerState.RESTARTING, ServerState.FAILED)
                 ready = (await http.get(f"{hub.base_url}/readyz")).json()
@@ -175,7 +175,7 @@ async def test_a_change_in_a_servers_tools_reaches_a_connected_client_as_list_ch
 
     async with running_hub({"fx": fixture_entry("fx", protocol=server_protocol)}) as hub:
         with anyio.fail_after(20):
-            async with Client(hub.url, mode=mode, message_handler=on_message) as client:
+            async with mcp_client(hub.url, mode=mode, message_handler=on_message) as client:
                 assert client.server_capabilities.tools is not None
                 assert client.server_capabilities.tools.list_changed is True
                 if client.protocol_version == "2026-07-28":
@@ -195,7 +195,7 @@ async def test_a_change_in_a_servers_tools_reaches_a_connected_client_as_list_ch
 async def test_an_unknown_tool_gets_invalid_params_naming_it() -> None:
     async with running_hub({"fx": fixture_entry("fx")}) as hub:
         with anyio.fail_after(15):
-            async with Client(hub.url, mode="legacy") as client:
+            async with mcp_client(hub.url, mode="legacy") as client:
                 with pytest.raises(MCPError) as unknown:
                     await client.call_tool("fx__no_such_tool", {})
                 with pytest.raises(MCPError) as unprefixed:
@@ -225,7 +225,7 @@ async def test_a_call_slower_than_the_server_timeout_fails_with_a_timeout_and_ca
         entry = fixture_entry("sluggish", timeout_seconds=0.5, protocol=server_protocol)
         async with running_hub({"sluggish": entry}) as hub:
             with anyio.fail_after(20):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     with pytest.raises(MCPError) as raised:
                         await client.call_tool("sluggish__slow", {"seconds": 30, "steps": 1})
                     await cancelled.wait()
@@ -247,7 +247,7 @@ async def test_progress_from_the_server_reaches_the_calling_client(mode: str) ->
 
     async with running_hub({"fx": fixture_entry("fx")}) as hub:
         with anyio.fail_after(15):
-            async with Client(hub.url, mode=mode) as client:
+            async with mcp_client(hub.url, mode=mode) as client:
                 result = await client.call_tool("fx__slow", {"seconds": 0.1, "steps": 3}, progress_callback=on_progress)
     assert _text(result) == "done"
     assert seen == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
@@ -257,7 +257,7 @@ async def test_progress_from_the_server_reaches_the_calling_client(mode: str) ->
 async def test_resources_templates_prompts_and_completions_are_namespaced_and_routed(mode: str) -> None:
     async with running_hub({"alpha": fixture_entry("alpha"), "beta": fixture_entry("beta")}) as hub:
         with anyio.fail_after(15):
-            async with Client(hub.url, mode=mode) as client:
+            async with mcp_client(hub.url, mode=mode) as client:
                 resources = [str(r.uri) for r in (await client.list_resources()).resources]
                 templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
                 prompts = [p.name for p in (await client.list_prompts()).prompts]
@@ -285,7 +285,7 @@ async def test_resources_templates_prompts_and_completions_are_namespaced_and_ro
 async def test_an_is_error_result_passes_through_unchanged() -> None:
     async with running_hub({"fx": fixture_entry("fx")}) as hub:
         with anyio.fail_after(15):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 result = await client.call_tool("fx__fail", {})
     assert result.is_error is True
     assert _text(result) == "it failed"
@@ -295,13 +295,13 @@ async def test_an_is_error_result_passes_through_unchanged() -> None:
 async def test_the_per_server_endpoint_serves_one_server_under_its_original_names(mode: str) -> None:
     async with running_hub({"alpha": fixture_entry("alpha"), "beta": fixture_entry("beta")}) as hub:
         with anyio.fail_after(15):
-            async with Client(hub.server_url("beta"), mode=mode) as client:
+            async with mcp_client(hub.server_url("beta"), mode=mode) as client:
                 names = await _all_tool_names(client)
                 who = await client.call_tool("whoami", {})
                 info = await client.read_resource("fixture://info")
                 with pytest.raises(MCPError) as other_server:
                     await client.call_tool("alpha__whoami", {})
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 unknown = await http.post(hub.server_url("nobody"), json={})
     assert "whoami" in names and not any("__" in name for name in names)
     assert _text(who) == "beta"
@@ -319,7 +319,7 @@ async def test_remote_servers_over_streamable_http_and_sse_are_federated(transpo
         }
         async with running_hub(servers) as hub:
             with anyio.fail_after(15):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     remote = await client.call_tool("remote__whoami", {})
                     local = await client.call_tool("local__whoami", {})
                     progress: list[float] = []
@@ -339,7 +339,7 @@ async def test_a_remote_server_going_away_leaves_the_hub_and_other_servers_servi
     async with http_fixture("--name", "remote", direct=True) as (url, process):
         async with running_hub({"remote": {"url": url, "timeout_seconds": 5}, "local": fixture_entry("local")}) as hub:
             with anyio.fail_after(30):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     assert _text(await client.call_tool("remote__whoami", {})) == "remote"
                     process.kill()
                     await process.wait()
@@ -355,7 +355,7 @@ async def test_a_host_or_origin_from_elsewhere_is_refused_on_every_path() -> Non
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
         headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
         with anyio.fail_after(15):
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 bad_host = await http.post(hub.url, json=body, headers={**headers, "Host": "evil.example"})
                 bad_origin = await http.post(hub.url, json=body, headers={**headers, "Origin": "http://evil.example"})
                 readyz_bad_host = await http.get(f"{hub.base_url}/readyz", headers={"Host": "evil.example:80"})
@@ -373,7 +373,7 @@ async def test_a_host_or_origin_from_elsewhere_is_refused_on_every_path() -> Non
 async def test_a_public_url_host_is_accepted() -> None:
     async with running_hub({"fx": fixture_entry("fx")}, public_url="https://hub.example.com") as hub:
         with anyio.fail_after(15):
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 response = await http.get(f"{hub.base_url}/healthz", headers={"Host": "hub.example.com"})
     assert response.status_code == 200
 
@@ -387,9 +387,9 @@ async def test_a_request_body_over_the_cap_gets_413_and_the_hub_keeps_serving() 
             "params": {"name": "fx__echo", "arguments": {"text": "x" * 100_000}},
         }
         with anyio.fail_after(15):
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 response = await http.post(hub.url, json=big, headers={"Accept": "application/json, text/event-stream"})
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 after = await client.call_tool("fx__echo", {"text": "small"})
     assert response.status_code == 413
     assert _text(after) == "small"
@@ -400,7 +400,7 @@ async def test_a_stdio_server_gets_only_its_configured_environment() -> None:
     try:
         async with running_hub({"fx": fixture_entry("fx", env={"GIVEN": "yes"})}) as hub:
             with anyio.fail_after(15):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     secret = await client.call_tool("fx__getenv", {"name": "HUB_TEST_SECRET"})
                     given = await client.call_tool("fx__getenv", {"name": "GIVEN"})
     finally:
@@ -412,7 +412,7 @@ async def test_a_stdio_server_gets_only_its_configured_environment() -> None:
 async def test_stopping_the_hub_stops_every_stdio_child() -> None:
     async with running_hub({"a": fixture_entry("a"), "b": fixture_entry("b")}) as hub:
         with anyio.fail_after(15):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 pids = [int(_text(await client.call_tool(f"{sid}__pid", {}))) for sid in ("a", "b")]
     for pid in pids:
         with pytest.raises(ProcessLookupError):
@@ -422,7 +422,7 @@ async def test_stopping_the_hub_stops_every_stdio_child() -> None:
 async def test_readyz_and_admin_report_servers_and_routes() -> None:
     async with running_hub({"fx": fixture_entry("fx")}) as hub:
         with anyio.fail_after(15):
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 ready = await http.get(f"{hub.base_url}/readyz")
                 health = await http.get(f"{hub.base_url}/healthz")
                 servers = (await http.get(f"{hub.base_url}/admin/servers")).json()
@@ -456,7 +456,7 @@ async def test_readyz_and_admin_report_servers_and_routes() -> None:
 async def test_a_modern_era_result_carries_the_hubs_server_info_stamp_not_the_servers() -> None:
     async with running_hub({"fx": fixture_entry("fx")}) as hub:
         with anyio.fail_after(15):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 result = await client.call_tool("fx__echo", {"text": "x"})
                 server_info = client.server_info
     assert result.meta is not None

@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client, MCPError
@@ -20,6 +19,7 @@ from mcp_types import INVALID_PARAMS
 
 from hub.app import Hub
 from hub.list_freshness import LIST_TTL_MS
+from tests.clients import http_client, mcp_client
 from tests.conftest import fixture_entry, running_hub
 from tests.conftest import tool_text as _text
 
@@ -45,7 +45,7 @@ async def test_each_era_pairing_relays_sampling_and_elicitation_from_a_real_serv
     async with running_hub({"fx": fixture_entry("fx", protocol=server_era)}) as hub:
         assert (hub.hub.server_status("fx").protocol_version == "2026-07-28") == (server_era == "modern")
         with anyio.fail_after(20):
-            async with Client(
+            async with mcp_client(
                 hub.url, mode=client_mode, sampling_callback=_sampling, elicitation_callback=_elicitation
             ) as client:
                 assert (client.protocol_version == "2026-07-28") == (client_mode == "auto")
@@ -58,7 +58,7 @@ async def test_a_modern_client_sees_the_bridged_rounds_and_the_suspended_call_re
     async with running_hub({"fx": fixture_entry("fx", protocol="legacy")}) as hub:
         bridge = hub.hub.endpoint.bridge
         with anyio.fail_after(20):
-            async with Client(hub.url, elicitation_callback=_elicitation, sampling_callback=_sampling) as client:
+            async with mcp_client(hub.url, elicitation_callback=_elicitation, sampling_callback=_sampling) as client:
                 first = await client.session.call_tool("fx__ask", {}, allow_input_required=True)
                 assert isinstance(first, types.InputRequiredResult)
                 assert [r.method for r in first.input_requests.values()] == ["sampling/createMessage"]
@@ -113,9 +113,9 @@ async def _hub_with_principals(ttl: float) -> AsyncIterator[tuple[Hub, str]]:
 
 @asynccontextmanager
 async def _client_as(url: str, principal: str) -> AsyncIterator[Client]:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {_KEYS[principal]}"}) as http:
+    async with http_client(headers={"Authorization": f"Bearer {_KEYS[principal]}"}) as http:
         transport = streamable_http_client(url, http_client=http)
-        async with Client(transport, sampling_callback=_sampling, elicitation_callback=_elicitation) as client:
+        async with mcp_client(transport, sampling_callback=_sampling, elicitation_callback=_elicitation) as client:
             yield client
 
 
@@ -185,7 +185,7 @@ async def _raw_post(url: str, body: dict[str, Any], headers: dict[str, str]) -> 
 async def test_the_endpoint_duties_cache_hints_capabilities_headers_and_terminated_sessions() -> None:
     async with running_hub({"fx": fixture_entry("fx", protocol="legacy")}) as hub:
         with anyio.fail_after(20):
-            async with Client(hub.url) as modern, Client(hub.url, mode="legacy") as legacy:
+            async with mcp_client(hub.url) as modern, mcp_client(hub.url, mode="legacy") as legacy:
                 tools = await modern.list_tools(cache_mode="refresh")
                 read = await modern.read_resource("fx+fixture://info")
                 caps = legacy.server_capabilities
@@ -201,7 +201,7 @@ async def test_the_endpoint_duties_cache_hints_capabilities_headers_and_terminat
             }
             body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
             body["params"] = {"name": "fx__whoami", "arguments": {}, "_meta": meta}
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 padded = await _raw_post(hub.url, body, {**headers, "mcp-name": " fx__whoami \t"})
                 mismatched = await http.post(hub.url, json=body, headers={**headers, "mcp-name": "fx__pid"})
                 init = {

@@ -23,6 +23,7 @@ from mcp_types import INVALID_REQUEST
 
 from hub.push_era import PushingServers, pushed_method
 from hub.servers import ServerConnection
+from tests.clients import mcp_client
 from tests.conftest import fixture_entry, http_fixture, running_hub, stdio_entry, tool_text
 
 pytestmark = pytest.mark.anyio
@@ -68,7 +69,7 @@ async def _roots(ctx: Any) -> types.ListRootsResult:
 
 
 def _client(url: str, mode: str) -> Client:
-    return Client(
+    return mcp_client(
         url,
         mode=mode,
         sampling_callback=_sampling,

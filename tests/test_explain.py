@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 
+from tests.clients import http_client
 from tests.conftest import RunningHub, fixture_entry, hub_command, running_hub
 from tests.test_cli import ONE_SHOT_TIMEOUT_SECONDS, _cli_env, _serving, _write_config
 
@@ -66,7 +66,7 @@ async def hub() -> AsyncIterator[RunningHub]:
 
 
 async def _explain(hub: RunningHub, path: str, token: str, **query: Any) -> dict[str, Any]:
-    async with httpx2.AsyncClient(timeout=10.0, headers={"Authorization": f"Bearer {token}"}) as http:
+    async with http_client(timeout=10.0, headers={"Authorization": f"Bearer {token}"}) as http:
         response = await http.get(f"{hub.base_url}{path}", params=query)
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()
@@ -136,7 +136,7 @@ async def test_a_principal_asking_about_itself_learns_nothing_of_routes_it_may_n
 
 
 async def test_explain_needs_a_name_and_admin_for_another_principal(hub: RunningHub) -> None:
-    async with httpx2.AsyncClient(timeout=10.0) as http:
+    async with http_client(timeout=10.0) as http:
         no_name = await http.get(f"{hub.base_url}/admin/explain", headers={"Authorization": f"Bearer {KEYS['ops']}"})
         not_admin = await http.get(
             f"{hub.base_url}/admin/explain",
@@ -188,7 +188,7 @@ async def test_explain_of_a_definition_held_by_pinning_shows_the_pin_the_pending
         pass  # trust on first use: the first listing is pinned
     async with running_hub({"rp": _rugpull("--pulled")}, pinning="block", state_dir=state_dir) as hub:
         with anyio.fail_after(20):
-            async with httpx2.AsyncClient(timeout=10.0) as http:
+            async with http_client(timeout=10.0) as http:
                 response = await http.get(f"{hub.base_url}/admin/explain", params={"name": "rp__echo"})
     held = response.json()
     assert held["found"] is True and held["policy"] is None

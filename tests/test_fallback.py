@@ -8,7 +8,6 @@ import signal
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client, MCPError
@@ -18,6 +17,7 @@ from hub.catalog import Route
 from hub.config import parse_config
 from hub.errors import ConfigError
 from hub.servers import ServerState
+from tests.clients import http_client, mcp_client
 from tests.conftest import faulty_entry, faulty_http, fixture_entry, http_fixture, hub_command, running_hub
 from tests.conftest import tool_text as _text
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def _admin(base_url: str, what: str) -> Any:
-    async with httpx2.AsyncClient() as http:
+    async with http_client() as http:
         return (await http.get(f"{base_url}/admin/{what}")).json()[what]
 
 
@@ -43,7 +43,7 @@ async def test_a_down_primary_is_served_by_its_fallback_only_for_tools_the_fallb
         async with running_hub(servers) as hub:
             with anyio.fail_after(30):
                 # cache=None: this client re-lists to see the catalog change (it does not listen).
-                async with Client(hub.url, cache=None) as client:
+                async with mcp_client(hub.url, cache=None) as client:
                     assert {"a__pid", "a__hang", "b__pid"} <= await _tool_names(client)
                     b_pid = _text(await client.call_tool("b__pid", {}))
                     process.kill()
@@ -70,7 +70,7 @@ async def test_an_unexposed_server_adds_no_names_and_serves_a_primary_whose_circ
     }
     async with running_hub(servers) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 names = await _tool_names(client)
                 a_pid = _text(await client.call_tool("a__pid", {}))
                 with pytest.raises(MCPError) as timed_out:
@@ -78,7 +78,7 @@ async def test_an_unexposed_server_adds_no_names_and_serves_a_primary_whose_circ
                 served = _text(await client.call_tool("a__pid", {}))
                 servers_json = {s["server_id"]: s for s in await _admin(hub.base_url, "servers")}
                 routes = {r["exposed"]: r for r in await _admin(hub.base_url, "routes")}
-            async with Client(hub.server_url("spare")) as spare:
+            async with mcp_client(hub.server_url("spare")) as spare:
                 spare_pid = _text(await spare.call_tool("pid", {}))
     assert not any(name.startswith("spare__") for name in names) and "a__pid" in names
     assert timed_out.value.code == REQUEST_TIMEOUT  # the hang was not repeated elsewhere: not idempotent
@@ -93,7 +93,7 @@ async def test_replicas_are_served_round_robin_under_one_set_of_names_and_shown_
     servers = {"search": {"replicas": [{k: member[k] for k in ("command", "args")}] * 2}}
     async with running_hub(servers) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 names = await _tool_names(client)
                 pids = [_text(await client.call_tool("search__pid", {})) for _ in range(4)]
             servers_json = await _admin(hub.base_url, "servers")
@@ -118,7 +118,7 @@ async def test_killing_a_replica_mid_load_costs_no_failed_call_on_idempotent_too
     async with running_hub(servers) as hub:
         fleet = hub.hub.fleet
         with anyio.fail_after(60):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 first = {_text(await client.call_tool("search__pid", {})) for _ in range(2)}
                 victim = int(min(first))
                 results: list[str] = []
@@ -199,7 +199,7 @@ async def test_resources_and_prompts_of_a_down_primary_are_served_by_its_fallbac
         servers = {"a": {"url": url, "fallback": ["b"]}, "b": fixture_entry("b")}
         async with running_hub(servers) as hub:
             with anyio.fail_after(30):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     before = await client.read_resource("a+fixture://info")
                     # A modern-era HTTP session has no standing stream: the hub learns that `a`
                     # is gone from the next request, which moves to `b` (a read is repeatable).

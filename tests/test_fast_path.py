@@ -18,6 +18,7 @@ import httpx2
 import pytest
 from mcp_types import INVALID_PARAMS
 
+from tests.clients import http_client
 from tests.conftest import INITIALIZE, MCP_HEADERS, LogLines, RunningHub, fixture_entry, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -44,7 +45,7 @@ def _config() -> dict[str, Any]:
 @asynccontextmanager
 async def _hub() -> AsyncIterator[tuple[RunningHub, httpx2.AsyncClient]]:
     async with running_hub({"fx": fixture_entry("fx")}, **_config()) as hub:
-        async with httpx2.AsyncClient(timeout=30, limits=httpx2.Limits(max_connections=250)) as http:
+        async with http_client(timeout=30, limits=httpx2.Limits(max_connections=250)) as http:
             yield hub, http
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from mcp import Client, MCPError
+from mcp import MCPError
 from mcp_types import INTERNAL_ERROR
 
+from tests.clients import mcp_client
 from tests.conftest import faulty_http
 from tests.conftest import tool_text as _text
 
@@ -24,7 +25,7 @@ async def test_the_faulty_servers_tools_do_what_its_docstring_says(mode: str) ->
 
     async with faulty_http("--name", "faulty") as (url, _):
         with anyio.fail_after(30):
-            async with Client(url, mode=mode) as client:
+            async with mcp_client(url, mode=mode) as client:
                 assert _text(await client.call_tool("echo", {"text": "hi"})) == "hi"
                 assert _text(await client.call_tool("pid", {})).isdigit()
                 assert len(_text(await client.call_tool("huge", {"size": 100_000}))) == 100_000

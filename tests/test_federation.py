@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 import yaml
-from mcp import Client, MCPError, StdioServerParameters
+from mcp import MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import INVALID_REQUEST
@@ -37,6 +36,7 @@ from hub.federation import (
 )
 from hub.servers import ServerState
 from hub.signals import wait_for_any
+from tests.clients import http_client, mcp_client
 from tests.conftest import (
     ROOT,
     LogLines,
@@ -286,7 +286,7 @@ async def test_a_hub_that_lists_itself_holds_that_server_failed_as_a_federation_
             me = await a.wait_for_server("me", where=lambda _: _held_as_loop(a, "me"))
         assert "hub-a -> hub-a" in (me.last_error or "")
         assert all(name.startswith("fx__") for name in _tool_names(a))
-        async with httpx2.AsyncClient() as http:  # an operator's restart tries once more, and the loop is held again
+        async with http_client() as http:  # an operator's restart tries once more, and the loop is held again
             restart = await http.post(f"{hubs['a'].base_url}/admin/servers/me/restart")
         assert restart.status_code == 202
         with anyio.fail_after(30):
@@ -321,9 +321,9 @@ async def test_a_request_whose_hub_chain_loops_or_is_too_long_is_refused_on_both
         with anyio.fail_after(30):
             for url in (hub.url, hub.server_url("fx")):
                 for chain, reason in (("hub-x,hub-test", "federation_loop"), ("h1,h2,h3,h4,h5", "federation_too_deep")):
-                    async with httpx2.AsyncClient(headers={CHAIN_HEADER: chain}) as http:
+                    async with http_client(headers={CHAIN_HEADER: chain}) as http:
                         with pytest.raises((MCPError, BaseExceptionGroup)) as raised:
-                            async with Client(streamable_http_client(url, http_client=http), mode=mode):
+                            async with mcp_client(streamable_http_client(url, http_client=http), mode=mode):
                                 pass
                     refused = _mcp_error(raised.value)
                     assert refused.code == FEDERATION_LOOP
@@ -332,11 +332,11 @@ async def test_a_request_whose_hub_chain_loops_or_is_too_long_is_refused_on_both
                     assert data["chain"] == chain.split(",") and data["hub_id"] == "hub-test"
                     assert chain.replace(",", " -> ") + " -> hub-test" in refused.message
                 # A chain of max_federation_depth other hubs is fine.
-                async with httpx2.AsyncClient(headers={CHAIN_HEADER: "h1,h2,h3,h4"}) as http:
-                    async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+                async with http_client(headers={CHAIN_HEADER: "h1,h2,h3,h4"}) as http:
+                    async with mcp_client(streamable_http_client(url, http_client=http), mode=mode) as client:
                         assert (await client.list_tools()).tools
                 # The chain in _meta is checked per request.
-                async with Client(url, mode=mode) as client:
+                async with mcp_client(url, mode=mode) as client:
                     name = "fx__echo" if url == hub.url else "echo"
                     assert tool_text(await client.call_tool(name, {"text": "hi"})) == "hi"
                     with pytest.raises(MCPError) as refused_call:
@@ -356,7 +356,7 @@ async def test_a_stdio_hub_refuses_a_request_whose_meta_chain_holds_its_id(mode:
     command, *args = hub_command("serve", "--stdio", "-c", str(config), "--log-level", "warning")
     params = StdioServerParameters(command=command, args=args)
     with anyio.fail_after(60), (tmp_path / "stderr.log").open("w") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:
+        async with mcp_client(stdio_client(params, errlog=errlog), mode=mode) as client:
             assert (
                 tool_text(await client.call_tool("fx__echo", {"text": "hi"}, meta={CHAIN_META_KEY: ["hub-x"]})) == "hi"
             )
@@ -398,7 +398,9 @@ async def test_a_hub_of_hubs_serves_calls_progress_and_relays_across_both_hops(b
             return types.ElicitResult(action="accept", content={"name": "ada"})
 
         with anyio.fail_after(40):
-            async with Client(b.url, mode=client_mode, sampling_callback=sample, elicitation_callback=elicit) as client:
+            async with mcp_client(
+                b.url, mode=client_mode, sampling_callback=sample, elicitation_callback=elicit
+            ) as client:
                 assert tool_text(await client.call_tool("a__fx__echo", {"text": "two hops"})) == "two hops"
                 slow = await client.call_tool(
                     "a__fx__slow", {"seconds": 0.3, "steps": 3}, progress_callback=on_progress
@@ -409,9 +411,9 @@ async def test_a_hub_of_hubs_serves_calls_progress_and_relays_across_both_hops(b
                 # Both hubs advertise who they are and whom they federate.
                 advertised = client.server_capabilities.experimental or {}
                 listed = (await client.list_tools()).meta or {}
-            async with Client(a.url, mode=client_mode) as direct:
+            async with mcp_client(a.url, mode=client_mode) as direct:
                 a_advertised = direct.server_capabilities.experimental or {}
-            async with Client(a.server_url("fx"), mode=client_mode) as per_server:
+            async with mcp_client(a.server_url("fx"), mode=client_mode) as per_server:
                 fx_listed = (await per_server.list_tools()).meta or {}
     assert progress
     assert asked == "sampled=from-b-client elicited=ada action=accept"
@@ -434,7 +436,9 @@ async def test_a_hub_of_hubs_relays_pushed_sampling_from_a_handshake_era_server_
             return types.ElicitResult(action="accept", content={"name": "ada"})
 
         with anyio.fail_after(30):
-            async with Client(b.url, mode="legacy", sampling_callback=sample, elicitation_callback=elicit) as client:
+            async with mcp_client(
+                b.url, mode="legacy", sampling_callback=sample, elicitation_callback=elicit
+            ) as client:
                 asked = tool_text(await client.call_tool("a__fx__ask", {}))
     assert asked == "sampled=pushed elicited=ada action=accept"
 
@@ -456,7 +460,7 @@ async def test_a_hub_of_hubs_relays_log_messages_and_cancellation_across_both_ho
 
         extra: dict[str, Any] = {"log_level": "debug"} if client_mode == "auto" else {}
         with anyio.fail_after(30):
-            async with Client(b.url, mode=client_mode, logging_callback=on_log, **extra) as client:
+            async with mcp_client(b.url, mode=client_mode, logging_callback=on_log, **extra) as client:
                 assert tool_text(await client.call_tool("a__fx__log", {})) == "logged"
                 async with anyio.create_task_group() as tg:
 
@@ -478,6 +482,6 @@ async def test_the_hub_chain_travels_in_the_http_header_and_meta_across_two_hops
         async with running_hub({"leaky": {"url": leaky_url}}, hub_id="hub-a") as a:
             async with running_hub({"a": {"url": a.url}}, hub_id="hub-b") as b:
                 with anyio.fail_after(20):
-                    async with Client(b.url) as client:
+                    async with mcp_client(b.url) as client:
                         seen = json.loads(tool_text(await client.call_tool("a__leaky__seen_chain", {})))
     assert seen == {"meta": ["hub-b", "hub-a"], "header": "hub-b,hub-a"}

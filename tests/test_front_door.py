@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
-from mcp import Client
 from mcp_types import INVALID_REQUEST
 
 from hub.app import Hub
@@ -31,6 +29,7 @@ from hub.authority import Authority, HostAllowList, parse_authority, parse_origi
 from hub.config import parse_config
 from hub.endpoint.http_server import HttpLimits, HttpServer, bind_socket
 from hub.errors import ConfigError
+from tests.clients import http_client, mcp_client
 from tests.conftest import faulty_entry, fixture_entry, hub_command, tool_text, until
 
 pytestmark = pytest.mark.anyio
@@ -225,7 +224,7 @@ async def test_a_5_mib_body_from_urllib_gets_a_readable_413_and_the_hub_keeps_se
         body = json.dumps({**_DISCOVER, "params": {"_meta": {"pad": "x" * (5 * 1024 * 1024)}}}).encode()
         status, answer = await anyio.to_thread.run_sync(_urllib_post, url, body)
         with anyio.fail_after(15):
-            async with Client(url) as client:
+            async with mcp_client(url) as client:
                 after = await client.call_tool("fx__echo", {"text": "small"})
     assert status == 413
     assert json.loads(answer)["error"]["code"] == INVALID_REQUEST
@@ -243,7 +242,7 @@ async def test_an_unauthenticated_5_mib_body_from_urllib_gets_a_readable_401() -
 @pytest.mark.parametrize("version", ["2025-06-18", "2025-03-26", "2026-07-28"])
 async def test_a_json_rpc_batch_gets_invalid_request_in_either_era(version: str) -> None:
     async with _front_door() as (_, port):
-        async with httpx2.AsyncClient(timeout=15) as http:
+        async with http_client(timeout=15) as http:
             response = await http.post(
                 f"http://127.0.0.1:{port}/mcp",
                 content=json.dumps([_DISCOVER, {**_DISCOVER, "id": 2}]),
@@ -257,7 +256,7 @@ async def test_a_json_rpc_batch_gets_invalid_request_in_either_era(version: str)
 
 async def test_a_body_that_is_not_json_still_gets_the_parse_error_and_an_object_gets_through() -> None:
     async with _front_door() as (_, port):
-        async with httpx2.AsyncClient(timeout=15) as http:
+        async with http_client(timeout=15) as http:
             url = f"http://127.0.0.1:{port}/mcp"
             headers = {**_MCP_HEADERS, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "server/discover"}
             broken = await http.post(url, content=b"[{", headers=headers)
@@ -274,7 +273,7 @@ async def test_a_post_to_an_mcp_path_that_is_not_json_gets_415(content_type: str
         headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
         if content_type is not None:
             headers["Content-Type"] = content_type
-        async with httpx2.AsyncClient(timeout=15) as http:
+        async with http_client(timeout=15) as http:
             aggregate = await http.post(f"http://127.0.0.1:{port}/mcp", content=b"{}", headers=headers)
             one_server = await http.post(f"http://127.0.0.1:{port}/servers/fx/mcp", content=b"{}", headers=headers)
     assert (aggregate.status_code, one_server.status_code) == (415, 415)
@@ -283,7 +282,7 @@ async def test_a_post_to_an_mcp_path_that_is_not_json_gets_415(content_type: str
 
 async def test_a_json_content_type_with_parameters_and_any_case_is_accepted() -> None:
     async with _front_door() as (_, port):
-        async with httpx2.AsyncClient(timeout=15) as http:
+        async with http_client(timeout=15) as http:
             response = await http.post(
                 f"http://127.0.0.1:{port}/mcp",
                 content=json.dumps(_DISCOVER),
@@ -473,7 +472,7 @@ async def test_a_stdio_child_inherits_no_hub_socket_and_the_port_is_free_after_t
         # at once (a forked hub dies a moment after its launcher, when the zygote kills it).
         async with _mcphub_serve(config, tmp_path, direct=True) as (hub_process, port):
             with anyio.fail_after(30):
-                async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                async with mcp_client(f"http://127.0.0.1:{port}/mcp") as client:
                     child = int(tool_text(await client.call_tool("stubborn__pid", {})))
             listening = f"socket:[{_listening_inode(port)}]"
             hub_fds, child_fds = _fd_targets(hub_process.pid), _fd_targets(child)

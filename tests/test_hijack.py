@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
@@ -20,6 +19,7 @@ from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS
 
 from hub.servers import ServerState
 from hub.signals import Changes
+from tests.clients import http_client, mcp_client
 from tests.conftest import ROOT, faulty_entry, hub_command, running_hub, stdio_entry, tool_text
 
 pytestmark = pytest.mark.anyio
@@ -39,8 +39,8 @@ def _key(key_id: str, key: str, *scopes: str) -> dict[str, Any]:
 
 @asynccontextmanager
 async def _client(url: str, key: str) -> AsyncIterator[Client]:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
-        async with Client(streamable_http_client(url, http_client=http), cache=None) as client:
+    async with http_client(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        async with mcp_client(streamable_http_client(url, http_client=http), cache=None) as client:
             yield client
 
 
@@ -82,7 +82,7 @@ async def test_a_shadow_never_takes_or_lists_under_a_failed_servers_name_and_cal
                 ops_down = await _call_error(ops, "fx__echo")
                 guest_down = await _call_error(guest, "fx__echo")
                 shadowed = tool_text(await ops.call_tool("shadow__fx__echo", {"text": "hi"}))
-                async with httpx2.AsyncClient(headers=admin_headers) as http:
+                async with http_client(headers=admin_headers) as http:
                     routes = {
                         r["exposed"]: r for r in (await http.get(f"{hub.base_url}/admin/routes")).json()["routes"]
                     }
@@ -121,7 +121,7 @@ async def test_under_load_no_call_to_a_killed_servers_name_is_ever_answered_by_t
     async with running_hub(servers) as hub:
         done = anyio.Event()
         with anyio.fail_after(120):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
 
                 async def caller(worker: int) -> None:
                     for n in range(max_calls_per_worker):

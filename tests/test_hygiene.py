@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
-from mcp import Client
 
 from hub.config.trust import DescriptionsConfig
 from hub.hygiene import clean_definition, clean_text, reveal
+from tests.clients import http_client, mcp_client
 from tests.conftest import ROOT, hub_command, running_hub, stdio_entry
 from tests.servers.poisoned_server import (
     ARGUMENT,
@@ -144,14 +143,14 @@ def test_reveal_writes_hidden_characters_as_code_points() -> None:
 async def test_a_hub_strips_hidden_characters_and_cuts_a_1_mib_description_in_every_face_with_route_notes() -> None:
     async with running_hub({"p": _poisoned()}) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 tools = {t.name: t for t in (await client.list_tools()).tools}
                 prompts = (await client.list_prompts()).prompts
                 resources = (await client.list_resources()).resources
                 templates = (await client.list_resource_templates()).resource_templates
-            async with Client(hub.server_url("p")) as own:
+            async with mcp_client(hub.server_url("p")) as own:
                 own_tools = {t.name: t for t in (await own.list_tools()).tools}
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 routes = {r["exposed"]: r for r in (await http.get(f"{hub.base_url}/admin/routes")).json()["routes"]}
         raw = hub.hub.catalog.definitions("p")
     tagged = tools["p__tagged"]
@@ -187,7 +186,7 @@ async def test_flag_keeps_hidden_characters_but_still_cuts_and_a_servers_own_set
     servers = {"p": _poisoned(descriptions={"sanitize": "flag"}), "q": _poisoned(descriptions={"max_chars": 100_000})}
     async with running_hub(servers) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 tools = {t.name: t for t in (await client.list_tools()).tools}
         routes = {r.exposed: r for r in hub.hub.catalog.routes()}
     assert tools["p__tagged"].description == TAGGED

@@ -16,12 +16,13 @@ from pathlib import Path
 import anyio
 import mcp_types as types
 import pytest
-from mcp import Client, MCPError
+from mcp import MCPError
 
 from hub.app import Hub
 from hub.config import parse_config
 from hub.logs import JsonFormatter, TextFormatter, counted, request_id_var, server_id_var
 from hub.signals import Changes
+from tests.clients import mcp_client
 from tests.conftest import faulty_entry, fixture_entry, running_hub, tool_text, until
 from tests.test_cli import _serving, _write_config
 from tests.test_reload import faulty, serve_hub
@@ -109,7 +110,7 @@ async def test_one_request_id_follows_a_call_from_the_endpoint_to_the_server_con
     config = parse_config({"servers": {"fx": faulty("fx")}}, file="<test>")
     async with serve_hub(Hub(config)) as hub:
         with _json_lines_of("hub") as captured, anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 first = await client.call_tool("fx__echo", {"text": "a"})
                 with pytest.raises(MCPError) as failed:
                     await client.call_tool("fx__fail_times", {"n": 1, "key": "logs"})
@@ -136,7 +137,7 @@ def _messages(captured: _Lines) -> list[str]:
 @pytest.mark.parametrize("protocol", ["legacy", "modern"])
 async def test_a_burst_of_list_changed_causes_one_re_list_and_one_log_line(protocol: str) -> None:
     entry = faulty_entry("fx", protocol=protocol, health_check_interval_seconds=0)  # no health-check listings
-    async with running_hub({"fx": entry}) as hub, Client(hub.url) as client:
+    async with running_hub({"fx": entry}) as hub, mcp_client(hub.url) as client:
 
         async def tools_lists() -> int:
             return int(tool_text(await client.call_tool("fx__tools_lists", {})))
@@ -159,7 +160,7 @@ async def _at_least(count: Callable[[], Awaitable[int]], wanted: int) -> bool:
 
 async def test_a_refused_call_of_an_unknown_tool_logs_the_name_asked_for_escaped_and_cut_never_arguments() -> None:
     asked = "nope\n__x\x1b[31m" + "y" * 200
-    async with running_hub({"fx": fixture_entry("fx")}) as hub, Client(hub.url) as client:
+    async with running_hub({"fx": fixture_entry("fx")}) as hub, mcp_client(hub.url) as client:
         with _json_lines_of("hub.endpoint.faces") as captured, anyio.fail_after(30):
             with pytest.raises(MCPError):
                 await client.call_tool(asked, {"secret": "arguments-stay-out-of-logs"})
@@ -200,7 +201,7 @@ async def test_serve_writes_only_formatted_lines_to_stderr_when_the_sdk_warns_of
 
     async with _serving(config, log) as served:
         with anyio.fail_after(30):
-            async with Client(f"{served.base_url}/mcp", mode="legacy", logging_callback=on_log) as client:
+            async with mcp_client(f"{served.base_url}/mcp", mode="legacy", logging_callback=on_log) as client:
                 await client.session.set_logging_level("debug")
                 await client.call_tool("fx__log", {})
                 await client.session.subscribe_resource("fx+fixture://info")

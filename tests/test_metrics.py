@@ -4,9 +4,8 @@ and OpenTelemetry spans per routed request (SDK in-memory exporter, a real hub o
 from __future__ import annotations
 
 import anyio
-import httpx2
 import pytest
-from mcp import Client, MCPError
+from mcp import MCPError
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -15,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hub.app import Hub
 from hub.config import parse_config
+from tests.clients import http_client, mcp_client
 from tests.test_reload import faulty, serve_hub
 
 pytestmark = pytest.mark.anyio
@@ -49,7 +49,7 @@ async def test_metrics_count_routed_calls_by_route_server_and_outcome_and_spans_
     config = parse_config({"servers": {"fx": faulty("fx"), "other": faulty("other")}}, file="<test>")
     async with serve_hub(Hub(config, tracer_provider=provider)) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 await client.call_tool("fx__echo", {"text": "one"})
                 await client.call_tool("fx__echo", {"text": "two"})
                 with pytest.raises(MCPError):  # a JSON-RPC error answered by fx itself
@@ -58,7 +58,7 @@ async def test_metrics_count_routed_calls_by_route_server_and_outcome_and_spans_
                     await client.call_tool("fx__no_such_tool_$(rm -rf)", {})
                 with pytest.raises(MCPError):
                     await client.call_tool("nobody__owns_this", {})
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 response = await http.get(f"{hub.base_url}/metrics")
             catalog_tools = len(hub.hub.catalog.tools)
     text = response.text

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 import yaml
 from mcp import Client, MCPError
@@ -27,6 +26,7 @@ from mcp_types import TextContent
 from hub.config import parse_config
 from hub.errors import ConfigError
 from hub.servers import ServerState
+from tests.clients import http_client, mcp_client
 from tests.conftest import ROOT, RunningHub, fixture_entry, free_port, http_fixture, hub_command, running_hub
 from tests.servers.auth_server import AuthServer, Registration, serve_auth_server
 
@@ -51,8 +51,8 @@ def _text(result: Any) -> str:
 async def _client_with_token(url: str, token: str = CLIENT_TOKEN) -> AsyncIterator[Client]:
     """A client of the hub that presents its own bearer token."""
     async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
+        http_client(headers={"Authorization": f"Bearer {token}"}) as http,
+        mcp_client(streamable_http_client(url, http_client=http)) as client,
     ):
         yield client
 
@@ -62,7 +62,7 @@ def _oauth(auth: AuthServer, client_id: str = "hub", secret_env: str = "OUTBOUND
 
 
 async def _hub_pages(hub: RunningHub) -> str:
-    async with httpx2.AsyncClient() as http:
+    async with http_client() as http:
         pages = [await http.get(f"{hub.base_url}{path}") for path in ("/readyz", "/admin/servers", "/admin/routes")]
     return "\n".join(page.text for page in pages)
 
@@ -125,7 +125,7 @@ async def test_one_oauth_token_serves_many_calls_and_is_sent_with_client_secret_
         oauth = _oauth(auth, token_endpoint_auth_method="client_secret_post", resource=False)
         async with running_hub({"sso": {"url": url, "oauth": oauth}}) as hub:
             with anyio.fail_after(20):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     seen = [_text(await client.call_tool("sso__seen_authorization", {})) for _ in range(10)]
                     async with anyio.create_task_group() as tg:
                         for _ in range(10):
@@ -145,7 +145,7 @@ async def test_a_short_lived_oauth_token_is_renewed_before_it_expires(monkeypatc
         entry = {"url": url, "oauth": _oauth(auth), "health_check_interval_seconds": 0.1}
         async with running_hub({"sso": entry}) as hub:
             with anyio.fail_after(15):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     first = _text(await client.call_tool("sso__seen_authorization", {}))
                     # The server never answers 401 here: a new token can only come from the expiry.
                     await auth.changes.wait_for(lambda: len(auth.tokens_for("hub")) >= 2)
@@ -168,7 +168,7 @@ async def test_a_401_from_the_server_makes_the_hub_fetch_one_new_token_and_retry
     ):
         async with running_hub({"sso": {"url": url, "oauth": _oauth(auth)}}) as hub:
             with anyio.fail_after(20):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     first = _text(await client.call_tool("sso__seen_authorization", {}))
                     await client.call_tool("sso__reject_authorization", {})  # the server revokes it
                     second = _text(await client.call_tool("sso__seen_authorization", {}))
@@ -198,7 +198,7 @@ async def test_a_renewal_refused_mid_life_takes_the_server_down_with_the_reason_
         entry = {"url": url, "oauth": _oauth(auth), "health_check_interval_seconds": 0.1}  # checks renew it
         async with running_hub({"sso": entry}) as hub:
             with anyio.fail_after(20):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     assert _text(await client.call_tool("sso__whoami", {})) == "fixture"
                     registration = auth.clients.pop("hub")  # the authorization server revokes the hub
                     # The token is due for renewal about 0.9 s after it was issued; a call made
@@ -324,7 +324,7 @@ async def test_a_stdio_child_sees_only_its_own_env_never_the_hubs_or_another_ser
     }
     async with running_hub(servers) as hub:
         with anyio.fail_after(15):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 names = set(_text(await client.call_tool("beta__env_names", {})).split())
                 values = {
                     name: _text(await client.call_tool("beta__getenv", {"name": name}))

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
@@ -27,6 +26,7 @@ from hub.config import parse_config
 from hub.federation import FEDERATION_KEY
 from hub.list_freshness import LIST_TTL_MS
 from hub.pages import PAGE_MAX_BYTES, InvalidCursor, decode_cursor, encode_cursor, page_of
+from tests.clients import http_client, mcp_client
 from tests.conftest import RunningHub, fixture_entry, hub_command, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -81,8 +81,8 @@ def flat(pages: Walk) -> list[str]:
 async def client_for(url: str, mode: str, key: str | None = None) -> AsyncIterator[Client]:
     """An SDK client of `url` in `mode` (optionally with an API key); checks the era it got."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+    async with http_client(headers=headers, timeout=30) as http:
+        async with mcp_client(streamable_http_client(url, http_client=http), mode=mode) as client:
             eras = HANDSHAKE_PROTOCOL_VERSIONS if mode == "legacy" else MODERN_PROTOCOL_VERSIONS
             assert client.protocol_version in eras
             yield client
@@ -362,7 +362,7 @@ async def test_serve_stdio_paginates_the_catalog(tmp_path: Path, mode: str) -> N
     command, *args = hub_command("serve", "--stdio", "-c", str(config))
     params = StdioServerParameters(command=command, args=args)
     with anyio.fail_after(60):
-        async with Client(params, mode=mode) as client:
+        async with mcp_client(params, mode=mode) as client:
             tools, cursors = await walk(client, "tools")
             with pytest.raises(MCPError) as refused:
                 await client.list_tools(cursor="garbage")

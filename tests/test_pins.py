@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 import yaml
@@ -30,6 +29,7 @@ from hub.pin_store import MemoryPinStore, StatePinStore
 from hub.pindiff import definition_diff, json_changes
 from hub.pins import PinError, Pins
 from hub.state import StateFile
+from tests.clients import http_client, mcp_client
 from tests.conftest import ROOT, hub_command, running_hub, stdio_entry, tool_text
 from tests.servers.rugpull_server import POISON
 
@@ -275,7 +275,7 @@ async def _tools(client: Client) -> dict[str, types.Tool]:
 
 
 async def _admin(base_url: str, path: str) -> Any:
-    async with httpx2.AsyncClient(timeout=15) as http:
+    async with http_client(timeout=15) as http:
         response = await http.get(f"{base_url}{path}")
         assert response.status_code == 200, response.text
         return response.json()
@@ -303,7 +303,7 @@ async def test_in_warn_mode_a_rug_pull_is_served_but_flagged_in_the_audit_log_me
 ) -> None:
     async with running_hub({"rp": _rugpull()}, pinning="warn") as hub:
         with anyio.fail_after(30), caplog.at_level(logging.WARNING, logger="hub.audit"):
-            async with Client(hub.url, cache=None) as client:
+            async with mcp_client(hub.url, cache=None) as client:
                 before = await _tools(client)
                 await _pull(client, hub)
                 catalog = hub.hub.catalog
@@ -311,7 +311,7 @@ async def test_in_warn_mode_a_rug_pull_is_served_but_flagged_in_the_audit_log_me
                 after = await _tools(client)
                 echoed = tool_text(await client.call_tool("rp__echo", {"text": "hi", "secret": "s"}))
             routes = {r["exposed"]: r for r in (await _admin(hub.base_url, "/admin/routes"))["routes"]}
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 metrics = (await http.get(f"{hub.base_url}/metrics")).text
             code, out, _ = await _mcphub("routes", "rp__*", "--url", hub.base_url)
     assert before["rp__echo"].description == "Echo the text back."
@@ -333,7 +333,7 @@ async def test_in_block_mode_a_rug_pull_is_hidden_and_refused_until_approved_by_
     async with running_hub({"rp": _rugpull()}, pinning="block") as hub:
         url = hub.base_url
         with anyio.fail_after(60):
-            async with Client(hub.url, cache=None) as client:
+            async with mcp_client(hub.url, cache=None) as client:
                 await _pull(client, hub)
                 catalog = hub.hub.catalog
                 await catalog.changes.wait_for(lambda: catalog.pin_status("tools", "rp", "backdoor") is not None)
@@ -353,7 +353,7 @@ async def test_in_block_mode_a_rug_pull_is_hidden_and_refused_until_approved_by_
                 approved = await _mcphub("pins", "approve", "rp__echo", "--url", url)
                 echo_back = await _tools(client)
                 echoed = tool_text(await client.call_tool("rp__echo", {"text": "hi", "secret": "s"}))
-                async with httpx2.AsyncClient() as http:
+                async with http_client() as http:
                     api = await http.post(f"{url}/admin/pins/approve", json={"target": "rp"})
                     unknown_target = await http.post(f"{url}/admin/pins/approve", json={"target": "nope"})
                 everything = await _tools(client)
@@ -395,11 +395,11 @@ async def test_pins_survive_a_hub_restart_so_a_server_that_changed_meanwhile_is_
     state_dir = str(tmp_path / "state")
     async with running_hub({"rp": _rugpull()}, pinning="block", state_dir=state_dir) as hub:
         with anyio.fail_after(20):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 first = await _tools(client)
     async with running_hub({"rp": _rugpull("--pulled")}, pinning="block", state_dir=state_dir) as hub:
         with anyio.fail_after(20):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 second = await _tools(client)
                 with pytest.raises(MCPError) as held:
                     await client.call_tool("rp__echo", {"text": "hi"})
@@ -425,7 +425,7 @@ async def test_a_locked_hub_refuses_what_the_lockfile_lacks_until_a_new_lockfile
     locked = {"servers": {"rp": _rugpull("--pulled")}, "pinning": "locked", "lockfile": str(lockfile)}
     async with running_hub({}, config=parse_config({**locked, "state_dir": str(tmp_path / "s2")})) as hub:
         with anyio.fail_after(60):
-            async with Client(hub.url, cache=None) as client:
+            async with mcp_client(hub.url, cache=None) as client:
                 tools = await _tools(client)
                 with pytest.raises(MCPError) as changed:
                     await client.call_tool("rp__echo", {"text": "hi"})
@@ -438,7 +438,7 @@ async def test_a_locked_hub_refuses_what_the_lockfile_lacks_until_a_new_lockfile
                 report = await hub.hub.reload(parse_config({**locked, "state_dir": str(tmp_path / "s2")}))
                 after = await _tools(client)
                 echoed = tool_text(await client.call_tool("rp__echo", {"text": "hi", "secret": "s"}))
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 refused = await http.post(f"{hub.base_url}/admin/pins/approve", json={"target": "rp"})
     assert "rp__echo" not in tools and "rp__backdoor" not in tools and "rp__rug_pull" in tools
     assert changed.value.code == absent.value.code == DEFINITION_HELD
@@ -481,8 +481,8 @@ async def test_a_held_route_the_callers_policy_hides_answers_exactly_like_an_unk
         with anyio.fail_after(30):
             answers = {}
             for who, key in keys.items():
-                async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=15) as http:
-                    async with Client(streamable_http_client(hub.url, http_client=http), cache=None) as client:
+                async with http_client(headers={"Authorization": f"Bearer {key}"}, timeout=15) as http:
+                    async with mcp_client(streamable_http_client(hub.url, http_client=http), cache=None) as client:
                         if who == "admin":
                             await _pull(client, hub)
                         with pytest.raises(MCPError) as refused:

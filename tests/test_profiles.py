@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client, MCPError
@@ -30,6 +29,7 @@ from hub.endpoint.profiles import ProfileFace
 from hub.endpoint.search_mode import CALL_TOOL, SEARCH_TOOLS
 from hub.servers import ServerSnapshot
 from hub.signals import Changes
+from tests.clients import http_client, mcp_client
 from tests.conftest import RunningHub, fixture_entry, hub_command, running_hub
 from tests.conftest import tool_text as _text
 
@@ -83,8 +83,10 @@ async def _hub(**settings: Any) -> AsyncIterator[RunningHub]:
 @asynccontextmanager
 async def _client(url: str, token: str | None, mode: str = "auto", **options: Any) -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode, cache=None, **options) as client:
+    async with http_client(headers=headers, timeout=30) as http:
+        async with mcp_client(
+            streamable_http_client(url, http_client=http), mode=mode, cache=None, **options
+        ) as client:
             yield client
 
 
@@ -172,7 +174,7 @@ async def test_a_profile_has_the_auth_of_mcp_its_own_protected_resource_metadata
     async with _hub() as hub:
         base = hub.base_url
         with anyio.fail_after(30):
-            async with httpx2.AsyncClient(timeout=15) as http:
+            async with http_client(timeout=15) as http:
                 post = functools.partial(
                     http.post,
                     json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
@@ -201,7 +203,7 @@ async def test_admin_routes_me_routes_and_mcphub_routes_show_exactly_a_profiles_
     async with _hub() as hub:
         base = hub.base_url
         with anyio.fail_after(60):
-            async with httpx2.AsyncClient(timeout=15) as http:
+            async with http_client(timeout=15) as http:
                 admin = await http.get(
                     f"{base}/admin/routes", params={"profile": "alpha-tools"}, headers=_bearer("admin")
                 )

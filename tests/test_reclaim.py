@@ -8,10 +8,9 @@ import asyncio
 import os
 
 import anyio
-import httpx2
 import pytest
-from mcp import Client
 
+from tests.clients import http_client, mcp_client
 from tests.conftest import fixture_entry, running_hub, until
 
 pytestmark = pytest.mark.anyio
@@ -86,7 +85,7 @@ def _tasks() -> int:
 
 async def _abandon_a_handshake_era_session(url: str) -> None:
     """initialize, open the standing GET stream, then vanish without DELETE."""
-    async with httpx2.AsyncClient(timeout=10) as http:
+    async with http_client(timeout=10) as http:
         initialize = {
             "jsonrpc": "2.0",
             "id": 1,
@@ -105,7 +104,7 @@ async def _abandon_a_handshake_era_session(url: str) -> None:
 async def _abandon_a_listen_stream(url: str) -> None:
     """A modern-era client opens `subscriptions/listen` and its connection goes away."""
     with anyio.CancelScope() as scope:
-        async with Client(url) as client, client.listen(tools_list_changed=True):
+        async with mcp_client(url) as client, client.listen(tools_list_changed=True):
             scope.cancel()
             await anyio.sleep_forever()
 
@@ -124,7 +123,7 @@ async def test_abandoned_sessions_and_listen_streams_are_reclaimed_and_fds_and_t
                 await _abandon_a_listen_stream(hub.url)
             peak_sessions = endpoint.open_sessions()
             await until(lambda: endpoint.open_sessions() == 0 and _fds() <= baseline_fds and _tasks() <= baseline_tasks)
-            async with Client(hub.url) as client:  # and the hub still serves
+            async with mcp_client(hub.url) as client:  # and the hub still serves
                 tools = await client.list_tools()
     assert peak_sessions > 0
     assert tools.tools

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 import yaml
-from mcp import Client, MCPError
+from mcp import MCPError
 
 from hub.redaction import (
     MASK,
@@ -31,6 +30,7 @@ from hub.redaction import (
     mask_model,
     secret_words,
 )
+from tests.clients import http_client, mcp_client
 from tests.conftest import ROOT, fixture_entry, http_fixture, hub_command, running_hub, stdio_entry, tool_text, until
 
 pytestmark = pytest.mark.anyio
@@ -130,7 +130,7 @@ async def _exercise(url: str, name: str, mode: str) -> tuple[list[Any], MCPError
         progress.append(message)
 
     extra: dict[str, Any] = {"log_level": "debug"} if mode == "auto" else {}
-    async with Client(url, mode=mode, logging_callback=on_log, **extra) as client:
+    async with mcp_client(url, mode=mode, logging_callback=on_log, **extra) as client:
         assert tool_text(await client.call_tool(f"{name}leak_log", {})) == "logged"
         await received.wait()
         with pytest.raises(MCPError) as failed:
@@ -210,7 +210,7 @@ async def test_mcphub_serve_debug_logs_no_configured_secret(tmp_path: Path) -> N
                     base = url.removesuffix("/mcp")
 
                     async def ready() -> bool:
-                        async with httpx2.AsyncClient() as http:
+                        async with http_client() as http:
                             return (await http.get(f"{base}/readyz")).json().get("status") == "ready"
 
                     await until(ready)

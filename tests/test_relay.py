@@ -15,6 +15,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from hub.signals import Changes
+from tests.clients import mcp_client
 from tests.conftest import LogLines, fixture_entry, running_hub
 from tests.conftest import tool_text as _text
 
@@ -35,8 +36,8 @@ async def test_log_messages_reach_only_the_calling_client_at_the_level_it_set(se
         with anyio.fail_after(20), warnings.catch_warnings():
             warnings.simplefilter("ignore", MCPDeprecationWarning)
             async with (
-                Client(hub.url, mode="legacy", logging_callback=collect("caller")) as caller,
-                Client(hub.url, mode="legacy", logging_callback=collect("bystander")) as bystander,
+                mcp_client(hub.url, mode="legacy", logging_callback=collect("caller")) as caller,
+                mcp_client(hub.url, mode="legacy", logging_callback=collect("bystander")) as bystander,
             ):
                 await caller.call_tool("fx__log", {})
                 await caller.set_logging_level("warning")
@@ -65,9 +66,9 @@ async def test_subscriptions_are_routed_relayed_under_the_exposed_uri_and_cleane
         subscriptions = hub.hub.endpoint.subscriptions
         with anyio.fail_after(20), warnings.catch_warnings():
             warnings.simplefilter("ignore", MCPDeprecationWarning)
-            async with Client(hub.url, mode="legacy", message_handler=handler("a")) as a:
+            async with mcp_client(hub.url, mode="legacy", message_handler=handler("a")) as a:
                 assert a.server_capabilities.resources and a.server_capabilities.resources.subscribe
-                async with Client(hub.url, mode="legacy", message_handler=handler("b")) as b:
+                async with mcp_client(hub.url, mode="legacy", message_handler=handler("b")) as b:
                     await a.subscribe_resource("fx+fixture://info")
                     await b.subscribe_resource("fx+fixture://info")
                     await log_lines.wait_for("subscribed: fixture://info")
@@ -92,7 +93,7 @@ async def test_a_client_that_disconnects_mid_call_cancels_the_server_side_work(
     caplog.set_level(logging.INFO, logger="hub.server_stderr")
     async with running_hub({"fx": fixture_entry("fx", protocol="legacy")}) as hub:
         with anyio.fail_after(20):
-            async with Client(hub.url, mode=client_mode) as client:
+            async with mcp_client(hub.url, mode=client_mode) as client:
                 started = anyio.Event()
 
                 async def progress(p: float, total: float | None, message: str | None) -> None:
@@ -119,7 +120,7 @@ async def test_fifty_clients_reusing_the_same_request_ids_each_get_only_their_ow
 
         async def caller(index: int) -> None:
             # Every client numbers its requests from the same start, so the hub sees 50 x the same ids.
-            async with Client(hub.url, mode="legacy" if index % 2 else "auto") as client:
+            async with mcp_client(hub.url, mode="legacy" if index % 2 else "auto") as client:
                 seen: list[float] = []
 
                 async def on_progress(p: float, total: float | None, message: str | None) -> None:
@@ -167,8 +168,12 @@ async def test_per_client_isolation_gives_each_client_session_its_own_server_and
         pids: dict[str, str] = {}
         with anyio.fail_after(30):
             async with (
-                Client(hub.url, mode="legacy", sampling_callback=sampler("one"), elicitation_callback=elicitation) as a,
-                Client(hub.url, mode="legacy", sampling_callback=sampler("two"), elicitation_callback=elicitation) as b,
+                mcp_client(
+                    hub.url, mode="legacy", sampling_callback=sampler("one"), elicitation_callback=elicitation
+                ) as a,
+                mcp_client(
+                    hub.url, mode="legacy", sampling_callback=sampler("two"), elicitation_callback=elicitation
+                ) as b,
             ):
 
                 async def ask(name: str, client: Client) -> None:
@@ -192,7 +197,7 @@ async def test_a_modern_client_listening_for_a_resource_gets_its_updates_under_t
     async with running_hub({"fx": fixture_entry("fx", protocol=server_era)}) as hub:
         subscriptions = hub.hub.endpoint.subscriptions
         with anyio.fail_after(20):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 async with client.listen(resource_subscriptions=["fx+fixture://info"]) as stream:
                     assert len(subscriptions) == 1
                     # The hub subscribes at the server in the background of the stream's start

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 import yaml
@@ -24,6 +23,7 @@ from hub.app import Hub
 from hub.config import load_config
 from hub.reload import plan_reload
 from hub.signals import Changes
+from tests.clients import http_client, mcp_client
 from tests.conftest import RunningHub, hub_command, serve_app, until
 from tests.conftest import faulty_entry as faulty
 from tests.conftest import tool_text as _text
@@ -49,13 +49,13 @@ async def serve_hub(hub: Hub) -> AsyncIterator[RunningHub]:
     async with serve_app(hub.http_app()) as base_url:
         with anyio.fail_after(30):
             await hub.wait_started()
-            async with httpx2.AsyncClient(timeout=30) as probe:  # answered once the app's lifespan is up
+            async with http_client(timeout=30) as probe:  # answered once the app's lifespan is up
                 assert (await probe.get(f"{base_url}/readyz")).status_code == 200
         yield RunningHub(hub, base_url)
 
 
 async def post_reload(hub: RunningHub) -> tuple[int, dict[str, Any]]:
-    async with httpx2.AsyncClient(timeout=60) as http:
+    async with http_client(timeout=60) as http:
         response = await http.post(f"{hub.base_url}/admin/reload")
     return response.status_code, response.json()
 
@@ -95,7 +95,7 @@ async def test_an_added_server_starts_an_unchanged_one_keeps_its_process_and_cli
 
     async with serving(config_file) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url, mode="legacy", message_handler=on_message) as client:
+            async with mcp_client(hub.url, mode="legacy", message_handler=on_message) as client:
                 pid_before = _text(await client.call_tool("keep__pid", {}))
                 write_config(config_file, {"keep": faulty("keep"), "fresh": faulty("fresh")})
                 code, report = await post_reload(hub)
@@ -103,7 +103,7 @@ async def test_an_added_server_starts_an_unchanged_one_keeps_its_process_and_cli
                 names = await _tool_names(client)
                 pid_after = _text(await client.call_tool("keep__pid", {}))
                 fresh = _text(await client.call_tool("fresh__echo", {"text": "hello"}))
-            async with Client(hub.server_url("fresh")) as direct:
+            async with mcp_client(hub.server_url("fresh")) as direct:
                 direct_echo = _text(await direct.call_tool("echo", {"text": "direct"}))
     assert code == 200
     assert report["status"] == "applied"
@@ -130,10 +130,10 @@ async def test_a_bad_config_is_rejected_whole_and_a_listen_change_is_reported_as
         write_config(config_file, {"keep": faulty("keep"), "fresh": faulty("fresh", timeout_secs=3)})
         with anyio.fail_after(30):
             code, report = await post_reload(hub)
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 echo = _text(await client.call_tool("keep__echo", {"text": "still here"}))
                 names = await _tool_names(client)
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 metrics = (await http.get(f"{hub.base_url}/metrics")).text
             # A setting that cannot change live is reported, and the running value is kept.
             write_config(config_file, {"keep": faulty("keep")}, listen={"host": "127.0.0.1", "port": 1})
@@ -164,7 +164,7 @@ async def test_a_removed_server_finishes_its_in_flight_call_and_one_past_the_dra
         answers: list[str] = []
         failures: list[BaseException] = []
         with anyio.fail_after(30):
-            async with Client(hub.url) as client, anyio.create_task_group() as tg:
+            async with mcp_client(hub.url) as client, anyio.create_task_group() as tg:
 
                 async def slow_call() -> None:
                     answers.append(_text(await client.call_tool("gone__slow", {"seconds": 1.0})))
@@ -212,7 +212,7 @@ async def test_no_call_is_lost_on_unchanged_or_replaced_servers_during_a_reload(
         stop = anyio.Event()
 
         async def caller(route: str, n: int, mode: str) -> None:
-            async with Client(hub.url, mode=mode) as client:
+            async with mcp_client(hub.url, mode=mode) as client:
                 for i in range(100_000):
                     if stop.is_set():
                         return
@@ -229,7 +229,7 @@ async def test_no_call_is_lost_on_unchanged_or_replaced_servers_during_a_reload(
                         failed.append((token, repr(exc)))
 
         with anyio.fail_after(60):
-            async with Client(hub.url) as probe:
+            async with mcp_client(hub.url) as probe:
                 keep_pid = _text(await probe.call_tool("keep__pid", {}))
                 swap_pid = _text(await probe.call_tool("swap__pid", {}))
             write_config(config_file, {"keep": faulty("keep"), "swap": faulty("swap", timeout_seconds=30)})
@@ -242,7 +242,7 @@ async def test_no_call_is_lost_on_unchanged_or_replaced_servers_during_a_reload(
                 after_reload = len(answered)
                 await answers_changed.wait_for(lambda: len(answered) >= after_reload + 100)
                 stop.set()
-            async with Client(hub.url) as probe:
+            async with mcp_client(hub.url) as probe:
                 keep_pid_after = _text(await probe.call_tool("keep__pid", {}))
                 swap_pid_after = _text(await probe.call_tool("swap__pid", {}))
     assert code == 200
@@ -281,7 +281,7 @@ async def test_mcphub_reload_and_sighup_make_a_running_mcphub_serve_reload_its_f
             states: dict[str, str] = {}
 
             async def viahup_ready() -> bool:  # another process, through its admin API
-                async with httpx2.AsyncClient() as http:
+                async with http_client() as http:
                     servers = (await http.get(f"{base_url}/admin/servers")).json()["servers"]
                 states.clear()
                 states.update({s["server_id"]: s["state"] for s in servers})
@@ -317,7 +317,7 @@ async def test_a_thousand_calls_in_flight_across_a_reload_are_all_answered(tmp_p
         failures: list[str] = []
 
         async def client_calls(route: str, calls: int) -> None:
-            async with Client(hub.url) as client, anyio.create_task_group() as tg:
+            async with mcp_client(hub.url) as client, anyio.create_task_group() as tg:
 
                 async def one() -> None:
                     try:

@@ -19,13 +19,14 @@ import anyio
 import httpx2
 import pytest
 import uvicorn
-from mcp import Client, MCPError
+from mcp import MCPError
 from mcp_types import INTERNAL_ERROR
 
 from adapters.broken_exchange import EXCHANGE_FAILED, exchange_failure
 from adapters.http_pool import HttpPool
 from hub.app import ServerState
 from hub.servers.failures import Breakage, classify
+from tests.clients import mcp_client
 from tests.conftest import faulty_http, running_hub
 from tests.servers.fixture_server import _http_app, build_server
 
@@ -129,7 +130,7 @@ async def test_an_exchange_broken_mid_answer_fails_only_its_call_and_the_connect
     mode: str, protocol: str
 ) -> None:
     async with breaking_server(mode) as url, running_hub({"r": {"url": url, "protocol": protocol}}) as hub:
-        async with Client(hub.url) as client, anyio.create_task_group() as tg:
+        async with mcp_client(hub.url) as client, anyio.create_task_group() as tg:
             in_flight: list[Any] = []
 
             async def slow_call() -> None:
@@ -159,7 +160,7 @@ async def test_a_remote_server_that_dies_mid_call_is_found_gone_at_once_not_at_t
         faulty_http(direct=True) as (url, _),
         running_hub({"r": {"url": url, "health_check_interval_seconds": 30}}) as hub,
     ):
-        async with Client(hub.url) as client:
+        async with mcp_client(hub.url) as client:
             with anyio.fail_after(15):
                 with pytest.raises(MCPError) as crashed:
                     await client.call_tool("r__crash_mid_call", {})
@@ -174,7 +175,7 @@ async def test_a_health_check_whose_own_exchange_breaks_is_repeated_soon_not_at_
         breaking_app("json") as (url, server),
         running_hub({"r": {"url": url, "protocol": "legacy", "health_check_interval_seconds": 30}}) as hub,
     ):
-        async with Client(hub.url) as client:
+        async with mcp_client(hub.url) as client:
             server.pings_to_break = 1
             with anyio.fail_after(15):
                 with pytest.raises(MCPError):
@@ -193,7 +194,7 @@ async def test_a_servers_own_minus_32000_error_passes_through_and_leaves_its_con
     # -32000 is JSON-RPC's implementation-defined server error: servers answer it for anything;
     # it is not the connection closing.
     async with breaking_server("json") as url, running_hub({"r": {"url": url, "protocol": protocol}}) as hub:
-        async with Client(hub.url) as client:
+        async with mcp_client(hub.url) as client:
             with anyio.fail_after(30):
                 with pytest.raises(MCPError) as answered:
                     await client.call_tool("r__echo", {"text": SERVER_ERROR})

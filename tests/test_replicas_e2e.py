@@ -44,6 +44,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from hub.cluster.answers import ID_PREFIX
 from hub.cluster.redis_store import KEY_PREFIX
+from tests.clients import http_client, mcp_client
 from tests.cluster_fixtures import CALLER_KEY, OTHER_KEY, RedisServer
 from tests.conftest import tool_text, until
 from tests.replica_fixtures import (
@@ -80,8 +81,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 @asynccontextmanager
 async def _client(url: str, key: str = CALLER_KEY) -> AsyncIterator[Client]:
     """An SDK client in the modern era (`mode="auto"`: `server/discover`, then no session)."""
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode="auto") as client:
+    async with http_client(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        async with mcp_client(streamable_http_client(url, http_client=http), mode="auto") as client:
             yield client
 
 
@@ -104,7 +105,7 @@ async def test_a_modern_clients_lists_and_calls_through_the_balancer_are_served_
     calls_before = await _calls_per_replica(cluster, "fx__echo")
     with anyio.fail_after(60):
         # Raw requests: the SDK's client would answer repeated lists from its cache.
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             answers_before = await _answers_per_replica(cluster)
             listings = [(await modern_post(http, cluster.url, "tools/list", {})).json()["result"] for _ in range(6)]
             answers_after_lists = await _answers_per_replica(cluster)
@@ -215,8 +216,8 @@ async def test_a_handshake_era_client_spread_over_every_replica_lists_calls_gets
     calls_before = await _calls_per_replica(cluster, "fx__echo")
     with anyio.fail_after(60):
         async with (
-            httpx2.AsyncClient(headers=_bearer(CALLER_KEY), timeout=30, event_hooks=hooks) as http,
-            Client(
+            http_client(headers=_bearer(CALLER_KEY), timeout=30, event_hooks=hooks) as http,
+            mcp_client(
                 streamable_http_client(cluster.url, http_client=http),
                 mode="legacy",
                 sampling_callback=sampling,
@@ -272,7 +273,7 @@ async def test_sampling_and_elicitation_asked_mid_call_are_answered_through_othe
     asked: list[dict[str, Any]] = []
     answered_by: list[int] = []
     with anyio.fail_after(60):
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             session = HandshakeSession(http, cluster.url)
             await session.open()
             try:
@@ -307,7 +308,7 @@ async def test_a_get_stream_held_by_one_replica_gets_list_changed_and_updates_su
     touched_by: list[int] = []
     changed_by: list[int] = []
     with anyio.fail_after(60):
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             session = HandshakeSession(http, cluster.url)
             await session.open()
             try:
@@ -351,7 +352,7 @@ async def test_a_delete_through_one_replica_ends_the_session_and_its_get_stream_
     await cluster.in_rotation()
     sessions_before = await sessions_per_replica(cluster)
     with anyio.fail_after(60):
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             session = HandshakeSession(http, cluster.url)
             await session.open()
             before = await _answers_per_replica(cluster)
@@ -391,7 +392,7 @@ async def test_another_principal_presenting_the_session_id_is_refused_by_every_r
     await cluster.in_rotation()
     await anyio.to_thread.run_sync(forget_windows, cluster.redis, "other")  # `other` has a small limit
     with anyio.fail_after(60):
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             session = HandshakeSession(http, cluster.url)
             await session.open()
             try:
@@ -424,7 +425,7 @@ async def test_a_per_principal_rate_limit_holds_across_the_replicas_behind_the_b
     statuses: list[int] = []
     retry_after: list[int] = []
     with anyio.fail_after(60):
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             for index in range(3 * OTHER_LIMIT):
                 answer = await modern_call(http, cluster.url, "fy__echo", {"text": str(index)}, key=OTHER_KEY)
                 statuses.append(answer.status_code)
@@ -531,7 +532,7 @@ async def test_a_rolling_restart_of_every_replica_under_load_loses_no_call(repli
     drained: list[dict[str, object]] = []
     served_after_restart: list[int] = []
     with anyio.fail_after(180):
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             # A second session, idle through the restart, with a level and a subscription taken before.
             idle = HandshakeSession(http, cluster.url)
             await idle.open()

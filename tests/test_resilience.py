@@ -13,10 +13,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
-from mcp import Client, MCPError
+from mcp import MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from hub.admission import BreakerState, CircuitBreaker, ConcurrencyLimiter, RetryBudget
@@ -24,6 +23,7 @@ from hub.config import BreakerConfig
 from hub.errors import ServerUnavailable
 from hub.result_cap import oversized
 from hub.servers import ServerState, ServerStatus
+from tests.clients import http_client, mcp_client
 from tests.conftest import Recorder, faulty_entry, faulty_http, fixture_entry, running_hub
 from tests.conftest import tool_text as _text
 from tests.conftest import until as _until
@@ -65,7 +65,7 @@ async def test_a_route_timeout_fails_the_call_naming_the_server_and_cancels_it_o
     with _stderr_watch("[fx] slow: cancelled") as cancelled:
         async with running_hub({"fx": entry}) as hub:
             with anyio.fail_after(20):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     with pytest.raises(MCPError) as raised:
                         await client.call_tool("fx__slow", {"seconds": 30, "steps": 1})
                     await cancelled.wait()
@@ -82,7 +82,7 @@ async def test_progress_keeps_a_call_alive_past_its_timeout_but_not_past_the_har
     with _stderr_watch("[fx] slow: cancelled") as cancelled:
         async with running_hub({"fx": entry}) as hub:
             with anyio.fail_after(30):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     # 1.2 s of work, twice the timeout, with progress all along: answered.
                     done = await client.call_tool("fx__slow", {"seconds": 1.2, "steps": 12})
                     # 20 s of work with progress all along: cut off at the hard maximum.
@@ -104,7 +104,7 @@ async def test_a_non_idempotent_call_that_crashed_the_server_is_answered_with_an
     entry = faulty_entry("fz", "--state-file", str(state), retry={"attempts": 5, "backoff_initial_seconds": 0.05})
     async with running_hub({"fz": entry}) as hub:
         with anyio.fail_after(20):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 with pytest.raises(MCPError) as raised:
                     await client.call_tool("fz__crash_times", {"n": 1, "key": "once"})
     assert raised.value.code == CONNECTION_CLOSED and "'fz'" in raised.value.message
@@ -124,7 +124,7 @@ async def test_an_idempotent_call_that_crashed_the_server_is_retried_once_the_se
     async with running_hub({"fz": entry}) as hub:
         hub.hub.fleet.events.target = recorder
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 result = await client.call_tool("fz__crash_times", {"n": 1, "key": "idem"})
     assert _text(result) == "ok after 1 crashes"
     assert _counters(state) == {"crash:idem": 2}
@@ -145,7 +145,7 @@ async def test_a_server_error_is_retried_only_for_an_idempotent_tool(tmp_path: P
     )
     async with running_hub({"fz": entry, "fi": other}) as hub:
         with anyio.fail_after(20):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 with pytest.raises(MCPError) as raised:
                     await client.call_tool("fz__fail_times", {"n": 2, "key": "k"})
                 retried = await client.call_tool("fi__fail_times", {"n": 2, "key": "k"})
@@ -161,7 +161,7 @@ async def test_a_servers_own_minus_32000_error_is_passed_through_and_the_server_
     # stopped routing to the server).
     async with running_hub({"fz": faulty_entry("fz")}) as hub:
         with anyio.fail_after(20):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 with pytest.raises(MCPError) as raised:
                     await client.call_tool("fz__fail_times", {"n": 1, "key": "k", "code": -32000})
                 after = await client.call_tool("fz__fail_times", {"n": 1, "key": "k"})
@@ -177,7 +177,7 @@ async def test_a_request_to_a_restarting_server_waits_for_it_and_is_answered_onc
     async with running_hub({"fx": entry}) as hub:
         hub.hub.fleet.events.target = recorder
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 with pytest.raises(MCPError):
                     await client.call_tool("fx__crash", {})
                 # The child is gone; the read is not sent until it is back (resources route by URI).
@@ -202,7 +202,7 @@ async def test_retries_against_a_server_that_always_fails_stay_within_the_retry_
     async with running_hub({"fz": entry}) as hub:
         hub.hub.fleet.events.target = recorder
         with anyio.fail_after(60):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 errors: list[int] = []
 
                 async def one() -> None:
@@ -243,7 +243,7 @@ async def test_the_breaker_opens_after_consecutive_failures_fails_fast_then_half
         hub.hub.fleet.events.target = recorder
         connection = hub.hub.fleet.connections["fz"]
         with anyio.fail_after(30):
-            async with Client(hub.url) as client, httpx2.AsyncClient() as http:
+            async with mcp_client(hub.url) as client, http_client() as http:
                 for _ in range(3):
                     with pytest.raises(MCPError) as failed:
                         await client.call_tool("fz__fail_times", {"n": 3, "key": "b"})
@@ -271,7 +271,7 @@ async def test_failing_health_checks_show_degraded_then_open_in_readyz_and_recov
     other = fixture_entry("ok")
     async with running_hub({"fx": entry, "ok": other}) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client, httpx2.AsyncClient() as http:
+            async with mcp_client(hub.url) as client, http_client() as http:
                 pid = int(_text(await client.call_tool("fx__pid", {})))
 
                 async def readyz_state() -> str:
@@ -317,7 +317,7 @@ async def test_an_oversized_result_becomes_an_error_result_naming_the_server_and
         entry = faulty_entry("fz", max_result_bytes=4096) if transport == "stdio" else remote
         async with running_hub({"fz": entry}) as hub:
             with anyio.fail_after(20):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     small = await client.call_tool("fz__huge", {"size": 1000})
                     big = await client.call_tool("fz__huge", {"size": 200_000})
                     after = await client.call_tool("fz__echo", {"text": "after"})
@@ -333,7 +333,7 @@ async def test_calls_beyond_the_concurrency_cap_queue_and_beyond_the_queue_fail_
         hub.hub.fleet.events.target = recorder
         connection = hub.hub.fleet.connections["fz"]
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 results: list[str] = []
 
                 async def slow() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from mcp import Client, MCPError
+from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http import StreamableHTTPServerTransport
@@ -37,6 +37,7 @@ from adapters._sdk import (
     stamp_each_request,
     stamped_params,
 )
+from tests.clients import mcp_client
 from tests.conftest import serve_app
 
 pytestmark = pytest.mark.anyio
@@ -62,7 +63,7 @@ async def test_each_private_attribute_the_hub_uses_exists_on_live_sdk_objects() 
 
     stamped: list[dict[str, Any]] = []
     with anyio.fail_after(10):
-        async with Client(Server("s", on_list_tools=list_tools), mode="legacy") as client:
+        async with mcp_client(Server("s", on_list_tools=list_tools), mode="legacy") as client:
             client_session = client.session
             stamp_each_request(client_session, stamped.append)
             raw = await send_raw_request(client.session, "tools/list", {})
@@ -97,7 +98,7 @@ async def test_the_sdk_modern_era_handler_serves_a_modern_request_given_the_argu
             await handle_modern_request(server, None, False, None, scope, receive, send)
 
     with anyio.fail_after(20):
-        async with serve_app(app) as base_url, Client(f"{base_url}/mcp", mode="2026-07-28") as client:
+        async with serve_app(app) as base_url, mcp_client(f"{base_url}/mcp", mode="2026-07-28") as client:
             listed = await client.list_tools()
             called = await client.call_tool("t", {})
     assert [tool.name for tool in listed.tools] == ["t"]
@@ -188,7 +189,7 @@ async def test_an_answer_replayed_through_the_session_is_processed_by_the_sdk_wi
 
     answer = {"content": [{"type": "image", "data": "AA==", "mimeType": "image/png"}], "isError": False}
     with anyio.fail_after(10):
-        async with Client(Server("s", on_call_tool=call_tool, on_list_tools=list_tools), mode="legacy") as client:
+        async with mcp_client(Server("s", on_call_tool=call_tool, on_list_tools=list_tools), mode="legacy") as client:
             await client.list_tools()
             with replaying(client.session, "tools/call", answer):
                 replayed = await client.call_tool("t", {})
@@ -216,11 +217,11 @@ async def test_params_stamped_outside_the_dispatcher_carry_what_the_session_stam
 
     params = {"name": "t", "_meta": {"mine": 1}}
     with anyio.fail_after(10):
-        async with Client(Server("s", on_list_tools=list_tools), mode="auto") as modern:
+        async with mcp_client(Server("s", on_list_tools=list_tools), mode="auto") as modern:
             stamp_each_request(modern.session, add)
             stamped = stamped_params(modern.session, "tools/call", params)
             era = modern.protocol_version
-        async with Client(Server("s", on_list_tools=list_tools), mode="legacy") as legacy:
+        async with mcp_client(Server("s", on_list_tools=list_tools), mode="legacy") as legacy:
             handshake = stamped_params(legacy.session, "tools/call", params)
     assert era == "2026-07-28"
     meta = stamped["_meta"]

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -40,6 +39,7 @@ from hub.principals import Principal
 from hub.search import words
 from hub.servers import ServerSnapshot, ServerState
 from hub.signals import Changes
+from tests.clients import http_client, mcp_client
 from tests.conftest import ROOT, fixture_entry, hub_command, running_hub, stdio_entry
 from tests.conftest import tool_text as _text
 
@@ -71,8 +71,10 @@ def _auth(**scopes: list[str]) -> dict[str, Any]:
 async def _client(url: str, token: str | None = None, mode: str = "auto", **options: Any) -> AsyncIterator[Client]:
     """An SDK client of `url` with `token`, no response cache (lists are read fresh)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode, cache=None, **options) as client:
+    async with http_client(headers=headers, timeout=30) as http:
+        async with mcp_client(
+            streamable_http_client(url, http_client=http), mode=mode, cache=None, **options
+        ) as client:
             yield client
 
 
@@ -586,7 +588,7 @@ async def test_me_search_builds_the_index_on_demand_on_a_hub_in_full_mode_and_ch
     async with running_hub({"fx": fixture_entry("fx")}) as hub:
         assert not hub.hub.endpoint.search.active  # nothing configured search mode: no index yet
         with anyio.fail_after(20):
-            async with httpx2.AsyncClient(base_url=hub.base_url, timeout=15) as http:
+            async with http_client(base_url=hub.base_url, timeout=15) as http:
                 found = await http.get("/me/search", params={"q": "echo the text back", "limit": "2"})
                 no_query = await http.get("/me/search")
                 bad_limit = await http.get("/me/search", params={"q": "echo", "limit": "0"})
@@ -608,7 +610,7 @@ async def test_serve_stdio_serves_search_mode_to_the_local_client(tmp_path: Path
     command, *args = hub_command("serve", "--stdio", "-c", str(config))
     params = StdioServerParameters(command=command, args=args)
     with anyio.fail_after(30):
-        async with Client(params, mode=mode) as client:
+        async with mcp_client(params, mode=mode) as client:
             names = [tool.name for tool in (await client.list_tools()).tools]
             found = await _search(client, "echo the text back", limit=1)
             called = await client.call_tool(CALL_TOOL, {"name": found[0], "arguments": {"text": "over stdio"}})

@@ -6,11 +6,10 @@ from __future__ import annotations
 import logging
 
 import anyio
-import httpx2
 import pytest
-from mcp import Client
 
 from hub.servers import ServerState
+from tests.clients import http_client, mcp_client
 from tests.conftest import fixture_entry, free_port, http_fixture, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -20,7 +19,7 @@ HEADER_SECRET = "header-s3cret-9876543210"
 
 
 async def _hub_outputs(base_url: str) -> str:
-    async with httpx2.AsyncClient() as http:
+    async with http_client() as http:
         pages = [await http.get(f"{base_url}{path}") for path in ("/readyz", "/admin/servers", "/admin/routes")]
     return "\n".join(page.text for page in pages)
 
@@ -32,7 +31,7 @@ async def test_a_stdio_server_that_prints_its_secret_env_has_it_masked_in_the_lo
     leaky = fixture_entry("leaky", "--stderr-env", "API_TOKEN", env={"API_TOKEN": STDIO_SECRET})
     async with running_hub({"leaky": leaky}) as hub:
         with anyio.fail_after(15):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 assert (await client.call_tool("leaky__getenv", {"name": "API_TOKEN"})).content
             outputs = await _hub_outputs(hub.base_url)
     stderr_lines = [r.getMessage() for r in caplog.records if r.name == "hub.server_stderr"]
@@ -55,7 +54,7 @@ async def test_a_remote_servers_header_secret_appears_in_no_log_or_admin_output(
         }
         async with running_hub(servers) as hub:
             with anyio.fail_after(15):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     assert (await client.call_tool("remote__whoami", {})).content
                 outputs = await _hub_outputs(hub.base_url)
             gone = hub.hub.server_status("gone")

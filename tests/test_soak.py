@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
-from mcp import Client, MCPError
+from mcp import MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from hub.servers import ServerState
 from hub.signals import Changes
+from tests.clients import http_client, mcp_client
 from tests.conftest import until
 from tests.test_reload import faulty, post_reload, serving, write_config
 
@@ -83,17 +83,17 @@ async def test_thousands_of_calls_survive_random_kills_and_a_reload_with_nothing
     kills: list[str] = []
     async with serving(config_file) as hub:
         with anyio.fail_after(TIME_BOUND_SECONDS):
-            async with Client(hub.url) as warm:  # warm both eras' code paths before the baseline
+            async with mcp_client(hub.url) as warm:  # warm both eras' code paths before the baseline
                 for sid in (*KILLED, *STEADY, SWAPPED):
                     await warm.call_tool(f"{sid}__echo", {"text": "warm"})
-            async with Client(hub.url, mode="legacy") as warm:
+            async with mcp_client(hub.url, mode="legacy") as warm:
                 await warm.call_tool("steady__echo", {"text": "warm"})
             baseline_fds, baseline_tasks = len(os.listdir("/proc/self/fd")), len(asyncio.all_tasks())
             routes = [*KILLED, *STEADY, SWAPPED]
             started = time.monotonic()
 
             async def caller(worker: int) -> None:
-                async with Client(hub.url, mode="legacy" if worker % 2 else "auto") as client:
+                async with mcp_client(hub.url, mode="legacy" if worker % 2 else "auto") as client:
                     while tally.issued < TOTAL_CALLS:
                         tally.issued += 1
                         tally.issuing.notify()
@@ -124,7 +124,7 @@ async def test_thousands_of_calls_survive_random_kills_and_a_reload_with_nothing
                     server_id = rng.choice(KILLED)
                     with anyio.fail_after(30):
                         await hub.hub.wait_for_server(server_id, ServerState.READY)
-                    async with Client(hub.server_url(server_id)) as direct:
+                    async with mcp_client(hub.server_url(server_id)) as direct:
                         pid = int(_text(await direct.call_tool("pid", {})))
                     os.kill(pid, signal.SIGKILL)  # a child of this process, started by this test
                     kills.append(server_id)
@@ -148,7 +148,7 @@ async def test_thousands_of_calls_survive_random_kills_and_a_reload_with_nothing
             await until(
                 lambda: len(os.listdir("/proc/self/fd")) <= baseline_fds and len(asyncio.all_tasks()) <= baseline_tasks
             )
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 alive = (await http.get(f"{hub.base_url}/healthz")).status_code
 
     code, report = reports[0]

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 import yaml
@@ -46,6 +45,7 @@ from hub.app import Hub
 from hub.config import parse_config
 from hub.launch import CannotLaunch, StderrTail, resolve_command
 from hub.servers import ServerState
+from tests.clients import http_client, mcp_client
 from tests.conftest import (
     FIXTURE_SERVER,
     ROOT,
@@ -108,7 +108,7 @@ def npm_like_entry(**extra: Any) -> dict[str, Any]:
 async def _list_everything(url: str, mode: str) -> dict[str, list[str]]:
     """tools, resources, resource templates and prompts of `url`, listed concurrently."""
     found: dict[str, list[str]] = {}
-    async with Client(url, mode=mode) as client:
+    async with mcp_client(url, mode=mode) as client:
 
         async def tools() -> None:
             found["tools"] = [t.name for t in (await client.list_tools()).tools]
@@ -166,7 +166,7 @@ async def test_a_call_to_a_server_that_is_still_starting_waits_for_it_and_is_ans
         answers: dict[str, str] = {}
 
         async def call(url: str, name: str, mode: str) -> None:
-            async with Client(url, mode=mode) as client:
+            async with mcp_client(url, mode=mode) as client:
                 answers[f"{name}/{mode}"] = tool_text(await client.call_tool(name, {}))
 
         with anyio.fail_after(60):
@@ -184,7 +184,7 @@ async def test_a_list_does_not_wait_past_the_startup_timeout_of_a_server_that_ne
     never = {"command": "/bin/sh", "args": ["-c", "exec sleep 600"], "startup_timeout_seconds": 1}
     async with started_hub({"fast": fixture_entry("fast"), "never": never}) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 names = {tool.name for tool in (await client.list_tools()).tools}
         never = hub.hub.server_status("never")
     assert "fast__echo" in names and not any(name.startswith("never__") for name in names)
@@ -206,7 +206,7 @@ async def test_a_list_during_a_reload_waits_for_the_servers_it_adds(tmp_path: Pa
         found: list[str] = []
 
         async def list_tools() -> None:
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 found.extend(tool.name for tool in (await client.list_tools()).tools)
 
         with anyio.fail_after(60):
@@ -232,7 +232,7 @@ async def test_one_crash_with_many_calls_in_flight_counts_once_and_the_server_se
         hub.hub.fleet.events.target = recorder  # white-box: every breaker transition
         errors: list[MCPError] = []
         with anyio.fail_after(60):
-            async with Client(hub.url) as client, Client(hub.url) as other:
+            async with mcp_client(hub.url) as client, mcp_client(hub.url) as other:
                 pid = int(tool_text(await client.call_tool("fz__pid", {})))
 
                 async def hang() -> None:
@@ -273,7 +273,7 @@ async def test_a_restart_and_a_fresh_handshake_close_an_open_breaker(tmp_path: P
     async with running_hub({"fz": entry}) as hub:
         hub.hub.fleet.events.target = recorder  # white-box: every breaker transition
         with anyio.fail_after(60):
-            async with Client(hub.url) as client, httpx2.AsyncClient() as http:
+            async with mcp_client(hub.url) as client, http_client() as http:
                 for _ in range(2):
                     with pytest.raises(MCPError) as failed:
                         await client.call_tool("fz__fail_times", {"n": 2, "key": "b"})
@@ -319,8 +319,8 @@ async def test_a_caller_whose_policy_allows_the_route_waits_for_a_restarting_ser
 
 @asynccontextmanager
 async def _client(url: str, token: str) -> AsyncIterator[Client]:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as client:
+    async with http_client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        async with mcp_client(streamable_http_client(url, http_client=http)) as client:
             yield client
 
 
@@ -342,10 +342,10 @@ async def test_a_missing_executable_fails_at_once_naming_the_command_and_path_an
         "ghost": {"command": MISSING_COMMAND, "startup_timeout_seconds": 600},
         "later": {"command": str(later), "startup_timeout_seconds": 600},
     }
-    async with running_hub(servers) as hub, httpx2.AsyncClient(timeout=10) as http:
+    async with running_hub(servers) as hub, http_client(timeout=10) as http:
         ghost = hub.hub.fleet.connections["ghost"]  # white-box: held for a restart, not as a crash loop
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 # A failed server makes nobody wait, however long its start-up timeout.
                 names = {tool.name for tool in (await client.list_tools()).tools}
                 with pytest.raises(MCPError) as raised:
@@ -371,7 +371,7 @@ async def test_a_missing_executable_fails_at_once_naming_the_command_and_path_an
 
 async def test_a_child_that_exits_at_start_shows_its_meaningful_stderr_lines_in_readyz_and_mcphub_servers() -> None:
     async with running_hub({"ok": fixture_entry("ok"), "npm": npm_like_entry()}) as hub:
-        async with httpx2.AsyncClient(timeout=10) as http:
+        async with http_client(timeout=10) as http:
             ready = (await http.get(f"{hub.base_url}/readyz")).json()
         cli = await anyio.run_process(hub_command("servers", "--json", "--url", hub.base_url), check=False, cwd=ROOT)
     npm = {s["server_id"]: s for s in ready["servers"]}["npm"]
@@ -478,7 +478,7 @@ async def test_a_big_fleet_starts_a_few_at_a_time_nobody_is_killed_for_its_start
     async with started_hub(servers, max_concurrent_starts=FLEET_STARTS) as hub:
         fleet = hub.hub.fleet
         with anyio.fail_after(180):
-            async with httpx2.AsyncClient(timeout=30) as http:
+            async with http_client(timeout=30) as http:
                 # /healthz is asked again each time the start-up gate changes (a server's first
                 # attempt over), until every server had its first attempt; a change made while
                 # /healthz was being answered is not missed (`wait_past` the count read before).
@@ -493,7 +493,7 @@ async def test_a_big_fleet_starts_a_few_at_a_time_nobody_is_killed_for_its_start
                     if not fleet.startup.settled:
                         await fleet.startup.changes.wait_past(seen)
             settled = time.monotonic() - started
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 tools = len((await client.list_tools()).tools)
         not_ready = [c.server_id for c in fleet.connections.values() if c.state is not ServerState.READY]
         killed = [c.last_error for c in fleet.connections.values() if c.restarts or c.last_error]
@@ -527,7 +527,7 @@ async def test_roots_list_at_start_up_is_answered_with_an_empty_list_or_the_owni
     servers = {"shared": roots_entry(), "mine": roots_entry(isolation="per_client")}
     async with running_hub(servers) as hub:
         with anyio.fail_after(60):
-            async with Client(hub.url, mode="legacy", list_roots_callback=roots) as client:
+            async with mcp_client(hub.url, mode="legacy", list_roots_callback=roots) as client:
                 shared = tool_text(await client.call_tool("shared__startup_roots", {}))
                 own = tool_text(await client.call_tool("mine__startup_roots", {}))
     assert shared == "roots: "

@@ -29,6 +29,7 @@ from hub.errors import ServerTimeout
 from hub.servers import ServerConnection
 from hub.servers.state import ConnectionLost
 from hub.signals import Changes
+from tests.clients import mcp_client
 from tests.conftest import FAULTY_SERVER, FIXTURE_SERVER, LogLines, fixture_entry, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -58,7 +59,7 @@ async def _call(client: Client, mux: RequestMux, tool: str, arguments: dict[str,
 @asynccontextmanager
 async def _server(script: str, mode: str, stderr: _Stderr, **options: Any) -> AsyncIterator[Client]:
     transport = stdio_transport("mux", sys.executable, [script], on_stderr_line=stderr, **options)
-    async with Client(transport, mode=mode) as client:  # type: ignore[arg-type]
+    async with mcp_client(transport, mode=mode) as client:  # type: ignore[arg-type]
         yield client
 
 
@@ -357,7 +358,7 @@ async def test_each_clients_calls_go_through_the_mux_of_its_own_per_client_conne
     async with running_hub({"fx": entry}) as hub:
         shared = _connection(hub, "fx")
         with anyio.fail_after(60):
-            async with Client(hub.url, mode="legacy") as a, Client(hub.url, mode="legacy") as b:
+            async with mcp_client(hub.url, mode="legacy") as a, mcp_client(hub.url, mode="legacy") as b:
                 answers = [
                     (await a.call_tool("fx__echo", {"text": "a"})).structured_content,
                     (await b.call_tool("fx__echo", {"text": "b"})).structured_content,

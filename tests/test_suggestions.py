@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-import httpx2
 import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import INVALID_PARAMS
 
 from hub.suggestions import MAX_SUGGESTIONS, close_names, suggest
+from tests.clients import http_client, mcp_client
 from tests.conftest import RunningHub, fixture_entry, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -104,8 +104,8 @@ async def _policy_hub() -> AsyncIterator[RunningHub]:
 
 @asynccontextmanager
 async def _client(url: str, token: str) -> AsyncIterator[Client]:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as client:
+    async with http_client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+        async with mcp_client(streamable_http_client(url, http_client=http)) as client:
             yield client
 
 

@@ -24,6 +24,7 @@ from mcp_types import CONNECTION_CLOSED
 
 from hub.app import Hub
 from hub.servers import ServerState
+from tests.clients import http_client, mcp_client
 from tests.conftest import FAULTY_SERVER, ROOT, faulty_entry, forked_argv, hub_command, running_hub, until
 from tests.conftest import tool_text as _text
 
@@ -58,7 +59,7 @@ async def test_garbage_on_stdout_is_skipped_and_logged_and_the_session_survives(
     }
     async with running_hub({"noisy": faulty_entry("noisy", "--garbage-at-start"), "leaky": leaky}) as hub:
         with anyio.fail_after(20):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 assert hub.hub.server_status("noisy").state is ServerState.READY
                 assert hub.hub.server_status("leaky").state is ServerState.READY
                 pid = _text(await client.call_tool("noisy__pid", {}))
@@ -93,7 +94,7 @@ async def test_a_stdout_line_over_max_line_bytes_that_is_not_json_rpc_kills_and_
     }
     async with running_hub(servers) as hub:
         with anyio.fail_after(40):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 first_pid = int(_text(await client.call_tool("flood__pid", {})))
                 big_pid = _text(await client.call_tool("big__pid", {}))
                 started = time.monotonic()
@@ -139,7 +140,7 @@ async def test_a_child_crashing_mid_call_fails_every_in_flight_call_from_the_cra
     }
     async with running_hub(servers) as hub:
         with anyio.fail_after(40):
-            async with Client(hub.url, cache=None) as client, Client(hub.url) as other_client:
+            async with mcp_client(hub.url, cache=None) as client, mcp_client(hub.url) as other_client:
                 async with anyio.create_task_group() as tg:
                     for server_id in ("crashy", "crashy-legacy"):
                         tg.start_soon(_crash_and_restart, hub.hub, server_id, client, other_client)
@@ -192,7 +193,7 @@ async def test_crash_times_counts_across_restarts_in_the_state_file(tmp_path: Pa
     state = tmp_path / "state.json"
     async with running_hub({"flaky": faulty_entry("flaky", "--state-file", str(state))}) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 for crash in (1, 2):
                     with pytest.raises(MCPError):
                         await client.call_tool("flaky__crash_times", {"n": 2})
@@ -212,7 +213,7 @@ async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_
         "loop": {"command": "/bin/sh", "args": ["-c", script], "max_restarts": 2, "restart_window_seconds": 60},
         "bystander": faulty_entry("bystander"),
     }
-    async with running_hub(servers) as hub, httpx2.AsyncClient(timeout=10) as http:
+    async with running_hub(servers) as hub, http_client(timeout=10) as http:
         loop = hub.hub.fleet.connections["loop"]  # white-box: its crash-loop flag
         with anyio.fail_after(40):
             await hub.hub.wait_for_server(
@@ -231,7 +232,7 @@ async def test_a_crash_loop_leaves_the_server_failed_until_an_operator_restarts_
             response = await http.post(f"{hub.base_url}/admin/servers/loop/restart")
             assert response.status_code == 202 and response.json()["state"] == "failed"
             await hub.hub.wait_for_server("loop", ServerState.READY)
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 pid = int(_text(await client.call_tool("loop__pid", {})))
 
                 # Break it again: kill the child; the loop starts afresh and fails again.
@@ -297,7 +298,7 @@ async def test_shutdown_closes_stdin_then_sigterm_then_sigkill_and_leaves_no_pro
     async with anyio.create_task_group() as watchers:
         async with running_hub(servers) as hub:
             with anyio.fail_after(20):
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     pids = {sid: int(_text(await client.call_tool(f"{sid}__pid", {}))) for sid in servers}
             started = time.monotonic()
             for server_id, pid in pids.items():
@@ -323,7 +324,7 @@ async def test_the_hubs_server_status_and_wait_follow_a_killed_server_back_and_r
     async with running_hub({"fx": faulty_entry("fx"), "other": faulty_entry("other")}) as hub:
         before = hub.hub.server_status("fx")
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 os.kill(int(_text(await client.call_tool("fx__pid", {}))), signal.SIGKILL)
                 # Down from its loss until the restarted child has listed (backoff, then a start).
                 down = await hub.hub.wait_for_server("fx", ServerState.RESTARTING, ServerState.FAILED)

@@ -20,7 +20,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client, MCPError
@@ -38,6 +37,7 @@ from adapters._sdk import send_raw_request
 from hub.endpoint.task_routes import TaskRoute, TaskRoutes
 from hub.signals import Changes
 from hub.task_wire import TASKS_EXTENSION, CreatedTask, TasksClientExtension, task_request
+from tests.clients import http_client, mcp_client
 from tests.conftest import NPM_CACHE, ROOT, fixture_entry, running_hub, stdio_entry, until
 
 pytestmark = pytest.mark.anyio
@@ -94,8 +94,8 @@ async def connect(url: str, mode: str, key: str | None = None, **options: Any) -
     """An SDK client of the hub in `mode` (`legacy`: 2025-11-25; `auto`: 2026-07-28), as the
     principal of API key `key` (None: no credential)."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client:
+    async with http_client(headers=headers, timeout=30) as http:
+        async with mcp_client(streamable_http_client(url, http_client=http), mode=mode, **options) as client:
             yield client
 
 
@@ -238,7 +238,7 @@ async def test_a_task_request_whose_mcp_name_header_differs_from_its_task_id_is_
             "Mcp-Name": "conf+somebody-else",
         }
         body = {"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": {"taskId": created.task_id, "_meta": meta}}
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             answer = (await http.post(hub.url, json=body, headers=headers)).json()
 
     assert answer["error"]["code"] == HEADER_MISMATCH

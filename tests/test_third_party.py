@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from conftest import fixture_entry, free_port, running_hub, until
 from mcp import Client, MCPError, StdioServerParameters
@@ -31,6 +30,8 @@ from mcp_types import (
     TextResourceContents,
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_MODERN_VERSION
+
+from tests.clients import http_client, mcp_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -112,7 +113,7 @@ async def _tool_names(client: Client) -> set[str]:
 
 async def _readiness(base_url: str) -> dict[str, dict[str, Any]]:
     """/readyz as {server_id: status}."""
-    async with httpx2.AsyncClient(timeout=10.0) as http:
+    async with http_client(timeout=10.0) as http:
         response = await http.get(f"{base_url}/readyz")
     assert response.status_code == 200, response.text
     return {server["server_id"]: server for server in response.json()["servers"]}
@@ -168,7 +169,7 @@ async def test_the_pypi_time_and_git_servers_are_listed_namespaced_and_answer_ca
     repository = await _git_repository(tmp_path / "repo")
     async with running_hub({"time": _time_entry(), "git": _git_entry(repository)}) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url, mode=mode) as client:
+            async with mcp_client(hub.url, mode=mode) as client:
                 names = await _tool_names(client)
                 now = await client.call_tool("time__get_current_time", {"timezone": "UTC"})
                 status = await client.call_tool("git__git_status", {"repo_path": str(repository)})
@@ -189,7 +190,7 @@ async def test_a_tools_include_filter_hides_the_git_write_tools_from_listing_and
     }
     async with running_hub(servers) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 names = await _tool_names(client)
                 with pytest.raises(MCPError) as refused:
                     await client.call_tool("git__git_commit", {"repo_path": str(repository), "message": "sneaky"})
@@ -214,7 +215,7 @@ async def test_stdio_server_everything_is_handshake_era_and_the_fixture_is_moder
             servers = await _readiness(hub.base_url)
             answers: dict[str, tuple[str | None, set[str], str, str]] = {}
             for mode in CLIENT_MODES:
-                async with Client(hub.url, mode=mode) as client:
+                async with mcp_client(hub.url, mode=mode) as client:
                     names = await _tool_names(client)
                     everything = await client.call_tool("everything__echo", {"message": f"hi {mode}"})
                     fixture = await client.call_tool("fx__echo", {"text": f"hi {mode}"})
@@ -244,7 +245,7 @@ async def test_server_everything_as_a_remote_server_answers_through_the_hub(
         async with running_hub({"everything": entry}) as hub:
             with anyio.fail_after(30):
                 servers = await _readiness(hub.base_url)
-                async with Client(hub.url) as client:
+                async with mcp_client(hub.url) as client:
                     echoed = await client.call_tool("everything__echo", {"message": "over the wire"})
                     total = await client.call_tool("everything__get-sum", {"a": 2, "b": 3})
 
@@ -266,7 +267,7 @@ async def test_server_memory_stores_an_entity_created_through_the_hub_and_reads_
     entity = {"name": "hub_test_entity", "entityType": "test", "observations": ["created through the hub"]}
     async with running_hub({"memory": entry}) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 names = await _tool_names(client)
                 created = await client.call_tool("memory__create_entities", {"entities": [entity]})
                 opened = await client.call_tool("memory__open_nodes", {"names": ["hub_test_entity"]})
@@ -285,14 +286,14 @@ async def test_server_everything_resources_and_prompts_are_exposed_namespaced_wi
     entry = _everything_entry(npm_servers)
     async with running_hub({"everything": entry}) as hub:
         with anyio.fail_after(30):
-            async with Client(StdioServerParameters(command="node", args=entry["args"])) as direct:
+            async with mcp_client(StdioServerParameters(command="node", args=entry["args"])) as direct:
                 direct_resources = (await direct.list_resources()).resources
                 direct_templates = (await direct.list_resource_templates()).resource_templates
                 direct_prompts = (await direct.list_prompts()).prompts
                 original_uri = str(direct_resources[0].uri)
                 direct_read = await direct.read_resource(original_uri)
                 direct_prompt = await direct.get_prompt("simple-prompt")
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 resources = (await client.list_resources()).resources
                 templates = (await client.list_resource_templates()).resource_templates
                 prompts = (await client.list_prompts()).prompts
@@ -313,7 +314,7 @@ async def test_resource_links_and_embedded_resources_from_server_everything_can_
 ) -> None:
     async with running_hub({"everything": _everything_entry(npm_servers)}) as hub:
         with anyio.fail_after(40):
-            async with Client(hub.url, mode=mode) as client:
+            async with mcp_client(hub.url, mode=mode) as client:
                 links = await client.call_tool("everything__get-resource-links", {"count": 2})
                 link_blocks = [block for block in links.content if isinstance(block, ResourceLink)]
                 reads = [await client.read_resource(str(block.uri)) for block in link_blocks]
@@ -323,7 +324,7 @@ async def test_resource_links_and_embedded_resources_from_server_everything_can_
                 prompt = await client.get_prompt(
                     "everything__resource-prompt", {"resourceType": "Text", "resourceId": "6"}
                 )
-            async with Client(hub.server_url("everything"), mode=mode) as per_server:
+            async with mcp_client(hub.server_url("everything"), mode=mode) as per_server:
                 original = await per_server.call_tool("get-resource-links", {"count": 2})
 
     assert [str(block.uri) for block in link_blocks] == [

@@ -16,9 +16,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
-from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -29,6 +27,7 @@ from hub.app import Hub
 from hub.config import parse_config
 from hub.signals import Changes
 from hub.trace_context import TRACEPARENT, TRACESTATE, inbound_trace, outbound_fields, read_trace_context
+from tests.clients import http_client, mcp_client
 from tests.conftest import ROOT, RunningHub, http_fixture, stdio_entry, tool_text
 from tests.test_reload import faulty, serve_hub
 
@@ -206,7 +205,7 @@ async def test_a_call_through_two_hubs_to_a_stdio_server_is_one_trace_with_paren
         traced_hub({"a": {"url": a.url, "protocol": b_to_a}}, "hub-b", traced_b) as b,
     ):
         with anyio.fail_after(30):
-            async with Client(b.url, mode=client_mode) as client:
+            async with mcp_client(b.url, mode=client_mode) as client:
                 meta: Any = {TRACEPARENT: CLIENT_TRACEPARENT, TRACESTATE: CLIENT_TRACESTATE}
                 seen = json.loads(tool_text(await client.call_tool("a__leaky__seen_trace", {}, meta=meta)))
             # A's HTTP span ends once its response is written, which may be after B read it.
@@ -255,8 +254,8 @@ async def test_a_traceparent_header_alone_parents_the_http_span_and_the_mcp_span
     async with traced_hub({"leaky": _leaky_entry()}, "hub-a", traced) as a:
         with anyio.fail_after(30):
             async with (
-                httpx2.AsyncClient(headers={TRACEPARENT: CLIENT_TRACEPARENT}) as http,
-                Client(streamable_http_client(a.url, http_client=http)) as client,
+                http_client(headers={TRACEPARENT: CLIENT_TRACEPARENT}) as http,
+                mcp_client(streamable_http_client(a.url, http_client=http)) as client,
             ):
                 seen = json.loads(tool_text(await client.call_tool("leaky__seen_trace", {})))
     server = traced.one(SpanKind.SERVER, "tools/call leaky__seen_trace")
@@ -279,7 +278,7 @@ async def test_a_hub_with_tracing_off_forwards_the_trace_context_unchanged_to_ev
         b = await stack.enter_async_context(traced_hub(servers, "hub-b", None))
         assert b.hub.tracer is None
         with anyio.fail_after(30):
-            async with Client(b.url, mode=client_mode) as client:
+            async with mcp_client(b.url, mode=client_mode) as client:
                 meta: Any = {TRACEPARENT: CLIENT_TRACEPARENT, TRACESTATE: CLIENT_TRACESTATE}
                 direct = json.loads(tool_text(await client.call_tool("direct__seen_trace", {}, meta=meta)))
                 local = json.loads(tool_text(await client.call_tool("local__seen_trace", {}, meta=meta)))
@@ -301,7 +300,7 @@ async def test_retries_and_fallbacks_are_sibling_client_spans_of_the_one_server_
     }
     async with traced_hub(servers, "hub-a", traced) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 result = await client.call_tool("fx__fail_times", {"n": 1, "key": "t"})
     assert tool_text(result) == "ok after 1 failures"
     server = traced.one(SpanKind.SERVER, "tools/call fx__fail_times")
@@ -318,7 +317,7 @@ async def test_http_spans_cover_refused_requests_but_not_probes() -> None:
     traced = Traced()
     async with traced_hub({"fx": faulty("fx")}, "hub-a", traced, max_body_bytes=1024) as hub:
         with anyio.fail_after(30):
-            async with httpx2.AsyncClient() as http:
+            async with http_client() as http:
                 assert (await http.get(f"{hub.base_url}/healthz")).status_code == 200
                 refused = await http.post(
                     hub.url,
@@ -345,7 +344,7 @@ async def test_http_spans_can_be_turned_off_by_the_standard_exclusion_variable(m
     traced = Traced()
     async with traced_hub({"fx": faulty("fx")}, "hub-a", traced) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 await client.call_tool("fx__echo", {"text": "hi"}, meta={TRACEPARENT: CLIENT_TRACEPARENT})
     assert traced.http_spans() == []
     server = traced.one(SpanKind.SERVER, "tools/call fx__echo")

@@ -11,7 +11,6 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
 
 from hub.list_freshness import (
     LIST_TTL_MS,
@@ -22,6 +21,7 @@ from hub.list_freshness import (
     relist_interval_seconds,
 )
 from hub.servers import ServerConnection
+from tests.clients import mcp_client
 from tests.conftest import fixture_entry, running_hub, stdio_entry, tool_text
 
 pytestmark = pytest.mark.anyio
@@ -71,7 +71,7 @@ async def test_a_server_whose_tools_list_expires_is_relisted_and_a_silent_change
         assert connection.protocol_version == "2026-07-28"
         assert connection.relist_at is not None
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 assert tool_text(await client.call_tool("quick__grow", {"name": "fresh"})) == "grown"
 
                 # The server announces nothing: only the re-list on expiry changes the catalog.
@@ -100,16 +100,16 @@ async def test_the_hubs_list_results_carry_a_ttl_derived_from_the_servers_of_eac
     }
     async with running_hub(servers) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 aggregated = await client.list_tools(cache_mode="refresh")
                 prompts = await client.list_prompts(cache_mode="refresh")
-            async with Client(hub.server_url("quick")) as client:
+            async with mcp_client(hub.server_url("quick")) as client:
                 quick = await client.list_tools(cache_mode="refresh")
-            async with Client(hub.server_url("lasting")) as client:
+            async with mcp_client(hub.server_url("lasting")) as client:
                 lasting = await client.list_tools(cache_mode="refresh")
-            async with Client(hub.server_url("fx")) as client:
+            async with mcp_client(hub.server_url("fx")) as client:
                 fixture = await client.list_tools(cache_mode="refresh")
-            async with Client(hub.url, mode="legacy") as client:
+            async with mcp_client(hub.url, mode="legacy") as client:
                 handshake = await client.list_tools()
     # The aggregated face and the quick server's own: until the quick server's lists expire
     # (its 8 s, less the age of the hub's copy), below the hub's 10 s ceiling.
@@ -153,7 +153,7 @@ async def test_a_list_changed_relist_restarts_the_expiry_and_is_the_only_relist(
         scheduled = connection.relist_at
         assert scheduled is not None
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 before = int(tool_text(await client.call_tool("both__list_calls", {})))
                 await client.call_tool("both__grow", {"name": "announced", "announce": True})
                 catalog = hub.hub.catalog
@@ -175,7 +175,7 @@ async def test_a_failed_relist_on_expiry_keeps_the_listing_and_the_connection_an
 
         hub.hub.catalog.add_listener(changed)
         with anyio.fail_after(40):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 await client.call_tool("flaky__fail_lists", {"times": 2})
                 await client.call_tool("flaky__grow", {"name": "later"})
                 # Two expiries fail (the tools stay listed), then one succeeds.

@@ -11,10 +11,11 @@ import mcp_types as types
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mcp import Client, MCPError
+from mcp import MCPError
 from mcp_types import INVALID_PARAMS
 
 from hub.uris import UNRESERVED, normalize_uri, normalize_uri_pattern, remove_dot_segments
+from tests.clients import mcp_client
 from tests.conftest import fixture_entry, running_hub
 
 # ---------------------------------------------------------------- the function
@@ -123,7 +124,7 @@ async def test_no_spelling_of_a_denied_resource_is_read_on_either_face(mode: str
     policies = [{"principal": "anonymous", "allow": ["*"], "deny": ["fx+FIXTURE://Info"]}]
     async with running_hub({"fx": fixture_entry("fx")}, policies=policies) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url, mode=mode) as client:
+            async with mcp_client(hub.url, mode=mode) as client:
                 listed = {str(r.uri) for r in (await client.list_resources()).resources}
                 assert _DENIED not in listed
                 for uri in _VARIANTS:
@@ -135,7 +136,7 @@ async def test_no_spelling_of_a_denied_resource_is_read_on_either_face(mode: str
                 # What is not denied still reads, through its template.
                 item = (await client.read_resource("fx+fixture://items/%37")).contents[0]
                 assert isinstance(item, types.TextResourceContents) and "7" in item.text
-            async with Client(hub.server_url("fx"), mode=mode) as client:
+            async with mcp_client(hub.server_url("fx"), mode=mode) as client:
                 assert not (await client.list_resources()).resources
                 for uri in ("fixture://info", "fixture://INFO", "fixture://%69nfo", "FIXTURE://info"):
                     with pytest.raises(MCPError) as refused:
@@ -148,7 +149,7 @@ async def test_no_spelling_of_a_denied_resource_is_read_on_either_face(mode: str
 async def test_a_spelling_of_a_resource_reaches_the_server_in_normal_form() -> None:
     async with running_hub({"fx": fixture_entry("fx")}) as hub:
         with anyio.fail_after(30):
-            async with Client(hub.url) as client:
+            async with mcp_client(hub.url) as client:
                 for uri in _VARIANTS:
                     content = (await client.read_resource(uri)).contents[0]
                     assert isinstance(content, types.TextResourceContents) and content.text == "fx", uri

@@ -37,6 +37,7 @@ from hub.wire_results import (
     plain_prompt_result,
     plain_read_result,
 )
+from tests.clients import http_client, mcp_client
 from tests.conftest import INITIALIZE, MCP_HEADERS, fixture_entry, running_hub, serve_app
 
 pytestmark = pytest.mark.anyio
@@ -215,7 +216,7 @@ async def test_a_plain_answer_comes_back_as_sent_and_anything_else_gets_the_sdks
 ) -> None:
     calls: list[str] = []
     with anyio.fail_after(10):
-        async with Client(_server(calls), mode=mode) as client:  # type: ignore[arg-type]
+        async with mcp_client(_server(calls), mode=mode) as client:  # type: ignore[arg-type]
             listed = _Listed(ServerSnapshot(tools=tuple((await client.list_tools()).tools)))
             plain = await _call(client, listed, "echo", text="hi")
             image = await _call(client, listed, "image")
@@ -253,7 +254,7 @@ async def test_through_the_hub_a_plain_call_or_prompt_answers_the_same_bytes_as_
         ("fx__whoami", {}),
     ]
     async with running_hub({"fx": fixture_entry("fx")}) as hub:
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             opened = await http.post(hub.url, json=INITIALIZE, headers=MCP_HEADERS)
             session = {
                 **MCP_HEADERS,
@@ -495,7 +496,7 @@ async def test_through_the_hub_a_resource_read_or_completion_answers_the_same_by
     with the server's `contents[].uri` exposed (kept on a per-server face, which serves original
     URIs), and a server's error keeps its code and message."""
     servers = {"fl": fixture_entry("fl", protocol="legacy"), "fm": fixture_entry("fm", protocol="modern")}
-    async with running_hub(servers) as hub, httpx2.AsyncClient(timeout=30) as http:
+    async with running_hub(servers) as hub, http_client(timeout=30) as http:
         session = await _session_headers(http, hub.url)
         face_session = await _session_headers(http, hub.server_url("fm"))
 
@@ -624,7 +625,7 @@ async def test_through_the_hub_an_answer_that_is_not_plain_takes_the_sdks_path_a
             "cl": {"url": f"{base}/mcp", "protocol": "legacy", "max_result_bytes": 2048},
             "cm": {"url": f"{base}/mcp", "protocol": "modern", "max_result_bytes": 2048},
         }
-        async with running_hub(servers) as hub, httpx2.AsyncClient(timeout=30) as http:
+        async with running_hub(servers) as hub, http_client(timeout=30) as http:
             session = await _session_headers(http, hub.url)
 
             async def answers() -> list[bytes]:
