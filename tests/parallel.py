@@ -54,3 +54,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = module_group(item)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+def ungrouped(items: list[pytest.Item]) -> list[str]:
+    """The node ids of tests with an `xdist_group` that pytest-xdist did not suffix with it
+    (`<node id>@<group>`, what its `loadgroup` scheduler groups by)."""
+    return [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+
+
+@pytest.hookimpl(trylast=True)  # after xdist has suffixed the node ids
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On a `--dist loadgroup` worker: refuse to run when the groups did not take effect.
+
+    They would be lost silently: every test of a group free to run on any worker at once, a
+    module's fixture built on each, and tests that need their module's earlier tests run out of
+    order. pytest 9.2 with pytest-xdist 3.8 does that (pytest-dev/pytest-xdist#1386), hence the
+    pin in pyproject.toml."""
+    if not hasattr(session.config, "workerinput") or not session.config.getvalue("loadgroup"):
+        return
+    lost = ungrouped(session.items)
+    if lost:
+        raise pytest.UsageError(
+            f"pytest-xdist did not group {len(lost)} tests marked with an xdist_group (e.g. {lost[0]}):"
+            " this pytest and pytest-xdist do not work together (pytest-dev/pytest-xdist#1386)"
+        )

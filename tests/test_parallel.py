@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import ROOT
+
 pytest_plugins = ["pytester"]
 
 _MODULE = """
@@ -66,3 +68,48 @@ def test_without_xdist_no_group_is_added(pytester: pytest.Pytester) -> None:
     groups = _groups(pytester, "-p", "no:xdist")
     assert groups["test_uses_the_module_fixture"] is None
     assert groups["test_has_a_group_of_its_own"] == "own"
+
+
+_GROUPED = """
+import os
+import pytest
+
+@pytest.fixture(scope="module")
+def served():
+    yield "one hub for the module"
+
+@pytest.mark.parametrize("n", range(6))
+def test_in_the_modules_group(served, n):
+    print("worker", os.environ["PYTEST_XDIST_WORKER"])
+
+@pytest.mark.parametrize("n", range(6))
+def test_anywhere(n): pass
+"""
+
+
+def test_the_tests_of_a_group_run_on_one_worker_under_loadgroup(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real run (two workers, `--dist loadgroup`): what `make test` relies on, and what
+    `tests.parallel` checks on every worker (it refuses to run when the groups are lost)."""
+    pytester.makepyfile(test_grouped=_GROUPED)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the inner run imports `tests.parallel`
+    result = pytester.runpytest_subprocess(
+        "-p", "tests.parallel", "-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=12)
+    grouped = [line for line in result.outlines if "PASSED" in line and "test_in_the_modules_group" in line]
+    assert len(grouped) == 6
+    assert all(line.rstrip().endswith("@test_grouped.py") for line in grouped)
+    assert len({line.split("]", 1)[0] for line in grouped}) == 1  # one worker: "[gw0" or "[gw1"
+
+
+def test_a_worker_refuses_tests_whose_group_was_lost(pytester: pytest.Pytester) -> None:
+    from tests.parallel import ungrouped
+
+    pytester.makepyfile(test_grouped=_GROUPED)
+    items, _ = pytester.inline_genitems("-p", "tests.parallel", "-p", "no:xdist")
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("lost"))
+    assert ungrouped(items) == [item.nodeid for item in items]
+    assert ungrouped([]) == []
