@@ -114,7 +114,11 @@ def main() -> None:
         conn.connect(path)
         message = struct.pack(">I", len(request)) + request
         sent = socket.send_fds(conn, [message], [0, 1, 2])
-        conn.sendall(message[sent:])
+        if sent < len(message):
+            # Never an empty send: once the whole request is sent the zygote may have forked,
+            # the child run and exited, and the zygote closed the connection, which makes even
+            # an empty send fail (EPIPE) and would start the script a second time.
+            conn.sendall(message[sent:])
         lines = _Lines(conn)
         answer = lines.next()
     except OSError:
