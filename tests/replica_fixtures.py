@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 import anyio
-import httpx2
 import pytest
 
 from tests.balancer import CHECK_FALL, CHECK_INTERVAL_MS, Balancer, find_haproxy
+from tests.clients import http_client
 from tests.cluster_fixtures import ADMIN_KEY, RedisServer, api_keys, installed_service
 from tests.conftest import fixture_entry, hub_command, until
 
@@ -117,9 +117,9 @@ class Replica:
         if self._log_file is not None:
             self._log_file.close()
         self._log_file = self.log.open("ab")
-        # Direct, a real child: `kill` is a crash the test then restarts on the same port, and
-        # a forked replica would die only a moment after its launcher (when the zygote kills it).
-        command = hub_command("serve", "-c", str(self.config_file), "--port", str(self.port), "--json", direct=True)
+        # Forked by this worker's zygote, as any `mcphub` a test starts (a fresh interpreter
+        # costs ~1.5 s of CPU); `kill` signals the hub itself, by the pid it announced.
+        command = hub_command("serve", "-c", str(self.config_file), "--port", str(self.port), "--json")
         process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -173,9 +173,10 @@ class Replica:
         self.process.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
-        """SIGKILL: a crash, no drain; its stdio servers exit when their stdin closes."""
+        """SIGKILL the hub (the pid of its `listening` event): a crash, no drain; its stdio servers
+        exit when their stdin closes. A forked hub's launcher then exits as killed by SIGKILL too."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
+        os.kill(int(self.data["listening"]["pid"]), signal.SIGKILL)
 
     async def exit_status(self, timeout_seconds: float = STOP_TIMEOUT_SECONDS) -> int:
         """Wait (bounded) for the process to exit and return its status."""
@@ -223,14 +224,14 @@ class ReplicaCluster:
 
     async def metrics(self, replica: Replica) -> str:
         """`/metrics` of one replica, asked directly (not through the balancer)."""
-        async with httpx2.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
+        async with http_client(timeout=10, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
             answer = await http.get(f"{replica.base_url}/metrics")
         answer.raise_for_status()
         return answer.text
 
     async def readiness(self, replica: Replica) -> tuple[int, dict[str, Any]]:
         """(status, body) of one replica's `/readyz`, asked directly as `hub:admin`."""
-        async with httpx2.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
+        async with http_client(timeout=10, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
             answer = await http.get(f"{replica.base_url}/readyz")
         return answer.status_code, answer.json()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,7 @@ async def test_with_json_the_banner_prints_one_object_per_line_each_with_its_eve
     events = [json.loads(line) for line in text.getvalue().splitlines()]
     assert [event["event"] for event in events] == ["config", "listening", "draining", "stopping", "drained"]
     assert events[0] == {"event": "config", "source": "hub.yaml", "servers": ["echo", "more"]}
-    assert events[1] == {"event": "listening", "url": "http://127.0.0.1:9001/mcp"}
+    assert events[1] == {"event": "listening", "url": "http://127.0.0.1:9001/mcp", "pid": os.getpid()}
     assert {key: events[2][key] for key in ("cause", "grace_seconds", "timeout_seconds")} == {
         "cause": "SIGTERM",
         "grace_seconds": 5.0,

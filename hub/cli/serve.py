@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,9 +164,10 @@ class Banner:
         )
 
     def listening(self, url: str) -> None:
-        """The endpoint's URL and how to add it to a client (always on stdout: HTTP only)."""
+        """The endpoint's URL and how to add it to a client (always on stdout: HTTP only); with
+        `--json`, also the serving process's pid (what a supervisor signals, whatever started it)."""
         if self.json_output:
-            self.say("", {"event": "listening", "url": url})
+            self.say("", {"event": "listening", "url": url, "pid": os.getpid()})
             return
         out.print(f"mcphub: MCP endpoint {url}", markup=False)
         out.print(f"mcphub: add it to a client, e.g. `claude mcp add --transport http hub {url}`, or:", markup=False)
