@@ -2,8 +2,8 @@
 
 An `httpx2.AsyncClient` built without `verify=` loads the system's CA bundle into a new
 `ssl.SSLContext` (~20-25 ms of CPU), and `mcp.Client(url)` builds one such client per
-connection: over a run of the suite that was a quarter of the test processes' CPU, for TLS no
-test uses (every peer is on loopback HTTP). These build the same clients on the shared context:
+connection: in `make test-fast` that was about a sixth of the test processes' CPU (py-spy), for
+TLS no test uses (every peer is on loopback HTTP). These build the same clients on the shared context:
 
 - `http_client(**kwargs)` is `httpx2.AsyncClient(**kwargs)`;
 - `mcp_client(server, **kwargs)` is `mcp.Client(server, **kwargs)`; for a URL, its Streamable
