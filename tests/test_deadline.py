@@ -112,8 +112,8 @@ async def test_an_idempotent_call_that_timed_out_on_one_replica_is_not_sent_agai
 # ---------------------------------------------------------------- per-client connections
 
 
-def _per_client(**extra: Any) -> dict[str, Any]:
-    return faulty_entry("fz", protocol="legacy", isolation="per_client", **extra)
+def _per_client(*args: str, **extra: Any) -> dict[str, Any]:
+    return faulty_entry("fz", *args, protocol="legacy", isolation="per_client", **extra)
 
 
 async def test_a_per_client_connection_with_a_full_queue_refuses_its_own_client_while_another_is_served() -> None:
@@ -169,9 +169,9 @@ async def test_a_per_client_connection_with_an_open_circuit_is_refused_alone_and
 async def test_a_call_whose_deadline_passes_while_its_own_connection_starts_is_never_sent_and_the_next_is_served() -> (
     None
 ):
-    # A per-client connection is a new stdio child: interpreter, SDK import and handshake take
-    # far longer than the 0.05 s `echo` has, so its deadline passes while it waits for the start.
-    entry = _per_client(timeouts={"echo": 0.05})
+    # A per-client connection is a new stdio child, here one that takes 1 s to start (a forked
+    # one can start within the 0.05 s `echo` has), so its deadline passes while it waits.
+    entry = _per_client("--start-delay", "1", timeouts={"echo": 0.05})
     async with running_hub({"fz": entry}) as hub:
         shared = hub.hub.fleet.connections["fz"]
         with anyio.fail_after(30):

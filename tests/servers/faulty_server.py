@@ -4,7 +4,7 @@ Run it over stdio (default) or Streamable HTTP:
 
     python tests/servers/faulty_server.py [--name NAME] [--transport stdio|http] [--port N]
         [--state-file PATH] [--garbage-at-start] [--ignore-stdin-eof] [--ignore-sigterm]
-        [--exit-at-start CODE] [--id-last] [--json-response] [--gzip]
+        [--exit-at-start CODE] [--start-delay SECONDS] [--id-last] [--json-response] [--gzip]
 
 Switches:
 
@@ -20,6 +20,8 @@ Switches:
 - `--ignore-stdin-eof`: when stdin reaches EOF keep the process running (stdio shutdown tests).
 - `--ignore-sigterm`: ignore SIGTERM (only SIGKILL stops it).
 - `--exit-at-start CODE`: exit immediately with CODE, before serving (a crash loop).
+- `--start-delay SECONDS`: sleep that long before serving (a server slow to start, whether it is
+  forked from a test zygote in milliseconds or started fresh).
 - `--id-last` (stdio only): write responses with `id` as their last member, as the TypeScript
   SDK does (`{"result":...,"jsonrpc":"2.0","id":5}`).
 - `--json-response` (http only): answer handshake-era requests with one JSON body, not SSE
@@ -58,6 +60,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -347,6 +350,7 @@ def main() -> None:
     parser.add_argument("--ignore-stdin-eof", action="store_true")
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--exit-at-start", type=int, metavar="CODE")
+    parser.add_argument("--start-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--id-last", action="store_true")
     parser.add_argument("--json-response", action="store_true")
     parser.add_argument("--gzip", action="store_true")
@@ -356,6 +360,8 @@ def main() -> None:
         os._exit(args.exit_at_start)
     if args.ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if args.start_delay > 0:
+        time.sleep(args.start_delay)
     print(f"faulty server {args.name} starting ({args.transport}) pid={os.getpid()}", file=sys.stderr, flush=True)
     if args.garbage_at_start and args.transport == "stdio":
         for line in _GARBAGE:
