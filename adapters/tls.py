@@ -4,7 +4,7 @@ Loading the CA bundle into a new `ssl.SSLContext` costs ~20-25 ms of CPU (every 
 is parsed), and `httpx2.AsyncClient()` does it for each client it builds unless it is handed a
 context (`verify=`). Every HTTP client the hub builds (the connection pool to remote servers,
 the JWKS fetches of token validation, the admin CLI's requests) is handed this one instead: a
-hub that builds several (a reload, a test process serving many hubs) loads the bundle once.
+process that builds several hubs (a test process) or clients loads the bundle once.
 
 An `ssl.SSLContext` may be shared by any number of clients, connections, threads and event
 loops once configured; this one is never changed after it is built, and nothing may change it
