@@ -1,4 +1,5 @@
-"""How the suite shares out among parallel workers (pytest-xdist, `--dist loadgroup`: `make test`).
+"""How the suite shares out among parallel workers (pytest-xdist, `--dist loadgroup`: `make test`),
+and the order of the `serial` run beside them.
 
 Each worker is a process of its own, so what a test changes in its process (environment
 variables, sse-starlette's `AppStatus`, its file descriptors and child processes) is seen by no
@@ -18,6 +19,12 @@ on one worker one after another in file order. A test joins a group
   built once per run rather than once per worker that happens to get one of its tests, and tests
   that rely on the state the module's earlier tests left (a replica restarted, a Redis killed)
   still run after them. A module-scoped `anyio_backend` (a string, free to build) does not count.
+
+`make test` runs the `serial` tests (`-m serial`) one at a time in a process of their own while
+the workers run the rest. There the conformance runs go last (`serial_order`): the two load tests
+have bounds of minutes, but the conformance checks have sub-second windows, and the first seconds
+of the parallel run are its busiest (every worker importing and collecting the suite and starting
+its fork server at once).
 """
 
 from __future__ import annotations
@@ -44,8 +51,15 @@ def module_group(item: pytest.Item) -> str | None:
     return None
 
 
+def serial_order(items: list[pytest.Item]) -> None:
+    """Put the tests marked `conformance` after the others, each keeping its order (in place)."""
+    items.sort(key=lambda item: item.get_closest_marker("conformance") is not None)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns groups into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("markexpr") == "serial":
+        serial_order(items)  # the `serial` run of `make test`, beside the workers
     if not config.pluginmanager.hasplugin("xdist"):
         return  # no workers: nothing to share out (and no `xdist_group` marker registered)
     for item in items:

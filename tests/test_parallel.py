@@ -1,5 +1,6 @@
-"""How the suite shares out among parallel workers (`tests.parallel`), checked on a small test
-module collected by an inner pytest run (pytester): which tests join their module's `xdist_group`."""
+"""How the suite shares out among parallel workers (`tests.parallel`), checked on small test
+modules collected by an inner pytest run (pytester): which tests join their module's
+`xdist_group`, and the order of the `serial` run."""
 
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ def test_anywhere(n): pass
 """
 
 
+@pytest.mark.slow
 def test_the_tests_of_a_group_run_on_one_worker_under_loadgroup(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,3 +115,34 @@ def test_a_worker_refuses_tests_whose_group_was_lost(pytester: pytest.Pytester) 
         item.add_marker(pytest.mark.xdist_group("lost"))
     assert ungrouped(items) == [item.nodeid for item in items]
     assert ungrouped([]) == []
+
+
+_SERIAL = """
+import pytest
+
+@pytest.mark.serial
+@pytest.mark.conformance
+def test_a_conformance_run(): pass
+
+@pytest.mark.serial
+def test_a_load(): pass
+
+def test_not_serial(): pass
+
+@pytest.mark.serial
+def test_another_load(): pass
+"""
+
+
+def test_the_serial_run_puts_the_conformance_runs_last_and_other_runs_keep_file_order(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\nmarkers =\n    serial\n    conformance\n")
+    pytester.makepyfile(test_serial=_SERIAL)
+
+    def collected(*args: str) -> list[str]:
+        result = pytester.runpytest("-p", "tests.parallel", "-p", "no:xdist", "--collect-only", "-q", *args)
+        return [line.split("::", 1)[1] for line in result.outlines if line.startswith("test_serial.py::")]
+
+    assert collected("-m", "serial") == ["test_a_load", "test_another_load", "test_a_conformance_run"]
+    assert collected() == ["test_a_conformance_run", "test_a_load", "test_not_serial", "test_another_load"]
