@@ -41,6 +41,7 @@ async def test_a_restart_with_wait_answers_once_a_new_process_is_ready() -> None
     assert before_pid != after_pid
 
 
+@pytest.mark.slow
 async def test_a_restart_whose_server_does_not_come_back_in_time_is_answered_504_with_its_state_and_reason(
     tmp_path: Path,
 ) -> None:

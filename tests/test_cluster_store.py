@@ -122,6 +122,7 @@ async def test_the_memory_store_keeps_ttls_and_delivers_to_its_own_subscribers()
         assert await _next(items) == b"hello"
 
 
+@pytest.mark.slow
 def test_a_hub_without_redis_url_never_imports_redis_and_one_with_it_shares_state(tmp_path: Path) -> None:
     # redis-py loads OpenTelemetry's SDK when it is installed: a hub running alone must not pay
     # for it (nor for redis-py itself).

@@ -159,6 +159,7 @@ def _sample_names(text: str) -> set[str]:
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 async def test_every_metric_the_dashboard_queries_exists_in_a_live_hubs_metrics(tmp_path: Path) -> None:
     wanted = _queried_metric_names(_dashboard())
     config = parse_config(

@@ -43,6 +43,7 @@ async def test_progress_pushes_the_deadline_to_now_plus_the_timeout_but_never_pa
 # ---------------------------------------------------------------- queue wait and answer share one clock
 
 
+@pytest.mark.slow
 async def test_a_queued_call_gets_only_the_rest_of_its_deadline_and_one_still_queued_at_the_end_is_never_sent() -> None:
     # One slot. `hang` holds it until its own 4 s deadline; `slow` (needs 4 s, has 5 s) queues
     # behind it, so from its arrival it cannot finish before its deadline: with a fresh timeout
@@ -166,6 +167,7 @@ async def test_a_per_client_connection_with_an_open_circuit_is_refused_alone_and
     assert served_b_again == "b again"
 
 
+@pytest.mark.slow
 async def test_a_call_whose_deadline_passes_while_its_own_connection_starts_is_never_sent_and_the_next_is_served() -> (
     None
 ):

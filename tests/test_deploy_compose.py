@@ -253,6 +253,7 @@ def _counting(app: ASGIApp, hits: list[str]) -> ASGIApp:
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 async def test_the_balancer_config_spreads_requests_over_ready_replicas_and_skips_one_that_is_not_ready(
     tmp_path: Path,
 ) -> None:

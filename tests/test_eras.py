@@ -146,6 +146,7 @@ async def test_request_state_handles_are_refused_when_tampered_or_presented_by_a
     assert isinstance(second, types.InputRequiredResult)
 
 
+@pytest.mark.slow
 async def test_an_abandoned_handle_expires_and_the_suspended_server_call_is_cancelled() -> None:
     async with _hub_with_principals(ttl=1) as (hub, url):
         bridge = hub.endpoint.bridge

@@ -241,6 +241,7 @@ async def _serve_until_signals(command: list[str], config: Path) -> tuple[int, s
     return code, stderr.decode(), detached
 
 
+@pytest.mark.slow
 async def test_mcphub_serve_forked_reloads_on_sighup_and_drains_on_sigterm_as_a_direct_start(tmp_path: Path) -> None:
     if not os.environ.get(FORK_SOCKET_ENV):
         pytest.skip("the session's fork server does not run (MCPHUB_TEST_FORK=0)")

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
+
 from tests.conftest import ROOT
 
 _SCRIPT = """
@@ -62,10 +64,12 @@ def _imported(settings: dict[str, object]) -> list[str]:
     return imported
 
 
+@pytest.mark.slow
 def test_a_hub_with_api_keys_and_no_rate_limits_imports_neither_pyjwt_nor_limits() -> None:
     assert _imported({}) == []
 
 
+@pytest.mark.slow
 def test_a_hub_whose_rate_limit_counts_a_request_imports_limits_then_and_still_not_pyjwt() -> None:
     bucket = {"requests_per_second": 100, "burst": 100}
     assert _imported({"rate_limits": {"per_principal": bucket}}) == ["limits"]

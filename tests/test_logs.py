@@ -213,6 +213,7 @@ async def test_serve_writes_only_formatted_lines_to_stderr_when_the_sdk_warns_of
     assert not any("MCPDeprecationWarning" in line for line in lines if " hub.server_stderr: " not in line)
 
 
+@pytest.mark.slow
 def test_a_python_warning_becomes_one_warning_log_line_once_per_place() -> None:
     script = (
         "import warnings\n"

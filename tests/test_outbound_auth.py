@@ -187,6 +187,7 @@ async def test_a_401_from_the_server_makes_the_hub_fetch_one_new_token_and_retry
 # --- failures are clear and leak nothing -------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_renewal_refused_mid_life_takes_the_server_down_with_the_reason_until_the_endpoint_accepts_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

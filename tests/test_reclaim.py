@@ -109,6 +109,7 @@ async def _abandon_a_listen_stream(url: str) -> None:
             await anyio.sleep_forever()
 
 
+@pytest.mark.slow
 async def test_abandoned_sessions_and_listen_streams_are_reclaimed_and_fds_and_tasks_return_to_baseline() -> None:
     async with running_hub({"fx": fixture_entry("fx")}, session_idle_timeout_seconds=1.0) as hub:
         endpoint = hub.hub.endpoint

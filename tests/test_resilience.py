@@ -76,6 +76,7 @@ async def test_a_route_timeout_fails_the_call_naming_the_server_and_cancels_it_o
     assert _text(after) == "after"
 
 
+@pytest.mark.slow
 async def test_progress_keeps_a_call_alive_past_its_timeout_but_not_past_the_hard_maximum() -> None:
     # slow(seconds, steps) reports progress every seconds/steps: every 0.1 s here.
     entry = fixture_entry("fx", timeout_seconds=0.6, max_timeout_seconds=2.5)
@@ -264,6 +265,7 @@ async def test_the_breaker_opens_after_consecutive_failures_fails_fast_then_half
     assert [e[2] for e in recorder.named("on_breaker_change")] == ["open", "half_open", "closed"]
 
 
+@pytest.mark.slow
 async def test_failing_health_checks_show_degraded_then_open_in_readyz_and_recover() -> None:
     entry = fixture_entry(
         "fx", timeout_seconds=0.5, health_check_interval_seconds=0.2, breaker={"failures": 2, "cooldown_seconds": 0.3}
@@ -326,6 +328,7 @@ async def test_an_oversized_result_becomes_an_error_result_naming_the_server_and
     assert _text(after) == "after"
 
 
+@pytest.mark.slow
 async def test_calls_beyond_the_concurrency_cap_queue_and_beyond_the_queue_fail_fast() -> None:
     entry = faulty_entry("fz", max_concurrency=1, max_queue=1)
     recorder = Recorder()

@@ -180,6 +180,7 @@ async def test_a_call_to_a_server_that_is_still_starting_waits_for_it_and_is_ans
     assert answers == {f"{name}/{mode}": "slow" for name in ("slow__whoami", "whoami") for mode in ("legacy", "auto")}
 
 
+@pytest.mark.slow
 async def test_a_list_does_not_wait_past_the_startup_timeout_of_a_server_that_never_starts() -> None:
     never = {"command": "/bin/sh", "args": ["-c", "exec sleep 600"], "startup_timeout_seconds": 1}
     async with started_hub({"fast": fixture_entry("fast"), "never": never}) as hub:

@@ -67,6 +67,7 @@ async def _server(script: str, mode: str, stderr: _Stderr, **options: Any) -> As
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.slow
 async def test_two_hundred_concurrent_mux_calls_beside_sdk_requests_each_get_exactly_their_own_answer(
     mode: str,
 ) -> None:
@@ -101,6 +102,7 @@ async def test_two_hundred_concurrent_mux_calls_beside_sdk_requests_each_get_exa
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.slow
 async def test_the_progress_of_a_mux_call_reaches_its_callback_in_order_before_its_answer(mode: str) -> None:
     mux = RequestMux()
     progress: list[tuple[float, float | None, str | None]] = []
@@ -160,6 +162,7 @@ async def test_an_oversized_answer_fails_only_its_own_mux_call() -> None:
     assert listed.tools
 
 
+@pytest.mark.slow
 async def test_lines_that_are_not_json_rpc_are_still_skipped_while_a_mux_call_waits(log_lines: LogLines) -> None:
     mux = RequestMux()
     with anyio.fail_after(60):

@@ -278,6 +278,7 @@ async def test_a_reload_gives_a_crash_looped_server_a_new_start(tmp_path: Path) 
     assert hub.hub.fleet.connections["loop"] is loop and not loop.crash_looped
 
 
+@pytest.mark.slow
 async def test_shutdown_closes_stdin_then_sigterm_then_sigkill_and_leaves_no_process(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

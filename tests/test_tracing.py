@@ -169,6 +169,7 @@ def test_outgoing_fields_are_the_injected_context_else_the_forwarded_one() -> No
         inbound_trace.reset(token)
 
 
+@pytest.mark.slow
 def test_a_hub_with_tracing_off_imports_no_opentelemetry_sdk_or_instrumentation() -> None:
     script = (
         "import sys\n"

@@ -164,6 +164,7 @@ async def test_a_list_changed_relist_restarts_the_expiry_and_is_the_only_relist(
     assert rescheduled is not None and rescheduled > scheduled
 
 
+@pytest.mark.slow
 async def test_a_failed_relist_on_expiry_keeps_the_listing_and_the_connection_and_is_tried_again() -> None:
     async with running_hub({"flaky": ttl_entry("flaky", "--ttl-ms", "1000")}) as hub:
         connection = _connection(hub, "flaky")
