@@ -11,6 +11,7 @@ import logging
 import os
 import selectors
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from hub.app import Hub
 from hub.config import HubConfig, parse_config
 from hub.endpoint import HttpServer, bind_socket
 from hub.signals import Changes
+from tests.clients import mcp_client
 
 pytest_plugins = ["tests.parallel", "tests.cluster_fixtures", "tests.replica_fixtures"]
 """How tests share out among parallel workers (`tests.parallel`: `xdist_group`s); real Redis for
@@ -325,9 +327,9 @@ async def http_fixture(
 ) -> AsyncIterator[tuple[str, Process]]:
     """A fixture server (`script`: the fixture server, or `FAULTY_SERVER`) as a remote server on
     127.0.0.1: yields (its MCP URL, its process), which is killed afterwards. Forked as
-    `forked_argv` says; `direct=True` for a test that SIGKILLs the process to take the server
-    down mid-test (a forked server dies only a moment after its launcher, when the zygote
-    kills it: the test's next request could still reach it)."""
+    `forked_argv` says. To take the server down mid-test, `kill_server(url)`: killing `process`
+    kills a forked server only a moment after its launcher, when the zygote kills it, so the
+    test's next request could still reach it."""
     process = await anyio.open_process(
         forked_argv(script, "--transport", transport, "--port", "0", *args, direct=direct),
         stdout=subprocess.PIPE,
@@ -352,6 +354,17 @@ async def http_fixture(
             # Closes the pipes too: a forked server's ends close only when the zygote has killed
             # it, a moment after its launcher died, so EOF may not have come yet.
             await process.aclose()
+
+
+async def kill_server(url: str) -> int:
+    """SIGKILL the fixture or faulty server at `url` (forked or not) by the pid its `pid` tool
+    answers, and return that pid: the server is gone at once (its port refuses, its streams
+    break), and a forked server's launcher then exits as killed by SIGKILL too."""
+    with anyio.fail_after(30):
+        async with mcp_client(url) as client:
+            pid = int(tool_text(await client.call_tool("pid", {})))
+    os.kill(pid, signal.SIGKILL)
+    return pid
 
 
 def faulty_http(

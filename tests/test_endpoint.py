@@ -17,7 +17,7 @@ from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS, REQUEST_TIMEOUT, SERVER
 from hub.naming import NAME_PATTERN
 from hub.servers import ServerState
 from tests.clients import http_client, mcp_client
-from tests.conftest import fixture_entry, http_fixture, running_hub
+from tests.conftest import fixture_entry, http_fixture, kill_server, running_hub
 from tests.conftest import tool_text as _text
 
 pytestmark = pytest.mark.anyio
@@ -335,14 +335,12 @@ async def test_remote_servers_over_streamable_http_and_sse_are_federated(transpo
 
 
 async def test_a_remote_server_going_away_leaves_the_hub_and_other_servers_serving() -> None:
-    # Direct: SIGKILLed mid-test, and the next call must find it gone.
-    async with http_fixture("--name", "remote", direct=True) as (url, process):
+    async with http_fixture("--name", "remote") as (url, _):
         async with running_hub({"remote": {"url": url, "timeout_seconds": 5}, "local": fixture_entry("local")}) as hub:
             with anyio.fail_after(30):
                 async with mcp_client(hub.url) as client:
                     assert _text(await client.call_tool("remote__whoami", {})) == "remote"
-                    process.kill()
-                    await process.wait()
+                    await kill_server(url)  # the next call must find it gone
                     with pytest.raises(MCPError) as raised:
                         await client.call_tool("remote__whoami", {})
                     assert _text(await client.call_tool("local__whoami", {})) == "local"

@@ -157,7 +157,7 @@ async def test_a_remote_server_that_dies_mid_call_is_found_gone_at_once_not_at_t
     # Its death breaks the call's exchange (the transport lives on); a health check right after
     # finds it gone (it cannot connect), so the supervisor reconnects without waiting 30 s.
     async with (
-        faulty_http(direct=True) as (url, _),
+        faulty_http() as (url, _),
         running_hub({"r": {"url": url, "health_check_interval_seconds": 30}}) as hub,
     ):
         async with mcp_client(hub.url) as client:
