@@ -118,7 +118,8 @@ def verdict(runs: list[toolkit.SuiteRun]) -> str:
 
 # The official suite's server-stateless checks give a call sub-second windows (test_logging_tool,
 # 100 ms of its own, must answer within 500 ms); beside other workers' start-up storms a run on
-# 2 cores missed one (CI of 2026-11-29), so these runs have the machine to themselves.
+# 2 cores missed one (CI of 2026-11-29), so these runs are `serial`: one at a time in a process
+# of their own, after the parallel run's busiest first seconds (`tests.parallel.serial_order`).
 @pytest.mark.serial
 @pytest.mark.parametrize(
     ("transport", "protocol", "sets"),
