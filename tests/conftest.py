@@ -327,9 +327,9 @@ async def http_fixture(
 ) -> AsyncIterator[tuple[str, Process]]:
     """A fixture server (`script`: the fixture server, or `FAULTY_SERVER`) as a remote server on
     127.0.0.1: yields (its MCP URL, its process), which is killed afterwards. Forked as
-    `forked_argv` says. To take the server down mid-test, `kill_server(url)`: killing `process`
-    kills a forked server only a moment after its launcher, when the zygote kills it, so the
-    test's next request could still reach it."""
+    `forked_argv` says. To take the server down mid-test, `kill_server(url, process)`: killing
+    `process` kills a forked server only a moment after its launcher, when the zygote kills it,
+    so the test's next request could still reach it."""
     process = await anyio.open_process(
         forked_argv(script, "--transport", transport, "--port", "0", *args, direct=direct),
         stdout=subprocess.PIPE,
@@ -356,14 +356,16 @@ async def http_fixture(
             await process.aclose()
 
 
-async def kill_server(url: str) -> int:
-    """SIGKILL the fixture or faulty server at `url` (forked or not) by the pid its `pid` tool
-    answers, and return that pid: the server is gone at once (its port refuses, its streams
-    break), and a forked server's launcher then exits as killed by SIGKILL too."""
+async def kill_server(url: str, process: Process) -> int:
+    """SIGKILL the fixture or faulty server at `url`, started as `process` (`http_fixture`:
+    forked or not), by the pid its `pid` tool answers, and return that pid once `process` has
+    exited: a forked server's launcher exits, as killed by SIGKILL too, only when the zygote has
+    reaped the server, so the server is gone (its port refuses, its streams are broken)."""
     with anyio.fail_after(30):
         async with mcp_client(url) as client:
             pid = int(tool_text(await client.call_tool("pid", {})))
-    os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+        await process.wait()
     return pid
 
 

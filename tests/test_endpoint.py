@@ -335,12 +335,12 @@ async def test_remote_servers_over_streamable_http_and_sse_are_federated(transpo
 
 
 async def test_a_remote_server_going_away_leaves_the_hub_and_other_servers_serving() -> None:
-    async with http_fixture("--name", "remote") as (url, _):
+    async with http_fixture("--name", "remote") as (url, process):
         async with running_hub({"remote": {"url": url, "timeout_seconds": 5}, "local": fixture_entry("local")}) as hub:
             with anyio.fail_after(30):
                 async with mcp_client(hub.url) as client:
                     assert _text(await client.call_tool("remote__whoami", {})) == "remote"
-                    await kill_server(url)  # the next call must find it gone
+                    await kill_server(url, process)  # the next call must find it gone
                     with pytest.raises(MCPError) as raised:
                         await client.call_tool("remote__whoami", {})
                     assert _text(await client.call_tool("local__whoami", {})) == "local"

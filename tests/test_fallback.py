@@ -38,7 +38,7 @@ async def _tool_names(client: Client) -> set[str]:
 
 
 async def test_a_down_primary_is_served_by_its_fallback_only_for_tools_the_fallback_also_has() -> None:
-    async with faulty_http() as (url, _):
+    async with faulty_http() as (url, process):
         servers = {"a": {"url": url, "fallback": ["b"], "idempotent": ["pid"]}, "b": fixture_entry("b")}
         async with running_hub(servers) as hub:
             with anyio.fail_after(30):
@@ -46,7 +46,7 @@ async def test_a_down_primary_is_served_by_its_fallback_only_for_tools_the_fallb
                 async with mcp_client(hub.url, cache=None) as client:
                     assert {"a__pid", "a__hang", "b__pid"} <= await _tool_names(client)
                     b_pid = _text(await client.call_tool("b__pid", {}))
-                    await kill_server(url)
+                    await kill_server(url, process)
                     # Whether the hub already knows `a` is gone (not delivered) or learns it from
                     # this call (idempotent), the call is answered by `b`.
                     served = _text(await client.call_tool("a__pid", {}))
@@ -195,7 +195,7 @@ def test_route_timeouts_hard_maximum_and_idempotent_globs_apply_to_original_tool
 
 
 async def test_resources_and_prompts_of_a_down_primary_are_served_by_its_fallback() -> None:
-    async with http_fixture("--name", "a") as (url, _):
+    async with http_fixture("--name", "a") as (url, process):
         servers = {"a": {"url": url, "fallback": ["b"]}, "b": fixture_entry("b")}
         async with running_hub(servers) as hub:
             with anyio.fail_after(30):
@@ -203,7 +203,7 @@ async def test_resources_and_prompts_of_a_down_primary_are_served_by_its_fallbac
                     before = await client.read_resource("a+fixture://info")
                     # A modern-era HTTP session has no standing stream: the hub learns that `a`
                     # is gone from the next request, which moves to `b` (a read is repeatable).
-                    await kill_server(url)
+                    await kill_server(url, process)
                     info = await client.read_resource("a+fixture://info")
                     item = await client.read_resource("a+fixture://items/7")
                     prompt = await client.get_prompt("a__greet", {"name": "ada"})
