@@ -323,7 +323,7 @@ async def running_hub(
 
 @asynccontextmanager
 async def http_fixture(
-    *args: str, transport: str = "http", script: str = FIXTURE_SERVER, direct: bool = False
+    *args: str, transport: str = "http", script: str = FIXTURE_SERVER
 ) -> AsyncIterator[tuple[str, Process]]:
     """A fixture server (`script`: the fixture server, or `FAULTY_SERVER`) as a remote server on
     127.0.0.1: yields (its MCP URL, its process), which is killed afterwards. Forked as
@@ -331,7 +331,7 @@ async def http_fixture(
     `process` kills a forked server only a moment after its launcher, when the zygote kills it,
     so the test's next request could still reach it."""
     process = await anyio.open_process(
-        forked_argv(script, "--transport", transport, "--port", "0", *args, direct=direct),
+        forked_argv(script, "--transport", transport, "--port", "0", *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -356,24 +356,21 @@ async def http_fixture(
             await process.aclose()
 
 
-async def kill_server(url: str, process: Process) -> int:
+async def kill_server(url: str, process: Process) -> None:
     """SIGKILL the fixture or faulty server at `url`, started as `process` (`http_fixture`:
-    forked or not), by the pid its `pid` tool answers, and return that pid once `process` has
-    exited: a forked server's launcher exits, as killed by SIGKILL too, only when the zygote has
-    reaped the server, so the server is gone (its port refuses, its streams are broken)."""
+    forked or not), by the pid its `pid` tool answers, and return once `process` has exited: a
+    forked server's launcher exits, as killed by SIGKILL too, only when the zygote has reaped the
+    server, so the server is gone (its port refuses, its streams are broken)."""
     with anyio.fail_after(30):
         async with mcp_client(url) as client:
             pid = int(tool_text(await client.call_tool("pid", {})))
         os.kill(pid, signal.SIGKILL)
         await process.wait()
-    return pid
 
 
-def faulty_http(
-    *args: str, transport: str = "http", direct: bool = False
-) -> AbstractAsyncContextManager[tuple[str, Process]]:
+def faulty_http(*args: str, transport: str = "http") -> AbstractAsyncContextManager[tuple[str, Process]]:
     """The faulty server as a remote server (see `http_fixture`)."""
-    return http_fixture(*args, transport=transport, script=FAULTY_SERVER, direct=direct)
+    return http_fixture(*args, transport=transport, script=FAULTY_SERVER)
 
 
 def free_port() -> int:
