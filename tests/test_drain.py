@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx2
 import pytest
 from anyio.abc import Process
@@ -436,6 +437,70 @@ async def test_an_http_server_that_leaves_signals_to_its_caller_keeps_their_hand
         sock.close()
     assert during == before
     assert first.text == again.text == "hello"
+
+
+async def _iterations_until(event: anyio.Event, bound: int) -> int:
+    """Event-loop iterations (`anyio.lowlevel.checkpoint()`: each lets every ready callback and
+    I/O event run once) until `event` is set; fails past `bound`."""
+    iterations = 0
+    while not event.is_set():
+        assert iterations < bound, f"not set within {bound} event-loop iterations"
+        await anyio.lowlevel.checkpoint()
+        iterations += 1
+    return iterations
+
+
+async def test_a_stopped_http_server_waits_for_its_running_request_then_ends_within_a_few_loop_iterations() -> None:
+    """uvicorn alone ends a stop on its 0.1 s ticks (0.1-0.3 s, thousands of loop iterations
+    here); the hub's server waits on its connections and requests (`hub.endpoint.http_lifecycle`):
+    an idle keep-alive connection is closed at once, a request running at the stop still gets
+    its answer, and the server (its lifespan ended) is done a few iterations after that."""
+    entered, release, lifespan_ended, served = anyio.Event(), anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def slow(request: Request) -> PlainTextResponse:
+        entered.set()
+        await release.wait()
+        return PlainTextResponse("done")
+
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        lifespan_ended.set()
+
+    sock = bind_socket("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app = Starlette(routes=[Route("/slow", slow), Route("/hello", hello)], lifespan=lifespan)
+    server = HttpServer(app, sock, handle_signals=False)
+    answers: list[str] = []
+
+    async def serve() -> None:
+        await server.serve()
+        served.set()
+
+    async def slow_request(http: httpx2.AsyncClient) -> None:
+        answers.append((await http.get(f"{url}/slow")).text)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            with anyio.fail_after(10):
+                async with http_client() as idle, http_client() as busy:
+                    answers.append((await idle.get(f"{url}/hello")).text)  # its connection stays open, idle
+                    tg.start_soon(slow_request, busy)
+                    await entered.wait()
+                    server.stop()
+                    for _ in range(200):  # what a stop with nothing running takes, and more
+                        await anyio.lowlevel.checkpoint()
+                    assert not served.is_set() and not lifespan_ended.is_set()  # the request holds it
+                    release.set()
+                    await _iterations_until(served, bound=200)
+    finally:
+        sock.close()
+    assert answers == ["hello", "done"]
+    assert lifespan_ended.is_set()
 
 
 # --- end to end: signals to `mcphub serve` --------------------------------------------------------

@@ -399,6 +399,7 @@ EXPORTS = {
         "parse_origin",
     ],
     "hub.endpoint.http_guards": ["HostOriginGuard", "RequestGate", "is_mcp_path"],
+    "hub.endpoint.http_lifecycle": ["HubServer", "HubServerState"],
     "hub.endpoint.http_server": [
         "LINGER_MAX_BYTES",
         "LINGER_SECONDS",

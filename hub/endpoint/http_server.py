@@ -36,10 +36,9 @@ by it instead of exiting 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
@@ -52,6 +51,7 @@ from uvicorn.server import ServerState
 
 from hub.config import HubConfig
 from hub.config.hub import DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_MAX_HEADER_BYTES
+from hub.endpoint.http_lifecycle import HubServer, HubServerState
 
 __all__ = [
     "LINGER_MAX_BYTES",
@@ -186,6 +186,8 @@ class HubHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
         super().connection_lost(exc)
+        if isinstance(self.server_state, HubServerState):
+            self.server_state.connection_closed.set()  # a stopping server waits on its connections
 
     def handle_websocket_upgrade(self) -> None:
         # The connection now belongs to uvicorn's WebSocket protocol: none of our deadlines apply.
@@ -365,34 +367,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, installing its SIGINT/SIGTERM handlers only when asked to.
-
-    Relies on `uvicorn.Server.capture_signals` (the context manager `serve()` runs in) and
-    `uvicorn.Server.servers` (the listening servers, set by `startup()`) of uvicorn 0.54
-    (covered by tests/test_drain.py)."""
-
-    def __init__(self, config: uvicorn.Config, *, handle_signals: bool) -> None:
-        super().__init__(config)
-        self._handle_signals = handle_signals
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        if not self._handle_signals:
-            yield
-            return
-        with super().capture_signals():
-            yield
-
-
 class HttpServer:
     """uvicorn serving `app` on an already-bound socket (so the port is known before it starts)
     with `HubHttpProtocol` and the given limits.
 
     `await serve()` runs until `stop()`, or until SIGINT/SIGTERM when `handle_signals` (uvicorn's
-    own handling: see the module docstring). On stop, uvicorn closes the listening socket and
-    idle connections and gives the requests still running up to 5 s before it cancels them;
-    then the app's lifespan ends.
+    own handling: see the module docstring). On stop, it closes the listening socket and idle
+    connections and gives the requests still running up to 5 s before it cancels them; then the
+    app's lifespan ends (`hub.endpoint.http_lifecycle`: uvicorn's sequence, without its 0.1 s
+    ticks).
 
     :param limits: head/body limits; default `HttpLimits()` (the config defaults).
     :param handle_signals: let uvicorn install its SIGINT/SIGTERM handlers (default True);
@@ -417,7 +400,7 @@ class HttpServer:
             access_log=False,
             timeout_graceful_shutdown=5,
         )
-        self._server = _Server(config, handle_signals=handle_signals)
+        self._server = HubServer(config, handle_signals=handle_signals)
         self._sock = sock
 
     async def serve(self) -> None:
@@ -431,8 +414,9 @@ class HttpServer:
             server.close()
 
     def stop(self) -> None:
-        """Stop serving (see the class docstring); `serve()` returns once stopped."""
-        self._server.should_exit = True
+        """Stop serving (see the class docstring); `serve()` returns once stopped: at once when
+        no connection is open and no request running (`hub.endpoint.http_lifecycle`)."""
+        self._server.request_stop()
 
 
 def run_event_loop(fn: Callable[[], Awaitable[T]]) -> T:
