@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import selectors
 import shutil
 import signal
 import socket
@@ -34,11 +33,21 @@ from hub.config import HubConfig, parse_config
 from hub.endpoint import HttpServer, bind_socket
 from hub.signals import Changes
 from tests.clients import mcp_client
+from tests.fork_session import (  # the run's fork server: these hooks are this file's own
+    FORK_LAUNCHER,
+    FORK_SOCKET_ENV,
+    pytest_collection_finish,  # noqa: F401
+    pytest_configure,  # noqa: F401
+    pytest_terminal_summary,  # noqa: F401
+    pytest_unconfigure,  # noqa: F401
+)
 
 pytest_plugins = ["tests.parallel", "tests.cluster_fixtures", "tests.replica_fixtures"]
 """How tests share out among parallel workers (`tests.parallel`: `xdist_group`s); real Redis for
 the cluster tests (`redis_server`); three `mcphub serve` replicas behind a real HAProxy for the
-replica end-to-end tests (`replica_cluster`)."""
+replica end-to-end tests (`replica_cluster`). The run's fork server, which forks the test
+servers and `mcphub` runs, is started by this file's hooks (`tests.fork_session`: a plugin
+module this file also imports cannot be one of `pytest_plugins`)."""
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_SERVER = str(ROOT / "tests" / "servers" / "fixture_server.py")
@@ -69,41 +78,14 @@ def _private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
             os.environ["XDG_STATE_HOME"] = previous
 
 
-FORK_SERVER = str(ROOT / "tests" / "fork_server.py")
-FORK_LAUNCHER = str(ROOT / "tests" / "fork_launcher.py")
-FORK_ENV = "MCPHUB_TEST_FORK"
-"""`MCPHUB_TEST_FORK=0`: start every test server and `mcphub` directly, without the fork server."""
-_FORK_READY_SECONDS = 60.0
-FORK_LOG_ENV = "MCPHUB_TEST_FORK_LOG"
-"""`MCPHUB_TEST_FORK_LOG=1`: log each launch and the CPU used (`_fork_server`)."""
-FORK_SOCKET_ENV = "MCPHUB_TEST_FORK_SOCKET"
-"""The Unix socket of this worker's fork server while it runs (set by `_fork_server`). An
-environment variable, not a global: pytest imports this file as `conftest` and the tests import
-it as `tests.conftest`, two modules."""
-
-
-SERVERS = ROOT / "tests" / "servers"
-FORK_PRELOAD = (
-    *sorted(str(path) for path in SERVERS.glob("*.py") if path.name != "auth_server.py"),
-    *sorted(str(path) for path in (ROOT / "hub" / "cli").glob("*.py")),
-)
-"""What each worker's fork server imports: what the stdio test servers import (not the auth
-server's imports: it runs inside the test process) and what `python -m hub` imports at start-up,
-except `hub.cli` itself (`FORK_EXCLUDE`)."""
-FORK_EXCLUDE = ("hub.cli", "task_support")
-"""Never preloaded: `hub.cli` builds its rich consoles at import from the environment and
-stdout (COLUMNS, a tty), so each `python -m hub` child imports it (a few small modules) with its
-own; `task_support` is imported by bare name from `tests/servers/` (not on the zygote's path)."""
-
-
 def forked_argv(*argv: str, direct: bool = False) -> list[str]:
     """The command line running `python *argv` (`SCRIPT ARGS...` or `-m MODULE ARGS...`): forked
-    by this worker's fork server (`tests/fork_server.py`, through `tests/fork_launcher.py`)
+    by the run's fork server (`tests/fork_server.py`, through `tests/fork_launcher.py`)
     while it runs, else (or with `direct=True`) `[sys.executable, *argv]` itself."""
     socket_path = os.environ.get(FORK_SOCKET_ENV)
     if not socket_path or direct:
         return [sys.executable, *argv]
-    # -I -S: the launcher imports the standard library only, and starts in ~20 ms.
+    # -I -S: the launcher imports C modules of the standard library only, and starts in ~12 ms.
     return [sys.executable, "-I", "-S", FORK_LAUNCHER, socket_path, *argv]
 
 
@@ -123,7 +105,7 @@ def stdio_entry(script: str, *args: str, direct: bool = False, **extra: Any) -> 
 
 
 def fixture_entry(name: str, *args: str, direct: bool = False, **extra: Any) -> dict[str, Any]:
-    """A `servers:` entry running the fixture server over stdio: forked by this worker's fork
+    """A `servers:` entry running the fixture server over stdio: forked by the run's fork
     server (`tests/fork_server.py`, through `tests/fork_launcher.py`) while it runs, else (or
     with `direct=True`) `python tests/servers/fixture_server.py` itself."""
     return stdio_entry(FIXTURE_SERVER, "--name", name, *args, direct=direct, **extra)
@@ -132,84 +114,6 @@ def fixture_entry(name: str, *args: str, direct: bool = False, **extra: Any) -> 
 def faulty_entry(name: str, *args: str, direct: bool = False, **extra: Any) -> dict[str, Any]:
     """A `servers:` entry running the faulty server over stdio (forked as `fixture_entry`)."""
     return stdio_entry(FAULTY_SERVER, "--name", name, *args, direct=direct, **extra)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _fork_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """This worker's fork server (`tests/fork_server.py`): started once per session unless
-    `MCPHUB_TEST_FORK=0` or every collected test is in the pure tier; stopped (with any child
-    left) at the end. Entries made before it starts (at import) start their servers directly.
-    Its stderr (empty unless something went wrong) is kept in pytest's temporary directory,
-    `fork-server*/zygote.log`; with `MCPHUB_TEST_FORK_LOG=1` it also holds a line per launch and
-    the CPU of the zygote, of its forked children and of this worker (own, and every descendant
-    it reaped: the zygote and its children included)."""
-    items = request.session.items
-    if os.environ.get(FORK_ENV, "1") == "0" or all(item.get_closest_marker("unit") for item in items):
-        yield
-        return
-    directory = tempfile.mkdtemp(prefix="mcphub-fork-")  # mode 0700: private to this user
-    path = os.path.join(directory, "zygote.sock")
-    try:
-        log = tmp_path_factory.mktemp("fork-server") / "zygote.log"
-        process = start_fork_server(path, *FORK_PRELOAD, exclude=FORK_EXCLUDE, log=str(log))
-    except RuntimeError:
-        logging.getLogger(__name__).warning("the fork server did not start: fixture servers start directly")
-        shutil.rmtree(directory, ignore_errors=True)
-        yield
-        return
-    os.environ[FORK_SOCKET_ENV] = path
-    try:
-        yield
-    finally:
-        os.environ.pop(FORK_SOCKET_ENV, None)
-        stop_fork_server(process)
-        shutil.rmtree(directory, ignore_errors=True)
-        if os.environ.get(FORK_LOG_ENV) == "1":  # where this worker's CPU went (README, Tests)
-            times = os.times()
-            with log.open("a") as file:
-                own, reaped = times.user + times.system, times.children_user + times.children_system
-                file.write(f"worker: CPU {own:.1f} s own, {reaped:.1f} s in reaped descendants\n")
-
-
-def start_fork_server(
-    path: str, *preload: str, exclude: tuple[str, ...] = (), log: str | None = None
-) -> subprocess.Popen[bytes]:
-    """Start `tests/fork_server.py` on the Unix socket `path` (in a 0700 directory), importing
-    what the `preload` scripts import (but no module of `exclude` nor their submodules), and
-    return once it accepts launches. Its stderr goes to `log` (default: `zygote.log` next to the
-    socket).
-
-    :raises RuntimeError: it did not say `ready` within 60 s (it is stopped then)."""
-    with open(log or os.path.join(os.path.dirname(path), "zygote.log"), "ab") as stderr:
-        # Not traced by coverage (a fixture server never was): its children would inherit it.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
-        process = subprocess.Popen(
-            [sys.executable, FORK_SERVER, path, *(arg for name in exclude for arg in ("--exclude", name)), *preload],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            start_new_session=True,
-        )
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        ready = process.stdout.readline() if selector.select(timeout=_FORK_READY_SECONDS) else b""
-    process.stdout.close()
-    if ready != b"ready\n":
-        stop_fork_server(process)
-        raise RuntimeError("the fork server did not start")
-    return process
-
-
-def stop_fork_server(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the fork server (it SIGKILLs and reaps every child left), SIGKILL after 10 s."""
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def tool_text(result: types.CallToolResult) -> str:

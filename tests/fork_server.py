@@ -5,15 +5,18 @@ importing the `mcp` SDK (0.85-1.6 s of CPU each, and the suite starts well over 
 This process imports what the given scripts import at top level (plus the event loop the scripts
 run on), then forks one child per launch request, so each launch costs a fork instead of an import.
 
-    python tests/fork_server.py SOCKET [--exclude MODULE ...] [PRELOAD_SCRIPT ...]
+    python tests/fork_server.py SOCKET [--listen-fd FD] [--exclude MODULE ...] [PRELOAD_SCRIPT ...]
 
 `--exclude MODULE`: never preload MODULE or its submodules, even where a script imports them (a
 module that reads its environment or its stdio at import, such as `hub.cli`'s consoles, must be
 imported by each child, with the child's own environment and stdio).
 
+`--listen-fd FD`: SOCKET is already bound and listening, on the inherited fd FD (its starter made
+it, so launches can connect at once: they wait in the listen backlog while this process preloads).
+
 It listens on the Unix socket SOCKET (its directory must be private: mode 0700), writes `ready`
 and a newline to its stdout once it accepts launches, and serves until SIGTERM/SIGINT or until
-its parent (the pytest worker) dies. `tests/fork_launcher.py` is its client; one launch is:
+its parent (the pytest process that started it) dies. `tests/fork_launcher.py` is its client; one launch is:
 
 1. the launcher sends a 4-byte big-endian length, then that many bytes of JSON
    `{"argv": [script, *args] or ["-m", module, *args], "cwd": str, "env": {name: value}}` (the
@@ -150,6 +153,20 @@ def preload(scripts: list[str], exclude: tuple[str, ...] = ()) -> list[str]:
     return failed
 
 
+def listen_unix(path: str) -> socket.socket:
+    """A Unix stream socket bound to `path` (mode 0600) and listening, with room for the launches
+    of every test process at once in its backlog."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        listener.listen(128)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
 def _recv_exactly(conn: socket.socket, size: int) -> bytes:
     data = bytearray()
     while len(data) < size:
@@ -184,12 +201,10 @@ def _read_request(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
 class Zygote:
     """The select loop: accept launches, fork, reap, report exits, kill orphans."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, listener: socket.socket | None = None) -> None:
+        """Serve on the Unix socket `path`: bound here, or already bound and listening as `listener`."""
         self.path = path
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        os.chmod(path, 0o600)
-        self.listener.listen(128)
+        self.listener = listener if listener is not None else listen_unix(path)
         self.listener.setblocking(False)
         self.wakeup_r, self.wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.selector = selectors.DefaultSelector()
@@ -202,7 +217,10 @@ class Zygote:
         self.startup_env = {name: os.environ.get(name) for name in STARTUP_ENV}
         self.locale = effective_locale(os.environ)
         self.log_launches = os.environ.get(LOG_ENV) == "1"
-        """`MCPHUB_TEST_FORK_LOG=1`: a line on stderr per launch, and the CPU used at the end."""
+        """`MCPHUB_TEST_FORK_LOG=1`: a line on stderr per child as it is reaped (its CPU and what
+        it ran), and the CPU used at the end."""
+        self.launched: dict[int, str] = {}
+        """With `log_launches`: what each live child runs (the first words of its argv)."""
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
@@ -245,8 +263,6 @@ class Zygote:
                 os.close(fd)
             conn.close()
             return
-        if self.log_launches:
-            print(f"fork_server: launch {' '.join(map(str, request['argv'][:3]))}", file=sys.stderr)  # type: ignore[index]
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -262,6 +278,8 @@ class Zygote:
         for fd in fds:
             os.close(fd)  # the child has them; a copy here would keep EOF from its peers
         self.children[pid] = conn
+        if self.log_launches:
+            self.launched[pid] = " ".join(map(str, request["argv"][:3]))  # type: ignore[index]
         conn.settimeout(None)
         try:
             conn.sendall(f"pid {pid}\n".encode())
@@ -307,11 +325,14 @@ class Zygote:
     def _reap(self) -> None:
         while self.children:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            if self.log_launches:
+                cpu, ran = usage.ru_utime + usage.ru_stime, self.launched.pop(pid, "?")
+                print(f"fork_server: child {pid} used {cpu:.3f} s of CPU: {ran}", file=sys.stderr)
             conn = self.children.pop(pid, None)
             if conn is not None:
                 with contextlib.suppress(KeyError, ValueError):
@@ -467,10 +488,14 @@ def run_main(argv: list[str]) -> int:
 
 def main() -> None:
     if len(sys.argv) < 2:
-        sys.exit("usage: fork_server.py SOCKET [--exclude MODULE ...] [PRELOAD_SCRIPT ...]")
+        sys.exit("usage: fork_server.py SOCKET [--listen-fd FD] [--exclude MODULE ...] [PRELOAD_SCRIPT ...]")
     _set_parent_death_signal(signal.SIGTERM)
+    listener: socket.socket | None = None
     exclude: list[str] = []
     scripts = sys.argv[2:]
+    if len(scripts) >= 2 and scripts[0] == "--listen-fd":
+        listener = socket.socket(fileno=int(scripts[1]))
+        scripts = scripts[2:]
     while len(scripts) >= 2 and scripts[0] == "--exclude":
         exclude.append(scripts[1])
         scripts = scripts[2:]
@@ -480,7 +505,7 @@ def main() -> None:
     leaked = sorted(name for name in sys.modules if _excluded(name, tuple(exclude)))
     if leaked:  # a preloaded module imported an excluded one: its children would share its state
         sys.exit(f"fork_server: excluded modules were imported by preloaded ones: {', '.join(leaked)}")
-    zygote = Zygote(sys.argv[1])
+    zygote = Zygote(sys.argv[1], listener)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)

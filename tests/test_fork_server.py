@@ -21,15 +21,9 @@ import anyio.to_thread
 import pytest
 from anyio.abc import ByteReceiveStream
 
-from tests.conftest import (
-    FORK_LAUNCHER,
-    FORK_SOCKET_ENV,
-    hub_command,
-    start_fork_server,
-    stop_fork_server,
-    until,
-)
+from tests.conftest import hub_command, until
 from tests.fork_server import STARTUP_ENV, effective_locale
+from tests.fork_session import FORK_LAUNCHER, FORK_SOCKET_ENV, start_fork_server, stop_fork_server
 
 pytestmark = pytest.mark.anyio
 
@@ -150,6 +144,21 @@ async def test_a_launched_script_gets_the_stdio_argv_cwd_environment_and_exit_co
         )
     expected = _assert_ran_alike(forked, direct, 7, zygote_pid)
     assert expected["env"]["FORK_PROBE"] == "a value" and expected["stdin"] == "line one\nline two\n"
+
+
+async def test_the_launcher_imports_no_module_built_on_enum_or_re(zygote: tuple[str, int], tmp_path: Path) -> None:
+    """It starts once per forked server: `socket`, `signal` and `json` (through `enum` and `re`)
+    doubled its CPU, so it uses their C modules (`tests/fork_launcher.py`)."""
+    socket_path, _ = zygote
+    script = _script(tmp_path, "quiet.py", "")
+    command = [sys.executable, "-I", "-S", "-X", "importtime", FORK_LAUNCHER, socket_path, script]
+    with anyio.fail_after(60):
+        launched = await anyio.run_process(command, check=False)
+    assert launched.returncode == 0
+    # `-X importtime` writes "import time: self | cumulative | name" on stderr per module imported.
+    imported = {line.rsplit("|", 1)[1].strip() for line in launched.stderr.decode().splitlines() if "|" in line}
+    assert "_socket" in imported  # the report is there: the launcher's own imports are in it
+    assert not imported & {"enum", "re", "socket", "signal", "json", "typing"}, sorted(imported)
 
 
 def _module(tmp_path: Path, name: str, text: str) -> Path:
