@@ -21,6 +21,7 @@ import anyio.to_thread
 import pytest
 from anyio.abc import ByteReceiveStream
 
+from tests import fork_launcher
 from tests.conftest import hub_command, until
 from tests.fork_server import STARTUP_ENV, effective_locale
 from tests.fork_session import FORK_LAUNCHER, FORK_SOCKET_ENV, start_fork_server, stop_fork_server
@@ -159,6 +160,16 @@ async def test_the_launcher_imports_no_module_built_on_enum_or_re(zygote: tuple[
     imported = {line.rsplit("|", 1)[1].strip() for line in launched.stderr.decode().splitlines() if "|" in line}
     assert "_socket" in imported  # the report is there: the launcher's own imports are in it
     assert not imported & {"enum", "re", "socket", "signal", "json", "typing"}, sorted(imported)
+
+
+def test_the_launchers_request_is_what_json_dumps_makes_of_it() -> None:
+    """Built without `json` (above): the same bytes, with quotes, control characters, non-ASCII
+    text and the lone surrogates of undecodable environment bytes (`os.fsdecode`)."""
+    argv = ["-m", "hub", 'say "hi"', "tab\there", "caf\u00e9"]
+    env = {"PATH": "/usr/bin", "ODD": "line\nbreak\x00\\", "BYTES": b"\xff\xfe".decode("utf-8", "surrogateescape")}
+    for args, cwd, environment in ((argv, "/tmp/\u00e9t\u00e9", env), ([], "/", {})):
+        expected = json.dumps({"argv": args, "cwd": cwd, "env": environment}).encode()
+        assert fork_launcher._request(args, cwd, environment) == expected
 
 
 def _module(tmp_path: Path, name: str, text: str) -> Path:
