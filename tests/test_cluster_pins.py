@@ -50,6 +50,10 @@ async def test_a_definition_approved_on_one_replica_is_served_on_the_other(redis
         # Hub A meets the server first and pins it (trust on first use), in Redis.
         async with running_hub({"rp": _rugpull()}, pinning="block", cluster=cluster) as a:
             await a.hub.catalog.changes.wait_for(lambda: a.hub.catalog.pin_status("tools", "rp", "echo") is not None)
+            # The pins reach Redis with A's first write (`hub.pin_writer`: in the background, once
+            # its start-up settled); B must not start before, or it pins the pulled server itself.
+            writer = a.hub.catalog.pin_writer
+            await writer.changes.wait_for(lambda: writer.writes >= 1)
             # Hub B starts later and meets the server already pulled: it has never seen the
             # original, yet holds the changed definitions, because the pins are shared.
             async with running_hub({"rp": _rugpull("--pulled")}, pinning="block", cluster=cluster) as b:
