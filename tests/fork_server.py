@@ -5,16 +5,16 @@ importing the `mcp` SDK (0.85-1.6 s of CPU each, and the suite starts well over 
 This process imports what the given scripts import at top level (plus the event loop the scripts
 run on), then forks one child per launch request, so each launch costs a fork instead of an import.
 
-    python tests/fork_server.py SOCKET [--listen-fd FD] [--exclude MODULE ...] [PRELOAD_SCRIPT ...]
+    python tests/fork_server.py SOCKET FD [--exclude MODULE ...] [PRELOAD_SCRIPT ...]
 
 `--exclude MODULE`: never preload MODULE or its submodules, even where a script imports them (a
 module that reads its environment or its stdio at import, such as `hub.cli`'s consoles, must be
 imported by each child, with the child's own environment and stdio).
 
-`--listen-fd FD`: SOCKET is already bound and listening, on the inherited fd FD (its starter made
-it, so launches can connect at once: they wait in the listen backlog while this process preloads).
-
-It listens on the Unix socket SOCKET (its directory must be private: mode 0700), writes `ready`
+It serves on the Unix socket SOCKET (its directory must be private: mode 0700), which its starter
+has bound and made listen, and hands over as the inherited fd FD (`tests.fork_session`), so
+launches can connect at once: they wait in the listen backlog while this process preloads. It
+writes `ready`
 and a newline to its stdout once it accepts launches, and serves until SIGTERM/SIGINT or until
 its parent (the pytest process that started it) dies. `tests/fork_launcher.py` is its client; one launch is:
 
@@ -153,20 +153,6 @@ def preload(scripts: list[str], exclude: tuple[str, ...] = ()) -> list[str]:
     return failed
 
 
-def listen_unix(path: str) -> socket.socket:
-    """A Unix stream socket bound to `path` (mode 0600) and listening, with room for the launches
-    of every test process at once in its backlog."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        listener.bind(path)
-        os.chmod(path, 0o600)
-        listener.listen(128)
-    except OSError:
-        listener.close()
-        raise
-    return listener
-
-
 def _recv_exactly(conn: socket.socket, size: int) -> bytes:
     data = bytearray()
     while len(data) < size:
@@ -201,10 +187,10 @@ def _read_request(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
 class Zygote:
     """The select loop: accept launches, fork, reap, report exits, kill orphans."""
 
-    def __init__(self, path: str, listener: socket.socket | None = None) -> None:
-        """Serve on the Unix socket `path`: bound here, or already bound and listening as `listener`."""
+    def __init__(self, path: str, listener: socket.socket) -> None:
+        """Serve on `listener`, bound to the Unix socket `path` and listening (removed at the end)."""
         self.path = path
-        self.listener = listener if listener is not None else listen_unix(path)
+        self.listener = listener
         self.listener.setblocking(False)
         self.wakeup_r, self.wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.selector = selectors.DefaultSelector()
@@ -487,15 +473,12 @@ def run_main(argv: list[str]) -> int:
 
 
 def main() -> None:
-    if len(sys.argv) < 2:
-        sys.exit("usage: fork_server.py SOCKET [--listen-fd FD] [--exclude MODULE ...] [PRELOAD_SCRIPT ...]")
+    if len(sys.argv) < 3:
+        sys.exit("usage: fork_server.py SOCKET FD [--exclude MODULE ...] [PRELOAD_SCRIPT ...]")
     _set_parent_death_signal(signal.SIGTERM)
-    listener: socket.socket | None = None
+    listener = socket.socket(fileno=int(sys.argv[2]))
     exclude: list[str] = []
-    scripts = sys.argv[2:]
-    if len(scripts) >= 2 and scripts[0] == "--listen-fd":
-        listener = socket.socket(fileno=int(scripts[1]))
-        scripts = scripts[2:]
+    scripts = sys.argv[3:]
     while len(scripts) >= 2 and scripts[0] == "--exclude":
         exclude.append(scripts[1])
         scripts = scripts[2:]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import selectors
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,15 +31,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fork_server import listen_unix
-
 ROOT = Path(__file__).resolve().parent.parent
 FORK_SERVER = str(ROOT / "tests" / "fork_server.py")
 FORK_LAUNCHER = str(ROOT / "tests" / "fork_launcher.py")
 FORK_ENV = "MCPHUB_TEST_FORK"
 """`MCPHUB_TEST_FORK=0`: start every test server and `mcphub` directly, without the fork server."""
-FORK_LOG_ENV = "MCPHUB_TEST_FORK_LOG"
-"""`MCPHUB_TEST_FORK_LOG=1`: the zygote logs each launch, each child's CPU and its own."""
 FORK_SOCKET_ENV = "MCPHUB_TEST_FORK_SOCKET"
 """The Unix socket of the run's fork server while it runs. An environment variable: the xdist
 workers inherit it from the process that started them."""
@@ -58,6 +55,20 @@ stdout (COLUMNS, a tty), so each `python -m hub` child imports it (a few small m
 own; `task_support` is imported by bare name from `tests/servers/` (not on the zygote's path)."""
 
 
+def _listen_unix(path: str) -> socket.socket:
+    """A Unix stream socket bound to `path` (mode 0600) and listening, with room in its backlog
+    for the launches of every test process at once."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        listener.listen(128)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
 def start_fork_server(
     path: str, *preload: str, exclude: tuple[str, ...] = (), log: str | None = None, wait: bool = True
 ) -> subprocess.Popen[bytes]:
@@ -69,14 +80,14 @@ def start_fork_server(
 
     :raises RuntimeError: with `wait`, it did not say `ready` within 60 s (it is stopped then).
     :raises OSError: `path` could not be bound."""
-    listener = listen_unix(path)
+    listener = _listen_unix(path)
     with listener, open(log or os.path.join(os.path.dirname(path), "zygote.log"), "ab") as stderr:
         # Not traced by coverage (a fixture server never was): its children would inherit it.
         env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
         fd = listener.fileno()
         excluded = (arg for name in exclude for arg in ("--exclude", name))
         process = subprocess.Popen(
-            [sys.executable, FORK_SERVER, path, "--listen-fd", str(fd), *excluded, *preload],
+            [sys.executable, FORK_SERVER, path, str(fd), *excluded, *preload],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if wait else subprocess.DEVNULL,
